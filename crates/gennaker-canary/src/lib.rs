@@ -1,0 +1,1 @@
+//! Canary analysis: Kayenta's NetflixACAJudge, reimplemented.

@@ -1,0 +1,1 @@
+//! Gennaker's domain model.

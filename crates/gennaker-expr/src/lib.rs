@@ -1,0 +1,1 @@
+//! Gennaker's pipeline expression language (`${ … }`), a sandboxed subset of SpEL.

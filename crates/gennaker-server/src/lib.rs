@@ -1,0 +1,1 @@
+//! gennaker-server.
