@@ -1,1 +1,22 @@
-//! gennaker-store.
+//! Gennaker's persistence.
+//!
+//! Everything Gennaker keeps lives behind the [`Store`] trait. [`SqlStore`] implements it
+//! for two databases with one set of queries: SQLite (the embedded default, WAL mode) and
+//! PostgreSQL (for several servers sharing one database). Each backend has its own
+//! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
+
+mod error;
+mod records;
+mod sql;
+mod store;
+
+pub use error::{Result, StoreError};
+pub use records::{
+    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
+    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
+};
+pub use sql::{SqlStore, now_millis};
+pub use store::Store;
+
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -1,0 +1,43 @@
+//! The store's error type.
+
+use thiserror::Error;
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{kind} '{name}' not found")]
+    NotFound {
+        /// What kind of thing (application, pipeline, user…).
+        kind: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// The change conflicts with what is stored (a duplicate name, a dependent record…).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database URL is not one Gennaker can use.
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored document could not be read back.
+    #[error("stored document is not valid JSON: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+/// The store's result type.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

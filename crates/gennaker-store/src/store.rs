@@ -1,0 +1,117 @@
+//! The `Store` trait: everything Gennaker persists goes through it.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::records::{
+    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
+    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
+};
+
+/// Persistent state of a Gennaker installation.
+///
+/// Names of applications, pipelines and users are unique without regard to case, as in
+/// Spinnaker; records keep the spelling they were created with.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Which backend this is (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Creates an application; a conflict when one with the same name exists.
+    async fn create_application(
+        &self,
+        name: &str,
+        config: &Value,
+        actor: &str,
+    ) -> Result<ApplicationRecord>;
+    /// Replaces an existing application's document.
+    async fn update_application(
+        &self,
+        name: &str,
+        config: &Value,
+        actor: &str,
+    ) -> Result<ApplicationRecord>;
+    /// Reads an application.
+    async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>>;
+    /// Lists all applications, by name.
+    async fn list_applications(&self) -> Result<Vec<ApplicationRecord>>;
+    /// Deletes an application; refused while it still has pipelines.
+    async fn delete_application(&self, name: &str) -> Result<ApplicationRecord>;
+
+    /// Saves a pipeline by id or name: creates it, or stores a new revision when the
+    /// document differs from the current one.
+    async fn save_pipeline(
+        &self,
+        application: &str,
+        save: &PipelineSave,
+        actor: &str,
+    ) -> Result<(PipelineRecord, SaveOutcome)>;
+    /// Reads a pipeline's current revision by name.
+    async fn get_pipeline(&self, application: &str, name: &str) -> Result<Option<PipelineRecord>>;
+    /// Reads a pipeline's current revision by id.
+    async fn get_pipeline_by_id(&self, id: &str) -> Result<Option<PipelineRecord>>;
+    /// Lists an application's pipelines, by name.
+    async fn list_pipelines(&self, application: &str) -> Result<Vec<PipelineRecord>>;
+    /// Deletes a pipeline and its revisions; returns what was deleted.
+    async fn delete_pipeline(&self, application: &str, name: &str) -> Result<PipelineRecord>;
+    /// Lists every revision of a pipeline, newest first.
+    async fn pipeline_history(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> Result<Vec<PipelineRevision>>;
+    /// Reads one revision of a pipeline.
+    async fn pipeline_revision(
+        &self,
+        application: &str,
+        name: &str,
+        revision: i64,
+    ) -> Result<Option<PipelineRevision>>;
+    /// Makes an old revision current again, as a new revision.
+    async fn restore_pipeline_revision(
+        &self,
+        application: &str,
+        name: &str,
+        revision: i64,
+        actor: &str,
+    ) -> Result<PipelineRecord>;
+
+    /// Counts users (zero means the installation is new).
+    async fn count_users(&self) -> Result<i64>;
+    /// Creates a user with the given roles (which must exist).
+    async fn create_user(&self, name: &str, admin: bool, roles: &[String]) -> Result<User>;
+    /// Reads a user.
+    async fn get_user(&self, name: &str) -> Result<Option<User>>;
+    /// Lists users, by name.
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Replaces a user's roles (which must exist).
+    async fn set_user_roles(&self, name: &str, roles: &[String]) -> Result<User>;
+    /// Deletes a user and their tokens.
+    async fn delete_user(&self, name: &str) -> Result<()>;
+
+    /// Creates a role.
+    async fn create_role(&self, name: &str, description: &str) -> Result<Role>;
+    /// Lists roles, by name.
+    async fn list_roles(&self) -> Result<Vec<Role>>;
+    /// Deletes a role (and removes it from users).
+    async fn delete_role(&self, name: &str) -> Result<()>;
+
+    /// Stores a new token.
+    async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
+    /// Lists tokens, all or one user's.
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>>;
+    /// Reads a token's metadata.
+    async fn get_token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Revokes a token.
+    async fn revoke_token(&self, id: &str) -> Result<ApiToken>;
+    /// Finds the live (not revoked, not expired) token with this hash, and its user.
+    async fn authenticate(&self, token_hash: &str, now: i64) -> Result<Option<(ApiToken, User)>>;
+
+    /// Appends to the audit log.
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry>;
+    /// Reads the audit log, newest first.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+}

@@ -1,0 +1,457 @@
+//! One behaviour suite, run against SQLite and PostgreSQL alike.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gennaker_store::testing::{TestBackend, TestDatabase};
+use gennaker_store::{
+    AuditQuery, NewAuditEntry, NewToken, PipelineSave, SaveOutcome, SqlStore, Store, StoreError,
+};
+use serde_json::json;
+
+/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with a fresh store.
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run($store: SqlStore) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
+                run(store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
+                run(store.clone()).await;
+                store.close().await;
+            }
+        }
+    };
+}
+
+fn save(name: &str, config: serde_json::Value) -> PipelineSave {
+    PipelineSave {
+        id: config.get("id").and_then(|v| v.as_str()).map(str::to_owned),
+        name: name.to_owned(),
+        config,
+    }
+}
+
+store_test!(applications_crud, |store| {
+    let created = store
+        .create_application("shop", &json!({"name": "shop", "email": "a@b.c"}), "alice")
+        .await
+        .unwrap();
+    assert_eq!(created.name, "shop");
+    let dup = store
+        .create_application("SHOP", &json!({"name": "SHOP"}), "alice")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, StoreError::Conflict(ref m) if m.contains("already exists")),
+        "{dup}"
+    );
+
+    let got = store.get_application("Shop").await.unwrap().unwrap();
+    assert_eq!(got.config["email"], "a@b.c");
+    let updated = store
+        .update_application("shop", &json!({"name": "shop", "email": "x@y.z"}), "bob")
+        .await
+        .unwrap();
+    assert_eq!(updated.updated_by, "bob");
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(matches!(
+        store.update_application("nope", &json!({}), "bob").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    store
+        .create_application("api", &json!({"name": "api"}), "alice")
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .list_applications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["api", "shop"]);
+    store.delete_application("api").await.unwrap();
+    assert!(store.get_application("api").await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_application("api").await,
+        Err(StoreError::NotFound { .. })
+    ));
+});
+
+store_test!(pipelines_keep_every_revision, |store| {
+    store
+        .create_application("shop", &json!({"name": "shop"}), "alice")
+        .await
+        .unwrap();
+    let v1 =
+        json!({"application": "shop", "name": "Deploy", "stages": [], "keepMe": {"b": 1, "a": 2}});
+    let (first, outcome) = store
+        .save_pipeline("shop", &save("Deploy", v1.clone()), "alice")
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Created);
+    assert_eq!(first.revision, 1);
+    assert_eq!(first.config["id"], json!(first.id));
+    // Key order survives storage.
+    let stored = store.get_pipeline("shop", "deploy").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_string(&stored.config["keepMe"]).unwrap(),
+        r#"{"b":1,"a":2}"#
+    );
+
+    let (same, outcome) = store
+        .save_pipeline("shop", &save("Deploy", v1.clone()), "alice")
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Unchanged);
+    assert_eq!(same.revision, 1);
+
+    let mut v2 = v1.clone();
+    v2["stages"] = json!([{"refId": "1", "type": "wait", "waitTime": 5}]);
+    let (second, outcome) = store
+        .save_pipeline("shop", &save("deploy", v2), "bob")
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Updated);
+    assert_eq!(
+        (second.id.as_str(), second.revision),
+        (first.id.as_str(), 2)
+    );
+
+    let history = store.pipeline_history("shop", "Deploy").await.unwrap();
+    assert_eq!(
+        history.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(history[1].author, "alice");
+    let old = store
+        .pipeline_revision("shop", "Deploy", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.config["stages"], json!([]));
+
+    let restored = store
+        .restore_pipeline_revision("shop", "Deploy", 1, "carol")
+        .await
+        .unwrap();
+    assert_eq!(restored.revision, 3);
+    assert_eq!(restored.config["stages"], json!([]));
+    let history = store.pipeline_history("shop", "Deploy").await.unwrap();
+    assert_eq!(history[0].restored_from, Some(1));
+    assert!(matches!(
+        store
+            .restore_pipeline_revision("shop", "Deploy", 9, "c")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+});
+
+store_test!(pipelines_rename_by_id_and_refuse_conflicts, |store| {
+    store
+        .create_application("shop", &json!({"name": "shop"}), "a")
+        .await
+        .unwrap();
+    store
+        .create_application("other", &json!({"name": "other"}), "a")
+        .await
+        .unwrap();
+    let (a, _) = store
+        .save_pipeline("shop", &save("A", json!({"name": "A"})), "a")
+        .await
+        .unwrap();
+    store
+        .save_pipeline("shop", &save("B", json!({"name": "B"})), "a")
+        .await
+        .unwrap();
+
+    // Same id, new name: a rename that keeps the history.
+    let renamed = json!({"id": a.id, "name": "A2"});
+    let (r, outcome) = store
+        .save_pipeline("shop", &save("A2", renamed), "a")
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome, r.revision, r.id.as_str()),
+        (SaveOutcome::Updated, 2, a.id.as_str())
+    );
+    assert!(store.get_pipeline("shop", "A").await.unwrap().is_none());
+
+    // Renaming onto an existing name is refused, and nothing changes.
+    let err = store
+        .save_pipeline("shop", &save("B", json!({"id": a.id, "name": "B"})), "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("already has a pipeline")),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .get_pipeline("shop", "A2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+
+    // An id from another application is refused.
+    let err = store
+        .save_pipeline("other", &save("X", json!({"id": a.id, "name": "X"})), "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("belongs to application 'shop'")),
+        "{err}"
+    );
+
+    // A different id with an existing name is refused.
+    let err = store
+        .save_pipeline("shop", &save("B", json!({"id": "zzz", "name": "B"})), "a")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+
+    // Unknown application.
+    assert!(matches!(
+        store
+            .save_pipeline("ghost", &save("A", json!({})), "a")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // An application with pipelines cannot be deleted; deleting the pipelines frees it.
+    let err = store.delete_application("shop").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("2 pipeline(s)")),
+        "{err}"
+    );
+    let deleted = store.delete_pipeline("shop", "a2").await.unwrap();
+    assert_eq!(deleted.id, a.id);
+    store.delete_pipeline("shop", "B").await.unwrap();
+    assert!(store.pipeline_history("shop", "A2").await.is_err());
+    store.delete_application("shop").await.unwrap();
+});
+
+store_test!(concurrent_saves_never_lose_a_revision, |store| {
+    store
+        .create_application("shop", &json!({"name": "shop"}), "a")
+        .await
+        .unwrap();
+    store
+        .save_pipeline("shop", &save("P", json!({"name": "P", "n": 0})), "a")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 1..=16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .save_pipeline("shop", &save("P", json!({"name": "P", "n": n})), "a")
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let history = store.pipeline_history("shop", "P").await.unwrap();
+    assert_eq!(history.len(), 17);
+    assert_eq!(
+        store
+            .get_pipeline("shop", "P")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        17
+    );
+});
+
+store_test!(users_roles_and_tokens, |store| {
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    store.create_role("dev", "developers").await.unwrap();
+    store.create_role("ops", "operators").await.unwrap();
+    assert!(matches!(
+        store.create_role("dev", "again").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let err = store
+        .create_user("eve", false, &["nope".to_owned()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "role", .. }),
+        "{err}"
+    );
+    assert!(
+        store.get_user("eve").await.unwrap().is_none(),
+        "a failed create leaves nothing behind"
+    );
+
+    let alice = store
+        .create_user("Alice", false, &["ops".to_owned(), "dev".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(alice.roles, ["dev", "ops"]);
+    assert!(matches!(
+        store.create_user("alice", true, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let alice = store
+        .set_user_roles("alice", &["dev".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(alice.roles, ["dev"]);
+
+    let token = store
+        .create_token(&NewToken {
+            user: "alice".into(),
+            name: "laptop".into(),
+            token_hash: "h1".into(),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(token.user, "Alice");
+    let (found, user) = store.authenticate("h1", 0).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), user.name.as_str()),
+        (token.id.as_str(), "Alice")
+    );
+    assert!(store.authenticate("h2", 0).await.unwrap().is_none());
+
+    let expiring = store
+        .create_token(&NewToken {
+            user: "alice".into(),
+            name: "ci".into(),
+            token_hash: "h3".into(),
+            expires_at: Some(1000),
+        })
+        .await
+        .unwrap();
+    assert!(store.authenticate("h3", 999).await.unwrap().is_some());
+    assert!(store.authenticate("h3", 1000).await.unwrap().is_none());
+    assert_eq!(store.list_tokens(Some("ALICE")).await.unwrap().len(), 2);
+
+    let revoked = store.revoke_token(&token.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.authenticate("h1", 0).await.unwrap().is_none());
+    assert!(matches!(
+        store.revoke_token("missing").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    store.delete_role("dev").await.unwrap();
+    assert!(
+        store
+            .get_user("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .roles
+            .is_empty()
+    );
+    store.delete_user("alice").await.unwrap();
+    assert!(
+        store.get_token(&expiring.id).await.unwrap().is_none(),
+        "tokens go with their user"
+    );
+    assert_eq!(store.list_users().await.unwrap().len(), 0);
+});
+
+store_test!(audit_log_pages_newest_first, |store| {
+    for n in 0..5 {
+        store
+            .append_audit(&NewAuditEntry {
+                actor: if n % 2 == 0 {
+                    "alice".into()
+                } else {
+                    "bob".into()
+                },
+                action: "POST /api/v1/applications".into(),
+                target: format!("application:app{n}"),
+                outcome: "success".into(),
+                status: 201,
+                detail: json!({"n": n}),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list_audit(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| e.detail["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [4, 3, 2, 1, 0]
+    );
+    let page = store
+        .list_audit(&AuditQuery {
+            limit: 2,
+            before_id: Some(all[1].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|e| e.detail["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 1]
+    );
+    let bob = store
+        .list_audit(&AuditQuery {
+            limit: 10,
+            actor: Some("bob".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bob.len(), 2);
+    let one = store
+        .list_audit(&AuditQuery {
+            limit: 10,
+            target_prefix: Some("application:app3".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+});
+
+#[tokio::test]
+async fn rejects_unknown_database_urls() {
+    let err = SqlStore::connect("mysql://localhost/x").await.unwrap_err();
+    assert!(
+        err.to_string().contains("use sqlite://PATH or postgres://"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn reopening_a_sqlite_file_keeps_data_and_migrations_are_idempotent() {
+    let db = TestDatabase::create(TestBackend::Sqlite).await.unwrap();
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    store
+        .create_application("keep", &json!({"name": "keep"}), "a")
+        .await
+        .unwrap();
+    store.close().await;
+    let again = SqlStore::connect(&db.url).await.unwrap();
+    assert!(again.get_application("keep").await.unwrap().is_some());
+}
