@@ -1,1 +1,37 @@
-//! Gennaker's domain model.
+//! Gennaker's domain model: Spinnaker-compatible applications and pipeline configs, their
+//! JSON/YAML documents, moniker naming, and validation that reports every problem of a
+//! document at once with its JSON path.
+//!
+//! The core does no I/O: callers hand it text or `serde_json::Value`s.
+
+pub mod application;
+pub mod document;
+pub mod lenient;
+pub mod naming;
+pub mod pipeline;
+pub mod problems;
+mod shape;
+pub mod stage_types;
+pub mod suggest;
+mod validate;
+
+pub use application::{
+    Access, Application, ApplicationError, CloudProviders, Permissions, validate_application_name,
+    validate_application_value,
+};
+pub use document::{
+    DocumentFormat, SyntaxError, YamlWriteError, detect_format, parse_document, to_json_pretty,
+    to_yaml_string,
+};
+pub use lenient::{Lenient, RefId};
+pub use naming::{Moniker, NamePart, NamingError, cluster_name, next_sequence, parse_name};
+pub use pipeline::{
+    Artifact, ExpectedArtifact, ModelError, Notification, ParameterDefinition, Pipeline, Stage,
+    StageEnabled, Trigger,
+};
+pub use problems::{JsonPath, PathSegment, Problem, Severity, ValidationReport, json_path};
+pub use stage_types::{StageTypeInfo, Support, stage_type, suggest_stage_type};
+pub use validate::{
+    NOTIFICATION_EVENTS, NOTIFICATION_TYPES, TRIGGER_TYPES, validate_pipeline_for_application,
+    validate_pipeline_value,
+};

@@ -1,0 +1,176 @@
+//! Syntax level: turning JSON or YAML text into a [`serde_json::Value`] and back.
+//!
+//! Everything above this layer (typed model, validation) works on `serde_json::Value`, so
+//! YAML and JSON documents are interchangeable once parsed.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The text format of a pipeline or application document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentFormat {
+    /// JSON, as Front50 stores it and `spin` reads it.
+    Json,
+    /// YAML, the same model written for humans.
+    Yaml,
+}
+
+/// A document that is not well-formed JSON or YAML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct SyntaxError {
+    /// 1-based line of the offending character.
+    pub line: u64,
+    /// 1-based column (in characters) of the offending character.
+    pub column: u64,
+    /// What the parser expected or found, without the position.
+    pub message: String,
+}
+
+/// A value that could not be written out as YAML.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the document as YAML: {0}")]
+pub struct YamlWriteError(String);
+
+/// Nesting deeper than this is not a pipeline: it is an attack or a mistake.
+pub const MAX_DEPTH: usize = 128;
+
+/// Aliases are legitimate in hand-written YAML but a few hundred cover every real use;
+/// the limit is what stops "billion laughs" expansion.
+const MAX_ALIASES: usize = 1_000;
+
+/// Parses `text` as `format` into a JSON value.
+///
+/// YAML is parsed with a budget (depth, node count, aliases, scalar bytes) so a hostile
+/// document cannot exhaust memory. JSON depth is bounded by serde_json's recursion limit
+/// (128) which matches [`MAX_DEPTH`].
+pub fn parse_document(text: &str, format: DocumentFormat) -> Result<Value, SyntaxError> {
+    match format {
+        DocumentFormat::Json => parse_json(text),
+        DocumentFormat::Yaml => parse_yaml(text),
+    }
+}
+
+fn parse_json(text: &str) -> Result<Value, SyntaxError> {
+    serde_json::from_str(text).map_err(|err| {
+        let full = err.to_string();
+        // serde_json appends " at line L column C" to every message; the position is
+        // reported separately, so strip it to keep the message readable.
+        let message = match full.rfind(" at line ") {
+            Some(at) => full[..at].to_owned(),
+            None => full,
+        };
+        SyntaxError {
+            line: err.line().max(1) as u64,
+            column: err.column().max(1) as u64,
+            message,
+        }
+    })
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
+    budget.max_nodes = 1_000_000;
+    budget.max_total_scalar_bytes = 32 * 1024 * 1024;
+    budget.max_documents = 1;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+fn parse_yaml(text: &str) -> Result<Value, SyntaxError> {
+    if text.trim().is_empty() {
+        return Err(SyntaxError {
+            line: 1,
+            column: 1,
+            message: "the document is empty".to_owned(),
+        });
+    }
+    serde_saphyr::from_str_with_options::<Value>(text, yaml_options()).map_err(|err| {
+        let (line, column) = err
+            .location()
+            .map_or((1, 1), |loc| (loc.line().max(1), loc.column().max(1)));
+        SyntaxError {
+            line,
+            column,
+            message: yaml_message(&err),
+        }
+    })
+}
+
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    if let serde_saphyr::Error::Budget { breach, .. } = err.without_snippet() {
+        return match breach {
+            BudgetBreach::Depth { .. } => {
+                format!("the document is nested more than {MAX_DEPTH} levels deep")
+            }
+            BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
+                format!("the document uses more than {MAX_ALIASES} anchors or aliases")
+            }
+            BudgetBreach::Documents { .. } => {
+                "the file holds more than one YAML document ('---'); put one document per file"
+                    .to_owned()
+            }
+            other => format!("the document exceeds a size limit ({other:?})"),
+        };
+    }
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
+    let rendered = err.without_snippet().render_with_options(options);
+    let message = strip_yaml_location(&rendered);
+    // The library's hint names its own API, which means nothing to a pipeline author.
+    match message.find(", set DuplicateKeyPolicy") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    }
+}
+
+/// serde-saphyr renders "message at line L, column C"; the position is reported in its own
+/// fields.
+fn strip_yaml_location(rendered: &str) -> String {
+    let first_line = rendered.lines().next().unwrap_or(rendered).trim();
+    match first_line.rfind(" at line ") {
+        Some(at) => first_line[..at].to_owned(),
+        None => first_line.to_owned(),
+    }
+}
+
+/// Guesses the format of a document: by file extension first, else by its first
+/// non-blank character (`{` or `[` means JSON).
+pub fn detect_format(file_name: &str, text: &str) -> DocumentFormat {
+    let lower = file_name.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        return DocumentFormat::Json;
+    }
+    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        return DocumentFormat::Yaml;
+    }
+    match text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .chars()
+        .next()
+    {
+        Some('{' | '[') => DocumentFormat::Json,
+        _ => DocumentFormat::Yaml,
+    }
+}
+
+/// Writes a JSON value as a YAML document that [`parse_document`] reads back to an equal
+/// value.
+pub fn to_yaml_string(value: &Value) -> Result<String, YamlWriteError> {
+    serde_saphyr::to_string(value).map_err(|err| YamlWriteError(err.to_string()))
+}
+
+/// Writes a JSON value as pretty JSON text (two-space indent, key order kept).
+pub fn to_json_pretty(value: &Value) -> String {
+    // Serializing a `Value` to a String cannot fail: its keys are strings and it holds no
+    // non-finite floats.
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}

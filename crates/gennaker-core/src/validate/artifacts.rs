@@ -1,0 +1,77 @@
+//! `expectedArtifacts[]`: ids present and unique, match and default artifacts well formed.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::fields::Obj;
+use crate::problems::{Problem, ValidationReport};
+
+/// Checks the pipeline's expected artifacts and returns every artifact id a stage or
+/// trigger may refer to (the pipeline's and those stages declare they produce).
+pub(super) fn check_expected_artifacts(
+    pipeline: &Obj<'_>,
+    report: &mut ValidationReport,
+) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for (index, artifact) in pipeline.objects("expectedArtifacts", "an expected artifact", report) {
+        artifact.string("displayName", report);
+        for key in [
+            "useDefaultArtifact",
+            "usePriorArtifact",
+            "usePriorExecution",
+        ] {
+            artifact.boolean(key, report);
+        }
+        if let Some(id) = artifact.required_string("id", "the artifact id", report) {
+            if let Some(at) = first.get(id) {
+                report.push(Problem::error(
+                    artifact.at("id"),
+                    format!(
+                        "expected artifact id '{id}' is already used by expectedArtifacts[{at}]"
+                    ),
+                ));
+            } else {
+                first.insert(id.to_owned(), index);
+            }
+            ids.insert(id.to_owned());
+        }
+        let matcher = artifact.object("matchArtifact", report);
+        if matcher.is_none() && !artifact.has("matchArtifact") {
+            report.push(
+                Problem::warning(artifact.at("matchArtifact"), "the expected artifact has no matchArtifact, so no incoming artifact can match it")
+                    .with_hint("e.g. {\"type\": \"docker/image\", \"name\": \"gcr.io/project/app\"}"),
+            );
+        }
+        let default = artifact.object("defaultArtifact", report);
+        if artifact.boolean("useDefaultArtifact", &mut ValidationReport::default()) == Some(true) {
+            match default {
+                Some(default) if default.has("type") => {}
+                Some(default) => report.push(Problem::error(
+                    default.at("type"),
+                    "the default artifact has no type",
+                )),
+                None => report.push(Problem::error(
+                    artifact.at("defaultArtifact"),
+                    "useDefaultArtifact is on but there is no defaultArtifact",
+                )),
+            }
+        }
+    }
+    // Stages may declare artifacts they produce; those ids are valid references too.
+    if let Some(Value::Array(stages)) = pipeline.get("stages") {
+        for stage in stages {
+            if let Some(Value::Array(produced)) = stage.get("expectedArtifacts") {
+                ids.extend(
+                    produced
+                        .iter()
+                        .filter_map(|a| a.get("id"))
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    ids
+}
