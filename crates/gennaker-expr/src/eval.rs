@@ -1,0 +1,983 @@
+//! Tree-walking evaluation under [`Limits`].
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+use crate::ast::{BinaryOp, MapKey, Node, NodeKind, Selection, UnaryOp};
+use crate::error::{ErrorKind, ExprError, Warning, WarningKind};
+use crate::functions::{CallContext, FunctionRegistry};
+use crate::limits::Limits;
+use crate::pattern::RegexCache;
+use crate::value::{Num, Style, Val, compare, count_nodes, equal, string_to_bool, write_value};
+
+/// Copying a value costs one step per this many JSON nodes.
+const NODES_PER_STEP: u64 = 16;
+/// Scanning or building a string costs one step per this many bytes.
+const BYTES_PER_STEP: usize = 256;
+/// Warnings kept per evaluation; the rest are dropped.
+const MAX_WARNINGS: usize = 20;
+
+/// The state of one evaluation: its budget, its warnings and its compiled patterns.
+pub(crate) struct Eval<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) root: &'a Value,
+    pub(crate) functions: &'a FunctionRegistry,
+    pub(crate) limits: &'a Limits,
+    steps: u64,
+    depth: u32,
+    pub(crate) warnings: Vec<Warning>,
+    pub(crate) regexes: RegexCache,
+    /// The node that last read a missing key, and why: if that `null` is then
+    /// dereferenced, the error names the misspelt key instead of just "null".
+    last_missing: Option<(usize, usize, String)>,
+}
+
+impl<'a> Eval<'a> {
+    pub(crate) fn new(
+        source: &'a str,
+        root: &'a Value,
+        functions: &'a FunctionRegistry,
+        limits: &'a Limits,
+    ) -> Self {
+        Self {
+            source,
+            root,
+            functions,
+            limits,
+            steps: 0,
+            depth: 0,
+            warnings: Vec::new(),
+            regexes: RegexCache::default(),
+            last_missing: None,
+        }
+    }
+
+    pub(crate) fn error(
+        &self,
+        kind: ErrorKind,
+        message: impl Into<String>,
+        at: usize,
+    ) -> ExprError {
+        ExprError::new(kind, message, self.source, at)
+    }
+
+    pub(crate) fn warn(
+        &mut self,
+        kind: WarningKind,
+        message: String,
+        at: usize,
+        hint: Option<String>,
+    ) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings
+                .push(Warning::new(kind, message, self.source, at, hint));
+        }
+    }
+
+    /// Spends `n` steps of the budget.
+    pub(crate) fn charge(&mut self, n: u64, at: usize) -> Result<(), ExprError> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > self.limits.max_steps {
+            return Err(self
+                .error(
+                    ErrorKind::StepLimit,
+                    format!("evaluation exceeded {} steps", self.limits.max_steps),
+                    at,
+                )
+                .with_hint("the expression does too much work; simplify it or split it"));
+        }
+        Ok(())
+    }
+
+    /// Pays for scanning or building `len` bytes of text.
+    pub(crate) fn charge_bytes(&mut self, len: usize, at: usize) -> Result<(), ExprError> {
+        self.charge((len / BYTES_PER_STEP) as u64, at)
+    }
+
+    pub(crate) fn check_string(&self, len: usize, at: usize) -> Result<(), ExprError> {
+        if len > self.limits.max_string_length {
+            return Err(self.error(
+                ErrorKind::OutputLimit,
+                format!(
+                    "string of {len} bytes exceeds the limit of {} bytes",
+                    self.limits.max_string_length
+                ),
+                at,
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_collection(&self, len: usize, at: usize) -> Result<(), ExprError> {
+        if len > self.limits.max_collection_size {
+            return Err(self.error(
+                ErrorKind::CollectionLimit,
+                format!(
+                    "collection of {len} elements exceeds the limit of {} elements",
+                    self.limits.max_collection_size
+                ),
+                at,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies a borrowed value, paying for its size.
+    pub(crate) fn copy(&mut self, value: &Value, at: usize) -> Result<Value, ExprError> {
+        let remaining = self.limits.max_steps.saturating_sub(self.steps);
+        let cap = remaining.saturating_mul(NODES_PER_STEP);
+        let nodes = count_nodes(value, cap);
+        self.charge(nodes / NODES_PER_STEP, at)?;
+        Ok(value.clone())
+    }
+
+    /// Turns a value into JSON, copying what is borrowed.
+    pub(crate) fn materialize(&mut self, val: Val<'a>, at: usize) -> Result<Value, ExprError> {
+        match val {
+            Val::Ref(v) => self.copy(v, at),
+            Val::Own(v) => Ok(v),
+            Val::List(items) => {
+                self.check_collection(items.len(), at)?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(self.materialize(item, at)?);
+                }
+                Ok(Value::Array(out))
+            }
+        }
+    }
+
+    /// A JSON view of a value, copying only a [`Val::List`].
+    pub(crate) fn view<'v>(
+        &mut self,
+        val: &'v Val<'a>,
+        at: usize,
+    ) -> Result<Cow<'v, Value>, ExprError> {
+        match val {
+            Val::Ref(v) => Ok(Cow::Borrowed(*v)),
+            Val::Own(v) => Ok(Cow::Borrowed(v)),
+            Val::List(_) => Ok(Cow::Owned(self.materialize(val.clone(), at)?)),
+        }
+    }
+
+    /// A copy of a value that may be used twice (`#this`).
+    fn duplicate(&mut self, val: &Val<'a>, at: usize) -> Result<Val<'a>, ExprError> {
+        match val {
+            Val::Ref(v) => Ok(Val::Ref(v)),
+            Val::Own(v) => Ok(Val::Own(self.copy(v, at)?)),
+            Val::List(items) => {
+                self.charge(items.len() as u64 / NODES_PER_STEP, at)?;
+                Ok(Val::List(items.clone()))
+            }
+        }
+    }
+
+    /// Prints a value as `+` and template text do.
+    pub(crate) fn print(
+        &mut self,
+        val: &Val<'a>,
+        style: Style,
+        at: usize,
+    ) -> Result<String, ExprError> {
+        if let Some(s) = val.as_str() {
+            return Ok(s.to_owned());
+        }
+        let json = self.view(val, at)?;
+        let mut out = String::new();
+        let max = self.limits.max_string_length;
+        if write_value(&json, style, &mut out, max).is_err() {
+            return Err(self.error(
+                ErrorKind::OutputLimit,
+                format!("text of the value exceeds the limit of {max} bytes"),
+                at,
+            ));
+        }
+        self.charge_bytes(out.len(), at)?;
+        Ok(out)
+    }
+
+    pub(crate) fn eval(&mut self, node: &Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
+        self.charge(1, node.at)?;
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            self.depth -= 1;
+            return Err(self.error(
+                ErrorKind::DepthLimit,
+                format!(
+                    "evaluation nested deeper than {} levels",
+                    self.limits.max_depth
+                ),
+                node.at,
+            ));
+        }
+        let result = self.eval_kind(node, this);
+        self.depth -= 1;
+        result
+    }
+
+    fn eval_kind(&mut self, node: &Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
+        match &node.kind {
+            NodeKind::Null => Ok(Val::null()),
+            NodeKind::Bool(b) => Ok(Val::Own(Value::Bool(*b))),
+            NodeKind::Int(i) => Ok(Val::Own(Value::from(*i))),
+            NodeKind::Float(f) => Num::Float(*f)
+                .to_value()
+                .map(Val::Own)
+                .ok_or_else(|| self.error(ErrorKind::Arithmetic, "number out of range", node.at)),
+            NodeKind::Str(s) => Ok(Val::Own(Value::String(s.clone()))),
+            NodeKind::List(items) => {
+                self.check_collection(items.len(), node.at)?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(self.eval(item, this)?);
+                }
+                Ok(Val::List(out))
+            }
+            NodeKind::Map(entries) => self.inline_map(entries, node, this),
+            NodeKind::This => self.duplicate(this, node.at),
+            NodeKind::Root => Ok(Val::Ref(self.root)),
+            NodeKind::Var(name) => self.variable(name, node),
+            NodeKind::Call { name, args } => self.call(name, args, node, this),
+            NodeKind::Ident(name) => {
+                let is_root = matches!(this, Val::Ref(v) if std::ptr::eq(*v, self.root));
+                let owner = if is_root { "the context" } else { "#this" };
+                // Copy only the field of an owned `#this` (a map entry), not all of it.
+                if let Val::Own(Value::Object(map)) = this {
+                    if let Some(v) = map.get(name) {
+                        return Ok(Val::Own(self.copy(v, node.at)?));
+                    }
+                    let close = suggest(name, map.keys().map(String::as_str)).map(str::to_owned);
+                    self.missing(name, close, node, owner);
+                    return Ok(Val::null());
+                }
+                let target = self.duplicate(this, node.at)?;
+                self.property(target, name, node, owner, false)
+            }
+            NodeKind::Property { target, name, safe } => {
+                let value = self.eval(target, this)?;
+                let owner = self.describe(target);
+                if value.is_null() {
+                    return self.null_target(target, node, *safe, || {
+                        format!("cannot read property '{name}' of null")
+                    });
+                }
+                self.property(value, name, node, &owner, *safe)
+            }
+            NodeKind::Index {
+                target,
+                index,
+                safe,
+            } => {
+                let value = self.eval(target, this)?;
+                if value.is_null() {
+                    return self
+                        .null_target(target, node, *safe, || "cannot index into null".to_owned());
+                }
+                self.index(value, target, index, node, this)
+            }
+            NodeKind::Method {
+                target,
+                name,
+                args,
+                safe,
+            } => {
+                let value = match target {
+                    Some(t) => {
+                        let value = self.eval(t, this)?;
+                        if value.is_null() {
+                            return self.null_target(t, node, *safe, || {
+                                format!("cannot call method '{name}' on null")
+                            });
+                        }
+                        value
+                    }
+                    None => self.duplicate(this, node.at)?,
+                };
+                let mut values = Vec::with_capacity(args.len());
+                for arg in args {
+                    values.push(self.eval(arg, this)?);
+                }
+                crate::methods::call(self, value, name, values, node)
+            }
+            NodeKind::Select {
+                target,
+                which,
+                condition,
+                safe,
+            } => {
+                let value = self.eval(target, this)?;
+                if value.is_null() {
+                    return self
+                        .null_target(target, node, *safe, || "cannot select from null".to_owned());
+                }
+                self.select(value, *which, condition, node)
+            }
+            NodeKind::Project { target, expr, safe } => {
+                let value = self.eval(target, this)?;
+                if value.is_null() {
+                    return self
+                        .null_target(target, node, *safe, || "cannot project null".to_owned());
+                }
+                self.project(value, expr, node)
+            }
+            NodeKind::Unary { op, operand } => {
+                let value = self.eval(operand, this)?;
+                self.unary(*op, value, node)
+            }
+            NodeKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, node, this),
+            NodeKind::Ternary {
+                condition,
+                then,
+                otherwise,
+            } => {
+                let value = self.eval(condition, this)?;
+                if self.condition(&value, condition.at, "the ternary condition")? {
+                    self.eval(then, this)
+                } else {
+                    self.eval(otherwise, this)
+                }
+            }
+            NodeKind::Elvis { value, fallback } => {
+                let v = self.eval(value, this)?;
+                // Since Spring 5 the Elvis operator treats an empty string like null.
+                if v.is_null() || v.as_str() == Some("") {
+                    self.eval(fallback, this)
+                } else {
+                    Ok(v)
+                }
+            }
+        }
+    }
+
+    /// The source text of a node, shortened, for messages such as "not found on trigger".
+    fn describe(&self, node: &Node) -> String {
+        let text = self.source.get(node.start..node.end).unwrap_or("").trim();
+        if text.chars().count() > 40 {
+            let short: String = text.chars().take(37).collect();
+            format!("{short}...")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// `null` as a target: `null` with `?.`, otherwise an error that explains where the
+    /// `null` came from when it was a missing key.
+    fn null_target(
+        &mut self,
+        target: &Node,
+        node: &Node,
+        safe: bool,
+        message: impl FnOnce() -> String,
+    ) -> Result<Val<'a>, ExprError> {
+        if safe {
+            return Ok(Val::null());
+        }
+        let hint = match &self.last_missing {
+            Some((start, end, why)) if *start == target.start && *end == target.end => {
+                Some(why.clone())
+            }
+            _ => Some(format!(
+                "'{}' is null; use '?.' to read through null",
+                self.describe(target)
+            )),
+        };
+        Err(self
+            .error(ErrorKind::NullReference, message(), node.at)
+            .with_hint_opt(hint))
+    }
+
+    fn variable(&mut self, name: &str, node: &Node) -> Result<Val<'a>, ExprError> {
+        if let Some(value) = self.functions.variable(name) {
+            return Ok(Val::Ref(value));
+        }
+        if self.functions.function(name).is_some() {
+            return Err(self
+                .error(ErrorKind::Type, format!("'#{name}' is a function"), node.at)
+                .with_hint(format!("call it: #{name}(...)")));
+        }
+        // SpEL reads an undefined variable as null; we say so.
+        let candidates = self.functions.variable_names();
+        let hint = suggest(name, candidates.chain(["this", "root"]))
+            .map(|s| format!("did you mean '#{s}'?"));
+        self.warn(
+            WarningKind::UndefinedVariable,
+            format!("variable '#{name}' is not defined"),
+            node.at,
+            hint,
+        );
+        Ok(Val::null())
+    }
+
+    fn call(
+        &mut self,
+        name: &str,
+        args: &[Node],
+        node: &Node,
+        this: &Val<'a>,
+    ) -> Result<Val<'a>, ExprError> {
+        let functions = self.functions;
+        let Some(function) = functions.function(name) else {
+            let hint =
+                suggest(name, functions.function_names()).map(|s| format!("did you mean '#{s}'?"));
+            return Err(self
+                .error(
+                    ErrorKind::UnknownFunction,
+                    format!("function '#{name}' is not defined"),
+                    node.at,
+                )
+                .with_hint_opt(hint));
+        };
+        let mut values = Vec::with_capacity(args.len());
+        for arg in args {
+            let value = self.eval(arg, this)?;
+            values.push(self.materialize(value, arg.at)?);
+        }
+        let context = CallContext::new(self.root, name, self.limits);
+        let result = function(&values, &context).map_err(|e| {
+            let message = match e.message().strip_prefix(&format!("#{name}")) {
+                Some(_) => e.message().to_owned(),
+                None => format!("#{name}: {}", e.message()),
+            };
+            self.error(ErrorKind::Function, message, node.at)
+                .with_hint_opt(e.hint().map(str::to_owned))
+        })?;
+        if let Value::String(s) = &result {
+            self.check_string(s.len(), node.at)?;
+            self.charge_bytes(s.len(), node.at)?;
+        }
+        Ok(Val::Own(result))
+    }
+
+    fn inline_map(
+        &mut self,
+        entries: &[(MapKey, Node)],
+        node: &Node,
+        this: &Val<'a>,
+    ) -> Result<Val<'a>, ExprError> {
+        self.check_collection(entries.len(), node.at)?;
+        let mut map = Map::new();
+        for (key, value) in entries {
+            let key = match key {
+                MapKey::Name(name) => name.clone(),
+                MapKey::Expr(key_node) => {
+                    let k = self.eval(key_node, this)?;
+                    self.print(&k, Style::Java, key_node.at)?
+                }
+            };
+            let value = self.eval(value, this)?;
+            let value = self.materialize(value, node.at)?;
+            map.insert(key, value);
+        }
+        Ok(Val::Own(Value::Object(map)))
+    }
+
+    /// Reads `name` of a map. A missing key reads as `null`, as in Spinnaker (whose
+    /// evaluation context allows unknown keys); a warning records the closest key.
+    fn property(
+        &mut self,
+        target: Val<'a>,
+        name: &str,
+        node: &Node,
+        owner: &str,
+        safe: bool,
+    ) -> Result<Val<'a>, ExprError> {
+        let found = match target {
+            Val::Ref(Value::Object(map)) => match map.get(name) {
+                Some(v) => return Ok(Val::Ref(v)),
+                None => suggest(name, map.keys().map(String::as_str)).map(str::to_owned),
+            },
+            Val::Own(Value::Object(mut map)) => match map.remove(name) {
+                Some(v) => return Ok(Val::Own(v)),
+                None => suggest(name, map.keys().map(String::as_str)).map(str::to_owned),
+            },
+            other if other.is_null() => {
+                if safe {
+                    return Ok(Val::null());
+                }
+                return Err(self.error(
+                    ErrorKind::NullReference,
+                    format!("cannot read property '{name}' of null"),
+                    node.at,
+                ));
+            }
+            other => {
+                let kind = other.type_name();
+                let hint = if crate::methods::exists(&other, name) {
+                    format!("call it as a method: {name}()")
+                } else if kind == "list" {
+                    format!("to read '{name}' of every element use .![{name}]")
+                } else {
+                    format!("only maps have properties; this is a {kind}")
+                };
+                return Err(self
+                    .error(
+                        ErrorKind::Type,
+                        format!("cannot read property '{name}' of a {kind}"),
+                        node.at,
+                    )
+                    .with_hint(hint));
+            }
+        };
+        self.missing(name, found, node, owner);
+        Ok(Val::null())
+    }
+
+    fn missing(&mut self, key: &str, close: Option<String>, node: &Node, owner: &str) {
+        let message = format!("property '{key}' not found on {owner}");
+        let hint = close.map(|c| format!("did you mean '{c}'?"));
+        let why = match &hint {
+            Some(h) => format!("{message}; {h}"),
+            None => message.clone(),
+        };
+        self.last_missing = Some((node.start, node.end, why));
+        self.warn(WarningKind::MissingProperty, message, node.at, hint);
+    }
+
+    fn index(
+        &mut self,
+        target: Val<'a>,
+        target_node: &Node,
+        index: &Node,
+        node: &Node,
+        this: &Val<'a>,
+    ) -> Result<Val<'a>, ExprError> {
+        let is_map = matches!(target.json(), Some(Value::Object(_)));
+        // SpEL reads `map[name]` with a bare name as the key 'name'.
+        let key = match (&index.kind, is_map) {
+            (NodeKind::Ident(name), true) => Val::Own(Value::String(name.clone())),
+            _ => self.eval(index, this)?,
+        };
+        if is_map {
+            let key_text = match key.json() {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(_) | Value::Bool(_)) => {
+                    self.print(&key, Style::Java, index.at)?
+                }
+                _ => {
+                    return Err(self.error(
+                        ErrorKind::Type,
+                        format!("a map key must be a string, got a {}", key.type_name()),
+                        index.at,
+                    ));
+                }
+            };
+            let owner = self.describe(target_node);
+            return self.property(target, &key_text, node, &owner, false);
+        }
+        let position = self.list_position(&key, index)?;
+        match target {
+            Val::Ref(Value::Array(items)) => self
+                .at_position(items.len(), position, node)
+                .map(|i| Val::Ref(&items[i])),
+            Val::Own(Value::Array(mut items)) => {
+                let i = self.at_position(items.len(), position, node)?;
+                Ok(Val::Own(items.swap_remove(i)))
+            }
+            Val::List(mut items) => {
+                let i = self.at_position(items.len(), position, node)?;
+                Ok(items.swap_remove(i))
+            }
+            other => match other.as_str() {
+                Some(s) => {
+                    let count = s.chars().count();
+                    let i = self.at_position(count, position, node)?;
+                    let c = s.chars().nth(i).map(String::from).unwrap_or_default();
+                    Ok(Val::Own(Value::String(c)))
+                }
+                None => Err(self.error(
+                    ErrorKind::Type,
+                    format!("cannot index into a {}", other.type_name()),
+                    node.at,
+                )),
+            },
+        }
+    }
+
+    /// A list index; Spring converts numeric strings, so `list[parameters.n]` works.
+    fn list_position(&mut self, key: &Val<'a>, index: &Node) -> Result<i64, ExprError> {
+        match key.json() {
+            Some(v) => match (
+                Num::of(v),
+                v.as_str().and_then(|s| s.trim().parse::<i64>().ok()),
+            ) {
+                (Some(Num::Int(i)), _) | (_, Some(i)) => Ok(i),
+                _ => Err(self.error(
+                    ErrorKind::Type,
+                    format!("a list index must be an integer, got a {}", key.type_name()),
+                    index.at,
+                )),
+            },
+            None => Err(self.error(
+                ErrorKind::Type,
+                "a list index must be an integer, got a list",
+                index.at,
+            )),
+        }
+    }
+
+    fn at_position(&self, len: usize, position: i64, node: &Node) -> Result<usize, ExprError> {
+        usize::try_from(position)
+            .ok()
+            .filter(|&i| i < len)
+            .ok_or_else(|| {
+                self.error(
+                    ErrorKind::Index,
+                    format!("index {position} is out of bounds for {len} elements"),
+                    node.at,
+                )
+            })
+    }
+
+    /// The elements of a list, or the entries of a map (as `(key, value)`).
+    fn elements(&mut self, target: Val<'a>, node: &Node) -> Result<Elements<'a>, ExprError> {
+        Ok(match target {
+            Val::Ref(Value::Array(items)) => Elements::List(items.iter().map(Val::Ref).collect()),
+            Val::Own(Value::Array(items)) => {
+                Elements::List(items.into_iter().map(Val::Own).collect())
+            }
+            Val::List(items) => Elements::List(items),
+            Val::Ref(Value::Object(map)) => {
+                Elements::Map(map.iter().map(|(k, v)| (k.clone(), Val::Ref(v))).collect())
+            }
+            Val::Own(Value::Object(map)) => {
+                Elements::Map(map.into_iter().map(|(k, v)| (k, Val::Own(v))).collect())
+            }
+            other => {
+                return Err(self.error(
+                    ErrorKind::Type,
+                    format!(
+                        "selection and projection need a list or a map, got a {}",
+                        other.type_name()
+                    ),
+                    node.at,
+                ));
+            }
+        })
+    }
+
+    /// A map entry as SpEL's `Map.Entry`: `#this.key`, `#this.value`, or bare
+    /// `key`/`value`.
+    fn entry(&mut self, key: &str, value: &Val<'a>, at: usize) -> Result<Val<'a>, ExprError> {
+        let value = match value {
+            Val::Ref(v) => self.copy(v, at)?,
+            other => self.materialize(other.clone(), at)?,
+        };
+        let mut map = Map::new();
+        map.insert("key".to_owned(), Value::String(key.to_owned()));
+        map.insert("value".to_owned(), value);
+        Ok(Val::Own(Value::Object(map)))
+    }
+
+    fn select(
+        &mut self,
+        target: Val<'a>,
+        which: Selection,
+        condition: &Node,
+        node: &Node,
+    ) -> Result<Val<'a>, ExprError> {
+        match self.elements(target, node)? {
+            Elements::List(items) => {
+                let mut kept = Vec::new();
+                for item in items {
+                    self.charge(1, node.at)?;
+                    if self.criterion(condition, &item)? {
+                        if which == Selection::First {
+                            return Ok(item);
+                        }
+                        kept.push(item);
+                    }
+                }
+                Ok(match which {
+                    Selection::Last => kept.pop().unwrap_or_else(Val::null),
+                    _ => Val::List(kept),
+                })
+            }
+            Elements::Map(entries) => {
+                let mut kept = Map::new();
+                for (key, value) in entries {
+                    self.charge(1, node.at)?;
+                    let entry = self.entry(&key, &value, node.at)?;
+                    if self.criterion(condition, &entry)? {
+                        if which == Selection::First {
+                            kept.insert(key, self.materialize(value, node.at)?);
+                            return Ok(Val::Own(Value::Object(kept)));
+                        }
+                        if which == Selection::Last {
+                            kept.clear();
+                        }
+                        kept.insert(key, self.materialize(value, node.at)?);
+                    }
+                }
+                if which != Selection::All && kept.is_empty() {
+                    return Ok(Val::null());
+                }
+                Ok(Val::Own(Value::Object(kept)))
+            }
+        }
+    }
+
+    fn criterion(&mut self, condition: &Node, item: &Val<'a>) -> Result<bool, ExprError> {
+        let result = self.eval(condition, item)?;
+        match result.json() {
+            Some(Value::Bool(b)) => Ok(*b),
+            _ => Err(self.error(
+                ErrorKind::Type,
+                format!(
+                    "a selection criterion must be true or false, got a {}",
+                    result.type_name()
+                ),
+                condition.at,
+            )),
+        }
+    }
+
+    fn project(&mut self, target: Val<'a>, expr: &Node, node: &Node) -> Result<Val<'a>, ExprError> {
+        let mut out = Vec::new();
+        match self.elements(target, node)? {
+            Elements::List(items) => {
+                for item in items {
+                    self.charge(1, node.at)?;
+                    out.push(self.eval(expr, &item)?);
+                }
+            }
+            Elements::Map(entries) => {
+                for (key, value) in entries {
+                    self.charge(1, node.at)?;
+                    let entry = self.entry(&key, &value, node.at)?;
+                    out.push(self.eval(expr, &entry)?);
+                }
+            }
+        }
+        Ok(Val::List(out))
+    }
+
+    /// A condition for `and`, `or`, `not` and `?:`; strings convert as in Spring
+    /// (`'true'`, `'yes'`, `'on'`, `'1'`), since pipeline parameters are strings.
+    pub(crate) fn condition(
+        &self,
+        value: &Val<'a>,
+        at: usize,
+        what: &str,
+    ) -> Result<bool, ExprError> {
+        match value.json() {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => string_to_bool(s).ok_or_else(|| {
+                self.error(
+                    ErrorKind::Type,
+                    format!("{what} must be true or false, got the string '{s}'"),
+                    at,
+                )
+            }),
+            _ => Err(self.error(
+                ErrorKind::Type,
+                format!(
+                    "{what} must be true or false, got {}",
+                    article(value.type_name())
+                ),
+                at,
+            )),
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, value: Val<'a>, node: &Node) -> Result<Val<'a>, ExprError> {
+        if op == UnaryOp::Not {
+            let b = self.condition(&value, node.at, "the operand of 'not'")?;
+            return Ok(Val::Own(Value::Bool(!b)));
+        }
+        let result = match value.as_num() {
+            Some(n) if op == UnaryOp::Plus => Some(n),
+            Some(Num::Int(i)) => i.checked_neg().map(Num::Int),
+            Some(Num::Float(f)) => Some(Num::Float(-f)),
+            None => {
+                return Err(self.error(
+                    ErrorKind::Type,
+                    format!("cannot negate {}", article(value.type_name())),
+                    node.at,
+                ));
+            }
+        };
+        self.number(result, node)
+    }
+
+    fn number(&self, result: Option<Num>, node: &Node) -> Result<Val<'a>, ExprError> {
+        result
+            .and_then(Num::to_value)
+            .map(Val::Own)
+            .ok_or_else(|| self.error(ErrorKind::Arithmetic, "numeric overflow", node.at))
+    }
+
+    fn binary(
+        &mut self,
+        op: BinaryOp,
+        lhs: &Node,
+        rhs: &Node,
+        node: &Node,
+        this: &Val<'a>,
+    ) -> Result<Val<'a>, ExprError> {
+        let left = self.eval(lhs, this)?;
+        if matches!(op, BinaryOp::And | BinaryOp::Or) {
+            let what = format!("the left operand of '{}'", op.symbol());
+            let l = self.condition(&left, lhs.at, &what)?;
+            if l == (op == BinaryOp::Or) {
+                return Ok(Val::Own(Value::Bool(l)));
+            }
+            let right = self.eval(rhs, this)?;
+            let what = format!("the right operand of '{}'", op.symbol());
+            let r = self.condition(&right, rhs.at, &what)?;
+            return Ok(Val::Own(Value::Bool(r)));
+        }
+        let right = self.eval(rhs, this)?;
+        match op {
+            BinaryOp::Eq | BinaryOp::Ne => {
+                let l = self.view(&left, node.at)?;
+                let r = self.view(&right, node.at)?;
+                let same = equal(&l, &r);
+                Ok(Val::Own(Value::Bool(same == (op == BinaryOp::Eq))))
+            }
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+                self.ordering(op, &left, &right, node)
+            }
+            BinaryOp::Matches => crate::methods::matches(self, &left, &right, node),
+            BinaryOp::Add => self.add(left, right, node),
+            _ => self.arithmetic(op, &left, &right, node),
+        }
+    }
+
+    fn ordering(
+        &mut self,
+        op: BinaryOp,
+        left: &Val<'a>,
+        right: &Val<'a>,
+        node: &Node,
+    ) -> Result<Val<'a>, ExprError> {
+        let l = self.view(left, node.at)?;
+        let r = self.view(right, node.at)?;
+        let Some(order) = compare(&l, &r) else {
+            let hint = if l.is_string() != r.is_string() {
+                "convert the string with #toInt(...) or #toFloat(...)"
+            } else {
+                "only numbers, strings and booleans can be ordered"
+            };
+            return Err(self
+                .error(
+                    ErrorKind::Type,
+                    format!(
+                        "cannot compare {} with {}",
+                        article(left.type_name()),
+                        article(right.type_name())
+                    ),
+                    node.at,
+                )
+                .with_hint(hint));
+        };
+        let result = match op {
+            BinaryOp::Lt => order == Ordering::Less,
+            BinaryOp::Le => order != Ordering::Greater,
+            BinaryOp::Gt => order == Ordering::Greater,
+            _ => order != Ordering::Less,
+        };
+        Ok(Val::Own(Value::Bool(result)))
+    }
+
+    /// `+`: numbers add; if either side is a string the other is converted to text and
+    /// the two are concatenated (`'v' + 1` is `v1`, `'a' + null` is `anull`).
+    fn add(&mut self, left: Val<'a>, right: Val<'a>, node: &Node) -> Result<Val<'a>, ExprError> {
+        if left.as_str().is_some() || right.as_str().is_some() {
+            let mut text = self.print(&left, Style::Convert, node.at)?;
+            let tail = self.print(&right, Style::Convert, node.at)?;
+            self.check_string(text.len() + tail.len(), node.at)?;
+            self.charge_bytes(text.len() + tail.len(), node.at)?;
+            text.push_str(&tail);
+            return Ok(Val::Own(Value::String(text)));
+        }
+        self.arithmetic(BinaryOp::Add, &left, &right, node)
+    }
+
+    fn arithmetic(
+        &mut self,
+        op: BinaryOp,
+        left: &Val<'a>,
+        right: &Val<'a>,
+        node: &Node,
+    ) -> Result<Val<'a>, ExprError> {
+        let (Some(l), Some(r)) = (left.as_num(), right.as_num()) else {
+            let hint = (left.as_str().is_some() || right.as_str().is_some())
+                .then(|| "convert the string with #toInt(...) or #toFloat(...)".to_owned());
+            return Err(self
+                .error(
+                    ErrorKind::Type,
+                    format!(
+                        "operator '{}' cannot be applied to {} and {}",
+                        op.symbol(),
+                        article(left.type_name()),
+                        article(right.type_name())
+                    ),
+                    node.at,
+                )
+                .with_hint_opt(hint));
+        };
+        let divides = matches!(op, BinaryOp::Div | BinaryOp::Mod);
+        if divides && r.as_f64() == 0.0 {
+            return Err(self.error(ErrorKind::Arithmetic, "division by zero", node.at));
+        }
+        let result = match (l, r) {
+            (Num::Int(a), Num::Int(b)) => match op {
+                BinaryOp::Add => a.checked_add(b),
+                BinaryOp::Sub => a.checked_sub(b),
+                BinaryOp::Mul => a.checked_mul(b),
+                BinaryOp::Div => a.checked_div(b),
+                _ => a.checked_rem(b),
+            }
+            .map(Num::Int),
+            _ => {
+                let (a, b) = (l.as_f64(), r.as_f64());
+                Some(Num::Float(match op {
+                    BinaryOp::Add => a + b,
+                    BinaryOp::Sub => a - b,
+                    BinaryOp::Mul => a * b,
+                    BinaryOp::Div => a / b,
+                    _ => a % b,
+                }))
+            }
+        };
+        self.number(result, node)
+    }
+}
+
+enum Elements<'a> {
+    List(Vec<Val<'a>>),
+    Map(Vec<(String, Val<'a>)>),
+}
+
+/// "a string", "an integer", "null".
+pub(crate) fn article(type_name: &str) -> String {
+    match type_name {
+        "null" => "null".to_owned(),
+        t if t.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {t}"),
+        t => format!("a {t}"),
+    }
+}
+
+/// The candidate closest to `name`, if close enough to be a plausible typo: an edit
+/// distance (transpositions count once) of 1 for short names, up to 3 for long ones.
+pub(crate) fn suggest<'c>(
+    name: &str,
+    candidates: impl Iterator<Item = &'c str>,
+) -> Option<&'c str> {
+    let lower = name.to_lowercase();
+    let allowed = match lower.chars().count() {
+        0..=4 => 1,
+        5..=8 => 2,
+        _ => 3,
+    };
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates.take(1000) {
+        let distance = strsim::damerau_levenshtein(&lower, &candidate.to_lowercase());
+        if distance <= allowed && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
