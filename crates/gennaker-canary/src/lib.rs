@@ -1,1 +1,105 @@
 //! Canary analysis: Kayenta's NetflixACAJudge, reimplemented.
+//!
+//! [`judge`] compares each metric's experiment (canary) samples with its control
+//! (baseline) samples exactly as Kayenta does — NaN strategy, optional IQR outlier
+//! removal, the identical/constant short-cuts, the Mann-Whitney confidence interval
+//! and Hodges–Lehmann estimate of R's `wilcox.test` (see [`mannwhitney`]), effect
+//! sizes, direction and critical gates — then scores the results by group weights
+//! and classifies the score against the request's thresholds. [`aggregate`] holds
+//! the multi-judgement logic of the `kayentaCanary` stage, and [`render_table`] a
+//! plain-text view.
+//!
+//! Differences from Kayenta, all deliberate:
+//! * the noise Kayenta adds to constant series is seeded from the data (see the
+//!   `noise` module), so a judgement is reproducible;
+//! * each result carries the interval and estimate (`interval`);
+//! * [`JudgeOptions`] offers improvements that are off by default.
+
+pub mod aggregate;
+mod classifier;
+pub mod config;
+pub mod input;
+mod jsonf64;
+pub mod mannwhitney;
+mod noise;
+mod outliers;
+mod render;
+pub mod result;
+mod scorer;
+mod shape;
+mod stats;
+mod zeroin;
+
+pub use config::{CanaryConfig, CanaryMetricConfig, ConfigError, MetricSettings};
+pub use input::{MetricSetPair, PairValues};
+pub use render::render_table;
+pub use result::{Classification, JudgeResult, MetricResult, ScoreClassification};
+pub use scorer::ScoreThresholds;
+pub use shape::ShapeCheck;
+pub use stats::Stats;
+
+/// Optional improvements over Kayenta. All are off by default, so the default
+/// judgement is Kayenta's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JudgeOptions {
+    /// Flag metrics whose distribution changed shape although the location test
+    /// passed (spinnaker/spinnaker#6278, kayenta#780: bimodal or spread
+    /// regressions). The result gets High/Low with a reason naming the shape test.
+    pub shape_check: Option<ShapeCheck>,
+    /// Attach a warning to results with fewer points than this on either side after
+    /// NaN handling and outlier removal: too few to judge reliably (Kayenta's
+    /// standalone analysis warns below 50 control points). Does not change the
+    /// classification.
+    pub min_samples: Option<usize>,
+}
+
+/// Why a whole judgement failed (Kayenta throws before its per-metric error
+/// handling in these cases).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JudgeError {
+    /// A metric-set pair names a metric the configuration does not have.
+    #[error("could not find metric config for {0:?}")]
+    UnknownMetric(String),
+    /// A metric setting has the wrong type.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Judges metric-set pairs against a canary configuration.
+///
+/// Per-metric failures become `Error` results; only configuration problems fail
+/// the whole judgement.
+pub fn judge(
+    config: &CanaryConfig,
+    pairs: &[MetricSetPair],
+    thresholds: &ScoreThresholds,
+    options: &JudgeOptions,
+) -> Result<JudgeResult, JudgeError> {
+    let mut results = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let metric = config
+            .metrics
+            .iter()
+            .find(|m| m.name == pair.name)
+            .ok_or_else(|| JudgeError::UnknownMetric(pair.name.clone()))?;
+        let settings = metric.settings()?;
+        results.push(classifier::classify(
+            pair,
+            &metric.groups,
+            &settings,
+            options,
+        ));
+    }
+    let empty = std::collections::BTreeMap::new();
+    let weights = config
+        .classifier
+        .as_ref()
+        .map_or(&empty, |c| &c.group_weights);
+    let (group_scores, score) = scorer::score(&results, weights, thresholds);
+    Ok(JudgeResult {
+        judge_name: result::JUDGE_NAME.to_owned(),
+        results,
+        group_scores,
+        score,
+    })
+}
