@@ -248,12 +248,15 @@ impl<'a> Eval<'a> {
                     if let Some(v) = map.get(name) {
                         return Ok(Val::Own(self.copy(v, node.at)?));
                     }
-                    let close = suggest(name, map.keys().map(String::as_str)).map(str::to_owned);
+                    let close = suggest(name, map.keys().map(String::as_str))
+                        .map(|c| format!("did you mean '{c}'?"))
+                        .or_else(|| self.root_key_hint(name));
                     self.missing(name, close, node, owner);
                     return Ok(Val::null());
                 }
                 let target = self.duplicate(this, node.at)?;
                 self.property(target, name, node, owner, false)
+                    .map_err(|e| self.root_hint(e, name, is_root))
             }
             NodeKind::Property { target, name, safe } => {
                 let value = self.eval(target, this)?;
@@ -486,11 +489,13 @@ impl<'a> Eval<'a> {
         let found = match target {
             Val::Ref(Value::Object(map)) => match map.get(name) {
                 Some(v) => return Ok(Val::Ref(v)),
-                None => suggest(name, map.keys().map(String::as_str)).map(str::to_owned),
+                None => suggest(name, map.keys().map(String::as_str))
+                    .map(|c| format!("did you mean '{c}'?")),
             },
             Val::Own(Value::Object(mut map)) => match map.remove(name) {
                 Some(v) => return Ok(Val::Own(v)),
-                None => suggest(name, map.keys().map(String::as_str)).map(str::to_owned),
+                None => suggest(name, map.keys().map(String::as_str))
+                    .map(|c| format!("did you mean '{c}'?")),
             },
             other if other.is_null() => {
                 if safe {
@@ -509,24 +514,43 @@ impl<'a> Eval<'a> {
                 } else if kind == "list" {
                     format!("to read '{name}' of every element use .![{name}]")
                 } else {
-                    format!("only maps have properties; this is a {kind}")
+                    format!("only maps have properties; this is {}", article(kind))
                 };
                 return Err(self
                     .error(
                         ErrorKind::Type,
-                        format!("cannot read property '{name}' of a {kind}"),
+                        format!("cannot read property '{name}' of {}", article(kind)),
                         node.at,
                     )
                     .with_hint(hint));
             }
         };
-        self.missing(name, found, node, owner);
+        let hint = match found {
+            Some(hint) => Some(hint),
+            None if owner == "#this" => self.root_key_hint(name),
+            None => None,
+        };
+        self.missing(name, hint, node, owner);
         Ok(Val::null())
     }
 
-    fn missing(&mut self, key: &str, close: Option<String>, node: &Node, owner: &str) {
+    /// Inside `.?[ ]` and `.![ ]` bare names read the element, a classic SpEL
+    /// surprise: `stages.?[type == parameters.kind]` reads `parameters` of each stage.
+    fn root_key_hint(&self, name: &str) -> Option<String> {
+        self.root.get(name).map(|_| {
+            format!("inside .?[ ] and .![ ] names refer to the element; for the context's '{name}' write #root.{name}")
+        })
+    }
+
+    fn root_hint(&self, error: ExprError, name: &str, is_root: bool) -> ExprError {
+        match self.root_key_hint(name) {
+            Some(hint) if !is_root && error.kind == ErrorKind::Type => error.with_hint(hint),
+            _ => error,
+        }
+    }
+
+    fn missing(&mut self, key: &str, hint: Option<String>, node: &Node, owner: &str) {
         let message = format!("property '{key}' not found on {owner}");
-        let hint = close.map(|c| format!("did you mean '{c}'?"));
         let why = match &hint {
             Some(h) => format!("{message}; {h}"),
             None => message.clone(),
@@ -558,7 +582,10 @@ impl<'a> Eval<'a> {
                 _ => {
                     return Err(self.error(
                         ErrorKind::Type,
-                        format!("a map key must be a string, got a {}", key.type_name()),
+                        format!(
+                            "a map key must be a string, got {}",
+                            article(key.type_name())
+                        ),
                         index.at,
                     ));
                 }
@@ -588,7 +615,7 @@ impl<'a> Eval<'a> {
                 }
                 None => Err(self.error(
                     ErrorKind::Type,
-                    format!("cannot index into a {}", other.type_name()),
+                    format!("cannot index into {}", article(other.type_name())),
                     node.at,
                 )),
             },
@@ -605,7 +632,10 @@ impl<'a> Eval<'a> {
                 (Some(Num::Int(i)), _) | (_, Some(i)) => Ok(i),
                 _ => Err(self.error(
                     ErrorKind::Type,
-                    format!("a list index must be an integer, got a {}", key.type_name()),
+                    format!(
+                        "a list index must be an integer, got {}",
+                        article(key.type_name())
+                    ),
                     index.at,
                 )),
             },
@@ -648,8 +678,8 @@ impl<'a> Eval<'a> {
                 return Err(self.error(
                     ErrorKind::Type,
                     format!(
-                        "selection and projection need a list or a map, got a {}",
-                        other.type_name()
+                        "selection and projection need a list or a map, got {}",
+                        article(other.type_name())
                     ),
                     node.at,
                 ));
@@ -690,8 +720,8 @@ impl<'a> Eval<'a> {
                     }
                 }
                 Ok(match which {
-                    Selection::Last => kept.pop().unwrap_or_else(Val::null),
-                    _ => Val::List(kept),
+                    Selection::All => Val::List(kept),
+                    _ => kept.pop().unwrap_or_else(Val::null),
                 })
             }
             Elements::Map(entries) => {
@@ -725,8 +755,8 @@ impl<'a> Eval<'a> {
             _ => Err(self.error(
                 ErrorKind::Type,
                 format!(
-                    "a selection criterion must be true or false, got a {}",
-                    result.type_name()
+                    "a selection criterion must be true or false, got {}",
+                    article(result.type_name())
                 ),
                 condition.at,
             )),
@@ -974,7 +1004,13 @@ pub(crate) fn suggest<'c>(
     };
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates.take(1000) {
-        let distance = strsim::damerau_levenshtein(&lower, &candidate.to_lowercase());
+        let other = candidate.to_lowercase();
+        let prefix = lower.len() >= 3 && (other.starts_with(&lower) || lower.starts_with(&other));
+        let distance = if prefix {
+            1
+        } else {
+            strsim::damerau_levenshtein(&lower, &other)
+        };
         if distance <= allowed && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }

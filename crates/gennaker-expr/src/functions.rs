@@ -202,9 +202,9 @@ fn string_arg(args: &[Value], ctx: &CallContext<'_>) -> Result<String, FunctionE
             ctx.name()
         ))),
         other => Err(FunctionError::new(format!(
-            "#{} needs a string, got a {}",
+            "#{} needs a string, got {}",
             ctx.name(),
-            crate::value::type_name(other)
+            crate::eval::article(crate::value::type_name(other))
         ))),
     }
 }
@@ -258,7 +258,10 @@ fn read_json(args: &[Value], ctx: &CallContext<'_>) -> Result<Value, FunctionErr
 
 fn read_yaml(args: &[Value], ctx: &CallContext<'_>) -> Result<Value, FunctionError> {
     let text = string_arg(args, ctx)?;
-    serde_saphyr::from_str::<Value>(&text).map_err(|e| {
+    // YAML 1.2 booleans only: `y`, `no` and `on` stay strings (the "Norway problem").
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Value>(&text, options).map_err(|e| {
         let message = e.to_string();
         let first = message.lines().next().unwrap_or("").to_owned();
         FunctionError::new(format!("#readYaml: invalid YAML: {first}"))
