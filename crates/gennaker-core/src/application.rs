@@ -14,7 +14,7 @@ pub const MAX_APP_NAME_LEN: usize = 250;
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct Application {
     /// Unique name; also the first part of every cluster name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Owner's email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +114,7 @@ pub enum Access {
 /// Fiat's semantics, which Gennaker keeps so imported permissions mean the same thing:
 /// - an application with no roles at all is unrestricted: every authenticated user has
 ///   every access;
-/// - when `EXECUTE` is absent, the `READ` roles may execute (Fiat's default
+/// - when `EXECUTE` is absent or empty, the `READ` roles may execute (Fiat's default
 ///   `executeFallback: READ`);
 /// - `WRITE` does not imply `READ`: Fiat grants each access from its own list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ pub struct Permissions {
     /// Roles that may write.
     #[serde(rename = "WRITE", default, skip_serializing_if = "Option::is_none")]
     pub write: Option<Vec<String>>,
-    /// Roles that may execute; falls back to `READ` when absent.
+    /// Roles that may execute; falls back to `READ` when absent or empty.
     #[serde(rename = "EXECUTE", default, skip_serializing_if = "Option::is_none")]
     pub execute: Option<Vec<String>>,
     #[serde(skip)]
@@ -154,8 +154,8 @@ impl Permissions {
             Access::Read => &self.read,
             Access::Write => &self.write,
             Access::Execute => match &self.execute {
-                Some(roles) => return roles,
-                None => &self.read,
+                Some(roles) if !roles.is_empty() => return roles,
+                _ => &self.read,
             },
         };
         roles.as_deref().unwrap_or_default()

@@ -61,12 +61,23 @@ fn parse_json(text: &str) -> Result<Value, SyntaxError> {
             Some(at) => full[..at].to_owned(),
             None => full,
         };
+        let (line, column) = json_position(text, err.line(), err.column());
         SyntaxError {
-            line: err.line().max(1) as u64,
-            column: err.column().max(1) as u64,
+            line,
+            column,
             message,
         }
     })
+}
+
+/// serde_json reports column 0 when the offending character is the newline ending the
+/// previous line; point at that newline instead.
+fn json_position(text: &str, line: usize, column: usize) -> (u64, u64) {
+    if column == 0 && line > 1 {
+        let previous = text.lines().nth(line - 2).unwrap_or_default();
+        return ((line - 1) as u64, previous.chars().count() as u64 + 1);
+    }
+    (line.max(1) as u64, column.max(1) as u64)
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -74,7 +85,11 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_depth = MAX_DEPTH;
     budget.max_aliases = MAX_ALIASES;
     budget.max_anchors = MAX_ALIASES;
-    budget.max_nodes = 1_000_000;
+    // The largest real pipelines are a few thousand nodes; these limits leave two orders
+    // of magnitude of headroom and stop alias bombs in milliseconds, not seconds.
+    budget.max_events = 200_000;
+    budget.max_nodes = 200_000;
+    budget.max_recorded_anchor_events = 100_000;
     budget.max_total_scalar_bytes = 32 * 1024 * 1024;
     budget.max_documents = 1;
     let mut options = serde_saphyr::Options::default();
@@ -104,13 +119,24 @@ fn parse_yaml(text: &str) -> Result<Value, SyntaxError> {
 
 fn yaml_message(err: &serde_saphyr::Error) -> String {
     use serde_saphyr::budget::BudgetBreach;
-    if let serde_saphyr::Error::Budget { breach, .. } = err.without_snippet() {
+    let mut inner = err;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = inner
+    {
+        inner = error;
+    }
+    if let serde_saphyr::Error::Budget { breach, .. } = inner {
         return match breach {
             BudgetBreach::Depth { .. } => {
                 format!("the document is nested more than {MAX_DEPTH} levels deep")
             }
             BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
                 format!("the document uses more than {MAX_ALIASES} anchors or aliases")
+            }
+            BudgetBreach::Events { .. }
+            | BudgetBreach::Nodes { .. }
+            | BudgetBreach::RecordedAnchorEvents { .. } => {
+                "the document is too large once its aliases are expanded".to_owned()
             }
             BudgetBreach::Documents { .. } => {
                 "the file holds more than one YAML document ('---'); put one document per file"
@@ -124,6 +150,9 @@ fn yaml_message(err: &serde_saphyr::Error) -> String {
     };
     let rendered = err.without_snippet().render_with_options(options);
     let message = strip_yaml_location(&rendered);
+    if message.contains("recursion limit") {
+        return format!("the document is nested more than {MAX_DEPTH} levels deep");
+    }
     // The library's hint names its own API, which means nothing to a pipeline author.
     match message.find(", set DuplicateKeyPolicy") {
         Some(at) => message[..at].to_owned(),

@@ -16,10 +16,10 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Owning application. Required.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub application: String,
     /// Name, unique (case-insensitively) within the application. Required.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// `"templatedPipeline"` for a pipeline built from a template; absent otherwise.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -135,7 +135,7 @@ pub struct Stage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requisite_stage_ref_ids: Vec<RefId>,
     /// The stage type (`wait`, `deploy`, …).
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
     pub stage_type: String,
     /// Display name; `#stage('name')` looks stages up by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,7 +248,7 @@ shaped_serde!(StageEnabled);
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct Trigger {
     /// `cron`, `webhook`, `git`, `docker`, `pipeline`, …
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
     pub trigger_type: String,
     /// A disabled trigger does not fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,7 +287,7 @@ impl Trigger {
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct Notification {
     /// `email`, `slack`, `googlechat`, …
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
     pub notification_type: String,
     /// Channel, address or URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,7 +311,7 @@ shaped_serde!(Notification);
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct ParameterDefinition {
     /// The parameter name (`parameters.<name>` in expressions).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Display label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,7 +358,7 @@ impl ParameterDefinition {
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct ExpectedArtifact {
     /// Referenced by triggers' `expectedArtifactIds` and stages.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
