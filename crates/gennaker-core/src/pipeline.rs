@@ -101,6 +101,16 @@ shaped_serde!(Pipeline);
 pub struct ModelError(#[from] serde_json::Error);
 
 impl Pipeline {
+    /// An empty pipeline of `application` named `name` (the other fields are public:
+    /// set them on the value).
+    pub fn new(application: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            application: application.into(),
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
     /// Reads a pipeline from its JSON value.
     pub fn from_value(value: Value) -> Result<Self, ModelError> {
         Ok(serde_json::from_value(value)?)

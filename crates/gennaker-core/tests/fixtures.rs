@@ -183,3 +183,18 @@ fn typed_fields_read_what_spinnaker_wrote() {
         Some("github/file")
     );
 }
+
+#[test]
+fn pipelines_built_in_code_serialize_like_front50() {
+    let mut pipeline = Pipeline::new("shop", "Deploy");
+    let mut stage = gennaker_core::Stage::new("1", "wait");
+    stage.extra.insert("waitTime".to_owned(), Value::from(30));
+    pipeline.stages.push(stage);
+    let value = pipeline.to_value();
+    assert_eq!(
+        value,
+        serde_json::json!({"application": "shop", "name": "Deploy",
+            "stages": [{"refId": "1", "type": "wait", "waitTime": 30}]})
+    );
+    assert!(validate_pipeline_value(&value).is_valid());
+}

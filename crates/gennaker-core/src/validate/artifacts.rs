@@ -45,7 +45,7 @@ pub(super) fn check_expected_artifacts(
             );
         }
         let default = artifact.object("defaultArtifact", report);
-        if artifact.boolean("useDefaultArtifact", &mut ValidationReport::default()) == Some(true) {
+        if artifact.flag("useDefaultArtifact") == Some(true) {
             match default {
                 Some(default) if default.has("type") => {}
                 Some(default) => report.push(Problem::error(

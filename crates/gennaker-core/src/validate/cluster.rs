@@ -48,12 +48,8 @@ pub(super) fn check_cluster(cluster: &Obj<'_>, report: &mut ValidationReport) {
     require_account(cluster, report);
     cluster.string("cloudProvider", report);
     cluster.string("provider", report);
-    if cluster.has("strategy") {
-        let strategy = cluster.string("strategy", &mut ValidationReport::default());
-        if strategy.is_some_and(|s| !s.is_empty()) {
-            cluster.one_of("strategy", STRATEGIES, report);
-        }
-    }
+    // Absent and "" both mean "none" (Deck writes "" for the canary clusters).
+    cluster.one_of("strategy", STRATEGIES, report);
     check_capacity(cluster, report);
     for key in [
         "maxRemainingAsgs",

@@ -107,6 +107,16 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Reads a boolean without reporting: for rules that depend on a flag whose own type
+    /// problem is reported elsewhere.
+    pub(crate) fn flag(&self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => parse_bool(s),
+            _ => None,
+        }
+    }
+
     /// A non-negative integer, a numeric string or an expression.
     pub(crate) fn non_negative(&self, key: &str, report: &mut ValidationReport) -> Option<u64> {
         let value = self.get(key)?;

@@ -46,8 +46,7 @@ pub(super) fn check_parameters(pipeline: &Obj<'_>, report: &mut ValidationReport
 }
 
 fn check_options(parameter: &Obj<'_>, report: &mut ValidationReport) {
-    let has_options =
-        parameter.boolean("hasOptions", &mut ValidationReport::default()) == Some(true);
+    let has_options = parameter.flag("hasOptions") == Some(true);
     let mut values = Vec::new();
     for (_, option) in parameter.objects("options", "an option", report) {
         match option.map.get("value") {

@@ -95,9 +95,7 @@ fn check_common_fields(stage: &Obj<'_>, report: &mut ValidationReport) {
         stage.boolean(key, report);
     }
     stage.non_negative("stageTimeoutMs", report);
-    if stage.boolean("failPipeline", &mut ValidationReport::default()) == Some(true)
-        && stage.boolean("continuePipeline", &mut ValidationReport::default()) == Some(true)
-    {
+    if stage.flag("failPipeline") == Some(true) && stage.flag("continuePipeline") == Some(true) {
         report.push(Problem::warning(
             stage.at("continuePipeline"),
             "failPipeline and continuePipeline are both true; continuePipeline wins (the stage ends FAILED_CONTINUE)",
@@ -128,11 +126,7 @@ fn check_stage_enabled(stage: &Obj<'_>, report: &mut ValidationReport) {
 
 fn check_execution_window(stage: &Obj<'_>, report: &mut ValidationReport) {
     let Some(window) = stage.object("restrictedExecutionWindow", report) else {
-        if stage.boolean(
-            "restrictExecutionDuringTimeWindow",
-            &mut ValidationReport::default(),
-        ) == Some(true)
-        {
+        if stage.flag("restrictExecutionDuringTimeWindow") == Some(true) {
             report.push(Problem::warning(
                 stage.at("restrictedExecutionWindow"),
                 "restrictExecutionDuringTimeWindow is on but no restrictedExecutionWindow is set; the stage runs at any time",
