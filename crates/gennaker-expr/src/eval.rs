@@ -129,7 +129,7 @@ impl<'a> Eval<'a> {
         let remaining = self.limits.max_steps.saturating_sub(self.steps);
         let cap = remaining.saturating_mul(NODES_PER_STEP);
         let nodes = count_nodes(value, cap);
-        self.charge(nodes / NODES_PER_STEP, at)?;
+        self.charge(nodes.div_ceil(NODES_PER_STEP), at)?;
         Ok(value.clone())
     }
 

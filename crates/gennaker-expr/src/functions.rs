@@ -261,6 +261,18 @@ fn read_yaml(args: &[Value], ctx: &CallContext<'_>) -> Result<Value, FunctionErr
     // YAML 1.2 booleans only: `y`, `no` and `on` stay strings (the "Norway problem").
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    // Alias bombs and huge documents stop at the expression's own limits.
+    let limits = ctx.limits();
+    let size = limits.max_collection_size;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = size;
+    budget.max_nodes = size;
+    budget.max_recorded_anchor_events = size;
+    budget.max_depth = limits.max_depth as usize;
+    budget.max_documents = 1;
+    budget.max_total_scalar_bytes = limits.max_string_length;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = size;
     serde_saphyr::from_str_with_options::<Value>(&text, options).map_err(|e| {
         let message = e.to_string();
         let first = message.lines().next().unwrap_or("").to_owned();
