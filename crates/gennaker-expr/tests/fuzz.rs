@@ -17,7 +17,8 @@ use gennaker_expr::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const QUICK: Duration = Duration::from_secs(5);
+/// Generous for a debug build on a busy shared machine; a hang would not finish.
+const QUICK: Duration = Duration::from_secs(20);
 
 static CONTEXT: LazyLock<Value> = LazyLock::new(|| {
     let path = concat!(
