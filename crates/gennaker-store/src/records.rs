@@ -5,11 +5,13 @@ use serde_json::Value;
 
 /// An application as stored: its Spinnaker-style config document plus bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationRecord {
     /// The application's name, as the user spelled it.
     pub name: String,
     /// The application document (`name`, `email`, `permissions`, …) exactly as saved.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     /// When the application was created.
     pub created_at: i64,
@@ -21,6 +23,7 @@ pub struct ApplicationRecord {
 
 /// The current revision of a pipeline config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineRecord {
     /// The pipeline's id (kept across revisions and renames).
@@ -32,6 +35,7 @@ pub struct PipelineRecord {
     /// The revision number of `config`; the first save is revision 1.
     pub revision: i64,
     /// The pipeline document exactly as saved (plus `id`/`application` when they were absent).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     /// When the pipeline was first saved.
     pub created_at: i64,
@@ -43,6 +47,7 @@ pub struct PipelineRecord {
 
 /// One stored revision of a pipeline config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineRevision {
     /// The pipeline's id.
@@ -52,6 +57,7 @@ pub struct PipelineRevision {
     /// The pipeline's name in this revision.
     pub name: String,
     /// The document of this revision.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     /// When this revision was saved.
     pub created_at: i64,
@@ -63,6 +69,7 @@ pub struct PipelineRevision {
 
 /// What a pipeline save did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum SaveOutcome {
     /// A new pipeline was created (revision 1).
@@ -87,6 +94,7 @@ pub struct PipelineSave {
 
 /// A user of the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// The user's name (unique, case-insensitive).
@@ -101,6 +109,7 @@ pub struct User {
 
 /// A role that application permissions can name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     /// The role's name.
@@ -113,6 +122,7 @@ pub struct Role {
 
 /// An API token's metadata; the secret itself is never stored, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiToken {
     /// The token's id (used to revoke it).
@@ -144,6 +154,7 @@ pub struct NewToken {
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Increasing id, assigned by the store.
@@ -161,6 +172,7 @@ pub struct AuditEntry {
     /// The HTTP status returned.
     pub status: i64,
     /// Extra detail (error message, revision saved…).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: Value,
 }
 

@@ -1,0 +1,108 @@
+//! The audit log: every mutating API call, who made it, and how it ended.
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use gennaker_store::{AuditEntry, AuditQuery, NewAuditEntry};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Actor, Caller};
+use crate::error::{ApiResult, ErrorText};
+use crate::state::AppState;
+
+/// Extra detail a handler attaches to its response for the audit entry (ids, revisions…).
+#[derive(Debug, Clone)]
+pub(crate) struct AuditDetail(pub Value);
+
+/// Calls that change nothing even though they are POSTs.
+const READ_ONLY_POSTS: &[&str] = &["/api/v1/pipelines/validate"];
+
+fn is_mutation(method: &Method, path: &str) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) && !READ_ONLY_POSTS.contains(&path)
+}
+
+/// Middleware: after each mutating call, appends an audit entry. It runs outside
+/// authentication, so refused attempts are recorded too.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if !is_mutation(&method, &path) {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let outcome = if status.is_success() {
+        "success"
+    } else if status.as_u16() == 401 || status.as_u16() == 403 {
+        "denied"
+    } else {
+        "failed"
+    };
+    let actor = response
+        .extensions()
+        .get::<Actor>()
+        .map_or("anonymous", |actor| actor.0.as_str())
+        .to_owned();
+    let mut detail = response
+        .extensions()
+        .get::<AuditDetail>()
+        .map_or_else(|| json!({}), |d| d.0.clone());
+    if let (Some(error), Value::Object(map)) =
+        (response.extensions().get::<ErrorText>(), &mut detail)
+    {
+        map.insert("error".to_owned(), Value::String(error.0.clone()));
+    }
+    let entry = NewAuditEntry {
+        actor,
+        action: format!("{method} {path}"),
+        target: path.strip_prefix("/api/v1/").unwrap_or(&path).to_owned(),
+        outcome: outcome.to_owned(),
+        status: i64::from(status.as_u16()),
+        detail,
+    };
+    if let Err(err) = state.store.append_audit(&entry).await {
+        tracing::error!(error = %err, action = %entry.action, "could not write the audit log");
+    }
+    response
+}
+
+/// Filters for reading the audit log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct AuditParams {
+    /// At most this many entries (default 100, at most 1000).
+    limit: Option<i64>,
+    /// Only entries older than this id.
+    before: Option<i64>,
+    /// Only this actor's entries.
+    actor: Option<String>,
+    /// Only entries whose target starts with this, e.g. `applications/shop`.
+    target: Option<String>,
+}
+
+/// Reads the audit log, newest first (admins only).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = crate::error::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<AuditParams>,
+) -> ApiResult<Json<Vec<AuditEntry>>> {
+    caller.require_admin()?;
+    let query = AuditQuery {
+        before_id: params.before,
+        actor: params.actor,
+        target_prefix: params.target,
+        limit: params.limit.unwrap_or(100),
+    };
+    Ok(Json(state.store.list_audit(&query).await?))
+}

@@ -1,0 +1,134 @@
+//! The API's error vocabulary and its JSON form.
+//!
+//! Every non-2xx response has the body
+//! `{"error": {"code": "...", "message": "...", "problems": [...]}}`. Client faults carry their
+//! own message; internal faults say only that something went wrong, and the detail goes to
+//! the log (and the audit log) through the response's extensions.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gennaker_core::Problem;
+use gennaker_store::StoreError;
+use serde::Serialize;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed permission (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The target does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is wrong; `problems` lists each issue with its JSON path (400).
+    #[error("{message}")]
+    BadRequest {
+        /// A summary.
+        message: String,
+        /// Each problem found, all at once.
+        problems: Vec<Problem>,
+    },
+    /// The request conflicts with stored state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A fault on the server's side (500); the text is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A dependency (the database) is not available (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A 400 without per-field problems.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { .. } => ApiError::NotFound(err.to_string()),
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Database(sqlx_error @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
+                ApiError::Unavailable(format!("the database is not available: {sqlx_error}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The JSON body of an error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code.
+    pub code: String,
+    /// A message for people: what was wrong and how to fix it.
+    pub message: String,
+    /// Problems found in a submitted document, each with its JSON path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<Problem>,
+}
+
+/// The full error text, kept on the response for the audit log and request logging.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorText(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let internal_text = self.to_string();
+        let (message, problems) = match self {
+            ApiError::Internal(_) => (
+                "something went wrong on the server; the details are in its log".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::BadRequest { message, problems } => (message, problems),
+            other => (other.to_string(), Vec::new()),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %internal_text, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                problems,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorText(internal_text));
+        response
+    }
+}
+
+/// The handlers' result type.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

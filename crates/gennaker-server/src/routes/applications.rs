@@ -1,0 +1,181 @@
+//! `/api/v1/applications`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gennaker_core::validate_application_value;
+use gennaker_store::ApplicationRecord;
+use serde_json::{Value, json};
+
+use crate::audit::AuditDetail;
+use crate::auth::{Access, Caller, application_permissions};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::routes::documents::{field_error, parse_body, reject_errors};
+use crate::state::AppState;
+
+/// Reads an application or answers 404.
+pub(crate) async fn load(state: &AppState, name: &str) -> ApiResult<ApplicationRecord> {
+    state.store.get_application(name).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "application '{name}' not found; create it with `gennaker app save`"
+        ))
+    })
+}
+
+/// Checks a new or changed application document: valid, and it leaves its author able to
+/// manage it (a non-admin could otherwise lock themselves out).
+fn check_document(
+    state: &AppState,
+    caller: &Caller,
+    document: &Value,
+    creating: bool,
+) -> ApiResult<String> {
+    reject_errors("application", validate_application_value(document))?;
+    let name = document
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| field_error("$.name", "the application needs a 'name'".to_owned()))?
+        .to_owned();
+    if caller.admin {
+        return Ok(name);
+    }
+    let creators = &state.config.application_creators;
+    if creating && !creators.is_empty() && !caller.roles.iter().any(|role| creators.contains(role))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "only roles [{}] may create applications, and user '{}' has [{}]",
+            creators.join(", "),
+            caller.name,
+            caller.roles.join(", ")
+        )));
+    }
+    if let Ok(Some(permissions)) = application_permissions(document)
+        && !permissions.allows(Access::Write, &caller.roles)
+    {
+        return Err(field_error(
+            "$.permissions.WRITE",
+            format!(
+                "these permissions would leave user '{}' unable to change application '{name}': add one of the user's roles [{}] to WRITE",
+                caller.name,
+                caller.roles.join(", ")
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn with_detail(status: StatusCode, record: ApplicationRecord) -> Response {
+    let detail = AuditDetail(json!({ "application": record.name }));
+    let mut response = (status, Json(record)).into_response();
+    response.extensions_mut().insert(detail);
+    response
+}
+
+/// Lists the applications the caller may read.
+#[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
+    responses((status = 200, body = Vec<ApplicationRecord>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ApplicationRecord>>> {
+    let all = state.store.list_applications().await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|app| caller.require(&app.name, &app.config, Access::Read).is_ok())
+            .collect(),
+    ))
+}
+
+/// Creates an application from its document (`name`, `email`, `permissions`, …).
+#[utoipa::path(post, path = "/api/v1/applications", tag = "applications", request_body(content = Object, description = "Application document"),
+    responses((status = 201, body = ApplicationRecord), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let document = parse_body(&headers, &body)?;
+    let name = check_document(&state, &caller, &document, true)?;
+    let record = state
+        .store
+        .create_application(&name, &document, &caller.name)
+        .await?;
+    Ok(with_detail(StatusCode::CREATED, record))
+}
+
+/// Reads one application.
+#[utoipa::path(get, path = "/api/v1/applications/{app}", tag = "applications", params(("app" = String, Path, description = "Application name")),
+    responses((status = 200, body = ApplicationRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<ApplicationRecord>> {
+    let record = load(&state, &app).await?;
+    caller.require(&record.name, &record.config, Access::Read)?;
+    Ok(Json(record))
+}
+
+/// Creates or replaces an application.
+#[utoipa::path(put, path = "/api/v1/applications/{app}", tag = "applications", params(("app" = String, Path, description = "Application name")),
+    request_body(content = Object, description = "Application document"),
+    responses((status = 200, body = ApplicationRecord), (status = 201, body = ApplicationRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut document = parse_body(&headers, &body)?;
+    match document.get("name").and_then(Value::as_str) {
+        Some(name) if !name.eq_ignore_ascii_case(&app) => {
+            return Err(field_error(
+                "$.name",
+                format!("the document names application '{name}' but the URL names '{app}'"),
+            ));
+        }
+        Some(_) => {}
+        None => {
+            if let Value::Object(map) = &mut document {
+                map.insert("name".to_owned(), Value::String(app.clone()));
+            }
+        }
+    }
+    match state.store.get_application(&app).await? {
+        Some(existing) => {
+            caller.require(&existing.name, &existing.config, Access::Write)?;
+            check_document(&state, &caller, &document, false)?;
+            let record = state
+                .store
+                .update_application(&existing.name, &document, &caller.name)
+                .await?;
+            Ok(with_detail(StatusCode::OK, record))
+        }
+        None => {
+            let name = check_document(&state, &caller, &document, true)?;
+            let record = state
+                .store
+                .create_application(&name, &document, &caller.name)
+                .await?;
+            Ok(with_detail(StatusCode::CREATED, record))
+        }
+    }
+}
+
+/// Deletes an application (refused while it has pipelines).
+#[utoipa::path(delete, path = "/api/v1/applications/{app}", tag = "applications", params(("app" = String, Path, description = "Application name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
+    let record = load(&state, &app).await?;
+    caller.require(&record.name, &record.config, Access::Write)?;
+    state.store.delete_application(&record.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

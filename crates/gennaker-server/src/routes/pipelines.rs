@@ -1,0 +1,253 @@
+//! `/api/v1/applications/{app}/pipelines` and `/api/v1/pipelines/validate`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gennaker_core::{Problem, Severity, validate_pipeline_value};
+use gennaker_store::{PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::audit::AuditDetail;
+use crate::auth::{Access, Caller};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::routes::applications::load as load_application;
+use crate::routes::documents::{field_error, parse_body, reject_errors};
+use crate::state::AppState;
+
+/// The answer to a pipeline save.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SaveResponse {
+    /// `created`, `updated` or `unchanged`.
+    pub outcome: SaveOutcome,
+    /// The pipeline as stored now.
+    pub pipeline: PipelineRecord,
+    /// Warnings found while validating (e.g. stage types Gennaker cannot run yet).
+    #[schema(value_type = Vec<Object>)]
+    pub warnings: Vec<Problem>,
+}
+
+/// The answer to a validation request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ValidateResponse {
+    /// True when there is no error (warnings allowed).
+    pub valid: bool,
+    /// Every problem found, each with its JSON path.
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<Problem>,
+}
+
+async fn load(state: &AppState, app: &str, name: &str) -> ApiResult<PipelineRecord> {
+    state.store.get_pipeline(app, name).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "pipeline '{name}' not found in application '{app}'"
+        ))
+    })
+}
+
+/// Lists an application's pipelines.
+#[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines", tag = "pipelines", params(("app" = String, Path, description = "Application name")),
+    responses((status = 200, body = Vec<PipelineRecord>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<PipelineRecord>>> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Read)?;
+    Ok(Json(state.store.list_pipelines(&application.name).await?))
+}
+
+/// Saves a pipeline by name (or id): creates it, or stores a new revision. The document
+/// is Spinnaker pipeline JSON (or the same as YAML with `Content-Type: application/yaml`);
+/// a document with errors is refused and nothing is stored.
+#[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines", tag = "pipelines", params(("app" = String, Path, description = "Application name")),
+    request_body(content = Object, description = "Spinnaker pipeline document"),
+    responses((status = 201, body = SaveResponse), (status = 200, body = SaveResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn save(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Write)?;
+    let document = parse_body(&headers, &body)?;
+    let warnings = reject_errors("pipeline", validate_pipeline_value(&document))?;
+    if let Some(named) = document.get("application").and_then(Value::as_str)
+        && !named.eq_ignore_ascii_case(&application.name)
+    {
+        return Err(field_error(
+            "$.application",
+            format!(
+                "the pipeline belongs to application '{named}' but is saved under '{}'; fix 'application' or the URL",
+                application.name
+            ),
+        ));
+    }
+    let name = document
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| field_error("$.name", "the pipeline needs a 'name'".to_owned()))?
+        .to_owned();
+    let id = document
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let save = PipelineSave {
+        id,
+        name,
+        config: document,
+    };
+    let (pipeline, outcome) = state
+        .store
+        .save_pipeline(&application.name, &save, &caller.name)
+        .await?;
+    let status = if outcome == SaveOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let detail = AuditDetail(
+        json!({ "pipelineId": pipeline.id, "revision": pipeline.revision, "outcome": outcome }),
+    );
+    let mut response = (
+        status,
+        Json(SaveResponse {
+            outcome,
+            pipeline,
+            warnings,
+        }),
+    )
+        .into_response();
+    response.extensions_mut().insert(detail);
+    Ok(response)
+}
+
+/// Reads a pipeline's current revision.
+#[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}", tag = "pipelines",
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    responses((status = 200, body = PipelineRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<PipelineRecord>> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Read)?;
+    Ok(Json(load(&state, &application.name, &name).await?))
+}
+
+/// Deletes a pipeline and its history.
+#[utoipa::path(delete, path = "/api/v1/applications/{app}/pipelines/{name}", tag = "pipelines",
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Write)?;
+    let deleted = state
+        .store
+        .delete_pipeline(&application.name, &name)
+        .await?;
+    // The deleted document goes to the audit log, so a deletion can always be undone by hand.
+    let detail = AuditDetail(
+        json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config }),
+    );
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(detail);
+    Ok(response)
+}
+
+/// Lists every revision of a pipeline, newest first.
+#[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history", tag = "pipelines",
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    responses((status = 200, body = Vec<PipelineRevision>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<PipelineRevision>>> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Read)?;
+    Ok(Json(
+        state
+            .store
+            .pipeline_history(&application.name, &name)
+            .await?,
+    ))
+}
+
+/// Reads one revision of a pipeline.
+#[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}", tag = "pipelines",
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision number")),
+    responses((status = 200, body = PipelineRevision), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, name, revision)): Path<(String, String, i64)>,
+) -> ApiResult<Json<PipelineRevision>> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Read)?;
+    state
+        .store
+        .pipeline_revision(&application.name, &name, revision)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline '{name}' of application '{app}' has no revision {revision}"
+            ))
+        })
+}
+
+/// Makes an old revision current again (as a new revision).
+#[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore", tag = "pipelines",
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision to restore")),
+    responses((status = 200, body = PipelineRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, name, revision)): Path<(String, String, i64)>,
+) -> ApiResult<Response> {
+    let application = load_application(&state, &app).await?;
+    caller.require(&application.name, &application.config, Access::Write)?;
+    let restored = state
+        .store
+        .restore_pipeline_revision(&application.name, &name, revision, &caller.name)
+        .await?;
+    let detail = AuditDetail(
+        json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision }),
+    );
+    let mut response = Json(restored).into_response();
+    response.extensions_mut().insert(detail);
+    Ok(response)
+}
+
+/// Validates a pipeline document without saving it.
+#[utoipa::path(post, path = "/api/v1/pipelines/validate", tag = "pipelines", request_body(content = Object, description = "Spinnaker pipeline document"),
+    responses((status = 200, body = ValidateResponse), (status = 401, body = ErrorBody)))]
+pub(crate) async fn validate(
+    _caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<ValidateResponse> {
+    let problems = match parse_body(&headers, &body) {
+        Ok(document) => validate_pipeline_value(&document).problems,
+        Err(ApiError::BadRequest { problems, .. }) => problems,
+        Err(other) => vec![Problem {
+            severity: Severity::Error,
+            path: "$".to_owned(),
+            message: other.to_string(),
+            hint: None,
+        }],
+    };
+    let valid = !problems.iter().any(|p| p.severity == Severity::Error);
+    Json(ValidateResponse { valid, problems })
+}

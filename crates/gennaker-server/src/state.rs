@@ -1,0 +1,19 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use gennaker_store::Store;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// The state handed to every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Persistent state.
+    pub store: Arc<dyn Store>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The server's settings.
+    pub config: Arc<ServerConfig>,
+}
