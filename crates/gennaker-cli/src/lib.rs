@@ -1,1 +1,50 @@
-//! gennaker-cli.
+//! Gennaker's command-line client: `gennaker app|pipeline|user|role|token|audit|whoami`.
+//!
+//! The binary flattens [`ClientOptions`] into its top-level parser and [`ClientCommand`]
+//! into its subcommands, then calls [`run`] and prints a [`CliError`] to stderr. Commands
+//! follow `spin`'s shape (`app list`, `pipeline save -f`, `-o json|yaml`) over Gennaker's
+//! `/api/v1`. `pipeline validate` works offline with the same rules the server applies.
+//!
+//! The server URL and token come from `--url`/`--token`, then `GENNAKER_URL`/
+//! `GENNAKER_TOKEN`, then `url`/`token` in `~/.config/gennaker/config.toml`, then
+//! `http://127.0.0.1:7777` with no token.
+
+mod args;
+mod client;
+mod commands;
+mod config;
+mod error;
+mod output;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use args::{
+    AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, PipelineCommand, RoleCommand,
+    TokenCommand, UserCommand,
+};
+pub use config::TokenSource;
+pub use error::CliError;
+pub use output::OutputFormat;
+
+/// Runs a client command, printing its result to stdout and reading the user's
+/// `config.toml` for settings the options leave open.
+pub async fn run(options: &ClientOptions, command: ClientCommand) -> Result<(), CliError> {
+    let config = config::default_config_path();
+    let mut stdout = std::io::stdout();
+    let result = run_with(options, command, config.as_deref(), &mut stdout).await;
+    stdout.flush()?;
+    result
+}
+
+/// Runs a client command with an explicit config file (`None`: none at all) and output
+/// sink; for tests and embedding, where the user's own config must not leak in.
+pub async fn run_with(
+    options: &ClientOptions,
+    command: ClientCommand,
+    config_file: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let mut ctx = commands::Context::new(options, config_file.map(Path::to_owned), out);
+    commands::dispatch(&mut ctx, command).await
+}

@@ -1,0 +1,90 @@
+//! One module per command group; each turns parsed arguments into API calls and prints
+//! the result.
+
+mod app;
+mod audit;
+mod pipeline;
+mod role;
+mod token;
+mod user;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use gennaker_core::{detect_format, parse_document};
+use serde_json::Value;
+
+use crate::args::{ClientCommand, ClientOptions};
+use crate::client::ApiClient;
+use crate::config::Settings;
+use crate::error::CliError;
+use crate::output::OutputFormat;
+
+/// What every command needs besides its own arguments.
+pub(crate) struct Context<'a> {
+    options: &'a ClientOptions,
+    config_path: Option<PathBuf>,
+    pub(crate) format: OutputFormat,
+    pub(crate) out: &'a mut (dyn Write + Send),
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        options: &'a ClientOptions,
+        config_path: Option<PathBuf>,
+        out: &'a mut (dyn Write + Send),
+    ) -> Self {
+        Self {
+            options,
+            config_path,
+            format: options.output.unwrap_or_default(),
+            out,
+        }
+    }
+
+    /// The API client, resolved on first need so offline commands never read the config.
+    pub(crate) fn client(&self) -> Result<ApiClient, CliError> {
+        ApiClient::new(Settings::resolve(
+            self.options,
+            self.config_path.as_deref(),
+        )?)
+    }
+
+    /// Prints one line for people; JSON and YAML output stay machine-readable, so
+    /// confirmations are dropped there.
+    pub(crate) fn say(&mut self, message: &str) -> Result<(), CliError> {
+        if self.format == OutputFormat::Table {
+            writeln!(self.out, "{message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one command.
+pub(crate) async fn dispatch(
+    ctx: &mut Context<'_>,
+    command: ClientCommand,
+) -> Result<(), CliError> {
+    match command {
+        ClientCommand::App(command) => app::run(ctx, command).await,
+        ClientCommand::Pipeline(command) => pipeline::run(ctx, command).await,
+        ClientCommand::User(command) => user::run(ctx, command).await,
+        ClientCommand::Role(command) => role::run(ctx, command).await,
+        ClientCommand::Token(command) => token::run(ctx, command).await,
+        ClientCommand::Audit(args) => audit::run(ctx, args).await,
+        ClientCommand::Whoami => user::whoami(ctx).await,
+    }
+}
+
+/// Reads and parses a JSON or YAML document; syntax errors carry line and column.
+pub(crate) fn read_document(path: &Path) -> Result<Value, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let format = detect_format(&path.to_string_lossy(), &text);
+    parse_document(&text, format).map_err(|error| CliError::Syntax {
+        path: path.to_owned(),
+        error,
+    })
+}

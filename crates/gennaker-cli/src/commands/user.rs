@@ -1,0 +1,109 @@
+//! `gennaker user …` and `gennaker whoami`.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Context;
+use crate::args::UserCommand;
+use crate::error::CliError;
+use crate::output::{OutputFormat, details, emit, list, table, time, write_structured};
+
+/// `User` as the API returns it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    name: String,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    roles: Vec<String>,
+    created_at: Option<i64>,
+}
+
+fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_owned()
+}
+
+fn user_details(user: &User) -> String {
+    details(vec![
+        ("Name", user.name.clone()),
+        ("Admin", yes_no(user.admin)),
+        ("Roles", list(&user.roles)),
+        ("Created", time(user.created_at)),
+    ])
+}
+
+pub(super) async fn run(ctx: &mut Context<'_>, command: UserCommand) -> Result<(), CliError> {
+    match command {
+        UserCommand::List => {
+            let raw = ctx.client()?.get(&["users"], &[]).await?;
+            emit(ctx.out, ctx.format, raw, |users: &Vec<User>| {
+                table(
+                    ["NAME", "ADMIN", "ROLES", "CREATED"],
+                    users
+                        .iter()
+                        .map(|u| {
+                            [
+                                u.name.clone(),
+                                yes_no(u.admin),
+                                list(&u.roles),
+                                time(u.created_at),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+        }
+        UserCommand::Get { name } => {
+            let raw = ctx.client()?.get(&["users", &name], &[]).await?;
+            emit(ctx.out, ctx.format, raw, user_details)
+        }
+        UserCommand::Create { name, admin, roles } => {
+            let raw = ctx
+                .client()?
+                .post(
+                    &["users"],
+                    &json!({"name": name, "admin": admin, "roles": roles}),
+                )
+                .await?;
+            confirm(
+                ctx,
+                raw,
+                format!(
+                    "Created user {name}. Give them a token with `gennaker token create --name NAME --user {name}`."
+                ),
+            )
+        }
+        UserCommand::Delete { name } => {
+            ctx.client()?.delete(&["users", &name]).await?;
+            ctx.say(&format!("Deleted user {name}."))
+        }
+        UserCommand::SetRoles { name, roles, clear } => {
+            let roles = if clear { Vec::new() } else { roles };
+            let raw = ctx
+                .client()?
+                .put(&["users", &name, "roles"], &json!({"roles": roles}))
+                .await?;
+            confirm(ctx, raw, format!("Roles of {name}: {}.", list(&roles)))
+        }
+    }
+}
+
+/// A confirmation for people, or the returned record for scripts.
+fn confirm(ctx: &mut Context<'_>, raw: serde_json::Value, message: String) -> Result<(), CliError> {
+    match ctx.format {
+        OutputFormat::Table => ctx.say(&message),
+        format => write_structured(ctx.out, format, &raw),
+    }
+}
+
+pub(super) async fn whoami(ctx: &mut Context<'_>) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let raw = client.get(&["me"], &[]).await?;
+    let server = client.url().to_owned();
+    emit(ctx.out, ctx.format, raw, |user: &User| {
+        let mut text = user_details(user);
+        text.push_str(&format!("\nServer: {server}"));
+        text
+    })
+}
