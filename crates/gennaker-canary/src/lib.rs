@@ -75,21 +75,17 @@ pub fn judge(
     thresholds: &ScoreThresholds,
     options: &JudgeOptions,
 ) -> Result<JudgeResult, JudgeError> {
-    let mut results = Vec::with_capacity(pairs.len());
+    // Everything that can fail the whole judgement is checked before any work.
+    let mut jobs = Vec::with_capacity(pairs.len());
     for pair in pairs {
         let metric = config
             .metrics
             .iter()
             .find(|m| m.name == pair.name)
             .ok_or_else(|| JudgeError::UnknownMetric(pair.name.clone()))?;
-        let settings = metric.settings()?;
-        results.push(classifier::classify(
-            pair,
-            &metric.groups,
-            &settings,
-            options,
-        ));
+        jobs.push((pair, metric.groups.as_slice(), metric.settings()?));
     }
+    let results = classify_all(&jobs, options);
     let empty = std::collections::BTreeMap::new();
     let weights = config
         .classifier
@@ -102,4 +98,54 @@ pub fn judge(
         group_scores,
         score,
     })
+}
+
+/// Below this many points in total, spreading metrics over threads costs more
+/// than it saves.
+const PARALLEL_MIN_POINTS: usize = 50_000;
+
+/// Classifies every pair, on up to `available_parallelism` scoped threads when the
+/// input is large: metrics are independent and the judge is CPU-bound. Results
+/// keep the input order and do not depend on the number of threads.
+fn classify_all(
+    jobs: &[(&MetricSetPair, &[String], MetricSettings)],
+    options: &JudgeOptions,
+) -> Vec<MetricResult> {
+    let classify = |(pair, groups, settings): &(&MetricSetPair, &[String], MetricSettings)| {
+        classifier::classify(pair, groups, settings, options)
+    };
+    let points: usize = jobs
+        .iter()
+        .map(|(p, _, _)| p.values.control.len() + p.values.experiment.len())
+        .sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(jobs.len());
+    if threads <= 1 || points < PARALLEL_MIN_POINTS {
+        return jobs.iter().map(classify).collect();
+    }
+    // Interleaved assignment balances metrics of different sizes.
+    let mut slots: Vec<Option<MetricResult>> = vec![None; jobs.len()];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    jobs.iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, job)| (i, classify(job)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A worker only panics if classification has a bug; re-raise it here.
+            match worker.join() {
+                Ok(done) => done.into_iter().for_each(|(i, r)| slots[i] = Some(r)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
 }

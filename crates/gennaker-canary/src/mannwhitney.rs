@@ -86,7 +86,9 @@ pub fn shift_interval(
     RankSums::new(experiment, control).shift_interval(conf_level, flavor)
 }
 
-/// Both samples sorted once, with what `W(d)` needs precomputed.
+/// Both samples sorted once and compressed into runs of equal values, with what
+/// `W(d)` needs precomputed. Runs make heavily tied (discrete) metrics cheap: a
+/// pass costs `O(distinct values)`, not `O(n)`.
 #[derive(Debug, Clone)]
 pub(crate) struct RankSums {
     xs: Vec<f64>,
@@ -94,12 +96,109 @@ pub(crate) struct RankSums {
     nx: f64,
     ny: f64,
     all_finite: bool,
-    /// `Σ(t³ − t)` over the tie groups of `xs` alone.
-    ties_x: f64,
-    /// `Σ(t³ − t)` over the tie groups of `ys` alone.
-    ties_y: f64,
-    /// Number of adjacent equal pairs in `xs`: a shift that merges groups adds some.
-    adjacent_equal_x: usize,
+    x_runs: Runs,
+    y_runs: Runs,
+    /// `y_runs.values` followed by [`PAD`] +∞ sentinels for the unrolled search.
+    y_padded: Vec<f64>,
+    /// `y_below[k]`: number of `y` values in the runs before run `k` (`k ≤ runs`).
+    y_below: Vec<u64>,
+    /// Smallest gap between neighbouring experiment runs (+∞ for one run).
+    x_min_gap: f64,
+    /// Largest |experiment value|.
+    x_max_abs: f64,
+}
+
+/// Sentinels after the control runs, so the fast pass can look 4 runs ahead.
+const PAD: usize = 4;
+
+/// Independent segments of the fast pass.
+const LANES: usize = 4;
+
+/// One segment's walk through the control runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lane {
+    /// Index of the first control run not below the current value.
+    j: usize,
+    /// 2·U over the runs seen: pairs with experiment > control count 2, ties 1.
+    twice_u: u64,
+}
+
+/// Ties between experiment and control runs, rare enough to share between lanes.
+#[derive(Debug, Default)]
+struct CrossTies {
+    twice_u: u64,
+    extra: u64,
+}
+
+impl Lane {
+    /// Accounts for one experiment run of `count` values at shifted value `v`.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        v: f64,
+        count: u64,
+        y: &ControlRuns<'_>,
+        ties: &mut CrossTies,
+    ) -> Option<()> {
+        // Sorted, so the comparisons count the runs below `v` among the next four;
+        // only a gap of four or more runs needs another round. Counting without
+        // branches avoids the mispredictions of a plain merge on interleaved data.
+        loop {
+            let window = y.padded.get(self.j..self.j + PAD)?;
+            let step = window.iter().filter(|&&c| c < v).count();
+            self.j += step;
+            if step < PAD {
+                break;
+            }
+        }
+        let below = *y.below.get(self.j)?;
+        self.twice_u += 2 * count * below;
+        if y.padded[self.j] == v {
+            // A tie group of `count` experiment and `b` control values: it adds
+            // half a pair each to U, and (a+b)³−(a+b) − (a³−a) − (b³−b) = 3ab(a+b)
+            // to the tie sum on top of the runs' own terms.
+            let b = *y.below.get(self.j + 1)? - below;
+            ties.twice_u += count * b;
+            ties.extra += 3 * count * b * (count + b);
+        }
+        Some(())
+    }
+}
+
+/// What a [`Lane`] reads of the control runs.
+struct ControlRuns<'a> {
+    padded: &'a [f64],
+    below: &'a [u64],
+}
+
+/// A sorted sample as runs of equal values.
+#[derive(Debug, Clone, Default)]
+struct Runs {
+    values: Vec<f64>,
+    counts: Vec<u64>,
+    /// `Σ(t³ − t)` over the runs.
+    ties: f64,
+}
+
+impl Runs {
+    fn of(sorted: &[f64]) -> Self {
+        let mut r = Self {
+            values: Vec::with_capacity(sorted.len()),
+            counts: Vec::with_capacity(sorted.len()),
+            ties: 0.0,
+        };
+        for &v in sorted {
+            match (r.values.last(), r.counts.last_mut()) {
+                (Some(&last), Some(count)) if last == v => *count += 1,
+                _ => {
+                    r.values.push(v);
+                    r.counts.push(1);
+                }
+            }
+        }
+        r.ties = r.counts.iter().map(|&c| (c * c * c - c) as f64).sum();
+        r
+    }
 }
 
 /// `W(d)` before the continuity correction: the centred statistic and its sd.
@@ -127,50 +226,101 @@ fn sign(v: f64) -> f64 {
     }
 }
 
+/// Sorts with NaN mapped to +∞ (Kayenta's `NaNStrategy.MAXIMAL`), via the
+/// order-preserving integer image of each double. -0.0 sorts before 0.0; both
+/// compare equal in every later step.
 fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = values
+    let mut keys: Vec<u64> = values
         .iter()
-        .map(|&x| if x.is_nan() { f64::INFINITY } else { x })
+        .map(|&x| {
+            let bits = if x.is_nan() {
+                f64::INFINITY.to_bits()
+            } else {
+                x.to_bits()
+            };
+            if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            }
+        })
         .collect();
-    v.sort_unstable_by(f64::total_cmp);
-    v
+    radix_sort(&mut keys);
+    keys.into_iter()
+        .map(|k| f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }))
+        .collect()
 }
 
-fn tie_stats(sorted: &[f64]) -> (f64, usize) {
-    let mut ties = 0.0;
-    let mut adjacent = 0;
-    let mut run = 1.0_f64;
-    for w in sorted.windows(2) {
-        if w[0] == w[1] {
-            adjacent += 1;
-            run += 1.0;
-        } else {
-            ties += run * run * run - run;
-            run = 1.0;
+/// LSD radix sort by bytes. Metric samples share sign and exponent bytes, so the
+/// passes over constant bytes are skipped; small inputs use the standard sort.
+fn radix_sort(keys: &mut Vec<u64>) {
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut counts = [[0usize; 256]; 8];
+    for &k in keys.iter() {
+        for (byte, c) in counts.iter_mut().enumerate() {
+            c[((k >> (8 * byte)) & 0xff) as usize] += 1;
         }
     }
-    if !sorted.is_empty() {
-        ties += run * run * run - run;
+    let mut buffer = vec![0u64; keys.len()];
+    for (byte, c) in counts.iter().enumerate() {
+        if c.contains(&keys.len()) {
+            continue;
+        }
+        let mut offsets = [0usize; 256];
+        let mut total = 0;
+        for (o, &n) in offsets.iter_mut().zip(c) {
+            *o = total;
+            total += n;
+        }
+        for &k in keys.iter() {
+            let b = ((k >> (8 * byte)) & 0xff) as usize;
+            buffer[offsets[b]] = k;
+            offsets[b] += 1;
+        }
+        std::mem::swap(keys, &mut buffer);
     }
-    (ties, adjacent)
 }
 
 impl RankSums {
     pub(crate) fn new(experiment: &[f64], control: &[f64]) -> Self {
         let xs = sorted(experiment);
         let ys = sorted(control);
-        let (ties_x, adjacent_equal_x) = tie_stats(&xs);
-        let (ties_y, _) = tie_stats(&ys);
+        let x_runs = Runs::of(&xs);
+        let y_runs = Runs::of(&ys);
+        let mut y_padded = y_runs.values.clone();
+        y_padded.extend([f64::INFINITY; PAD]);
+        let mut y_below = Vec::with_capacity(y_runs.counts.len() + 1);
+        let mut below = 0u64;
+        y_below.push(0);
+        for &c in &y_runs.counts {
+            below += c;
+            y_below.push(below);
+        }
         let all_finite = xs.iter().chain(&ys).all(|v| v.is_finite());
+        let x_min_gap = x_runs
+            .values
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::INFINITY, f64::min);
+        let x_max_abs = xs
+            .first()
+            .map_or(0.0, |v| v.abs())
+            .max(xs.last().map_or(0.0, |v| v.abs()));
         Self {
+            x_min_gap,
+            x_max_abs,
             nx: xs.len() as f64,
             ny: ys.len() as f64,
             xs,
             ys,
             all_finite,
-            ties_x,
-            ties_y,
-            adjacent_equal_x,
+            x_runs,
+            y_runs,
+            y_padded,
+            y_below,
         }
     }
 
@@ -201,68 +351,96 @@ impl RankSums {
         self.centred_exact(d)
     }
 
-    /// The common case: no tie between `x − d` and `y`, and no new tie inside
-    /// `x − d`. Returns `None` when either shows up.
+    /// The common case: no two runs of `x` merged by the rounding of `x − d`
+    /// (returns `None` then). Ties between `x − d` and `y` are handled here.
+    ///
+    /// The runs of `x` are cut into [`LANES`] segments walked in lock-step, each
+    /// with its own position in `y` (found by binary search): the segments do not
+    /// depend on each other, so the CPU overlaps their load → compare → advance
+    /// chains instead of waiting on one.
     fn centred_fast(&self, d: f64) -> Option<(f64, f64)> {
-        let ys = &self.ys[..];
-        let ny = ys.len();
-        let mut j = 0usize;
-        let mut below: u64 = 0;
-        let mut adjacent = 0usize;
-        let mut prev = f64::NAN;
-        for &x in &self.xs {
-            let v = x - d;
-            adjacent += usize::from(v == prev);
-            prev = v;
-            // Gallop in blocks: most steps move `j` by a few places only.
-            while j + 8 <= ny && ys[j + 7] < v {
-                j += 8;
-            }
-            while j < ny && ys[j] < v {
-                j += 1;
-            }
-            if j < ny && ys[j] == v {
-                return None;
-            }
-            below += j as u64;
-        }
-        if adjacent != self.adjacent_equal_x {
+        let xv = &self.x_runs.values[..];
+        let xc = &self.x_runs.counts[..];
+        if self.may_merge_runs(d) {
             return None;
         }
-        Some((
-            below as f64 - self.nx * self.ny / 2.0,
-            self.ties_x + self.ties_y,
-        ))
+        let m = xv.len();
+        let lane_len = m / LANES;
+        let y = ControlRuns {
+            padded: &self.y_padded,
+            below: &self.y_below,
+        };
+        let start = |k: usize| self.y_runs.values.partition_point(|&c| c < xv[k] - d);
+        let mut lanes = [Lane::default(); LANES];
+        for (s, lane) in lanes.iter_mut().enumerate() {
+            lane.j = if s * lane_len < m {
+                start(s * lane_len)
+            } else {
+                0
+            };
+        }
+        let mut ties = CrossTies::default();
+        for t in 0..lane_len {
+            for (s, lane) in lanes.iter_mut().enumerate() {
+                let k = s * lane_len + t;
+                lane.step(xv[k] - d, xc[k], &y, &mut ties)?;
+            }
+        }
+        let tail = LANES * lane_len;
+        let mut rest = Lane {
+            j: if tail < m { start(tail) } else { 0 },
+            twice_u: 0,
+        };
+        for k in tail..m {
+            rest.step(xv[k] - d, xc[k], &y, &mut ties)?;
+        }
+        let twice_u: u64 =
+            lanes.iter().map(|l| l.twice_u).sum::<u64>() + rest.twice_u + ties.twice_u;
+        let dz = twice_u as f64 / 2.0 - self.nx * self.ny / 2.0;
+        Some((dz, self.x_runs.ties + self.y_runs.ties + ties.extra as f64))
     }
 
-    /// Groups the merged sequence of `x − d` (NaN as +∞) and `y` and sums the
-    /// average ranks of the `x` part, like R's `rank` + `table`.
+    /// Whether rounding of `x − d` could make two runs of `x` equal. Two values
+    /// `a < b` can only round to the same `v` if `b − a ≤ ulp(v) ≤ 2ε·|v|`, so a
+    /// minimum gap above `4ε·(max|x| + |d|)` rules it out without a pass.
+    fn may_merge_runs(&self, d: f64) -> bool {
+        if self.x_min_gap > 4.0 * f64::EPSILON * (self.x_max_abs + d.abs()) {
+            return false;
+        }
+        let xv = &self.x_runs.values;
+        xv.windows(2)
+            .fold(false, |merged, w| merged | (w[0] - d == w[1] - d))
+    }
+
+    /// Groups the merged runs of `x − d` (NaN as +∞) and `y` into tie groups and
+    /// sums the average ranks of the `x` part, like R's `rank` + `table`.
     fn centred_exact(&self, d: f64) -> (f64, f64) {
         let shift = |x: f64| {
             let v = x - d;
             if v.is_nan() { f64::INFINITY } else { v }
         };
-        let (xs, ys) = (&self.xs[..], &self.ys[..]);
+        let (xv, xc) = (&self.x_runs.values[..], &self.x_runs.counts[..]);
+        let (yv, yc) = (&self.y_runs.values[..], &self.y_runs.counts[..]);
         let (mut i, mut j) = (0usize, 0usize);
         let mut done = 0.0_f64;
         let mut rank_sum_x = 0.0_f64;
         let mut ties = 0.0_f64;
-        while i < xs.len() || j < ys.len() {
-            let v = match (xs.get(i), ys.get(j)) {
+        while i < xv.len() || j < yv.len() {
+            let v = match (xv.get(i), yv.get(j)) {
                 (Some(&x), Some(&y)) => shift(x).min(y),
                 (Some(&x), None) => shift(x),
                 (None, Some(&y)) => y,
                 (None, None) => break,
             };
             let mut a = 0.0_f64;
-            while i < xs.len() && shift(xs[i]) == v {
+            while i < xv.len() && shift(xv[i]) == v {
+                a += xc[i] as f64;
                 i += 1;
-                a += 1.0;
             }
             let mut b = 0.0_f64;
-            while j < ys.len() && ys[j] == v {
+            if j < yv.len() && yv[j] == v {
+                b = yc[j] as f64;
                 j += 1;
-                b += 1.0;
             }
             let t = a + b;
             if t == 0.0 {
@@ -399,13 +577,49 @@ mod tests {
             .map(|i| ((i * 53) % 97) as f64 * 0.5 + 3.0)
             .collect();
         let rs = RankSums::new(&x, &y);
-        for k in 0..400 {
-            let d = -60.0 + k as f64 * 0.3137;
-            let (dz, ties) = rs.centred_exact(d);
-            if let Some((fdz, fties)) = rs.centred_fast(d) {
-                assert_eq!((dz, ties), (fdz, fties), "d = {d}");
+        let mut ties_seen = 0;
+        // Steps of 0.25 land on the grid (ties between x − d and y); 0.3137 mostly not.
+        for d in (0..480)
+            .map(|k| -60.0 + k as f64 * 0.25)
+            .chain((0..400).map(|k| -60.0 + k as f64 * 0.3137))
+        {
+            let exact = rs.centred_exact(d);
+            let fast = rs.centred_fast(d).expect("no rounding merges on this grid");
+            assert_eq!(exact, fast, "d = {d}");
+            if exact.1 > rs.x_runs.ties + rs.y_runs.ties {
+                ties_seen += 1;
             }
         }
+        assert!(ties_seen > 100, "{ties_seen}");
+        // Rounding merges neighbouring runs: the fast pass must refuse.
+        let tiny = RankSums::new(&[1e-9, 2e-9, 3.0], &[0.5, 1e12]);
+        assert_eq!(tiny.centred_fast(-1e12), None);
+        assert_eq!(tiny.centred(-1e12), tiny.centred_exact(-1e12));
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut state = 7u64;
+        let values: Vec<f64> = (0..5000)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                if i % 7 == 0 { v * 1e300 } else { v }
+            })
+            .collect();
+        let mut expected = values.clone();
+        expected.sort_by(f64::total_cmp);
+        assert_eq!(sorted(&values), expected);
+    }
+
+    #[test]
+    fn sorting_handles_signs_zeros_and_nan() {
+        let s = sorted(&[3.0, -0.0, f64::NAN, -2.5, 0.0, f64::NEG_INFINITY, 1e-300]);
+        assert_eq!(&s[..2], &[f64::NEG_INFINITY, -2.5]);
+        assert!(s[2] == 0.0 && s[3] == 0.0);
+        assert_eq!(&s[4..], &[1e-300, 3.0, f64::INFINITY]);
     }
 
     #[test]

@@ -858,3 +858,32 @@ fn missing_thresholds() {
     assert_eq!(aggregate(&[74.9], &pass_only).outcome, StageOutcome::Failed);
     assert_eq!(aggregate(&[], &pass_only).outcome, StageOutcome::Failed);
 }
+
+#[test]
+fn parallel_judgement_matches_sequential() {
+    // 8 metrics × 2 × 5000 points is above the threshold for threads; judging each
+    // pair alone is below it.
+    let metrics: Vec<Value> = (0..8)
+        .map(|i| metric(&format!("m{i}"), &["g"], json!({})))
+        .collect();
+    let c = config(metrics, json!({}));
+    let pairs: Vec<MetricSetPair> = (0..8)
+        .map(|i| {
+            pair(
+                &format!("m{i}"),
+                normal(5000, 10.0 + i as f64 * 0.02, 1.0, 100 + i),
+                normal(5000, 10.0, 1.0, 200 + i),
+            )
+        })
+        .collect();
+    let all = run(&c, &pairs);
+    for (i, p) in pairs.iter().enumerate() {
+        let alone = run(&c, std::slice::from_ref(p));
+        assert_eq!(all.results[i], alone.results[0]);
+    }
+    assert!(
+        all.results
+            .iter()
+            .any(|r| r.classification == Classification::High)
+    );
+}
