@@ -68,7 +68,9 @@ pub enum JudgeError {
 /// Judges metric-set pairs against a canary configuration.
 ///
 /// Per-metric failures become `Error` results; only configuration problems fail
-/// the whole judgement.
+/// the whole judgement. Large inputs are classified on scoped threads (one per
+/// available core); the result is the same as sequentially. CPU-bound: call it
+/// from a blocking context (e.g. `spawn_blocking`) in async code.
 pub fn judge(
     config: &CanaryConfig,
     pairs: &[MetricSetPair],

@@ -10,15 +10,16 @@
 //!
 //! # Speed
 //! R re-ranks the pooled sample for every evaluation of `W(d)`, which costs
-//! `O(n log n)` per step. Here both samples are sorted once; `W(d)` then needs one
-//! merge-like pass in `O(nx + ny)`: the rank sum of `x − d` equals the number of
-//! pairs `(x_i − d, y_j)` with `x_i − d > y_j`, plus half the number of equal pairs,
-//! plus a constant. The tie correction `Σ(t³ − t)` depends on `d` (a shifted `x` can
-//! tie with a `y`, and rounding of `x_i − d` can merge neighbouring `x` values), so
-//! the fast pass only applies when it sees neither; otherwise the exact pass groups
-//! the merged sequence and counts every tie group, exactly as R's `table(rank(…))`.
-//! All counts are integers or halves well below 2^53, so both passes produce
-//! bit-identical `f64` values to R's.
+//! `O(n log n)` per step. Here both samples are sorted once (radix sort) and
+//! compressed into runs of equal values; `W(d)` then needs one merge-like pass in
+//! `O(runs)`: the rank sum of `x − d` equals the number of pairs `x_i − d > y_j`,
+//! plus half the number of equal pairs, plus a constant. The tie correction
+//! `Σ(t³ − t)` depends on `d`: a run of `x − d` that equals a run of `y` adds
+//! `3ab(a + b)` to the runs' own terms, which the fast pass accounts for; rounding
+//! of `x_i − d` can also merge neighbouring runs of `x`, and then the exact pass
+//! regroups the merged sequence like R's `table(rank(…))`. All counts are integers
+//! or halves well below 2^53, so both passes produce bit-identical `f64` values to
+//! R's, and the `zeroin` iterates are R's.
 
 use crate::zeroin::zeroin;
 use statrs::distribution::{ContinuousCDF, Normal};

@@ -12,6 +12,10 @@
 //! at least `min_distance` (a change of that many percentiles somewhere in the
 //! distribution). Ties make the asymptotic p-value conservative, which is the safe
 //! side for an optional extra check.
+//!
+//! A flagged metric becomes High when the experiment mean is above the control
+//! mean and Low when below, subject to the metric's direction, effect-size gates
+//! and critical gates exactly as for the location test; its reason names the test.
 
 /// Settings of the shape check.
 #[derive(Debug, Clone, Copy, PartialEq)]
