@@ -68,7 +68,7 @@ pub(crate) fn table<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -
     for row in rows {
         table.add_row(row);
     }
-    table.to_string()
+    trimmed(&table)
 }
 
 /// A two-column table of labelled values, for a single record.
@@ -77,7 +77,20 @@ pub(crate) fn details(rows: Vec<(&str, String)>) -> String {
     for (label, value) in rows {
         table.add_row([label.to_owned(), value]);
     }
-    table.to_string()
+    trimmed(&table)
+}
+
+/// The table without the cell padding at line starts and ends, which only gets in the
+/// way of `grep`, `awk` and copy-paste.
+fn trimmed(table: &Table) -> String {
+    table
+        .lines()
+        .map(|line| {
+            let line = line.strip_prefix(' ').unwrap_or(&line);
+            line.trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn new_table() -> Table {

@@ -152,6 +152,27 @@ async fn handle(
                         "message": "Gennaker cannot run jenkins triggers yet", "hint": null}]}),
             )
         }
+        ("POST", ["roles"]) => {
+            let sent: Value = serde_json::from_str(&body).unwrap();
+            ok(
+                StatusCode::CREATED,
+                json!({"name": sent["name"], "description": sent["description"], "createdAt": 0}),
+            )
+        }
+        ("POST", ["users"]) => {
+            let sent: Value = serde_json::from_str(&body).unwrap();
+            ok(
+                StatusCode::CREATED,
+                json!({"name": sent["name"], "admin": sent["admin"], "roles": sent["roles"], "createdAt": 0}),
+            )
+        }
+        ("PUT", ["users", name, "roles"]) => {
+            let sent: Value = serde_json::from_str(&body).unwrap();
+            ok(
+                StatusCode::OK,
+                json!({"name": name, "admin": false, "roles": sent["roles"], "createdAt": 0}),
+            )
+        }
         ("GET", ["tokens"]) => ok(
             StatusCode::OK,
             json!([{"id": "t-1", "user": "admin", "name": "ci", "createdAt": 0,
@@ -521,6 +542,43 @@ async fn query_parameters_are_sent() {
 }
 
 #[tokio::test]
+async fn users_and_roles_send_what_the_server_accepts() {
+    let mock = Mock::start().await;
+    mock.run(Some(GOOD), &["role", "create", "qa"])
+        .await
+        .unwrap();
+    let sent: Value = serde_json::from_str(&mock.last().body).unwrap();
+    assert_eq!(sent, json!({"name": "qa", "description": ""}));
+
+    let out = mock
+        .run(
+            Some(GOOD),
+            &["user", "create", "alice", "--role", "qa", "--role", "dev"],
+        )
+        .await
+        .unwrap();
+    let sent: Value = serde_json::from_str(&mock.last().body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"name": "alice", "admin": false, "roles": ["qa", "dev"]})
+    );
+    assert!(out.starts_with("Created user alice."), "{out}");
+
+    let out = mock
+        .run(
+            Some(GOOD),
+            &["-o", "json", "user", "set-roles", "alice", "--clear"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(mock.last().uri, "/api/v1/users/alice/roles");
+    let sent: Value = serde_json::from_str(&mock.last().body).unwrap();
+    assert_eq!(sent, json!({"roles": []}));
+    let returned: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(returned["roles"], json!([]));
+}
+
+#[tokio::test]
 async fn token_revoke_and_delete_confirm() {
     let mock = Mock::start().await;
     let out = mock
@@ -551,7 +609,7 @@ async fn the_config_file_supplies_url_and_token() {
     let argv = ["gennaker", "whoami"].map(str::to_owned).to_vec();
     let out = run_args(&argv, Some(&config)).await.unwrap();
     assert!(out.contains("admin"), "{out}");
-    assert!(out.contains(&format!("Server: {}", mock.url())), "{out}");
+    assert!(out.contains(&format!("Server   {}", mock.url())), "{out}");
     assert_eq!(
         mock.last().authorization.as_deref(),
         Some("Bearer good-token")

@@ -116,7 +116,7 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: PipelineCommand) -> Resu
                     ("Updated", time(p.updated_at)),
                     ("Updated by", text(p.updated_by.as_deref())),
                 ]);
-                format!("{summary}\n{}", stages(&p.config))
+                format!("{summary}\n\n{}", stages(&p.config))
             })
         }
         PipelineCommand::Get {
@@ -152,7 +152,7 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: PipelineCommand) -> Resu
                             .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     ),
                 ]);
-                format!("{summary}\n{}", stages(&r.config))
+                format!("{summary}\n\n{}", stages(&r.config))
             })
         }
         PipelineCommand::Save { file, application } => save(ctx, &file, application).await,
@@ -272,10 +272,12 @@ fn target_application(
         .filter(|app| !app.is_empty())
         .map(str::to_owned);
     match (declared, flag) {
-        (Some(declared), Some(flag)) if declared != flag => Err(CliError::Usage(format!(
-            "{} belongs to application {declared}, but --application says {flag}; fix one of them",
-            path.display()
-        ))),
+        (Some(declared), Some(flag)) if !declared.eq_ignore_ascii_case(&flag) => {
+            Err(CliError::Usage(format!(
+                "{} belongs to application {declared}, but --application says {flag}; fix one of them",
+                path.display()
+            )))
+        }
         (Some(declared), _) => Ok(declared),
         (None, Some(flag)) => {
             if let Value::Object(map) = document {

@@ -6,13 +6,15 @@ use serde_json::json;
 use super::Context;
 use crate::args::RoleCommand;
 use crate::error::CliError;
-use crate::output::{OutputFormat, emit, table, text, write_structured};
+use crate::output::{OutputFormat, emit, table, text, time, write_structured};
 
 /// `Role` as the API returns it.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Role {
     name: String,
     description: Option<String>,
+    created_at: Option<i64>,
 }
 
 pub(super) async fn run(ctx: &mut Context<'_>, command: RoleCommand) -> Result<(), CliError> {
@@ -21,10 +23,16 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: RoleCommand) -> Result<(
             let raw = ctx.client()?.get(&["roles"], &[]).await?;
             emit(ctx.out, ctx.format, raw, |roles: &Vec<Role>| {
                 table(
-                    ["NAME", "DESCRIPTION"],
+                    ["NAME", "DESCRIPTION", "CREATED"],
                     roles
                         .iter()
-                        .map(|r| [r.name.clone(), text(r.description.as_deref())])
+                        .map(|r| {
+                            [
+                                r.name.clone(),
+                                text(r.description.as_deref()),
+                                time(r.created_at),
+                            ]
+                        })
                         .collect(),
                 )
             })
@@ -32,9 +40,10 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: RoleCommand) -> Result<(
         RoleCommand::Create { name, description } => {
             let raw = ctx
                 .client()?
+                // The server reads an absent description as empty but refuses `null`.
                 .post(
                     &["roles"],
-                    &json!({"name": name, "description": description}),
+                    &json!({"name": name, "description": description.unwrap_or_default()}),
                 )
                 .await?;
             match ctx.format {

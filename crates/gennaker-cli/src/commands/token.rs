@@ -72,7 +72,7 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: TokenCommand) -> Result<
                 let info = &created.info;
                 format!(
                     "Created token '{}' (id {}) for user {}, expires: {}.\n\
-                     Copy the secret now; it cannot be shown again:\n\n{}\n",
+                     Copy the secret now; it cannot be shown again:\n\n{}",
                     info.name,
                     scalar(&info.id),
                     info.user,

@@ -24,13 +24,13 @@ fn yes_no(flag: bool) -> String {
     if flag { "yes" } else { "no" }.to_owned()
 }
 
-fn user_details(user: &User) -> String {
-    details(vec![
+fn user_rows(user: &User) -> Vec<(&'static str, String)> {
+    vec![
         ("Name", user.name.clone()),
         ("Admin", yes_no(user.admin)),
         ("Roles", list(&user.roles)),
         ("Created", time(user.created_at)),
-    ])
+    ]
 }
 
 pub(super) async fn run(ctx: &mut Context<'_>, command: UserCommand) -> Result<(), CliError> {
@@ -56,7 +56,9 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: UserCommand) -> Result<(
         }
         UserCommand::Get { name } => {
             let raw = ctx.client()?.get(&["users", &name], &[]).await?;
-            emit(ctx.out, ctx.format, raw, user_details)
+            emit(ctx.out, ctx.format, raw, |user: &User| {
+                details(user_rows(user))
+            })
         }
         UserCommand::Create { name, admin, roles } => {
             let raw = ctx
@@ -102,8 +104,8 @@ pub(super) async fn whoami(ctx: &mut Context<'_>) -> Result<(), CliError> {
     let raw = client.get(&["me"], &[]).await?;
     let server = client.url().to_owned();
     emit(ctx.out, ctx.format, raw, |user: &User| {
-        let mut text = user_details(user);
-        text.push_str(&format!("\nServer: {server}"));
-        text
+        let mut rows = user_rows(user);
+        rows.push(("Server", server));
+        details(rows)
     })
 }
