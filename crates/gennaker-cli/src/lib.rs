@@ -33,8 +33,11 @@ pub async fn run(options: &ClientOptions, command: ClientCommand) -> Result<(), 
     let config = config::default_config_path();
     let mut stdout = std::io::stdout();
     let result = run_with(options, command, config.as_deref(), &mut stdout).await;
-    stdout.flush()?;
-    result
+    match result.and_then(|()| Ok(stdout.flush()?)) {
+        // `gennaker app list | head` closes the pipe early; that is not a failure.
+        Err(CliError::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Runs a client command with an explicit config file (`None`: none at all) and output
