@@ -9,7 +9,6 @@ use crate::ast::{BinaryOp, MapKey, Node, NodeKind, Selection, UnaryOp};
 use crate::error::{ErrorKind, ExprError, Warning, WarningKind};
 use crate::functions::{CallContext, FunctionRegistry};
 use crate::limits::Limits;
-use crate::pattern::RegexCache;
 use crate::value::{Num, Style, Val, compare, count_nodes, equal, string_to_bool, write_value};
 
 /// Copying a value costs one step per this many JSON nodes.
@@ -28,7 +27,6 @@ pub(crate) struct Eval<'a> {
     steps: u64,
     depth: u32,
     pub(crate) warnings: Vec<Warning>,
-    pub(crate) regexes: RegexCache,
     /// The node that last read a missing key, and why: if that `null` is then
     /// dereferenced, the error names the misspelt key instead of just "null".
     last_missing: Option<(usize, usize, String)>,
@@ -49,7 +47,6 @@ impl<'a> Eval<'a> {
             steps: 0,
             depth: 0,
             warnings: Vec::new(),
-            regexes: RegexCache::default(),
             last_missing: None,
         }
     }
@@ -242,7 +239,7 @@ impl<'a> Eval<'a> {
             NodeKind::Call { name, args } => self.call(name, args, node, this),
             NodeKind::Ident(name) => {
                 let is_root = matches!(this, Val::Ref(v) if std::ptr::eq(*v, self.root));
-                let owner = if is_root { "the context" } else { "#this" };
+                let owner = if is_root { Owner::Context } else { Owner::This };
                 // Copy only the field of an owned `#this` (a map entry), not all of it.
                 if let Val::Own(Value::Object(map)) = this {
                     if let Some(v) = map.get(name) {
@@ -251,7 +248,7 @@ impl<'a> Eval<'a> {
                     let close = suggest(name, map.keys().map(String::as_str))
                         .map(|c| format!("did you mean '{c}'?"))
                         .or_else(|| self.root_key_hint(name));
-                    self.missing(name, close, node, owner);
+                    self.missing(name, close, node, owner.text());
                     return Ok(Val::null());
                 }
                 let target = self.duplicate(this, node.at)?;
@@ -260,13 +257,12 @@ impl<'a> Eval<'a> {
             }
             NodeKind::Property { target, name, safe } => {
                 let value = self.eval(target, this)?;
-                let owner = self.describe(target);
                 if value.is_null() {
                     return self.null_target(target, node, *safe, || {
                         format!("cannot read property '{name}' of null")
                     });
                 }
-                self.property(value, name, node, &owner, *safe)
+                self.property(value, name, node, Owner::Node(target), *safe)
             }
             NodeKind::Index {
                 target,
@@ -483,7 +479,7 @@ impl<'a> Eval<'a> {
         target: Val<'a>,
         name: &str,
         node: &Node,
-        owner: &str,
+        owner: Owner<'_>,
         safe: bool,
     ) -> Result<Val<'a>, ExprError> {
         let found = match target {
@@ -527,10 +523,14 @@ impl<'a> Eval<'a> {
         };
         let hint = match found {
             Some(hint) => Some(hint),
-            None if owner == "#this" => self.root_key_hint(name),
+            None if matches!(owner, Owner::This) => self.root_key_hint(name),
             None => None,
         };
-        self.missing(name, hint, node, owner);
+        let owner = match owner {
+            Owner::Node(target) => self.describe(target),
+            other => other.text().to_owned(),
+        };
+        self.missing(name, hint, node, &owner);
         Ok(Val::null())
     }
 
@@ -590,8 +590,7 @@ impl<'a> Eval<'a> {
                     ));
                 }
             };
-            let owner = self.describe(target_node);
-            return self.property(target, &key_text, node, &owner, false);
+            return self.property(target, &key_text, node, Owner::Node(target_node), false);
         }
         let position = self.list_position(&key, index)?;
         match target {
@@ -973,6 +972,24 @@ impl<'a> Eval<'a> {
             }
         };
         self.number(result, node)
+    }
+}
+
+/// What a property was read from, described only when a message needs it.
+#[derive(Debug, Clone, Copy)]
+enum Owner<'n> {
+    Context,
+    This,
+    Node(&'n Node),
+}
+
+impl Owner<'_> {
+    fn text(self) -> &'static str {
+        match self {
+            Owner::Context => "the context",
+            Owner::This => "#this",
+            Owner::Node(_) => "its target",
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::ast::Node;
 use crate::error::{ErrorKind, ExprError};
 use crate::eval::{Eval, article, suggest};
-use crate::pattern::{java_replacement, java_split};
+use regex::Regex;
+
+use crate::pattern::{compile, is_literal, java_replacement, java_split, java_split_literal};
 use crate::value::{Num, Style, Val, equal};
 
 const STRING_METHODS: &[&str] = &[
@@ -308,13 +310,11 @@ fn string_method<'a>(
         "split" => {
             call.arity(ev, 1, 1)?;
             let pattern = call.string(ev, 0)?;
-            let (size, depth) = (ev.limits.max_regex_size, ev.limits.max_depth);
-            let regex = ev
-                .regexes
-                .get(&pattern, false, size, depth)
-                .map_err(|e| ExprError::new(ErrorKind::Regex, e, ev.source, at))?
-                .clone();
-            let parts = java_split(&regex, s);
+            let parts = if is_literal(&pattern) && !pattern.is_empty() {
+                java_split_literal(&pattern, s)
+            } else {
+                java_split(&regex(ev, &pattern, false, at)?, s)
+            };
             ev.check_collection(parts.len(), at)?;
             ev.charge(parts.len() as u64 / 16, at)?;
             Val::Own(Value::Array(
@@ -395,12 +395,7 @@ fn replace_all<'a>(ev: &mut Eval<'a>, s: &str, call: &Call<'_, 'a>) -> Result<Va
         ev.error(ErrorKind::Regex, format!("replaceAll(): {e}"), at)
             .with_hint("write a literal '$' as '\\$'")
     })?;
-    let (size, depth) = (ev.limits.max_regex_size, ev.limits.max_depth);
-    let regex = ev
-        .regexes
-        .get(&pattern, false, size, depth)
-        .map_err(|e| ExprError::new(ErrorKind::Regex, e, ev.source, at))?
-        .clone();
+    let regex = regex(ev, &pattern, false, at)?;
     let mut out = String::new();
     let mut last = 0;
     for caps in regex.captures_iter(s) {
@@ -419,17 +414,21 @@ fn replace_all<'a>(ev: &mut Eval<'a>, s: &str, call: &Call<'_, 'a>) -> Result<Va
 /// Java's `String.matches`: the whole string must match.
 fn regex_matches(ev: &mut Eval<'_>, s: &str, pattern: &str, at: usize) -> Result<bool, ExprError> {
     // Plain text needs no automaton; this keeps `status matches 'SUCCEEDED'` cheap.
-    if regex::escape(pattern) == pattern {
+    if is_literal(pattern) {
         return Ok(s == pattern);
     }
-    let (size, depth) = (ev.limits.max_regex_size, ev.limits.max_depth);
     ev.charge_bytes(s.len() + pattern.len() * 16, at)?;
-    let source = ev.source;
-    let regex = ev
-        .regexes
-        .get(pattern, true, size, depth)
-        .map_err(|e| ExprError::new(ErrorKind::Regex, e, source, at))?;
-    Ok(regex.is_match(s))
+    Ok(regex(ev, pattern, true, at)?.is_match(s))
+}
+
+fn regex(ev: &Eval<'_>, pattern: &str, whole: bool, at: usize) -> Result<Regex, ExprError> {
+    compile(
+        pattern,
+        whole,
+        ev.limits.max_regex_size,
+        ev.limits.max_depth,
+    )
+    .map_err(|e| ev.error(ErrorKind::Regex, e, at))
 }
 
 /// The `matches` operator.

@@ -4,50 +4,60 @@
 //! catastrophically in Java (`(a+)+$`) are harmless here; look-around and
 //! back-references, which need backtracking, are refused at compile time.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
 
-/// Compiled patterns of one evaluation; dropped with it, never shared globally.
-#[derive(Debug, Default)]
-pub(crate) struct RegexCache {
-    compiled: HashMap<(String, bool), Regex>,
+/// Cache key: the pattern, whether it is anchored, and the limits it was built under.
+type Key = (String, bool, usize, u32);
+
+thread_local! {
+    /// Compiling a pattern costs far more than evaluating a whole stage context, and
+    /// pipelines repeat the same few patterns. The cache is per thread (nothing is
+    /// shared or locked), bounded, and holds only immutable compiled automata.
+    static COMPILED: RefCell<HashMap<Key, Regex>> = RefCell::new(HashMap::new());
 }
 
-/// Bounds the cache so a selection over many distinct patterns cannot grow it.
+/// Bounds the cache so expressions building many distinct patterns cannot grow it.
 const MAX_CACHED: usize = 64;
 
-impl RegexCache {
-    /// The compiled pattern; `whole` anchors it at both ends, as Java's `matches` does.
-    pub(crate) fn get(
-        &mut self,
-        pattern: &str,
-        whole: bool,
-        size_limit: usize,
-        nest_limit: u32,
-    ) -> Result<&Regex, String> {
-        let key = (pattern.to_owned(), whole);
-        if !self.compiled.contains_key(&key) {
-            let source = if whole {
-                format!(r"\A(?:{pattern})\z")
-            } else {
-                pattern.to_owned()
-            };
-            let regex = RegexBuilder::new(&source)
-                .size_limit(size_limit)
-                .dfa_size_limit(size_limit)
-                .nest_limit(nest_limit)
-                .build()
-                .map_err(|e| describe(&e))?;
-            if self.compiled.len() >= MAX_CACHED {
-                self.compiled.clear();
-            }
-            self.compiled.insert(key.clone(), regex);
-        }
-        self.compiled
-            .get(&key)
-            .ok_or_else(|| "regex cache lost a pattern".to_owned())
+/// The compiled pattern; `whole` anchors it at both ends, as Java's `matches` does.
+pub(crate) fn compile(
+    pattern: &str,
+    whole: bool,
+    size_limit: usize,
+    nest_limit: u32,
+) -> Result<Regex, String> {
+    let key = (pattern.to_owned(), whole, size_limit, nest_limit);
+    if let Some(regex) = COMPILED.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(regex);
     }
+    let source = if whole {
+        format!(r"\A(?:{pattern})\z")
+    } else {
+        pattern.to_owned()
+    };
+    let regex = RegexBuilder::new(&source)
+        .size_limit(size_limit)
+        .dfa_size_limit(size_limit)
+        .nest_limit(nest_limit)
+        .build()
+        .map_err(|e| describe(&e))?;
+    COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, regex.clone());
+    });
+    Ok(regex)
+}
+
+/// Whether `pattern` has no regex syntax, so plain string operations give the
+/// same result as the regex would.
+pub(crate) fn is_literal(pattern: &str) -> bool {
+    regex::escape(pattern) == pattern
 }
 
 fn describe(error: &regex::Error) -> String {
@@ -69,16 +79,28 @@ fn describe(error: &regex::Error) -> String {
 /// Java's `String.split(regex)`: a zero-width match at the start yields no leading
 /// empty string, trailing empty strings are dropped, no match gives the input back.
 pub(crate) fn java_split<'s>(regex: &Regex, input: &'s str) -> Vec<&'s str> {
+    split_at(regex.find_iter(input).map(|m| (m.start(), m.end())), input)
+}
+
+/// [`java_split`] on a non-empty literal separator, without a regex.
+pub(crate) fn java_split_literal<'s>(separator: &str, input: &'s str) -> Vec<&'s str> {
+    let matches = input
+        .match_indices(separator)
+        .map(|(i, m)| (i, i + m.len()));
+    split_at(matches, input)
+}
+
+fn split_at(matches: impl Iterator<Item = (usize, usize)>, input: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut last = 0;
     let mut matched = false;
-    for m in regex.find_iter(input) {
-        if m.end() == 0 {
+    for (start, end) in matches {
+        if end == 0 {
             continue;
         }
         matched = true;
-        parts.push(&input[last..m.start()]);
-        last = m.end();
+        parts.push(&input[last..start]);
+        last = end;
     }
     if !matched {
         return vec![input];
@@ -162,11 +184,28 @@ mod tests {
 
     #[test]
     fn oversized_patterns_are_refused() {
-        let mut cache = RegexCache::default();
-        let err = cache
-            .get("(a{1000}){1000}", false, 1 << 20, 64)
-            .unwrap_err();
+        let err = compile("(a{1000}){1000}", false, 1 << 20, 64).unwrap_err();
         assert!(err.contains("too large"), "{err}");
-        assert!(cache.get("(?=a)", false, 1 << 20, 64).is_err());
+        assert!(compile("(?=a)", false, 1 << 20, 64).is_err());
+        assert!(compile("a+", true, 1 << 20, 64).unwrap().is_match("aaa"));
+        assert!(!compile("a+", true, 1 << 20, 64).unwrap().is_match("aab"));
+    }
+
+    #[test]
+    fn literal_split_matches_regex_split() {
+        for (sep, input) in [
+            (",", "a,b,,"),
+            (",", ",a"),
+            (",", ""),
+            (",", ","),
+            ("::", "a::b::"),
+        ] {
+            let re = Regex::new(&regex::escape(sep)).unwrap();
+            assert_eq!(
+                java_split_literal(sep, input),
+                java_split(&re, input),
+                "{sep} {input}"
+            );
+        }
     }
 }
