@@ -1,0 +1,188 @@
+//! `gennaker server`: settings from defaults, `gennaker.toml`, `GENNAKER_*` and flags (in
+//! rising precedence), logging, and shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use gennaker_server::ServerConfig;
+use serde::{Deserialize, Serialize};
+
+/// Flags of `gennaker server`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:7777].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where Gennaker keeps its data [default: the platform data dir, e.g. ~/.local/share/gennaker].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database: postgres://USER@HOST/DB, or sqlite://PATH [default: SQLite in the data dir].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// A gennaker.toml with the same settings (flags and GENNAKER_* override it).
+    #[arg(long, env = "GENNAKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The settings as they come from the layers, before they are checked.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthSettings>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSettings {
+    /// Roles allowed to create applications (empty: every authenticated user).
+    #[serde(default)]
+    application_creators: Vec<String>,
+}
+
+/// Environment variables of the server (the client's GENNAKER_URL/TOKEN are not settings).
+const SERVER_ENV_KEYS: [&str; 5] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "admin_token",
+];
+
+fn settings(args: &ServerArgs) -> anyhow::Result<(ServerConfig, LogFormat)> {
+    let mut figment = Figment::new();
+    if let Some(path) = &args.config {
+        if !path.is_file() {
+            bail!("config file {} does not exist", path.display());
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    let flags = RawSettings {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        log_format: args.log_format,
+        admin_token: None,
+        auth: None,
+    };
+    let raw: RawSettings = figment
+        .merge(Env::prefixed("GENNAKER_").only(&SERVER_ENV_KEYS))
+        .merge(Serialized::defaults(flags))
+        .extract()
+        .context("invalid server settings")?;
+    let data_dir = match raw.data_dir {
+        Some(dir) => dir,
+        None => dirs::data_dir()
+            .map(|dir| dir.join("gennaker"))
+            .context("cannot find the platform data directory; pass --data-dir")?,
+    };
+    let database_url = raw
+        .database_url
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("gennaker.db").display()));
+    let config = ServerConfig {
+        listen: raw
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7777))),
+        data_dir,
+        database_url,
+        admin_token: raw.admin_token.filter(|token| !token.is_empty()),
+        application_creators: raw
+            .auth
+            .map(|auth| auth.application_creators)
+            .unwrap_or_default(),
+    };
+    Ok((config, raw.log_format.unwrap_or(LogFormat::Human)))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (config, log_format) = settings(&args)?;
+    init_logging(log_format);
+    let database = redact_password(&config.database_url);
+    gennaker_server::run(config, shutdown_signal())
+        .await
+        .with_context(|| format!("gennaker server failed (database {database})"))
+}
+
+/// The URL without its password, for messages.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_password("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_password("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}
