@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use gennaker_expr::{FunctionRegistry, Limits, transform_value};
@@ -48,7 +49,7 @@ fn registry() -> FunctionRegistry {
         ctx.root()["execution"]["stages"]
             .as_array()
             .and_then(|s| s.iter().find(|s| s["name"] == name))
-            .cloned()
+            .map(Cow::Borrowed)
             .ok_or_else(|| gennaker_expr::FunctionError::new("stage not found"))
     });
     registry

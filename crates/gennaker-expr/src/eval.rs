@@ -195,7 +195,7 @@ impl<'a> Eval<'a> {
         Ok(out)
     }
 
-    pub(crate) fn eval(&mut self, node: &Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
+    pub(crate) fn eval(&mut self, node: &'a Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
         self.charge(1, node.at)?;
         self.depth += 1;
         if self.depth > self.limits.max_depth {
@@ -214,7 +214,7 @@ impl<'a> Eval<'a> {
         result
     }
 
-    fn eval_kind(&mut self, node: &Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
+    fn eval_kind(&mut self, node: &'a Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
         match &node.kind {
             NodeKind::Null => Ok(Val::null()),
             NodeKind::Bool(b) => Ok(Val::Own(Value::Bool(*b))),
@@ -351,7 +351,7 @@ impl<'a> Eval<'a> {
     }
 
     /// The source text of a node, shortened, for messages such as "not found on trigger".
-    fn describe(&self, node: &Node) -> String {
+    fn describe(&self, node: &'a Node) -> String {
         let text = self.source.get(node.start..node.end).unwrap_or("").trim();
         if text.chars().count() > 40 {
             let short: String = text.chars().take(37).collect();
@@ -365,8 +365,8 @@ impl<'a> Eval<'a> {
     /// `null` came from when it was a missing key.
     fn null_target(
         &mut self,
-        target: &Node,
-        node: &Node,
+        target: &'a Node,
+        node: &'a Node,
         safe: bool,
         message: impl FnOnce() -> String,
     ) -> Result<Val<'a>, ExprError> {
@@ -387,7 +387,7 @@ impl<'a> Eval<'a> {
             .with_hint_opt(hint))
     }
 
-    fn variable(&mut self, name: &str, node: &Node) -> Result<Val<'a>, ExprError> {
+    fn variable(&mut self, name: &str, node: &'a Node) -> Result<Val<'a>, ExprError> {
         if let Some(value) = self.functions.variable(name) {
             return Ok(Val::Ref(value));
         }
@@ -411,9 +411,9 @@ impl<'a> Eval<'a> {
 
     fn call(
         &mut self,
-        name: &str,
-        args: &[Node],
-        node: &Node,
+        name: &'a str,
+        args: &'a [Node],
+        node: &'a Node,
         this: &Val<'a>,
     ) -> Result<Val<'a>, ExprError> {
         let functions = self.functions;
@@ -442,17 +442,20 @@ impl<'a> Eval<'a> {
             self.error(ErrorKind::Function, message, node.at)
                 .with_hint_opt(e.hint().map(str::to_owned))
         })?;
-        if let Value::String(s) = &result {
+        if let Value::String(s) = result.as_ref() {
             self.check_string(s.len(), node.at)?;
             self.charge_bytes(s.len(), node.at)?;
         }
-        Ok(Val::Own(result))
+        Ok(match result {
+            Cow::Borrowed(value) => Val::Ref(value),
+            Cow::Owned(value) => Val::Own(value),
+        })
     }
 
     fn inline_map(
         &mut self,
-        entries: &[(MapKey, Node)],
-        node: &Node,
+        entries: &'a [(MapKey, Node)],
+        node: &'a Node,
         this: &Val<'a>,
     ) -> Result<Val<'a>, ExprError> {
         self.check_collection(entries.len(), node.at)?;
@@ -478,7 +481,7 @@ impl<'a> Eval<'a> {
         &mut self,
         target: Val<'a>,
         name: &str,
-        node: &Node,
+        node: &'a Node,
         owner: Owner<'_>,
         safe: bool,
     ) -> Result<Val<'a>, ExprError> {
@@ -549,7 +552,7 @@ impl<'a> Eval<'a> {
         }
     }
 
-    fn missing(&mut self, key: &str, hint: Option<String>, node: &Node, owner: &str) {
+    fn missing(&mut self, key: &str, hint: Option<String>, node: &'a Node, owner: &str) {
         let message = format!("property '{key}' not found on {owner}");
         let why = match &hint {
             Some(h) => format!("{message}; {h}"),
@@ -562,9 +565,9 @@ impl<'a> Eval<'a> {
     fn index(
         &mut self,
         target: Val<'a>,
-        target_node: &Node,
-        index: &Node,
-        node: &Node,
+        target_node: &'a Node,
+        index: &'a Node,
+        node: &'a Node,
         this: &Val<'a>,
     ) -> Result<Val<'a>, ExprError> {
         let is_map = matches!(target.json(), Some(Value::Object(_)));
@@ -622,7 +625,7 @@ impl<'a> Eval<'a> {
     }
 
     /// A list index; Spring converts numeric strings, so `list[parameters.n]` works.
-    fn list_position(&mut self, key: &Val<'a>, index: &Node) -> Result<i64, ExprError> {
+    fn list_position(&mut self, key: &Val<'a>, index: &'a Node) -> Result<i64, ExprError> {
         match key.json() {
             Some(v) => match (
                 Num::of(v),
@@ -646,7 +649,7 @@ impl<'a> Eval<'a> {
         }
     }
 
-    fn at_position(&self, len: usize, position: i64, node: &Node) -> Result<usize, ExprError> {
+    fn at_position(&self, len: usize, position: i64, node: &'a Node) -> Result<usize, ExprError> {
         usize::try_from(position)
             .ok()
             .filter(|&i| i < len)
@@ -660,7 +663,7 @@ impl<'a> Eval<'a> {
     }
 
     /// The elements of a list, or the entries of a map (as `(key, value)`).
-    fn elements(&mut self, target: Val<'a>, node: &Node) -> Result<Elements<'a>, ExprError> {
+    fn elements(&mut self, target: Val<'a>, node: &'a Node) -> Result<Elements<'a>, ExprError> {
         Ok(match target {
             Val::Ref(Value::Array(items)) => Elements::List(items.iter().map(Val::Ref).collect()),
             Val::Own(Value::Array(items)) => {
@@ -703,8 +706,8 @@ impl<'a> Eval<'a> {
         &mut self,
         target: Val<'a>,
         which: Selection,
-        condition: &Node,
-        node: &Node,
+        condition: &'a Node,
+        node: &'a Node,
     ) -> Result<Val<'a>, ExprError> {
         match self.elements(target, node)? {
             Elements::List(items) => {
@@ -747,7 +750,7 @@ impl<'a> Eval<'a> {
         }
     }
 
-    fn criterion(&mut self, condition: &Node, item: &Val<'a>) -> Result<bool, ExprError> {
+    fn criterion(&mut self, condition: &'a Node, item: &Val<'a>) -> Result<bool, ExprError> {
         let result = self.eval(condition, item)?;
         match result.json() {
             Some(Value::Bool(b)) => Ok(*b),
@@ -762,7 +765,12 @@ impl<'a> Eval<'a> {
         }
     }
 
-    fn project(&mut self, target: Val<'a>, expr: &Node, node: &Node) -> Result<Val<'a>, ExprError> {
+    fn project(
+        &mut self,
+        target: Val<'a>,
+        expr: &'a Node,
+        node: &'a Node,
+    ) -> Result<Val<'a>, ExprError> {
         let mut out = Vec::new();
         match self.elements(target, node)? {
             Elements::List(items) => {
@@ -810,7 +818,7 @@ impl<'a> Eval<'a> {
         }
     }
 
-    fn unary(&mut self, op: UnaryOp, value: Val<'a>, node: &Node) -> Result<Val<'a>, ExprError> {
+    fn unary(&mut self, op: UnaryOp, value: Val<'a>, node: &'a Node) -> Result<Val<'a>, ExprError> {
         if op == UnaryOp::Not {
             let b = self.condition(&value, node.at, "the operand of 'not'")?;
             return Ok(Val::Own(Value::Bool(!b)));
@@ -830,7 +838,7 @@ impl<'a> Eval<'a> {
         self.number(result, node)
     }
 
-    fn number(&self, result: Option<Num>, node: &Node) -> Result<Val<'a>, ExprError> {
+    fn number(&self, result: Option<Num>, node: &'a Node) -> Result<Val<'a>, ExprError> {
         result
             .and_then(Num::to_value)
             .map(Val::Own)
@@ -840,9 +848,9 @@ impl<'a> Eval<'a> {
     fn binary(
         &mut self,
         op: BinaryOp,
-        lhs: &Node,
-        rhs: &Node,
-        node: &Node,
+        lhs: &'a Node,
+        rhs: &'a Node,
+        node: &'a Node,
         this: &Val<'a>,
     ) -> Result<Val<'a>, ExprError> {
         let left = self.eval(lhs, this)?;
@@ -879,7 +887,7 @@ impl<'a> Eval<'a> {
         op: BinaryOp,
         left: &Val<'a>,
         right: &Val<'a>,
-        node: &Node,
+        node: &'a Node,
     ) -> Result<Val<'a>, ExprError> {
         let l = self.view(left, node.at)?;
         let r = self.view(right, node.at)?;
@@ -912,7 +920,7 @@ impl<'a> Eval<'a> {
 
     /// `+`: numbers add; if either side is a string the other is converted to text and
     /// the two are concatenated (`'v' + 1` is `v1`, `'a' + null` is `anull`).
-    fn add(&mut self, left: Val<'a>, right: Val<'a>, node: &Node) -> Result<Val<'a>, ExprError> {
+    fn add(&mut self, left: Val<'a>, right: Val<'a>, node: &'a Node) -> Result<Val<'a>, ExprError> {
         if left.as_str().is_some() || right.as_str().is_some() {
             let mut text = self.print(&left, Style::Convert, node.at)?;
             let tail = self.print(&right, Style::Convert, node.at)?;
@@ -929,7 +937,7 @@ impl<'a> Eval<'a> {
         op: BinaryOp,
         left: &Val<'a>,
         right: &Val<'a>,
-        node: &Node,
+        node: &'a Node,
     ) -> Result<Val<'a>, ExprError> {
         let (Some(l), Some(r)) = (left.as_num(), right.as_num()) else {
             let hint = (left.as_str().is_some() || right.as_str().is_some())

@@ -1,5 +1,6 @@
 //! `#name(...)` helper functions and `#name` variables supplied by the host.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -10,11 +11,15 @@ use serde_json::Value;
 
 use crate::limits::Limits;
 
+/// What a helper function returns: a new value, or a value borrowed from the context
+/// (`#stage('Deploy')` can return the stage inside `execution` without copying it).
+pub type FunctionResult<'a> = Result<Cow<'a, Value>, FunctionError>;
+
 /// The signature of a helper function: arguments already evaluated to JSON, plus the
 /// evaluation's context. Closures may capture host state (an execution snapshot for
 /// `#stage`), which is how the engine registers its context-bound helpers.
 pub type HostFunction =
-    dyn Fn(&[Value], &CallContext<'_>) -> Result<Value, FunctionError> + Send + Sync;
+    dyn for<'a> Fn(&[Value], &CallContext<'a>) -> FunctionResult<'a> + Send + Sync;
 
 /// What a helper function can see of the evaluation that calls it.
 #[derive(Debug, Clone, Copy)]
@@ -109,15 +114,15 @@ impl Default for FunctionRegistry {
     fn default() -> Self {
         let mut registry = Self::empty();
         registry
-            .register("toJson", to_json)
-            .register("readJson", read_json)
-            .register("readYaml", read_yaml)
-            .register("toInt", to_int)
-            .register("toFloat", to_float)
-            .register("toBoolean", to_boolean)
-            .register("toBase64", to_base64)
-            .register("fromBase64", from_base64)
-            .register("alphanumerical", alphanumerical);
+            .register("toJson", owned(to_json))
+            .register("readJson", owned(read_json))
+            .register("readYaml", owned(read_yaml))
+            .register("toInt", owned(to_int))
+            .register("toFloat", owned(to_float))
+            .register("toBoolean", owned(to_boolean))
+            .register("toBase64", owned(to_base64))
+            .register("fromBase64", owned(from_base64))
+            .register("alphanumerical", owned(alphanumerical));
         registry
     }
 }
@@ -141,9 +146,28 @@ impl FunctionRegistry {
     }
 
     /// Adds or replaces the function called as `#name(...)`.
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use gennaker_expr::{evaluate_template, FunctionError, FunctionRegistry, Limits};
+    /// use serde_json::json;
+    ///
+    /// let mut functions = FunctionRegistry::default();
+    /// // Returns the stage borrowed from the context: nothing is copied.
+    /// functions.register("stage", |args, ctx| {
+    ///     let stages = ctx.root()["execution"]["stages"].as_array();
+    ///     stages
+    ///         .and_then(|s| s.iter().find(|s| Some(&s["name"]) == args.first()))
+    ///         .map(Cow::Borrowed)
+    ///         .ok_or_else(|| FunctionError::new("stage not found"))
+    /// });
+    /// let ctx = json!({"execution": {"stages": [{"name": "Bake", "status": "SUCCEEDED"}]}});
+    /// let status = evaluate_template("${#stage('Bake').status}", &ctx, &functions, &Limits::default());
+    /// assert_eq!(status.unwrap(), json!("SUCCEEDED"));
+    /// ```
     pub fn register<F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
     where
-        F: Fn(&[Value], &CallContext<'_>) -> Result<Value, FunctionError> + Send + Sync + 'static,
+        F: for<'a> Fn(&[Value], &CallContext<'a>) -> FunctionResult<'a> + Send + Sync + 'static,
     {
         self.functions.insert(name.into(), Arc::new(function));
         self
@@ -178,6 +202,15 @@ impl FunctionRegistry {
     pub fn variable_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
     }
+}
+
+/// A builtin that always builds a new value.
+type OwnedFunction = fn(&[Value], &CallContext<'_>) -> Result<Value, FunctionError>;
+
+fn owned(
+    function: OwnedFunction,
+) -> impl for<'a> Fn(&[Value], &CallContext<'a>) -> FunctionResult<'a> + Send + Sync + 'static {
+    move |args, ctx| function(args, ctx).map(Cow::Owned)
 }
 
 fn one_arg<'v>(args: &'v [Value], ctx: &CallContext<'_>) -> Result<&'v Value, FunctionError> {
@@ -343,7 +376,7 @@ mod tests {
         let limits = Limits::default();
         let root = json!({});
         let f = registry.function(name).unwrap();
-        f(args, &CallContext::new(&root, name, &limits))
+        f(args, &CallContext::new(&root, name, &limits)).map(Cow::into_owned)
     }
 
     #[test]

@@ -89,7 +89,7 @@ use serde_json::Value;
 pub use check::{ENGINE_FUNCTIONS, KnownFunctions, TemplateProblem, check_templates};
 pub use error::{ErrorKind, ExprError, SummaryEntry, SummaryLevel, Warning, WarningKind};
 pub use functions::{
-    BUILTIN_FUNCTIONS, CallContext, FunctionError, FunctionRegistry, HostFunction,
+    BUILTIN_FUNCTIONS, CallContext, FunctionError, FunctionRegistry, FunctionResult, HostFunction,
 };
 pub use limits::Limits;
 pub use template::{Evaluation, Expression, Template};

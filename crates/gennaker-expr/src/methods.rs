@@ -8,7 +8,7 @@ use crate::error::{ErrorKind, ExprError};
 use crate::eval::{Eval, article, suggest};
 use regex::Regex;
 
-use crate::pattern::{compile, is_literal, java_replacement, java_split, java_split_literal};
+use crate::pattern::{self, is_literal, java_replacement, java_split, java_split_literal};
 use crate::value::{Num, Style, Val, equal};
 
 const STRING_METHODS: &[&str] = &[
@@ -313,7 +313,7 @@ fn string_method<'a>(
             let parts = if is_literal(&pattern) && !pattern.is_empty() {
                 java_split_literal(&pattern, s)
             } else {
-                java_split(&regex(ev, &pattern, false, at)?, s)
+                with_regex(ev, &pattern, false, at, |re| java_split(re, s))?
             };
             ev.check_collection(parts.len(), at)?;
             ev.charge(parts.len() as u64 / 16, at)?;
@@ -395,19 +395,28 @@ fn replace_all<'a>(ev: &mut Eval<'a>, s: &str, call: &Call<'_, 'a>) -> Result<Va
         ev.error(ErrorKind::Regex, format!("replaceAll(): {e}"), at)
             .with_hint("write a literal '$' as '\\$'")
     })?;
-    let regex = regex(ev, &pattern, false, at)?;
-    let mut out = String::new();
-    let mut last = 0;
-    for caps in regex.captures_iter(s) {
-        let Some(m) = caps.get(0) else { continue };
-        out.push_str(&s[last..m.start()]);
-        caps.expand(&replacement, &mut out);
-        last = m.end();
-        ev.check_string(out.len(), at)?;
-        ev.charge(1, at)?;
-    }
-    out.push_str(&s[last..]);
+    let max = ev.limits.max_string_length;
+    let budget = ev.limits.max_steps;
+    let (out, replaced) = with_regex(ev, &pattern, false, at, |re| {
+        let mut out = String::new();
+        let mut last = 0;
+        let mut replaced = 0u64;
+        for caps in re.captures_iter(s) {
+            let Some(m) = caps.get(0) else { continue };
+            out.push_str(&s[last..m.start()]);
+            caps.expand(&replacement, &mut out);
+            last = m.end();
+            replaced += 1;
+            // Stop early; the checks below report which limit was passed.
+            if out.len() > max || replaced > budget {
+                return (out, replaced);
+            }
+        }
+        out.push_str(&s[last..]);
+        (out, replaced)
+    })?;
     ev.check_string(out.len(), at)?;
+    ev.charge(replaced, at)?;
     Ok(text(out))
 }
 
@@ -418,17 +427,19 @@ fn regex_matches(ev: &mut Eval<'_>, s: &str, pattern: &str, at: usize) -> Result
         return Ok(s == pattern);
     }
     ev.charge_bytes(s.len() + pattern.len() * 16, at)?;
-    Ok(regex(ev, pattern, true, at)?.is_match(s))
+    with_regex(ev, pattern, true, at, |re| re.is_match(s))
 }
 
-fn regex(ev: &Eval<'_>, pattern: &str, whole: bool, at: usize) -> Result<Regex, ExprError> {
-    compile(
-        pattern,
-        whole,
-        ev.limits.max_regex_size,
-        ev.limits.max_depth,
-    )
-    .map_err(|e| ev.error(ErrorKind::Regex, e, at))
+fn with_regex<R>(
+    ev: &Eval<'_>,
+    pattern: &str,
+    whole: bool,
+    at: usize,
+    f: impl FnOnce(&Regex) -> R,
+) -> Result<R, ExprError> {
+    let limits = ev.limits;
+    pattern::with_regex(pattern, whole, limits.max_regex_size, limits.max_depth, f)
+        .map_err(|e| ev.error(ErrorKind::Regex, e, at))
 }
 
 /// The `matches` operator.

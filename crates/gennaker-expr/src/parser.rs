@@ -78,16 +78,26 @@ impl Parser<'_> {
             .map_or(0, |t| t.end)
     }
 
+    /// Consumes the current token, moving its text out: tokens are read once, and
+    /// stepping back (only done to report an error) needs just the position.
     fn bump(&mut self) -> Token {
-        let token = self.tokens.get(self.pos).cloned().unwrap_or(Token {
-            tok: Tok::Eof,
-            start: self.source.len(),
-            end: self.source.len(),
-        });
-        if self.pos < self.tokens.len() {
-            self.pos += 1;
+        let last = self.tokens.len().saturating_sub(1);
+        match self.tokens.get_mut(self.pos) {
+            Some(token) if self.pos < last => {
+                self.pos += 1;
+                Token {
+                    tok: std::mem::replace(&mut token.tok, Tok::Eof),
+                    start: token.start,
+                    end: token.end,
+                }
+            }
+            Some(token) => token.clone(),
+            None => Token {
+                tok: Tok::Eof,
+                start: self.source.len(),
+                end: self.source.len(),
+            },
         }
-        token
     }
 
     fn error_here(&self, kind: ErrorKind, message: impl Into<String>) -> ExprError {
@@ -446,28 +456,20 @@ impl Parser<'_> {
 
     fn primary(&mut self) -> Result<Node, ExprError> {
         let start = self.here();
-        let kind = match self.peek().clone() {
-            Tok::Int(i) => {
-                self.bump();
-                NodeKind::Int(i)
-            }
-            Tok::Float(f) => {
-                self.bump();
-                NodeKind::Float(f)
-            }
-            Tok::Str(s) => {
-                self.bump();
-                NodeKind::Str(s)
-            }
+        if matches!(self.peek(), Tok::LBrace) {
+            return self.inline();
+        }
+        let before = self.pos;
+        let kind = match self.bump().tok {
+            Tok::Int(i) => NodeKind::Int(i),
+            Tok::Float(f) => NodeKind::Float(f),
+            Tok::Str(s) => NodeKind::Str(s),
             Tok::LParen => {
-                self.bump();
                 let inner = self.expression()?;
                 self.expect(&Tok::RParen, "')'")?;
                 return Ok(inner);
             }
-            Tok::LBrace => return self.inline(),
             Tok::Var(name) => {
-                self.bump();
                 if self.peek() == &Tok::LParen {
                     let args = self.arguments()?;
                     NodeKind::Call { name, args }
@@ -480,45 +482,56 @@ impl Parser<'_> {
                 }
             }
             Tok::Ident(name) => return self.name(name, start),
-            Tok::BeanRef => {
-                return Err(self.error_here(
-                    ErrorKind::Unsupported,
-                    "bean references ('@name', '&name') are not supported: expressions cannot reach server internals",
-                ));
-            }
-            Tok::Assign => return Err(self.assignment()),
-            Tok::LBracket => {
-                return Err(self
-                    .error_here(ErrorKind::Syntax, "unexpected '['")
-                    .with_hint("inline lists are written {1, 2}"));
-            }
             other => {
-                let message = format!("expected a value, found {}", other.describe());
-                return Err(self.error_here(ErrorKind::Syntax, message));
+                self.pos = before;
+                return Err(match other {
+                    Tok::BeanRef => self.error_here(
+                        ErrorKind::Unsupported,
+                        "bean references ('@name', '&name') are not supported: expressions cannot reach server internals",
+                    ),
+                    Tok::Assign => self.assignment(),
+                    Tok::LBracket => self
+                        .error_here(ErrorKind::Syntax, "unexpected '['")
+                        .with_hint("inline lists are written {1, 2}"),
+                    other => {
+                        let message = format!("expected a value, found {}", other.describe());
+                        self.error_here(ErrorKind::Syntax, message)
+                    }
+                });
             }
         };
         self.node(kind, start, start)
     }
 
+    /// A name just consumed: a literal word, a property of the active object, or a
+    /// method of it; `T(` and `new X` are refused here.
     fn name(&mut self, name: String, start: usize) -> Result<Node, ExprError> {
-        let next = self.peek_nth(1).clone();
-        if name == "T" && next == Tok::LParen {
-            return Err(self
-                .error_here(
+        let next = self.peek();
+        let refused = if name == "T" && next == &Tok::LParen {
+            Some(
+                ExprError::new(
                     ErrorKind::Unsupported,
                     "type references T(...) are not supported: expressions cannot reach host types or static methods",
+                    self.source,
+                    start,
                 )
                 .with_hint(
                     "use a helper function such as #toInt(...), or a string method such as toUpperCase()",
-                ));
-        }
-        if name.eq_ignore_ascii_case("new") && matches!(next, Tok::Ident(_)) {
-            return Err(self.error_here(
+                ),
+            )
+        } else if name.eq_ignore_ascii_case("new") && matches!(next, Tok::Ident(_)) {
+            Some(ExprError::new(
                 ErrorKind::Unsupported,
                 "constructors ('new ...') are not supported: expressions cannot create host objects",
-            ));
+                self.source,
+                start,
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            return Err(error);
         }
-        self.bump();
         let kind = if name.eq_ignore_ascii_case("true") {
             NodeKind::Bool(true)
         } else if name.eq_ignore_ascii_case("false") {
@@ -564,14 +577,16 @@ impl Parser<'_> {
         }
         let mut items = vec![first];
         loop {
-            match self.bump().tok {
-                Tok::RBrace => return self.node(NodeKind::List(items), start, start),
-                Tok::Comma => items.push(self.expression()?),
-                other => {
-                    self.pos -= 1;
-                    let message = format!("expected ',' or '}}', found {}", other.describe());
-                    return Err(self.error_here(ErrorKind::Syntax, message));
+            match self.peek() {
+                Tok::RBrace => {
+                    self.bump();
+                    return self.node(NodeKind::List(items), start, start);
                 }
+                Tok::Comma => {
+                    self.bump();
+                    items.push(self.expression()?);
+                }
+                other => return Err(self.unexpected_in_inline(other)),
             }
         }
     }
@@ -587,16 +602,23 @@ impl Parser<'_> {
                 _ => MapKey::Expr(key),
             };
             entries.push((key_kind, value));
-            match self.bump().tok {
-                Tok::RBrace => return self.node(NodeKind::Map(entries), start, start),
-                Tok::Comma => key = self.expression()?,
-                other => {
-                    self.pos -= 1;
-                    let message = format!("expected ',' or '}}', found {}", other.describe());
-                    return Err(self.error_here(ErrorKind::Syntax, message));
+            match self.peek() {
+                Tok::RBrace => {
+                    self.bump();
+                    return self.node(NodeKind::Map(entries), start, start);
                 }
+                Tok::Comma => {
+                    self.bump();
+                    key = self.expression()?;
+                }
+                other => return Err(self.unexpected_in_inline(other)),
             }
         }
+    }
+
+    fn unexpected_in_inline(&self, found: &Tok) -> ExprError {
+        let message = format!("expected ',' or '}}', found {}", found.describe());
+        self.error_here(ErrorKind::Syntax, message)
     }
 }
 

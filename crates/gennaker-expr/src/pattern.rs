@@ -22,36 +22,40 @@ thread_local! {
 /// Bounds the cache so expressions building many distinct patterns cannot grow it.
 const MAX_CACHED: usize = 64;
 
-/// The compiled pattern; `whole` anchors it at both ends, as Java's `matches` does.
-pub(crate) fn compile(
+/// Runs `f` with the compiled pattern; `whole` anchors it at both ends, as Java's
+/// `matches` does. The regex is lent, not cloned: a clone would get a fresh search
+/// cache, which costs more than the search.
+pub(crate) fn with_regex<R>(
     pattern: &str,
     whole: bool,
     size_limit: usize,
     nest_limit: u32,
-) -> Result<Regex, String> {
+    f: impl FnOnce(&Regex) -> R,
+) -> Result<R, String> {
     let key = (pattern.to_owned(), whole, size_limit, nest_limit);
-    if let Some(regex) = COMPILED.with(|c| c.borrow().get(&key).cloned()) {
-        return Ok(regex);
-    }
-    let source = if whole {
-        format!(r"\A(?:{pattern})\z")
-    } else {
-        pattern.to_owned()
-    };
-    let regex = RegexBuilder::new(&source)
-        .size_limit(size_limit)
-        .dfa_size_limit(size_limit)
-        .nest_limit(nest_limit)
-        .build()
-        .map_err(|e| describe(&e))?;
-    COMPILED.with(|c| {
-        let mut cache = c.borrow_mut();
+    COMPILED.with(|cell| {
+        if let Some(regex) = cell.borrow().get(&key) {
+            return Ok(f(regex));
+        }
+        let source = if whole {
+            format!(r"\A(?:{pattern})\z")
+        } else {
+            pattern.to_owned()
+        };
+        let regex = RegexBuilder::new(&source)
+            .size_limit(size_limit)
+            .dfa_size_limit(size_limit)
+            .nest_limit(nest_limit)
+            .build()
+            .map_err(|e| describe(&e))?;
+        let result = f(&regex);
+        let mut cache = cell.borrow_mut();
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(key, regex.clone());
-    });
-    Ok(regex)
+        cache.insert(key, regex);
+        Ok(result)
+    })
 }
 
 /// Whether `pattern` has no regex syntax, so plain string operations give the
@@ -184,11 +188,19 @@ mod tests {
 
     #[test]
     fn oversized_patterns_are_refused() {
-        let err = compile("(a{1000}){1000}", false, 1 << 20, 64).unwrap_err();
+        let err = with_regex("(a{1000}){1000}", false, 1 << 20, 64, |_| ()).unwrap_err();
         assert!(err.contains("too large"), "{err}");
-        assert!(compile("(?=a)", false, 1 << 20, 64).is_err());
-        assert!(compile("a+", true, 1 << 20, 64).unwrap().is_match("aaa"));
-        assert!(!compile("a+", true, 1 << 20, 64).unwrap().is_match("aab"));
+        assert!(with_regex("(?=a)", false, 1 << 20, 64, |_| ()).is_err());
+        for _ in 0..2 {
+            assert_eq!(
+                with_regex("a+", true, 1 << 20, 64, |r| r.is_match("aaa")),
+                Ok(true)
+            );
+            assert_eq!(
+                with_regex("a+", true, 1 << 20, 64, |r| r.is_match("aab")),
+                Ok(false)
+            );
+        }
     }
 
     #[test]

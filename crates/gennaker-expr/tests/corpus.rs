@@ -8,10 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use gennaker_expr::{CallContext, Expression, FunctionError, FunctionRegistry, Limits, Template};
+use gennaker_expr::{
+    CallContext, Expression, FunctionError, FunctionRegistry, FunctionResult, Limits, Template,
+};
 use serde_json::{Value, json};
 
 fn corpus_dir() -> PathBuf {
@@ -47,11 +50,11 @@ fn name_arg(args: &[Value], ctx: &CallContext<'_>) -> Result<String, FunctionErr
     }
 }
 
-fn find_stage(args: &[Value], ctx: &CallContext<'_>) -> Result<Value, FunctionError> {
+fn find_stage<'a>(args: &[Value], ctx: &CallContext<'a>) -> Result<&'a Value, FunctionError> {
     let name = name_arg(args, ctx)?;
     let all = stages(ctx);
     if let Some(stage) = all.iter().find(|s| s["name"] == name.as_str()) {
-        return Ok(stage.clone());
+        return Ok(stage);
     }
     let names: Vec<&str> = all.iter().filter_map(|s| s["name"].as_str()).collect();
     let close = names
@@ -67,39 +70,46 @@ fn strsim_like(a: &str, b: &str) -> bool {
     a.len().abs_diff(b.len()) <= 1 && (a.starts_with(b) || b.starts_with(a))
 }
 
+fn judgment<'a>(args: &[Value], ctx: &CallContext<'a>) -> FunctionResult<'a> {
+    let stage = find_stage(args, ctx)?;
+    Ok(Cow::Borrowed(&stage["context"]["judgmentInput"]))
+}
+
 /// The context-bound functions an engine registers, implemented over the context the
-/// way Gennaker's engine will: closures reading the root, or capturing state.
+/// way Gennaker's engine will: closures reading the root (borrowing from it), or
+/// capturing state.
 fn registry() -> FunctionRegistry {
     let mut registry = FunctionRegistry::default();
     registry
-        .register("stage", find_stage)
+        .register("stage", |args, ctx| {
+            find_stage(args, ctx).map(Cow::Borrowed)
+        })
         .register("stageExists", |args, ctx| {
             let name = name_arg(args, ctx)?;
-            Ok(Value::Bool(
-                stages(ctx).iter().any(|s| s["name"] == name.as_str()),
-            ))
+            let found = stages(ctx).iter().any(|s| s["name"] == name.as_str());
+            Ok(Cow::Owned(Value::Bool(found)))
         })
         .register("stageByRefId", |args, ctx| {
             let id = name_arg(args, ctx)?;
             stages(ctx)
                 .iter()
                 .find(|s| s["refId"] == id.as_str())
-                .cloned()
+                .map(Cow::Borrowed)
                 .ok_or_else(|| FunctionError::new(format!("no stage with refId '{id}'")))
         })
         .register("currentStage", |_, ctx| {
-            let id = ctx.root()["stageId"].clone();
+            let id = &ctx.root()["stageId"];
             stages(ctx)
                 .iter()
-                .find(|s| s["id"] == id)
-                .cloned()
+                .find(|s| &s["id"] == id)
+                .map(Cow::Borrowed)
                 .ok_or_else(|| FunctionError::new("no current stage"))
         })
         .register("pipelineId", |args, ctx| {
             let name = name_arg(args, ctx)?;
             let execution = &ctx.root()["execution"];
             if execution["name"] == name.as_str() {
-                Ok(execution["pipelineConfigId"].clone())
+                Ok(Cow::Borrowed(&execution["pipelineConfigId"]))
             } else {
                 Err(FunctionError::new(format!("pipeline '{name}' not found")))
             }
@@ -109,17 +119,12 @@ fn registry() -> FunctionRegistry {
             ctx.root()["trigger"]["resolvedExpectedArtifacts"]
                 .as_array()
                 .and_then(|a| a.iter().find(|e| e["displayName"] == name.as_str()))
-                .map(|e| e["boundArtifact"].clone())
+                .map(|e| Cow::Borrowed(&e["boundArtifact"]))
                 .ok_or_else(|| FunctionError::new(format!("no resolved artifact '{name}'")))
         })
-        .set_variable("region", json!("us-east-1"));
-    let judgment = |args: &[Value], ctx: &CallContext<'_>| {
-        let stage = find_stage(args, ctx)?;
-        Ok(stage["context"]["judgmentInput"].clone())
-    };
-    registry
         .register("judgment", judgment)
-        .register("judgement", judgment);
+        .register("judgement", judgment)
+        .set_variable("region", json!("us-east-1"));
     registry
 }
 

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -36,8 +37,7 @@ static FUNCTIONS: LazyLock<FunctionRegistry> = LazyLock::new(|| {
             Ok(ctx.root()["execution"]["stages"]
                 .as_array()
                 .and_then(|s| s.iter().find(|s| s["name"] == name))
-                .cloned()
-                .unwrap_or(Value::Null))
+                .map_or(Cow::Owned(Value::Null), Cow::Borrowed))
         })
         .set_variable("region", json!("us-east-1"));
     registry
