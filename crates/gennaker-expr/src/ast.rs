@@ -1,5 +1,7 @@
 //! The syntax tree of one expression.
 
+use serde_json::Value;
+
 /// A node and its place in the template text.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
@@ -84,11 +86,9 @@ pub(crate) enum MapKey {
 /// The node kinds.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NodeKind {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
+    /// `null`, `true`, `42`, `2.5`, `'text'`: built once at parse time and lent to
+    /// every evaluation.
+    Literal(Value),
     List(Vec<Node>),
     Map(Vec<(MapKey, Node)>),
     /// A bare name: a property of the active object (`#this`, or the root).
@@ -210,11 +210,7 @@ impl NodeKind {
                 visit(value);
                 visit(fallback);
             }
-            NodeKind::Null
-            | NodeKind::Bool(_)
-            | NodeKind::Int(_)
-            | NodeKind::Float(_)
-            | NodeKind::Str(_)
+            NodeKind::Literal(_)
             | NodeKind::Ident(_)
             | NodeKind::This
             | NodeKind::Root

@@ -216,14 +216,7 @@ impl<'a> Eval<'a> {
 
     fn eval_kind(&mut self, node: &'a Node, this: &Val<'a>) -> Result<Val<'a>, ExprError> {
         match &node.kind {
-            NodeKind::Null => Ok(Val::null()),
-            NodeKind::Bool(b) => Ok(Val::Own(Value::Bool(*b))),
-            NodeKind::Int(i) => Ok(Val::Own(Value::from(*i))),
-            NodeKind::Float(f) => Num::Float(*f)
-                .to_value()
-                .map(Val::Own)
-                .ok_or_else(|| self.error(ErrorKind::Arithmetic, "number out of range", node.at)),
-            NodeKind::Str(s) => Ok(Val::Own(Value::String(s.clone()))),
+            NodeKind::Literal(value) => Ok(Val::Ref(value)),
             NodeKind::List(items) => {
                 self.check_collection(items.len(), node.at)?;
                 let mut out = Vec::with_capacity(items.len());

@@ -1,6 +1,8 @@
 //! Recursive-descent parser with SpEL's precedence levels:
 //! ternary/elvis < or < and < comparison < `+ -` < `* / %` < unary < postfix.
 
+use serde_json::{Number, Value};
+
 use crate::ast::{BinaryOp, MapKey, Node, NodeKind, Selection, UnaryOp};
 use crate::error::{ErrorKind, ExprError};
 use crate::lexer::{Tok, Token, tokenize};
@@ -461,9 +463,15 @@ impl Parser<'_> {
         }
         let before = self.pos;
         let kind = match self.bump().tok {
-            Tok::Int(i) => NodeKind::Int(i),
-            Tok::Float(f) => NodeKind::Float(f),
-            Tok::Str(s) => NodeKind::Str(s),
+            Tok::Int(i) => NodeKind::Literal(Value::from(i)),
+            Tok::Float(f) => match Number::from_f64(f) {
+                Some(n) => NodeKind::Literal(Value::Number(n)),
+                None => {
+                    self.pos = before;
+                    return Err(self.error_here(ErrorKind::Syntax, "number out of range"));
+                }
+            },
+            Tok::Str(s) => NodeKind::Literal(Value::String(s)),
             Tok::LParen => {
                 let inner = self.expression()?;
                 self.expect(&Tok::RParen, "')'")?;
@@ -533,11 +541,11 @@ impl Parser<'_> {
             return Err(error);
         }
         let kind = if name.eq_ignore_ascii_case("true") {
-            NodeKind::Bool(true)
+            NodeKind::Literal(Value::Bool(true))
         } else if name.eq_ignore_ascii_case("false") {
-            NodeKind::Bool(false)
+            NodeKind::Literal(Value::Bool(false))
         } else if name.eq_ignore_ascii_case("null") {
-            NodeKind::Null
+            NodeKind::Literal(Value::Null)
         } else if self.peek() == &Tok::LParen {
             let args = self.arguments()?;
             NodeKind::Method {
