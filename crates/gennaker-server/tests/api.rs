@@ -1,0 +1,45 @@
+//! The server's integration tests: a real HTTP server on a real database (SQLite and
+//! PostgreSQL alike), driven over HTTP with reqwest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with the backend.
+macro_rules! api_test {
+    ($name:ident, |$backend:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: TestBackend) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(TestBackend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run(TestBackend::Postgres).await;
+            }
+        }
+    };
+}
+
+#[path = "api/harness.rs"]
+mod harness;
+
+#[path = "api/access.rs"]
+mod access;
+#[path = "api/applications.rs"]
+mod applications;
+#[path = "api/audit_log.rs"]
+mod audit_log;
+#[path = "api/authz.rs"]
+mod authz;
+#[path = "api/bootstrap.rs"]
+mod bootstrap;
+#[path = "api/garbage.rs"]
+mod garbage;
+#[path = "api/pipelines.rs"]
+mod pipelines;
+#[path = "api/surface.rs"]
+mod surface;

@@ -1,0 +1,568 @@
+//! The authorization table: every route, with no token, a bad token, a read-only role, a
+//! write role and the admin.
+
+use std::collections::BTreeSet;
+
+use crate::harness::*;
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    NoToken,
+    BadToken,
+    Reader,
+    Writer,
+    Admin,
+}
+
+/// One call: `path` and `body` may name the fixture's `{app}`, `{bare_app}`, `{pipeline}`,
+/// `{user}`, `{role}`, `{own_token}`, `{other_token}` and a fresh `{uniq}`.
+struct Row {
+    method: Method,
+    /// The route as the OpenAPI document names it.
+    route: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    /// Needs fresh fixtures per call (it changes or deletes them).
+    mutates: bool,
+    reader: u16,
+    writer: u16,
+    admin: u16,
+}
+
+const PERMS: &str = r#"{"READ": ["readers", "writers"], "WRITE": ["writers"]}"#;
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    method: Method,
+    route: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    mutates: bool,
+    reader: u16,
+    writer: u16,
+    admin: u16,
+) -> Row {
+    Row {
+        method,
+        route,
+        path,
+        body,
+        mutates,
+        reader,
+        writer,
+        admin,
+    }
+}
+
+fn table() -> Vec<Row> {
+    const APPS: &str = "/api/v1/applications";
+    const APP: &str = "/api/v1/applications/{app}";
+    const PIPES: &str = "/api/v1/applications/{app}/pipelines";
+    const PIPE: &str = "/api/v1/applications/{app}/pipelines/{name}";
+    const HIST: &str = "/api/v1/applications/{app}/pipelines/{name}/history";
+    const REV: &str = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}";
+    const RESTORE: &str = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore";
+    const PIPELINE_BODY: &str = r#"{"application": "{app}", "name": "new{uniq}", "stages": [{"refId": "1", "type": "wait", "name": "Wait", "waitTime": 3}]}"#;
+    vec![
+        row(Method::GET, APPS, APPS, None, false, 200, 200, 200),
+        row(
+            Method::POST,
+            APPS,
+            APPS,
+            Some(r#"{"name": "new{uniq}", "email": "team@example.com", "permissions": {PERMS}}"#),
+            true,
+            403,
+            201,
+            201,
+        ),
+        row(
+            Method::GET,
+            APP,
+            "/api/v1/applications/{app}",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::PUT,
+            APP,
+            "/api/v1/applications/{app}",
+            Some(r#"{"name": "{app}", "email": "new@example.com", "permissions": {PERMS}}"#),
+            true,
+            403,
+            200,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            APP,
+            "/api/v1/applications/{bare_app}",
+            None,
+            true,
+            403,
+            204,
+            204,
+        ),
+        row(
+            Method::GET,
+            PIPES,
+            "/api/v1/applications/{app}/pipelines",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::POST,
+            PIPES,
+            "/api/v1/applications/{app}/pipelines",
+            Some(PIPELINE_BODY),
+            true,
+            403,
+            201,
+            201,
+        ),
+        row(
+            Method::GET,
+            PIPE,
+            "/api/v1/applications/{app}/pipelines/{pipeline}",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            PIPE,
+            "/api/v1/applications/{app}/pipelines/{pipeline}",
+            None,
+            true,
+            403,
+            204,
+            204,
+        ),
+        row(
+            Method::GET,
+            HIST,
+            "/api/v1/applications/{app}/pipelines/{pipeline}/history",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            REV,
+            "/api/v1/applications/{app}/pipelines/{pipeline}/history/1",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::POST,
+            RESTORE,
+            "/api/v1/applications/{app}/pipelines/{pipeline}/history/1/restore",
+            None,
+            true,
+            403,
+            200,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/pipelines/validate",
+            "/api/v1/pipelines/validate",
+            Some(PIPELINE_BODY),
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/me",
+            "/api/v1/me",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/users",
+            "/api/v1/users",
+            None,
+            false,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/users",
+            "/api/v1/users",
+            Some(r#"{"name": "user{uniq}", "roles": ["readers"]}"#),
+            true,
+            403,
+            403,
+            201,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/users/{name}",
+            "/api/v1/users/{user}",
+            None,
+            false,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/users/{name}",
+            "/api/v1/users/{user}",
+            None,
+            true,
+            403,
+            403,
+            204,
+        ),
+        row(
+            Method::PUT,
+            "/api/v1/users/{name}/roles",
+            "/api/v1/users/{user}/roles",
+            Some(r#"{"roles": ["writers"]}"#),
+            true,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/roles",
+            "/api/v1/roles",
+            None,
+            false,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/roles",
+            "/api/v1/roles",
+            Some(r#"{"name": "role{uniq}"}"#),
+            true,
+            403,
+            403,
+            201,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/roles/{name}",
+            "/api/v1/roles/{role}",
+            None,
+            true,
+            403,
+            403,
+            204,
+        ),
+        // Tokens are self-service: anyone may list, create and revoke their own.
+        row(
+            Method::GET,
+            "/api/v1/tokens",
+            "/api/v1/tokens",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/tokens",
+            "/api/v1/tokens?user={user}",
+            None,
+            false,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/tokens",
+            "/api/v1/tokens",
+            Some(r#"{"name": "tok{uniq}"}"#),
+            true,
+            201,
+            201,
+            201,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/tokens",
+            "/api/v1/tokens",
+            Some(r#"{"name": "tok{uniq}", "user": "{user}"}"#),
+            true,
+            403,
+            403,
+            201,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            "/api/v1/tokens/{own_token}",
+            None,
+            true,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            "/api/v1/tokens/{other_token}",
+            None,
+            true,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit",
+            None,
+            false,
+            403,
+            403,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/openapi.json",
+            "/api/openapi.json",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/metrics",
+            "/metrics",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+    ]
+}
+
+/// What a row's placeholders stand for.
+struct Fixture {
+    app: String,
+    bare_app: String,
+    pipeline: String,
+    user: String,
+    role: String,
+    own_token: String,
+    other_token: String,
+}
+
+impl Fixture {
+    /// Fresh fixtures; `caller` owns `own_token`.
+    async fn new(server: &Server, caller: &str) -> Fixture {
+        let n = uniq();
+        let perms: Value = serde_json::from_str(PERMS).unwrap();
+        let app = format!("app{n}");
+        let bare_app = format!("bare{n}");
+        for name in [&app, &bare_app] {
+            server
+                .app(json!({ "name": name, "permissions": perms }))
+                .await;
+        }
+        let pipeline = "deploy".to_owned();
+        server
+            .save(&app, &server.admin, wait_pipeline(&app, &pipeline, 1))
+            .await
+            .expect(201);
+        server
+            .save(&app, &server.admin, wait_pipeline(&app, &pipeline, 2))
+            .await
+            .expect(200);
+        let user = format!("victim{n}");
+        let role = format!("role{n}");
+        server.ensure_role(&role).await;
+        server.user(&user, &[]).await;
+        let (_, own_token) = server.token_for(caller).await;
+        let (_, other_token) = server.token_for(&user).await;
+        Fixture {
+            app,
+            bare_app,
+            pipeline,
+            user,
+            role,
+            own_token,
+            other_token,
+        }
+    }
+
+    fn fill(&self, text: &str) -> String {
+        text.replace("{PERMS}", PERMS)
+            .replace("{app}", &self.app)
+            .replace("{bare_app}", &self.bare_app)
+            .replace("{pipeline}", &self.pipeline)
+            .replace("{user}", &self.user)
+            .replace("{role}", &self.role)
+            .replace("{own_token}", &self.own_token)
+            .replace("{other_token}", &self.other_token)
+            .replace("{uniq}", &uniq().to_string())
+    }
+}
+
+/// Everything a refused call must leave untouched.
+async fn snapshot(server: &Server, fixture: &Fixture) -> Value {
+    let mut state = vec![server.pipeline_state(&fixture.app).await];
+    for path in [
+        "/api/v1/applications",
+        "/api/v1/users",
+        "/api/v1/roles",
+        "/api/v1/tokens",
+    ] {
+        state.push(server.get(path, &server.admin).await.expect(200));
+    }
+    Value::Array(state)
+}
+
+api_test!(every_route, |backend| {
+    // Only writers may create applications, so creation is a write-role route too.
+    let server = Server::start_with(
+        backend,
+        Options {
+            application_creators: vec!["writers".to_owned()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let reader = server.user("reader", &["readers"]).await;
+    let writer = server.user("writer", &["writers"]).await;
+    let bad = "gnk_0000000000000000000000000000000000000000000000000000000000000000";
+    let shared = Fixture::new(&server, "admin").await;
+
+    let rows = table();
+    for row in &rows {
+        for who in [
+            Who::NoToken,
+            Who::BadToken,
+            Who::Reader,
+            Who::Writer,
+            Who::Admin,
+        ] {
+            let (name, token, expected) = match who {
+                Who::NoToken => ("admin", None, 401),
+                Who::BadToken => ("admin", Some(bad), 401),
+                Who::Reader => ("reader", Some(reader.as_str()), row.reader),
+                Who::Writer => ("writer", Some(writer.as_str()), row.writer),
+                Who::Admin => ("admin", Some(server.admin.as_str()), row.admin),
+            };
+            let fresh;
+            let fixture = if row.mutates {
+                fresh = Fixture::new(&server, name).await;
+                &fresh
+            } else {
+                &shared
+            };
+            let path = fixture.fill(row.path);
+            let body = match row.body {
+                Some(body) => Body::Json(
+                    serde_json::from_str(&fixture.fill(body))
+                        .unwrap_or_else(|e| panic!("row body {body}: {e}")),
+                ),
+                None => Body::None,
+            };
+            let refused = !(200..300).contains(&expected);
+            let before = if refused && row.mutates {
+                Some(snapshot(&server, fixture).await)
+            } else {
+                None
+            };
+            let reply = server.call(row.method.clone(), &path, token, body).await;
+            assert_eq!(
+                reply.status, expected,
+                "{} {path} as {who:?}: expected {expected}, got {} {}",
+                row.method, reply.status, reply.body
+            );
+            match expected {
+                401 => assert_eq!(reply.body["error"]["code"], "unauthorized", "{path}"),
+                403 => assert_eq!(reply.body["error"]["code"], "forbidden", "{path}"),
+                _ => {}
+            }
+            if let Some(before) = before {
+                assert_eq!(
+                    snapshot(&server, fixture).await,
+                    before,
+                    "{} {path} as {who:?} was refused but changed something",
+                    row.method
+                );
+            }
+        }
+    }
+
+    // The table covers every documented route, and the two undocumented ones.
+    let openapi = server
+        .get("/api/openapi.json", &server.admin)
+        .await
+        .expect(200);
+    let mut documented = BTreeSet::new();
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch", "head", "options"]
+                .contains(&method.as_str())
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let covered: BTreeSet<_> = rows
+        .iter()
+        .map(|row| (row.method.to_string(), row.route.to_owned()))
+        .collect();
+    let mut expected = documented.clone();
+    expected.insert(("GET".to_owned(), "/api/openapi.json".to_owned()));
+    expected.insert(("GET".to_owned(), "/metrics".to_owned()));
+    assert_eq!(
+        covered, expected,
+        "the authorization table and the OpenAPI document disagree: add a row for each new route"
+    );
+    assert!(documented.len() >= 20, "{documented:?}");
+
+    // Health needs no token.
+    for path in ["/healthz", "/readyz"] {
+        server
+            .call(Method::GET, path, None, Body::None)
+            .await
+            .expect(200);
+    }
+
+    // A malformed Authorization header is a 401 too.
+    let reply = server
+        .client
+        .get(format!("{}/api/v1/me", server.base))
+        .header("Authorization", format!("Basic {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 401);
+});
