@@ -152,7 +152,11 @@ fn is_ident_continue(c: char) -> bool {
 
 impl Lexer<'_> {
     fn peek(&self) -> Option<char> {
-        self.source[self.pos..self.end].chars().next()
+        match self.source.as_bytes().get(self.pos) {
+            _ if self.pos >= self.end => None,
+            Some(&b) if b.is_ascii() => Some(char::from(b)),
+            _ => self.source.get(self.pos..self.end)?.chars().next(),
+        }
     }
 
     fn peek_at(&self, n: usize) -> Option<char> {

@@ -202,28 +202,42 @@ impl Parser<'_> {
         }
     }
 
-    /// The binary operator at the current token for precedence `level`
+    /// The binary operator at the current token and its precedence
     /// (0 = or, 1 = and, 2 = comparison, 3 = sum, 4 = product).
-    fn binary_op(&self, level: u8) -> Result<Option<BinaryOp>, ExprError> {
-        let tok = self.peek();
-        let op = match level {
-            0 if matches!(tok, Tok::OrOr) || word(tok, "or") => BinaryOp::Or,
-            1 if matches!(tok, Tok::AndAnd) || word(tok, "and") => BinaryOp::And,
-            2 => match tok {
-                Tok::EqEq => BinaryOp::Eq,
-                Tok::NotEq => BinaryOp::Ne,
-                Tok::Lt => BinaryOp::Lt,
-                Tok::Le => BinaryOp::Le,
-                Tok::Gt => BinaryOp::Gt,
-                Tok::Ge => BinaryOp::Ge,
-                t if word(t, "eq") => BinaryOp::Eq,
-                t if word(t, "ne") => BinaryOp::Ne,
-                t if word(t, "lt") => BinaryOp::Lt,
-                t if word(t, "le") => BinaryOp::Le,
-                t if word(t, "gt") => BinaryOp::Gt,
-                t if word(t, "ge") => BinaryOp::Ge,
-                t if word(t, "matches") => BinaryOp::Matches,
-                t if word(t, "instanceof") => {
+    fn infix(&self) -> Result<Option<(BinaryOp, u8)>, ExprError> {
+        let op = match self.peek() {
+            Tok::OrOr => (BinaryOp::Or, 0),
+            Tok::AndAnd => (BinaryOp::And, 1),
+            Tok::EqEq => (BinaryOp::Eq, 2),
+            Tok::NotEq => (BinaryOp::Ne, 2),
+            Tok::Lt => (BinaryOp::Lt, 2),
+            Tok::Le => (BinaryOp::Le, 2),
+            Tok::Gt => (BinaryOp::Gt, 2),
+            Tok::Ge => (BinaryOp::Ge, 2),
+            Tok::Plus => (BinaryOp::Add, 3),
+            Tok::Minus => (BinaryOp::Sub, 3),
+            Tok::Star => (BinaryOp::Mul, 4),
+            Tok::Slash => (BinaryOp::Div, 4),
+            Tok::Percent => (BinaryOp::Mod, 4),
+            Tok::Caret => {
+                return Err(self.error_here(
+                    ErrorKind::Unsupported,
+                    "the power operator '^' is not supported",
+                ));
+            }
+            Tok::Ident(name) => match name.to_ascii_lowercase().as_str() {
+                "or" => (BinaryOp::Or, 0),
+                "and" => (BinaryOp::And, 1),
+                "eq" => (BinaryOp::Eq, 2),
+                "ne" => (BinaryOp::Ne, 2),
+                "lt" => (BinaryOp::Lt, 2),
+                "le" => (BinaryOp::Le, 2),
+                "gt" => (BinaryOp::Gt, 2),
+                "ge" => (BinaryOp::Ge, 2),
+                "matches" => (BinaryOp::Matches, 2),
+                "div" => (BinaryOp::Div, 4),
+                "mod" => (BinaryOp::Mod, 4),
+                "instanceof" => {
                     return Err(self
                         .error_here(
                             ErrorKind::Unsupported,
@@ -231,29 +245,10 @@ impl Parser<'_> {
                         )
                         .with_hint("compare a field instead, e.g. type == 'deploy'"));
                 }
-                t if word(t, "between") => {
+                "between" => {
                     return Err(self
                         .error_here(ErrorKind::Unsupported, "'between' is not supported")
                         .with_hint("write x >= low and x <= high"));
-                }
-                _ => return Ok(None),
-            },
-            3 => match tok {
-                Tok::Plus => BinaryOp::Add,
-                Tok::Minus => BinaryOp::Sub,
-                _ => return Ok(None),
-            },
-            4 => match tok {
-                Tok::Star => BinaryOp::Mul,
-                Tok::Slash => BinaryOp::Div,
-                Tok::Percent => BinaryOp::Mod,
-                t if word(t, "div") => BinaryOp::Div,
-                t if word(t, "mod") => BinaryOp::Mod,
-                Tok::Caret => {
-                    return Err(self.error_here(
-                        ErrorKind::Unsupported,
-                        "the power operator '^' is not supported",
-                    ));
                 }
                 _ => return Ok(None),
             },
@@ -262,15 +257,16 @@ impl Parser<'_> {
         Ok(Some(op))
     }
 
-    fn binary(&mut self, level: u8) -> Result<Node, ExprError> {
-        if level > 4 {
-            return self.unary();
-        }
+    /// Precedence climbing: operands bind to operators of precedence `min` or higher.
+    fn binary(&mut self, min: u8) -> Result<Node, ExprError> {
         let start = self.here();
-        let mut lhs = self.binary(level + 1)?;
-        while let Some(op) = self.binary_op(level)? {
+        let mut lhs = self.unary()?;
+        while let Some((op, precedence)) = self.infix()? {
+            if precedence < min {
+                break;
+            }
             let at = self.bump().start;
-            let rhs = self.binary(level + 1)?;
+            let rhs = self.binary(precedence + 1)?;
             lhs = self.node(
                 NodeKind::Binary {
                     op,
@@ -280,8 +276,9 @@ impl Parser<'_> {
                 start,
                 at,
             )?;
-            // SpEL's grammar allows one comparison per level: `a == b == c` is an error.
-            if level == 2 {
+            // SpEL's grammar allows one comparison per level: `a == b == c` is an error,
+            // reported by the caller that finds the second operator.
+            if precedence == 2 && matches!(self.infix()?, Some((_, 2))) {
                 break;
             }
         }
