@@ -57,11 +57,20 @@
 //!   converts (`'true'`, `'false'`, `'yes'`, `'no'`, `'on'`, `'off'`, `'1'`, `'0'`), because
 //!   pipeline parameters are strings; selection criteria must be real booleans.
 //!   The Elvis operator treats `''` like `null`. String indices count characters.
-//! - **Methods** are an allow-list (see the issue); `replaceAll`, `split` and `matches`
-//!   take regular expressions, `matches` must match the whole string, `split` drops
-//!   trailing empty strings, all as in Java. Regexes run on the linear-time `regex`
-//!   crate, so look-around and back-references are refused and no pattern backtracks.
+//! - **Methods** are an allow-list. Strings: `toUpperCase toLowerCase contains
+//!   startsWith endsWith substring indexOf lastIndexOf replace replaceAll split trim
+//!   length isEmpty equals equalsIgnoreCase charAt concat matches`; lists: `size isEmpty
+//!   contains get`; maps: `size isEmpty containsKey containsValue get keySet values`;
+//!   every value: `toString equals`. `replaceAll`, `split` and `matches` take regular
+//!   expressions, `matches` must match the whole string, `split` drops trailing empty
+//!   strings, all as in Java. Regexes run on the linear-time `regex` crate under
+//!   [`Limits::max_regex_size`], so look-around and back-references are refused and no
+//!   pattern backtracks; compiled patterns are kept in a small per-thread cache.
 //!   `charAt` returns a one-character string.
+//! - **Functions** are what the host registers in a [`FunctionRegistry`]; a function
+//!   may return a value borrowed from the context ([`FunctionResult`]), so `#stage(…)`
+//!   costs nothing however large the stage. `#name` without a call reads a registered
+//!   variable.
 //! - **Sandbox**: `T(…)`, `new …`, `@bean`, `&bean`, `=`, `++`/`--`, `instanceof` and
 //!   `between` are parse errors of kind [`Unsupported`](ErrorKind::Unsupported). There
 //!   is no reflection: the only things reachable are the context, the allow-listed
