@@ -80,6 +80,7 @@
 
 mod ast;
 mod check;
+mod collections;
 mod error;
 mod eval;
 mod functions;
@@ -87,6 +88,7 @@ mod json_path;
 mod lexer;
 mod limits;
 mod methods;
+mod operators;
 mod parser;
 mod pattern;
 mod template;
