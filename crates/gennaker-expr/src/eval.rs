@@ -17,7 +17,7 @@ const BYTES_PER_STEP: usize = 256;
 /// Warnings kept per evaluation; the rest are dropped.
 const MAX_WARNINGS: usize = 20;
 
-/// The state of one evaluation: its budget, its warnings and its compiled patterns.
+/// The state of one evaluation: its budget and its warnings.
 pub(crate) struct Eval<'a> {
     pub(crate) source: &'a str,
     pub(crate) root: &'a Value,
