@@ -91,6 +91,7 @@ mod methods;
 mod operators;
 mod parser;
 mod pattern;
+mod pipeline_check;
 mod template;
 mod transform;
 mod value;
@@ -103,6 +104,7 @@ pub use functions::{
     BUILTIN_FUNCTIONS, CallContext, FunctionError, FunctionRegistry, FunctionResult, HostFunction,
 };
 pub use limits::Limits;
+pub use pipeline_check::validate_pipeline;
 pub use template::{Evaluation, Expression, Template};
 pub use transform::{TransformFailure, Transformed, transform_value};
 

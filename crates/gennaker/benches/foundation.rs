@@ -18,7 +18,11 @@ const CALLS: usize = 1_000;
 const TOKEN: &str = "gnk_bench_token_0123456789";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -62,7 +66,13 @@ async fn measure(backend: &str, database_url: &str) -> Value {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_gennaker"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            database_url,
+        ])
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("GENNAKER_ADMIN_TOKEN", TOKEN)
@@ -79,7 +89,10 @@ async fn measure(backend: &str, database_url: &str) -> Value {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "server on {backend} did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "server on {backend} did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -108,7 +121,13 @@ async fn measure(backend: &str, database_url: &str) -> Value {
             "triggers": [{"type": "cron", "enabled": true, "cronExpression": "0 0 12 * * ?"}]
         });
         let t = Instant::now();
-        let response = client.post(format!("{base}/api/v1/applications/bench/pipelines")).header("Authorization", &auth).json(&pipeline).send().await.unwrap();
+        let response = client
+            .post(format!("{base}/api/v1/applications/bench/pipelines"))
+            .header("Authorization", &auth)
+            .json(&pipeline)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         response.bytes().await.unwrap();
         saves.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -117,7 +136,12 @@ async fn measure(backend: &str, database_url: &str) -> Value {
     let mut reads = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
         let t = Instant::now();
-        let response = client.get(format!("{base}/api/v1/applications/bench/pipelines/Deploy")).header("Authorization", &auth).send().await.unwrap();
+        let response = client
+            .get(format!("{base}/api/v1/applications/bench/pipelines/Deploy"))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         response.bytes().await.unwrap();
         reads.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -137,7 +161,9 @@ async fn measure(backend: &str, database_url: &str) -> Value {
 
 #[tokio::main]
 async fn main() {
-    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_gennaker")).unwrap().len();
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_gennaker"))
+        .unwrap()
+        .len();
     let sqlite_dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", sqlite_dir.path().join("bench.db").display());
     let mut results = vec![measure("sqlite", &sqlite_url).await];

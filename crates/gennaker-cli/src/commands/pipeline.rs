@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use gennaker_core::{Problem, validate_pipeline_value};
+use gennaker_core::Problem;
+use gennaker_expr::validate_pipeline;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -295,7 +296,7 @@ fn target_application(
 /// Offline: parse and validate with the same rules the server applies on save.
 fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
     let document = read_document(path)?;
-    let report = validate_pipeline_value(&document);
+    let report = validate_pipeline(&document);
     let errors = report.errors().count();
     let warnings = report.warnings().count();
     match ctx.format {

@@ -5,7 +5,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gennaker_core::{Problem, Severity, validate_pipeline_value};
+use gennaker_core::{Problem, Severity};
+use gennaker_expr::validate_pipeline;
 use gennaker_store::{PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -76,7 +77,7 @@ pub(crate) async fn save(
     let application = load_application(&state, &app).await?;
     caller.require(&application.name, &application.config, Access::Write)?;
     let document = parse_body(&headers, &body)?;
-    let warnings = reject_errors("pipeline", validate_pipeline_value(&document))?;
+    let warnings = reject_errors("pipeline", validate_pipeline(&document))?;
     if let Some(named) = document.get("application").and_then(Value::as_str)
         && !named.eq_ignore_ascii_case(&application.name)
     {
@@ -239,7 +240,7 @@ pub(crate) async fn validate(
     body: Bytes,
 ) -> Json<ValidateResponse> {
     let problems = match parse_body(&headers, &body) {
-        Ok(document) => validate_pipeline_value(&document).problems,
+        Ok(document) => validate_pipeline(&document).problems,
         Err(ApiError::BadRequest { problems, .. }) => problems,
         Err(other) => vec![Problem {
             severity: Severity::Error,
