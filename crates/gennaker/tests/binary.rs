@@ -112,6 +112,20 @@ impl Drop for Server {
     }
 }
 
+/// Runs an offline verb (no server involved).
+fn offline(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Everything a command printed, stdout then stderr.
+fn printed(output: &Output) -> String {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    format!("{stdout}{stderr}")
+}
+
 /// A minimal HTTP GET over std, so the test needs no async runtime.
 fn http_get(url: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
@@ -290,10 +304,7 @@ fn sigterm_stops_the_server_gracefully() {
 fn validate_works_offline_and_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let good = fixture("check-preconditions.json");
-    let output = Command::new(BIN)
-        .args(["pipeline", "validate", "-f", good.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = offline(&["pipeline", "validate", "-f", good.to_str().unwrap()]);
     assert!(
         output.status.success(),
         "{}",
@@ -309,16 +320,9 @@ fn validate_works_offline_and_reports_every_problem() {
             {"refId": "2", "type": "wait", "waitTime": 1}]}"#,
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args(["pipeline", "validate", "-f", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = offline(&["pipeline", "validate", "-f", bad.to_str().unwrap()]);
     assert!(!output.status.success());
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = printed(&output);
     assert!(
         text.contains("wait"),
         "suggests the closest stage type: {text}"
@@ -334,16 +338,9 @@ fn validate_works_offline_and_reports_every_problem() {
 
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\n  \"name\": \"p\",\n  \"stages\": [,]\n}").unwrap();
-    let output = Command::new(BIN)
-        .args(["pipeline", "validate", "-f", broken.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = offline(&["pipeline", "validate", "-f", broken.to_str().unwrap()]);
     assert!(!output.status.success());
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = printed(&output);
     assert!(
         text.contains("broken.json:3:14"),
         "syntax errors carry line and column: {text}"
@@ -359,16 +356,13 @@ fn expr_eval_prints_typed_json_or_the_error_position() {
         r#"{"trigger": {"tag": "v1.2.3"}, "parameters": {"replicas": "3"}}"#,
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args([
-            "expr",
-            "eval",
-            "--context",
-            context.to_str().unwrap(),
-            "${ trigger.tag.substring(1) }",
-        ])
-        .output()
-        .unwrap();
+    let output = offline(&[
+        "expr",
+        "eval",
+        "--context",
+        context.to_str().unwrap(),
+        "${ trigger.tag.substring(1) }",
+    ]);
     assert!(
         output.status.success(),
         "{}",
@@ -379,39 +373,30 @@ fn expr_eval_prints_typed_json_or_the_error_position() {
         json!("1.2.3")
     );
 
-    let output = Command::new(BIN)
-        .args([
-            "expr",
-            "eval",
-            "--context",
-            context.to_str().unwrap(),
-            "${ #toInt(parameters.replicas) * 2 }",
-        ])
-        .output()
-        .unwrap();
+    let output = offline(&[
+        "expr",
+        "eval",
+        "--context",
+        context.to_str().unwrap(),
+        "${ #toInt(parameters.replicas) * 2 }",
+    ]);
     assert_eq!(
         serde_json::from_slice::<Value>(&output.stdout).unwrap(),
         json!(6)
     );
 
-    let output = Command::new(BIN)
-        .args([
-            "expr",
-            "eval",
-            "--context",
-            context.to_str().unwrap(),
-            "${ trigger.tga.length() }",
-        ])
-        .output()
-        .unwrap();
+    let output = offline(&[
+        "expr",
+        "eval",
+        "--context",
+        context.to_str().unwrap(),
+        "${ trigger.tga.length() }",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tag"), "suggests the near key: {stderr}");
 
-    let output = Command::new(BIN)
-        .args(["expr", "eval", "${ T(java.lang.Runtime).getRuntime() }"])
-        .output()
-        .unwrap();
+    let output = offline(&["expr", "eval", "${ T(java.lang.Runtime).getRuntime() }"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("T("),
@@ -460,7 +445,7 @@ fn canary_judge_prints_a_table_or_kayentas_json() {
         "--data",
         data.to_str().unwrap(),
     ];
-    let output = Command::new(BIN).args(args).output().unwrap();
+    let output = offline(&args);
     assert!(
         output.status.success(),
         "{}",
@@ -472,11 +457,7 @@ fn canary_judge_prints_a_table_or_kayentas_json() {
         "{table}"
     );
 
-    let output = Command::new(BIN)
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
+    let output = offline(&[&args[..], &["-o", "json"]].concat());
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     let latency = result["results"]
         .as_array()
