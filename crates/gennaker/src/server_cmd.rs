@@ -174,7 +174,45 @@ fn redact_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_password;
+    use super::{ServerArgs, redact_password, settings};
+
+    fn args(config: Option<std::path::PathBuf>) -> ServerArgs {
+        ServerArgs {
+            listen: None,
+            data_dir: None,
+            database_url: None,
+            config,
+            log_format: None,
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n").unwrap();
+        let (config, _) = settings(&args(Some(file.clone()))).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.database_url, "sqlite:///srv/gk/gennaker.db");
+        assert_eq!(config.application_creators, ["leads"]);
+
+        let mut flagged = args(Some(file));
+        flagged.listen = Some("127.0.0.1:9100".parse().unwrap());
+        flagged.database_url = Some("postgres://u@h/db".to_owned());
+        let (config, _) = settings(&flagged).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.database_url, "postgres://u@h/db");
+    }
+
+    #[test]
+    fn unknown_or_missing_settings_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(settings(&args(Some(dir.path().join("missing.toml")))).is_err());
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = format!("{:#}", settings(&args(Some(file))).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
