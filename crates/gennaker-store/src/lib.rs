@@ -4,8 +4,10 @@
 //! for two databases with one set of queries: SQLite (the embedded default, WAL mode) and
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
+//! [`ExecutionStore`] holds executions and the engine's durable queue.
 
 mod error;
+mod executions;
 mod records;
 mod sql;
 mod store;
@@ -15,7 +17,11 @@ pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
-pub use sql::{SqlStore, now_millis};
+pub use executions::{
+    CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
+    LeasedMessage, NewMessage, StepCommit,
+};
+pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis};
 pub use store::Store;
 
 #[cfg(feature = "test-support")]

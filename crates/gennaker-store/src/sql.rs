@@ -896,3 +896,7 @@ impl Store for SqlStore {
         })
     }
 }
+
+mod executions;
+
+pub use executions::{QUEUE_CHANNEL, QueueListener};

@@ -1,0 +1,570 @@
+//! The engine: its workers, and the operations the API offers on executions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gennaker_store::{
+    CommitOutcome, ExecutionQuery, ExecutionStore, ExecutionWrite, NewMessage, QueueListener,
+    StepCommit, Store,
+};
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::build::{Requester, RunRequest, pipeline_execution};
+use crate::clock::Clock;
+use crate::error::EngineError;
+use crate::events::ExecutionEvent;
+use crate::expressions::ExpressionSupport;
+use crate::message::Message;
+use crate::model::{Execution, ExecutionStatus};
+use crate::stage::StageRegistry;
+use crate::task::Services;
+use crate::worker::{self, execution_row};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Concurrent workers (each handles one execution's step at a time; tasks that
+    /// wait on the network hold one).
+    pub workers: usize,
+    /// How long a worker holds messages before another server may take them over;
+    /// extended while the worker is busy.
+    pub lease: Duration,
+    /// Whether this server is the database's only user (SQLite): leases left by a
+    /// previous process are released at start instead of waiting for them to expire.
+    pub single_server: bool,
+    /// Messages one step may handle before the rest are queued.
+    pub max_messages_per_step: usize,
+    /// Longest idle wait before a worker looks at the queue again (a safety net
+    /// behind in-process and PostgreSQL notifications).
+    pub idle_recheck: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            lease: Duration::from_secs(30),
+            single_server: true,
+            max_messages_per_step: 512,
+            idle_recheck: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the workers share.
+pub(crate) struct EngineInner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) executions: Arc<dyn ExecutionStore>,
+    pub(crate) registry: StageRegistry,
+    pub(crate) services: Services,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+    pub(crate) notify: Notify,
+    pub(crate) events: broadcast::Sender<ExecutionEvent>,
+    /// This server's lease owner id.
+    pub(crate) owner: String,
+}
+
+impl EngineInner {
+    pub(crate) fn new_message(
+        &self,
+        message: &Message,
+        deliver_at: i64,
+    ) -> Result<NewMessage, EngineError> {
+        Ok(NewMessage {
+            partition: message.partition(),
+            payload: serde_json::to_string(message)?,
+            deliver_at,
+        })
+    }
+}
+
+/// A judgment on a `manualJudgment` stage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Judgment {
+    /// `continue` or `stop`.
+    pub judgment_status: String,
+    /// One of the stage's `judgmentInputs`, if it has any.
+    #[serde(default)]
+    pub judgment_input: Option<String>,
+}
+
+/// Who performs an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The user.
+    pub user: String,
+    /// Their roles.
+    pub roles: Vec<String>,
+    /// Whether they are an administrator.
+    pub admin: bool,
+}
+
+/// The orchestration engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owner", &self.inner.owner)
+            .field("registry", &self.inner.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on these stores; call [`start`](Self::start) to run its workers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        executions: Arc<dyn ExecutionStore>,
+        registry: StageRegistry,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Self {
+        let services = Services {
+            store: store.clone(),
+            executions: executions.clone(),
+            http: reqwest::Client::new(),
+            clock: clock.clone(),
+            expressions: ExpressionSupport::default(),
+        };
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(EngineInner {
+                store,
+                executions,
+                registry,
+                services,
+                clock,
+                config,
+                notify: Notify::new(),
+                events,
+                owner: format!("gennaker-{}", uuid::Uuid::new_v4()),
+            }),
+        }
+    }
+
+    /// Runs the workers (and a PostgreSQL notification listener, if given) until
+    /// `shutdown`; the returned set ends when they have all stopped.
+    pub async fn start(
+        &self,
+        listener: Option<QueueListener>,
+        shutdown: CancellationToken,
+    ) -> Result<JoinSet<()>, EngineError> {
+        if self.inner.config.single_server {
+            let released = self.inner.executions.release_all_leases().await?;
+            if released > 0 {
+                info!(released, "engine: resumed messages a previous run was handling");
+            }
+        }
+        let mut set = JoinSet::new();
+        for _ in 0..self.inner.config.workers.max(1) {
+            set.spawn(worker::run(self.inner.clone(), shutdown.clone()));
+        }
+        if let Some(mut listener) = listener {
+            let inner = self.inner.clone();
+            let shutdown = shutdown.clone();
+            set.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        received = listener.recv() => match received {
+                            Ok(()) => inner.notify.notify_one(),
+                            Err(e) => {
+                                warn!(error = %e, "engine: queue notifications lost; workers re-check the queue periodically");
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(set)
+    }
+
+    /// The stage registry.
+    pub fn registry(&self) -> &StageRegistry {
+        &self.inner.registry
+    }
+
+    /// Expression evaluation as stages see it.
+    pub fn expressions(&self) -> &ExpressionSupport {
+        &self.inner.services.expressions
+    }
+
+    /// Status changes, live. A slow receiver misses events (and should re-read the
+    /// execution); nothing else waits for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<ExecutionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Creates and starts an execution of a stored pipeline config.
+    pub async fn run_pipeline(
+        &self,
+        application: &str,
+        config: &Value,
+        request: &RunRequest,
+        requester: &Requester,
+    ) -> Result<Execution, EngineError> {
+        let execution = pipeline_execution(
+            application,
+            config,
+            request,
+            requester,
+            self.inner.clock.now(),
+        )?;
+        self.submit(execution).await
+    }
+
+    /// Stores a NOT_STARTED execution and starts it.
+    pub async fn submit(&self, execution: Execution) -> Result<Execution, EngineError> {
+        let start = Message::StartExecution {
+            execution: execution.id.clone(),
+        };
+        let step = StepCommit {
+            executions: vec![ExecutionWrite {
+                row: execution_row(&execution, 1)?,
+                expected_version: None,
+            }],
+            enqueue: vec![self.inner.new_message(&start, self.inner.clock.now())?],
+            ..StepCommit::default()
+        };
+        match self.inner.executions.commit_step(&step).await? {
+            CommitOutcome::Committed => {
+                self.inner.notify.notify_one();
+                Ok(execution)
+            }
+            CommitOutcome::DuplicateCorrelation(existing) => Err(EngineError::Conflict(format!(
+                "execution {existing} was already started with this correlation id; nothing new was started"
+            ))),
+            other => Err(EngineError::Conflict(format!(
+                "execution could not be stored: {other:?}"
+            ))),
+        }
+    }
+
+    /// Reads an execution.
+    pub async fn execution(&self, id: &str) -> Result<Option<Execution>, EngineError> {
+        match self.inner.executions.get_execution(id).await? {
+            Some(row) => Ok(Some(serde_json::from_str(&row.document)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists executions, newest first.
+    pub async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, EngineError> {
+        self.inner
+            .executions
+            .list_executions(query)
+            .await?
+            .iter()
+            .map(|row| serde_json::from_str(&row.document).map_err(EngineError::from))
+            .collect()
+    }
+
+    async fn require(&self, id: &str) -> Result<Execution, EngineError> {
+        self.execution(id).await?.ok_or_else(|| EngineError::NotFound {
+            kind: "execution",
+            id: id.to_owned(),
+        })
+    }
+
+    async fn enqueue(&self, message: Message) -> Result<(), EngineError> {
+        let step = StepCommit {
+            enqueue: vec![self.inner.new_message(&message, self.inner.clock.now())?],
+            ..StepCommit::default()
+        };
+        self.inner.executions.commit_step(&step).await?;
+        self.inner.notify.notify_one();
+        Ok(())
+    }
+
+    /// Cancels an execution: running stages stop and run their cancellation routines.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        user: &str,
+        reason: Option<String>,
+    ) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        if execution.status.is_complete() {
+            return Err(EngineError::Conflict(format!(
+                "execution {id} already ended ({}); there is nothing to cancel",
+                execution.status
+            )));
+        }
+        self.enqueue(Message::CancelExecution {
+            execution: id.to_owned(),
+            user: user.to_owned(),
+            reason,
+        })
+        .await
+    }
+
+    /// Pauses a running execution.
+    pub async fn pause(&self, id: &str, user: &str) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        if execution.status != ExecutionStatus::Running {
+            return Err(EngineError::Conflict(format!(
+                "only a RUNNING execution can be paused; {id} is {}",
+                execution.status
+            )));
+        }
+        self.enqueue(Message::PauseExecution {
+            execution: id.to_owned(),
+            user: user.to_owned(),
+        })
+        .await
+    }
+
+    /// Resumes a paused execution.
+    pub async fn resume(&self, id: &str, user: &str) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        if execution.status != ExecutionStatus::Paused {
+            return Err(EngineError::Conflict(format!(
+                "only a PAUSED execution can be resumed; {id} is {}",
+                execution.status
+            )));
+        }
+        self.enqueue(Message::ResumeExecution {
+            execution: id.to_owned(),
+            user: user.to_owned(),
+        })
+        .await
+    }
+
+    /// Restarts a finished top-level stage and everything after it.
+    pub async fn restart_stage(
+        &self,
+        id: &str,
+        stage_id: &str,
+        user: &str,
+    ) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        let stage = execution
+            .stages
+            .iter()
+            .find(|s| s.id == stage_id || s.ref_id == stage_id)
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "stage",
+                id: stage_id.to_owned(),
+            })?;
+        if !stage.is_top_level() {
+            return Err(EngineError::Conflict(format!(
+                "stage '{}' is a synthetic stage; restart its parent stage instead",
+                stage.name
+            )));
+        }
+        if !stage.status.is_complete() {
+            return Err(EngineError::Conflict(format!(
+                "stage '{}' is {}; only a finished stage can be restarted",
+                stage.name, stage.status
+            )));
+        }
+        if matches!(execution.status, ExecutionStatus::Paused) {
+            return Err(EngineError::Conflict(
+                "the execution is paused; resume it before restarting a stage".into(),
+            ));
+        }
+        self.enqueue(Message::RestartStage {
+            execution: id.to_owned(),
+            stage: stage.id.clone(),
+            user: user.to_owned(),
+        })
+        .await
+    }
+
+    /// Skips a running stage (a `wait` just ends its wait, as Spinnaker's
+    /// `skipRemainingWait` does; other stages become SKIPPED and stop what they run).
+    pub async fn skip_stage(&self, id: &str, stage_id: &str, user: &str) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        let stage = find_stage(&execution, stage_id)?;
+        if stage.status != ExecutionStatus::Running {
+            return Err(EngineError::Conflict(format!(
+                "stage '{}' is {}; only a RUNNING stage can be skipped",
+                stage.name, stage.status
+            )));
+        }
+        let message = if stage.stage_type == "wait" {
+            let mut context = Map::new();
+            context.insert("skipRemainingWait".into(), Value::Bool(true));
+            Message::PatchStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: user.to_owned(),
+                context,
+            }
+        } else {
+            Message::SkipStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: user.to_owned(),
+            }
+        };
+        self.enqueue(message).await
+    }
+
+    /// Records a judgment on a waiting `manualJudgment` stage.
+    pub async fn judge(
+        &self,
+        id: &str,
+        stage_id: &str,
+        actor: &Actor,
+        judgment: &Judgment,
+    ) -> Result<(), EngineError> {
+        let execution = self.require(id).await?;
+        let stage = find_stage(&execution, stage_id)?;
+        if stage.stage_type != "manualJudgment" {
+            return Err(EngineError::Conflict(format!(
+                "stage '{}' is a {} stage; only manualJudgment stages take a judgment",
+                stage.name, stage.stage_type
+            )));
+        }
+        if stage.status != ExecutionStatus::Running {
+            return Err(EngineError::Conflict(format!(
+                "stage '{}' is {}, not waiting for a judgment",
+                stage.name, stage.status
+            )));
+        }
+        let status = judgment.judgment_status.to_lowercase();
+        if status != "continue" && status != "stop" {
+            return Err(EngineError::Invalid(format!(
+                "judgmentStatus must be 'continue' or 'stop', not '{}'",
+                judgment.judgment_status
+            )));
+        }
+        let roles: Vec<String> = stage
+            .context
+            .get("selectedStageRoles")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_lowercase).collect())
+            .unwrap_or_default();
+        if !roles.is_empty()
+            && !actor.admin
+            && !actor.roles.iter().any(|r| roles.contains(&r.to_lowercase()))
+        {
+            return Err(EngineError::Forbidden(format!(
+                "only users with one of the roles {roles:?} may judge stage '{}'",
+                stage.name
+            )));
+        }
+        let inputs: Vec<String> = stage
+            .context
+            .get("judgmentInputs")
+            .and_then(Value::as_array)
+            .map(|i| {
+                i.iter()
+                    .filter_map(|o| o.get("value").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(input) = &judgment.judgment_input
+            && !inputs.is_empty()
+            && !inputs.contains(input)
+        {
+            return Err(EngineError::Invalid(format!(
+                "judgmentInput must be one of {inputs:?}, not '{input}'"
+            )));
+        }
+        let mut context = Map::new();
+        context.insert("judgmentStatus".into(), Value::String(status));
+        if let Some(input) = &judgment.judgment_input {
+            context.insert("judgmentInput".into(), Value::String(input.clone()));
+        }
+        context.insert("judgedBy".into(), Value::String(actor.user.clone()));
+        self.enqueue(Message::PatchStage {
+            execution: id.to_owned(),
+            stage: stage.id.clone(),
+            user: actor.user.clone(),
+            context,
+        })
+        .await
+    }
+
+    /// Evaluates an expression against an execution, as the given stage (or the last
+    /// stage that ran) sees it.
+    pub async fn evaluate(
+        &self,
+        id: &str,
+        expression: &str,
+        stage_id: Option<&str>,
+    ) -> Result<Result<Value, gennaker_expr::ExprError>, EngineError> {
+        let execution = self.require(id).await?;
+        let stage = match stage_id {
+            Some(stage_id) => find_stage(&execution, stage_id)?.clone(),
+            None => execution
+                .stages
+                .iter()
+                .filter(|s| s.start_time.is_some())
+                .max_by_key(|s| s.start_time)
+                .or_else(|| execution.stages.first())
+                .cloned()
+                .ok_or_else(|| {
+                    EngineError::Conflict("the execution has no stages to evaluate in".into())
+                })?,
+        };
+        Ok(self
+            .inner
+            .services
+            .expressions
+            .evaluate_expression(&execution, &stage, expression))
+    }
+
+    /// Waits until the execution ends, or `max_wait` passes; returns it as it is then.
+    pub async fn wait_for_end(
+        &self,
+        id: &str,
+        max_wait: Duration,
+    ) -> Result<Execution, EngineError> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let execution = self.require(id).await?;
+            if execution.status.is_complete() {
+                return Ok(execution);
+            }
+            let wake = async {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.execution_id == id && event.stage_id.is_none() => {
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = wake => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = tokio::time::sleep_until(deadline) => return self.require(id).await,
+            }
+        }
+    }
+}
+
+fn find_stage<'e>(
+    execution: &'e Execution,
+    stage_id: &str,
+) -> Result<&'e crate::model::StageExecution, EngineError> {
+    execution
+        .stages
+        .iter()
+        .find(|s| s.id == stage_id || (s.is_top_level() && s.ref_id == stage_id))
+        .ok_or_else(|| EngineError::NotFound {
+            kind: "stage",
+            id: stage_id.to_owned(),
+        })
+}

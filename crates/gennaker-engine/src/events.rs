@@ -1,0 +1,45 @@
+//! Status changes, published after each committed step for live views and
+//! notifications.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ExecutionStatus;
+
+/// One status change of an execution, a stage or a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionEvent {
+    /// The execution.
+    pub execution_id: String,
+    /// Its application.
+    pub application: String,
+    /// Its pipeline's name.
+    pub pipeline_name: String,
+    /// The stage, for stage and task events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_id: Option<String>,
+    /// The stage's refId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_id: Option<String>,
+    /// The stage's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_name: Option<String>,
+    /// The task's name, for task events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The new status.
+    pub status: ExecutionStatus,
+    /// When (epoch ms).
+    pub time: i64,
+}
+
+impl ExecutionEvent {
+    /// `execution`, `stage` or `task`.
+    pub fn scope(&self) -> &'static str {
+        match (&self.stage_id, &self.task) {
+            (None, _) => "execution",
+            (Some(_), None) => "stage",
+            (Some(_), Some(_)) => "task",
+        }
+    }
+}

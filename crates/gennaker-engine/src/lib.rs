@@ -1,0 +1,47 @@
+//! Gennaker's orchestration engine.
+//!
+//! An execution is one JSON document in the store, driven by messages on the store's
+//! durable queue. A worker leases all due messages of one execution, applies them (and
+//! the follow-ups they cause) in memory as one [step](crate::Engine), and commits the
+//! new document, the consumed messages and the produced messages in ONE transaction.
+//! A crash at any instant therefore leaves either the old state with its messages or
+//! the new state with the next ones: no execution is ever left without a message to
+//! move it on, and no step is half done.
+//!
+//! Semantics follow Spinnaker's Orca: the statuses, the refId DAG with parallel
+//! branches and joins, `stageEnabled`, `failPipeline` / `continuePipeline` /
+//! `completeOtherBranchesThenFail`, stage timeouts, task retries with backoff, cancel,
+//! pause/resume, restart, `limitConcurrent` / `keepWaitingPipelines`, synthetic
+//! before/after stages, and expressions evaluated when a stage starts.
+
+mod build;
+mod clock;
+mod engine;
+mod error;
+mod events;
+mod expressions;
+mod message;
+mod model;
+mod stage;
+mod stages;
+mod step;
+mod task;
+mod worker;
+
+pub use build::{
+    BuildError, Requester, RunRequest, new_id, number, pipeline_execution, stage_from_config,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{Actor, Engine, EngineConfig, Judgment};
+pub use error::EngineError;
+pub use events::ExecutionEvent;
+pub use expressions::{ExpressionSupport, PipelineIds, ancestors};
+pub use message::Message;
+pub use model::{
+    ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,
+    StageExecution, SyntheticStageOwner, TaskExecution, truthy,
+};
+pub use stage::{
+    CancelOutcome, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel, sequential,
+};
+pub use task::{Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};

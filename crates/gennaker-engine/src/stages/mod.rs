@@ -1,0 +1,15 @@
+//! The generic stage types. Each module registers its stage and tasks in
+//! [`register_all`]; adding a stage type touches its module and one line here.
+
+use crate::stage::StageRegistry;
+
+mod evaluate_variables;
+mod manual_judgment;
+mod wait;
+
+/// Registers every generic stage type.
+pub(crate) fn register_all(registry: &mut StageRegistry) {
+    wait::register(registry);
+    evaluate_variables::register(registry);
+    manual_judgment::register(registry);
+}

@@ -1,0 +1,60 @@
+//! `wait`: waits `waitTime` seconds; `skipRemainingWait` ends it early.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::build::number;
+use crate::model::{StageExecution, truthy};
+use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
+use crate::task::{Task, TaskContext, TaskError, TaskResult};
+
+pub(super) fn register(registry: &mut StageRegistry) {
+    registry.stage(WaitStage).task(WaitTask);
+}
+
+struct WaitStage;
+
+impl StageDefinition for WaitStage {
+    fn stage_type(&self) -> &'static str {
+        "wait"
+    }
+
+    fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
+        vec![TaskSpec::new("waitTask")]
+    }
+}
+
+struct WaitTask;
+
+#[async_trait]
+impl Task for WaitTask {
+    fn name(&self) -> &'static str {
+        "waitTask"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        if truthy(ctx.stage.context.get("skipRemainingWait")) {
+            return Ok(TaskResult::succeeded());
+        }
+        let Some(seconds) = ctx.stage.context.get("waitTime").map(number) else {
+            return Err(TaskError::Permanent(
+                "wait stage has no waitTime: set \"waitTime\" to a number of seconds".into(),
+            ));
+        };
+        let Some(seconds) = seconds.filter(|s| *s >= 0) else {
+            return Err(TaskError::Permanent(format!(
+                "waitTime must be a number of seconds, not {}",
+                ctx.stage.context["waitTime"]
+            )));
+        };
+        let started = ctx.task.start_time.unwrap_or(ctx.now);
+        let ends = started + seconds.saturating_mul(1000) + ctx.stage.paused_ms;
+        if ctx.now >= ends {
+            Ok(TaskResult::succeeded())
+        } else {
+            let remaining = u64::try_from(ends - ctx.now).unwrap_or(0);
+            Ok(TaskResult::running_after(Duration::from_millis(remaining)))
+        }
+    }
+}

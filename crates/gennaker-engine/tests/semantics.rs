@@ -1,0 +1,283 @@
+//! Spinnaker's execution semantics, each proven on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use gennaker_engine::ExecutionStatus::{self, *};
+use serde_json::json;
+use support::{stage, status_of, summary};
+
+fn s(ref_id: &str, name: &str, requisites: &[&str], extra: serde_json::Value) -> serde_json::Value {
+    let mut stage = json!({"refId": ref_id, "name": name, "type": "test", "requisiteStageRefIds": requisites});
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            stage[k] = v.clone();
+        }
+    }
+    stage
+}
+
+engine_test!(dag_runs_in_order_with_parallel_branches_and_a_join, |h| {
+    // 1 → (2, 3) → 4
+    let execution = h
+        .run(
+            "dag",
+            json!({"stages": [
+                s("1", "first", &[], json!({})),
+                s("2", "left", &["1"], json!({})),
+                s("3", "right", &["1"], json!({})),
+                s("4", "join", &["2", "3"], json!({})),
+            ]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded, "{}", summary(&done));
+    let start = |n: &str| stage(&done, n).start_time.unwrap();
+    let end = |n: &str| stage(&done, n).end_time.unwrap();
+    assert!(start("left") >= end("first") && start("right") >= end("first"));
+    assert!(start("join") >= end("left").max(end("right")));
+    // Outputs of every ancestor are visible downstream.
+    assert!(h.queue_is_empty().await);
+    h.stop().await;
+});
+
+engine_test!(stage_enabled_false_skips_and_the_pipeline_goes_on, |h| {
+    let execution = h
+        .run(
+            "skip",
+            json!({"stages": [
+                s("1", "maybe", &[], json!({"stageEnabled": {"type": "expression", "expression": "parameters.env == 'prod'"}})),
+                s("2", "after", &["1"], json!({})),
+            ], "parameterConfig": [{"name": "env", "default": "staging"}]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded);
+    assert_eq!(status_of(&done, "maybe"), Skipped);
+    assert_eq!(status_of(&done, "after"), Succeeded);
+    assert!(stage(&done, "maybe").tasks.is_empty(), "a skipped stage runs no task");
+    h.stop().await;
+});
+
+engine_test!(fail_pipeline_false_is_failed_continue_and_the_pipeline_goes_on, |h| {
+    let execution = h
+        .run(
+            "soft-fail",
+            json!({"stages": [
+                s("1", "flaky", &[], json!({"outcome": "fail", "failPipeline": false, "continuePipeline": true})),
+                s("2", "after", &["1"], json!({})),
+            ]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(status_of(&done, "flaky"), FailedContinue);
+    assert_eq!(status_of(&done, "after"), Succeeded);
+    assert_eq!(done.status, Succeeded);
+    h.stop().await;
+});
+
+engine_test!(a_terminal_stage_fails_the_pipeline_and_cancels_other_branches, |h| {
+    let execution = h
+        .run(
+            "hard-fail",
+            json!({"stages": [
+                s("1", "breaks", &[], json!({"outcome": "fail"})),
+                s("2", "slow", &[], json!({"outcome": "forever"})),
+                s("3", "never", &["1"], json!({})),
+            ]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Terminal, "{}", summary(&done));
+    assert_eq!(status_of(&done, "breaks"), Terminal);
+    assert_eq!(status_of(&done, "slow"), Canceled);
+    assert_eq!(status_of(&done, "never"), NotStarted);
+    let error = &stage(&done, "breaks").context["exception"]["details"]["error"];
+    assert_eq!(error, "told to fail");
+    h.stop().await;
+});
+
+engine_test!(fail_pipeline_false_without_continue_stops_only_its_branch, |h| {
+    let execution = h
+        .run(
+            "stop-branch",
+            json!({"stages": [
+                s("1", "stops", &[], json!({"outcome": "fail", "failPipeline": false})),
+                s("2", "blocked", &["1"], json!({})),
+                s("3", "other", &[], json!({"outcome": "poll:1"})),
+            ]}),
+        )
+        .await;
+    h.stage_is(&execution.id, "stops", Stopped).await;
+    h.clock.advance(Duration::from_secs(5));
+    let done = h.finished(&execution.id).await;
+    assert_eq!(status_of(&done, "stops"), Stopped);
+    assert_eq!(status_of(&done, "blocked"), NotStarted);
+    assert_eq!(status_of(&done, "other"), Succeeded);
+    assert_eq!(done.status, Succeeded, "STOPPED with no active branch is a success");
+    h.stop().await;
+});
+
+engine_test!(complete_other_branches_then_fail, |h| {
+    let execution = h
+        .run(
+            "cobtf",
+            json!({"stages": [
+                s("1", "fails", &[], json!({"outcome": "fail", "failPipeline": false, "completeOtherBranchesThenFail": true})),
+                s("2", "other", &[], json!({"outcome": "poll:1"})),
+                s("3", "after-other", &["2"], json!({})),
+            ]}),
+        )
+        .await;
+    h.stage_is(&execution.id, "fails", Stopped).await;
+    h.clock.advance(Duration::from_secs(2));
+    let done = h.finished(&execution.id).await;
+    assert_eq!(status_of(&done, "other"), Succeeded);
+    assert_eq!(status_of(&done, "after-other"), Succeeded, "other branches complete");
+    assert_eq!(done.status, Terminal, "then the pipeline fails");
+    h.stop().await;
+});
+
+engine_test!(transient_errors_are_retried_with_backoff, |h| {
+    let execution = h
+        .run("retry", json!({"stages": [s("1", "flaky", &[], json!({"outcome": "transient:2"}))]}))
+        .await;
+    let running = h
+        .until(&execution.id, "the first retry to be scheduled", |e| {
+            e.stages[0].tasks.first().is_some_and(|t| t.retries == 1)
+        })
+        .await;
+    assert_eq!(running.stages[0].context["exception"]["shouldRetry"], true);
+    h.clock.advance(Duration::from_secs(1));
+    h.until(&execution.id, "the second retry", |e| e.stages[0].tasks[0].retries == 2)
+        .await;
+    // Backoff doubles: 1 s is not enough for the second retry.
+    h.clock.advance(Duration::from_millis(1500));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = h.engine.execution(&execution.id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, Running);
+    h.clock.advance(Duration::from_secs(1));
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded, "{}", summary(&done));
+    h.stop().await;
+});
+
+engine_test!(retries_give_up_after_the_limit, |h| {
+    let execution = h
+        .run("give-up", json!({"stages": [s("1", "broken", &[], json!({"outcome": "transient:99"}))]}))
+        .await;
+    for _ in 0..8 {
+        h.clock.advance(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Terminal);
+    let error = stage(&done, "broken").context["exception"]["details"]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("gave up after 5 retries"), "{error}");
+    h.stop().await;
+});
+
+engine_test!(stage_timeout_fails_the_stage, |h| {
+    let execution = h
+        .run(
+            "timeout",
+            json!({"stages": [s("1", "slow", &[], json!({"outcome": "forever", "stageTimeoutMs": 5000}))]}),
+        )
+        .await;
+    h.stage_is(&execution.id, "slow", Running).await;
+    for _ in 0..7 {
+        h.clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Terminal);
+    let error = stage(&done, "slow").context["exception"]["details"]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("timed out") && error.contains("stageTimeoutMs is 5000"), "{error}");
+    h.stop().await;
+});
+
+engine_test!(wait_stage_waits_on_the_clock_and_can_be_skipped, |h| {
+    let execution = h
+        .run(
+            "waits",
+            json!({"stages": [
+                {"refId": "1", "name": "pause", "type": "wait", "waitTime": 30},
+                {"refId": "2", "name": "long", "type": "wait", "waitTime": 3600, "requisiteStageRefIds": ["1"]},
+            ]}),
+        )
+        .await;
+    h.stage_is(&execution.id, "pause", Running).await;
+    h.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let now = h.engine.execution(&execution.id).await.unwrap().unwrap();
+    assert_eq!(status_of(&now, "pause"), Running, "29 s of 30");
+    h.clock.advance(Duration::from_secs(1));
+    let running = h.stage_is(&execution.id, "long", Running).await;
+    let long = stage(&running, "long").id.clone();
+    h.engine.skip_stage(&execution.id, &long, "bob").await.unwrap();
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded);
+    assert_eq!(stage(&done, "long").context["skipRemainingWait"], true);
+    h.stop().await;
+});
+
+engine_test!(evaluate_variables_in_order_and_visible_downstream, |h| {
+    let execution = h
+        .run(
+            "vars",
+            json!({"stages": [
+                {"refId": "1", "name": "vars", "type": "evaluateVariables", "variables": [
+                    {"key": "region", "value": "${parameters.region}"},
+                    {"key": "target", "value": "${region + '-' + trigger.user}"}
+                ]},
+                {"refId": "2", "name": "use", "type": "evaluateVariables", "requisiteStageRefIds": ["1"], "variables": [
+                    {"key": "copy", "value": "${target}"},
+                    {"key": "viaStage", "value": "${#stage('vars').outputs.region}"}
+                ]},
+            ], "parameterConfig": [{"name": "region", "default": "eu-west-1"}]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded, "{}", summary(&done));
+    assert_eq!(stage(&done, "vars").outputs["target"], "eu-west-1-alice");
+    assert_eq!(stage(&done, "use").outputs["copy"], "eu-west-1-alice");
+    assert_eq!(stage(&done, "use").outputs["viaStage"], "eu-west-1");
+    h.stop().await;
+});
+
+engine_test!(failed_expressions_are_summarised_or_fail_the_stage, |h| {
+    let execution = h
+        .run(
+            "exprs",
+            json!({"stages": [
+                s("1", "lenient", &[], json!({"target": "${trigger.nope.length()}"})),
+                s("2", "strict", &["1"], json!({"target": "${trigger.nope.length()}", "failOnFailedExpressions": true})),
+            ]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    let lenient = stage(&done, "lenient");
+    assert_eq!(lenient.status, Succeeded);
+    assert_eq!(lenient.context["target"], "${trigger.nope.length()}", "the text stays");
+    assert!(lenient.context["expressionEvaluationSummary"].is_object());
+    assert_eq!(status_of(&done, "strict"), Terminal);
+    assert_eq!(done.status, Terminal);
+    h.stop().await;
+});
+
+fn assert_status(actual: ExecutionStatus, expected: ExecutionStatus) {
+    assert_eq!(actual, expected);
+}
+
+engine_test!(unknown_stage_types_fail_with_a_clear_error, |h| {
+    let execution = h
+        .run("unknown", json!({"stages": [{"refId": "1", "name": "bake", "type": "bake"}]}))
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_status(done.status, Terminal);
+    let error = stage(&done, "bake").context["exception"]["details"]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("cannot run stage type 'bake'"), "{error}");
+    h.stop().await;
+});

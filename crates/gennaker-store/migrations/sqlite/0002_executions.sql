@@ -1,0 +1,35 @@
+-- Executions (one JSON document each, rewritten by every engine step under an
+-- optimistic version check) and the engine's durable queue.
+CREATE TABLE executions (
+    id                 TEXT PRIMARY KEY,
+    application_key    TEXT NOT NULL,
+    application        TEXT NOT NULL,
+    pipeline_config_id TEXT,
+    pipeline_name      TEXT,
+    status             TEXT NOT NULL,
+    created_at         INTEGER NOT NULL,
+    start_time         INTEGER,
+    end_time           INTEGER,
+    correlation_id     TEXT UNIQUE,
+    version            INTEGER NOT NULL,
+    document           TEXT NOT NULL
+);
+CREATE INDEX executions_by_application ON executions (application_key, created_at DESC);
+CREATE INDEX executions_by_pipeline ON executions (pipeline_config_id, status, created_at);
+CREATE INDEX executions_by_status ON executions (status, created_at);
+
+-- A message belongs to a partition (an execution id, or a key such as
+-- `pipeline:<id>`); a worker leases all due messages of a partition at once so the
+-- steps of one execution never run side by side.
+CREATE TABLE queue_messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    deliver_at    INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    lease_owner   TEXT,
+    lease_until   INTEGER,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX queue_messages_due ON queue_messages (deliver_at, id);
+CREATE INDEX queue_messages_partition ON queue_messages (partition_key);
