@@ -79,6 +79,7 @@ impl EngineInner {
             partition: message.partition(),
             payload: serde_json::to_string(message)?,
             deliver_at,
+            replace_key: message.replace_key(),
         })
     }
 }

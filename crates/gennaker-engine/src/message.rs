@@ -152,6 +152,15 @@ impl Message {
         }
     }
 
+    /// A queue key that makes a newer message of the same kind replace an older one
+    /// still waiting: a task has at most one scheduled run.
+    pub fn replace_key(&self) -> Option<String> {
+        match self {
+            Message::RunTask { stage, task, .. } => Some(run_key(stage, task)),
+            _ => None,
+        }
+    }
+
     /// A short name for logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -171,6 +180,11 @@ impl Message {
             Message::StartWaiting { .. } => "StartWaiting",
         }
     }
+}
+
+/// The replace key of a task's scheduled run.
+pub(crate) fn run_key(stage: &str, task: &str) -> String {
+    format!("run:{stage}:{task}")
 }
 
 #[cfg(test)]

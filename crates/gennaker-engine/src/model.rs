@@ -300,8 +300,8 @@ pub struct TaskExecution {
     /// Failed attempts so far (transient errors are retried with backoff).
     #[serde(default)]
     pub retries: u32,
-    /// Identifies the live chain of `RunTask` messages; a message carrying an older
-    /// token (left over from before a pause or restart) is ignored.
+    /// Identifies the one live scheduled run of the task; a `RunTask` message carrying
+    /// another token (superseded by a pause, a judgment or a later schedule) is ignored.
     #[serde(default)]
     pub run_token: u64,
 }

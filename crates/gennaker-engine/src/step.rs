@@ -15,7 +15,7 @@ use crate::engine::EngineInner;
 use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::PipelineIds;
-use crate::message::Message;
+use crate::message::{Message, run_key};
 use crate::model::{
     Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner,
     TaskExecution, truthy,
@@ -38,6 +38,9 @@ pub(crate) struct Step<'e> {
     local: VecDeque<Message>,
     /// Messages to queue.
     pub(crate) outgoing: Vec<NewMessage>,
+    /// Scheduled runs to drop from the queue (partition, replace key): runs of tasks
+    /// that were canceled, paused or skipped.
+    pub(crate) dropped_runs: Vec<(String, String)>,
     /// Executions to create.
     pub(crate) inserts: Vec<Execution>,
     /// Events to publish after commit.
@@ -66,6 +69,7 @@ impl<'e> Step<'e> {
             execution,
             local: messages.into(),
             outgoing: Vec::new(),
+            dropped_runs: Vec::new(),
             inserts: Vec::new(),
             events: Vec::new(),
             pipeline_lock: None,
@@ -92,11 +96,8 @@ impl<'e> Step<'e> {
     }
 
     fn queue_at(&mut self, message: &Message, deliver_at: i64) -> Result<(), EngineError> {
-        self.outgoing.push(NewMessage {
-            partition: message.partition(),
-            payload: serde_json::to_string(message)?,
-            deliver_at,
-        });
+        let queued = self.engine.new_message(message, deliver_at)?;
+        self.outgoing.push(queued);
         Ok(())
     }
 
@@ -233,12 +234,17 @@ impl<'e> Step<'e> {
 
     fn set_task_status(&mut self, index: usize, task_id: &str, status: ExecutionStatus) {
         let now = self.now;
+        let run = (
+            self.execution.id.clone(),
+            run_key(&self.execution.stages[index].id, task_id),
+        );
         let Some(task) = self.execution.stages[index].task_mut(task_id) else {
             return;
         };
         if task.status == status {
             return;
         }
+        let was_running = task.status == ExecutionStatus::Running;
         task.status = status;
         if status == ExecutionStatus::Running && task.start_time.is_none() {
             task.start_time = Some(now);
@@ -247,6 +253,9 @@ impl<'e> Step<'e> {
             task.end_time = Some(now);
         }
         let name = task.name.clone();
+        if was_running && status != ExecutionStatus::Running {
+            self.dropped_runs.push(run);
+        }
         self.event(Some(index), Some(name), status);
     }
 
@@ -670,15 +679,7 @@ impl<'e> Step<'e> {
                 let status = match result.status {
                     TaskStatus::Running => {
                         let wait = result.retry_after.unwrap_or(backoff);
-                        return self.send_at(
-                            Message::RunTask {
-                                execution: self.execution.id.clone(),
-                                stage: stage_id.to_owned(),
-                                task: task_id.to_owned(),
-                                token,
-                            },
-                            self.now + millis(wait),
-                        );
+                        return self.schedule_run(index, task_id, self.now + millis(wait));
                     }
                     TaskStatus::Succeeded => ExecutionStatus::Succeeded,
                     TaskStatus::Terminal => self.execution.stages[index].failure_status(),
@@ -708,15 +709,7 @@ impl<'e> Step<'e> {
                 stage.context.insert("exception".into(), details);
                 let factor = 2u32.saturating_pow(retries.saturating_sub(1).min(16));
                 let wait = backoff.saturating_mul(factor).min(MAX_RETRY_BACKOFF);
-                self.send_at(
-                    Message::RunTask {
-                        execution: self.execution.id.clone(),
-                        stage: stage_id.to_owned(),
-                        task: task_id.to_owned(),
-                        token,
-                    },
-                    self.now + millis(wait),
-                )
+                self.schedule_run(index, task_id, self.now + millis(wait))
             }
             Err(TaskError::Permanent(error)) => {
                 self.finish_task_with_error(index, task_id, error, None)
@@ -1199,9 +1192,15 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
-    /// Starts a new `RunTask` chain for a running task; the old chain's messages carry
-    /// the old token and are ignored.
+    /// Runs a running task again now, superseding any run already scheduled.
     fn rerun_task(&mut self, index: usize, task_id: &str) -> Result<(), EngineError> {
+        self.schedule_run(index, task_id, self.now)
+    }
+
+    /// Schedules the task's next run. Each schedule carries a new token and the task
+    /// remembers the latest, so exactly one scheduled run is live: one left over from
+    /// before a pause, a judgment or a redelivery is ignored.
+    fn schedule_run(&mut self, index: usize, task_id: &str, at: i64) -> Result<(), EngineError> {
         let stage = &mut self.execution.stages[index];
         let stage_id = stage.id.clone();
         let Some(task) = stage.task_mut(task_id) else {
@@ -1214,7 +1213,7 @@ impl<'e> Step<'e> {
             task: task_id.to_owned(),
             token: task.run_token,
         };
-        self.send(message)
+        self.send_at(message, at)
     }
 
     fn restart_stage(&mut self, stage_id: &str, user: &str) -> Result<(), EngineError> {

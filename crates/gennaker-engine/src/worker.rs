@@ -42,6 +42,15 @@ pub(crate) fn execution_row(execution: &Execution, version: i64) -> Result<Execu
     })
 }
 
+/// Stops the lease heartbeat however the step ends (even if the worker is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs until `shutdown`: claims one partition at a time and processes it.
 pub(crate) async fn run(inner: Arc<EngineInner>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
@@ -78,7 +87,7 @@ async fn idle(inner: &EngineInner, shutdown: &CancellationToken) {
 
 async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
     let ids: Vec<i64> = leased.iter().map(|m| m.id).collect();
-    let heartbeat = {
+    let _heartbeat = AbortOnDrop({
         let inner = inner.clone();
         let ids = ids.clone();
         tokio::spawn(async move {
@@ -91,7 +100,7 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
                 }
             }
         })
-    };
+    });
     let partition = leased[0].partition.clone();
     let attempts = leased.iter().map(|m| m.attempts).max().unwrap_or(1);
     let mut messages = Vec::new();
@@ -106,7 +115,6 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
     } else {
         execution_step(inner, &partition, messages, &ids, false).await
     };
-    heartbeat.abort();
     if let Err(e) = result {
         let backoff = Duration::from_millis(100).saturating_mul(1 << attempts.clamp(0, 10) as u32);
         if attempts >= MAX_DELIVERIES {
@@ -161,6 +169,7 @@ async fn execution_step(
             acknowledged: ids.to_vec(),
             executions: writes,
             enqueue: std::mem::take(&mut step.outgoing),
+            remove: std::mem::take(&mut step.dropped_runs),
             pipeline_lock: step.pipeline_lock.clone(),
             concurrency: step.concurrency.clone(),
             ..StepCommit::default()
@@ -262,6 +271,7 @@ async fn abandon(
     let mut writes = Vec::new();
     let mut events = Vec::new();
     let mut enqueue = Vec::new();
+    let mut remove = Vec::new();
     if let Some(row) = inner.executions.get_execution(partition).await?
         && let Ok(execution) = serde_json::from_str::<Execution>(&row.document)
     {
@@ -273,6 +283,7 @@ async fn abandon(
         });
         events = step.events;
         enqueue = step.outgoing;
+        remove = step.dropped_runs;
     }
     let outcome = commit(
         inner,
@@ -281,6 +292,7 @@ async fn abandon(
             acknowledged: ids.to_vec(),
             executions: writes,
             enqueue,
+            remove,
             ..StepCommit::default()
         },
     )

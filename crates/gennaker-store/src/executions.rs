@@ -57,6 +57,9 @@ pub struct NewMessage {
     pub payload: String,
     /// When it may be delivered (epoch ms).
     pub deliver_at: i64,
+    /// A key unique within the partition: a new message with the key of one still
+    /// waiting replaces it (a task has at most one scheduled run).
+    pub replace_key: Option<String>,
 }
 
 /// A message leased to a worker.
@@ -94,6 +97,9 @@ pub struct StepCommit {
     pub acknowledged: Vec<i64>,
     /// Executions written.
     pub executions: Vec<ExecutionWrite>,
+    /// Waiting messages to drop, by partition and replace key (runs of tasks that
+    /// were canceled or paused); dropped before `enqueue` is written.
+    pub remove: Vec<(String, String)>,
     /// Messages produced.
     pub enqueue: Vec<NewMessage>,
     /// Partitions whose waiting, unleased messages become due at `wake_at` (a judgment

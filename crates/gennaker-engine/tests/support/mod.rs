@@ -66,16 +66,14 @@ impl Harness {
         Self::with_registry(backend, StageRegistry::standard()).await
     }
 
-    pub async fn with_registry(backend: TestBackend, mut registry: StageRegistry) -> Self {
+    pub async fn with_registry(backend: TestBackend, registry: StageRegistry) -> Self {
         let (db, store) = TestDatabase::store(backend).await.unwrap();
         store
             .create_application("shop", &json!({"name": "shop", "email": "t@example.com"}), "test")
             .await
             .unwrap();
         let calls = Arc::new(Calls::default());
-        registry.stage(TestStage).task(TestTask {
-            calls: calls.clone(),
-        });
+        let registry = registry_with_test_stage(registry, calls.clone());
         let clock = ManualClock::new(1_700_000_000_000);
         let engine = Engine::new(
             Arc::new(store.clone()),
@@ -176,6 +174,12 @@ impl Harness {
         }
         self.store.close().await;
     }
+}
+
+/// `registry` plus the `test` stage, counting its task runs in `calls`.
+pub fn registry_with_test_stage(mut registry: StageRegistry, calls: Arc<Calls>) -> StageRegistry {
+    registry.stage(TestStage).task(TestTask { calls });
+    registry
 }
 
 pub fn requester() -> Requester {

@@ -25,6 +25,7 @@ CREATE TABLE queue_messages (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     partition_key TEXT NOT NULL,
     payload       TEXT NOT NULL,
+    replace_key   TEXT,
     deliver_at    INTEGER NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
     lease_owner   TEXT,
@@ -33,3 +34,5 @@ CREATE TABLE queue_messages (
 );
 CREATE INDEX queue_messages_due ON queue_messages (deliver_at, id);
 CREATE INDEX queue_messages_partition ON queue_messages (partition_key);
+-- A newer message with the same key replaces a waiting one (NULL keys never clash).
+CREATE UNIQUE INDEX queue_messages_replace ON queue_messages (partition_key, replace_key);
