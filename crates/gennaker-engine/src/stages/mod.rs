@@ -3,6 +3,7 @@
 
 use crate::stage::StageRegistry;
 
+mod check_preconditions;
 mod evaluate_variables;
 mod manual_judgment;
 mod wait;
@@ -12,4 +13,5 @@ pub(crate) fn register_all(registry: &mut StageRegistry) {
     wait::register(registry);
     evaluate_variables::register(registry);
     manual_judgment::register(registry);
+    check_preconditions::register(registry);
 }
