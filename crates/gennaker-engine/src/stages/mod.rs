@@ -7,6 +7,7 @@ mod check_preconditions;
 mod evaluate_variables;
 mod manual_judgment;
 mod wait;
+mod webhook;
 
 /// Registers every generic stage type.
 pub(crate) fn register_all(registry: &mut StageRegistry) {
@@ -14,4 +15,5 @@ pub(crate) fn register_all(registry: &mut StageRegistry) {
     evaluate_variables::register(registry);
     manual_judgment::register(registry);
     check_preconditions::register(registry);
+    webhook::register(registry);
 }
