@@ -6,6 +6,7 @@ use crate::stage::StageRegistry;
 mod check_preconditions;
 mod evaluate_variables;
 mod manual_judgment;
+mod pipeline;
 mod wait;
 mod webhook;
 
@@ -16,4 +17,5 @@ pub(crate) fn register_all(registry: &mut StageRegistry) {
     manual_judgment::register(registry);
     check_preconditions::register(registry);
     webhook::register(registry);
+    pipeline::register(registry);
 }
