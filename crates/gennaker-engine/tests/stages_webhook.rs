@@ -1,5 +1,5 @@
 //! The `webhook` stage against a real HTTP server on 127.0.0.1, on SQLite and
-//! PostgreSQL.
+//! PostgreSQL; and the generic stages under fault injection (every step done twice).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // support/ is shared by several test crates: its items are `pub` for them, not for export.
 #![allow(unreachable_pub)]
@@ -597,4 +597,236 @@ mod a_failed_webhook_stage_calls_its_cancel_endpoint {
     async fn sqlite() {
         run(support::Harness::new(gennaker_store::testing::TestBackend::Sqlite).await).await;
     }
+}
+
+// ----- under fault injection -----
+
+/// The executions store, failing the first commit of every step: each step (and so
+/// each task run, with its requests) is done twice, as after a crash before commit.
+#[derive(Debug)]
+struct RepeatEveryStep {
+    inner: gennaker_store::SqlStore,
+    seen: Mutex<std::collections::HashSet<Vec<i64>>>,
+    repeated: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl gennaker_store::ExecutionStore for RepeatEveryStep {
+    async fn get_execution(
+        &self,
+        id: &str,
+    ) -> gennaker_store::Result<Option<gennaker_store::ExecutionRow>> {
+        self.inner.get_execution(id).await
+    }
+    async fn list_executions(
+        &self,
+        query: &gennaker_store::ExecutionQuery,
+    ) -> gennaker_store::Result<Vec<gennaker_store::ExecutionRow>> {
+        self.inner.list_executions(query).await
+    }
+    async fn commit_step(
+        &self,
+        step: &gennaker_store::StepCommit,
+    ) -> gennaker_store::Result<gennaker_store::CommitOutcome> {
+        if !step.acknowledged.is_empty() {
+            let mut key = step.acknowledged.clone();
+            key.sort_unstable();
+            if self.seen.lock().unwrap().insert(key) {
+                self.repeated
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(gennaker_store::StoreError::Conflict(
+                    "injected crash before commit".into(),
+                ));
+            }
+        }
+        self.inner.commit_step(step).await
+    }
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        partitions: i64,
+        per_partition: i64,
+    ) -> gennaker_store::Result<Vec<gennaker_store::LeasedMessage>> {
+        self.inner
+            .claim_messages(owner, now, until, partitions, per_partition)
+            .await
+    }
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        until: i64,
+    ) -> gennaker_store::Result<()> {
+        self.inner.extend_leases(owner, ids, until).await
+    }
+    async fn release_messages(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        at: i64,
+    ) -> gennaker_store::Result<()> {
+        self.inner.release_messages(owner, ids, at).await
+    }
+    async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
+        self.inner.release_all_leases().await
+    }
+    async fn next_delivery(&self) -> gennaker_store::Result<Option<i64>> {
+        self.inner.next_delivery().await
+    }
+    async fn queue_depth(&self) -> gennaker_store::Result<i64> {
+        self.inner.queue_depth().await
+    }
+    async fn partition_messages(
+        &self,
+        partition: &str,
+    ) -> gennaker_store::Result<Vec<gennaker_store::LeasedMessage>> {
+        self.inner.partition_messages(partition).await
+    }
+}
+
+/// Every step of a pipeline with the three generic stages is done twice: the webhook
+/// is called again with the same key, exactly one child pipeline is started, and the
+/// outcome is that of an undisturbed run.
+async fn generic_stages_survive_repeated_steps(backend: gennaker_store::testing::TestBackend) {
+    use gennaker_engine::{Engine, EngineConfig, ManualClock, RunRequest, StageRegistry};
+    use gennaker_store::{ExecutionQuery, ExecutionStore, PipelineSave, Store};
+
+    let remote = Remote::start().await;
+    remote.on("POST", "/jobs", vec![answer(202, json!({"id": 42}))]);
+    remote.on(
+        "GET",
+        "/jobs",
+        vec![
+            answer(200, json!({"status": "RUNNING"})),
+            answer(200, json!({"status": "SUCCESS"})),
+        ],
+    );
+    let (db, sql) = gennaker_store::testing::TestDatabase::store(backend)
+        .await
+        .unwrap();
+    sql.create_application("shop", &json!({"name": "shop"}), "t")
+        .await
+        .unwrap();
+    let save = |name: &str, config: Value| PipelineSave {
+        id: None,
+        name: name.into(),
+        config,
+    };
+    sql.save_pipeline(
+        "shop",
+        &save("child", json!({"stages": [{"refId": "1", "name": "work", "type": "test", "outcome": "poll:1"}]})),
+        "t",
+    )
+    .await
+    .unwrap();
+    let (parent, _) = sql
+        .save_pipeline(
+            "shop",
+            &save(
+                "parent",
+                json!({"stages": [
+                    {"refId": "1", "name": "check", "type": "checkPreconditions",
+                     "preconditions": [{"type": "expression", "context": {"expression": "trigger.user == 'alice'"}}]},
+                    {"refId": "2", "name": "job", "type": "webhook", "requisiteStageRefIds": ["1"],
+                     "url": remote.url("/jobs"), "waitForCompletion": true,
+                     "statusJsonPath": "$.status", "successStatuses": "SUCCESS"},
+                    {"refId": "3", "name": "child", "type": "pipeline", "pipeline": "child", "requisiteStageRefIds": ["1"]},
+                ]}),
+            ),
+            "t",
+        )
+        .await
+        .unwrap();
+    let mut config = parent.config.clone();
+    config["id"] = json!(parent.id);
+    let store = Arc::new(RepeatEveryStep {
+        inner: sql.clone(),
+        seen: Mutex::default(),
+        repeated: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let clock = ManualClock::new(1_700_000_000_000);
+    let calls = Arc::new(support::Calls::default());
+    let engine = Engine::new(
+        Arc::new(sql.clone()),
+        store.clone(),
+        support::registry_with_test_stage(StageRegistry::standard(), calls),
+        Arc::new(clock.clone()),
+        EngineConfig {
+            workers: 3,
+            idle_recheck: Duration::from_millis(50),
+            ..EngineConfig::default()
+        },
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut workers = engine.start(None, shutdown.clone()).await.unwrap();
+    let execution = engine
+        .run_pipeline(
+            "shop",
+            &config,
+            &RunRequest::default(),
+            &support::requester(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let done = loop {
+        let current = engine.execution(&execution.id).await.unwrap().unwrap();
+        if current.status.is_complete() {
+            break current;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not finish:\n{}",
+            summary(&current)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        clock.advance(Duration::from_millis(500));
+    };
+    shutdown.cancel();
+    while workers.join_next().await.is_some() {}
+    assert_eq!(done.status, Succeeded, "{}", summary(&done));
+    assert!(
+        store.repeated.load(std::sync::atomic::Ordering::SeqCst) > 5,
+        "steps were repeated"
+    );
+
+    let calls = remote.seen("POST", "/jobs");
+    assert!(calls.len() >= 2, "the create step was repeated: {calls:?}");
+    let key = key_of(&done, "job", 0);
+    assert!(
+        calls.iter().all(|c| c.key() == key),
+        "one key for every attempt: {calls:?}"
+    );
+    assert!(remote.seen("GET", "/jobs").iter().all(|c| c.key() == key));
+
+    let all = sql
+        .list_executions(&ExecutionQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "the parent and ONE child");
+    let child_id = stage(&done, "child").context["executionId"]
+        .as_str()
+        .unwrap();
+    assert!(
+        all.iter()
+            .any(|row| row.id == child_id && row.status == "SUCCEEDED")
+    );
+    assert_eq!(stage(&done, "check").status, Succeeded);
+    sql.close().await;
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_stages_survive_repeated_steps_sqlite() {
+    generic_stages_survive_repeated_steps(gennaker_store::testing::TestBackend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_stages_survive_repeated_steps_postgres() {
+    generic_stages_survive_repeated_steps(gennaker_store::testing::TestBackend::Postgres).await;
 }
