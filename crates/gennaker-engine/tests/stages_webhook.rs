@@ -320,6 +320,39 @@ engine_test!(webhook_fails_on_400_without_retrying, |h| {
     h.stop().await;
 });
 
+engine_test!(webhook_connection_errors_are_retried_then_given_up, |h| {
+    // A port nothing listens on: bind one, then free it.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let execution = h
+        .run("unreachable", webhook("call", json!({"url": url})))
+        .await;
+    let retrying = h
+        .until(&execution.id, "the first retry", |e| {
+            e.stages[0].tasks.first().is_some_and(|t| t.retries == 1)
+        })
+        .await;
+    let error = stage(&retrying, "call").context["exception"]["details"]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.starts_with(&format!("webhook POST {url} failed: "))
+            && error.to_lowercase().contains("refused")
+            && error.ends_with("; retrying"),
+        "the cause is spelled out: {error}"
+    );
+    for _ in 0..12 {
+        h.clock.advance(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Terminal, "{}", summary(&done));
+    assert!(error_of(&done, "call").contains("gave up after 8 retries"));
+    h.stop().await;
+});
+
 engine_test!(webhook_monitors_its_own_url_until_success, |h| {
     let remote = Remote::start().await;
     remote.on(

@@ -17,6 +17,7 @@ use crate::model::{ExecutionStatus, StageExecution};
 use crate::stage::{StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
 
+/// Registers the `checkPreconditions` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {
     registry
         .stage(CheckPreconditionsStage)

@@ -22,6 +22,7 @@ use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
 use crate::step::ENGINE_USER;
 use crate::task::{Services, Task, TaskContext, TaskError, TaskResult};
 
+/// Registers the `pipeline` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {
     registry
         .stage(PipelineStage)

@@ -28,6 +28,7 @@ use crate::model::{Execution, StageExecution, truthy};
 use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};
 
+/// Registers the `webhook` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {
     registry
         .stage(WebhookStage)
@@ -53,8 +54,8 @@ const FAST_POLL: Duration = Duration::from_secs(1);
 const SLOW_POLL: Duration = Duration::from_secs(15);
 const FAST_POLL_FOR_MS: i64 = 60_000;
 
-/// Response headers never recorded: they carry credentials.
-const SECRET_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "www-authenticate"];
+/// Response headers never recorded: they carry session credentials.
+const SECRET_RESPONSE_HEADERS: [&str; 1] = ["set-cookie"];
 
 struct WebhookStage;
 
@@ -356,6 +357,22 @@ async fn send(
     })
 }
 
+/// A request error with its causes: reqwest's own text ("error sending request for
+/// url …") leaves out the refused connection or the DNS failure behind it.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Whether a failed request is worth repeating: the server could not be reached or
 /// did not answer in time. (A repeated POST is safe enough: it carries the same
 /// idempotency key.)
@@ -451,12 +468,14 @@ impl Task for CreateWebhookTask {
             Ok(reply) => reply,
             Err(error) if is_transient(&error) => {
                 return Err(TaskError::Transient(format!(
-                    "webhook {method} {url} failed: {error}; retrying"
+                    "webhook {method} {url} failed: {}; retrying",
+                    describe(&error)
                 )));
             }
             Err(error) => {
                 return Err(TaskError::Permanent(format!(
-                    "webhook {method} {url} failed: {error}"
+                    "webhook {method} {url} failed: {}",
+                    describe(&error)
                 )));
             }
         };
@@ -653,12 +672,16 @@ impl Task for MonitorWebhookTask {
             Err(error) if is_transient(&error) => {
                 return keep_polling(
                     &mut webhook,
-                    format!("polling {endpoint} failed: {error}; will retry"),
+                    format!(
+                        "polling {endpoint} failed: {}; will retry",
+                        describe(&error)
+                    ),
                 );
             }
             Err(error) => {
                 return Err(TaskError::Permanent(format!(
-                    "polling {endpoint} failed: {error}"
+                    "polling {endpoint} failed: {}",
+                    describe(&error)
                 )));
             }
         };
@@ -872,7 +895,12 @@ async fn cancel_webhook(
     let payload = fields.get("cancelPayload").filter(|p| !p.is_null());
     let reply = send(&services.http, method.clone(), &url, headers, payload)
         .await
-        .map_err(|e| TaskError::Transient(format!("webhook cancel {method} {url} failed: {e}")))?;
+        .map_err(|e| {
+            TaskError::Transient(format!(
+                "webhook cancel {method} {url} failed: {}",
+                describe(&e)
+            ))
+        })?;
     let mut record = reply.record();
     if !(200..400).contains(&reply.status) {
         record.insert(
