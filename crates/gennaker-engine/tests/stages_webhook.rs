@@ -420,6 +420,38 @@ engine_test!(webhook_monitors_its_own_url_until_success, |h| {
     h.stop().await;
 });
 
+engine_test!(webhook_waits_before_monitoring, |h| {
+    let remote = Remote::start().await;
+    remote.on("POST", "/deploy", vec![answer(200, json!({}))]);
+    remote.on(
+        "GET",
+        "/deploy",
+        vec![answer(200, json!({"status": "SUCCESS"}))],
+    );
+    let execution = h
+        .run(
+            "wait-first",
+            webhook(
+                "deploy",
+                json!({"url": remote.url("/deploy"), "waitForCompletion": true, "waitBeforeMonitor": "30",
+                       "statusJsonPath": "$.status", "successStatuses": "SUCCESS"}),
+            ),
+        )
+        .await;
+    remote.wait_for("POST", "/deploy", 1).await;
+    h.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        remote.seen("GET", "/deploy").is_empty(),
+        "29 s of 30: no poll yet"
+    );
+    h.clock.advance(Duration::from_secs(1));
+    let done = h.finished(&execution.id).await;
+    assert_eq!(done.status, Succeeded, "{}", summary(&done));
+    assert_eq!(remote.seen("GET", "/deploy").len(), 1);
+    h.stop().await;
+});
+
 engine_test!(webhook_polls_the_location_header, |h| {
     let remote = Remote::start().await;
     remote.on(
