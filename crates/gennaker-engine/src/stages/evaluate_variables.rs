@@ -9,7 +9,9 @@ use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
 
 pub(super) fn register(registry: &mut StageRegistry) {
-    registry.stage(EvaluateVariablesStage).task(EvaluateVariablesTask);
+    registry
+        .stage(EvaluateVariablesStage)
+        .task(EvaluateVariablesTask);
 }
 
 struct EvaluateVariablesStage;
@@ -76,13 +78,15 @@ impl Task for EvaluateVariablesTask {
             }
             outputs.insert(key.to_owned(), transformed.value);
         }
-        let mut result = if !failed.is_empty()
-            && truthy(ctx.stage.context.get("failOnFailedExpressions"))
-        {
-            TaskResult::terminal(format!("variables failed to evaluate: {}", failed.join("; ")))
-        } else {
-            TaskResult::succeeded()
-        };
+        let mut result =
+            if !failed.is_empty() && truthy(ctx.stage.context.get("failOnFailedExpressions")) {
+                TaskResult::terminal(format!(
+                    "variables failed to evaluate: {}",
+                    failed.join("; ")
+                ))
+            } else {
+                TaskResult::succeeded()
+            };
         if !summary.is_empty() {
             result = result.with_context("expressionEvaluationSummary", Value::Object(summary));
         }

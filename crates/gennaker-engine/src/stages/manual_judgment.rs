@@ -10,7 +10,9 @@ use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
 
 pub(super) fn register(registry: &mut StageRegistry) {
-    registry.stage(ManualJudgmentStage).task(WaitForJudgmentTask);
+    registry
+        .stage(ManualJudgmentStage)
+        .task(WaitForJudgmentTask);
 }
 
 /// Spinnaker's default: a judgment nobody gives fails the stage after three days.
