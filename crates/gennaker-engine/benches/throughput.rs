@@ -68,7 +68,11 @@ fn gaps(execution: &Execution, out: &mut Vec<f64>) {
 }
 
 async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
-    let requester = Requester { user: "bench".into(), roles: vec![], origin: "bench".into() };
+    let requester = Requester {
+        user: "bench".into(),
+        roles: vec![],
+        origin: "bench".into(),
+    };
     let mut events = engine.subscribe();
     let started = Instant::now();
     let mut ids = Vec::with_capacity(in_flight);
@@ -91,7 +95,12 @@ async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
                 // Lagged or quiet: check the store.
                 let mut done = Vec::new();
                 for id in &remaining {
-                    if engine.execution(id).await.unwrap().is_some_and(|e| e.status.is_complete()) {
+                    if engine
+                        .execution(id)
+                        .await
+                        .unwrap()
+                        .is_some_and(|e| e.status.is_complete())
+                    {
                         done.push(id.clone());
                     }
                 }
@@ -126,20 +135,37 @@ async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
 
 async fn backend(kind: TestBackend) -> Value {
     let (db, store): (TestDatabase, SqlStore) = TestDatabase::store(kind).await.unwrap();
-    store.create_application("bench", &json!({"name": "bench"}), "bench").await.unwrap();
+    store
+        .create_application("bench", &json!({"name": "bench"}), "bench")
+        .await
+        .unwrap();
     let engine = Engine::new(
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         StageRegistry::standard(),
         Arc::new(SystemClock),
-        EngineConfig { single_server: kind == TestBackend::Sqlite, ..EngineConfig::default() },
+        EngineConfig {
+            single_server: kind == TestBackend::Sqlite,
+            ..EngineConfig::default()
+        },
     );
     let shutdown = CancellationToken::new();
-    let mut workers = engine.start(store.queue_listener().await.unwrap(), shutdown.clone()).await.unwrap();
+    let mut workers = engine
+        .start(store.queue_listener().await.unwrap(), shutdown.clone())
+        .await
+        .unwrap();
     let mut results = serde_json::Map::new();
     for stage_kind in ["evaluateVariables", "wait"] {
         let (record, _) = store
-            .save_pipeline("bench", &PipelineSave { id: None, name: stage_kind.into(), config: pipeline(stage_kind) }, "bench")
+            .save_pipeline(
+                "bench",
+                &PipelineSave {
+                    id: None,
+                    name: stage_kind.into(),
+                    config: pipeline(stage_kind),
+                },
+                "bench",
+            )
             .await
             .unwrap();
         let mut config = record.config.clone();
@@ -177,7 +203,10 @@ async fn backend(kind: TestBackend) -> Value {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let report = runtime.block_on(async {
         let sqlite = backend(TestBackend::Sqlite).await;
         let postgres = backend(TestBackend::Postgres).await;

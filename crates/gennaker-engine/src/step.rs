@@ -17,8 +17,8 @@ use crate::events::ExecutionEvent;
 use crate::expressions::PipelineIds;
 use crate::message::{Message, run_key};
 use crate::model::{
-    Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner,
-    TaskExecution, truthy,
+    Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner, TaskExecution,
+    truthy,
 };
 use crate::stage::SyntheticSpec;
 use crate::task::{TaskContext, TaskError, TaskStatus, exception};
@@ -139,7 +139,10 @@ impl<'e> Step<'e> {
                 stage, task, token, ..
             } => self.run_task(&stage, &task, token).await,
             Message::CompleteTask {
-                stage, task, status, ..
+                stage,
+                task,
+                status,
+                ..
             } => self.complete_task(&stage, &task, status),
             Message::CompleteStage { stage, .. } => self.complete_stage(&stage),
             Message::CompleteExecution { .. } => self.complete_execution(),
@@ -168,11 +171,12 @@ impl<'e> Step<'e> {
         if self.execution.status.is_complete() {
             return Ok(());
         }
-        let error = format!(
-            "Gennaker could not process this execution and stopped it: {error}"
-        );
+        let error = format!("Gennaker could not process this execution and stopped it: {error}");
         for stage in &mut self.execution.stages {
-            if matches!(stage.status, ExecutionStatus::Running | ExecutionStatus::Paused) {
+            if matches!(
+                stage.status,
+                ExecutionStatus::Running | ExecutionStatus::Paused
+            ) {
                 stage
                     .context
                     .insert("exception".into(), exception(error.clone()));
@@ -285,7 +289,11 @@ impl<'e> Step<'e> {
             return self.after_execution_done();
         }
         if let Some(limit) = self.concurrency_limit() {
-            let pipeline = self.execution.pipeline_config_id.clone().unwrap_or_default();
+            let pipeline = self
+                .execution
+                .pipeline_config_id
+                .clone()
+                .unwrap_or_default();
             if self.force_buffer {
                 self.set_execution_status(ExecutionStatus::Buffered);
                 return Ok(());
@@ -436,8 +444,8 @@ impl<'e> Step<'e> {
         if self.pipeline_ids.is_some() {
             return Ok(());
         }
-        let uses = serde_json::to_string(&self.execution.stages[index].context)?
-            .contains("#pipelineId");
+        let uses =
+            serde_json::to_string(&self.execution.stages[index].context)?.contains("#pipelineId");
         if uses {
             let pipelines = self
                 .engine
@@ -620,7 +628,12 @@ impl<'e> Step<'e> {
 
     // ----- RunTask -----
 
-    async fn run_task(&mut self, stage_id: &str, task_id: &str, token: u64) -> Result<(), EngineError> {
+    async fn run_task(
+        &mut self,
+        stage_id: &str,
+        task_id: &str,
+        token: u64,
+    ) -> Result<(), EngineError> {
         let Some(index) = self.index(stage_id) else {
             return Ok(());
         };
@@ -635,7 +648,12 @@ impl<'e> Step<'e> {
         {
             return Ok(());
         }
-        let Some(runner) = self.engine.registry.task_named(&task.implementing_class).cloned() else {
+        let Some(runner) = self
+            .engine
+            .registry
+            .task_named(&task.implementing_class)
+            .cloned()
+        else {
             let error = format!(
                 "task '{}' is not known to this Gennaker version",
                 task.implementing_class
@@ -647,6 +665,7 @@ impl<'e> Step<'e> {
         if let Some(outcome) = self.timed_out(index, &task_snapshot, task_timeout) {
             return outcome;
         }
+        self.load_pipeline_ids_if_used(index).await?;
         let stage = &self.execution.stages[index];
         let task = &task_snapshot;
         let ctx = TaskContext {
@@ -655,6 +674,7 @@ impl<'e> Step<'e> {
             task,
             now: self.now,
             services: &self.engine.services,
+            pipeline_ids: self.pipeline_ids.as_ref(),
         };
         let result = runner.execute(&ctx).await;
         let backoff = runner.backoff(stage);
@@ -964,16 +984,11 @@ impl<'e> Step<'e> {
         } else {
             let active = top.iter().enumerate().any(|(_, s)| {
                 matches!(s.status, ExecutionStatus::Running | ExecutionStatus::Paused)
-            }) || self
-                .execution
-                .stages
-                .iter()
-                .enumerate()
-                .any(|(i, s)| {
-                    s.parent_stage_id.is_none()
-                        && s.status == ExecutionStatus::NotStarted
-                        && self.upstream_state(i).0
-                });
+            }) || self.execution.stages.iter().enumerate().any(|(i, s)| {
+                s.parent_stage_id.is_none()
+                    && s.status == ExecutionStatus::NotStarted
+                    && self.upstream_state(i).0
+            });
             if active {
                 return Ok(());
             }
@@ -1339,7 +1354,9 @@ impl<'e> Step<'e> {
             let active = |s: ExecutionStatus| {
                 matches!(
                     s,
-                    ExecutionStatus::Running | ExecutionStatus::Paused | ExecutionStatus::NotStarted
+                    ExecutionStatus::Running
+                        | ExecutionStatus::Paused
+                        | ExecutionStatus::NotStarted
                 )
             };
             let tasks: Vec<String> = self.execution.stages[i]
@@ -1422,10 +1439,7 @@ fn human_ms(ms: i64) -> String {
 }
 
 /// The messages that start executions waiting behind a pipeline's finished ones.
-pub(crate) fn start_waiting(
-    waiting: &[Execution],
-    active: usize,
-) -> Vec<Message> {
+pub(crate) fn start_waiting(waiting: &[Execution], active: usize) -> Vec<Message> {
     let Some(first) = waiting.first() else {
         return Vec::new();
     };

@@ -8,7 +8,7 @@ use gennaker_store::{ExecutionStore, Store};
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
-use crate::expressions::ExpressionSupport;
+use crate::expressions::{ExpressionSupport, PipelineIds};
 use crate::message::Message;
 use crate::model::{Execution, StageExecution, TaskExecution};
 
@@ -152,15 +152,24 @@ pub struct TaskContext<'a> {
     pub now: i64,
     /// What the engine lends.
     pub services: &'a Services,
+    /// The application's pipeline ids, when the stage uses `#pipelineId`.
+    pub pipeline_ids: Option<&'a PipelineIds>,
 }
 
 impl TaskContext<'_> {
-    /// Evaluates a bare expression (no `${}`), as in `stageEnabled` or a precondition,
-    /// against this stage's view of the execution.
+    /// The root object this stage's expressions see.
+    pub fn expression_root(&self) -> Value {
+        self.services
+            .expressions
+            .stage_root(self.execution, self.stage, self.pipeline_ids)
+    }
+
+    /// Evaluates an expression, bare (as in `stageEnabled` or a precondition) or
+    /// `${…}`, against this stage's view of the execution.
     pub fn evaluate(&self, expression: &str) -> Result<Value, gennaker_expr::ExprError> {
         self.services
             .expressions
-            .evaluate_expression(self.execution, self.stage, expression)
+            .evaluate_in(&self.expression_root(), expression)
     }
 
     /// A context value as a string.

@@ -82,7 +82,10 @@ impl ExecutionStore for FaultyStore {
     async fn get_execution(&self, id: &str) -> gennaker_store::Result<Option<ExecutionRow>> {
         self.inner.get_execution(id).await
     }
-    async fn list_executions(&self, q: &ExecutionQuery) -> gennaker_store::Result<Vec<ExecutionRow>> {
+    async fn list_executions(
+        &self,
+        q: &ExecutionQuery,
+    ) -> gennaker_store::Result<Vec<ExecutionRow>> {
         self.inner.list_executions(q).await
     }
     async fn commit_step(&self, step: &StepCommit) -> gennaker_store::Result<CommitOutcome> {
@@ -101,13 +104,30 @@ impl ExecutionStore for FaultyStore {
         }
         Ok(outcome)
     }
-    async fn claim_messages(&self, owner: &str, now: i64, until: i64, p: i64, pp: i64) -> gennaker_store::Result<Vec<LeasedMessage>> {
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        p: i64,
+        pp: i64,
+    ) -> gennaker_store::Result<Vec<LeasedMessage>> {
         self.inner.claim_messages(owner, now, until, p, pp).await
     }
-    async fn extend_leases(&self, owner: &str, ids: &[i64], until: i64) -> gennaker_store::Result<()> {
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        until: i64,
+    ) -> gennaker_store::Result<()> {
         self.inner.extend_leases(owner, ids, until).await
     }
-    async fn release_messages(&self, owner: &str, ids: &[i64], at: i64) -> gennaker_store::Result<()> {
+    async fn release_messages(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        at: i64,
+    ) -> gennaker_store::Result<()> {
         self.inner.release_messages(owner, ids, at).await
     }
     async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
@@ -170,9 +190,19 @@ fn new_engine(run: &Run, calls: Arc<support::Calls>) -> Engine {
 /// Runs the pipeline under `fault` and returns the final execution.
 async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String>, i64) {
     let (db, sql) = TestDatabase::store(backend).await.unwrap();
-    sql.create_application("shop", &json!({"name": "shop"}), "t").await.unwrap();
+    sql.create_application("shop", &json!({"name": "shop"}), "t")
+        .await
+        .unwrap();
     let (record, _) = sql
-        .save_pipeline("shop", &PipelineSave { id: None, name: "faults".into(), config: pipeline() }, "t")
+        .save_pipeline(
+            "shop",
+            &PipelineSave {
+                id: None,
+                name: "faults".into(),
+                config: pipeline(),
+            },
+            "t",
+        )
         .await
         .unwrap();
     let mut config = record.config.clone();
@@ -195,7 +225,12 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
     let mut shutdown = CancellationToken::new();
     let mut workers = engine.start(None, shutdown.clone()).await.unwrap();
     let execution = engine
-        .run_pipeline("shop", &config, &RunRequest::default(), &support::requester())
+        .run_pipeline(
+            "shop",
+            &config,
+            &RunRequest::default(),
+            &support::requester(),
+        )
         .await
         .unwrap();
     let id = execution.id.clone();
@@ -211,11 +246,21 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
             "{fault:?}: execution did not finish:\n{}",
             support::summary(&current)
         );
-        if let Some(judge) = current.stages.iter().find(|s| s.name == "approve" && s.status == ExecutionStatus::Running)
+        if let Some(judge) = current
+            .stages
+            .iter()
+            .find(|s| s.name == "approve" && s.status == ExecutionStatus::Running)
             && !judge.context.contains_key("judgmentStatus")
         {
-            let actor = Actor { user: "bob".into(), roles: vec![], admin: false };
-            let judgment = Judgment { judgment_status: "continue".into(), judgment_input: Some("ship".into()) };
+            let actor = Actor {
+                user: "bob".into(),
+                roles: vec![],
+                admin: false,
+            };
+            let judgment = Judgment {
+                judgment_status: "continue".into(),
+                judgment_input: Some("ship".into()),
+            };
             // A judgment may race a crash; the engine refuses duplicates by state.
             let _ = engine.judge(&id, &judge.id, &actor, &judgment).await;
         }
@@ -239,11 +284,23 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
     while workers.join_next().await.is_some() {}
     let done = engine.execution(&id).await.unwrap().unwrap();
     let depth = run.store.inner.queue_depth().await.unwrap();
-    let children = run.store.inner.list_executions(&ExecutionQuery { limit: 100, ..Default::default() }).await.unwrap().len();
+    let children = run
+        .store
+        .inner
+        .list_executions(&ExecutionQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
     assert_eq!(children, 1, "{fault:?}: no execution was created twice");
     let violations = run.store.violations.lock().unwrap().clone();
     if fault == Fault::CrashAfterEveryCommit {
-        assert!(restarts > 5, "the engine was restarted many times ({restarts})");
+        assert!(
+            restarts > 5,
+            "the engine was restarted many times ({restarts})"
+        );
     }
     run.store.inner.close().await;
     (done, violations, depth)
@@ -263,11 +320,21 @@ async fn same_as_undisturbed(backend: TestBackend, fault: Fault) {
     let (reference, violations, depth) = run_under(backend, Fault::None).await;
     assert!(violations.is_empty(), "{violations:?}");
     assert_eq!(depth, 0);
-    assert_eq!(reference.status, ExecutionStatus::Succeeded, "{}", support::summary(&reference));
+    assert_eq!(
+        reference.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        support::summary(&reference)
+    );
     let (disturbed, violations, depth) = run_under(backend, fault).await;
     assert!(violations.is_empty(), "{fault:?}: {violations:?}");
     assert_eq!(depth, 0, "{fault:?}: messages left behind");
-    assert_eq!(outcome(&disturbed), outcome(&reference), "{fault:?}:\n{}", support::summary(&disturbed));
+    assert_eq!(
+        outcome(&disturbed),
+        outcome(&reference),
+        "{fault:?}:\n{}",
+        support::summary(&disturbed)
+    );
     assert_eq!(
         support::stage(&disturbed, "after").outputs["choice"],
         "ship",

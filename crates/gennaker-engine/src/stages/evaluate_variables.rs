@@ -49,7 +49,7 @@ impl Task for EvaluateVariablesTask {
             }
         };
         let expressions = &ctx.services.expressions;
-        let mut root = expressions.stage_root(ctx.execution, ctx.stage, None);
+        let mut root = ctx.expression_root();
         let mut outputs = Map::new();
         let mut summary = Map::new();
         let mut failed = Vec::new();

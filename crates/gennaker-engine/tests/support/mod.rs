@@ -69,7 +69,11 @@ impl Harness {
     pub async fn with_registry(backend: TestBackend, registry: StageRegistry) -> Self {
         let (db, store) = TestDatabase::store(backend).await.unwrap();
         store
-            .create_application("shop", &json!({"name": "shop", "email": "t@example.com"}), "test")
+            .create_application(
+                "shop",
+                &json!({"name": "shop", "email": "t@example.com"}),
+                "test",
+            )
             .await
             .unwrap();
         let calls = Arc::new(Calls::default());
@@ -135,7 +139,12 @@ impl Harness {
     }
 
     /// Waits (real time, bounded) until the execution satisfies `done`.
-    pub async fn until(&self, id: &str, what: &str, done: impl Fn(&Execution) -> bool) -> Execution {
+    pub async fn until(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Execution) -> bool,
+    ) -> Execution {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut events = self.engine.subscribe();
         loop {
@@ -144,7 +153,10 @@ impl Harness {
                 return execution;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; execution is now:\n{}", summary(&execution));
+                panic!(
+                    "timed out waiting for {what}; execution is now:\n{}",
+                    summary(&execution)
+                );
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
         }
@@ -152,13 +164,16 @@ impl Harness {
 
     /// Waits for the execution to end.
     pub async fn finished(&self, id: &str) -> Execution {
-        self.until(id, "the execution to end", |e| e.status.is_complete()).await
+        self.until(id, "the execution to end", |e| e.status.is_complete())
+            .await
     }
 
     /// Waits until the named stage has this status.
     pub async fn stage_is(&self, id: &str, stage: &str, status: ExecutionStatus) -> Execution {
         self.until(id, &format!("stage '{stage}' to be {status}"), |e| {
-            e.stages.iter().any(|s| s.name == stage && s.status == status)
+            e.stages
+                .iter()
+                .any(|s| s.name == stage && s.status == status)
         })
         .await
     }
@@ -229,7 +244,11 @@ impl StageDefinition for TestStage {
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
-        let count = stage.context.get("tasks").and_then(Value::as_u64).unwrap_or(1);
+        let count = stage
+            .context
+            .get("tasks")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
         (0..count).map(|_| TaskSpec::new("testTask")).collect()
     }
 }
@@ -246,7 +265,13 @@ impl Task for TestTask {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         self.calls.total.fetch_add(1, Ordering::SeqCst);
-        let runs = ctx.stage.context.get("runs").and_then(Value::as_u64).unwrap_or(0) + 1;
+        let runs = ctx
+            .stage
+            .context
+            .get("runs")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            + 1;
         let outcome = ctx.str("outcome").unwrap_or("succeed").to_owned();
         let (kind, n) = match outcome.split_once(':') {
             Some((kind, n)) => (kind.to_owned(), n.parse::<u64>().unwrap_or(0)),
@@ -265,8 +290,10 @@ impl Task for TestTask {
             other => Err(TaskError::Permanent(format!("unknown outcome {other}"))),
         };
         result.map(|r| {
-            r.with_context("runs", json!(runs))
-                .with_output(format!("{}Done", ctx.stage.ref_id.replace(['<', '>'], "_")), json!(true))
+            r.with_context("runs", json!(runs)).with_output(
+                format!("{}Done", ctx.stage.ref_id.replace(['<', '>'], "_")),
+                json!(true),
+            )
         })
     }
 
