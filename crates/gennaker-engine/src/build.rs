@@ -346,14 +346,8 @@ mod tests {
     fn disabled_pipelines_do_not_run() {
         let mut config = config();
         config["disabled"] = json!(true);
-        let err = pipeline_execution(
-            "shop",
-            &config,
-            &RunRequest::default(),
-            &requester(),
-            0,
-        )
-        .unwrap_err();
+        let err = pipeline_execution("shop", &config, &RunRequest::default(), &requester(), 0)
+            .unwrap_err();
         assert_eq!(err, BuildError::Disabled("Deploy".into()));
     }
 }

@@ -163,7 +163,10 @@ impl Engine {
         if self.inner.config.single_server {
             let released = self.inner.executions.release_all_leases().await?;
             if released > 0 {
-                info!(released, "engine: resumed messages a previous run was handling");
+                info!(
+                    released,
+                    "engine: resumed messages a previous run was handling"
+                );
             }
         }
         let mut set = JoinSet::new();
@@ -272,10 +275,12 @@ impl Engine {
     }
 
     async fn require(&self, id: &str) -> Result<Execution, EngineError> {
-        self.execution(id).await?.ok_or_else(|| EngineError::NotFound {
-            kind: "execution",
-            id: id.to_owned(),
-        })
+        self.execution(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "execution",
+                id: id.to_owned(),
+            })
     }
 
     async fn enqueue(&self, message: Message) -> Result<(), EngineError> {
@@ -385,7 +390,12 @@ impl Engine {
 
     /// Skips a running stage (a `wait` just ends its wait, as Spinnaker's
     /// `skipRemainingWait` does; other stages become SKIPPED and stop what they run).
-    pub async fn skip_stage(&self, id: &str, stage_id: &str, user: &str) -> Result<(), EngineError> {
+    pub async fn skip_stage(
+        &self,
+        id: &str,
+        stage_id: &str,
+        user: &str,
+    ) -> Result<(), EngineError> {
         let execution = self.require(id).await?;
         let stage = find_stage(&execution, stage_id)?;
         if stage.status != ExecutionStatus::Running {
@@ -446,11 +456,19 @@ impl Engine {
             .context
             .get("selectedStageRoles")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_lowercase).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_lowercase)
+                    .collect()
+            })
             .unwrap_or_default();
         if !roles.is_empty()
             && !actor.admin
-            && !actor.roles.iter().any(|r| roles.contains(&r.to_lowercase()))
+            && !actor
+                .roles
+                .iter()
+                .any(|r| roles.contains(&r.to_lowercase()))
         {
             return Err(EngineError::Forbidden(format!(
                 "only users with one of the roles {roles:?} may judge stage '{}'",

@@ -183,9 +183,10 @@ pub fn ancestors<'a>(execution: &'a Execution, stage: &StageExecution) -> Vec<&'
     while let Some((parent, requisites, climb_to)) = frontier.pop() {
         let mut queue = requisites;
         while let Some(ref_id) = queue.pop() {
-            let upstream = execution.stages.iter().find(|s| {
-                s.ref_id == ref_id && s.parent_stage_id == parent && !found.contains(&s)
-            });
+            let upstream = execution
+                .stages
+                .iter()
+                .find(|s| s.ref_id == ref_id && s.parent_stage_id == parent && !found.contains(&s));
             if let Some(upstream) = upstream {
                 found.push(upstream);
                 queue.extend(upstream.requisite_stage_ref_ids.iter().cloned());

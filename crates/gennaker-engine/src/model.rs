@@ -352,7 +352,11 @@ impl Execution {
             .get("parentExecution")
             .and_then(|p| p.get("id"))
             .and_then(Value::as_str)
-            .or_else(|| self.trigger.get("parentExecutionId").and_then(Value::as_str))
+            .or_else(|| {
+                self.trigger
+                    .get("parentExecutionId")
+                    .and_then(Value::as_str)
+            })
     }
 }
 

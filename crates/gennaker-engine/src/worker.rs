@@ -22,7 +22,10 @@ use crate::step::{Step, start_waiting};
 const MAX_DELIVERIES: i32 = 10;
 
 /// The stored row for an execution at `version`.
-pub(crate) fn execution_row(execution: &Execution, version: i64) -> Result<ExecutionRow, EngineError> {
+pub(crate) fn execution_row(
+    execution: &Execution,
+    version: i64,
+) -> Result<ExecutionRow, EngineError> {
     Ok(ExecutionRow {
         id: execution.id.clone(),
         application: execution.application.clone(),
@@ -95,7 +98,11 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
             loop {
                 tokio::time::sleep(period).await;
                 let until = inner.clock.now() + millis(inner.config.lease);
-                if let Err(e) = inner.executions.extend_leases(&inner.owner, &ids, until).await {
+                if let Err(e) = inner
+                    .executions
+                    .extend_leases(&inner.owner, &ids, until)
+                    .await
+                {
                     warn!(error = %e, "engine: cannot extend leases");
                 }
             }
@@ -126,7 +133,11 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
         }
         warn!(partition, attempts, error = %e, "engine: step failed; it will be retried");
         let at = inner.clock.now() + millis(backoff.min(Duration::from_secs(60)));
-        if let Err(e) = inner.executions.release_messages(&inner.owner, &ids, at).await {
+        if let Err(e) = inner
+            .executions
+            .release_messages(&inner.owner, &ids, at)
+            .await
+        {
             warn!(error = %e, "engine: cannot release messages; their leases will expire");
         }
     }
@@ -140,12 +151,18 @@ async fn execution_step(
     force_buffer: bool,
 ) -> Result<(), EngineError> {
     let Some(row) = inner.executions.get_execution(execution_id).await? else {
-        warn!(execution_id, "engine: messages for an unknown execution are dropped");
-        return commit(inner, StepCommit {
-            owner: inner.owner.clone(),
-            acknowledged: ids.to_vec(),
-            ..StepCommit::default()
-        })
+        warn!(
+            execution_id,
+            "engine: messages for an unknown execution are dropped"
+        );
+        return commit(
+            inner,
+            StepCommit {
+                owner: inner.owner.clone(),
+                acknowledged: ids.to_vec(),
+                ..StepCommit::default()
+            },
+        )
         .await
         .map(|_| ());
     };
@@ -190,7 +207,10 @@ async fn execution_step(
         other => {
             debug!(execution_id, ?other, "engine: step must be redone");
             let at = inner.clock.now();
-            inner.executions.release_messages(&inner.owner, ids, at).await?;
+            inner
+                .executions
+                .release_messages(&inner.owner, ids, at)
+                .await?;
             inner.notify.notify_one();
             Ok(())
         }
@@ -231,7 +251,9 @@ async fn start_waiting_step(
         .executions
         .list_executions(&ExecutionQuery {
             pipeline_config_id: Some(pipeline.to_owned()),
-            statuses: ["RUNNING", "PAUSED", "SUSPENDED"].map(str::to_owned).to_vec(),
+            statuses: ["RUNNING", "PAUSED", "SUSPENDED"]
+                .map(str::to_owned)
+                .to_vec(),
             limit: 1000,
             ..ExecutionQuery::default()
         })
