@@ -317,34 +317,41 @@ impl Engine {
 
     /// Pauses a running execution.
     pub async fn pause(&self, id: &str, user: &str) -> Result<(), EngineError> {
-        let execution = self.require(id).await?;
-        if execution.status != ExecutionStatus::Running {
-            return Err(EngineError::Conflict(format!(
-                "only a RUNNING execution can be paused; {id} is {}",
-                execution.status
-            )));
-        }
-        self.enqueue(Message::PauseExecution {
+        let message = Message::PauseExecution {
             execution: id.to_owned(),
             user: user.to_owned(),
-        })
-        .await
+        };
+        self.enqueue_when(id, ExecutionStatus::Running, "paused", message)
+            .await
     }
 
     /// Resumes a paused execution.
     pub async fn resume(&self, id: &str, user: &str) -> Result<(), EngineError> {
+        let message = Message::ResumeExecution {
+            execution: id.to_owned(),
+            user: user.to_owned(),
+        };
+        self.enqueue_when(id, ExecutionStatus::Paused, "resumed", message)
+            .await
+    }
+
+    /// Sends `message` if the execution is in `status` (the handler checks again: the
+    /// status may change before it runs).
+    async fn enqueue_when(
+        &self,
+        id: &str,
+        status: ExecutionStatus,
+        done: &str,
+        message: Message,
+    ) -> Result<(), EngineError> {
         let execution = self.require(id).await?;
-        if execution.status != ExecutionStatus::Paused {
+        if execution.status != status {
             return Err(EngineError::Conflict(format!(
-                "only a PAUSED execution can be resumed; {id} is {}",
+                "only a {status} execution can be {done}; {id} is {}",
                 execution.status
             )));
         }
-        self.enqueue(Message::ResumeExecution {
-            execution: id.to_owned(),
-            user: user.to_owned(),
-        })
-        .await
+        self.enqueue(message).await
     }
 
     /// Restarts a finished top-level stage and everything after it.
