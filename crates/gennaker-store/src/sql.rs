@@ -103,6 +103,7 @@ struct ApplicationRow {
     created_at: i64,
     updated_at: i64,
     updated_by: String,
+    version: i64,
 }
 
 impl ApplicationRow {
@@ -113,8 +114,19 @@ impl ApplicationRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             updated_by: self.updated_by,
+            version: self.version,
         })
     }
+}
+
+/// `SELECT` of an [`ApplicationRow`] followed by the given clause, as one static string.
+macro_rules! application_select {
+    ($clause:literal) => {
+        concat!(
+            "SELECT name, config, created_at, updated_at, updated_by, version FROM applications ",
+            $clause
+        )
+    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -357,6 +369,7 @@ impl Store for SqlStore {
             created_at: now,
             updated_at: now,
             updated_by: actor.to_owned(),
+            version: 1,
         })
     }
 
@@ -365,21 +378,32 @@ impl Store for SqlStore {
         name: &str,
         config: &Value,
         actor: &str,
+        expected_version: Option<i64>,
     ) -> Result<ApplicationRecord> {
         let now = now_millis();
         let text = to_text(config)?;
-        on_db!(self, db => {
-            let row: Option<ApplicationRow> = sqlx::query_as("UPDATE applications SET config = $2, updated_at = $3, updated_by = $4 WHERE name_key = $1 RETURNING name, config, created_at, updated_at, updated_by")
-                .bind(key(name)).bind(&text).bind(now).bind(actor)
+        let updated: Option<ApplicationRow> = on_db!(self, db => {
+            // The version test is part of the UPDATE, so it holds at the moment of writing.
+            sqlx::query_as("UPDATE applications SET config = $2, updated_at = $3, updated_by = $4, version = version + 1 WHERE name_key = $1 AND ($5 IS NULL OR version = $5) RETURNING name, config, created_at, updated_at, updated_by, version")
+                .bind(key(name)).bind(&text).bind(now).bind(actor).bind(expected_version)
                 .fetch_optional(db)
-                .await?;
-            row.ok_or_else(|| StoreError::not_found("application", name))?.into_record()
-        })
+                .await?
+        });
+        if let Some(row) = updated {
+            return row.into_record();
+        }
+        match (self.get_application(name).await?, expected_version) {
+            (Some(current), Some(expected)) => Err(StoreError::Conflict(format!(
+                "application '{}' was changed by {} since you read it (it is at version {}, you sent version {expected}); read it again, reapply your change and send the new version",
+                current.name, current.updated_by, current.version
+            ))),
+            _ => Err(StoreError::not_found("application", name)),
+        }
     }
 
     async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         on_db!(self, db => {
-            let row: Option<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications WHERE name_key = $1")
+            let row: Option<ApplicationRow> = sqlx::query_as(application_select!("WHERE name_key = $1"))
                 .bind(key(name))
                 .fetch_optional(db)
                 .await?;
@@ -389,7 +413,7 @@ impl Store for SqlStore {
 
     async fn list_applications(&self) -> Result<Vec<ApplicationRecord>> {
         on_db!(self, db => {
-            let rows: Vec<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications ORDER BY name_key")
+            let rows: Vec<ApplicationRow> = sqlx::query_as(application_select!("ORDER BY name_key"))
                 .fetch_all(db)
                 .await?;
             rows.into_iter().map(ApplicationRow::into_record).collect()
@@ -399,7 +423,7 @@ impl Store for SqlStore {
     async fn delete_application(&self, name: &str) -> Result<ApplicationRecord> {
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
-            let row: Option<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications WHERE name_key = $1")
+            let row: Option<ApplicationRow> = sqlx::query_as(application_select!("WHERE name_key = $1"))
                 .bind(key(name))
                 .fetch_optional(&mut *tx)
                 .await?;

@@ -27,12 +27,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         config: &Value,
         actor: &str,
     ) -> Result<ApplicationRecord>;
-    /// Replaces an existing application's document.
+    /// Replaces an existing application's document. With `expected_version`, only when
+    /// the application is still at that version (else a conflict), checked atomically
+    /// with the write so concurrent editors cannot overwrite each other unseen.
     async fn update_application(
         &self,
         name: &str,
         config: &Value,
         actor: &str,
+        expected_version: Option<i64>,
     ) -> Result<ApplicationRecord>;
     /// Reads an application.
     async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>>;

@@ -72,8 +72,11 @@ impl Store for FaultyStore {
         name: &str,
         config: &Value,
         actor: &str,
+        expected_version: Option<i64>,
     ) -> Result<ApplicationRecord> {
-        self.inner.update_application(name, config, actor).await
+        self.inner
+            .update_application(name, config, actor, expected_version)
+            .await
     }
     async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         self.inner.get_application(name).await
