@@ -94,6 +94,20 @@ pub enum CliError {
         "unexpected response from the server: {0}. Is --url pointing at a Gennaker server of the same version?"
     )]
     InvalidResponse(String),
+    /// `--url`/`GENNAKER_URL` names another server than the config file, and no token was
+    /// given for it: the file's token is not sent to a server it was not saved for.
+    #[error(
+        "not sending the token from {} to {url}: it is saved for {token_url}. Pass --token or set GENNAKER_TOKEN for {url}, or change `url` in that file",
+        path.display()
+    )]
+    TokenNotForUrl {
+        /// The server the command would call.
+        url: String,
+        /// The server the config file's token belongs to.
+        token_url: String,
+        /// The config file.
+        path: PathBuf,
+    },
     /// The config file exists but cannot be used.
     #[error("cannot use the config file {}: {reason}. Valid keys are `url` and `token`", path.display())]
     Config {
