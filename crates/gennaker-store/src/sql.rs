@@ -476,9 +476,10 @@ impl Store for SqlStore {
             if let Some(existing) = &by_id
                 && key(&existing.application) != app_key
             {
+                // Which application holds the id is not said: the caller may not read it.
                 return Err(StoreError::Conflict(format!(
-                    "pipeline id '{}' belongs to application '{}', not '{application}'; remove the id to save a copy",
-                    existing.id, existing.application
+                    "pipeline id '{}' cannot be used in application '{application}'; remove the id to save a copy",
+                    existing.id
                 )));
             }
             let existing = match (by_id, by_name) {

@@ -271,13 +271,13 @@ store_test!(pipelines_rename_by_id_and_refuse_conflicts, |store| {
         2
     );
 
-    // An id from another application is refused.
+    // An id from another application is refused, without naming that application.
     let err = store
         .save_pipeline("other", &save("X", json!({"id": a.id, "name": "X"})), "a")
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict(ref m) if m.contains("belongs to application 'shop'")),
+        matches!(err, StoreError::Conflict(ref m) if m.contains("cannot be used in application 'other'") && !m.contains("shop")),
         "{err}"
     );
 

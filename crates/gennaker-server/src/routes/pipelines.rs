@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gennaker_core::{Problem, Severity};
 use gennaker_expr::validate_pipeline;
-use gennaker_store::{PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome};
+use gennaker_store::{
+    ApplicationRecord, PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -18,13 +20,58 @@ use crate::routes::applications::load as load_application;
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
+/// A pipeline as a save or restore answers with it. Fiat's WRITE does not imply READ, so
+/// a caller who may change an application but not read it gets the metadata only: a
+/// restore would otherwise hand out an old revision they could never read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PipelineView {
+    /// The pipeline's id (kept across revisions and renames).
+    pub id: String,
+    /// The application the pipeline belongs to.
+    pub application: String,
+    /// The pipeline's name.
+    pub name: String,
+    /// The revision number of the stored document.
+    pub revision: i64,
+    /// The document as stored; absent when the caller lacks READ on the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// When the pipeline was first saved.
+    pub created_at: i64,
+    /// When the current revision was saved.
+    pub updated_at: i64,
+    /// Who saved the current revision.
+    pub updated_by: String,
+}
+
+impl PipelineView {
+    /// The record as `caller` may see it.
+    fn new(record: PipelineRecord, caller: &Caller, application: &ApplicationRecord) -> Self {
+        let readable = caller
+            .require(&application.name, &application.config, Access::Read)
+            .is_ok();
+        PipelineView {
+            id: record.id,
+            application: record.application,
+            name: record.name,
+            revision: record.revision,
+            config: readable.then_some(record.config),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            updated_by: record.updated_by,
+        }
+    }
+}
+
 /// The answer to a pipeline save.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SaveResponse {
     /// `created`, `updated` or `unchanged`.
     pub outcome: SaveOutcome,
-    /// The pipeline as stored now.
-    pub pipeline: PipelineRecord,
+    /// The pipeline as stored now (its document only for callers with READ).
+    pub pipeline: PipelineView,
     /// Warnings found while validating (e.g. stage types Gennaker cannot run yet).
     #[schema(value_type = Vec<Object>)]
     pub warnings: Vec<Problem>,
@@ -119,7 +166,7 @@ pub(crate) async fn save(
         status,
         Json(SaveResponse {
             outcome,
-            pipeline,
+            pipeline: PipelineView::new(pipeline, &caller, &application),
             warnings,
         }),
     )
@@ -211,7 +258,7 @@ pub(crate) async fn revision(
 /// Makes an old revision current again (as a new revision).
 #[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore", tag = "pipelines",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision to restore")),
-    responses((status = 200, body = PipelineRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = PipelineView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,7 +273,7 @@ pub(crate) async fn restore(
     let detail = AuditDetail(
         json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision }),
     );
-    let mut response = Json(restored).into_response();
+    let mut response = Json(PipelineView::new(restored, &caller, &application)).into_response();
     response.extensions_mut().insert(detail);
     Ok(response)
 }

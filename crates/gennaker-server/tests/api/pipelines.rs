@@ -373,3 +373,62 @@ api_test!(validate_without_saving, |backend| {
         .await
         .expect(404);
 });
+
+api_test!(write_without_read_sees_no_documents, |backend| {
+    let server = Server::start(backend).await;
+    // Fiat: WRITE does not imply READ.
+    server
+        .app(json!({ "name": "vault", "permissions": { "READ": ["readers"], "WRITE": ["writers"] } }))
+        .await;
+    let writer = server.user("wendy", &["writers"]).await;
+    let secret = json!({ "application": "vault", "name": "deploy", "description": "secret v1",
+        "stages": [{ "refId": "1", "type": "wait", "name": "Wait", "waitTime": 1 }] });
+    server
+        .save("vault", &server.admin, secret)
+        .await
+        .expect(201);
+
+    let mut mine = wait_pipeline("vault", "deploy", 2);
+    mine["description"] = json!("mine");
+    let saved = server.save("vault", &writer, mine).await.expect(200);
+    assert_eq!(saved["outcome"], "updated");
+    assert_eq!(saved["pipeline"]["revision"], 2);
+    assert_eq!(saved["pipeline"]["name"], "deploy");
+    assert!(saved["pipeline"].get("config").is_none(), "{saved}");
+
+    // Restoring revision 1 must not hand out its document.
+    let restored = server
+        .call(
+            Method::POST,
+            &format!("{}/history/1/restore", pipeline_path("vault", "deploy")),
+            Some(&writer),
+            Body::None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(restored["revision"], 3);
+    assert!(restored.get("config").is_none(), "{restored}");
+    assert!(!restored.to_string().contains("secret v1"), "{restored}");
+
+    // Readers (here the admin) still get the document.
+    let restored = server
+        .call(
+            Method::POST,
+            &format!("{}/history/2/restore", pipeline_path("vault", "deploy")),
+            Some(&server.admin),
+            Body::None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(restored["config"]["description"], "mine");
+
+    // Reusing the id elsewhere is refused without naming the application that has it.
+    let id = restored["id"].as_str().unwrap().to_owned();
+    server.app(json!({ "name": "open" })).await;
+    let mut copy = wait_pipeline("open", "copy", 1);
+    copy["id"] = json!(id);
+    let refused = server.save("open", &writer, copy).await.expect(409);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("vault"), "{message}");
+    assert!(message.contains("remove the id"), "{message}");
+});
