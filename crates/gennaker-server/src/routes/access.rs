@@ -286,21 +286,19 @@ pub(crate) async fn create_token(
     ))
 }
 
-/// Revokes a token (its owner or an admin).
+/// Revokes a token (its owner or an admin). Someone else's token is "not found" to a
+/// non-admin, exactly like a token that does not exist: a 403 would confirm it exists.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = ApiToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApiToken), (status = 404, body = ErrorBody, description = "No such token, or not the caller's and the caller is not an admin")))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiToken>> {
-    let token = state
-        .store
-        .get_token(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("token '{id}' not found")))?;
-    if !token.user.eq_ignore_ascii_case(&caller.name) {
-        caller.require_admin()?;
+    let not_found = || ApiError::NotFound(format!("token '{id}' not found"));
+    let token = state.store.get_token(&id).await?.ok_or_else(not_found)?;
+    if caller.require_self_or_admin(&token.user).is_err() {
+        return Err(not_found());
     }
     Ok(Json(state.store.revoke_token(&id).await?))
 }
