@@ -80,8 +80,41 @@ impl WritePool for PgPool {
     }
 }
 
+/// The lookup key of a name: names of applications, pipelines and users are unique
+/// without regard to case and keep their spelling beside the key; role names are stored
+/// as their key (Fiat lower-cases roles), so every comparison of roles ignores case.
 fn key(name: &str) -> String {
     name.to_lowercase()
+}
+
+/// Role names as stored: lower-case, each once, sorted. A role given twice (`Dev`, `dev`)
+/// would otherwise violate `user_roles`' primary key.
+fn role_keys(roles: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = roles.iter().map(|role| key(role)).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Grants `$roles` (from [`role_keys`]) to the user with key `$user_key` in transaction
+/// `$tx`; returns a not-found error from the enclosing function for a role that does not
+/// exist.
+macro_rules! insert_user_roles {
+    ($tx:ident, $user_key:expr, $roles:expr) => {
+        let user_key = $user_key;
+        for role in $roles {
+            let inserted = sqlx::query(
+                "INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2",
+            )
+            .bind(&user_key)
+            .bind(role)
+            .execute(&mut *$tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::not_found("role", role.as_str()));
+            }
+        }
+    };
 }
 
 fn to_text(value: &Value) -> Result<String> {
@@ -671,6 +704,7 @@ impl Store for SqlStore {
 
     async fn create_user(&self, name: &str, admin: bool, roles: &[String]) -> Result<User> {
         let now = now_millis();
+        let roles = role_keys(roles);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
             sqlx::query("INSERT INTO users (name_key, name, admin, created_at) VALUES ($1, $2, $3, $4)")
@@ -678,26 +712,14 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_duplicate(e, || format!("user '{name}' already exists")))?;
-            for role in roles {
-                sqlx::query("INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2")
-                    .bind(key(name)).bind(role)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    .eq(&1)
-                    .then_some(())
-                    .ok_or_else(|| StoreError::not_found("role", role.as_str()))?;
-            }
+            insert_user_roles!(tx, key(name), &roles);
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
-        let mut sorted = roles.to_vec();
-        sorted.sort();
-        sorted.dedup();
         Ok(User {
             name: name.to_owned(),
             admin,
-            roles: sorted,
+            roles,
             created_at: now,
         })
     }
@@ -727,6 +749,7 @@ impl Store for SqlStore {
     }
 
     async fn set_user_roles(&self, name: &str, roles: &[String]) -> Result<User> {
+        let roles = role_keys(roles);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
             sqlx::query("DELETE FROM user_roles WHERE user_key = $1").bind(key(name)).execute(&mut *tx).await?;
@@ -734,18 +757,7 @@ impl Store for SqlStore {
             if exists == 0 {
                 return Err(StoreError::not_found("user", name));
             }
-            for role in roles {
-                let inserted = sqlx::query("INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2 ON CONFLICT DO NOTHING")
-                    .bind(key(name)).bind(role)
-                    .execute(&mut *tx)
-                    .await?;
-                if inserted.rows_affected() == 0 {
-                    let (role_exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM roles WHERE name = $1").bind(role).fetch_one(&mut *tx).await?;
-                    if role_exists == 0 {
-                        return Err(StoreError::not_found("role", role.as_str()));
-                    }
-                }
-            }
+            insert_user_roles!(tx, key(name), &roles);
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
@@ -766,13 +778,14 @@ impl Store for SqlStore {
 
     async fn create_role(&self, name: &str, description: &str) -> Result<Role> {
         let now = now_millis();
+        let name = key(name);
         on_db!(self, db => {
             sqlx::query("INSERT INTO roles (name, description, created_at) VALUES ($1, $2, $3)")
-                .bind(name).bind(description).bind(now)
+                .bind(&name).bind(description).bind(now)
                 .execute(db)
                 .await
-                .map_err(|e| conflict_on_duplicate(e, || format!("role '{name}' already exists")))?;
-            Ok(Role { name: name.to_owned(), description: description.to_owned(), created_at: now })
+                .map_err(|e| conflict_on_duplicate(e, || format!("role '{name}' already exists (role names ignore case)")))?;
+            Ok(Role { name, description: description.to_owned(), created_at: now })
         })
     }
 
@@ -785,7 +798,7 @@ impl Store for SqlStore {
 
     async fn delete_role(&self, name: &str) -> Result<()> {
         on_db!(self, db => {
-            let done = sqlx::query("DELETE FROM roles WHERE name = $1").bind(name).execute(db).await?;
+            let done = sqlx::query("DELETE FROM roles WHERE name = $1").bind(key(name)).execute(db).await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::not_found("role", name));
             }

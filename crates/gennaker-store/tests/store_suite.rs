@@ -435,6 +435,45 @@ store_test!(users_roles_and_tokens, |store| {
     assert_eq!(store.list_users().await.unwrap().len(), 0);
 });
 
+store_test!(role_names_ignore_case_and_are_stored_lower_case, |store| {
+    let role = store.create_role("Dev", "developers").await.unwrap();
+    assert_eq!(role.name, "dev");
+    let err = store.create_role("DEV", "again").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    store.create_role("ops", "operators").await.unwrap();
+
+    // The same role twice, in any spelling, is granted once (it used to be a 500).
+    let user = store
+        .create_user(
+            "u",
+            false,
+            &["DEV".to_owned(), "dev".to_owned(), "Ops".to_owned()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(user.roles, ["dev", "ops"]);
+    assert_eq!(
+        store.get_user("u").await.unwrap().unwrap().roles,
+        ["dev", "ops"]
+    );
+    let user = store
+        .set_user_roles("u", &["OPS".to_owned(), "ops".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(user.roles, ["ops"]);
+
+    store.delete_role("OPS").await.unwrap();
+    assert!(store.get_user("u").await.unwrap().unwrap().roles.is_empty());
+    let names: Vec<_> = store
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["dev"]);
+});
+
 store_test!(audit_log_pages_newest_first, |store| {
     for n in 0..5 {
         store
@@ -520,4 +559,74 @@ async fn reopening_a_sqlite_file_keeps_data_and_migrations_are_idempotent() {
     store.close().await;
     let again = SqlStore::connect(&db.url).await.unwrap();
     assert!(again.get_application("keep").await.unwrap().is_some());
+}
+
+/// Roles and grants as a database from before role names were lower-cased might hold them.
+const MIXED_CASE_ROLES: &[&str] = &[
+    "INSERT INTO users (name_key, name, admin, created_at) VALUES ('u', 'u', FALSE, 0)",
+    "INSERT INTO users (name_key, name, admin, created_at) VALUES ('v', 'v', FALSE, 0)",
+    "INSERT INTO roles (name, description, created_at) VALUES ('Dev', 'mixed', 1), ('dev', 'lower', 2), ('OPS', 'upper', 3), ('Qa', 'a', 4), ('QA', 'b', 5)",
+    "INSERT INTO user_roles (user_key, role) VALUES ('u', 'Dev'), ('u', 'dev'), ('u', 'OPS'), ('v', 'Qa'), ('v', 'QA')",
+];
+
+/// After the lower-casing migration, every role exists once, lower-case, and every user
+/// keeps what they were granted.
+async fn assert_roles_merged(store: &SqlStore) {
+    let roles: Vec<_> = store
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.description))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("dev".to_owned(), "lower".to_owned()),
+            ("ops".to_owned(), "upper".to_owned()),
+            ("qa".to_owned(), "a".to_owned()),
+        ]
+    );
+    assert_eq!(
+        store.get_user("u").await.unwrap().unwrap().roles,
+        ["dev", "ops"]
+    );
+    assert_eq!(store.get_user("v").await.unwrap().unwrap().roles, ["qa"]);
+}
+
+#[tokio::test]
+async fn migration_merges_mixed_case_roles_sqlite() {
+    use std::str::FromStr;
+    let db = TestDatabase::create(TestBackend::Sqlite).await.unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(2, &pool)
+        .await
+        .unwrap();
+    for sql in MIXED_CASE_ROLES {
+        sqlx::query(*sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    assert_roles_merged(&store).await;
+}
+
+#[tokio::test]
+async fn migration_merges_mixed_case_roles_postgres() {
+    let db = TestDatabase::create(TestBackend::Postgres).await.unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::migrate!("./migrations/postgres")
+        .run_to(2, &pool)
+        .await
+        .unwrap();
+    for sql in MIXED_CASE_ROLES {
+        sqlx::query(*sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    assert_roles_merged(&store).await;
+    store.close().await;
 }

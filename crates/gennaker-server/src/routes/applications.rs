@@ -43,8 +43,16 @@ fn check_document(
         return Ok(name);
     }
     let creators = &state.config.application_creators;
-    if creating && !creators.is_empty() && !caller.roles.iter().any(|role| creators.contains(role))
-    {
+    // Role names ignore case everywhere (Fiat lower-cases them); the setting may not.
+    let may_create = || {
+        creators.iter().any(|creator| {
+            caller
+                .roles
+                .iter()
+                .any(|role| role.eq_ignore_ascii_case(creator))
+        })
+    };
+    if creating && !creators.is_empty() && !may_create() {
         return Err(ApiError::Forbidden(format!(
             "only roles [{}] may create applications, and user '{}' has [{}]",
             creators.join(", "),

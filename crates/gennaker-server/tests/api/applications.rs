@@ -227,13 +227,14 @@ api_test!(application_creators_restrict_creation, |backend| {
     let server = Server::start_with(
         backend,
         Options {
-            application_creators: vec!["creators".to_owned()],
+            // Role names ignore case: the setting's spelling need not match the role's.
+            application_creators: vec!["Creators".to_owned()],
             ..Options::default()
         },
     )
     .await;
     let dev = server.user("dev", &["devs"]).await;
-    let creator = server.user("maker", &["creators"]).await;
+    let creator = server.user("maker", &["CREATORS"]).await;
     let body = server
         .post("/api/v1/applications", &dev, json!({ "name": "devapp" }))
         .await
@@ -242,7 +243,7 @@ api_test!(application_creators_restrict_creation, |backend| {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("creators"),
+            .contains("Creators"),
         "{body}"
     );
     // PUT of a missing application is a creation too.
