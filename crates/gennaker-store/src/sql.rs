@@ -129,6 +129,17 @@ fn conflict_on_duplicate(err: sqlx::Error, message: impl FnOnce() -> String) -> 
     }
 }
 
+/// Stores a token for the user whose key is `$2`; inserts nothing when there is no such user.
+const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, user_key, name, token_hash, created_at, expires_at, revoked_at) SELECT $1, name_key, $3, $4, $5, $6, NULL FROM users WHERE name_key = $2";
+
+/// A token whose secret is already stored (live, expired or revoked) is a conflict; the
+/// message does not repeat the secret's hash.
+fn duplicate_token(err: sqlx::Error) -> StoreError {
+    conflict_on_duplicate(err, || {
+        "a token with this secret exists already (possibly revoked or expired); generate a new secret".to_owned()
+    })
+}
+
 #[derive(sqlx::FromRow)]
 struct ApplicationRow {
     name: String,
@@ -695,6 +706,35 @@ impl Store for SqlStore {
         })
     }
 
+    async fn create_first_admin(&self, token: &NewToken) -> Result<bool> {
+        let now = now_millis();
+        let id = uuid::Uuid::now_v7().to_string();
+        let name = token.user.as_str();
+        on_db!(self, db => {
+            let mut tx = db.begin_write().await?;
+            let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
+            if users > 0 {
+                return Ok(false);
+            }
+            let inserted = sqlx::query("INSERT INTO users (name_key, name, admin, created_at) VALUES ($1, $2, TRUE, $3)")
+                .bind(key(name)).bind(name).bind(now)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                // Another server on the same PostgreSQL database bootstrapped first.
+                Err(sqlx::Error::Database(err)) if err.is_unique_violation() => return Ok(false),
+                other => other?,
+            };
+            sqlx::query(INSERT_TOKEN)
+                .bind(&id).bind(key(name)).bind(&token.name).bind(&token.token_hash).bind(now).bind(token.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(duplicate_token)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
     async fn count_users(&self) -> Result<i64> {
         on_db!(self, db => {
             let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(db).await?;
@@ -810,10 +850,11 @@ impl Store for SqlStore {
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
         on_db!(self, db => {
-            let inserted = sqlx::query("INSERT INTO api_tokens (id, user_key, name, token_hash, created_at, expires_at, revoked_at) SELECT $1, name_key, $3, $4, $5, $6, NULL FROM users WHERE name_key = $2")
+            let inserted = sqlx::query(INSERT_TOKEN)
                 .bind(&id).bind(key(&token.user)).bind(&token.name).bind(&token.token_hash).bind(now).bind(token.expires_at)
                 .execute(db)
-                .await?;
+                .await
+                .map_err(duplicate_token)?;
             if inserted.rows_affected() == 0 {
                 return Err(StoreError::not_found("user", token.user.as_str()));
             }

@@ -82,6 +82,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> Result<PipelineRecord>;
 
+    /// On a new installation (no user at all), creates the admin `token.user` together
+    /// with `token`, in one transaction, so an admin never exists without a token. Returns
+    /// false, changing nothing, when a user exists already (another server may have won).
+    async fn create_first_admin(&self, token: &NewToken) -> Result<bool>;
     /// Counts users (zero means the installation is new).
     async fn count_users(&self) -> Result<i64>;
     /// Creates a user with the given roles (which must exist).
@@ -102,7 +106,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a role (and removes it from users).
     async fn delete_role(&self, name: &str) -> Result<()>;
 
-    /// Stores a new token.
+    /// Stores a new token; a conflict when its secret is stored already, even revoked.
     async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
     /// Lists tokens, all or one user's.
     async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>>;

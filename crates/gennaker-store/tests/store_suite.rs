@@ -474,6 +474,57 @@ store_test!(role_names_ignore_case_and_are_stored_lower_case, |store| {
     assert_eq!(names, ["dev"]);
 });
 
+store_test!(the_first_admin_comes_with_its_token_once, |store| {
+    let token = |hash: &str| NewToken {
+        user: "admin".into(),
+        name: "bootstrap".into(),
+        token_hash: hash.into(),
+        expires_at: None,
+    };
+    // Several servers starting at once on one database: exactly one bootstraps.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        let token = token(&format!("h{n}"));
+        tasks.push(tokio::spawn(async move {
+            store.create_first_admin(&token).await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    assert_eq!(store.list_tokens(None).await.unwrap().len(), 1);
+    let mut winner = None;
+    for n in 0..8 {
+        if let Some((token, user)) = store.authenticate(&format!("h{n}"), 0).await.unwrap() {
+            assert!(user.admin);
+            assert!(winner.replace((n, token)).is_none(), "two tokens work");
+        }
+    }
+    let (n, winner) = winner.expect("the admin's token works");
+    assert!(!store.create_first_admin(&token("later")).await.unwrap());
+    assert_eq!(store.list_tokens(None).await.unwrap().len(), 1);
+
+    // A secret stored already, even revoked, is a conflict rather than a database error.
+    store.revoke_token(&winner.id).await.unwrap();
+    let err = store
+        .create_token(&NewToken {
+            name: "again".into(),
+            ..token(&format!("h{n}"))
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if !m.contains(&format!("h{n}"))),
+        "{err}"
+    );
+});
+
 store_test!(audit_log_pages_newest_first, |store| {
     for n in 0..5 {
         store

@@ -135,6 +135,9 @@ impl Store for FaultyStore {
             .restore_pipeline_revision(application, name, revision, actor)
             .await
     }
+    async fn create_first_admin(&self, token: &NewToken) -> Result<bool> {
+        self.inner.create_first_admin(token).await
+    }
     async fn count_users(&self) -> Result<i64> {
         self.inner.count_users().await
     }
