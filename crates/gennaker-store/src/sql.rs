@@ -58,6 +58,9 @@ trait WritePool {
     /// Reads an application's name and, on PostgreSQL, locks its row until the transaction
     /// ends, which serialises changes to that application's pipelines.
     fn lock_application_sql(&self) -> &'static str;
+    /// Reads a user's key and, on PostgreSQL, locks the row until the transaction ends,
+    /// which serialises changes to that user's roles.
+    fn lock_user_sql(&self) -> &'static str;
 }
 
 impl WritePool for SqlitePool {
@@ -68,6 +71,9 @@ impl WritePool for SqlitePool {
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1"
     }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1"
+    }
 }
 
 impl WritePool for PgPool {
@@ -77,6 +83,9 @@ impl WritePool for PgPool {
     }
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1 FOR UPDATE"
+    }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1 FOR UPDATE"
     }
 }
 
@@ -467,11 +476,19 @@ impl Store for SqlStore {
     async fn delete_application(&self, name: &str) -> Result<ApplicationRecord> {
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
-            let row: Option<ApplicationRow> = sqlx::query_as(application_select!("WHERE name_key = $1"))
+            // The same lock as pipeline saves take: a save in flight finishes first (and the
+            // count below sees its pipeline), or waits and then finds no application.
+            let locked: Option<(String,)> = sqlx::query_as(db.lock_application_sql())
                 .bind(key(name))
                 .fetch_optional(&mut *tx)
                 .await?;
-            let row = row.ok_or_else(|| StoreError::not_found("application", name))?;
+            if locked.is_none() {
+                return Err(StoreError::not_found("application", name));
+            }
+            let row: ApplicationRow = sqlx::query_as(application_select!("WHERE name_key = $1"))
+                .bind(key(name))
+                .fetch_one(&mut *tx)
+                .await?;
             let (pipelines,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pipelines WHERE application_key = $1")
                 .bind(key(name))
                 .fetch_one(&mut *tx)
@@ -792,11 +809,13 @@ impl Store for SqlStore {
         let roles = role_keys(roles);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
-            sqlx::query("DELETE FROM user_roles WHERE user_key = $1").bind(key(name)).execute(&mut *tx).await?;
-            let (exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE name_key = $1").bind(key(name)).fetch_one(&mut *tx).await?;
-            if exists == 0 {
+            // Locked first: two replacements running at once on PostgreSQL would each
+            // delete what they see and insert their own, leaving the union of both.
+            let user: Option<(String,)> = sqlx::query_as(db.lock_user_sql()).bind(key(name)).fetch_optional(&mut *tx).await?;
+            if user.is_none() {
                 return Err(StoreError::not_found("user", name));
             }
+            sqlx::query("DELETE FROM user_roles WHERE user_key = $1").bind(key(name)).execute(&mut *tx).await?;
             insert_user_roles!(tx, key(name), &roles);
             tx.commit().await?;
             Ok::<(), StoreError>(())

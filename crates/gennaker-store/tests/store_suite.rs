@@ -343,6 +343,66 @@ store_test!(concurrent_saves_never_lose_a_revision, |store| {
     );
 });
 
+store_test!(concurrent_role_changes_replace_never_merge, |store| {
+    for role in ["a", "b", "c", "d"] {
+        store.create_role(role, "").await.unwrap();
+    }
+    let first = ["a".to_owned(), "b".to_owned()];
+    let second = ["c".to_owned(), "d".to_owned()];
+    for round in 0..20 {
+        let user = format!("u{round}");
+        store.create_user(&user, false, &[]).await.unwrap();
+        let (one, two) = tokio::join!(
+            store.set_user_roles(&user, &first),
+            store.set_user_roles(&user, &second)
+        );
+        one.unwrap();
+        two.unwrap();
+        let roles = store.get_user(&user).await.unwrap().unwrap().roles;
+        assert!(
+            roles == first || roles == second,
+            "round {round}: two replacements merged into {roles:?}"
+        );
+    }
+    // A user deleted meanwhile is not found, never a database error.
+    store.create_user("gone", false, &[]).await.unwrap();
+    let (set, deleted) = tokio::join!(
+        store.set_user_roles("gone", &first),
+        store.delete_user("gone")
+    );
+    deleted.unwrap();
+    assert!(
+        matches!(set, Ok(_) | Err(StoreError::NotFound { .. })),
+        "{set:?}"
+    );
+});
+
+store_test!(deleting_an_application_while_a_pipeline_is_saved, |store| {
+    for round in 0..20 {
+        let app = format!("app{round}");
+        store
+            .create_application(&app, &json!({ "name": app }), "a")
+            .await
+            .unwrap();
+        let pipeline = save("P", json!({"name": "P"}));
+        let (saved, deleted) = tokio::join!(
+            store.save_pipeline(&app, &pipeline, "a"),
+            store.delete_application(&app)
+        );
+        match (&saved, &deleted) {
+            // The save came first: the application keeps its pipeline.
+            (Ok(_), Err(StoreError::Conflict(_))) => {
+                assert!(store.get_pipeline(&app, "P").await.unwrap().is_some());
+            }
+            // The delete came first: the save finds no application.
+            (Err(StoreError::NotFound { .. }), Ok(_)) => {
+                assert!(store.get_application(&app).await.unwrap().is_none());
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+});
+
 store_test!(users_roles_and_tokens, |store| {
     assert_eq!(store.count_users().await.unwrap(), 0);
     store.create_role("dev", "developers").await.unwrap();
