@@ -265,6 +265,16 @@ impl From<TokenRow> for ApiToken {
     }
 }
 
+/// A live token with its user's columns, read in one query.
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    name_key: String,
+    admin: bool,
+    user_created_at: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
@@ -288,12 +298,17 @@ macro_rules! pipeline_select {
     };
 }
 
-/// `SELECT` of a [`TokenRow`] followed by the given clause, as one static string.
+/// `SELECT` of a [`TokenRow`] (and optionally more columns of `u`, the user) followed by
+/// the given clause, as one static string.
 macro_rules! token_select {
     ($clause:literal) => {
+        token_select!("", $clause)
+    };
+    ($more_columns:literal, $clause:literal) => {
         concat!(
-            "SELECT t.id, u.name AS user_name, t.name, t.created_at, t.expires_at, t.revoked_at ",
-            "FROM api_tokens t JOIN users u ON u.name_key = t.user_key ",
+            "SELECT t.id, u.name AS user_name, t.name, t.created_at, t.expires_at, t.revoked_at",
+            $more_columns,
+            " FROM api_tokens t JOIN users u ON u.name_key = t.user_key ",
             $clause
         )
     };
@@ -924,29 +939,27 @@ impl Store for SqlStore {
     }
 
     async fn authenticate(&self, token_hash: &str, now: i64) -> Result<Option<(ApiToken, User)>> {
-        let found: Option<(TokenRow, UserRow)> = on_db!(self, db => {
-            let token: Option<TokenRow> = sqlx::query_as(token_select!("WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"))
+        // One query for the token and its user: with two, a user deleted in between made
+        // the second fail (a 500 for a request that should simply be unauthorised).
+        let found: Option<AuthRow> = on_db!(self, db => {
+            sqlx::query_as(token_select!(", u.name_key, u.admin, u.created_at AS user_created_at", "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"))
                 .bind(token_hash).bind(now)
                 .fetch_optional(db)
-                .await?;
-            match token {
-                Some(token) => {
-                    let user: UserRow = sqlx::query_as("SELECT name_key, name, admin, created_at FROM users WHERE name_key = $1")
-                        .bind(key(&token.user_name))
-                        .fetch_one(db)
-                        .await?;
-                    Some((token, user))
-                }
-                None => None,
-            }
+                .await?
         });
-        match found {
-            Some((token, user)) => Ok(Some((
-                ApiToken::from(token),
-                self.user_from_row(user).await?,
-            ))),
-            None => Ok(None),
-        }
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let user = UserRow {
+            name_key: row.name_key,
+            name: row.token.user_name.clone(),
+            admin: row.admin,
+            created_at: row.user_created_at,
+        };
+        Ok(Some((
+            ApiToken::from(row.token),
+            self.user_from_row(user).await?,
+        )))
     }
 
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {

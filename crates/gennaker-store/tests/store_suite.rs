@@ -403,6 +403,39 @@ store_test!(deleting_an_application_while_a_pipeline_is_saved, |store| {
     }
 });
 
+store_test!(authenticating_while_the_user_is_deleted, |store| {
+    for round in 0..30 {
+        let user = format!("u{round}");
+        let hash = format!("hash{round}");
+        store.create_user(&user, false, &[]).await.unwrap();
+        store
+            .create_token(&NewToken {
+                user: user.clone(),
+                name: "t".into(),
+                token_hash: hash.clone(),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let checker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Until the deletion shows: found, or not found, but never an error.
+                loop {
+                    match store.authenticate(&hash, 0).await {
+                        Ok(Some(_)) => tokio::task::yield_now().await,
+                        Ok(None) => return Ok(()),
+                        Err(err) => return Err(err),
+                    }
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        store.delete_user(&user).await.unwrap();
+        checker.await.unwrap().unwrap();
+    }
+});
+
 store_test!(users_roles_and_tokens, |store| {
     assert_eq!(store.count_users().await.unwrap(), 0);
     store.create_role("dev", "developers").await.unwrap();
