@@ -1,7 +1,7 @@
 //! The audit log: every mutating API call, who made it, and how it ended.
 
 use axum::Json;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Actor, Caller};
 use crate::error::{ApiError, ApiResult, ErrorText};
+use crate::extract::Query;
 use crate::state::AppState;
 
 /// Extra detail a handler attaches to its response for the audit entry (ids, revisions…).
@@ -119,7 +120,7 @@ pub(crate) struct AuditParams {
 
 /// Reads the audit log, newest first (admins only).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Vec<AuditEntry>), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -32,6 +32,9 @@ pub enum ApiError {
         /// Each problem found, all at once.
         problems: Vec<Problem>,
     },
+    /// The request body is beyond the size limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request conflicts with stored state (409).
     #[error("{0}")]
     Conflict(String),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }

@@ -10,6 +10,7 @@ mod auth;
 mod bootstrap;
 mod config;
 mod error;
+mod extract;
 mod metrics;
 mod openapi;
 mod routes;
@@ -35,7 +36,7 @@ pub use metrics::Metrics;
 pub use state::AppState;
 
 /// Pipeline documents can be large (hundreds of stages); anything beyond this is refused.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

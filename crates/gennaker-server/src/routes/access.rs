@@ -1,7 +1,7 @@
 //! `/api/v1/users`, `/api/v1/roles`, `/api/v1/tokens` and `/api/v1/me`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gennaker_store::{ApiToken, NewToken, Role, User};
@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::audit::AuditDetail;
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, Path, Query};
 use crate::state::AppState;
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -124,7 +125,7 @@ pub(crate) async fn list_users(
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<NewUser>,
+    JsonBody(body): JsonBody<NewUser>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("user", &body.name)?;
@@ -177,12 +178,12 @@ pub(crate) async fn delete_user(
 
 /// Replaces a user's roles (admins only).
 #[utoipa::path(put, path = "/api/v1/users/{name}/roles", tag = "access", params(("name" = String, Path, description = "User name")), request_body = RolesBody,
-    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_roles(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Json(body): Json<RolesBody>,
+    JsonBody(body): JsonBody<RolesBody>,
 ) -> ApiResult<Json<User>> {
     caller.require_admin()?;
     Ok(Json(state.store.set_user_roles(&name, &body.roles).await?))
@@ -204,7 +205,7 @@ pub(crate) async fn list_roles(
 pub(crate) async fn create_role(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<NewRole>,
+    JsonBody(body): JsonBody<NewRole>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("role", &body.name)?;
@@ -229,7 +230,7 @@ pub(crate) async fn delete_role(
 }
 
 /// Lists tokens: the caller's own, or (admins) anyone's.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", params(TokenFilter), responses((status = 200, body = Vec<ApiToken>), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", params(TokenFilter), responses((status = 200, body = Vec<ApiToken>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -248,11 +249,11 @@ pub(crate) async fn list_tokens(
 
 /// Creates a token for the caller (or, for admins, for any user).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = TokenRequest,
-    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<TokenRequest>,
+    JsonBody(body): JsonBody<TokenRequest>,
 ) -> ApiResult<Response> {
     let user = body.user.unwrap_or_else(|| caller.name.clone());
     if !user.eq_ignore_ascii_case(&caller.name) {

@@ -1,8 +1,7 @@
 //! `/api/v1/applications`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use crate::audit::AuditDetail;
 use crate::auth::{Access, Caller, application_permissions};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, RawBody};
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
@@ -146,7 +146,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let document = parse_body(&headers, &body)?;
     let name = check_document(&state, &caller, &document, true)?;
@@ -186,7 +186,7 @@ pub(crate) async fn put(
     caller: Caller,
     Path(app): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let precondition = precondition(&headers)?;
     let mut document = parse_body(&headers, &body)?;

@@ -1,8 +1,7 @@
 //! `/api/v1/applications/{app}/pipelines` and `/api/v1/pipelines/validate`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gennaker_core::{Problem, Severity};
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 use crate::audit::AuditDetail;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, RawBody};
 use crate::routes::applications::load as load_application;
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
@@ -119,7 +119,7 @@ pub(crate) async fn save(
     caller: Caller,
     Path(app): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = load_application(&state, &app).await?;
     caller.require(&application.name, &application.config, Access::Write)?;
@@ -235,7 +235,7 @@ pub(crate) async fn history(
 /// Reads one revision of a pipeline.
 #[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}", tag = "pipelines",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision number")),
-    responses((status = 200, body = PipelineRevision), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PipelineRevision), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn revision(
     State(state): State<AppState>,
     caller: Caller,
@@ -258,7 +258,7 @@ pub(crate) async fn revision(
 /// Makes an old revision current again (as a new revision).
 #[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore", tag = "pipelines",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision to restore")),
-    responses((status = 200, body = PipelineView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = PipelineView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,7 +284,7 @@ pub(crate) async fn restore(
 pub(crate) async fn validate(
     _caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Json<ValidateResponse> {
     let problems = match parse_body(&headers, &body) {
         Ok(document) => validate_pipeline(&document).problems,
