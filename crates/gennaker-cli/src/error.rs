@@ -51,12 +51,12 @@ pub enum CliError {
         message: String,
     },
     /// 403: the token is valid but its user lacks a permission.
-    #[error(
-        "permission denied: {message}. Ask an admin to grant one of your roles that permission (`gennaker whoami` shows your roles)"
-    )]
+    #[error("permission denied: {message}. {hint}")]
     Forbidden {
         /// The server's message, naming the missing permission.
         message: String,
+        /// What to do about it, which depends on the kind of route.
+        hint: &'static str,
     },
     /// 404.
     #[error("not found: {message}")]
@@ -174,6 +174,17 @@ fn unauthorized_message(url: &str, source: &TokenSource, message: &str) -> Strin
     }
 }
 
+/// Advice for a 403. Application routes are governed by roles, which an admin can grant;
+/// every other route that answers 403 (users, roles, the audit log, other users' tokens)
+/// is for admins only, where a role would not help.
+fn forbidden_hint(request: &str) -> &'static str {
+    if request.contains("/api/v1/applications") {
+        "Ask an admin to grant one of your roles that permission (`gennaker whoami` shows your roles)"
+    } else {
+        "Only admins may do this: ask one to do it for you (`gennaker whoami` shows whether you are an admin)"
+    }
+}
+
 /// What a failed request was, so the error can say so when the server did not.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
@@ -238,7 +249,10 @@ impl CliError {
                 token_source: context.token_source.clone(),
                 message,
             },
-            403 => Self::Forbidden { message },
+            403 => Self::Forbidden {
+                message,
+                hint: forbidden_hint(&context.request),
+            },
             404 => Self::NotFound { message },
             409 if problems.is_empty() => Self::Conflict { message },
             400..=499 => Self::Rejected { message, problems },
@@ -268,7 +282,10 @@ impl CliError {
                     None => format!("{request}: empty response"),
                 };
                 match status {
-                    403 => Self::Forbidden { message },
+                    403 => Self::Forbidden {
+                        message,
+                        hint: forbidden_hint(&context.request),
+                    },
                     409 => Self::Conflict { message },
                     400..=499 => Self::Rejected {
                         message,
@@ -379,6 +396,33 @@ mod tests {
             text.starts_with("permission denied: WRITE on application shop is required"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn forbidden_on_an_admin_route_does_not_suggest_roles() {
+        let admin_route = RequestContext {
+            request: "POST /api/v1/users".to_owned(),
+            ..context(TokenSource::FlagOrEnv)
+        };
+        let text = CliError::from_response(
+            403,
+            &error_body(
+                "forbidden",
+                "user 'rita' is not an admin; only admins may do this",
+            ),
+            &admin_route,
+        )
+        .to_string();
+        assert!(text.contains("Only admins may do this"), "{text}");
+        assert!(!text.contains("grant one of your roles"), "{text}");
+
+        let text = CliError::from_response(
+            403,
+            &error_body("forbidden", "user 'rita' lacks WRITE permission"),
+            &context(TokenSource::FlagOrEnv),
+        )
+        .to_string();
+        assert!(text.contains("grant one of your roles"), "{text}");
     }
 
     #[test]
