@@ -774,3 +774,88 @@ async fn migration_merges_mixed_case_roles_postgres() {
     assert_roles_merged(&store).await;
     store.close().await;
 }
+
+/// Names whose order differs between byte order and natural-language collations, which
+/// ignore punctuation at first: byte order puts `a-c` first, `en-US` puts `a_b` first.
+const COLLATION_PROBES: [&str; 5] = ["ab", "b", "a_b", "a.d", "a-c"];
+const BYTE_ORDER: [&str; 5] = ["a-c", "a.d", "a_b", "ab", "b"];
+
+/// Every listing comes back in byte order of the (lower-cased) names.
+async fn assert_listings_in_byte_order(store: &SqlStore) {
+    store
+        .create_application("shop", &json!({"name": "shop"}), "a")
+        .await
+        .unwrap();
+    for name in COLLATION_PROBES {
+        store
+            .create_application(name, &json!({ "name": name }), "a")
+            .await
+            .unwrap();
+        store
+            .save_pipeline("shop", &save(name, json!({ "name": name })), "a")
+            .await
+            .unwrap();
+        store.create_user(name, false, &[]).await.unwrap();
+        store.create_role(name, "").await.unwrap();
+    }
+    store
+        .set_user_roles("b", &COLLATION_PROBES.map(str::to_owned))
+        .await
+        .unwrap();
+    let applications: Vec<_> = store
+        .list_applications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .filter(|name| name != "shop")
+        .collect();
+    assert_eq!(applications, BYTE_ORDER);
+    let pipelines: Vec<_> = store
+        .list_pipelines("shop")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(pipelines, BYTE_ORDER);
+    let users: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(users, BYTE_ORDER);
+    let roles: Vec<_> = store
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(roles, BYTE_ORDER);
+    assert_eq!(
+        store.get_user("b").await.unwrap().unwrap().roles,
+        BYTE_ORDER
+    );
+}
+
+#[tokio::test]
+async fn listings_are_in_byte_order_on_sqlite() {
+    let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
+    assert_listings_in_byte_order(&store).await;
+}
+
+#[tokio::test]
+async fn listings_are_in_byte_order_on_postgres_with_a_language_collation() {
+    // The test server's default collation may be C already; en-US (ICU) is not.
+    let db = TestDatabase::create_postgres_with(
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await
+    .unwrap();
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    assert_listings_in_byte_order(&store).await;
+    store.close().await;
+}
