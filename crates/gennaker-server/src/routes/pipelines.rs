@@ -266,6 +266,30 @@ pub(crate) async fn restore(
 ) -> ApiResult<Response> {
     let application = load_application(&state, &app).await?;
     caller.require(&application.name, &application.config, Access::Write)?;
+    // An old revision passed the rules of its day; it must pass today's, like a save.
+    // Revisions never change, so checking before the store's transaction is safe.
+    let old = state
+        .store
+        .pipeline_revision(&application.name, &name, revision)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline '{name}' of application '{app}' has no revision {revision}"
+            ))
+        })?;
+    if let Err(err) = reject_errors("revision", validate_pipeline(&old.config)) {
+        let readable = caller
+            .require(&application.name, &application.config, Access::Read)
+            .is_ok();
+        // The problems quote the document, which a caller without READ may not see.
+        return Err(if readable {
+            err
+        } else {
+            ApiError::bad_request(format!(
+                "revision {revision} does not pass validation; nothing was saved"
+            ))
+        });
+    }
     let restored = state
         .store
         .restore_pipeline_revision(&application.name, &name, revision, &caller.name)

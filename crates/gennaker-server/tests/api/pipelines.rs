@@ -1,6 +1,7 @@
 //! Saving, reading, revising and refusing pipelines.
 
 use gennaker_core::{Support, stage_type, to_yaml_string};
+use gennaker_store::Store;
 
 use crate::harness::*;
 
@@ -431,4 +432,60 @@ api_test!(write_without_read_sees_no_documents, |backend| {
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(!message.contains("vault"), "{message}");
     assert!(message.contains("remove the id"), "{message}");
+});
+
+api_test!(restore_validates_like_save, |backend| {
+    let server = Server::start(backend).await;
+    server
+        .app(json!({ "name": "shop", "permissions": { "READ": ["readers"], "WRITE": ["writers", "readers"] } }))
+        .await;
+    let writer = server.user("wendy", &["writers"]).await;
+    // Revision 1 predates today's rules: stored directly, as an older server might have.
+    let cycle = json!({ "application": "shop", "name": "deploy", "stages": [
+        { "refId": "1", "type": "wait", "name": "a", "waitTime": 1, "requisiteStageRefIds": ["2"] },
+        { "refId": "2", "type": "wait", "name": "b", "waitTime": 1, "requisiteStageRefIds": ["1"] },
+    ]});
+    server
+        .store
+        .save_pipeline(
+            "shop",
+            &gennaker_store::PipelineSave {
+                id: None,
+                name: "deploy".to_owned(),
+                config: cycle,
+            },
+            "old-server",
+        )
+        .await
+        .unwrap();
+    server
+        .save("shop", &server.admin, wait_pipeline("shop", "deploy", 5))
+        .await
+        .expect(200);
+    let before = server.pipeline_state("shop").await;
+    let restore = format!("{}/history/1/restore", pipeline_path("shop", "deploy"));
+
+    let reply = server
+        .call(Method::POST, &restore, Some(&server.admin), Body::None)
+        .await;
+    let body = reply.body.clone();
+    let paths = reply.problem_paths();
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.stages[")),
+        "{paths:?}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the revision has 1 error(s)"),
+        "{body}"
+    );
+    // A caller without READ learns that it failed, not what the document holds.
+    let reply = server
+        .call(Method::POST, &restore, Some(&writer), Body::None)
+        .await
+        .expect(400);
+    assert!(reply["error"].get("problems").is_none(), "{reply}");
+    assert_eq!(server.pipeline_state("shop").await, before);
 });
