@@ -92,4 +92,24 @@ api_test!(health, |backend| {
         .expect(200);
     assert_eq!(ready["status"], "ready");
     assert!(ready["database"].is_string());
+
+    // Without a database: 503, and the driver's error stays in the log.
+    server.store.close().await;
+    let ready = server
+        .call(Method::GET, "/readyz", None, Body::None)
+        .await
+        .expect(503);
+    assert_eq!(ready["status"], "unavailable");
+    let text = ready.to_string().to_lowercase();
+    assert!(
+        !text.contains("pool") && !text.contains("closed"),
+        "{ready}"
+    );
+    let reply = server.get("/api/v1/me", &server.admin).await.expect(503);
+    assert_eq!(reply["error"]["code"], "unavailable");
+    let text = reply.to_string().to_lowercase();
+    assert!(
+        !text.contains("pool") && !text.contains("closed"),
+        "{reply}"
+    );
 });
