@@ -15,7 +15,7 @@ pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
-pub use sql::{SqlStore, now_millis};
+pub use sql::{SqlStore, now_millis, redact_database_url};
 pub use store::Store;
 
 #[cfg(feature = "test-support")]

@@ -22,6 +22,41 @@ use crate::records::{
 };
 use crate::store::Store;
 
+/// The database URL with its passwords replaced by `***`, for logs and messages: the
+/// `user:password@` part and `password=`/`sslpassword=` query parameters (PostgreSQL
+/// takes a password either way).
+pub fn redact_database_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            match base[scheme_end + 3..at].split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
+            }
+        }
+        _ => base.to_owned(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password")
+                    || name.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{name}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
 /// The current time as Unix epoch milliseconds.
 pub fn now_millis() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -360,7 +395,7 @@ impl SqlStore {
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Backend::Postgres(pool)
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(redact_database_url(url)));
         };
         Ok(SqlStore { backend })
     }

@@ -4,6 +4,7 @@
 use gennaker_store::testing::{TestBackend, TestDatabase};
 use gennaker_store::{
     AuditQuery, NewAuditEntry, NewToken, PipelineSave, SaveOutcome, SqlStore, Store, StoreError,
+    redact_database_url,
 };
 use serde_json::json;
 
@@ -690,6 +691,37 @@ async fn rejects_unknown_database_urls() {
         err.to_string().contains("use sqlite://PATH or postgres://"),
         "{err}"
     );
+    // The URL is repeated, its passwords are not.
+    let err = SqlStore::connect("mysql://me:hunter2@localhost/x?password=hunter3")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mysql://me:***@localhost/x?password=***"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter"), "{err}");
+}
+
+#[test]
+fn database_urls_are_redacted() {
+    for (url, redacted) in [
+        ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
+        ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        (
+            "postgres://u@h/db?sslmode=require&password=secret",
+            "postgres://u@h/db?sslmode=require&password=***",
+        ),
+        (
+            "postgresql://h/db?PASSWORD=a&sslpassword=b&application_name=x",
+            "postgresql://h/db?PASSWORD=***&sslpassword=***&application_name=x",
+        ),
+        ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ("sqlite::memory:", "sqlite::memory:"),
+    ] {
+        assert_eq!(redact_database_url(url), redacted, "{url}");
+    }
 }
 
 #[tokio::test]

@@ -260,29 +260,15 @@ async fn shutdown_signal() {
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, log_format) = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
-    let database = redact_password(&config.database_url);
+    let database = gennaker_store::redact_database_url(&config.database_url);
     gennaker_server::run(config, shutdown_signal())
         .await
         .with_context(|| format!("gennaker server failed (database {database})"))
 }
 
-/// The URL without its password, for messages.
-fn redact_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{ServerArgs, redact_password, settings};
+    use super::{ServerArgs, settings};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -351,15 +337,5 @@ mod tests {
         let wrong = |name: &str| (name == "GENNAKER_LISTEN").then(|| "not-an-address".to_owned());
         let err = format!("{:#}", settings(&args(None), wrong).unwrap_err());
         assert!(err.contains("GENNAKER_LISTEN"), "{err}");
-    }
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact_password("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_password("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 }

@@ -337,6 +337,29 @@ fn a_numeric_admin_token_is_a_string_and_never_printed() {
 }
 
 #[test]
+fn database_passwords_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "mysql://gk:hunter2@db.example/gk?sslmode=require&password=hunter3",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GENNAKER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = printed(&output);
+    assert!(text.contains("gk:***@db.example"), "{text}");
+    assert!(text.contains("password=***"), "{text}");
+    assert!(!text.contains("hunter"), "{text}");
+}
+
+#[test]
 fn validate_works_offline_and_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let good = fixture("check-preconditions.json");
