@@ -333,6 +333,45 @@ macro_rules! pipeline_select {
     };
 }
 
+/// `SELECT` of a [`RevisionRow`] followed by the given clause, as one static string.
+macro_rules! revision_select {
+    ($clause:literal) => {
+        concat!(
+            "SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions ",
+            $clause
+        )
+    };
+}
+
+/// A row for `pipeline_revisions`, the document already serialised.
+struct NewRevision<'a> {
+    pipeline_id: &'a str,
+    revision: i64,
+    name: &'a str,
+    config: &'a str,
+    created_at: i64,
+    author: &'a str,
+    restored_from: Option<i64>,
+}
+
+/// Inserts a [`NewRevision`] in transaction `$tx`, returning any error from the
+/// enclosing function.
+macro_rules! insert_revision {
+    ($tx:ident, $revision:expr) => {{
+        let row: NewRevision<'_> = $revision;
+        sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(row.pipeline_id)
+            .bind(row.revision)
+            .bind(row.name)
+            .bind(row.config)
+            .bind(row.created_at)
+            .bind(row.author)
+            .bind(row.restored_from)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
 /// `SELECT` of a [`TokenRow`] (and optionally more columns of `u`, the user) followed by
 /// the given clause, as one static string.
 macro_rules! token_select {
@@ -627,10 +666,7 @@ impl Store for SqlStore {
                         .bind(&current.id).bind(&save.name).bind(&name_key).bind(revision).bind(&text).bind(now).bind(actor)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
-                        .bind(&current.id).bind(revision).bind(&save.name).bind(&text).bind(now).bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_revision!(tx, NewRevision { pipeline_id: &current.id, revision, name: &save.name, config: &text, created_at: now, author: actor, restored_from: None });
                     (PipelineRecord { name: save.name.clone(), revision, config: doc, updated_at: now, updated_by: actor.to_owned(), ..current }, SaveOutcome::Updated)
                 }
                 None => {
@@ -642,10 +678,7 @@ impl Store for SqlStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| conflict_on_duplicate(e, || format!("pipeline '{}' was created concurrently; retry the save", save.name)))?;
-                    sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, 1, $2, $3, $4, $5, NULL)")
-                        .bind(&id).bind(&save.name).bind(&text).bind(now).bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_revision!(tx, NewRevision { pipeline_id: &id, revision: 1, name: &save.name, config: &text, created_at: now, author: actor, restored_from: None });
                     (PipelineRecord { id, application: app_name, name: save.name.clone(), revision: 1, config: doc, created_at: now, updated_at: now, updated_by: actor.to_owned() }, SaveOutcome::Created)
                 }
             };
@@ -710,7 +743,7 @@ impl Store for SqlStore {
             .await?
             .ok_or_else(|| StoreError::not_found("pipeline", format!("{application}/{name}")))?;
         on_db!(self, db => {
-            let rows: Vec<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 ORDER BY revision DESC")
+            let rows: Vec<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 ORDER BY revision DESC"))
                 .bind(&pipeline.id)
                 .fetch_all(db)
                 .await?;
@@ -728,7 +761,7 @@ impl Store for SqlStore {
             return Ok(None);
         };
         on_db!(self, db => {
-            let row: Option<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 AND revision = $2")
+            let row: Option<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 AND revision = $2"))
                 .bind(&pipeline.id).bind(revision)
                 .fetch_optional(db)
                 .await?;
@@ -752,7 +785,7 @@ impl Store for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             let current = current.ok_or_else(|| StoreError::not_found("pipeline", format!("{application}/{name}")))?.into_record()?;
-            let old: Option<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 AND revision = $2")
+            let old: Option<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 AND revision = $2"))
                 .bind(&current.id).bind(revision)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -764,10 +797,7 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_duplicate(e, || format!("cannot restore revision {revision}: its name '{}' is now used by another pipeline", old.name)))?;
-            sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&current.id).bind(new_revision).bind(&old.name).bind(&text).bind(now).bind(actor).bind(revision)
-                .execute(&mut *tx)
-                .await?;
+            insert_revision!(tx, NewRevision { pipeline_id: &current.id, revision: new_revision, name: &old.name, config: &text, created_at: now, author: actor, restored_from: Some(revision) });
             tx.commit().await?;
             Ok(PipelineRecord { name: old.name, revision: new_revision, config: old.config, updated_at: now, updated_by: actor.to_owned(), ..current })
         })
