@@ -18,6 +18,13 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub(crate) struct AuditDetail(pub Value);
 
+/// A handler's response with the detail its audit entry records.
+pub(crate) fn audited(response: impl IntoResponse, detail: Value) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(AuditDetail(detail));
+    response
+}
+
 /// Calls that change nothing even though they are POSTs.
 const READ_ONLY_POSTS: &[&str] = &["/api/v1/pipelines/validate"];
 

@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gennaker_store::{ApiToken, NewToken, Role, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
@@ -92,12 +92,6 @@ fn valid_name(kind: &str, name: &str) -> ApiResult<()> {
     }
 }
 
-fn created<T: Serialize>(value: T, detail: serde_json::Value) -> Response {
-    let mut response = (StatusCode::CREATED, Json(value)).into_response();
-    response.extensions_mut().insert(AuditDetail(detail));
-    response
-}
-
 /// The caller's own user.
 #[utoipa::path(get, path = "/api/v1/me", tag = "access", responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
 pub(crate) async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
@@ -133,10 +127,8 @@ pub(crate) async fn create_user(
         .store
         .create_user(&body.name, body.admin, &body.roles)
         .await?;
-    Ok(created(
-        &user,
-        json!({ "user": user.name, "admin": user.admin, "roles": user.roles }),
-    ))
+    let detail = json!({ "user": user.name, "admin": user.admin, "roles": user.roles });
+    Ok(audited((StatusCode::CREATED, Json(user)), detail))
 }
 
 /// Reads a user (admins, or the user themself).
@@ -147,9 +139,7 @@ pub(crate) async fn get_user(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<User>> {
-    if !caller.name.eq_ignore_ascii_case(&name) {
-        caller.require_admin()?;
-    }
+    caller.require_self_or_admin(&name)?;
     state
         .store
         .get_user(&name)
@@ -213,7 +203,8 @@ pub(crate) async fn create_role(
         .store
         .create_role(&body.name, &body.description)
         .await?;
-    Ok(created(&role, json!({ "role": role.name })))
+    let detail = json!({ "role": role.name });
+    Ok(audited((StatusCode::CREATED, Json(role)), detail))
 }
 
 /// Deletes a role and removes it from its users (admins only).
@@ -237,12 +228,12 @@ pub(crate) async fn list_tokens(
     Query(filter): Query<TokenFilter>,
 ) -> ApiResult<Json<Vec<ApiToken>>> {
     let user = match filter.user {
-        Some(user) if !user.eq_ignore_ascii_case(&caller.name) => {
-            caller.require_admin()?;
+        Some(user) => {
+            caller.require_self_or_admin(&user)?;
             Some(user)
         }
         None if caller.admin => None,
-        _ => Some(caller.name.clone()),
+        None => Some(caller.name.clone()),
     };
     Ok(Json(state.store.list_tokens(user.as_deref()).await?))
 }
@@ -256,9 +247,7 @@ pub(crate) async fn create_token(
     JsonBody(body): JsonBody<TokenRequest>,
 ) -> ApiResult<Response> {
     let user = body.user.unwrap_or_else(|| caller.name.clone());
-    if !user.eq_ignore_ascii_case(&caller.name) {
-        caller.require_admin()?;
-    }
+    caller.require_self_or_admin(&user)?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request(
             "the token needs a name, e.g. 'laptop' or 'ci'",
@@ -278,13 +267,11 @@ pub(crate) async fn create_token(
         })
         .await?;
     let detail = json!({ "tokenId": info.id, "user": info.user });
-    Ok(created(
-        CreatedToken {
-            token: secret,
-            info,
-        },
-        detail,
-    ))
+    let body = CreatedToken {
+        token: secret,
+        info,
+    };
+    Ok(audited((StatusCode::CREATED, Json(body)), detail))
 }
 
 /// Revokes a token (its owner or an admin). Someone else's token is "not found" to a

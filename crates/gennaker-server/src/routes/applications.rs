@@ -9,20 +9,28 @@ use gennaker_core::validate_application_value;
 use gennaker_store::ApplicationRecord;
 use serde_json::{Value, json};
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Access, Caller, application_permissions};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, RawBody};
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
-/// Reads an application or answers 404.
-pub(crate) async fn load(state: &AppState, name: &str) -> ApiResult<ApplicationRecord> {
-    state.store.get_application(name).await?.ok_or_else(|| {
+/// Reads an application the caller has `access` to: 404 when it does not exist, 403 when
+/// the caller lacks the access.
+pub(crate) async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    access: Access,
+) -> ApiResult<ApplicationRecord> {
+    let record = state.store.get_application(name).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "application '{name}' not found; create it with `gennaker app save`"
         ))
-    })
+    })?;
+    caller.require(&record.name, &record.config, access)?;
+    Ok(record)
 }
 
 /// Checks a new or changed application document: valid, and it leaves its author able to
@@ -76,10 +84,8 @@ fn check_document(
 }
 
 fn with_detail(status: StatusCode, record: ApplicationRecord) -> Response {
-    let detail = AuditDetail(json!({ "application": record.name, "version": record.version }));
-    let mut response = (status, [(ETAG, etag(&record))], Json(record)).into_response();
-    response.extensions_mut().insert(detail);
-    response
+    let detail = json!({ "application": record.name, "version": record.version });
+    audited((status, [(ETAG, etag(&record))], Json(record)), detail)
 }
 
 /// The entity tag of an application: its version, quoted as HTTP wants.
@@ -166,8 +172,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Response> {
-    let record = load(&state, &app).await?;
-    caller.require(&record.name, &record.config, Access::Read)?;
+    let record = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(([(ETAG, etag(&record))], Json(record)).into_response())
 }
 
@@ -240,8 +245,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let record = load(&state, &app).await?;
-    caller.require(&record.name, &record.config, Access::Write)?;
+    let record = authorize(&state, &caller, &app, Access::Write).await?;
     state.store.delete_application(&record.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

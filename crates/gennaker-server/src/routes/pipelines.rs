@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gennaker_core::{Problem, Severity};
 use gennaker_expr::validate_pipeline;
 use gennaker_store::{
@@ -12,11 +12,11 @@ use gennaker_store::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, RawBody};
-use crate::routes::applications::load as load_application;
+use crate::routes::applications::authorize;
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
@@ -103,8 +103,7 @@ pub(crate) async fn list(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PipelineRecord>>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(state.store.list_pipelines(&application.name).await?))
 }
 
@@ -121,8 +120,7 @@ pub(crate) async fn save(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
     let document = parse_body(&headers, &body)?;
     let warnings = reject_errors("pipeline", validate_pipeline(&document))?;
     if let Some(named) = document.get("application").and_then(Value::as_str)
@@ -159,20 +157,14 @@ pub(crate) async fn save(
     } else {
         StatusCode::OK
     };
-    let detail = AuditDetail(
-        json!({ "pipelineId": pipeline.id, "revision": pipeline.revision, "outcome": outcome }),
-    );
-    let mut response = (
-        status,
-        Json(SaveResponse {
-            outcome,
-            pipeline: PipelineView::new(pipeline, &caller, &application),
-            warnings,
-        }),
-    )
-        .into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail =
+        json!({ "pipelineId": pipeline.id, "revision": pipeline.revision, "outcome": outcome });
+    let body = SaveResponse {
+        outcome,
+        pipeline: PipelineView::new(pipeline, &caller, &application),
+        warnings,
+    };
+    Ok(audited((status, Json(body)), detail))
 }
 
 /// Reads a pipeline's current revision.
@@ -184,8 +176,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PipelineRecord>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(load(&state, &application.name, &name).await?))
 }
 
@@ -198,19 +189,14 @@ pub(crate) async fn delete(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
     let deleted = state
         .store
         .delete_pipeline(&application.name, &name)
         .await?;
     // The deleted document goes to the audit log, so a deletion can always be undone by hand.
-    let detail = AuditDetail(
-        json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config }),
-    );
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail = json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config });
+    Ok(audited(StatusCode::NO_CONTENT, detail))
 }
 
 /// Lists every revision of a pipeline, newest first.
@@ -222,8 +208,7 @@ pub(crate) async fn history(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<PipelineRevision>>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(
         state
             .store
@@ -241,8 +226,7 @@ pub(crate) async fn revision(
     caller: Caller,
     Path((app, name, revision)): Path<(String, String, i64)>,
 ) -> ApiResult<Json<PipelineRevision>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     state
         .store
         .pipeline_revision(&application.name, &name, revision)
@@ -264,8 +248,7 @@ pub(crate) async fn restore(
     caller: Caller,
     Path((app, name, revision)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
     // An old revision passed the rules of its day; it must pass today's, like a save.
     // Revisions never change, so checking before the store's transaction is safe.
     let old = state
@@ -294,12 +277,11 @@ pub(crate) async fn restore(
         .store
         .restore_pipeline_revision(&application.name, &name, revision, &caller.name)
         .await?;
-    let detail = AuditDetail(
-        json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision }),
-    );
-    let mut response = Json(PipelineView::new(restored, &caller, &application)).into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail = json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision });
+    Ok(audited(
+        Json(PipelineView::new(restored, &caller, &application)),
+        detail,
+    ))
 }
 
 /// Validates a pipeline document without saving it.
