@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use gennaker_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::auth::{Actor, Caller};
 use crate::error::{ApiError, ApiResult, ErrorText};
@@ -53,11 +54,15 @@ pub(crate) async fn record(
         return next.run(request).await;
     }
     let tasks = state.tasks.clone();
-    let call = tasks.spawn(async move {
-        let response = next.run(request).await;
-        write_entry(&state, entry_for(&method, &path, &response)).await;
-        response
-    });
+    // The task keeps the request's span, so what the handler logs stays with the request.
+    let call = tasks.spawn(
+        async move {
+            let response = next.run(request).await;
+            write_entry(&state, entry_for(&method, &path, &response)).await;
+            response
+        }
+        .instrument(tracing::Span::current()),
+    );
     call.await.unwrap_or_else(|err| {
         ApiError::Internal(format!("a mutating call did not complete: {err}")).into_response()
     })
