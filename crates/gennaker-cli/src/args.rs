@@ -16,7 +16,7 @@ pub struct ClientOptions {
     #[arg(long, global = true, env = "GENNAKER_URL")]
     pub url: Option<String>,
     /// API token sent as `Authorization: Bearer` [default: `token` in
-    /// ~/.config/gennaker/config.toml].
+    /// ~/.config/gennaker/config.toml, sent only to that file's `url`].
     #[arg(long, global = true, env = "GENNAKER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// How results are printed [default: table].

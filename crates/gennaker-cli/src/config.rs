@@ -4,9 +4,14 @@
 //! [`ClientOptions`]), then `config.toml` in the user's config directory, then the
 //! default URL. The config file is read only when a flag or variable is missing, so a
 //! broken file never gets in the way of an explicit `--url --token`.
+//!
+//! The file's token belongs to the file's server (its `url`, else the default URL). It
+//! is sent nowhere else: a `--url` pointing at another server needs its own `--token`,
+//! or a mistyped or planted URL would receive the user's credentials.
 
 use std::path::{Path, PathBuf};
 
+use reqwest::Url;
 use serde::Deserialize;
 
 use crate::args::ClientOptions;
@@ -62,26 +67,51 @@ impl Settings {
             (Some(_), Some(_), _) | (_, _, None) => None,
             (_, _, Some(path)) => Some((read_config(path)?, path)),
         };
+        let file_url = file
+            .as_ref()
+            .and_then(|(file, _)| non_empty(file.url.as_deref()));
+        let url = url.or(file_url).unwrap_or(DEFAULT_URL).to_owned();
         let file_token = file
             .as_ref()
             .and_then(|(file, path)| Some((non_empty(file.token.as_deref())?, *path)));
         let (token, token_source) = match (token, file_token) {
             (Some(token), _) => (Some(token.to_owned()), TokenSource::FlagOrEnv),
-            (None, Some((token, path))) => (
-                Some(token.to_owned()),
-                TokenSource::ConfigFile(path.to_owned()),
-            ),
+            (None, Some((token, path))) => {
+                let token_url = file_url.unwrap_or(DEFAULT_URL);
+                if !same_server(&url, token_url) {
+                    return Err(CliError::TokenNotForUrl {
+                        url,
+                        token_url: token_url.to_owned(),
+                        path: path.to_owned(),
+                    });
+                }
+                (
+                    Some(token.to_owned()),
+                    TokenSource::ConfigFile(path.to_owned()),
+                )
+            }
             (None, None) => (None, TokenSource::Missing),
         };
-        let file_url = file
-            .as_ref()
-            .and_then(|(file, _)| non_empty(file.url.as_deref()));
-        let url = url.or(file_url).unwrap_or(DEFAULT_URL).to_owned();
         Ok(Self {
             url,
             token,
             token_source,
         })
+    }
+}
+
+/// Whether two base URLs name the same server: scheme, host and port (default ports
+/// filled in, host case ignored) and path, ignoring a trailing slash. URLs that do not
+/// parse are compared as written; the client rejects them later anyway.
+fn same_server(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+                && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+        }
+        _ => a.trim_end_matches('/') == b.trim_end_matches('/'),
     }
 }
 
@@ -141,15 +171,55 @@ mod tests {
     #[test]
     fn the_config_file_fills_what_flags_leave_open() {
         let (_dir, path) = config_file("url = \"http://file:1\"\ntoken = \"file-token\"\n");
-        let settings =
-            Settings::resolve(&options(Some("http://flag:2"), None), Some(&path)).unwrap();
-        assert_eq!(settings.url, "http://flag:2");
+        let settings = Settings::resolve(&options(None, None), Some(&path)).unwrap();
+        assert_eq!(settings.url, "http://file:1");
         assert_eq!(settings.token.as_deref(), Some("file-token"));
         assert_eq!(settings.token_source, TokenSource::ConfigFile(path.clone()));
 
         let settings = Settings::resolve(&options(None, Some("flag")), Some(&path)).unwrap();
         assert_eq!(settings.url, "http://file:1");
         assert_eq!(settings.token_source, TokenSource::FlagOrEnv);
+
+        // The same server spelt slightly differently still gets the file's token.
+        for same in ["http://file:1", "http://FILE:1/", "http://file:1//"] {
+            let settings = Settings::resolve(&options(Some(same), None), Some(&path)).unwrap();
+            assert_eq!(settings.token.as_deref(), Some("file-token"), "{same}");
+        }
+    }
+
+    #[test]
+    fn the_config_file_token_is_not_sent_to_another_server() {
+        let (_dir, path) = config_file("url = \"http://file:1\"\ntoken = \"file-token\"\n");
+        for other in [
+            "http://evil.example:1",
+            "http://file:2",
+            "https://file:1",
+            "http://file:1/other",
+        ] {
+            let err = Settings::resolve(&options(Some(other), None), Some(&path)).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, CliError::TokenNotForUrl { .. }),
+                "{other}: {message}"
+            );
+            assert!(message.contains("--token"), "{message}");
+            assert!(message.contains("GENNAKER_TOKEN"), "{message}");
+            assert!(message.contains("http://file:1"), "{message}");
+            assert!(!message.contains("file-token"), "{message}");
+        }
+        // With a token of its own, another server is fine.
+        let settings =
+            Settings::resolve(&options(Some("http://other:2"), Some("flag")), Some(&path)).unwrap();
+        assert_eq!(settings.token.as_deref(), Some("flag"));
+
+        // A file without `url` keeps its token for the default server.
+        let (_dir, path) = config_file("token = \"file-token\"\n");
+        let settings =
+            Settings::resolve(&options(Some("http://127.0.0.1:7777/"), None), Some(&path)).unwrap();
+        assert_eq!(settings.token.as_deref(), Some("file-token"));
+        let err =
+            Settings::resolve(&options(Some("http://other:2"), None), Some(&path)).unwrap_err();
+        assert!(matches!(err, CliError::TokenNotForUrl { .. }), "{err}");
     }
 
     #[test]

@@ -51,12 +51,12 @@ pub enum CliError {
         message: String,
     },
     /// 403: the token is valid but its user lacks a permission.
-    #[error(
-        "permission denied: {message}. Ask an admin to grant one of your roles that permission (`gennaker whoami` shows your roles)"
-    )]
+    #[error("permission denied: {message}. {hint}")]
     Forbidden {
         /// The server's message, naming the missing permission.
         message: String,
+        /// What to do about it, which depends on the kind of route.
+        hint: &'static str,
     },
     /// 404.
     #[error("not found: {message}")]
@@ -94,6 +94,20 @@ pub enum CliError {
         "unexpected response from the server: {0}. Is --url pointing at a Gennaker server of the same version?"
     )]
     InvalidResponse(String),
+    /// `--url`/`GENNAKER_URL` names another server than the config file, and no token was
+    /// given for it: the file's token is not sent to a server it was not saved for.
+    #[error(
+        "not sending the token from {} to {url}: it is saved for {token_url}. Pass --token or set GENNAKER_TOKEN for {url}, or change `url` in that file",
+        path.display()
+    )]
+    TokenNotForUrl {
+        /// The server the command would call.
+        url: String,
+        /// The server the config file's token belongs to.
+        token_url: String,
+        /// The config file.
+        path: PathBuf,
+    },
     /// The config file exists but cannot be used.
     #[error("cannot use the config file {}: {reason}. Valid keys are `url` and `token`", path.display())]
     Config {
@@ -157,6 +171,17 @@ fn unauthorized_message(url: &str, source: &TokenSource, message: &str) -> Strin
              create`. {ADMIN_TOKEN}",
             path.display()
         ),
+    }
+}
+
+/// Advice for a 403. Application routes are governed by roles, which an admin can grant;
+/// every other route that answers 403 (users, roles, the audit log, other users' tokens)
+/// is for admins only, where a role would not help.
+fn forbidden_hint(request: &str) -> &'static str {
+    if request.contains("/api/v1/applications") {
+        "Ask an admin to grant one of your roles that permission (`gennaker whoami` shows your roles)"
+    } else {
+        "Only admins may do this: ask one to do it for you (`gennaker whoami` shows whether you are an admin)"
     }
 }
 
@@ -224,7 +249,10 @@ impl CliError {
                 token_source: context.token_source.clone(),
                 message,
             },
-            403 => Self::Forbidden { message },
+            403 => Self::Forbidden {
+                message,
+                hint: forbidden_hint(&context.request),
+            },
             404 => Self::NotFound { message },
             409 if problems.is_empty() => Self::Conflict { message },
             400..=499 => Self::Rejected { message, problems },
@@ -254,7 +282,10 @@ impl CliError {
                     None => format!("{request}: empty response"),
                 };
                 match status {
-                    403 => Self::Forbidden { message },
+                    403 => Self::Forbidden {
+                        message,
+                        hint: forbidden_hint(&context.request),
+                    },
                     409 => Self::Conflict { message },
                     400..=499 => Self::Rejected {
                         message,
@@ -365,6 +396,33 @@ mod tests {
             text.starts_with("permission denied: WRITE on application shop is required"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn forbidden_on_an_admin_route_does_not_suggest_roles() {
+        let admin_route = RequestContext {
+            request: "POST /api/v1/users".to_owned(),
+            ..context(TokenSource::FlagOrEnv)
+        };
+        let text = CliError::from_response(
+            403,
+            &error_body(
+                "forbidden",
+                "user 'rita' is not an admin; only admins may do this",
+            ),
+            &admin_route,
+        )
+        .to_string();
+        assert!(text.contains("Only admins may do this"), "{text}");
+        assert!(!text.contains("grant one of your roles"), "{text}");
+
+        let text = CliError::from_response(
+            403,
+            &error_body("forbidden", "user 'rita' lacks WRITE permission"),
+            &context(TokenSource::FlagOrEnv),
+        )
+        .to_string();
+        assert!(text.contains("grant one of your roles"), "{text}");
     }
 
     #[test]

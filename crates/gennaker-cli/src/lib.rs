@@ -7,7 +7,8 @@
 //!
 //! The server URL and token come from `--url`/`--token`, then `GENNAKER_URL`/
 //! `GENNAKER_TOKEN`, then `url`/`token` in `~/.config/gennaker/config.toml`, then
-//! `http://127.0.0.1:7777` with no token.
+//! `http://127.0.0.1:7777` with no token. The file's token is only ever sent to the file's
+//! server: another `--url` needs its own `--token`.
 
 mod args;
 mod client;

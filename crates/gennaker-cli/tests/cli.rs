@@ -616,6 +616,37 @@ async fn the_config_file_supplies_url_and_token() {
     );
 }
 
+#[tokio::test]
+async fn the_config_file_token_never_reaches_another_url() {
+    let trusted = Mock::start().await;
+    let other = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "config.toml",
+        &format!("url = \"{}\"\ntoken = \"{GOOD}\"\n", trusted.url()),
+    );
+    let argv = ["gennaker", "--url", &other.url(), "whoami"]
+        .map(str::to_owned)
+        .to_vec();
+    let err = run_args(&argv, Some(&config)).await.unwrap_err();
+    assert!(matches!(err, CliError::TokenNotForUrl { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("--token or set GENNAKER_TOKEN"), "{text}");
+    assert!(!text.contains(GOOD), "{text}");
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+
+    // An explicit token for that server works as before.
+    let argv = ["gennaker", "--url", &other.url(), "--token", GOOD, "whoami"]
+        .map(str::to_owned)
+        .to_vec();
+    run_args(&argv, Some(&config)).await.unwrap();
+    assert_eq!(
+        other.last().authorization.as_deref(),
+        Some("Bearer good-token")
+    );
+}
+
 // Offline validation: no server is started, and a config pointing nowhere is never used.
 
 const GOOD_PIPELINE: &str = r#"{

@@ -104,6 +104,16 @@ impl Caller {
         )))
     }
 
+    /// Succeeds when the caller is the user `name` (names compare case-insensitively, as
+    /// they are stored) or an admin.
+    pub fn require_self_or_admin(&self, name: &str) -> Result<(), ApiError> {
+        if self.name.eq_ignore_ascii_case(name) {
+            Ok(())
+        } else {
+            self.require_admin()
+        }
+    }
+
     /// Succeeds when the caller is an admin.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.admin {

@@ -32,13 +32,17 @@ pub enum ApiError {
         /// Each problem found, all at once.
         problems: Vec<Problem>,
     },
+    /// The request body is beyond the size limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request conflicts with stored state (409).
     #[error("{0}")]
     Conflict(String),
     /// A fault on the server's side (500); the text is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
-    /// A dependency (the database) is not available (503).
+    /// A dependency (the database) is not available (503); like `Internal`, the text is
+    /// logged, not returned (driver errors name hosts, ports and files).
     #[error("{0}")]
     Unavailable(String),
 }
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -70,13 +75,18 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound { .. } => ApiError::NotFound(err.to_string()),
             StoreError::Conflict(message) => ApiError::Conflict(message),
-            StoreError::Database(sqlx_error @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
-                ApiError::Unavailable(format!("the database is not available: {sqlx_error}"))
-            }
+            StoreError::Database(
+                sqlx_error @ (sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)),
+            ) => ApiError::Unavailable(format!("the database is not available: {sqlx_error}")),
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
+
+/// What clients are told when the database does not answer; the cause goes to the log.
+pub(crate) const UNAVAILABLE_MESSAGE: &str = "the database is not available right now; try again later (the details are in the server's log)";
 
 /// The JSON body of an error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -111,6 +121,7 @@ impl IntoResponse for ApiError {
                 "something went wrong on the server; the details are in its log".to_owned(),
                 Vec::new(),
             ),
+            ApiError::Unavailable(_) => (UNAVAILABLE_MESSAGE.to_owned(), Vec::new()),
             ApiError::BadRequest { message, problems } => (message, problems),
             other => (other.to_string(), Vec::new()),
         };

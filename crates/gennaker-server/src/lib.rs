@@ -10,6 +10,7 @@ mod auth;
 mod bootstrap;
 mod config;
 mod error;
+mod extract;
 mod metrics;
 mod openapi;
 mod routes;
@@ -24,6 +25,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use gennaker_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, TOKEN_PREFIX, application_permissions, generate_token, hash_token};
@@ -34,7 +36,7 @@ pub use metrics::Metrics;
 pub use state::AppState;
 
 /// Pipeline documents can be large (hundreds of stages); anything beyond this is refused.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -104,14 +106,19 @@ pub async fn run(
             source,
         })?;
     tracing::info!(address = %config.listen, database = store.backend(), "gennaker server listening");
+    let tasks = TaskTracker::new();
     let state = AppState {
         store: Arc::new(store.clone()),
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
+        tasks: tasks.clone(),
     };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    // Mutations whose clients hung up may still be running; they need the database.
+    tasks.close();
+    tasks.wait().await;
     store.close().await;
     served.map_err(|source| ServerError::Io {
         context: "the HTTP server failed".to_owned(),

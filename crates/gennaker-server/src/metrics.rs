@@ -47,6 +47,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    audit_write_failures: Counter,
 }
 
 impl Metrics {
@@ -67,6 +68,12 @@ impl Metrics {
             "HTTP request latency, by route",
             latency.clone(),
         );
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit entries that could not be written (the change itself was made)",
+            audit_write_failures.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -78,6 +85,7 @@ impl Metrics {
             registry,
             requests,
             latency,
+            audit_write_failures,
         }
     }
 
@@ -95,6 +103,11 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an audit entry that could not be written.
+    pub(crate) fn audit_write_failed(&self) {
+        self.audit_write_failures.inc();
     }
 
     /// The metrics in the OpenMetrics text format.

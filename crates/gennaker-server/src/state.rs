@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use gennaker_store::Store;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -16,4 +17,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The server's settings.
     pub config: Arc<ServerConfig>,
+    /// Work that must finish before the server stops: mutating requests run here, so
+    /// one whose client hung up still completes and writes its audit entry.
+    pub tasks: TaskTracker,
 }

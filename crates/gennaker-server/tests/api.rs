@@ -24,6 +24,8 @@ macro_rules! api_test {
     };
 }
 
+#[path = "api/faulty.rs"]
+mod faulty;
 #[path = "api/harness.rs"]
 mod harness;
 

@@ -21,7 +21,7 @@ pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
 };
-pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis};
+pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url};
 pub use store::Store;
 
 #[cfg(feature = "test-support")]

@@ -19,6 +19,9 @@ pub struct ApplicationRecord {
     pub updated_at: i64,
     /// Who changed it last.
     pub updated_by: String,
+    /// 1 on creation, one more with every change: a client that sends back the version it
+    /// read (`If-Match`) updates only if nobody changed the application in between.
+    pub version: i64,
 }
 
 /// The current revision of a pipeline config.

@@ -22,6 +22,41 @@ use crate::records::{
 };
 use crate::store::Store;
 
+/// The database URL with its passwords replaced by `***`, for logs and messages: the
+/// `user:password@` part and `password=`/`sslpassword=` query parameters (PostgreSQL
+/// takes a password either way).
+pub fn redact_database_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            match base[scheme_end + 3..at].split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
+            }
+        }
+        _ => base.to_owned(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password")
+                    || name.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{name}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
 /// The current time as Unix epoch milliseconds.
 pub fn now_millis() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -58,6 +93,9 @@ trait WritePool {
     /// Reads an application's name and, on PostgreSQL, locks its row until the transaction
     /// ends, which serialises changes to that application's pipelines.
     fn lock_application_sql(&self) -> &'static str;
+    /// Reads a user's key and, on PostgreSQL, locks the row until the transaction ends,
+    /// which serialises changes to that user's roles.
+    fn lock_user_sql(&self) -> &'static str;
 }
 
 impl WritePool for SqlitePool {
@@ -67,6 +105,9 @@ impl WritePool for SqlitePool {
     }
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1"
+    }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1"
     }
 }
 
@@ -78,10 +119,46 @@ impl WritePool for PgPool {
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1 FOR UPDATE"
     }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1 FOR UPDATE"
+    }
 }
 
+/// The lookup key of a name: names of applications, pipelines and users are unique
+/// without regard to case and keep their spelling beside the key; role names are stored
+/// as their key (Fiat lower-cases roles), so every comparison of roles ignores case.
 fn key(name: &str) -> String {
     name.to_lowercase()
+}
+
+/// Role names as stored: lower-case, each once, sorted. A role given twice (`Dev`, `dev`)
+/// would otherwise violate `user_roles`' primary key.
+fn role_keys(roles: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = roles.iter().map(|role| key(role)).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Grants `$roles` (from [`role_keys`]) to the user with key `$user_key` in transaction
+/// `$tx`; returns a not-found error from the enclosing function for a role that does not
+/// exist.
+macro_rules! insert_user_roles {
+    ($tx:ident, $user_key:expr, $roles:expr) => {
+        let user_key = $user_key;
+        for role in $roles {
+            let inserted = sqlx::query(
+                "INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2",
+            )
+            .bind(&user_key)
+            .bind(role)
+            .execute(&mut *$tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::not_found("role", role.as_str()));
+            }
+        }
+    };
 }
 
 fn to_text(value: &Value) -> Result<String> {
@@ -96,6 +173,17 @@ fn conflict_on_duplicate(err: sqlx::Error, message: impl FnOnce() -> String) -> 
     }
 }
 
+/// Stores a token for the user whose key is `$2`; inserts nothing when there is no such user.
+const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, user_key, name, token_hash, created_at, expires_at, revoked_at) SELECT $1, name_key, $3, $4, $5, $6, NULL FROM users WHERE name_key = $2";
+
+/// A token whose secret is already stored (live, expired or revoked) is a conflict; the
+/// message does not repeat the secret's hash.
+fn duplicate_token(err: sqlx::Error) -> StoreError {
+    conflict_on_duplicate(err, || {
+        "a token with this secret exists already (possibly revoked or expired); generate a new secret".to_owned()
+    })
+}
+
 #[derive(sqlx::FromRow)]
 struct ApplicationRow {
     name: String,
@@ -103,6 +191,7 @@ struct ApplicationRow {
     created_at: i64,
     updated_at: i64,
     updated_by: String,
+    version: i64,
 }
 
 impl ApplicationRow {
@@ -113,8 +202,19 @@ impl ApplicationRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             updated_by: self.updated_by,
+            version: self.version,
         })
     }
+}
+
+/// `SELECT` of an [`ApplicationRow`] followed by the given clause, as one static string.
+macro_rules! application_select {
+    ($clause:literal) => {
+        concat!(
+            "SELECT name, config, created_at, updated_at, updated_by, version FROM applications ",
+            $clause
+        )
+    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -200,6 +300,16 @@ impl From<TokenRow> for ApiToken {
     }
 }
 
+/// A live token with its user's columns, read in one query.
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    name_key: String,
+    admin: bool,
+    user_created_at: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
@@ -223,12 +333,56 @@ macro_rules! pipeline_select {
     };
 }
 
-/// `SELECT` of a [`TokenRow`] followed by the given clause, as one static string.
-macro_rules! token_select {
+/// `SELECT` of a [`RevisionRow`] followed by the given clause, as one static string.
+macro_rules! revision_select {
     ($clause:literal) => {
         concat!(
-            "SELECT t.id, u.name AS user_name, t.name, t.created_at, t.expires_at, t.revoked_at ",
-            "FROM api_tokens t JOIN users u ON u.name_key = t.user_key ",
+            "SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions ",
+            $clause
+        )
+    };
+}
+
+/// A row for `pipeline_revisions`, the document already serialised.
+struct NewRevision<'a> {
+    pipeline_id: &'a str,
+    revision: i64,
+    name: &'a str,
+    config: &'a str,
+    created_at: i64,
+    author: &'a str,
+    restored_from: Option<i64>,
+}
+
+/// Inserts a [`NewRevision`] in transaction `$tx`, returning any error from the
+/// enclosing function.
+macro_rules! insert_revision {
+    ($tx:ident, $revision:expr) => {{
+        let row: NewRevision<'_> = $revision;
+        sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(row.pipeline_id)
+            .bind(row.revision)
+            .bind(row.name)
+            .bind(row.config)
+            .bind(row.created_at)
+            .bind(row.author)
+            .bind(row.restored_from)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+/// `SELECT` of a [`TokenRow`] (and optionally more columns of `u`, the user) followed by
+/// the given clause, as one static string.
+macro_rules! token_select {
+    ($clause:literal) => {
+        token_select!("", $clause)
+    };
+    ($more_columns:literal, $clause:literal) => {
+        concat!(
+            "SELECT t.id, u.name AS user_name, t.name, t.created_at, t.expires_at, t.revoked_at",
+            $more_columns,
+            " FROM api_tokens t JOIN users u ON u.name_key = t.user_key ",
             $clause
         )
     };
@@ -280,7 +434,7 @@ impl SqlStore {
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Backend::Postgres(pool)
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(redact_database_url(url)));
         };
         Ok(SqlStore { backend })
     }
@@ -357,6 +511,7 @@ impl Store for SqlStore {
             created_at: now,
             updated_at: now,
             updated_by: actor.to_owned(),
+            version: 1,
         })
     }
 
@@ -365,21 +520,32 @@ impl Store for SqlStore {
         name: &str,
         config: &Value,
         actor: &str,
+        expected_version: Option<i64>,
     ) -> Result<ApplicationRecord> {
         let now = now_millis();
         let text = to_text(config)?;
-        on_db!(self, db => {
-            let row: Option<ApplicationRow> = sqlx::query_as("UPDATE applications SET config = $2, updated_at = $3, updated_by = $4 WHERE name_key = $1 RETURNING name, config, created_at, updated_at, updated_by")
-                .bind(key(name)).bind(&text).bind(now).bind(actor)
+        let updated: Option<ApplicationRow> = on_db!(self, db => {
+            // The version test is part of the UPDATE, so it holds at the moment of writing.
+            sqlx::query_as("UPDATE applications SET config = $2, updated_at = $3, updated_by = $4, version = version + 1 WHERE name_key = $1 AND ($5 IS NULL OR version = $5) RETURNING name, config, created_at, updated_at, updated_by, version")
+                .bind(key(name)).bind(&text).bind(now).bind(actor).bind(expected_version)
                 .fetch_optional(db)
-                .await?;
-            row.ok_or_else(|| StoreError::not_found("application", name))?.into_record()
-        })
+                .await?
+        });
+        if let Some(row) = updated {
+            return row.into_record();
+        }
+        match (self.get_application(name).await?, expected_version) {
+            (Some(current), Some(expected)) => Err(StoreError::Conflict(format!(
+                "application '{}' was changed by {} since you read it (it is at version {}, you sent version {expected}); read it again, reapply your change and send the new version",
+                current.name, current.updated_by, current.version
+            ))),
+            _ => Err(StoreError::not_found("application", name)),
+        }
     }
 
     async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>> {
         on_db!(self, db => {
-            let row: Option<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications WHERE name_key = $1")
+            let row: Option<ApplicationRow> = sqlx::query_as(application_select!("WHERE name_key = $1"))
                 .bind(key(name))
                 .fetch_optional(db)
                 .await?;
@@ -389,7 +555,7 @@ impl Store for SqlStore {
 
     async fn list_applications(&self) -> Result<Vec<ApplicationRecord>> {
         on_db!(self, db => {
-            let rows: Vec<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications ORDER BY name_key")
+            let rows: Vec<ApplicationRow> = sqlx::query_as(application_select!("ORDER BY name_key"))
                 .fetch_all(db)
                 .await?;
             rows.into_iter().map(ApplicationRow::into_record).collect()
@@ -399,11 +565,19 @@ impl Store for SqlStore {
     async fn delete_application(&self, name: &str) -> Result<ApplicationRecord> {
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
-            let row: Option<ApplicationRow> = sqlx::query_as("SELECT name, config, created_at, updated_at, updated_by FROM applications WHERE name_key = $1")
+            // The same lock as pipeline saves take: a save in flight finishes first (and the
+            // count below sees its pipeline), or waits and then finds no application.
+            let locked: Option<(String,)> = sqlx::query_as(db.lock_application_sql())
                 .bind(key(name))
                 .fetch_optional(&mut *tx)
                 .await?;
-            let row = row.ok_or_else(|| StoreError::not_found("application", name))?;
+            if locked.is_none() {
+                return Err(StoreError::not_found("application", name));
+            }
+            let row: ApplicationRow = sqlx::query_as(application_select!("WHERE name_key = $1"))
+                .bind(key(name))
+                .fetch_one(&mut *tx)
+                .await?;
             let (pipelines,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pipelines WHERE application_key = $1")
                 .bind(key(name))
                 .fetch_one(&mut *tx)
@@ -452,9 +626,10 @@ impl Store for SqlStore {
             if let Some(existing) = &by_id
                 && key(&existing.application) != app_key
             {
+                // Which application holds the id is not said: the caller may not read it.
                 return Err(StoreError::Conflict(format!(
-                    "pipeline id '{}' belongs to application '{}', not '{application}'; remove the id to save a copy",
-                    existing.id, existing.application
+                    "pipeline id '{}' cannot be used in application '{application}'; remove the id to save a copy",
+                    existing.id
                 )));
             }
             let existing = match (by_id, by_name) {
@@ -491,10 +666,7 @@ impl Store for SqlStore {
                         .bind(&current.id).bind(&save.name).bind(&name_key).bind(revision).bind(&text).bind(now).bind(actor)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
-                        .bind(&current.id).bind(revision).bind(&save.name).bind(&text).bind(now).bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_revision!(tx, NewRevision { pipeline_id: &current.id, revision, name: &save.name, config: &text, created_at: now, author: actor, restored_from: None });
                     (PipelineRecord { name: save.name.clone(), revision, config: doc, updated_at: now, updated_by: actor.to_owned(), ..current }, SaveOutcome::Updated)
                 }
                 None => {
@@ -506,10 +678,7 @@ impl Store for SqlStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| conflict_on_duplicate(e, || format!("pipeline '{}' was created concurrently; retry the save", save.name)))?;
-                    sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, 1, $2, $3, $4, $5, NULL)")
-                        .bind(&id).bind(&save.name).bind(&text).bind(now).bind(actor)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_revision!(tx, NewRevision { pipeline_id: &id, revision: 1, name: &save.name, config: &text, created_at: now, author: actor, restored_from: None });
                     (PipelineRecord { id, application: app_name, name: save.name.clone(), revision: 1, config: doc, created_at: now, updated_at: now, updated_by: actor.to_owned() }, SaveOutcome::Created)
                 }
             };
@@ -574,7 +743,7 @@ impl Store for SqlStore {
             .await?
             .ok_or_else(|| StoreError::not_found("pipeline", format!("{application}/{name}")))?;
         on_db!(self, db => {
-            let rows: Vec<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 ORDER BY revision DESC")
+            let rows: Vec<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 ORDER BY revision DESC"))
                 .bind(&pipeline.id)
                 .fetch_all(db)
                 .await?;
@@ -592,7 +761,7 @@ impl Store for SqlStore {
             return Ok(None);
         };
         on_db!(self, db => {
-            let row: Option<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 AND revision = $2")
+            let row: Option<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 AND revision = $2"))
                 .bind(&pipeline.id).bind(revision)
                 .fetch_optional(db)
                 .await?;
@@ -616,7 +785,7 @@ impl Store for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             let current = current.ok_or_else(|| StoreError::not_found("pipeline", format!("{application}/{name}")))?.into_record()?;
-            let old: Option<RevisionRow> = sqlx::query_as("SELECT pipeline_id, revision, name, config, created_at, author, restored_from FROM pipeline_revisions WHERE pipeline_id = $1 AND revision = $2")
+            let old: Option<RevisionRow> = sqlx::query_as(revision_select!("WHERE pipeline_id = $1 AND revision = $2"))
                 .bind(&current.id).bind(revision)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -628,12 +797,38 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_duplicate(e, || format!("cannot restore revision {revision}: its name '{}' is now used by another pipeline", old.name)))?;
-            sqlx::query("INSERT INTO pipeline_revisions (pipeline_id, revision, name, config, created_at, author, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&current.id).bind(new_revision).bind(&old.name).bind(&text).bind(now).bind(actor).bind(revision)
-                .execute(&mut *tx)
-                .await?;
+            insert_revision!(tx, NewRevision { pipeline_id: &current.id, revision: new_revision, name: &old.name, config: &text, created_at: now, author: actor, restored_from: Some(revision) });
             tx.commit().await?;
             Ok(PipelineRecord { name: old.name, revision: new_revision, config: old.config, updated_at: now, updated_by: actor.to_owned(), ..current })
+        })
+    }
+
+    async fn create_first_admin(&self, token: &NewToken) -> Result<bool> {
+        let now = now_millis();
+        let id = uuid::Uuid::now_v7().to_string();
+        let name = token.user.as_str();
+        on_db!(self, db => {
+            let mut tx = db.begin_write().await?;
+            let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
+            if users > 0 {
+                return Ok(false);
+            }
+            let inserted = sqlx::query("INSERT INTO users (name_key, name, admin, created_at) VALUES ($1, $2, TRUE, $3)")
+                .bind(key(name)).bind(name).bind(now)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                // Another server on the same PostgreSQL database bootstrapped first.
+                Err(sqlx::Error::Database(err)) if err.is_unique_violation() => return Ok(false),
+                other => other?,
+            };
+            sqlx::query(INSERT_TOKEN)
+                .bind(&id).bind(key(name)).bind(&token.name).bind(&token.token_hash).bind(now).bind(token.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(duplicate_token)?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
@@ -646,6 +841,7 @@ impl Store for SqlStore {
 
     async fn create_user(&self, name: &str, admin: bool, roles: &[String]) -> Result<User> {
         let now = now_millis();
+        let roles = role_keys(roles);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
             sqlx::query("INSERT INTO users (name_key, name, admin, created_at) VALUES ($1, $2, $3, $4)")
@@ -653,26 +849,14 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_duplicate(e, || format!("user '{name}' already exists")))?;
-            for role in roles {
-                sqlx::query("INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2")
-                    .bind(key(name)).bind(role)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    .eq(&1)
-                    .then_some(())
-                    .ok_or_else(|| StoreError::not_found("role", role.as_str()))?;
-            }
+            insert_user_roles!(tx, key(name), &roles);
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
-        let mut sorted = roles.to_vec();
-        sorted.sort();
-        sorted.dedup();
         Ok(User {
             name: name.to_owned(),
             admin,
-            roles: sorted,
+            roles,
             created_at: now,
         })
     }
@@ -702,25 +886,17 @@ impl Store for SqlStore {
     }
 
     async fn set_user_roles(&self, name: &str, roles: &[String]) -> Result<User> {
+        let roles = role_keys(roles);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
-            sqlx::query("DELETE FROM user_roles WHERE user_key = $1").bind(key(name)).execute(&mut *tx).await?;
-            let (exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE name_key = $1").bind(key(name)).fetch_one(&mut *tx).await?;
-            if exists == 0 {
+            // Locked first: two replacements running at once on PostgreSQL would each
+            // delete what they see and insert their own, leaving the union of both.
+            let user: Option<(String,)> = sqlx::query_as(db.lock_user_sql()).bind(key(name)).fetch_optional(&mut *tx).await?;
+            if user.is_none() {
                 return Err(StoreError::not_found("user", name));
             }
-            for role in roles {
-                let inserted = sqlx::query("INSERT INTO user_roles (user_key, role) SELECT $1, name FROM roles WHERE name = $2 ON CONFLICT DO NOTHING")
-                    .bind(key(name)).bind(role)
-                    .execute(&mut *tx)
-                    .await?;
-                if inserted.rows_affected() == 0 {
-                    let (role_exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM roles WHERE name = $1").bind(role).fetch_one(&mut *tx).await?;
-                    if role_exists == 0 {
-                        return Err(StoreError::not_found("role", role.as_str()));
-                    }
-                }
-            }
+            sqlx::query("DELETE FROM user_roles WHERE user_key = $1").bind(key(name)).execute(&mut *tx).await?;
+            insert_user_roles!(tx, key(name), &roles);
             tx.commit().await?;
             Ok::<(), StoreError>(())
         })?;
@@ -741,13 +917,14 @@ impl Store for SqlStore {
 
     async fn create_role(&self, name: &str, description: &str) -> Result<Role> {
         let now = now_millis();
+        let name = key(name);
         on_db!(self, db => {
             sqlx::query("INSERT INTO roles (name, description, created_at) VALUES ($1, $2, $3)")
-                .bind(name).bind(description).bind(now)
+                .bind(&name).bind(description).bind(now)
                 .execute(db)
                 .await
-                .map_err(|e| conflict_on_duplicate(e, || format!("role '{name}' already exists")))?;
-            Ok(Role { name: name.to_owned(), description: description.to_owned(), created_at: now })
+                .map_err(|e| conflict_on_duplicate(e, || format!("role '{name}' already exists (role names ignore case)")))?;
+            Ok(Role { name, description: description.to_owned(), created_at: now })
         })
     }
 
@@ -760,7 +937,7 @@ impl Store for SqlStore {
 
     async fn delete_role(&self, name: &str) -> Result<()> {
         on_db!(self, db => {
-            let done = sqlx::query("DELETE FROM roles WHERE name = $1").bind(name).execute(db).await?;
+            let done = sqlx::query("DELETE FROM roles WHERE name = $1").bind(key(name)).execute(db).await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::not_found("role", name));
             }
@@ -772,10 +949,11 @@ impl Store for SqlStore {
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
         on_db!(self, db => {
-            let inserted = sqlx::query("INSERT INTO api_tokens (id, user_key, name, token_hash, created_at, expires_at, revoked_at) SELECT $1, name_key, $3, $4, $5, $6, NULL FROM users WHERE name_key = $2")
+            let inserted = sqlx::query(INSERT_TOKEN)
                 .bind(&id).bind(key(&token.user)).bind(&token.name).bind(&token.token_hash).bind(now).bind(token.expires_at)
                 .execute(db)
-                .await?;
+                .await
+                .map_err(duplicate_token)?;
             if inserted.rows_affected() == 0 {
                 return Err(StoreError::not_found("user", token.user.as_str()));
             }
@@ -826,29 +1004,27 @@ impl Store for SqlStore {
     }
 
     async fn authenticate(&self, token_hash: &str, now: i64) -> Result<Option<(ApiToken, User)>> {
-        let found: Option<(TokenRow, UserRow)> = on_db!(self, db => {
-            let token: Option<TokenRow> = sqlx::query_as(token_select!("WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"))
+        // One query for the token and its user: with two, a user deleted in between made
+        // the second fail (a 500 for a request that should simply be unauthorised).
+        let found: Option<AuthRow> = on_db!(self, db => {
+            sqlx::query_as(token_select!(", u.name_key, u.admin, u.created_at AS user_created_at", "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"))
                 .bind(token_hash).bind(now)
                 .fetch_optional(db)
-                .await?;
-            match token {
-                Some(token) => {
-                    let user: UserRow = sqlx::query_as("SELECT name_key, name, admin, created_at FROM users WHERE name_key = $1")
-                        .bind(key(&token.user_name))
-                        .fetch_one(db)
-                        .await?;
-                    Some((token, user))
-                }
-                None => None,
-            }
+                .await?
         });
-        match found {
-            Some((token, user)) => Ok(Some((
-                ApiToken::from(token),
-                self.user_from_row(user).await?,
-            ))),
-            None => Ok(None),
-        }
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let user = UserRow {
+            name_key: row.name_key,
+            name: row.token.user_name.clone(),
+            admin: row.admin,
+            created_at: row.user_created_at,
+        };
+        Ok(Some((
+            ApiToken::from(row.token),
+            self.user_from_row(user).await?,
+        )))
     }
 
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {

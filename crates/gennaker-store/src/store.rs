@@ -27,12 +27,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         config: &Value,
         actor: &str,
     ) -> Result<ApplicationRecord>;
-    /// Replaces an existing application's document.
+    /// Replaces an existing application's document. With `expected_version`, only when
+    /// the application is still at that version (else a conflict), checked atomically
+    /// with the write so concurrent editors cannot overwrite each other unseen.
     async fn update_application(
         &self,
         name: &str,
         config: &Value,
         actor: &str,
+        expected_version: Option<i64>,
     ) -> Result<ApplicationRecord>;
     /// Reads an application.
     async fn get_application(&self, name: &str) -> Result<Option<ApplicationRecord>>;
@@ -79,6 +82,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> Result<PipelineRecord>;
 
+    /// On a new installation (no user at all), creates the admin `token.user` together
+    /// with `token`, in one transaction, so an admin never exists without a token. Returns
+    /// false, changing nothing, when a user exists already (another server may have won).
+    async fn create_first_admin(&self, token: &NewToken) -> Result<bool>;
     /// Counts users (zero means the installation is new).
     async fn count_users(&self) -> Result<i64>;
     /// Creates a user with the given roles (which must exist).
@@ -99,7 +106,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a role (and removes it from users).
     async fn delete_role(&self, name: &str) -> Result<()>;
 
-    /// Stores a new token.
+    /// Stores a new token; a conflict when its secret is stored already, even revoked.
     async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
     /// Lists tokens, all or one user's.
     async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>>;

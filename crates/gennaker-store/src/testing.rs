@@ -60,25 +60,31 @@ impl TestDatabase {
                     drop_postgres: None,
                 })
             }
-            TestBackend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("gennaker_t_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::PgPool::connect(&admin).await.map_err(|e| {
-                    StoreError::Conflict(format!(
-                        "cannot reach the test PostgreSQL at {admin} ({e}); start one (scripts/test.sh does) or set GENNAKER_TEST_POSTGRES_URL"
-                    ))
-                })?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&pool)
-                    .await?;
-                pool.close().await;
-                Ok(TestDatabase {
-                    url: replace_database(&admin, &name),
-                    _dir: None,
-                    drop_postgres: Some((admin, name)),
-                })
-            }
+            TestBackend::Postgres => Self::create_postgres_with("").await,
         }
+    }
+
+    /// Creates an empty PostgreSQL database with extra `CREATE DATABASE` options, e.g. a
+    /// collation other than the server's default.
+    pub async fn create_postgres_with(options: &str) -> Result<Self> {
+        let admin = postgres_admin_url();
+        let name = format!("gennaker_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.map_err(|e| {
+            StoreError::Conflict(format!(
+                "cannot reach the test PostgreSQL at {admin} ({e}); start one (scripts/test.sh does) or set GENNAKER_TEST_POSTGRES_URL"
+            ))
+        })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} {options}"
+        )))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok(TestDatabase {
+            url: replace_database(&admin, &name),
+            _dir: None,
+            drop_postgres: Some((admin, name)),
+        })
     }
 
     /// Creates a database and connects a migrated store to it.

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_server::ServerConfig;
-use serde::{Deserialize, Serialize};
+use serde::de::{Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Flags of `gennaker server`.
 #[derive(Debug, clap::Args)]
@@ -50,7 +52,7 @@ struct RawSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    admin_token: Option<String>,
+    admin_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     auth: Option<AuthSettings>,
 }
@@ -63,6 +65,72 @@ struct AuthSettings {
     application_creators: Vec<String>,
 }
 
+/// A secret setting. It is read only from a string, never guessed from a number or a
+/// boolean (a token of digits is still a token, leading zeros included), and neither
+/// `Debug` nor a type error ever shows its value.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_string(SecretVisitor)
+    }
+}
+
+/// Accepts strings; anything else is refused by kind, not by value (serde's default
+/// messages quote the value, which here is the secret).
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn refuse<E: serde::de::Error>(&self, kind: &'static str) -> Result<Secret, E> {
+        Err(E::invalid_type(Unexpected::Other(kind), self))
+    }
+}
+
+impl Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string (quote the value in gennaker.toml)")
+    }
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret(value.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Secret, E> {
+        Ok(Secret(value))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        self.refuse("a boolean")
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+        self.refuse("a number")
+    }
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Secret, E> {
+        self.refuse("a number")
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+        self.refuse("a number")
+    }
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Secret, E> {
+        self.refuse("a number")
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        self.refuse("a number")
+    }
+}
+
 /// Environment variables of the server (the client's GENNAKER_URL/TOKEN are not settings).
 const SERVER_ENV_KEYS: [&str; 5] = [
     "listen",
@@ -72,7 +140,44 @@ const SERVER_ENV_KEYS: [&str; 5] = [
     "admin_token",
 ];
 
-fn settings(args: &ServerArgs) -> anyhow::Result<(ServerConfig, LogFormat)> {
+/// The server's `GENNAKER_*` variables as a figment provider, every value a string.
+///
+/// figment's own `Env` provider guesses each value's type, so `GENNAKER_ADMIN_TOKEN=0123`
+/// became the number 123: startup failed, and the error quoted the secret. Every server
+/// variable is text (addresses, paths, URLs, names), so nothing is guessed here.
+struct ServerEnv(Dict);
+
+impl ServerEnv {
+    /// Reads the variables through `lookup` (the process environment, or a map in tests).
+    fn read(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut dict = Dict::new();
+        for key in SERVER_ENV_KEYS {
+            if let Some(value) = lookup(&format!("GENNAKER_{}", key.to_ascii_uppercase())) {
+                dict.insert(key.to_owned(), Value::from(value));
+            }
+        }
+        ServerEnv(dict)
+    }
+}
+
+impl Provider for ServerEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("GENNAKER_* environment variables").interpolater(
+            |_: &Profile, keys: &[&str]| {
+                format!("GENNAKER_{}", keys.join(".").to_ascii_uppercase())
+            },
+        )
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Map::from([(Profile::Default, self.0.clone())]))
+    }
+}
+
+fn settings(
+    args: &ServerArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(ServerConfig, LogFormat)> {
     let mut figment = Figment::new();
     if let Some(path) = &args.config {
         if !path.is_file() {
@@ -89,7 +194,7 @@ fn settings(args: &ServerArgs) -> anyhow::Result<(ServerConfig, LogFormat)> {
         auth: None,
     };
     let raw: RawSettings = figment
-        .merge(Env::prefixed("GENNAKER_").only(&SERVER_ENV_KEYS))
+        .merge(ServerEnv::read(env))
         .merge(Serialized::defaults(flags))
         .extract()
         .context("invalid server settings")?;
@@ -108,7 +213,10 @@ fn settings(args: &ServerArgs) -> anyhow::Result<(ServerConfig, LogFormat)> {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7777))),
         data_dir,
         database_url,
-        admin_token: raw.admin_token.filter(|token| !token.is_empty()),
+        admin_token: raw
+            .admin_token
+            .map(|Secret(token)| token)
+            .filter(|token| !token.is_empty()),
         application_creators: raw
             .auth
             .map(|auth| auth.application_creators)
@@ -150,31 +258,21 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let (config, log_format) = settings(&args)?;
+    let (config, log_format) = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
-    let database = redact_password(&config.database_url);
+    let database = gennaker_store::redact_database_url(&config.database_url);
     gennaker_server::run(config, shutdown_signal())
         .await
         .with_context(|| format!("gennaker server failed (database {database})"))
 }
 
-/// The URL without its password, for messages.
-fn redact_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{ServerArgs, redact_password, settings};
+    use super::{ServerArgs, settings};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
 
     fn args(config: Option<std::path::PathBuf>) -> ServerArgs {
         ServerArgs {
@@ -191,7 +289,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gennaker.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n").unwrap();
-        let (config, _) = settings(&args(Some(file.clone()))).unwrap();
+        let (config, _) = settings(&args(Some(file.clone())), no_env).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.database_url, "sqlite:///srv/gk/gennaker.db");
         assert_eq!(config.application_creators, ["leads"]);
@@ -199,7 +297,7 @@ mod tests {
         let mut flagged = args(Some(file));
         flagged.listen = Some("127.0.0.1:9100".parse().unwrap());
         flagged.database_url = Some("postgres://u@h/db".to_owned());
-        let (config, _) = settings(&flagged).unwrap();
+        let (config, _) = settings(&flagged, no_env).unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.database_url, "postgres://u@h/db");
     }
@@ -207,20 +305,37 @@ mod tests {
     #[test]
     fn unknown_or_missing_settings_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(settings(&args(Some(dir.path().join("missing.toml")))).is_err());
+        assert!(settings(&args(Some(dir.path().join("missing.toml"))), no_env).is_err());
         let file = dir.path().join("gennaker.toml");
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
-        let err = format!("{:#}", settings(&args(Some(file))).unwrap_err());
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("lisen"), "{err}");
     }
 
     #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact_password("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_password("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    fn secrets_are_strings_from_the_environment_and_never_quoted() {
+        let env = |name: &str| match name {
+            "GENNAKER_ADMIN_TOKEN" => Some("007".to_owned()),
+            "GENNAKER_LISTEN" => Some("127.0.0.1:9200".to_owned()),
+            _ => None,
+        };
+        let (config, _) = settings(&args(None), env).unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some("007"));
+        assert_eq!(config.listen.port(), 9200);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        for value in ["4815162342", "true", "3.14"] {
+            std::fs::write(&file, format!("admin_token = {value}\n")).unwrap();
+            let err = format!(
+                "{:#}",
+                settings(&args(Some(file.clone())), no_env).unwrap_err()
+            );
+            assert!(err.contains("admin_token"), "{err}");
+            assert!(!err.contains(value), "the secret is quoted: {err}");
+        }
+        let wrong = |name: &str| (name == "GENNAKER_LISTEN").then(|| "not-an-address".to_owned());
+        let err = format!("{:#}", settings(&args(None), wrong).unwrap_err());
+        assert!(err.contains("GENNAKER_LISTEN"), "{err}");
     }
 }

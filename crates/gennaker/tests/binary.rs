@@ -27,6 +27,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the server with extra environment variables.
+    fn start_with(env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -40,6 +45,7 @@ impl Server {
             .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .env_remove("GENNAKER_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(data_dir.path().join("server.log")).unwrap())
             .spawn()
@@ -298,6 +304,59 @@ fn sigterm_stops_the_server_gracefully() {
     };
     assert!(status.success(), "exit status {status:?}");
     assert!(server.log().contains("stopped"), "{}", server.log());
+}
+
+#[test]
+fn a_numeric_admin_token_is_a_string_and_never_printed() {
+    // figment used to read this as a number: startup failed and quoted the secret.
+    let server = Server::start_with(&[("GENNAKER_ADMIN_TOKEN", "0123456789")]);
+    let whoami = server.run(Some("0123456789"), &["whoami"]);
+    assert!(
+        whoami.status.success(),
+        "the leading zero is kept: {}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    assert!(!server.log().contains("0123456789"), "{}", server.log());
+
+    // A number in gennaker.toml is refused, without quoting it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gennaker.toml");
+    std::fs::write(&config, "admin_token = 987654321\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GENNAKER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = printed(&output);
+    assert!(text.contains("admin_token"), "{text}");
+    assert!(!text.contains("987654321"), "{text}");
+}
+
+#[test]
+fn database_passwords_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "mysql://gk:hunter2@db.example/gk?sslmode=require&password=hunter3",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GENNAKER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = printed(&output);
+    assert!(text.contains("gk:***@db.example"), "{text}");
+    assert!(text.contains("password=***"), "{text}");
+    assert!(!text.contains("hunter"), "{text}");
 }
 
 #[test]

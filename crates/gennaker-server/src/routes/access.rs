@@ -1,16 +1,17 @@
 //! `/api/v1/users`, `/api/v1/roles`, `/api/v1/tokens` and `/api/v1/me`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gennaker_store::{ApiToken, NewToken, Role, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, Path, Query};
 use crate::state::AppState;
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -91,12 +92,6 @@ fn valid_name(kind: &str, name: &str) -> ApiResult<()> {
     }
 }
 
-fn created<T: Serialize>(value: T, detail: serde_json::Value) -> Response {
-    let mut response = (StatusCode::CREATED, Json(value)).into_response();
-    response.extensions_mut().insert(AuditDetail(detail));
-    response
-}
-
 /// The caller's own user.
 #[utoipa::path(get, path = "/api/v1/me", tag = "access", responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
 pub(crate) async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
@@ -124,7 +119,7 @@ pub(crate) async fn list_users(
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<NewUser>,
+    JsonBody(body): JsonBody<NewUser>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("user", &body.name)?;
@@ -132,10 +127,8 @@ pub(crate) async fn create_user(
         .store
         .create_user(&body.name, body.admin, &body.roles)
         .await?;
-    Ok(created(
-        &user,
-        json!({ "user": user.name, "admin": user.admin, "roles": user.roles }),
-    ))
+    let detail = json!({ "user": user.name, "admin": user.admin, "roles": user.roles });
+    Ok(audited((StatusCode::CREATED, Json(user)), detail))
 }
 
 /// Reads a user (admins, or the user themself).
@@ -146,9 +139,7 @@ pub(crate) async fn get_user(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<User>> {
-    if !caller.name.eq_ignore_ascii_case(&name) {
-        caller.require_admin()?;
-    }
+    caller.require_self_or_admin(&name)?;
     state
         .store
         .get_user(&name)
@@ -177,12 +168,12 @@ pub(crate) async fn delete_user(
 
 /// Replaces a user's roles (admins only).
 #[utoipa::path(put, path = "/api/v1/users/{name}/roles", tag = "access", params(("name" = String, Path, description = "User name")), request_body = RolesBody,
-    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_roles(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Json(body): Json<RolesBody>,
+    JsonBody(body): JsonBody<RolesBody>,
 ) -> ApiResult<Json<User>> {
     caller.require_admin()?;
     Ok(Json(state.store.set_user_roles(&name, &body.roles).await?))
@@ -204,7 +195,7 @@ pub(crate) async fn list_roles(
 pub(crate) async fn create_role(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<NewRole>,
+    JsonBody(body): JsonBody<NewRole>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("role", &body.name)?;
@@ -212,7 +203,8 @@ pub(crate) async fn create_role(
         .store
         .create_role(&body.name, &body.description)
         .await?;
-    Ok(created(&role, json!({ "role": role.name })))
+    let detail = json!({ "role": role.name });
+    Ok(audited((StatusCode::CREATED, Json(role)), detail))
 }
 
 /// Deletes a role and removes it from its users (admins only).
@@ -229,35 +221,33 @@ pub(crate) async fn delete_role(
 }
 
 /// Lists tokens: the caller's own, or (admins) anyone's.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", params(TokenFilter), responses((status = 200, body = Vec<ApiToken>), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", params(TokenFilter), responses((status = 200, body = Vec<ApiToken>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     Query(filter): Query<TokenFilter>,
 ) -> ApiResult<Json<Vec<ApiToken>>> {
     let user = match filter.user {
-        Some(user) if !user.eq_ignore_ascii_case(&caller.name) => {
-            caller.require_admin()?;
+        Some(user) => {
+            caller.require_self_or_admin(&user)?;
             Some(user)
         }
         None if caller.admin => None,
-        _ => Some(caller.name.clone()),
+        None => Some(caller.name.clone()),
     };
     Ok(Json(state.store.list_tokens(user.as_deref()).await?))
 }
 
 /// Creates a token for the caller (or, for admins, for any user).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = TokenRequest,
-    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<TokenRequest>,
+    JsonBody(body): JsonBody<TokenRequest>,
 ) -> ApiResult<Response> {
     let user = body.user.unwrap_or_else(|| caller.name.clone());
-    if !user.eq_ignore_ascii_case(&caller.name) {
-        caller.require_admin()?;
-    }
+    caller.require_self_or_admin(&user)?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request(
             "the token needs a name, e.g. 'laptop' or 'ci'",
@@ -277,30 +267,26 @@ pub(crate) async fn create_token(
         })
         .await?;
     let detail = json!({ "tokenId": info.id, "user": info.user });
-    Ok(created(
-        CreatedToken {
-            token: secret,
-            info,
-        },
-        detail,
-    ))
+    let body = CreatedToken {
+        token: secret,
+        info,
+    };
+    Ok(audited((StatusCode::CREATED, Json(body)), detail))
 }
 
-/// Revokes a token (its owner or an admin).
+/// Revokes a token (its owner or an admin). Someone else's token is "not found" to a
+/// non-admin, exactly like a token that does not exist: a 403 would confirm it exists.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = ApiToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApiToken), (status = 404, body = ErrorBody, description = "No such token, or not the caller's and the caller is not an admin")))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiToken>> {
-    let token = state
-        .store
-        .get_token(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("token '{id}' not found")))?;
-    if !token.user.eq_ignore_ascii_case(&caller.name) {
-        caller.require_admin()?;
+    let not_found = || ApiError::NotFound(format!("token '{id}' not found"));
+    let token = state.store.get_token(&id).await?.ok_or_else(not_found)?;
+    if caller.require_self_or_admin(&token.user).is_err() {
+        return Err(not_found());
     }
     Ok(Json(state.store.revoke_token(&id).await?))
 }

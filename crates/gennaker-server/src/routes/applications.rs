@@ -1,27 +1,36 @@
 //! `/api/v1/applications`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gennaker_core::validate_application_value;
 use gennaker_store::ApplicationRecord;
 use serde_json::{Value, json};
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Access, Caller, application_permissions};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, RawBody};
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
-/// Reads an application or answers 404.
-pub(crate) async fn load(state: &AppState, name: &str) -> ApiResult<ApplicationRecord> {
-    state.store.get_application(name).await?.ok_or_else(|| {
+/// Reads an application the caller has `access` to: 404 when it does not exist, 403 when
+/// the caller lacks the access.
+pub(crate) async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    access: Access,
+) -> ApiResult<ApplicationRecord> {
+    let record = state.store.get_application(name).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "application '{name}' not found; create it with `gennaker app save`"
         ))
-    })
+    })?;
+    caller.require(&record.name, &record.config, access)?;
+    Ok(record)
 }
 
 /// Checks a new or changed application document: valid, and it leaves its author able to
@@ -42,8 +51,16 @@ fn check_document(
         return Ok(name);
     }
     let creators = &state.config.application_creators;
-    if creating && !creators.is_empty() && !caller.roles.iter().any(|role| creators.contains(role))
-    {
+    // Role names ignore case everywhere (Fiat lower-cases them); the setting may not.
+    let may_create = || {
+        creators.iter().any(|creator| {
+            caller
+                .roles
+                .iter()
+                .any(|role| role.eq_ignore_ascii_case(creator))
+        })
+    };
+    if creating && !creators.is_empty() && !may_create() {
         return Err(ApiError::Forbidden(format!(
             "only roles [{}] may create applications, and user '{}' has [{}]",
             creators.join(", "),
@@ -67,10 +84,50 @@ fn check_document(
 }
 
 fn with_detail(status: StatusCode, record: ApplicationRecord) -> Response {
-    let detail = AuditDetail(json!({ "application": record.name }));
-    let mut response = (status, Json(record)).into_response();
-    response.extensions_mut().insert(detail);
-    response
+    let detail = json!({ "application": record.name, "version": record.version });
+    audited((status, [(ETAG, etag(&record))], Json(record)), detail)
+}
+
+/// The entity tag of an application: its version, quoted as HTTP wants.
+fn etag(record: &ApplicationRecord) -> String {
+    format!("\"{}\"", record.version)
+}
+
+/// What the `If-Match` header of a PUT asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precondition {
+    /// No header: replace whatever is stored, as before optimistic concurrency existed.
+    None,
+    /// `*`: the application must exist.
+    Exists,
+    /// `"N"`: the application must still be at version N.
+    Version(i64),
+}
+
+/// Reads `If-Match`: absent, `*`, or one strong entity tag as GET returns it (`"3"`).
+fn precondition(headers: &HeaderMap) -> ApiResult<Precondition> {
+    let mut values = headers.get_all(IF_MATCH).iter();
+    let Some(value) = values.next() else {
+        return Ok(Precondition::None);
+    };
+    let usage = || {
+        ApiError::bad_request(
+            "If-Match must be one entity tag as GET returns it in ETag (e.g. \"3\"), or *",
+        )
+    };
+    if values.next().is_some() {
+        return Err(usage());
+    }
+    let value = value.to_str().map_err(|_| usage())?.trim();
+    if value == "*" {
+        return Ok(Precondition::Exists);
+    }
+    value
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<i64>().ok())
+        .map(Precondition::Version)
+        .ok_or_else(usage)
 }
 
 /// Lists the applications the caller may read.
@@ -90,12 +147,12 @@ pub(crate) async fn list(
 
 /// Creates an application from its document (`name`, `email`, `permissions`, …).
 #[utoipa::path(post, path = "/api/v1/applications", tag = "applications", request_body(content = Object, description = "Application document"),
-    responses((status = 201, body = ApplicationRecord), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = ApplicationRecord, headers(("ETag" = String, description = "The version, quoted"))), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let document = parse_body(&headers, &body)?;
     let name = check_document(&state, &caller, &document, true)?;
@@ -108,28 +165,35 @@ pub(crate) async fn create(
 
 /// Reads one application.
 #[utoipa::path(get, path = "/api/v1/applications/{app}", tag = "applications", params(("app" = String, Path, description = "Application name")),
-    responses((status = 200, body = ApplicationRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationRecord, headers(("ETag" = String, description = "The version, quoted; send it back in If-Match to update only this version"))),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(app): Path<String>,
-) -> ApiResult<Json<ApplicationRecord>> {
-    let record = load(&state, &app).await?;
-    caller.require(&record.name, &record.config, Access::Read)?;
-    Ok(Json(record))
+) -> ApiResult<Response> {
+    let record = authorize(&state, &caller, &app, Access::Read).await?;
+    Ok(([(ETAG, etag(&record))], Json(record)).into_response())
 }
 
-/// Creates or replaces an application.
-#[utoipa::path(put, path = "/api/v1/applications/{app}", tag = "applications", params(("app" = String, Path, description = "Application name")),
+/// Creates or replaces an application. With `If-Match` (the ETag of a GET), the
+/// replacement happens only if nobody changed the application since; otherwise 409.
+#[utoipa::path(put, path = "/api/v1/applications/{app}", tag = "applications",
+    params(("app" = String, Path, description = "Application name"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the version the change is based on (e.g. \"3\"), or * for any existing version; without it the document replaces whatever is stored")),
     request_body(content = Object, description = "Application document"),
-    responses((status = 200, body = ApplicationRecord), (status = 201, body = ApplicationRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationRecord, headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 201, body = ApplicationRecord, headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "If-Match names a version that is no longer current, or an application that does not exist")))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(app): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
+    let precondition = precondition(&headers)?;
     let mut document = parse_body(&headers, &body)?;
     match document.get("name").and_then(Value::as_str) {
         Some(name) if !name.eq_ignore_ascii_case(&app) => {
@@ -149,12 +213,19 @@ pub(crate) async fn put(
         Some(existing) => {
             caller.require(&existing.name, &existing.config, Access::Write)?;
             check_document(&state, &caller, &document, false)?;
+            let expected_version = match precondition {
+                Precondition::Version(version) => Some(version),
+                Precondition::Exists | Precondition::None => None,
+            };
             let record = state
                 .store
-                .update_application(&existing.name, &document, &caller.name)
+                .update_application(&existing.name, &document, &caller.name, expected_version)
                 .await?;
             Ok(with_detail(StatusCode::OK, record))
         }
+        None if precondition != Precondition::None => Err(ApiError::Conflict(format!(
+            "application '{app}' does not exist, so If-Match cannot match; send the document without If-Match to create it"
+        ))),
         None => {
             let name = check_document(&state, &caller, &document, true)?;
             let record = state
@@ -174,8 +245,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let record = load(&state, &app).await?;
-    caller.require(&record.name, &record.config, Access::Write)?;
+    let record = authorize(&state, &caller, &app, Access::Write).await?;
     state.store.delete_application(&record.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

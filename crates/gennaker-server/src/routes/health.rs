@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::error::UNAVAILABLE_MESSAGE;
 use crate::state::AppState;
 
 /// Liveness: always 200 while the process serves HTTP.
@@ -19,11 +20,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
             StatusCode::OK,
             Json(json!({ "status": "ready", "database": state.store.backend() })),
         ),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "status": "unavailable", "database": state.store.backend(), "error": err.to_string() }),
-            ),
-        ),
+        // /readyz needs no token: the driver's error (hosts, ports, file paths) goes to the
+        // log only.
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({ "status": "unavailable", "database": state.store.backend(), "error": UNAVAILABLE_MESSAGE }),
+                ),
+            )
+        }
     }
 }

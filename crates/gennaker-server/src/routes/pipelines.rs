@@ -1,30 +1,77 @@
 //! `/api/v1/applications/{app}/pipelines` and `/api/v1/pipelines/validate`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gennaker_core::{Problem, Severity};
 use gennaker_expr::validate_pipeline;
-use gennaker_store::{PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome};
+use gennaker_store::{
+    ApplicationRecord, PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::audit::AuditDetail;
+use crate::audit::audited;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::routes::applications::load as load_application;
+use crate::extract::{Path, RawBody};
+use crate::routes::applications::authorize;
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
+
+/// A pipeline as a save or restore answers with it. Fiat's WRITE does not imply READ, so
+/// a caller who may change an application but not read it gets the metadata only: a
+/// restore would otherwise hand out an old revision they could never read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PipelineView {
+    /// The pipeline's id (kept across revisions and renames).
+    pub id: String,
+    /// The application the pipeline belongs to.
+    pub application: String,
+    /// The pipeline's name.
+    pub name: String,
+    /// The revision number of the stored document.
+    pub revision: i64,
+    /// The document as stored; absent when the caller lacks READ on the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// When the pipeline was first saved.
+    pub created_at: i64,
+    /// When the current revision was saved.
+    pub updated_at: i64,
+    /// Who saved the current revision.
+    pub updated_by: String,
+}
+
+impl PipelineView {
+    /// The record as `caller` may see it.
+    fn new(record: PipelineRecord, caller: &Caller, application: &ApplicationRecord) -> Self {
+        let readable = caller
+            .require(&application.name, &application.config, Access::Read)
+            .is_ok();
+        PipelineView {
+            id: record.id,
+            application: record.application,
+            name: record.name,
+            revision: record.revision,
+            config: readable.then_some(record.config),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            updated_by: record.updated_by,
+        }
+    }
+}
 
 /// The answer to a pipeline save.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SaveResponse {
     /// `created`, `updated` or `unchanged`.
     pub outcome: SaveOutcome,
-    /// The pipeline as stored now.
-    pub pipeline: PipelineRecord,
+    /// The pipeline as stored now (its document only for callers with READ).
+    pub pipeline: PipelineView,
     /// Warnings found while validating (e.g. stage types Gennaker cannot run yet).
     #[schema(value_type = Vec<Object>)]
     pub warnings: Vec<Problem>,
@@ -56,8 +103,7 @@ pub(crate) async fn list(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PipelineRecord>>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(state.store.list_pipelines(&application.name).await?))
 }
 
@@ -72,10 +118,9 @@ pub(crate) async fn save(
     caller: Caller,
     Path(app): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
     let document = parse_body(&headers, &body)?;
     let warnings = reject_errors("pipeline", validate_pipeline(&document))?;
     if let Some(named) = document.get("application").and_then(Value::as_str)
@@ -112,20 +157,14 @@ pub(crate) async fn save(
     } else {
         StatusCode::OK
     };
-    let detail = AuditDetail(
-        json!({ "pipelineId": pipeline.id, "revision": pipeline.revision, "outcome": outcome }),
-    );
-    let mut response = (
-        status,
-        Json(SaveResponse {
-            outcome,
-            pipeline,
-            warnings,
-        }),
-    )
-        .into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail =
+        json!({ "pipelineId": pipeline.id, "revision": pipeline.revision, "outcome": outcome });
+    let body = SaveResponse {
+        outcome,
+        pipeline: PipelineView::new(pipeline, &caller, &application),
+        warnings,
+    };
+    Ok(audited((status, Json(body)), detail))
 }
 
 /// Reads a pipeline's current revision.
@@ -137,8 +176,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PipelineRecord>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(load(&state, &application.name, &name).await?))
 }
 
@@ -151,19 +189,14 @@ pub(crate) async fn delete(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
     let deleted = state
         .store
         .delete_pipeline(&application.name, &name)
         .await?;
     // The deleted document goes to the audit log, so a deletion can always be undone by hand.
-    let detail = AuditDetail(
-        json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config }),
-    );
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail = json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config });
+    Ok(audited(StatusCode::NO_CONTENT, detail))
 }
 
 /// Lists every revision of a pipeline, newest first.
@@ -175,8 +208,7 @@ pub(crate) async fn history(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<PipelineRevision>>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     Ok(Json(
         state
             .store
@@ -188,14 +220,13 @@ pub(crate) async fn history(
 /// Reads one revision of a pipeline.
 #[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}", tag = "pipelines",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision number")),
-    responses((status = 200, body = PipelineRevision), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PipelineRevision), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn revision(
     State(state): State<AppState>,
     caller: Caller,
     Path((app, name, revision)): Path<(String, String, i64)>,
 ) -> ApiResult<Json<PipelineRevision>> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Read)?;
+    let application = authorize(&state, &caller, &app, Access::Read).await?;
     state
         .store
         .pipeline_revision(&application.name, &name, revision)
@@ -211,24 +242,46 @@ pub(crate) async fn revision(
 /// Makes an old revision current again (as a new revision).
 #[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore", tag = "pipelines",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision to restore")),
-    responses((status = 200, body = PipelineRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = PipelineView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     caller: Caller,
     Path((app, name, revision)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
-    let application = load_application(&state, &app).await?;
-    caller.require(&application.name, &application.config, Access::Write)?;
+    let application = authorize(&state, &caller, &app, Access::Write).await?;
+    // An old revision passed the rules of its day; it must pass today's, like a save.
+    // Revisions never change, so checking before the store's transaction is safe.
+    let old = state
+        .store
+        .pipeline_revision(&application.name, &name, revision)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline '{name}' of application '{app}' has no revision {revision}"
+            ))
+        })?;
+    if let Err(err) = reject_errors("revision", validate_pipeline(&old.config)) {
+        let readable = caller
+            .require(&application.name, &application.config, Access::Read)
+            .is_ok();
+        // The problems quote the document, which a caller without READ may not see.
+        return Err(if readable {
+            err
+        } else {
+            ApiError::bad_request(format!(
+                "revision {revision} does not pass validation; nothing was saved"
+            ))
+        });
+    }
     let restored = state
         .store
         .restore_pipeline_revision(&application.name, &name, revision, &caller.name)
         .await?;
-    let detail = AuditDetail(
-        json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision }),
-    );
-    let mut response = Json(restored).into_response();
-    response.extensions_mut().insert(detail);
-    Ok(response)
+    let detail = json!({ "pipelineId": restored.id, "revision": restored.revision, "restoredFrom": revision });
+    Ok(audited(
+        Json(PipelineView::new(restored, &caller, &application)),
+        detail,
+    ))
 }
 
 /// Validates a pipeline document without saving it.
@@ -237,7 +290,7 @@ pub(crate) async fn restore(
 pub(crate) async fn validate(
     _caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Json<ValidateResponse> {
     let problems = match parse_body(&headers, &body) {
         Ok(document) => validate_pipeline(&document).problems,

@@ -134,15 +134,26 @@ api_test!(users_roles_and_tokens, |backend| {
         .post("/api/v1/tokens", &alice, json!({ "name": " " }))
         .await
         .expect(400);
-    server
+    // Someone else's token and a missing one get the same answer, so ids cannot be probed.
+    let others = server
         .delete(&format!("/api/v1/tokens/{bob_token_id}"), &alice)
         .await
-        .expect(403);
+        .expect(404);
     server.get("/api/v1/me", &bob).await.expect(200);
-    server
+    let missing = server
         .delete("/api/v1/tokens/no-such-token", &alice)
         .await
         .expect(404);
+    assert_eq!(
+        others["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(&bob_token_id, "ID"),
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-token", "ID")
+    );
 
     let revoked = server
         .delete(&format!("/api/v1/tokens/{second_id}"), &alice)
@@ -179,6 +190,48 @@ api_test!(users_roles_and_tokens, |backend| {
     // Tokens are stored hashed: the secret is nowhere in the store's listing.
     let all = server.get("/api/v1/tokens", &admin).await.expect(200);
     assert!(!all.to_string().contains(&bob), "{all}");
+
+    // Role names ignore case and are stored lower-case, everywhere they appear.
+    let role = server
+        .post("/api/v1/roles", &admin, json!({ "name": "QA" }))
+        .await
+        .expect(201);
+    assert_eq!(role["name"], "qa");
+    server
+        .post("/api/v1/roles", &admin, json!({ "name": "qa" }))
+        .await
+        .expect(409);
+    let carol = server
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "name": "carol", "roles": ["Qa", "qa", "OPS"] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(carol["roles"], json!(["ops", "qa"]));
+    let carol = server
+        .put(
+            "/api/v1/users/carol/roles",
+            &admin,
+            json!({ "roles": ["QA", "Qa"] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(carol["roles"], json!(["qa"]));
+    let carol_token = server.token_for("carol").await.0;
+    server
+        .app(json!({ "name": "qaapp", "permissions": { "READ": ["Qa"], "WRITE": ["QA"] } }))
+        .await;
+    server
+        .get("/api/v1/applications/qaapp", &carol_token)
+        .await
+        .expect(200);
+    server.delete("/api/v1/roles/Qa", &admin).await.expect(204);
+    assert_eq!(
+        server.get("/api/v1/users/carol", &admin).await.expect(200)["roles"],
+        json!([])
+    );
 
     // Deleting a user ends their tokens; an admin cannot delete themself.
     server.delete("/api/v1/users/bob", &admin).await.expect(204);

@@ -227,13 +227,14 @@ api_test!(application_creators_restrict_creation, |backend| {
     let server = Server::start_with(
         backend,
         Options {
-            application_creators: vec!["creators".to_owned()],
+            // Role names ignore case: the setting's spelling need not match the role's.
+            application_creators: vec!["Creators".to_owned()],
             ..Options::default()
         },
     )
     .await;
     let dev = server.user("dev", &["devs"]).await;
-    let creator = server.user("maker", &["creators"]).await;
+    let creator = server.user("maker", &["CREATORS"]).await;
     let body = server
         .post("/api/v1/applications", &dev, json!({ "name": "devapp" }))
         .await
@@ -242,7 +243,7 @@ api_test!(application_creators_restrict_creation, |backend| {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("creators"),
+            .contains("Creators"),
         "{body}"
     );
     // PUT of a missing application is a creation too.
@@ -283,4 +284,122 @@ api_test!(application_creators_restrict_creation, |backend| {
         .get("/api/v1/applications/devapp", &server.admin)
         .await
         .expect(404);
+});
+
+/// PUTs a document with an optional If-Match; returns the status, ETag and body.
+async fn put_if_match(
+    server: &Server,
+    app: &str,
+    if_match: Option<&str>,
+    document: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = server
+        .client
+        .put(format!("{}/api/v1/applications/{app}", server.base))
+        .bearer_auth(&server.admin)
+        .json(&document);
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, etag, response.json().await.unwrap())
+}
+
+api_test!(if_match_prevents_lost_updates, |backend| {
+    let server = Server::start(backend).await;
+    server
+        .app(json!({ "name": "shop", "email": "a@example.com" }))
+        .await;
+    let response = server
+        .client
+        .get(format!("{}/api/v1/applications/shop", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let read: Value = response.json().await.unwrap();
+    assert_eq!(read["version"], 1);
+
+    // Alice and Bob both read version 1; Alice saves first.
+    let (status, etag, alice) = put_if_match(
+        &server,
+        "shop",
+        Some("\"1\""),
+        json!({ "name": "shop", "email": "alice@example.com" }),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"2\"")), "{alice}");
+    assert_eq!(alice["version"], 2);
+    let (status, _, bob) = put_if_match(
+        &server,
+        "shop",
+        Some("\"1\""),
+        json!({ "name": "shop", "email": "bob@example.com" }),
+    )
+    .await;
+    assert_eq!(status, 409, "{bob}");
+    assert_eq!(bob["error"]["code"], "conflict");
+    let message = bob["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("changed") && message.contains("version 2"),
+        "{message}"
+    );
+    let stored = server
+        .get("/api/v1/applications/shop", &server.admin)
+        .await
+        .expect(200);
+    assert_eq!(stored["config"]["email"], "alice@example.com");
+
+    // `*` needs the application to exist; no If-Match replaces as before.
+    let (status, etag, _) = put_if_match(
+        &server,
+        "shop",
+        Some("*"),
+        json!({ "name": "shop", "email": "any@example.com" }),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"3\"")));
+    let (status, etag, _) = put_if_match(
+        &server,
+        "shop",
+        None,
+        json!({ "name": "shop", "email": "blind@example.com" }),
+    )
+    .await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"4\"")));
+
+    // If-Match never creates.
+    for tag in ["\"1\"", "*"] {
+        let (status, _, body) =
+            put_if_match(&server, "cart", Some(tag), json!({ "name": "cart" })).await;
+        assert_eq!(status, 409, "{body}");
+    }
+    server
+        .get("/api/v1/applications/cart", &server.admin)
+        .await
+        .expect(404);
+
+    // A malformed tag is a 400 that shows the expected form.
+    for tag in ["1", "W/\"4\"", "\"4\", \"5\"", "\"four\""] {
+        let (status, _, body) =
+            put_if_match(&server, "shop", Some(tag), json!({ "name": "shop" })).await;
+        assert_eq!(status, 400, "{tag}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("ETag"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        server
+            .get("/api/v1/applications/shop", &server.admin)
+            .await
+            .expect(200)["version"],
+        4
+    );
 });

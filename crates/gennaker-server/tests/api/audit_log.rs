@@ -1,5 +1,10 @@
 //! The audit log records every mutating call, refused ones included, and no reads.
 
+use std::time::Duration;
+
+use gennaker_store::{AuditEntry, AuditQuery, Store};
+
+use crate::faulty::AuditFaults;
 use crate::harness::*;
 
 fn find<'a>(entries: &'a [Value], action: &str, status: i64) -> &'a Value {
@@ -161,4 +166,118 @@ api_test!(mutations_are_audited, |backend| {
         .await
         .expect(200);
     assert_eq!(targeted.as_array().unwrap().len(), 2, "{targeted:#?}");
+});
+
+/// Polls the store's audit log until an entry for `action` with `status` appears.
+async fn wait_for_entry(server: &Server, action: &str, status: i64) -> Option<AuditEntry> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let entries = server
+            .store
+            .list_audit(&AuditQuery {
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        if let Some(entry) = entries
+            .into_iter()
+            .find(|e| e.action == action && e.status == status)
+        {
+            return Some(entry);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+api_test!(
+    a_client_that_hangs_up_does_not_lose_the_audit_entry,
+    |backend| {
+        let faults = AuditFaults::closed();
+        let server = Server::start_with(
+            backend,
+            Options {
+                audit_faults: Some(faults.clone()),
+                ..Options::default()
+            },
+        )
+        .await;
+        // Created in the store directly: an API call would wait at the closed gate.
+        server
+            .store
+            .create_application("shop", &json!({ "name": "shop" }), "admin")
+            .await
+            .unwrap();
+
+        // The save commits, then its audit write waits; the client gives up meanwhile.
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let sent = impatient
+            .post(format!(
+                "{}/api/v1/applications/shop/pipelines",
+                server.base
+            ))
+            .bearer_auth(&server.admin)
+            .json(&wait_pipeline("shop", "deploy", 1))
+            .send()
+            .await;
+        assert!(
+            sent.is_err_and(|e| e.is_timeout()),
+            "the client should time out"
+        );
+        // Give the server time to notice the closed connection before the write may go on.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        faults.open();
+
+        let entry = wait_for_entry(&server, "POST /api/v1/applications/shop/pipelines", 201)
+            .await
+            .expect("the committed save has its audit entry although the client hung up");
+        assert_eq!(entry.actor, "admin");
+        assert_eq!(entry.detail["revision"], 1);
+        assert!(
+            server
+                .store
+                .get_pipeline("shop", "deploy")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+);
+
+api_test!(failed_audit_writes_are_counted, |backend| {
+    let faults = AuditFaults::failing();
+    let server = Server::start_with(
+        backend,
+        Options {
+            audit_faults: Some(faults),
+            ..Options::default()
+        },
+    )
+    .await;
+    let metrics = server.get("/metrics", &server.admin).await.expect(200);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("gennaker_audit_write_failures_total 0"),
+        "{metrics}"
+    );
+    // The change itself succeeds: the audit log failing is the operator's alarm, not the caller's.
+    server.app(json!({ "name": "shop" })).await;
+    server
+        .post("/api/v1/roles", &server.admin, json!({ "name": "ops" }))
+        .await
+        .expect(201);
+    let metrics = server.get("/metrics", &server.admin).await.expect(200);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("gennaker_audit_write_failures_total 2"),
+        "{metrics}"
+    );
 });

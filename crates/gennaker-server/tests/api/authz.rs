@@ -327,14 +327,15 @@ fn table() -> Vec<Row> {
             200,
             200,
         ),
+        // Someone else's token is not found, as if it did not exist: no existence probing.
         row(
             Method::DELETE,
             "/api/v1/tokens/{id}",
             "/api/v1/tokens/{other_token}",
             None,
             true,
-            403,
-            403,
+            404,
+            404,
             200,
         ),
         row(

@@ -119,3 +119,74 @@ api_test!(garbage_is_always_400, |backend| {
     }
     assert_eq!(server.pipeline_state("fuzz").await, before);
 });
+
+api_test!(malformed_requests_answer_in_the_error_format, |backend| {
+    let server = Server::start(backend).await;
+    server.app(json!({ "name": "shop" })).await;
+    server
+        .save("shop", &server.admin, wait_pipeline("shop", "p", 1))
+        .await
+        .expect(201);
+    let admin = Some(server.admin.as_str());
+    let cases = [
+        // JSON that does not fit the route's shape (axum: 422, plain text).
+        (
+            Method::POST,
+            "/api/v1/users",
+            Body::Json(json!({ "nam": "x" })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/roles",
+            Body::Json(json!({ "name": 7 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Body::Raw("application/json", b"{".to_vec()),
+            400,
+        ),
+        // Not JSON at all (axum: 415, plain text).
+        (
+            Method::POST,
+            "/api/v1/roles",
+            Body::Raw("text/plain", b"name=qa".to_vec()),
+            400,
+        ),
+        (Method::PUT, "/api/v1/users/admin/roles", Body::None, 400),
+        // A path or query parameter of the wrong type (axum: 400, plain text).
+        (
+            Method::GET,
+            "/api/v1/applications/shop/pipelines/p/history/abc",
+            Body::None,
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/applications/shop/pipelines/p/history/1x/restore",
+            Body::None,
+            400,
+        ),
+        (Method::GET, "/api/v1/audit?limit=lots", Body::None, 400),
+        // Beyond the body limit (axum: 413, plain text).
+        (
+            Method::POST,
+            "/api/v1/applications/shop/pipelines",
+            Body::Raw("application/json", vec![b' '; 16 * 1024 * 1024 + 1]),
+            413,
+        ),
+    ];
+    for (method, path, body, status) in cases {
+        let reply = server.call(method.clone(), path, admin, body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        let message = reply.body["error"]["message"].as_str();
+        assert!(
+            message.is_some_and(|m| !m.is_empty()),
+            "{method} {path}: not the API's error format: {}",
+            reply.body
+        );
+        assert!(reply.body["error"]["code"].is_string(), "{}", reply.body);
+    }
+});

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::faulty::{AuditFaults, FaultyStore};
 use gennaker_server::{AppState, Metrics, ServerConfig, bootstrap_admin, router};
 pub(crate) use gennaker_store::testing::TestBackend;
 use gennaker_store::testing::TestDatabase;
@@ -19,6 +20,8 @@ pub(crate) const ADMIN_TOKEN: &str = "gnk_test_admin_0123456789abcdef";
 pub(crate) struct Options {
     pub admin_token: Option<String>,
     pub application_creators: Vec<String>,
+    /// When set, the server's store holds up or fails audit writes as these say.
+    pub audit_faults: Option<Arc<AuditFaults>>,
 }
 
 impl Default for Options {
@@ -26,6 +29,7 @@ impl Default for Options {
         Options {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             application_creators: Vec::new(),
+            audit_faults: None,
         }
     }
 }
@@ -120,10 +124,18 @@ impl Server {
             (None, Some(path)) => std::fs::read_to_string(path).unwrap().trim().to_owned(),
             (None, None) => panic!("bootstrap gave the admin no token"),
         };
+        let served_store: Arc<dyn Store> = match options.audit_faults {
+            Some(faults) => Arc::new(FaultyStore {
+                inner: store.clone(),
+                faults,
+            }),
+            None => Arc::new(store.clone()),
+        };
         let state = AppState {
-            store: Arc::new(store.clone()),
+            store: served_store,
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),
+            tasks: tokio_util::task::TaskTracker::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

@@ -1,6 +1,7 @@
 //! Saving, reading, revising and refusing pipelines.
 
 use gennaker_core::{Support, stage_type, to_yaml_string};
+use gennaker_store::Store;
 
 use crate::harness::*;
 
@@ -372,4 +373,119 @@ api_test!(validate_without_saving, |backend| {
         .get(&pipeline_path("shop", "checked"), &server.admin)
         .await
         .expect(404);
+});
+
+api_test!(write_without_read_sees_no_documents, |backend| {
+    let server = Server::start(backend).await;
+    // Fiat: WRITE does not imply READ.
+    server
+        .app(json!({ "name": "vault", "permissions": { "READ": ["readers"], "WRITE": ["writers"] } }))
+        .await;
+    let writer = server.user("wendy", &["writers"]).await;
+    let secret = json!({ "application": "vault", "name": "deploy", "description": "secret v1",
+        "stages": [{ "refId": "1", "type": "wait", "name": "Wait", "waitTime": 1 }] });
+    server
+        .save("vault", &server.admin, secret)
+        .await
+        .expect(201);
+
+    let mut mine = wait_pipeline("vault", "deploy", 2);
+    mine["description"] = json!("mine");
+    let saved = server.save("vault", &writer, mine).await.expect(200);
+    assert_eq!(saved["outcome"], "updated");
+    assert_eq!(saved["pipeline"]["revision"], 2);
+    assert_eq!(saved["pipeline"]["name"], "deploy");
+    assert!(saved["pipeline"].get("config").is_none(), "{saved}");
+
+    // Restoring revision 1 must not hand out its document.
+    let restored = server
+        .call(
+            Method::POST,
+            &format!("{}/history/1/restore", pipeline_path("vault", "deploy")),
+            Some(&writer),
+            Body::None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(restored["revision"], 3);
+    assert!(restored.get("config").is_none(), "{restored}");
+    assert!(!restored.to_string().contains("secret v1"), "{restored}");
+
+    // Readers (here the admin) still get the document.
+    let restored = server
+        .call(
+            Method::POST,
+            &format!("{}/history/2/restore", pipeline_path("vault", "deploy")),
+            Some(&server.admin),
+            Body::None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(restored["config"]["description"], "mine");
+
+    // Reusing the id elsewhere is refused without naming the application that has it.
+    let id = restored["id"].as_str().unwrap().to_owned();
+    server.app(json!({ "name": "open" })).await;
+    let mut copy = wait_pipeline("open", "copy", 1);
+    copy["id"] = json!(id);
+    let refused = server.save("open", &writer, copy).await.expect(409);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("vault"), "{message}");
+    assert!(message.contains("remove the id"), "{message}");
+});
+
+api_test!(restore_validates_like_save, |backend| {
+    let server = Server::start(backend).await;
+    server
+        .app(json!({ "name": "shop", "permissions": { "READ": ["readers"], "WRITE": ["writers", "readers"] } }))
+        .await;
+    let writer = server.user("wendy", &["writers"]).await;
+    // Revision 1 predates today's rules: stored directly, as an older server might have.
+    let cycle = json!({ "application": "shop", "name": "deploy", "stages": [
+        { "refId": "1", "type": "wait", "name": "a", "waitTime": 1, "requisiteStageRefIds": ["2"] },
+        { "refId": "2", "type": "wait", "name": "b", "waitTime": 1, "requisiteStageRefIds": ["1"] },
+    ]});
+    server
+        .store
+        .save_pipeline(
+            "shop",
+            &gennaker_store::PipelineSave {
+                id: None,
+                name: "deploy".to_owned(),
+                config: cycle,
+            },
+            "old-server",
+        )
+        .await
+        .unwrap();
+    server
+        .save("shop", &server.admin, wait_pipeline("shop", "deploy", 5))
+        .await
+        .expect(200);
+    let before = server.pipeline_state("shop").await;
+    let restore = format!("{}/history/1/restore", pipeline_path("shop", "deploy"));
+
+    let reply = server
+        .call(Method::POST, &restore, Some(&server.admin), Body::None)
+        .await;
+    let body = reply.body.clone();
+    let paths = reply.problem_paths();
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.stages[")),
+        "{paths:?}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the revision has 1 error(s)"),
+        "{body}"
+    );
+    // A caller without READ learns that it failed, not what the document holds.
+    let reply = server
+        .call(Method::POST, &restore, Some(&writer), Body::None)
+        .await
+        .expect(400);
+    assert!(reply["error"].get("problems").is_none(), "{reply}");
+    assert_eq!(server.pipeline_state("shop").await, before);
 });

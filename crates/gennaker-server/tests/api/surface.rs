@@ -58,6 +58,21 @@ api_test!(openapi_document, |backend| {
     assert_eq!(document["info"]["title"], "Gennaker API");
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.contains_key("/api/v1/applications/{app}/pipelines"));
+    // Optimistic concurrency is documented: If-Match in, ETag and 409 out.
+    let put = &paths["/api/v1/applications/{app}"]["put"];
+    assert!(
+        put["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "If-Match" && p["in"] == "header"),
+        "{put}"
+    );
+    assert!(
+        put["responses"]["200"]["headers"]["ETag"].is_object(),
+        "{put}"
+    );
+    assert!(put["responses"]["409"].is_object(), "{put}");
     let scheme = &document["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http", "{scheme}");
     assert_eq!(scheme["scheme"], "bearer", "{scheme}");
@@ -77,4 +92,24 @@ api_test!(health, |backend| {
         .expect(200);
     assert_eq!(ready["status"], "ready");
     assert!(ready["database"].is_string());
+
+    // Without a database: 503, and the driver's error stays in the log.
+    server.store.close().await;
+    let ready = server
+        .call(Method::GET, "/readyz", None, Body::None)
+        .await
+        .expect(503);
+    assert_eq!(ready["status"], "unavailable");
+    let text = ready.to_string().to_lowercase();
+    assert!(
+        !text.contains("pool") && !text.contains("closed"),
+        "{ready}"
+    );
+    let reply = server.get("/api/v1/me", &server.admin).await.expect(503);
+    assert_eq!(reply["error"]["code"], "unavailable");
+    let text = reply.to_string().to_lowercase();
+    assert!(
+        !text.contains("pool") && !text.contains("closed"),
+        "{reply}"
+    );
 });
