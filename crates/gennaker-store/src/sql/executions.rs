@@ -61,6 +61,9 @@ trait QueueDialect {
     fn notify_sql(&self) -> Option<&'static str>;
     /// Skips rows another transaction is claiming instead of waiting for it.
     fn claim_lock_clause(&self) -> &'static str;
+    /// Serialises claims until commit (SQLite needs nothing: its write transactions are
+    /// serial already).
+    fn claim_serialise_sql(&self) -> Option<&'static str>;
 }
 
 impl QueueDialect for SqlitePool {
@@ -73,6 +76,9 @@ impl QueueDialect for SqlitePool {
     fn claim_lock_clause(&self) -> &'static str {
         ""
     }
+    fn claim_serialise_sql(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl QueueDialect for PgPool {
@@ -84,6 +90,14 @@ impl QueueDialect for PgPool {
     }
     fn claim_lock_clause(&self) -> &'static str {
         " FOR UPDATE OF q SKIP LOCKED"
+    }
+    // Row locks alone cannot keep a partition to one worker: a concurrent claim skips
+    // the rows this one locked but still sees the partition's OTHER due messages, and
+    // (its snapshot predating this commit) no live lease on them, so two workers would
+    // lease one partition. Claims are short; taking them one at a time is the simple
+    // fix. The two-key form lives apart from the one-key `pipeline_lock_sql` locks.
+    fn claim_serialise_sql(&self) -> Option<&'static str> {
+        Some("SELECT pg_advisory_xact_lock(0, hashtext('gennaker_queue_claim'))")
     }
 }
 
@@ -173,7 +187,9 @@ macro_rules! push_execution_filters {
                 .push_bind(key(application));
         }
         if let Some(id) = &$query.pipeline_config_id {
-            $builder.push(" AND pipeline_config_id = ").push_bind(id.clone());
+            $builder
+                .push(" AND pipeline_config_id = ")
+                .push_bind(id.clone());
         }
         if let Some(name) = &$query.pipeline_name {
             $builder
@@ -282,9 +298,16 @@ impl ExecutionStore for SqlStore {
                     }
                 }
             }
+            for (partition, key) in &step.remove {
+                sqlx::query("DELETE FROM queue_messages WHERE partition_key = $1 AND replace_key = $2")
+                    .bind(partition).bind(key)
+                    .execute(&mut *tx).await?;
+            }
             for message in &step.enqueue {
-                sqlx::query("INSERT INTO queue_messages (partition_key, payload, deliver_at, created_at) VALUES ($1, $2, $3, $3)")
-                    .bind(&message.partition).bind(&message.payload).bind(message.deliver_at)
+                sqlx::query("INSERT INTO queue_messages (partition_key, payload, deliver_at, created_at, replace_key) VALUES ($1, $2, $3, $3, $4) \
+                             ON CONFLICT (partition_key, replace_key) DO UPDATE SET payload = excluded.payload, deliver_at = excluded.deliver_at, \
+                             attempts = 0, lease_owner = NULL, lease_until = NULL")
+                    .bind(&message.partition).bind(&message.payload).bind(message.deliver_at).bind(message.replace_key.as_deref())
                     .execute(&mut *tx).await?;
             }
             for partition in &step.wake {
@@ -313,14 +336,25 @@ impl ExecutionStore for SqlStore {
         let limit = partitions.max(1) * per_partition.max(1);
         on_db!(self, db => {
             let mut tx = db.begin_write().await?;
+            if let Some(sql) = db.claim_serialise_sql() {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
+            // A lease covers times before `lease_until`, as a message is due from
+            // `deliver_at` on, so a worker woken at `next_delivery()` finds it claimable.
+            // Each partition's due messages are ranked first and only its first
+            // `per_partition` count against the LIMIT: otherwise one partition's backlog
+            // fills the LIMIT and the others are never claimed while it lasts.
             let sql = format!(
                 "SELECT q.id, q.partition_key, q.payload, q.attempts, q.deliver_at FROM queue_messages q \
-                 WHERE q.deliver_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM queue_messages o WHERE o.partition_key = q.partition_key AND o.lease_until >= $1) \
+                 WHERE q.id IN (SELECT r.id FROM (\
+                   SELECT c.id, ROW_NUMBER() OVER (PARTITION BY c.partition_key ORDER BY c.deliver_at, c.id) AS rn FROM queue_messages c \
+                   WHERE c.deliver_at <= $1 AND (c.lease_until IS NULL OR c.lease_until <= $1) \
+                   AND NOT EXISTS (SELECT 1 FROM queue_messages o WHERE o.partition_key = c.partition_key AND o.lease_until > $1)\
+                 ) r WHERE r.rn <= $3) \
                  ORDER BY q.deliver_at, q.id LIMIT $2{}",
                 db.claim_lock_clause()
             );
-            let due: Vec<MessageRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            let due: Vec<MessageRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(now).bind(limit).bind(per_partition.max(1)).fetch_all(&mut *tx).await?;
             let mut leased = Vec::new();
             for mut message in pick_partitions(due, partitions, per_partition) {
                 sqlx::query("UPDATE queue_messages SET lease_owner = $2, lease_until = $3, attempts = attempts + 1 WHERE id = $1")
@@ -414,7 +448,13 @@ mod tests {
 
     #[test]
     fn picks_whole_partitions_in_due_order() {
-        let due = vec![row(1, "a"), row(2, "b"), row(3, "a"), row(4, "c"), row(5, "a")];
+        let due = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "c"),
+            row(5, "a"),
+        ];
         let picked: Vec<i64> = pick_partitions(due, 2, 2).iter().map(|m| m.id).collect();
         assert_eq!(picked, vec![1, 2, 3]);
     }
