@@ -13,13 +13,13 @@ mod sql;
 mod store;
 
 pub use error::{Result, StoreError};
-pub use records::{
-    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
-    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
-};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
+};
+pub use records::{
+    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
+    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
 pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis};
 pub use store::Store;
