@@ -258,6 +258,11 @@ impl<'e> Step<'e> {
         }
         let name = task.name.clone();
         if was_running && status != ExecutionStatus::Running {
+            // A run scheduled earlier in this same step goes too: the commit removes
+            // queued runs before it writes new messages.
+            self.outgoing.retain(|m| {
+                m.partition != run.0 || m.replace_key.as_deref() != Some(run.1.as_str())
+            });
             self.dropped_runs.push(run);
         }
         self.event(Some(index), Some(name), status);

@@ -13,10 +13,6 @@ mod sql;
 mod store;
 
 pub use error::{Result, StoreError};
-pub use records::{
-    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
-    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
-};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
