@@ -17,6 +17,10 @@ pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
 };
+pub use records::{
+    ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
+    PipelineRevision, PipelineSave, Role, SaveOutcome, User,
+};
 pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url};
 pub use store::Store;
 
