@@ -186,7 +186,7 @@ pub fn ancestors<'a>(execution: &'a Execution, stage: &StageExecution) -> Vec<&'
             let upstream = execution
                 .stages
                 .iter()
-                .find(|s| s.ref_id == ref_id && s.parent_stage_id == parent && !found.contains(&s));
+                .find(|s| s.ref_id == ref_id && s.parent_stage_id == parent && !found.contains(s));
             if let Some(upstream) = upstream {
                 found.push(upstream);
                 queue.extend(upstream.requisite_stage_ref_ids.iter().cloned());

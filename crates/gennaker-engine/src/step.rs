@@ -581,9 +581,7 @@ impl<'e> Step<'e> {
             SyntheticStageOwner::StageBefore => parent_index,
             SyntheticStageOwner::StageAfter => parent_index + 1,
         };
-        self.execution
-            .stages
-            .splice(position..position, created.into_iter());
+        self.execution.stages.splice(position..position, created);
         initial
     }
 
@@ -987,13 +985,14 @@ impl<'e> Step<'e> {
         } else if any(ExecutionStatus::Canceled) {
             ExecutionStatus::Canceled
         } else {
-            let active = top.iter().enumerate().any(|(_, s)| {
-                matches!(s.status, ExecutionStatus::Running | ExecutionStatus::Paused)
-            }) || self.execution.stages.iter().enumerate().any(|(i, s)| {
-                s.parent_stage_id.is_none()
-                    && s.status == ExecutionStatus::NotStarted
-                    && self.upstream_state(i).0
-            });
+            let active = top
+                .iter()
+                .any(|s| matches!(s.status, ExecutionStatus::Running | ExecutionStatus::Paused))
+                || self.execution.stages.iter().enumerate().any(|(i, s)| {
+                    s.parent_stage_id.is_none()
+                        && s.status == ExecutionStatus::NotStarted
+                        && self.upstream_state(i).0
+                });
             if active {
                 return Ok(());
             }

@@ -19,19 +19,19 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something before failing (real time; generous for a
 /// loaded CI machine).
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Counts executions of the `test` stage's task per stage name.
 #[derive(Debug, Default)]
-pub struct Calls {
-    pub total: AtomicUsize,
+pub(crate) struct Calls {
+    pub(crate) total: AtomicUsize,
 }
 
-pub struct Harness {
-    pub engine: Engine,
-    pub clock: ManualClock,
-    pub store: SqlStore,
-    pub calls: Arc<Calls>,
+pub(crate) struct Harness {
+    pub(crate) engine: Engine,
+    pub(crate) clock: ManualClock,
+    pub(crate) store: SqlStore,
+    pub(crate) calls: Arc<Calls>,
     shutdown: CancellationToken,
     workers: Option<JoinSet<()>>,
     _db: TestDatabase,
@@ -62,11 +62,11 @@ macro_rules! engine_test {
 }
 
 impl Harness {
-    pub async fn new(backend: TestBackend) -> Self {
+    pub(crate) async fn new(backend: TestBackend) -> Self {
         Self::with_registry(backend, StageRegistry::standard()).await
     }
 
-    pub async fn with_registry(backend: TestBackend, registry: StageRegistry) -> Self {
+    pub(crate) async fn with_registry(backend: TestBackend, registry: StageRegistry) -> Self {
         let (db, store) = TestDatabase::store(backend).await.unwrap();
         store
             .create_application(
@@ -105,11 +105,11 @@ impl Harness {
     }
 
     /// Saves a pipeline with these stages (and extra top-level fields) and runs it.
-    pub async fn run(&self, name: &str, pipeline: Value) -> Execution {
+    pub(crate) async fn run(&self, name: &str, pipeline: Value) -> Execution {
         self.run_with(name, pipeline, RunRequest::default()).await
     }
 
-    pub async fn save(&self, name: &str, mut pipeline: Value) -> Value {
+    pub(crate) async fn save(&self, name: &str, mut pipeline: Value) -> Value {
         pipeline["name"] = json!(name);
         pipeline["application"] = json!("shop");
         let (record, _) = self
@@ -130,7 +130,12 @@ impl Harness {
         config
     }
 
-    pub async fn run_with(&self, name: &str, pipeline: Value, request: RunRequest) -> Execution {
+    pub(crate) async fn run_with(
+        &self,
+        name: &str,
+        pipeline: Value,
+        request: RunRequest,
+    ) -> Execution {
         let config = self.save(name, pipeline).await;
         self.engine
             .run_pipeline("shop", &config, &request, &requester())
@@ -139,7 +144,7 @@ impl Harness {
     }
 
     /// Waits (real time, bounded) until the execution satisfies `done`.
-    pub async fn until(
+    pub(crate) async fn until(
         &self,
         id: &str,
         what: &str,
@@ -163,13 +168,18 @@ impl Harness {
     }
 
     /// Waits for the execution to end.
-    pub async fn finished(&self, id: &str) -> Execution {
+    pub(crate) async fn finished(&self, id: &str) -> Execution {
         self.until(id, "the execution to end", |e| e.status.is_complete())
             .await
     }
 
     /// Waits until the named stage has this status.
-    pub async fn stage_is(&self, id: &str, stage: &str, status: ExecutionStatus) -> Execution {
+    pub(crate) async fn stage_is(
+        &self,
+        id: &str,
+        stage: &str,
+        status: ExecutionStatus,
+    ) -> Execution {
         self.until(id, &format!("stage '{stage}' to be {status}"), |e| {
             e.stages
                 .iter()
@@ -178,11 +188,11 @@ impl Harness {
         .await
     }
 
-    pub async fn queue_is_empty(&self) -> bool {
+    pub(crate) async fn queue_is_empty(&self) -> bool {
         self.store.queue_depth().await.unwrap() == 0
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(mut workers) = self.workers.take() {
             while workers.join_next().await.is_some() {}
@@ -192,12 +202,15 @@ impl Harness {
 }
 
 /// `registry` plus the `test` stage, counting its task runs in `calls`.
-pub fn registry_with_test_stage(mut registry: StageRegistry, calls: Arc<Calls>) -> StageRegistry {
+pub(crate) fn registry_with_test_stage(
+    mut registry: StageRegistry,
+    calls: Arc<Calls>,
+) -> StageRegistry {
     registry.stage(TestStage).task(TestTask { calls });
     registry
 }
 
-pub fn requester() -> Requester {
+pub(crate) fn requester() -> Requester {
     Requester {
         user: "alice".into(),
         roles: vec!["dev".into()],
@@ -205,7 +218,7 @@ pub fn requester() -> Requester {
     }
 }
 
-pub fn stage<'e>(execution: &'e Execution, name: &str) -> &'e StageExecution {
+pub(crate) fn stage<'e>(execution: &'e Execution, name: &str) -> &'e StageExecution {
     execution
         .stages
         .iter()
@@ -213,11 +226,11 @@ pub fn stage<'e>(execution: &'e Execution, name: &str) -> &'e StageExecution {
         .unwrap_or_else(|| panic!("no stage '{name}' in\n{}", summary(execution)))
 }
 
-pub fn status_of(execution: &Execution, name: &str) -> ExecutionStatus {
+pub(crate) fn status_of(execution: &Execution, name: &str) -> ExecutionStatus {
     stage(execution, name).status
 }
 
-pub fn summary(execution: &Execution) -> String {
+pub(crate) fn summary(execution: &Execution) -> String {
     let mut out = format!("{} {}\n", execution.id, execution.status);
     for s in &execution.stages {
         out.push_str(&format!(
@@ -236,7 +249,7 @@ pub fn summary(execution: &Execution) -> String {
 /// A stage whose task does what its context says: `outcome` is `succeed` (default),
 /// `fail`, `transient:N` (N transient errors, then success), `poll:N` (RUNNING N
 /// times), or `forever` (RUNNING until canceled).
-pub struct TestStage;
+pub(crate) struct TestStage;
 
 impl StageDefinition for TestStage {
     fn stage_type(&self) -> &'static str {
@@ -253,7 +266,7 @@ impl StageDefinition for TestStage {
     }
 }
 
-pub struct TestTask {
+pub(crate) struct TestTask {
     calls: Arc<Calls>,
 }
 
