@@ -263,9 +263,11 @@ impl Task for StageStatusPreconditionTask {
         // The context was left as written (see deferred_context_keys): evaluate any
         // `${…}` in it now.
         let raw = Value::Object(precondition_context(ctx.stage));
-        let expressions = &ctx.services.expressions;
-        let root = expressions.stage_root(ctx.execution, ctx.stage, None);
-        let transformed = expressions.transform(&raw, &root);
+        // The task's root, so `#pipelineId` works here as in the stage's other fields.
+        let transformed = ctx
+            .services
+            .expressions
+            .transform(&raw, &ctx.expression_root());
         if let Some(failure) = transformed.failures.iter().find(|f| f.error.is_some()) {
             return Ok(TaskResult::terminal(format!(
                 "{label} failed: `{}` could not be evaluated: {}",
