@@ -31,9 +31,13 @@ pub enum ClientCommand {
     /// Manage applications.
     #[command(subcommand, visible_alias = "application")]
     App(AppCommand),
-    /// Manage pipeline configs and their revisions; validate pipeline files offline.
+    /// Manage pipeline configs and their revisions, run them; validate pipeline files offline.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Follow and act on pipeline executions: list, get, watch, cancel, pause, resume,
+    /// restart, skip, judge.
+    #[command(subcommand, visible_alias = "exec")]
+    Execution(ExecutionCommand),
     /// Manage users (admin only).
     #[command(subcommand)]
     User(UserCommand),
@@ -155,6 +159,144 @@ pub enum PipelineCommand {
         /// Pipeline document (JSON or YAML).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+    },
+    /// Run a pipeline (needs EXECUTE on the application); with --watch, follow it to
+    /// its end and exit with its outcome.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+}
+
+/// What `pipeline run --watch` and `execution watch` exit with; kept in one place so
+/// the help and the code agree.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit status (with --watch, and for `execution watch`):
+  0  the execution SUCCEEDED
+  1  the command failed (server unreachable, not found, permission denied, ...)
+  2  wrong usage
+  3  the execution ended TERMINAL (a stage failed)
+  4  the execution was CANCELED
+  5  the execution ended STOPPED, or another way that is not success
+  6  --timeout passed before the execution ended (it goes on running)";
+
+/// `gennaker pipeline run`
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Application name.
+    pub app: String,
+    /// Pipeline name.
+    pub name: String,
+    /// A parameter value as KEY=VALUE; repeat for more. Declared parameters left out
+    /// get their defaults.
+    #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
+    pub parameters: Vec<String>,
+    /// Refuse to start a second execution with this id (safe retries from CI).
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// Follow the execution live until it ends, and exit with its outcome.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// With --watch: stop waiting after this many seconds (the execution goes on).
+    #[arg(long, value_name = "SECONDS", requires = "watch")]
+    pub timeout: Option<u64>,
+}
+
+/// `gennaker execution …`
+///
+/// A STAGE is named by its id, its refId (top-level stages) or its name.
+#[derive(clap::Subcommand, Debug)]
+pub enum ExecutionCommand {
+    /// List executions, newest first (of every application you may read, unless -a).
+    List {
+        /// Only this application's executions.
+        #[arg(short = 'a', long)]
+        application: Option<String>,
+        /// Only executions of the pipeline with this name.
+        #[arg(short = 'p', long)]
+        pipeline: Option<String>,
+        /// Only these statuses (e.g. RUNNING); repeat or separate with commas.
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// At most this many [default: 25].
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show an execution: its status and its stage tree, with any errors.
+    Get {
+        /// Execution id.
+        id: String,
+    },
+    /// Follow an execution live until it ends: the stage tree with status, elapsed
+    /// time and current task. Exits with the execution's outcome.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Watch {
+        /// Execution id.
+        id: String,
+        /// Stop waiting after this many seconds (the execution goes on).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Cancel an execution: running stages stop and run their cancellation routines.
+    Cancel {
+        /// Execution id.
+        id: String,
+        /// Why (kept on the execution).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Pause a running execution.
+    Pause {
+        /// Execution id.
+        id: String,
+    },
+    /// Resume a paused execution.
+    Resume {
+        /// Execution id.
+        id: String,
+    },
+    /// Restart a finished top-level stage and everything after it.
+    Restart {
+        /// Execution id.
+        id: String,
+        /// The stage: id, refId or name.
+        stage: String,
+    },
+    /// Skip a running stage (a wait stage just ends its wait).
+    Skip {
+        /// Execution id.
+        id: String,
+        /// The stage: id, refId or name.
+        stage: String,
+    },
+    /// Judge a manual judgment stage that is waiting: --continue or --stop.
+    Judge {
+        /// Execution id.
+        id: String,
+        /// The stage: id, refId or name.
+        stage: String,
+        /// Let the pipeline go on.
+        #[arg(
+            long = "continue",
+            conflicts_with = "stop",
+            required_unless_present = "stop"
+        )]
+        proceed: bool,
+        /// Stop the pipeline here (the stage fails).
+        #[arg(long)]
+        stop: bool,
+        /// The chosen input, when the stage offers judgment inputs.
+        #[arg(long)]
+        input: Option<String>,
+    },
+    /// Evaluate a pipeline expression against an execution, as a stage sees it.
+    Evaluate {
+        /// Execution id.
+        id: String,
+        /// An expression (trigger.user) or a template ('deploy ${trigger.user}').
+        expression: String,
+        /// Evaluate as this stage sees it (id, refId or name) [default: the stage that
+        /// started last].
+        #[arg(long)]
+        stage: Option<String>,
     },
 }
 

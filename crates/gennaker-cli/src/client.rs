@@ -13,6 +13,10 @@ use crate::error::{CliError, RequestContext};
 /// server should not hang a CI job forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An event stream has no overall deadline, but the server sends a keep-alive every
+/// 15 s: this much silence means the connection is dead.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const USER_AGENT: &str = concat!("gennaker-cli/", env!("CARGO_PKG_VERSION"));
 
 /// A client bound to one server and token.
 #[derive(Debug)]
@@ -41,7 +45,7 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("gennaker-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|err| invalid(err.to_string()))?;
         Ok(Self {
@@ -95,6 +99,46 @@ impl ApiClient {
         self.call(Method::DELETE, segments, &[], None).await
     }
 
+    /// GET of a server-sent event stream: the response, once its status is a success.
+    /// It has no overall timeout; a minute of silence ends it.
+    pub(crate) async fn stream(&self, segments: &[&str]) -> Result<reqwest::Response, CliError> {
+        let url = self.endpoint(segments);
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
+        let mut request = http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
+        Err(self.failure(&Method::GET, &url, status, &text))
+    }
+
+    fn failure(&self, method: &Method, url: &Url, status: StatusCode, body: &str) -> CliError {
+        let context = RequestContext {
+            base_url: self.display_url.clone(),
+            request: format!("{method} {}", url.path()),
+            token_source: self.token_source.clone(),
+        };
+        CliError::from_response(status.as_u16(), body, &context)
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -123,12 +167,7 @@ impl ApiClient {
             .await
             .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
         if !status.is_success() {
-            let context = RequestContext {
-                base_url: self.display_url.clone(),
-                request: format!("{method} {}", url.path()),
-                token_source: self.token_source.clone(),
-            };
-            return Err(CliError::from_response(status.as_u16(), &text, &context));
+            return Err(self.failure(&method, &url, status, &text));
         }
         if status == StatusCode::NO_CONTENT || text.trim().is_empty() {
             return Ok(Value::Null);

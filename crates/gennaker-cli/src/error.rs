@@ -145,9 +145,88 @@ pub enum CliError {
     /// The arguments do not make sense together (beyond what clap checks).
     #[error("{0}")]
     Usage(String),
+    /// A watched execution ended without succeeding.
+    #[error("execution {id} ended {status}{}. Inspect it with `gennaker execution get {id}`{}", reason_suffix(reason), restart_hint(id, failed_stage.as_deref()))]
+    ExecutionFailed {
+        /// The execution.
+        id: String,
+        /// Its final status (`TERMINAL`, `CANCELED`, …).
+        status: String,
+        /// What made it fail, when the execution says (a stage's error, the
+        /// cancellation reason).
+        reason: Option<String>,
+        /// The top-level stage that failed, by name.
+        failed_stage: Option<String>,
+    },
+    /// `--timeout` passed while the watched execution was still going.
+    #[error(
+        "execution {id} is still {status} after {seconds}s; it goes on running. Follow it with `gennaker execution watch {id}` or stop it with `gennaker execution cancel {id}`"
+    )]
+    WatchTimeout {
+        /// The execution.
+        id: String,
+        /// Its status when the wait ended.
+        status: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The event stream ended again and again before the execution did.
+    #[error(
+        "lost the event stream of execution {id} ({reason}); it may still be running. Check the server, then `gennaker execution watch {id}` again"
+    )]
+    StreamLost {
+        /// The execution.
+        id: String,
+        /// What happened last.
+        reason: String,
+    },
     /// Writing the result failed (e.g. stdout closed).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+fn reason_suffix(reason: &Option<String>) -> String {
+    match reason {
+        Some(reason) => format!(": {reason}"),
+        None => String::new(),
+    }
+}
+
+fn restart_hint(id: &str, stage: Option<&str>) -> String {
+    match stage {
+        Some(stage) => format!(
+            "; after fixing the cause, `gennaker execution restart {id} '{stage}'` runs it again from that stage"
+        ),
+        None => String::new(),
+    }
+}
+
+/// Exit status of a command whose watched execution SUCCEEDED (or that did not watch).
+pub const EXIT_SUCCESS: u8 = 0;
+/// Exit status of a command that failed before an execution could tell anything.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status when the watched execution ended TERMINAL.
+pub const EXIT_TERMINAL: u8 = 3;
+/// Exit status when the watched execution was CANCELED.
+pub const EXIT_CANCELED: u8 = 4;
+/// Exit status when the watched execution ended STOPPED or another unsuccessful way.
+pub const EXIT_OTHER_END: u8 = 5;
+/// Exit status when `--timeout` passed before the watched execution ended.
+pub const EXIT_TIMEOUT: u8 = 6;
+
+impl CliError {
+    /// The process exit status for this error (see `gennaker execution watch --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::ExecutionFailed { status, .. } => match status.as_str() {
+                "TERMINAL" => EXIT_TERMINAL,
+                "CANCELED" => EXIT_CANCELED,
+                _ => EXIT_OTHER_END,
+            },
+            CliError::WatchTimeout { .. } => EXIT_TIMEOUT,
+            _ => EXIT_FAILURE,
+        }
+    }
 }
 
 fn unauthorized_message(url: &str, source: &TokenSource, message: &str) -> String {

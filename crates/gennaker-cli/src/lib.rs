@@ -1,9 +1,11 @@
-//! Gennaker's command-line client: `gennaker app|pipeline|user|role|token|audit|whoami`.
+//! Gennaker's command-line client: `gennaker app|pipeline|execution|user|role|token|audit|whoami`.
 //!
 //! The binary flattens [`ClientOptions`] into its top-level parser and [`ClientCommand`]
 //! into its subcommands, then calls [`run`] and prints a [`CliError`] to stderr. Commands
 //! follow `spin`'s shape (`app list`, `pipeline save -f`, `-o json|yaml`) over Gennaker's
 //! `/api/v1`. `pipeline validate` works offline with the same rules the server applies.
+//! `pipeline run --watch` and `execution watch` follow an execution over server-sent
+//! events and exit with its outcome ([`CliError::exit_code`]), so CI scripts can use them.
 //!
 //! The server URL and token come from `--url`/`--token`, then `GENNAKER_URL`/
 //! `GENNAKER_TOKEN`, then `url`/`token` in `~/.config/gennaker/config.toml`, then
@@ -16,16 +18,20 @@ mod commands;
 mod config;
 mod error;
 mod output;
+mod view;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 pub use args::{
-    AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, PipelineCommand, RoleCommand,
-    TokenCommand, UserCommand,
+    AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, ExecutionCommand,
+    PipelineCommand, RoleCommand, RunArgs, TokenCommand, UserCommand,
 };
 pub use config::TokenSource;
-pub use error::CliError;
+pub use error::{
+    CliError, EXIT_CANCELED, EXIT_FAILURE, EXIT_OTHER_END, EXIT_SUCCESS, EXIT_TERMINAL,
+    EXIT_TIMEOUT,
+};
 pub use output::OutputFormat;
 
 /// Runs a client command, printing its result to stdout and reading the user's
@@ -33,7 +39,9 @@ pub use output::OutputFormat;
 pub async fn run(options: &ClientOptions, command: ClientCommand) -> Result<(), CliError> {
     let config = config::default_config_path();
     let mut stdout = std::io::stdout();
-    let result = run_with(options, command, config.as_deref(), &mut stdout).await;
+    let terminal = stdout.is_terminal();
+    let mut ctx = commands::Context::new(options, config, &mut stdout, terminal);
+    let result = commands::dispatch(&mut ctx, command).await;
     match result.and_then(|()| Ok(stdout.flush()?)) {
         // `gennaker app list | head` closes the pipe early; that is not a failure.
         Err(CliError::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -42,13 +50,14 @@ pub async fn run(options: &ClientOptions, command: ClientCommand) -> Result<(), 
 }
 
 /// Runs a client command with an explicit config file (`None`: none at all) and output
-/// sink; for tests and embedding, where the user's own config must not leak in.
+/// sink; for tests and embedding, where the user's own config must not leak in. Live
+/// views append (as when stdout is not a terminal).
 pub async fn run_with(
     options: &ClientOptions,
     command: ClientCommand,
     config_file: Option<&Path>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let mut ctx = commands::Context::new(options, config_file.map(Path::to_owned), out);
+    let mut ctx = commands::Context::new(options, config_file.map(Path::to_owned), out, false);
     commands::dispatch(&mut ctx, command).await
 }

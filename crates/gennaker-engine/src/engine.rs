@@ -523,7 +523,7 @@ impl Engine {
         id: &str,
         expression: &str,
         stage_id: Option<&str>,
-    ) -> Result<Result<Value, gennaker_expr::ExprError>, EngineError> {
+    ) -> Result<Result<gennaker_expr::Evaluation, gennaker_expr::ExprError>, EngineError> {
         let execution = self.require(id).await?;
         let stage = match stage_id {
             Some(stage_id) => find_stage(&execution, stage_id)?.clone(),

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use gennaker_expr::{
-    CallContext, ExprError, Expression, FunctionError, FunctionRegistry, FunctionResult, Limits,
-    Template, Transformed, transform_value,
+    CallContext, Evaluation, ExprError, Expression, FunctionError, FunctionRegistry,
+    FunctionResult, Limits, Template, Transformed, transform_value,
 };
 use serde_json::{Map, Value};
 
@@ -152,22 +152,29 @@ impl ExpressionSupport {
         execution: &Execution,
         stage: &StageExecution,
         text: &str,
-    ) -> Result<Value, ExprError> {
+    ) -> Result<Evaluation, ExprError> {
         let root = self.stage_root(execution, stage, None);
-        self.evaluate_in(&root, text)
+        self.evaluate_with_warnings(&root, text)
+    }
+
+    /// Evaluates `text` against `root`, keeping the warnings (keys that read as `null`
+    /// and their likely spelling) for a person debugging an expression.
+    pub fn evaluate_with_warnings(
+        &self,
+        root: &Value,
+        text: &str,
+    ) -> Result<Evaluation, ExprError> {
+        if text.contains("${") {
+            Template::parse(text, &self.limits)?.evaluate(root, &self.functions, &self.limits)
+        } else {
+            Expression::parse(text, &self.limits)?.evaluate(root, &self.functions, &self.limits)
+        }
     }
 
     /// Like [`evaluate_expression`](Self::evaluate_expression), against a prepared root.
     pub fn evaluate_in(&self, root: &Value, text: &str) -> Result<Value, ExprError> {
-        if text.contains("${") {
-            Template::parse(text, &self.limits)?
-                .evaluate(root, &self.functions, &self.limits)
-                .map(|evaluation| evaluation.value)
-        } else {
-            Expression::parse(text, &self.limits)?
-                .evaluate(root, &self.functions, &self.limits)
-                .map(|evaluation| evaluation.value)
-        }
+        self.evaluate_with_warnings(root, text)
+            .map(|evaluation| evaluation.value)
     }
 }
 

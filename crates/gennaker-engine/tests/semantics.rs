@@ -669,7 +669,21 @@ engine_test!(evaluate_against_a_real_execution, |h| {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ok, json!("PROD"));
+    assert_eq!(ok.value, json!("PROD"));
+    let missing = h
+        .engine
+        .evaluate(&execution.id, "${parameters.evn}", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing.value, serde_json::Value::Null);
+    assert!(
+        missing
+            .warnings
+            .iter()
+            .any(|w| w.hint.as_deref().unwrap_or_default().contains("env")),
+        "{missing:?}"
+    );
     let err = h
         .engine
         .evaluate(&execution.id, "parameters.evn.length()", None)

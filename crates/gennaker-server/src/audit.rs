@@ -29,11 +29,19 @@ pub(crate) fn audited(response: impl IntoResponse, detail: Value) -> Response {
 /// Calls that change nothing even though they are POSTs.
 const READ_ONLY_POSTS: &[&str] = &["/api/v1/pipelines/validate"];
 
+/// Whether the path is `/api/v1/executions/{id}/evaluate`, a POST that only reads.
+fn is_evaluation(path: &str) -> bool {
+    path.strip_prefix("/api/v1/executions/")
+        .and_then(|rest| rest.strip_suffix("/evaluate"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 fn is_mutation(method: &Method, path: &str) -> bool {
     matches!(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && !READ_ONLY_POSTS.contains(&path)
+        && !is_evaluation(path)
 }
 
 /// Middleware: after each mutating call, appends an audit entry. It runs outside

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `gennaker server` needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,4 +18,25 @@ pub struct ServerConfig {
     /// Roles allowed to create applications; empty means every authenticated user, as in
     /// Spinnaker without `fiat.restrictApplicationCreation`.
     pub application_creators: Vec<String>,
+    /// How the execution engine runs.
+    pub engine: EngineSettings,
+}
+
+/// The execution engine's settings (`[engine]` in `gennaker.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Concurrent workers: how many executions advance at once on this server.
+    pub workers: usize,
+    /// How long a worker holds an execution's messages before another server may take
+    /// them over (PostgreSQL); extended while the worker is busy.
+    pub lease: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            lease: Duration::from_secs(30),
+        }
+    }
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gennaker_core::Problem;
+use gennaker_engine::EngineError;
 use gennaker_store::StoreError;
 use serde::Serialize;
 
@@ -85,6 +86,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::NotFound { kind: "stage", id } => ApiError::NotFound(format!(
+                "stage '{id}' not found in the execution; give a stage id or a top-level refId (`gennaker execution get ID` lists them)"
+            )),
+            EngineError::NotFound { kind, id } => ApiError::NotFound(format!(
+                "{kind} '{id}' not found; `gennaker execution list` shows recent executions"
+            )),
+            EngineError::Conflict(message) => ApiError::Conflict(message),
+            EngineError::Forbidden(message) => ApiError::Forbidden(message),
+            EngineError::Invalid(message) => ApiError::bad_request(message),
+            EngineError::Build(build) => ApiError::bad_request(build.to_string()),
+            EngineError::Store(store) => ApiError::from(store),
+            EngineError::Document(document) => ApiError::Internal(format!(
+                "a stored execution document cannot be read: {document}"
+            )),
+        }
+    }
+}
 /// What clients are told when the database does not answer; the cause goes to the log.
 pub(crate) const UNAVAILABLE_MESSAGE: &str = "the database is not available right now; try again later (the details are in the server's log)";
 

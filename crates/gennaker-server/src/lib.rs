@@ -4,6 +4,10 @@
 //! recorded in the audit log, refused ones included. The OpenAPI document at
 //! `/api/openapi.json` is generated from the handlers' annotations, so it cannot drift
 //! from the code.
+//!
+//! The execution engine runs in the same process, on the same store: [`run`] starts its
+//! workers beside the HTTP server, the executions API drives it, and its status events
+//! are served live as server-sent events.
 
 mod audit;
 mod auth;
@@ -18,19 +22,22 @@ mod state;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
 use gennaker_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, TOKEN_PREFIX, application_permissions, generate_token, hash_token};
 pub use bootstrap::{ADMIN_USER, bootstrap_admin};
-pub use config::ServerConfig;
+pub use config::{EngineSettings, ServerConfig};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::Metrics;
 pub use state::AppState;
@@ -38,12 +45,19 @@ pub use state::AppState;
 /// Pipeline documents can be large (hundreds of stages); anything beyond this is refused.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long a stopping server waits for engine workers to finish their current step;
+/// a step cut short is redone from the queue after the next start.
+const WORKER_DRAIN: Duration = Duration::from_secs(30);
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The execution engine could not start.
+    #[error("the execution engine could not start: {0}")]
+    Engine(#[from] EngineError),
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -81,8 +95,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Connects the store, creates the first admin if needed, and serves until `shutdown`
-/// completes; in-flight requests finish first.
+/// The execution engine on `store`, configured from `config`; call
+/// [`Engine::start`] to run its workers.
+///
+/// SQLite is a single server's database, so leases a previous process left are
+/// released at start; on PostgreSQL several servers share the queue.
+pub fn engine(store: &SqlStore, config: &ServerConfig) -> Engine {
+    let shared = Arc::new(store.clone());
+    Engine::new(
+        shared.clone(),
+        shared,
+        StageRegistry::standard(),
+        Arc::new(SystemClock),
+        EngineConfig {
+            workers: config.engine.workers.max(1),
+            lease: config.engine.lease,
+            single_server: store.postgres_pool().is_none(),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// Connects the store, creates the first admin if needed, starts the engine's workers
+/// and serves until `shutdown` completes. Then event streams end, in-flight requests
+/// finish, and the workers finish their current step before the store closes.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -105,20 +141,51 @@ pub async fn run(
             ),
             source,
         })?;
-    tracing::info!(address = %config.listen, database = store.backend(), "gennaker server listening");
+    let engine = engine(&store, &config);
+    let stop = CancellationToken::new();
+    let mut workers = engine
+        .start(store.queue_listener().await?, stop.clone())
+        .await?;
+    tracing::info!(
+        address = %config.listen,
+        database = store.backend(),
+        workers = config.engine.workers,
+        "gennaker server listening"
+    );
     let tasks = TaskTracker::new();
     let state = AppState {
         store: Arc::new(store.clone()),
+        engine,
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
+        shutdown: stop.clone(),
         tasks: tasks.clone(),
     };
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(signal)
         .await;
     // Mutations whose clients hung up may still be running; they need the database.
     tasks.close();
     tasks.wait().await;
+    stop.cancel();
+    let drained = tokio::time::timeout(WORKER_DRAIN, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "engine workers did not finish their step within {}s; it is redone after the next start",
+            WORKER_DRAIN.as_secs()
+        );
+        workers.abort_all();
+    }
     store.close().await;
     served.map_err(|source| ServerError::Io {
         context: "the HTTP server failed".to_owned(),

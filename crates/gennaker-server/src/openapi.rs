@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit;
-use crate::routes::{access, applications, pipelines};
+use crate::routes::{access, applications, events, executions, pipelines};
 use crate::state::AppState;
 
 /// Every documented API route.
@@ -28,6 +28,18 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(pipelines::revision))
         .routes(routes!(pipelines::restore))
         .routes(routes!(pipelines::validate))
+        .routes(routes!(executions::run))
+        .routes(routes!(executions::list))
+        .routes(routes!(executions::get))
+        .routes(routes!(executions::cancel))
+        .routes(routes!(executions::pause))
+        .routes(routes!(executions::resume))
+        .routes(routes!(executions::restart))
+        .routes(routes!(executions::skip))
+        .routes(routes!(executions::judgment))
+        .routes(routes!(executions::evaluate))
+        .routes(routes!(events::execution_events))
+        .routes(routes!(events::application_events))
         .routes(routes!(access::me))
         .routes(routes!(access::list_users, access::create_user))
         .routes(routes!(access::get_user, access::delete_user))

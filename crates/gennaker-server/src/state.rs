@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use gennaker_engine::Engine;
 use gennaker_store::Store;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
@@ -13,10 +15,15 @@ use crate::metrics::Metrics;
 pub struct AppState {
     /// Persistent state.
     pub store: Arc<dyn Store>,
+    /// The execution engine (its workers run beside the HTTP server).
+    pub engine: Engine,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The server's settings.
     pub config: Arc<ServerConfig>,
+    /// Cancelled when the server begins to stop: long-lived responses (event streams)
+    /// end then, so in-flight requests can drain.
+    pub shutdown: CancellationToken,
     /// Work that must finish before the server stops: mutating requests run here, so
     /// one whose client hung up still completes and writes its audit entry.
     pub tasks: TaskTracker,

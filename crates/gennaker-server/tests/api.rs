@@ -39,6 +39,8 @@ mod audit_log;
 mod authz;
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
+#[path = "api/executions.rs"]
+mod executions;
 #[path = "api/garbage.rs"]
 mod garbage;
 #[path = "api/pipelines.rs"]

@@ -53,7 +53,8 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err}");
-                    ExitCode::FAILURE
+                    // A watched execution's outcome has its own status (see --help).
+                    ExitCode::from(err.exit_code())
                 }
             },
             Command::Expr(command) => expr_cmd::run(command, cli.client.output),

@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
-use gennaker_server::ServerConfig;
+use gennaker_server::{EngineSettings, ServerConfig};
 use serde::de::{Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -55,6 +56,21 @@ struct RawSettings {
     admin_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     auth: Option<AuthSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    engine: Option<EngineFileSettings>,
+}
+
+/// `[engine]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineFileSettings {
+    /// Concurrent workers (executions advancing at once on this server).
+    #[serde(default)]
+    workers: Option<usize>,
+    /// Seconds a worker holds an execution's messages before another server may take
+    /// them over (PostgreSQL).
+    #[serde(default)]
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -192,6 +208,7 @@ fn settings(
         log_format: args.log_format,
         admin_token: None,
         auth: None,
+        engine: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -221,8 +238,27 @@ fn settings(
             .auth
             .map(|auth| auth.application_creators)
             .unwrap_or_default(),
+        engine: engine_settings(raw.engine.unwrap_or_default())?,
     };
     Ok((config, raw.log_format.unwrap_or(LogFormat::Human)))
+}
+
+fn engine_settings(file: EngineFileSettings) -> anyhow::Result<EngineSettings> {
+    let defaults = EngineSettings::default();
+    let workers = file.workers.unwrap_or(defaults.workers);
+    if !(1..=1024).contains(&workers) {
+        bail!("[engine] workers must be between 1 and 1024, not {workers}");
+    }
+    let lease = file
+        .lease_seconds
+        .map_or(defaults.lease, Duration::from_secs);
+    if lease < Duration::from_secs(3) || lease > Duration::from_secs(3600) {
+        bail!(
+            "[engine] lease_seconds must be between 3 and 3600, not {}",
+            lease.as_secs()
+        );
+    }
+    Ok(EngineSettings { workers, lease })
 }
 
 fn init_logging(format: LogFormat) {
@@ -288,11 +324,13 @@ mod tests {
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gennaker.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n[engine]\nworkers = 3\n").unwrap();
         let (config, _) = settings(&args(Some(file.clone())), no_env).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.database_url, "sqlite:///srv/gk/gennaker.db");
         assert_eq!(config.application_creators, ["leads"]);
+        assert_eq!(config.engine.workers, 3);
+        assert_eq!(config.engine.lease, std::time::Duration::from_secs(30));
 
         let mut flagged = args(Some(file));
         flagged.listen = Some("127.0.0.1:9100".parse().unwrap());
@@ -308,8 +346,14 @@ mod tests {
         assert!(settings(&args(Some(dir.path().join("missing.toml"))), no_env).is_err());
         let file = dir.path().join("gennaker.toml");
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
-        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        let err = format!(
+            "{:#}",
+            settings(&args(Some(file.clone())), no_env).unwrap_err()
+        );
         assert!(err.contains("lisen"), "{err}");
+        std::fs::write(&file, "[engine]\nworkers = 0\n").unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("workers must be between 1 and 1024"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod app;
 mod audit;
+mod execution;
 mod pipeline;
 mod role;
 mod token;
@@ -26,6 +27,8 @@ pub(crate) struct Context<'a> {
     config_path: Option<PathBuf>,
     pub(crate) format: OutputFormat,
     pub(crate) out: &'a mut (dyn Write + Send),
+    /// Whether `out` is a terminal: live views redraw in place instead of appending.
+    pub(crate) terminal: bool,
 }
 
 impl<'a> Context<'a> {
@@ -33,12 +36,14 @@ impl<'a> Context<'a> {
         options: &'a ClientOptions,
         config_path: Option<PathBuf>,
         out: &'a mut (dyn Write + Send),
+        terminal: bool,
     ) -> Self {
         Self {
             options,
             config_path,
             format: options.output.unwrap_or_default(),
             out,
+            terminal,
         }
     }
 
@@ -68,6 +73,7 @@ pub(crate) async fn dispatch(
     match command {
         ClientCommand::App(command) => app::run(ctx, command).await,
         ClientCommand::Pipeline(command) => pipeline::run(ctx, command).await,
+        ClientCommand::Execution(command) => execution::run(ctx, command).await,
         ClientCommand::User(command) => user::run(ctx, command).await,
         ClientCommand::Role(command) => role::run(ctx, command).await,
         ClientCommand::Token(command) => token::run(ctx, command).await,

@@ -222,6 +222,7 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: PipelineCommand) -> Resu
             })
         }
         PipelineCommand::Validate { file } => validate(ctx, &file),
+        PipelineCommand::Run(args) => super::execution::run_pipeline(ctx, args).await,
     }
 }
 

@@ -3,5 +3,7 @@
 pub(crate) mod access;
 pub(crate) mod applications;
 mod documents;
+pub(crate) mod events;
+pub(crate) mod executions;
 pub(crate) mod health;
 pub(crate) mod pipelines;

@@ -16,7 +16,9 @@ enum Who {
 }
 
 /// One call: `path` and `body` may name the fixture's `{app}`, `{bare_app}`, `{pipeline}`,
-/// `{user}`, `{role}`, `{own_token}`, `{other_token}` and a fresh `{uniq}`.
+/// `{user}`, `{role}`, `{own_token}`, `{other_token}`, the executions `{running}` (a
+/// long wait), `{judging}` (a waiting judgment), `{paused}` and `{done}`, and a fresh
+/// `{uniq}`.
 struct Row {
     method: Method,
     /// The route as the OpenAPI document names it.
@@ -30,7 +32,8 @@ struct Row {
     admin: u16,
 }
 
-const PERMS: &str = r#"{"READ": ["readers", "writers"], "WRITE": ["writers"]}"#;
+const PERMS: &str =
+    r#"{"READ": ["readers", "writers"], "WRITE": ["writers"], "EXECUTE": ["writers"]}"#;
 
 #[allow(clippy::too_many_arguments)]
 fn row(
@@ -185,6 +188,136 @@ fn table() -> Vec<Row> {
             200,
             200,
             200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/applications/{app}/pipelines/{name}/executions",
+            "/api/v1/applications/{app}/pipelines/{pipeline}/executions",
+            Some(r#"{"parameters": {}}"#),
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/executions",
+            "/api/v1/executions?application={app}",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/executions",
+            "/api/v1/executions",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/executions/{id}",
+            "/api/v1/executions/{done}",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/executions/{id}/events",
+            "/api/v1/executions/{done}/events",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/applications/{app}/events",
+            "/api/v1/applications/{app}/events",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/evaluate",
+            "/api/v1/executions/{done}/evaluate",
+            Some(r#"{"expression": "${ trigger.user }"}"#),
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/cancel",
+            "/api/v1/executions/{running}/cancel",
+            Some(r#"{"reason": "authz"}"#),
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/pause",
+            "/api/v1/executions/{running}/pause",
+            None,
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/resume",
+            "/api/v1/executions/{paused}/resume",
+            None,
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/stages/{stageId}/restart",
+            "/api/v1/executions/{done}/stages/1/restart",
+            None,
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/stages/{stageId}/skip",
+            "/api/v1/executions/{running}/stages/1/skip",
+            None,
+            true,
+            403,
+            202,
+            202,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/executions/{id}/stages/{stageId}/judgment",
+            "/api/v1/executions/{judging}/stages/1/judgment",
+            Some(r#"{"judgmentStatus": "continue"}"#),
+            true,
+            403,
+            202,
+            202,
         ),
         row(
             Method::GET,
@@ -380,11 +513,34 @@ struct Fixture {
     role: String,
     own_token: String,
     other_token: String,
+    running: String,
+    judging: String,
+    paused: String,
+    done: String,
+}
+
+/// Every execution placeholder, for the shared fixture.
+const ALL_EXECUTIONS: &str = "{running} {judging} {paused} {done}";
+
+/// Runs `pipeline` (saving `document` as it first) and waits until `ready` holds.
+async fn execution(
+    server: &Server,
+    app: &str,
+    document: Value,
+    ready: impl Fn(&Value) -> bool,
+) -> String {
+    let name = document["name"].as_str().unwrap().to_owned();
+    let saved = server.save(app, &server.admin, document).await;
+    assert!(saved.status == 201 || saved.status == 200, "{saved:?}");
+    let id = server.start_execution(app, &name, json!({})).await;
+    server.wait_for(&id, "its steady state", ready).await;
+    id
 }
 
 impl Fixture {
-    /// Fresh fixtures; `caller` owns `own_token`.
-    async fn new(server: &Server, caller: &str) -> Fixture {
+    /// Fresh fixtures; `caller` owns `own_token`. Executions are created only when
+    /// `uses` names their placeholder.
+    async fn new(server: &Server, caller: &str, uses: &str) -> Fixture {
         let n = uniq();
         let perms: Value = serde_json::from_str(PERMS).unwrap();
         let app = format!("app{n}");
@@ -409,6 +565,38 @@ impl Fixture {
         server.user(&user, &[]).await;
         let (_, own_token) = server.token_for(caller).await;
         let (_, other_token) = server.token_for(&user).await;
+        let waiting = |e: &Value| stage(e, "1")["tasks"][0]["status"] == "RUNNING";
+        let mut running = String::new();
+        if uses.contains("{running}") {
+            running = execution(server, &app, wait_pipeline(&app, "hold", 60), waiting).await;
+        }
+        let mut judging = String::new();
+        if uses.contains("{judging}") {
+            let judge = json!({ "application": app, "name": "judge", "stages": [
+                { "refId": "1", "type": "manualJudgment", "name": "Approve" }
+            ] });
+            judging = execution(server, &app, judge, waiting).await;
+        }
+        let mut paused = String::new();
+        if uses.contains("{paused}") {
+            paused = execution(server, &app, wait_pipeline(&app, "hold", 60), waiting).await;
+            server
+                .post(
+                    &format!("/api/v1/executions/{paused}/pause"),
+                    &server.admin,
+                    json!(null),
+                )
+                .await
+                .expect(202);
+            server.wait_status(&paused, "PAUSED").await;
+        }
+        let mut done = String::new();
+        if uses.contains("{done}") {
+            done = execution(server, &app, wait_pipeline(&app, "quick", 0), |e| {
+                e["status"] == "SUCCEEDED"
+            })
+            .await;
+        }
         Fixture {
             app,
             bare_app,
@@ -417,6 +605,10 @@ impl Fixture {
             role,
             own_token,
             other_token,
+            running,
+            judging,
+            paused,
+            done,
         }
     }
 
@@ -429,13 +621,44 @@ impl Fixture {
             .replace("{role}", &self.role)
             .replace("{own_token}", &self.own_token)
             .replace("{other_token}", &self.other_token)
+            .replace("{running}", &self.running)
+            .replace("{judging}", &self.judging)
+            .replace("{paused}", &self.paused)
+            .replace("{done}", &self.done)
             .replace("{uniq}", &uniq().to_string())
     }
 }
 
+/// The statuses of an application's executions, their stages and tasks.
+async fn execution_state(server: &Server, app: &str) -> Value {
+    let list = server
+        .get(
+            &format!("/api/v1/executions?application={app}&limit=1000"),
+            &server.admin,
+        )
+        .await
+        .expect(200);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let stages: Vec<Value> = e["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| json!([s["refId"], s["status"], s["tasks"], s["context"]]))
+                .collect();
+            json!([e["id"], e["status"], e["canceled"], e["paused"], stages])
+        })
+        .collect()
+}
+
 /// Everything a refused call must leave untouched.
 async fn snapshot(server: &Server, fixture: &Fixture) -> Value {
-    let mut state = vec![server.pipeline_state(&fixture.app).await];
+    let mut state = vec![
+        server.pipeline_state(&fixture.app).await,
+        execution_state(server, &fixture.app).await,
+    ];
     for path in [
         "/api/v1/applications",
         "/api/v1/users",
@@ -460,7 +683,7 @@ api_test!(every_route, |backend| {
     let reader = server.user("reader", &["readers"]).await;
     let writer = server.user("writer", &["writers"]).await;
     let bad = "gnk_0000000000000000000000000000000000000000000000000000000000000000";
-    let shared = Fixture::new(&server, "admin").await;
+    let shared = Fixture::new(&server, "admin", ALL_EXECUTIONS).await;
 
     let rows = table();
     for row in &rows {
@@ -480,7 +703,7 @@ api_test!(every_route, |backend| {
             };
             let fresh;
             let fixture = if row.mutates {
-                fresh = Fixture::new(&server, name).await;
+                fresh = Fixture::new(&server, name, row.path).await;
                 &fresh
             } else {
                 &shared
@@ -499,7 +722,12 @@ api_test!(every_route, |backend| {
             } else {
                 None
             };
-            let reply = server.call(row.method.clone(), &path, token, body).await;
+            let reply = if path.starts_with("/api/v1/applications/") && path.ends_with("/events") {
+                // This stream never ends: only its status counts.
+                server.status_of(row.method.clone(), &path, token).await
+            } else {
+                server.call(row.method.clone(), &path, token, body).await
+            };
             assert_eq!(
                 reply.status, expected,
                 "{} {path} as {who:?}: expected {expected}, got {} {}",

@@ -76,6 +76,7 @@ async fn first_start(
         database_url: db.url.clone(),
         admin_token: None,
         application_creators: Vec::new(),
+        engine: gennaker_server::EngineSettings::default(),
     };
     (db, store, data_dir, config)
 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::faulty::{AuditFaults, FaultyStore};
-use gennaker_server::{AppState, Metrics, ServerConfig, bootstrap_admin, router};
+use gennaker_server::{AppState, EngineSettings, Metrics, ServerConfig, bootstrap_admin, router};
 pub(crate) use gennaker_store::testing::TestBackend;
 use gennaker_store::testing::TestDatabase;
 use gennaker_store::{SqlStore, Store};
 pub(crate) use reqwest::Method;
 pub(crate) use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// The admin token the harness configures (as `GENNAKER_ADMIN_TOKEN` would).
 pub(crate) const ADMIN_TOKEN: &str = "gnk_test_admin_0123456789abcdef";
@@ -82,7 +83,8 @@ pub(crate) fn uniq() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A running server. Fields drop in order: the server task stops before its database goes.
+/// A running server with its engine. Fields drop in order: the server task and the
+/// engine's workers stop before their database goes.
 pub(crate) struct Server {
     pub base: String,
     pub client: reqwest::Client,
@@ -93,12 +95,14 @@ pub(crate) struct Server {
     /// The token file the bootstrap wrote, if any.
     pub token_file: Option<PathBuf>,
     task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
     _data_dir: tempfile::TempDir,
     _db: TestDatabase,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop.cancel();
         self.task.abort();
     }
 }
@@ -117,6 +121,10 @@ impl Server {
             database_url: db.url.clone(),
             admin_token: options.admin_token.clone(),
             application_creators: options.application_creators,
+            engine: EngineSettings {
+                workers: 4,
+                ..EngineSettings::default()
+            },
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -131,10 +139,20 @@ impl Server {
             }),
             None => Arc::new(store.clone()),
         };
+        let engine = gennaker_server::engine(&store, &config);
+        let stop = CancellationToken::new();
+        let mut workers = engine
+            .start(store.queue_listener().await.unwrap(), stop.clone())
+            .await
+            .unwrap();
+        // Dropping the set would abort the workers; they stop with `stop` instead.
+        workers.detach_all();
         let state = AppState {
             store: served_store,
+            engine,
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),
+            shutdown: stop.clone(),
             tasks: tokio_util::task::TaskTracker::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,6 +168,7 @@ impl Server {
             admin,
             token_file,
             task,
+            stop,
             _data_dir: data_dir,
             _db: db,
         }
@@ -338,4 +357,206 @@ pub(crate) fn pipeline_fixtures() -> Vec<(String, String)> {
 /// Counts the store's users, straight from the database.
 pub(crate) async fn user_count(store: &SqlStore) -> i64 {
     store.count_users().await.unwrap()
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub(crate) struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+/// What an event stream delivered within its time.
+#[derive(Debug)]
+pub(crate) struct SseRead {
+    pub events: Vec<SseEvent>,
+    /// Whether the server ended the stream (rather than the test giving up).
+    pub ended: bool,
+}
+
+/// Splits complete `event:`/`data:` blocks off the front of `buffer`.
+fn take_sse_events(buffer: &mut String, events: &mut Vec<SseEvent>) {
+    while let Some(end) = buffer.find("\n\n") {
+        let block: String = buffer.drain(..end + 2).collect();
+        let mut name = "message".to_owned();
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(value) = line.strip_prefix("event:") {
+                name = value.trim().to_owned();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            }
+        }
+        if !data.is_empty() {
+            events.push(SseEvent {
+                event: name,
+                data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+            });
+        }
+    }
+}
+
+impl Server {
+    /// Runs a pipeline: `POST /applications/{app}/pipelines/{name}/executions`.
+    pub(crate) async fn run(&self, app: &str, pipeline: &str, token: &str, body: Value) -> Reply {
+        self.post(
+            &format!("/api/v1/applications/{app}/pipelines/{pipeline}/executions"),
+            token,
+            body,
+        )
+        .await
+    }
+
+    /// Runs a pipeline as the admin and returns the new execution's id.
+    pub(crate) async fn start_execution(&self, app: &str, pipeline: &str, body: Value) -> String {
+        let execution = self.run(app, pipeline, &self.admin, body).await.expect(202);
+        execution["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Reads an execution as the admin.
+    pub(crate) async fn execution(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/executions/{id}"), &self.admin)
+            .await
+            .expect(200)
+    }
+
+    /// Polls an execution until `done` holds (at most 20 s) and returns it.
+    #[track_caller]
+    pub(crate) fn wait_for<'a>(
+        &'a self,
+        id: &'a str,
+        what: &'a str,
+        done: impl Fn(&Value) -> bool + 'a,
+    ) -> impl std::future::Future<Output = Value> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let execution = self.execution(id).await;
+                if done(&execution) {
+                    return execution;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{caller}: execution {id} never reached '{what}': {execution:#}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            }
+        }
+    }
+
+    /// Polls until the execution has the status.
+    pub(crate) async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for(id, status, |e| e["status"] == status).await
+    }
+
+    /// Polls until the stage with `ref_id` has the status.
+    pub(crate) async fn wait_stage(&self, id: &str, ref_id: &str, status: &str) -> Value {
+        let what = format!("stage {ref_id} {status}");
+        let ref_id = ref_id.to_owned();
+        let status = status.to_owned();
+        self.wait_for(id, &what, move |e| {
+            stage(e, &ref_id)["status"] == status.as_str()
+        })
+        .await
+    }
+
+    /// Reads a server-sent event stream until `enough` holds, the server ends it, or
+    /// `max` passes.
+    pub(crate) async fn sse(
+        &self,
+        path: &str,
+        token: &str,
+        max: std::time::Duration,
+        enough: impl Fn(&[SseEvent]) -> bool,
+    ) -> SseRead {
+        let mut response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{path}"
+        );
+        let deadline = tokio::time::Instant::now() + max;
+        let mut buffer = String::new();
+        let mut events = Vec::new();
+        loop {
+            if enough(&events) {
+                return SseRead {
+                    events,
+                    ended: false,
+                };
+            }
+            let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
+            match chunk {
+                Err(_) => {
+                    return SseRead {
+                        events,
+                        ended: false,
+                    };
+                }
+                Ok(Ok(Some(bytes))) => {
+                    buffer.push_str(&String::from_utf8_lossy(&bytes));
+                    take_sse_events(&mut buffer, &mut events);
+                }
+                Ok(Ok(None)) => {
+                    return SseRead {
+                        events,
+                        ended: true,
+                    };
+                }
+                Ok(Err(e)) => panic!("{path}: the stream broke: {e}"),
+            }
+        }
+    }
+
+    /// Only the status of a request (for streams that never end).
+    pub(crate) async fn status_of(&self, method: Method, path: &str, token: Option<&str>) -> Reply {
+        let what = format!("{method} {path}");
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = if response.status().is_success() {
+            Value::Null
+        } else {
+            response.json().await.unwrap_or(Value::Null)
+        };
+        Reply { status, body, what }
+    }
+}
+
+/// The stage with this refId (top-level) of an execution.
+#[track_caller]
+pub(crate) fn stage<'a>(execution: &'a Value, ref_id: &str) -> &'a Value {
+    execution["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["refId"] == ref_id && s["parentStageId"].is_null())
+        .unwrap_or_else(|| panic!("no stage {ref_id} in {execution:#}"))
+}
+
+/// evaluateVariables → manualJudgment (with inputs) → wait 1 s, with a required `env`.
+pub(crate) fn judged_pipeline(app: &str, name: &str) -> Value {
+    json!({
+        "application": app,
+        "name": name,
+        "parameterConfig": [{ "name": "env", "required": true }, { "name": "region", "default": "eu" }],
+        "stages": [
+            { "refId": "1", "type": "evaluateVariables", "name": "Evaluate",
+              "variables": [{ "key": "greeting", "value": "hello ${parameters.env}" }] },
+            { "refId": "2", "requisiteStageRefIds": ["1"], "type": "manualJudgment", "name": "Approve",
+              "judgmentInputs": [{ "value": "ship" }, { "value": "hold" }] },
+            { "refId": "3", "requisiteStageRefIds": ["2"], "type": "wait", "name": "Settle", "waitTime": 1 },
+        ],
+    })
 }
