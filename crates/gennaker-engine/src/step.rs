@@ -887,6 +887,12 @@ impl<'e> Step<'e> {
             ExecutionStatus::Succeeded
         };
         self.set_stage_status(index, status);
+        if status.is_halt() || status == ExecutionStatus::FailedContinue {
+            // As Orca's CompleteStageHandler: a stage that fails stops (or undoes) what
+            // it started, e.g. a timed-out webhook's remote job, a deploy's new server
+            // group under `rollback.onFailure`.
+            self.queue_cancel_routine(index)?;
+        }
         self.after_stage_done(index)
     }
 
@@ -1035,21 +1041,27 @@ impl<'e> Step<'e> {
                 self.set_task_status(index, &task, status);
             }
             self.set_stage_status(index, status);
-            let stage = &self.execution.stages[index];
-            let has_routine = self
-                .engine
-                .registry
-                .definition(&stage.stage_type)
-                .is_some_and(|d| d.has_cancel_routine());
-            if has_routine {
-                let message = Message::CancelStage {
-                    execution: self.execution.id.clone(),
-                    stage: stage.id.clone(),
-                };
-                self.send(message)?;
-            }
+            self.queue_cancel_routine(index)?;
         }
         Ok(())
+    }
+
+    /// Queues the stage's cancellation routine, when its type has one.
+    fn queue_cancel_routine(&mut self, index: usize) -> Result<(), EngineError> {
+        let stage = &self.execution.stages[index];
+        let has_routine = self
+            .engine
+            .registry
+            .definition(&stage.stage_type)
+            .is_some_and(|d| d.has_cancel_routine());
+        if !has_routine {
+            return Ok(());
+        }
+        let message = Message::CancelStage {
+            execution: self.execution.id.clone(),
+            stage: stage.id.clone(),
+        };
+        self.send(message)
     }
 
     /// What follows the end of an execution: waiting executions of the same pipeline,
@@ -1375,18 +1387,8 @@ impl<'e> Step<'e> {
             if active(self.execution.stages[i].status) {
                 let was_running = self.execution.stages[i].status == ExecutionStatus::Running;
                 self.set_stage_status(i, ExecutionStatus::Skipped);
-                let stage = &self.execution.stages[i];
-                let has_routine = self
-                    .engine
-                    .registry
-                    .definition(&stage.stage_type)
-                    .is_some_and(|d| d.has_cancel_routine());
-                if was_running && has_routine {
-                    let message = Message::CancelStage {
-                        execution: self.execution.id.clone(),
-                        stage: stage.id.clone(),
-                    };
-                    self.send(message)?;
+                if was_running {
+                    self.queue_cancel_routine(i)?;
                 }
             }
         }

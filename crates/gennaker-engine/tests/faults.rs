@@ -280,6 +280,13 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
         }
         run.clock.advance(Duration::from_millis(500));
     }
+    // A message raced with the end (a repeated judgment, a redelivered step) is still
+    // handled, as a no-op: give the workers until the queue is empty.
+    while run.store.inner.queue_depth().await.unwrap() > 0 && tokio::time::Instant::now() < deadline
+    {
+        run.clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
     let done = engine.execution(&id).await.unwrap().unwrap();

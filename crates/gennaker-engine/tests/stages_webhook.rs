@@ -640,9 +640,7 @@ engine_test!(cancelling_the_execution_calls_the_cancel_endpoint, |h| {
 });
 
 /// Orca cancels a stage that fails (CompleteStageHandler pushes CancelStage for every
-/// halting status), so a webhook whose monitoring times out stops its remote job. The
-/// engine only runs cancellation routines for stages still running when the execution
-/// is canceled, so this fails: see the report on `Step::complete_stage`.
+/// halting status), so a webhook whose monitoring times out stops its remote job.
 mod a_failed_webhook_stage_calls_its_cancel_endpoint {
     use super::*;
 
@@ -658,9 +656,13 @@ mod a_failed_webhook_stage_calls_its_cancel_endpoint {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "engine bug: failed stages do not run their cancellation routine"]
     async fn sqlite() {
         run(support::Harness::new(gennaker_store::testing::TestBackend::Sqlite).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(support::Harness::new(gennaker_store::testing::TestBackend::Postgres).await).await;
     }
 }
 
