@@ -140,6 +140,37 @@ pub fn pipeline_execution(
     })
 }
 
+/// An ad-hoc execution (Spinnaker's "orchestration", a Gate `POST /applications/{app}/tasks`):
+/// the `job` stages run one after the other, in order.
+pub fn orchestration_execution(
+    application: &str,
+    description: &str,
+    job: &[Value],
+    requester: &Requester,
+    now: i64,
+) -> Result<Execution, BuildError> {
+    let stages: Vec<Value> = job
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| {
+            let mut stage = stage.as_object().cloned().unwrap_or_default();
+            stage.insert("refId".into(), Value::String((index + 1).to_string()));
+            let requisites = if index == 0 {
+                Vec::new()
+            } else {
+                vec![Value::String(index.to_string())]
+            };
+            stage.insert("requisiteStageRefIds".into(), Value::Array(requisites));
+            Value::Object(stage)
+        })
+        .collect();
+    let config = serde_json::json!({ "name": description, "stages": stages });
+    let mut execution =
+        pipeline_execution(application, &config, &RunRequest::default(), requester, now)?;
+    execution.execution_type = ExecutionType::Orchestration;
+    Ok(execution)
+}
+
 /// A stage of the config as a NOT_STARTED stage execution; every field but `refId`
 /// and `requisiteStageRefIds` becomes its context, as in Orca.
 pub fn stage_from_config(config: &Value) -> Result<StageExecution, BuildError> {

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::build::{Requester, RunRequest, pipeline_execution};
+use crate::build::{Requester, RunRequest, orchestration_execution, pipeline_execution};
 use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::events::ExecutionEvent;
@@ -222,6 +222,24 @@ impl Engine {
             application,
             config,
             request,
+            requester,
+            self.inner.clock.now(),
+        )?;
+        self.submit(execution).await
+    }
+
+    /// Creates and starts an ad-hoc execution of `job`'s stages, one after the other.
+    pub async fn run_orchestration(
+        &self,
+        application: &str,
+        description: &str,
+        job: &[Value],
+        requester: &Requester,
+    ) -> Result<Execution, EngineError> {
+        let execution = orchestration_execution(
+            application,
+            description,
+            job,
             requester,
             self.inner.clock.now(),
         )?;

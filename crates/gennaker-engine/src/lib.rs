@@ -29,7 +29,8 @@ mod task;
 mod worker;
 
 pub use build::{
-    BuildError, Requester, RunRequest, new_id, number, pipeline_execution, stage_from_config,
+    BuildError, Requester, RunRequest, new_id, number, orchestration_execution, pipeline_execution,
+    stage_from_config,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Actor, Engine, EngineConfig, Judgment};

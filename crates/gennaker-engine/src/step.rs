@@ -887,6 +887,9 @@ impl<'e> Step<'e> {
             ExecutionStatus::Succeeded
         };
         self.set_stage_status(index, status);
+        if status != ExecutionStatus::Succeeded {
+            self.adopt_child_exception(index, stage_id);
+        }
         if status.is_halt() || status == ExecutionStatus::FailedContinue {
             // As Orca's CompleteStageHandler: a stage that fails stops (or undoes) what
             // it started, e.g. a timed-out webhook's remote job, a deploy's new server
@@ -894,6 +897,28 @@ impl<'e> Step<'e> {
             self.queue_cancel_routine(index)?;
         }
         self.after_stage_done(index)
+    }
+
+    /// A stage that failed because one of its synthetic stages did shows that stage's
+    /// error as its own, so the execution view names the cause at the top level.
+    fn adopt_child_exception(&mut self, index: usize, stage_id: &str) {
+        if self.execution.stages[index]
+            .context
+            .contains_key("exception")
+        {
+            return;
+        }
+        let child_error = self
+            .execution
+            .stages
+            .iter()
+            .filter(|s| s.parent_stage_id.as_deref() == Some(stage_id) && s.status.is_halt())
+            .find_map(|s| s.context.get("exception").cloned());
+        if let Some(exception) = child_error {
+            self.execution.stages[index]
+                .context
+                .insert("exception".into(), exception);
+        }
     }
 
     /// What follows a stage that has just completed (or been skipped).

@@ -118,6 +118,12 @@ engine_test!(
             error_of(children[1]),
             "precondition 2 (stageStatus) failed: stage 'deploy' is SUCCEEDED, expected TERMINAL"
         );
+        let parent_error = error_of(stage(&done, "check"));
+        assert!(
+            parent_error.starts_with("precondition 1")
+                || parent_error.starts_with("precondition 2"),
+            "the stage shows its failed precondition's error: {parent_error}"
+        );
         h.stop().await;
     }
 );
