@@ -7,23 +7,17 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use gennaker_engine::{
     Actor, Engine, EngineConfig, Execution, ExecutionStatus, Judgment, ManualClock, RunRequest,
     StageRegistry,
 };
-use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, PipelineSave,
-    SqlStore, StepCommit, Store, StoreError,
-};
+use gennaker_store::testing::{FaultyExecutions, TestBackend, TestDatabase};
+use gennaker_store::{ExecutionQuery, ExecutionStore, PipelineSave, StepCommit, Store};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,20 +30,14 @@ enum Fault {
     CrashAfterEveryCommit,
 }
 
-/// The real store, with faults injected into `commit_step`, and a ledger of when each
-/// stage completed (a stage that completes twice is a bug).
-#[derive(Debug)]
-struct FaultyStore {
-    inner: SqlStore,
-    fault: Fault,
-    seen_steps: Mutex<HashSet<Vec<i64>>>,
+/// When each stage completed, from every commit: a stage that completes twice is a bug.
+#[derive(Debug, Default)]
+struct Ledger {
     completions: Mutex<HashMap<String, (String, Option<i64>)>>,
     violations: Mutex<Vec<String>>,
-    commits: AtomicUsize,
-    committed: Notify,
 }
 
-impl FaultyStore {
+impl Ledger {
     fn record(&self, step: &StepCommit) {
         let mut completions = self.completions.lock().unwrap();
         for write in &step.executions {
@@ -77,73 +65,6 @@ impl FaultyStore {
     }
 }
 
-#[async_trait]
-impl ExecutionStore for FaultyStore {
-    async fn get_execution(&self, id: &str) -> gennaker_store::Result<Option<ExecutionRow>> {
-        self.inner.get_execution(id).await
-    }
-    async fn list_executions(
-        &self,
-        q: &ExecutionQuery,
-    ) -> gennaker_store::Result<Vec<ExecutionRow>> {
-        self.inner.list_executions(q).await
-    }
-    async fn commit_step(&self, step: &StepCommit) -> gennaker_store::Result<CommitOutcome> {
-        if self.fault == Fault::RepeatEveryStep && !step.acknowledged.is_empty() {
-            let mut key = step.acknowledged.clone();
-            key.sort_unstable();
-            if self.seen_steps.lock().unwrap().insert(key) {
-                return Err(StoreError::Conflict("injected crash before commit".into()));
-            }
-        }
-        let outcome = self.inner.commit_step(step).await?;
-        if outcome == CommitOutcome::Committed {
-            self.record(step);
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            self.committed.notify_waiters();
-        }
-        Ok(outcome)
-    }
-    async fn claim_messages(
-        &self,
-        owner: &str,
-        now: i64,
-        until: i64,
-        p: i64,
-        pp: i64,
-    ) -> gennaker_store::Result<Vec<LeasedMessage>> {
-        self.inner.claim_messages(owner, now, until, p, pp).await
-    }
-    async fn extend_leases(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        until: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.extend_leases(owner, ids, until).await
-    }
-    async fn release_messages(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        at: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.release_messages(owner, ids, at).await
-    }
-    async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
-        self.inner.release_all_leases().await
-    }
-    async fn next_delivery(&self) -> gennaker_store::Result<Option<i64>> {
-        self.inner.next_delivery().await
-    }
-    async fn queue_depth(&self) -> gennaker_store::Result<i64> {
-        self.inner.queue_depth().await
-    }
-    async fn partition_messages(&self, p: &str) -> gennaker_store::Result<Vec<LeasedMessage>> {
-        self.inner.partition_messages(p).await
-    }
-}
-
 /// A pipeline touching every engine path a crash could break: parallel branches and a
 /// join, a wait, variables, a polling task, a skipped stage, a judgment, a soft failure.
 fn pipeline() -> Value {
@@ -168,14 +89,15 @@ fn pipeline() -> Value {
 }
 
 struct Run {
-    store: Arc<FaultyStore>,
+    store: Arc<FaultyExecutions>,
+    ledger: Arc<Ledger>,
     clock: ManualClock,
     _db: TestDatabase,
 }
 
 fn new_engine(run: &Run, calls: Arc<support::Calls>) -> Engine {
     Engine::new(
-        Arc::new(run.store.inner.clone()),
+        Arc::new(run.store.inner().clone()),
         run.store.clone(),
         support::registry_with_test_stage(StageRegistry::standard(), calls),
         Arc::new(run.clock.clone()),
@@ -207,16 +129,15 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
         .unwrap();
     let mut config = record.config.clone();
     config["id"] = json!(record.id);
+    let ledger = Arc::new(Ledger::default());
     let run = Run {
-        store: Arc::new(FaultyStore {
-            inner: sql.clone(),
-            fault,
-            seen_steps: Mutex::default(),
-            completions: Mutex::default(),
-            violations: Mutex::default(),
-            commits: AtomicUsize::new(0),
-            committed: Notify::new(),
-        }),
+        store: Arc::new(
+            FaultyExecutions::new(sql.clone(), fault == Fault::RepeatEveryStep).observe({
+                let ledger = ledger.clone();
+                move |step| ledger.record(step)
+            }),
+        ),
+        ledger,
         clock: ManualClock::new(1_700_000_000_000),
         _db: db,
     };
@@ -282,7 +203,8 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
     }
     // A message raced with the end (a repeated judgment, a redelivered step) is still
     // handled, as a no-op: give the workers until the queue is empty.
-    while run.store.inner.queue_depth().await.unwrap() > 0 && tokio::time::Instant::now() < deadline
+    while run.store.inner().queue_depth().await.unwrap() > 0
+        && tokio::time::Instant::now() < deadline
     {
         run.clock.advance(Duration::from_millis(500));
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -290,10 +212,10 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
     let done = engine.execution(&id).await.unwrap().unwrap();
-    let depth = run.store.inner.queue_depth().await.unwrap();
+    let depth = run.store.inner().queue_depth().await.unwrap();
     let children = run
         .store
-        .inner
+        .inner()
         .list_executions(&ExecutionQuery {
             limit: 100,
             ..Default::default()
@@ -302,14 +224,14 @@ async fn run_under(backend: TestBackend, fault: Fault) -> (Execution, Vec<String
         .unwrap()
         .len();
     assert_eq!(children, 1, "{fault:?}: no execution was created twice");
-    let violations = run.store.violations.lock().unwrap().clone();
+    let violations = run.ledger.violations.lock().unwrap().clone();
     if fault == Fault::CrashAfterEveryCommit {
         assert!(
             restarts > 5,
             "the engine was restarted many times ({restarts})"
         );
     }
-    run.store.inner.close().await;
+    run.store.inner().close().await;
     (done, violations, depth)
 }
 

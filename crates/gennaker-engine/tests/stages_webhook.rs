@@ -668,91 +668,6 @@ mod a_failed_webhook_stage_calls_its_cancel_endpoint {
 
 // ----- under fault injection -----
 
-/// The executions store, failing the first commit of every step: each step (and so
-/// each task run, with its requests) is done twice, as after a crash before commit.
-#[derive(Debug)]
-struct RepeatEveryStep {
-    inner: gennaker_store::SqlStore,
-    seen: Mutex<std::collections::HashSet<Vec<i64>>>,
-    repeated: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl gennaker_store::ExecutionStore for RepeatEveryStep {
-    async fn get_execution(
-        &self,
-        id: &str,
-    ) -> gennaker_store::Result<Option<gennaker_store::ExecutionRow>> {
-        self.inner.get_execution(id).await
-    }
-    async fn list_executions(
-        &self,
-        query: &gennaker_store::ExecutionQuery,
-    ) -> gennaker_store::Result<Vec<gennaker_store::ExecutionRow>> {
-        self.inner.list_executions(query).await
-    }
-    async fn commit_step(
-        &self,
-        step: &gennaker_store::StepCommit,
-    ) -> gennaker_store::Result<gennaker_store::CommitOutcome> {
-        if !step.acknowledged.is_empty() {
-            let mut key = step.acknowledged.clone();
-            key.sort_unstable();
-            if self.seen.lock().unwrap().insert(key) {
-                self.repeated
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                return Err(gennaker_store::StoreError::Conflict(
-                    "injected crash before commit".into(),
-                ));
-            }
-        }
-        self.inner.commit_step(step).await
-    }
-    async fn claim_messages(
-        &self,
-        owner: &str,
-        now: i64,
-        until: i64,
-        partitions: i64,
-        per_partition: i64,
-    ) -> gennaker_store::Result<Vec<gennaker_store::LeasedMessage>> {
-        self.inner
-            .claim_messages(owner, now, until, partitions, per_partition)
-            .await
-    }
-    async fn extend_leases(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        until: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.extend_leases(owner, ids, until).await
-    }
-    async fn release_messages(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        at: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.release_messages(owner, ids, at).await
-    }
-    async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
-        self.inner.release_all_leases().await
-    }
-    async fn next_delivery(&self) -> gennaker_store::Result<Option<i64>> {
-        self.inner.next_delivery().await
-    }
-    async fn queue_depth(&self) -> gennaker_store::Result<i64> {
-        self.inner.queue_depth().await
-    }
-    async fn partition_messages(
-        &self,
-        partition: &str,
-    ) -> gennaker_store::Result<Vec<gennaker_store::LeasedMessage>> {
-        self.inner.partition_messages(partition).await
-    }
-}
-
 /// Every step of a pipeline with the three generic stages is done twice: the webhook
 /// is called again with the same key, exactly one child pipeline is started, and the
 /// outcome is that of an undisturbed run.
@@ -808,11 +723,10 @@ async fn generic_stages_survive_repeated_steps(backend: gennaker_store::testing:
         .unwrap();
     let mut config = parent.config.clone();
     config["id"] = json!(parent.id);
-    let store = Arc::new(RepeatEveryStep {
-        inner: sql.clone(),
-        seen: Mutex::default(),
-        repeated: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let store = Arc::new(gennaker_store::testing::FaultyExecutions::new(
+        sql.clone(),
+        true,
+    ));
     let clock = ManualClock::new(1_700_000_000_000);
     let calls = Arc::new(support::Calls::default());
     let engine = Engine::new(

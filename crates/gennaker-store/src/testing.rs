@@ -138,3 +138,133 @@ mod tests {
         assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
+
+/// Shown every commit that goes through.
+type CommitObserver = Box<dyn Fn(&crate::StepCommit) + Send + Sync>;
+
+/// The real executions store with faults injected into `commit_step`, for the
+/// fault-injection tests of the engine and of stage crates (STYLE.md §5.6).
+///
+/// With `repeat_every_step`, the first commit of every step fails as if the server had
+/// crashed just before it, so every step (and every task run, with its side effects)
+/// is done twice. Every successful commit is shown to the observer, counted and
+/// announced on [`committed`](Self::committed).
+pub struct FaultyExecutions {
+    inner: SqlStore,
+    repeat_every_step: bool,
+    seen_steps: std::sync::Mutex<std::collections::HashSet<Vec<i64>>>,
+    observer: Option<CommitObserver>,
+    /// Commits failed on purpose.
+    pub repeated: std::sync::atomic::AtomicUsize,
+    /// Commits that went through.
+    pub commits: std::sync::atomic::AtomicUsize,
+    /// Notified after every commit that went through.
+    pub committed: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for FaultyExecutions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyExecutions")
+            .field("repeat_every_step", &self.repeat_every_step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultyExecutions {
+    /// Wraps `inner`; with `repeat_every_step`, the first commit of each step fails.
+    pub fn new(inner: SqlStore, repeat_every_step: bool) -> Self {
+        Self {
+            inner,
+            repeat_every_step,
+            seen_steps: std::sync::Mutex::default(),
+            observer: None,
+            repeated: std::sync::atomic::AtomicUsize::new(0),
+            commits: std::sync::atomic::AtomicUsize::new(0),
+            committed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Shows every commit that goes through to `observer` (e.g. a ledger of stage
+    /// completions that flags a stage completed twice).
+    #[must_use]
+    pub fn observe(
+        mut self,
+        observer: impl Fn(&crate::StepCommit) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &SqlStore {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ExecutionStore for FaultyExecutions {
+    async fn get_execution(&self, id: &str) -> Result<Option<crate::ExecutionRow>> {
+        self.inner.get_execution(id).await
+    }
+    async fn list_executions(
+        &self,
+        query: &crate::ExecutionQuery,
+    ) -> Result<Vec<crate::ExecutionRow>> {
+        self.inner.list_executions(query).await
+    }
+    async fn commit_step(&self, step: &crate::StepCommit) -> Result<crate::CommitOutcome> {
+        use std::sync::atomic::Ordering;
+        if self.repeat_every_step && !step.acknowledged.is_empty() {
+            let mut key = step.acknowledged.clone();
+            key.sort_unstable();
+            let first = self
+                .seen_steps
+                .lock()
+                .map(|mut seen| seen.insert(key))
+                .unwrap_or(false);
+            if first {
+                self.repeated.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Conflict("injected crash before commit".into()));
+            }
+        }
+        let outcome = self.inner.commit_step(step).await?;
+        if outcome == crate::CommitOutcome::Committed {
+            if let Some(observer) = &self.observer {
+                observer(step);
+            }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            self.committed.notify_waiters();
+        }
+        Ok(outcome)
+    }
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        partitions: i64,
+        per_partition: i64,
+    ) -> Result<Vec<crate::LeasedMessage>> {
+        self.inner
+            .claim_messages(owner, now, until, partitions, per_partition)
+            .await
+    }
+    async fn extend_leases(&self, owner: &str, ids: &[i64], until: i64) -> Result<()> {
+        self.inner.extend_leases(owner, ids, until).await
+    }
+    async fn release_messages(&self, owner: &str, ids: &[i64], at: i64) -> Result<()> {
+        self.inner.release_messages(owner, ids, at).await
+    }
+    async fn release_all_leases(&self) -> Result<u64> {
+        self.inner.release_all_leases().await
+    }
+    async fn next_delivery(&self) -> Result<Option<i64>> {
+        self.inner.next_delivery().await
+    }
+    async fn queue_depth(&self) -> Result<i64> {
+        self.inner.queue_depth().await
+    }
+    async fn partition_messages(&self, partition: &str) -> Result<Vec<crate::LeasedMessage>> {
+        self.inner.partition_messages(partition).await
+    }
+}
