@@ -81,9 +81,7 @@ pub(crate) fn healthy_instances(group: &ServerGroup) -> usize {
     group
         .instances
         .iter()
-        .filter(|i| {
-            i.health.is_up() || (group.disabled && i.health == HealthState::OutOfService)
-        })
+        .filter(|i| i.health.is_up() || (group.disabled && i.health == HealthState::OutOfService))
         .count()
 }
 
@@ -100,7 +98,10 @@ pub(crate) fn deployed_by_parent(execution: &Execution, stage: &StageExecution) 
     while let Some(id) = current {
         let parent = execution.stage(id)?;
         if parent.stage_type == crate::deploy::CREATE_SERVER_GROUP
-            && let Some(name) = parent.context.get("serverGroupName").and_then(|v| v.as_str())
+            && let Some(name) = parent
+                .context
+                .get("serverGroupName")
+                .and_then(|v| v.as_str())
         {
             return Some(name.to_owned());
         }

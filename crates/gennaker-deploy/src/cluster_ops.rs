@@ -88,10 +88,12 @@ impl Operation {
 /// Registers the cluster-wide stages and tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     for operation in [Operation::Disable, Operation::ScaleDown, Operation::Shrink] {
-        registry.stage(ClusterStage { operation }).task(ClusterTask {
-            operation,
-            providers: providers.clone(),
-        });
+        registry
+            .stage(ClusterStage { operation })
+            .task(ClusterTask {
+                operation,
+                providers: providers.clone(),
+            });
     }
 }
 
@@ -168,11 +170,19 @@ impl Task for ClusterTask {
         let mut done: Vec<String> = context
             .get(self.operation.result_key())
             .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         for group in &targets {
             match self.operation {
-                Operation::Disable => provider.disable_server_group(account, &group.name).await.map(drop),
+                Operation::Disable => provider
+                    .disable_server_group(account, &group.name)
+                    .await
+                    .map(drop),
                 Operation::ScaleDown => provider
                     .resize_server_group(account, &group.name, Capacity::fixed(0))
                     .await
@@ -239,27 +249,72 @@ mod tests {
     fn disable_keeps_the_newest_enabled_or_the_largest() {
         let plain = candidates(Operation::Disable, &ctx(json!({})), cluster(), None);
         assert_eq!(names(&plain), ["a-v003", "a-v002"]);
-        let larger = candidates(Operation::Disable, &ctx(json!({"preferLargerOverNewer": true})), cluster(), None);
+        let larger = candidates(
+            Operation::Disable,
+            &ctx(json!({"preferLargerOverNewer": true})),
+            cluster(),
+            None,
+        );
         assert_eq!(names(&larger), ["a-v002", "a-v004"]);
-        let protected = candidates(Operation::Disable, &ctx(json!({"preferLargerOverNewer": true})), cluster(), Some("a-v004"));
-        assert_eq!(names(&protected), ["a-v003", "a-v002"], "the parent's new group is kept");
+        let protected = candidates(
+            Operation::Disable,
+            &ctx(json!({"preferLargerOverNewer": true})),
+            cluster(),
+            Some("a-v004"),
+        );
+        assert_eq!(
+            names(&protected),
+            ["a-v003", "a-v002"],
+            "the parent's new group is kept"
+        );
     }
 
     #[test]
     fn shrink_destroys_only_disabled_groups_unless_allowed() {
-        let safe = candidates(Operation::Shrink, &ctx(json!({"shrinkToSize": 2})), cluster(), None);
+        let safe = candidates(
+            Operation::Shrink,
+            &ctx(json!({"shrinkToSize": 2})),
+            cluster(),
+            None,
+        );
         assert_eq!(names(&safe), ["a-v001"]);
-        let all = candidates(Operation::Shrink, &ctx(json!({"shrinkToSize": 1, "allowDeleteActive": true})), cluster(), None);
+        let all = candidates(
+            Operation::Shrink,
+            &ctx(json!({"shrinkToSize": 1, "allowDeleteActive": true})),
+            cluster(),
+            None,
+        );
         assert_eq!(names(&all), ["a-v003", "a-v002", "a-v001"]);
-        let larger = candidates(Operation::Shrink, &ctx(json!({"shrinkToSize": 1, "allowDeleteActive": true, "retainLargerOverNewer": true})), cluster(), None);
+        let larger = candidates(
+            Operation::Shrink,
+            &ctx(
+                json!({"shrinkToSize": 1, "allowDeleteActive": true, "retainLargerOverNewer": true}),
+            ),
+            cluster(),
+            None,
+        );
         assert_eq!(names(&larger), ["a-v003", "a-v002", "a-v004"]);
     }
 
     #[test]
     fn scale_down_skips_active_and_empty_groups() {
-        let plain = candidates(Operation::ScaleDown, &ctx(json!({"remainingFullSizeServerGroups": 1})), cluster(), None);
+        let plain = candidates(
+            Operation::ScaleDown,
+            &ctx(json!({"remainingFullSizeServerGroups": 1})),
+            cluster(),
+            None,
+        );
         assert_eq!(names(&plain), ["a-v001"]);
-        let active = candidates(Operation::ScaleDown, &ctx(json!({"allowScaleDownActive": true})), cluster(), Some("a-v003"));
-        assert_eq!(names(&active), ["a-v002", "a-v001"], "v004 is newer than the parent's group");
+        let active = candidates(
+            Operation::ScaleDown,
+            &ctx(json!({"allowScaleDownActive": true})),
+            cluster(),
+            Some("a-v003"),
+        );
+        assert_eq!(
+            names(&active),
+            ["a-v002", "a-v001"],
+            "v004 is newer than the parent's group"
+        );
     }
 }

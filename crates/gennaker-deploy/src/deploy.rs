@@ -24,15 +24,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use gennaker_engine::{
     CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
-    SyntheticSpec, Task, TaskContext, TaskError, TaskResult, TaskSpec, ancestors, parallel,
-    truthy,
+    SyntheticSpec, Task, TaskContext, TaskError, TaskResult, TaskSpec, ancestors, parallel, truthy,
 };
 use serde_json::{Map, Value, json};
 
 use crate::cluster::{provider_for, server_groups};
 use crate::fields::{
-    ClusterRef, account, capacity, capacity_json, cloud_provider, deploy_moniker, task_error,
-    text,
+    ClusterRef, account, capacity, capacity_json, cloud_provider, deploy_moniker, task_error, text,
 };
 use crate::model::{Capacity, CreateServerGroup, ServerGroup, ServerGroupOrigin};
 use crate::provider::Providers;
@@ -44,17 +42,56 @@ pub(crate) const CREATE_SERVER_GROUP: &str = "createServerGroup";
 
 /// Cluster fields that are not part of the provider's process spec.
 const GENERIC_KEYS: &[&str] = &[
-    "application", "stack", "freeFormDetails", "account", "credentials", "cloudProvider",
-    "provider", "capacity", "loadBalancers", "strategy", "maxRemainingAsgs",
-    "delayBeforeDisableSec", "scaleDown", "delayBeforeScaleDownSec", "rollback",
-    "targetPercentages", "pipelineBeforeCleanup", "delayBeforeCleanup", "moniker", "name",
-    "type", "refId", "requisiteStageRefIds", "stageTimeoutMs", "useSourceCapacity",
-    "availabilityZones", "region", "regions", "spec", "waitForUpInstancesTimeoutMs",
-    "stageEnabled", "failPipeline", "continuePipeline", "completeOtherBranchesThenFail",
-    "markSuccessfulOnTimeout", "expressionEvaluationSummary", "exception", "health",
-    "source", "serverGroupName", "serverGroup", "deploy.server.groups",
-    "deploy.account.name", "rollbackResult", "cancelError", "comments", "notifications",
-    "sendNotifications", "restrictExecutionDuringTimeWindow", "restrictedExecutionWindow",
+    "application",
+    "stack",
+    "freeFormDetails",
+    "account",
+    "credentials",
+    "cloudProvider",
+    "provider",
+    "capacity",
+    "loadBalancers",
+    "strategy",
+    "maxRemainingAsgs",
+    "delayBeforeDisableSec",
+    "scaleDown",
+    "delayBeforeScaleDownSec",
+    "rollback",
+    "targetPercentages",
+    "pipelineBeforeCleanup",
+    "delayBeforeCleanup",
+    "moniker",
+    "name",
+    "type",
+    "refId",
+    "requisiteStageRefIds",
+    "stageTimeoutMs",
+    "useSourceCapacity",
+    "availabilityZones",
+    "region",
+    "regions",
+    "spec",
+    "waitForUpInstancesTimeoutMs",
+    "stageEnabled",
+    "failPipeline",
+    "continuePipeline",
+    "completeOtherBranchesThenFail",
+    "markSuccessfulOnTimeout",
+    "expressionEvaluationSummary",
+    "exception",
+    "health",
+    "source",
+    "serverGroupName",
+    "serverGroup",
+    "deploy.server.groups",
+    "deploy.account.name",
+    "rollbackResult",
+    "cancelError",
+    "comments",
+    "notifications",
+    "sendNotifications",
+    "restrictExecutionDuringTimeWindow",
+    "restrictedExecutionWindow",
     "isNew",
 ];
 
@@ -62,10 +99,16 @@ const GENERIC_KEYS: &[&str] = &[
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     registry
         .stage(DeployStage)
-        .stage(CreateServerGroupStage { providers: providers.clone() })
+        .stage(CreateServerGroupStage {
+            providers: providers.clone(),
+        })
         .task(CollectDeployed)
-        .task(DetermineSource { providers: providers.clone() })
-        .task(CreateTask { providers: providers.clone() });
+        .task(DetermineSource {
+            providers: providers.clone(),
+        })
+        .task(CreateTask {
+            providers: providers.clone(),
+        });
 }
 
 // ----- deploy -----
@@ -100,10 +143,13 @@ impl StageDefinition for DeployStage {
                     if !cluster.contains_key("application") && !cluster.contains_key("moniker") {
                         // The execution's application, evaluated when the cluster's stage
                         // starts (before it plans its strategy).
-                        let value = application.clone().unwrap_or_else(|| "${execution.application}".into());
+                        let value = application
+                            .clone()
+                            .unwrap_or_else(|| "${execution.application}".into());
                         cluster.insert("application".into(), json!(value));
                     }
-                    let name = match deploy_moniker(&cluster, application.as_deref().unwrap_or("")) {
+                    let name = match deploy_moniker(&cluster, application.as_deref().unwrap_or(""))
+                    {
                         Ok(moniker) => format!("Deploy {}", moniker.cluster()),
                         Err(_) => "Deploy".to_owned(),
                     };
@@ -172,7 +218,9 @@ fn cluster_ref(context: &Map<String, Value>, application: &str) -> Result<Cluste
 
 /// The application a cluster without one belongs to: the execution's.
 fn application_of(execution: &Execution, context: &Map<String, Value>) -> String {
-    text(context, "application").unwrap_or(&execution.application).to_owned()
+    text(context, "application")
+        .unwrap_or(&execution.application)
+        .to_owned()
 }
 
 #[async_trait]
@@ -198,7 +246,10 @@ impl StageDefinition for CreateServerGroupStage {
         let Ok(cluster) = cluster_ref(context, "") else {
             return Vec::new();
         };
-        let full = capacity(context.get("capacity")).ok().flatten().unwrap_or_default();
+        let full = capacity(context.get("capacity"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         after_stages(strategy, &cluster, context, full)
     }
 
@@ -222,7 +273,10 @@ impl StageDefinition for CreateServerGroupStage {
         let result = roll_back(&self.providers, execution, stage).await?;
         let mut context = Map::new();
         context.insert("rollbackResult".into(), result);
-        Ok(CancelOutcome { context, messages: Vec::new() })
+        Ok(CancelOutcome {
+            context,
+            messages: Vec::new(),
+        })
     }
 }
 
@@ -253,23 +307,36 @@ pub(crate) async fn roll_back(
         .into_iter()
         .filter(|g| {
             g.origin.as_ref() == Some(&ours)
-                || stage.context.get("serverGroupName").and_then(Value::as_str) == Some(g.name.as_str())
+                || stage.context.get("serverGroupName").and_then(Value::as_str)
+                    == Some(g.name.as_str())
         })
         .collect();
     for group in &created {
-        provider.destroy_server_group(account, &group.name).await.map_err(task_error)?;
+        provider
+            .destroy_server_group(account, &group.name)
+            .await
+            .map_err(task_error)?;
     }
     let mut restored = Value::Null;
     if let Some(source) = stage.context.get("source").and_then(Value::as_object)
         && let Some(name) = text(source, "serverGroupName")
-        && let Some(group) = provider.server_group(account, name).await.map_err(task_error)?
+        && let Some(group) = provider
+            .server_group(account, name)
+            .await
+            .map_err(task_error)?
     {
         let wanted = capacity(source.get("capacity"))?.unwrap_or(group.capacity);
         if group.capacity != wanted {
-            provider.resize_server_group(account, name, wanted).await.map_err(task_error)?;
+            provider
+                .resize_server_group(account, name, wanted)
+                .await
+                .map_err(task_error)?;
         }
         if group.disabled {
-            provider.enable_server_group(account, name).await.map_err(task_error)?;
+            provider
+                .enable_server_group(account, name)
+                .await
+                .map_err(task_error)?;
         }
         if let Ok(router) = providers.router(cluster.cloud_provider.as_deref()) {
             for balancer in &group.load_balancers {
@@ -277,9 +344,16 @@ pub(crate) async fn roll_back(
                     .load_balancer(account, balancer)
                     .await
                     .map_err(task_error)?
-                    .is_some_and(|lb| lb.weights.keys().any(|g| created.iter().any(|c| &c.name == g)));
+                    .is_some_and(|lb| {
+                        lb.weights
+                            .keys()
+                            .any(|g| created.iter().any(|c| &c.name == g))
+                    });
                 if weighted || Strategy::of(&stage.context) == Ok(Strategy::RollingRedBlack) {
-                    router.set_weights(account, balancer, BTreeMap::new()).await.map_err(task_error)?;
+                    router
+                        .set_weights(account, balancer, BTreeMap::new())
+                        .await
+                        .map_err(task_error)?;
                 }
             }
         }
@@ -314,14 +388,18 @@ impl Task for DetermineSource {
         let cluster = cluster_ref(context, &application_of(ctx.execution, context))?;
         let provider = provider_for(&self.providers, &cluster)?;
         let groups = server_groups(provider.as_ref(), &cluster).await?;
-        let source = groups.iter().rev().find(|g| !g.disabled).map_or(Value::Null, |g| {
-            json!({
-                "serverGroupName": g.name,
-                "account": g.account,
-                "capacity": capacity_json(g.capacity),
-                "loadBalancers": g.load_balancers,
-            })
-        });
+        let source = groups
+            .iter()
+            .rev()
+            .find(|g| !g.disabled)
+            .map_or(Value::Null, |g| {
+                json!({
+                    "serverGroupName": g.name,
+                    "account": g.account,
+                    "capacity": capacity_json(g.capacity),
+                    "loadBalancers": g.load_balancers,
+                })
+            });
         Ok(TaskResult::succeeded().with_context("source", source))
     }
 }
@@ -335,7 +413,11 @@ struct CreateTask {
 
 /// The provider's spec: the `spec` object, extended by every non-generic field.
 fn spec_of(context: &Map<String, Value>) -> Map<String, Value> {
-    let mut spec = context.get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut spec = context
+        .get("spec")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     for (key, value) in context {
         if !GENERIC_KEYS.contains(&key.as_str()) {
             spec.insert(key.clone(), value.clone());
@@ -351,7 +433,12 @@ fn found_upstream(execution: &Execution, stage: &StageExecution, cloud: &str) ->
             .get("deploymentDetails")
             .and_then(Value::as_array)?
             .iter()
-            .find(|d| d.get("cloudProvider").and_then(Value::as_str).unwrap_or(Providers::DEFAULT) == cloud)
+            .find(|d| {
+                d.get("cloudProvider")
+                    .and_then(Value::as_str)
+                    .unwrap_or(Providers::DEFAULT)
+                    == cloud
+            })
             .and_then(|d| d.get("spec"))
             .cloned()
     })
@@ -367,7 +454,11 @@ fn region(context: &Map<String, Value>) -> String {
                 .and_then(Value::as_object)
                 .and_then(|zones| zones.keys().next().cloned())
         })
-        .unwrap_or_else(|| cloud_provider(context).unwrap_or(Providers::DEFAULT).to_owned())
+        .unwrap_or_else(|| {
+            cloud_provider(context)
+                .unwrap_or(Providers::DEFAULT)
+                .to_owned()
+        })
 }
 
 #[async_trait]
@@ -392,12 +483,21 @@ impl Task for CreateTask {
         let full = match (truthy(context.get("useSourceCapacity")), source_capacity) {
             (true, Some(source)) => source,
             _ => capacity(context.get("capacity"))?.ok_or_else(|| {
-                TaskError::Permanent("the cluster has no capacity: set \"capacity\" {min, max, desired}".into())
+                TaskError::Permanent(
+                    "the cluster has no capacity: set \"capacity\" {min, max, desired}".into(),
+                )
             })?,
         };
         // Rolling red/black starts empty and out of traffic; its steps grow it.
         let (initial, enabled) = if strategy == Strategy::RollingRedBlack {
-            (Capacity { min: 0, max: full.max, desired: 0 }, false)
+            (
+                Capacity {
+                    min: 0,
+                    max: full.max,
+                    desired: 0,
+                },
+                false,
+            )
         } else {
             (full, true)
         };
@@ -411,7 +511,12 @@ impl Task for CreateTask {
         let load_balancers = context
             .get("loadBalancers")
             .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let group = provider
             .create_server_group(CreateServerGroup {
@@ -433,7 +538,9 @@ impl Task for CreateTask {
             ("serverGroupName", json!(group.name)),
             ("serverGroup", json!(group.name)),
         ] {
-            result = result.with_context(key, value.clone()).with_output(key, value);
+            result = result
+                .with_context(key, value.clone())
+                .with_output(key, value);
         }
         Ok(result)
     }
@@ -450,6 +557,9 @@ mod tests {
             "spec": {"command": "old", "env": {"A": "1"}}, "command": "./serve", "args": ["--port", "$PORT"],
         });
         let spec = spec_of(cluster.as_object().unwrap_or(&Map::new()));
-        assert_eq!(Value::Object(spec), json!({"command": "./serve", "args": ["--port", "$PORT"], "env": {"A": "1"}}));
+        assert_eq!(
+            Value::Object(spec),
+            json!({"command": "./serve", "args": ["--port", "$PORT"], "env": {"A": "1"}})
+        );
     }
 }

@@ -197,22 +197,40 @@ mod tests {
 
     #[test]
     fn clusters_come_from_any_of_spinnakers_fields() {
-        let by_name = ClusterRef::from_context(&map(json!({"cluster": "shop-prod", "credentials": "east"}))).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((by_name.application.as_str(), by_name.account.as_str()), ("shop", "east"));
-        let by_moniker = ClusterRef::from_context(&map(json!({"moniker": {"app": "shop", "stack": "prod", "detail": "a-b"}}))).unwrap_or_else(|e| panic!("{e}"));
+        let by_name =
+            ClusterRef::from_context(&map(json!({"cluster": "shop-prod", "credentials": "east"})))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (by_name.application.as_str(), by_name.account.as_str()),
+            ("shop", "east")
+        );
+        let by_moniker = ClusterRef::from_context(&map(
+            json!({"moniker": {"app": "shop", "stack": "prod", "detail": "a-b"}}),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(by_moniker.cluster, "shop-prod-a-b");
         assert_eq!(by_moniker.account, "local");
-        let by_group = ClusterRef::from_context(&map(json!({"serverGroupName": "shop-prod-v003"}))).unwrap_or_else(|e| panic!("{e}"));
+        let by_group = ClusterRef::from_context(&map(json!({"serverGroupName": "shop-prod-v003"})))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(by_group.cluster, "shop-prod");
         assert!(ClusterRef::from_context(&Map::new()).is_err());
     }
 
     #[test]
     fn capacities_are_checked_and_completed() {
-        assert_eq!(capacity(Some(&json!({"desired": "3"}))).ok().flatten(), Some(Capacity::fixed(3)));
         assert_eq!(
-            capacity(Some(&json!({"min": 1, "max": 5, "desired": 2}))).ok().flatten(),
-            Some(Capacity { min: 1, max: 5, desired: 2 })
+            capacity(Some(&json!({"desired": "3"}))).ok().flatten(),
+            Some(Capacity::fixed(3))
+        );
+        assert_eq!(
+            capacity(Some(&json!({"min": 1, "max": 5, "desired": 2})))
+                .ok()
+                .flatten(),
+            Some(Capacity {
+                min: 1,
+                max: 5,
+                desired: 2
+            })
         );
         assert!(capacity(Some(&json!({"min": 4, "desired": 2}))).is_err());
         assert!(capacity(Some(&json!({"desired": -1}))).is_err());

@@ -19,9 +19,9 @@ use crate::server_group::names;
 
 /// Registers the stage and its task.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
-    registry
-        .stage(FindImageStage)
-        .task(FindImageTask { providers: providers.clone() });
+    registry.stage(FindImageStage).task(FindImageTask {
+        providers: providers.clone(),
+    });
 }
 
 struct FindImageStage;
@@ -41,18 +41,26 @@ struct FindImageTask {
 }
 
 /// Picks one group per the selection strategy, from groups sorted oldest first.
-fn select<'a>(strategy: &str, groups: &'a [ServerGroup]) -> Result<Option<&'a ServerGroup>, String> {
+fn select<'a>(
+    strategy: &str,
+    groups: &'a [ServerGroup],
+) -> Result<Option<&'a ServerGroup>, String> {
     match strategy.to_ascii_uppercase().as_str() {
         "" | "NEWEST" => Ok(groups.last()),
         "OLDEST" => Ok(groups.first()),
         // Ties go to the newest, as Orca's sort does.
-        "LARGEST" => Ok(groups.iter().rev().max_by_key(|g| g.instances.len().max(g.capacity.desired as usize))),
+        "LARGEST" => Ok(groups
+            .iter()
+            .rev()
+            .max_by_key(|g| g.instances.len().max(g.capacity.desired as usize))),
         "FAIL" if groups.len() > 1 => Err(format!(
             "selectionStrategy FAIL: the cluster has more than one candidate server group ({})",
-            names(&groups.iter().cloned().collect::<Vec<_>>())
+            names(groups)
         )),
         "FAIL" => Ok(groups.first()),
-        other => Err(format!("selectionStrategy '{other}' is not known: use NEWEST, LARGEST, OLDEST or FAIL")),
+        other => Err(format!(
+            "selectionStrategy '{other}' is not known: use NEWEST, LARGEST, OLDEST or FAIL"
+        )),
     }
 }
 
@@ -66,21 +74,28 @@ impl Task for FindImageTask {
         let context = &ctx.stage.context;
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
-        let only_enabled = context.get("onlyEnabled").is_none_or(|v| gennaker_engine::truthy(Some(v)) || v.is_null());
+        let only_enabled = context
+            .get("onlyEnabled")
+            .is_none_or(|v| gennaker_engine::truthy(Some(v)) || v.is_null());
         let mut groups = server_groups(provider.as_ref(), &cluster).await?;
         if only_enabled {
             groups.retain(|g| !g.disabled);
         }
         let strategy = text(context, "selectionStrategy").unwrap_or("NEWEST");
-        let found = select(strategy, &groups).map_err(TaskError::Permanent)?.ok_or_else(|| {
-            TaskError::Permanent(format!(
-                "cluster '{}' in account '{}' has no {}server group",
-                cluster.cluster,
-                cluster.account,
-                if only_enabled { "enabled " } else { "" }
-            ))
-        })?;
-        let cloud = cluster.cloud_provider.clone().unwrap_or_else(|| Providers::DEFAULT.to_owned());
+        let found = select(strategy, &groups)
+            .map_err(TaskError::Permanent)?
+            .ok_or_else(|| {
+                TaskError::Permanent(format!(
+                    "cluster '{}' in account '{}' has no {}server group",
+                    cluster.cluster,
+                    cluster.account,
+                    if only_enabled { "enabled " } else { "" }
+                ))
+            })?;
+        let cloud = cluster
+            .cloud_provider
+            .clone()
+            .unwrap_or_else(|| Providers::DEFAULT.to_owned());
         let details = json!([{
             "serverGroupName": found.name,
             "account": found.account,
@@ -94,7 +109,9 @@ impl Task for FindImageTask {
             ("serverGroupName", Value::String(found.name.clone())),
             ("deploymentDetails", details),
         ] {
-            result = result.with_context(key, value.clone()).with_output(key, value);
+            result = result
+                .with_context(key, value.clone())
+                .with_output(key, value);
         }
         Ok(result)
     }

@@ -39,10 +39,18 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
         registry.stage(SimpleStage { stage_type, tasks });
     }
     registry
-        .task(Upsert { providers: providers.clone() })
-        .task(Delete { providers: providers.clone() })
-        .task(Firewall { providers: providers.clone() })
-        .task(Shift { providers: providers.clone() });
+        .task(Upsert {
+            providers: providers.clone(),
+        })
+        .task(Delete {
+            providers: providers.clone(),
+        })
+        .task(Firewall {
+            providers: providers.clone(),
+        })
+        .task(Shift {
+            providers: providers.clone(),
+        });
 }
 
 struct SimpleStage {
@@ -93,7 +101,10 @@ fn balancer_names(context: &Map<String, Value>) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(|lb| lb.as_str().or_else(|| lb.get("name").and_then(Value::as_str)))
+                .filter_map(|lb| {
+                    lb.as_str()
+                        .or_else(|| lb.get("name").and_then(Value::as_str))
+                })
                 .map(str::to_owned)
                 .collect()
         })
@@ -101,16 +112,28 @@ fn balancer_names(context: &Map<String, Value>) -> Vec<String> {
     if !listed.is_empty() {
         return listed;
     }
-    text(context, "name").map(|n| vec![n.to_owned()]).unwrap_or_default()
+    text(context, "name")
+        .map(|n| vec![n.to_owned()])
+        .unwrap_or_default()
 }
 
-fn router<'a>(providers: &'a Providers, context: &Map<String, Value>) -> Result<&'a std::sync::Arc<dyn TrafficRouter>, TaskError> {
-    providers.router(cloud_provider(context)).map_err(task_error)
+fn router<'a>(
+    providers: &'a Providers,
+    context: &Map<String, Value>,
+) -> Result<&'a std::sync::Arc<dyn TrafficRouter>, TaskError> {
+    providers
+        .router(cloud_provider(context))
+        .map_err(task_error)
 }
 
 /// A string list field.
 fn strings(value: Option<&Value>) -> Option<Vec<String>> {
-    value.and_then(Value::as_array).map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+    value.and_then(Value::as_array).map(|list| {
+        list.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 struct Upsert {
@@ -127,11 +150,16 @@ impl Task for Upsert {
         let mut upserted = Vec::new();
         for lb in balancer_objects(&ctx.stage.context) {
             let router = router(&self.providers, &lb)?;
-            let name = text(&lb, "name").or_else(|| text(&lb, "loadBalancerName")).ok_or_else(|| {
-                TaskError::Permanent("a load balancer has no name: set \"name\"".into())
-            })?;
+            let name = text(&lb, "name")
+                .or_else(|| text(&lb, "loadBalancerName"))
+                .ok_or_else(|| {
+                    TaskError::Permanent("a load balancer has no name: set \"name\"".into())
+                })?;
             let account = account(&lb);
-            let existing = router.load_balancer(&account, name).await.map_err(task_error)?;
+            let existing = router
+                .load_balancer(&account, name)
+                .await
+                .map_err(task_error)?;
             let port = whole(&lb, "port").or_else(|| {
                 lb.get("listeners")
                     .and_then(Value::as_array)
@@ -167,7 +195,10 @@ impl Task for Upsert {
             let unchanged = existing.as_ref().is_some_and(|e| e.spec == spec);
             let balancer = match existing {
                 Some(existing) if unchanged => existing,
-                _ => router.upsert_load_balancer(spec).await.map_err(task_error)?,
+                _ => router
+                    .upsert_load_balancer(spec)
+                    .await
+                    .map_err(task_error)?,
             };
             upserted.push(json!({"name": balancer.spec.name, "account": balancer.spec.account, "address": balancer.address}));
         }
@@ -191,13 +222,23 @@ impl Task for Delete {
         let context = &ctx.stage.context;
         let names = balancer_names(context);
         if names.is_empty() {
-            return Err(TaskError::Permanent("the stage names no load balancer: set \"loadBalancerName\"".into()));
+            return Err(TaskError::Permanent(
+                "the stage names no load balancer: set \"loadBalancerName\"".into(),
+            ));
         }
         let router = router(&self.providers, context)?;
         let account = account(context);
         for name in &names {
-            if router.load_balancer(&account, name).await.map_err(task_error)?.is_some() {
-                router.delete_load_balancer(&account, name).await.map_err(task_error)?;
+            if router
+                .load_balancer(&account, name)
+                .await
+                .map_err(task_error)?
+                .is_some()
+            {
+                router
+                    .delete_load_balancer(&account, name)
+                    .await
+                    .map_err(task_error)?;
             }
         }
         Ok(TaskResult::succeeded().with_context("deletedLoadBalancers", json!(names)))
@@ -208,7 +249,12 @@ impl Task for Delete {
 fn ingress_cidrs(context: &Map<String, Value>) -> Result<Vec<String>, TaskError> {
     let mut cidrs = strings(context.get("allowedCidrs")).unwrap_or_default();
     for key in ["ipIngress", "securityGroupIngress"] {
-        for rule in context.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for rule in context
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             match rule.get("cidr").and_then(Value::as_str) {
                 Some(cidr) => cidrs.push(cidr.trim().to_owned()),
                 None => {
@@ -244,7 +290,10 @@ impl Task for Firewall {
         }
         let names = balancer_names(context);
         if names.is_empty() {
-            return Err(TaskError::Permanent("the security group names no load balancer: set \"loadBalancerName\" or \"name\"".into()));
+            return Err(TaskError::Permanent(
+                "the security group names no load balancer: set \"loadBalancerName\" or \"name\""
+                    .into(),
+            ));
         }
         let router = router(&self.providers, context)?;
         let account = account(context);
@@ -259,7 +308,10 @@ impl Task for Firewall {
                 spec.allowed_cidrs = cidrs.clone();
                 // Keep the port the balancer actually listens on.
                 spec.listen = existing.address.clone();
-                router.upsert_load_balancer(spec).await.map_err(task_error)?;
+                router
+                    .upsert_load_balancer(spec)
+                    .await
+                    .map_err(task_error)?;
             }
         }
         Ok(TaskResult::succeeded()
@@ -280,9 +332,13 @@ impl Task for Shift {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
-        let router = self.providers.router(acting.cluster.cloud_provider.as_deref()).ok();
+        let router = self
+            .providers
+            .router(acting.cluster.cloud_provider.as_deref())
+            .ok();
         let group = acting.group().await?;
-        let percentage = whole(&ctx.stage.context, "percentage").map(|p| u32::try_from(p.clamp(0, 100)).unwrap_or(100));
+        let percentage = whole(&ctx.stage.context, "percentage")
+            .map(|p| u32::try_from(p.clamp(0, 100)).unwrap_or(100));
         let mut weights = BTreeMap::new();
         if let Some(pct) = percentage {
             weights.insert(group.name.clone(), pct);
@@ -304,11 +360,18 @@ impl Task for Shift {
         if let Some(router) = router {
             for balancer in &group.load_balancers {
                 // Setting weights is idempotent: a repeat sets the same split.
-                router.set_weights(&acting.cluster.account, balancer, weights.clone()).await.map_err(task_error)?;
+                router
+                    .set_weights(&acting.cluster.account, balancer, weights.clone())
+                    .await
+                    .map_err(task_error)?;
             }
         }
         if group.disabled {
-            acting.provider.enable_server_group(&acting.cluster.account, &group.name).await.map_err(task_error)?;
+            acting
+                .provider
+                .enable_server_group(&acting.cluster.account, &group.name)
+                .await
+                .map_err(task_error)?;
         }
         Ok(TaskResult::succeeded().with_context("weights", json!(weights)))
     }

@@ -28,11 +28,21 @@ use crate::server_group::{WAIT_FOR_UP_INSTANCES, names};
 /// Registers both stages and their tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     registry
-        .stage(RollbackStage { stage_type: "rollbackServerGroup" })
-        .stage(RollbackStage { stage_type: "rollbackCluster" })
-        .task(DetermineRollback { providers: providers.clone() })
-        .task(Restore { providers: providers.clone() })
-        .task(DisableRolledBack { providers: providers.clone() });
+        .stage(RollbackStage {
+            stage_type: "rollbackServerGroup",
+        })
+        .stage(RollbackStage {
+            stage_type: "rollbackCluster",
+        })
+        .task(DetermineRollback {
+            providers: providers.clone(),
+        })
+        .task(Restore {
+            providers: providers.clone(),
+        })
+        .task(DisableRolledBack {
+            providers: providers.clone(),
+        });
 }
 
 struct RollbackStage {
@@ -94,7 +104,9 @@ impl Task for DetermineRollback {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let context = &ctx.stage.context;
-        if text(context, "restoreServerGroupName").is_some() && context.contains_key("restoreCapacity") {
+        if text(context, "restoreServerGroupName").is_some()
+            && context.contains_key("restoreCapacity")
+        {
             return Ok(TaskResult::succeeded());
         }
         let cluster = rollback_cluster(context)?;
@@ -112,21 +124,33 @@ impl Task for DetermineRollback {
         };
         let (rollback, restore) = if ctx.stage.stage_type == "rollbackCluster" {
             let rollback = groups.last().ok_or_else(|| {
-                TaskError::Permanent(format!("cluster '{}' has no server groups to roll back", cluster.cluster))
+                TaskError::Permanent(format!(
+                    "cluster '{}' has no server groups to roll back",
+                    cluster.cluster
+                ))
             })?;
             (rollback, previous(&groups, rollback))
         } else {
-            let rollback_type = text(context, "rollbackType").unwrap_or("EXPLICIT").to_ascii_uppercase();
+            let rollback_type = text(context, "rollbackType")
+                .unwrap_or("EXPLICIT")
+                .to_ascii_uppercase();
             let rollback_name = explicit
                 .and_then(|r| text(r, "rollbackServerGroupName"))
                 .or_else(|| server_group_name(context))
-                .ok_or_else(|| TaskError::Permanent("set rollbackContext.rollbackServerGroupName".into()))?;
+                .ok_or_else(|| {
+                    TaskError::Permanent("set rollbackContext.rollbackServerGroupName".into())
+                })?;
             let rollback = named(rollback_name)?;
             match rollback_type.as_str() {
                 "EXPLICIT" => {
-                    let restore = explicit.and_then(|r| text(r, "restoreServerGroupName")).ok_or_else(|| {
-                        TaskError::Permanent("an EXPLICIT rollback needs rollbackContext.restoreServerGroupName".into())
-                    })?;
+                    let restore = explicit
+                        .and_then(|r| text(r, "restoreServerGroupName"))
+                        .ok_or_else(|| {
+                            TaskError::Permanent(
+                                "an EXPLICIT rollback needs rollbackContext.restoreServerGroupName"
+                                    .into(),
+                            )
+                        })?;
                     (rollback, Some(named(restore)?))
                 }
                 "PREVIOUS_IMAGE" => (rollback, previous(&groups, rollback)),
@@ -163,9 +187,9 @@ impl Task for DetermineRollback {
 
 /// The two recorded names and the cluster.
 fn recorded(context: &Map<String, Value>, key: &str) -> Result<String, TaskError> {
-    text(context, key)
-        .map(str::to_owned)
-        .ok_or_else(|| TaskError::Permanent(format!("the rollback has no {key}; restart the stage")))
+    text(context, key).map(str::to_owned).ok_or_else(|| {
+        TaskError::Permanent(format!("the rollback has no {key}; restart the stage"))
+    })
 }
 
 struct Restore {
@@ -183,18 +207,27 @@ impl Task for Restore {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "restoreServerGroupName")?;
-        let wanted = capacity(context.get("restoreCapacity"))?
-            .ok_or_else(|| TaskError::Permanent("the rollback has no restoreCapacity; restart the stage".into()))?;
+        let wanted = capacity(context.get("restoreCapacity"))?.ok_or_else(|| {
+            TaskError::Permanent("the rollback has no restoreCapacity; restart the stage".into())
+        })?;
         let group = provider
             .server_group(&cluster.account, &name)
             .await
             .map_err(task_error)?
-            .ok_or_else(|| TaskError::Permanent(format!("server group '{name}' no longer exists")))?;
+            .ok_or_else(|| {
+                TaskError::Permanent(format!("server group '{name}' no longer exists"))
+            })?;
         if group.capacity != wanted {
-            provider.resize_server_group(&cluster.account, &name, wanted).await.map_err(task_error)?;
+            provider
+                .resize_server_group(&cluster.account, &name, wanted)
+                .await
+                .map_err(task_error)?;
         }
         if group.disabled {
-            provider.enable_server_group(&cluster.account, &name).await.map_err(task_error)?;
+            provider
+                .enable_server_group(&cluster.account, &name)
+                .await
+                .map_err(task_error)?;
         }
         Ok(TaskResult::succeeded())
     }
@@ -215,9 +248,15 @@ impl Task for DisableRolledBack {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "rollbackServerGroupName")?;
-        let group = provider.server_group(&cluster.account, &name).await.map_err(task_error)?;
+        let group = provider
+            .server_group(&cluster.account, &name)
+            .await
+            .map_err(task_error)?;
         if group.is_some_and(|g| !g.disabled) {
-            provider.disable_server_group(&cluster.account, &name).await.map_err(task_error)?;
+            provider
+                .disable_server_group(&cluster.account, &name)
+                .await
+                .map_err(task_error)?;
         }
         Ok(TaskResult::succeeded())
     }

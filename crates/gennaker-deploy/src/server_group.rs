@@ -19,7 +19,9 @@ use gennaker_engine::{
 use serde_json::{Value, json};
 
 use crate::cluster::{Target, capacity_reached, healthy_instances, provider_for, server_groups};
-use crate::fields::{ClusterRef, capacity, capacity_json, server_group_name, task_error, text, whole};
+use crate::fields::{
+    ClusterRef, capacity, capacity_json, server_group_name, task_error, text, whole,
+};
 use crate::model::{Capacity, ServerGroup};
 use crate::provider::{Provider, Providers};
 
@@ -121,7 +123,11 @@ impl Acting {
 pub(crate) fn acting(providers: &Providers, ctx: &TaskContext<'_>) -> Result<Acting, TaskError> {
     let cluster = ClusterRef::from_context(&ctx.stage.context)?;
     let name = server_group_name(&ctx.stage.context)
-        .ok_or_else(|| TaskError::Permanent("the stage names no server group: set \"serverGroupName\" or \"target\"".into()))?
+        .ok_or_else(|| {
+            TaskError::Permanent(
+                "the stage names no server group: set \"serverGroupName\" or \"target\"".into(),
+            )
+        })?
         .to_owned();
     Ok(Acting {
         provider: provider_for(providers, &cluster)?,
@@ -175,7 +181,11 @@ pub(crate) fn names(groups: &[ServerGroup]) -> String {
     if groups.is_empty() {
         return "none".into();
     }
-    groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+    groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Computes the capacity a resize asks for, from the group as it is before the resize,
@@ -194,7 +204,9 @@ impl Task for DetermineResizeCapacity {
         let acting = acting(&self.providers, ctx)?;
         let group = acting.group().await?;
         let context = &ctx.stage.context;
-        let action = text(context, "action").unwrap_or("scale_exact").to_ascii_lowercase();
+        let action = text(context, "action")
+            .unwrap_or("scale_exact")
+            .to_ascii_lowercase();
         let current = group.capacity;
         let delta = |base: u32| -> u32 {
             match (whole(context, "scalePct"), whole(context, "scaleNum")) {
@@ -208,15 +220,25 @@ impl Task for DetermineResizeCapacity {
         };
         let target = match action.as_str() {
             "scale_exact" => capacity(context.get("capacity"))?.ok_or_else(|| {
-                TaskError::Permanent("resize action scale_exact needs \"capacity\" {min, max, desired}".into())
+                TaskError::Permanent(
+                    "resize action scale_exact needs \"capacity\" {min, max, desired}".into(),
+                )
             })?,
             "scale_up" => {
                 let desired = current.desired.saturating_add(delta(current.desired));
-                Capacity { min: current.min, max: current.max.max(desired), desired }
+                Capacity {
+                    min: current.min,
+                    max: current.max.max(desired),
+                    desired,
+                }
             }
             "scale_down" => {
                 let desired = current.desired.saturating_sub(delta(current.desired));
-                Capacity { min: current.min.min(desired), max: current.max, desired }
+                Capacity {
+                    min: current.min.min(desired),
+                    max: current.max,
+                    desired,
+                }
             }
             "scale_to_cluster" => {
                 let groups = server_groups(acting.provider.as_ref(), &acting.cluster).await?;
@@ -226,7 +248,11 @@ impl Task for DetermineResizeCapacity {
                     .max_by_key(|c| c.desired)
                     .unwrap_or(current);
                 let desired = largest.desired.saturating_add(delta(largest.desired));
-                Capacity { min: largest.min.min(desired), max: largest.max.max(desired), desired }
+                Capacity {
+                    min: largest.min.min(desired),
+                    max: largest.max.max(desired),
+                    desired,
+                }
             }
             other => {
                 return Err(TaskError::Permanent(format!(
@@ -254,8 +280,9 @@ impl Task for Resize {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
-        let target = capacity(ctx.stage.context.get("targetCapacity"))?
-            .ok_or_else(|| TaskError::Permanent("the resize has no targetCapacity; restart the stage".into()))?;
+        let target = capacity(ctx.stage.context.get("targetCapacity"))?.ok_or_else(|| {
+            TaskError::Permanent("the resize has no targetCapacity; restart the stage".into())
+        })?;
         let group = acting.group().await?;
         if group.capacity != target {
             acting
@@ -365,7 +392,11 @@ impl Task for WaitForDestroyed {
             .await
             .map_err(task_error)?
             .is_none();
-        Ok(if gone { TaskResult::succeeded() } else { TaskResult::running() })
+        Ok(if gone {
+            TaskResult::succeeded()
+        } else {
+            TaskResult::running()
+        })
     }
 
     fn backoff(&self, _stage: &StageExecution) -> Duration {

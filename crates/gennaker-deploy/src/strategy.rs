@@ -24,7 +24,11 @@ pub(crate) enum Strategy {
 impl Strategy {
     /// Parses `strategy`; unknown strategies are named in the error.
     pub(crate) fn of(context: &Map<String, Value>) -> Result<Self, String> {
-        match text(context, "strategy").unwrap_or_default().to_ascii_lowercase().as_str() {
+        match text(context, "strategy")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "" | "none" => Ok(Self::None),
             "redblack" => Ok(Self::RedBlack),
             "highlander" => Ok(Self::Highlander),
@@ -92,7 +96,11 @@ pub(crate) fn after_stages(
             stages.push(shrink);
         }
         if let Some(delay) = seconds("delayBeforeDisableSec") {
-            stages.push(("wait".into(), "waitBeforeDisable".into(), with(json!({"waitTime": delay}))));
+            stages.push((
+                "wait".into(),
+                "waitBeforeDisable".into(),
+                with(json!({"waitTime": delay})),
+            ));
         }
         stages.push((
             "disableCluster".into(),
@@ -100,11 +108,19 @@ pub(crate) fn after_stages(
             with(json!({"remainingEnabledServerGroups": 1, "preferLargerOverNewer": false})),
         ));
         if strategy == Strategy::RollingRedBlack {
-            stages.push(("shiftTraffic".into(), "restoreTrafficWeights".into(), with(json!({"target": "current_asg_dynamic"}))));
+            stages.push((
+                "shiftTraffic".into(),
+                "restoreTrafficWeights".into(),
+                with(json!({"target": "current_asg_dynamic"})),
+            ));
         }
         if truthy(context.get("scaleDown")) {
             if let Some(delay) = seconds("delayBeforeScaleDownSec") {
-                stages.push(("wait".into(), "waitBeforeScaleDown".into(), with(json!({"waitTime": delay}))));
+                stages.push((
+                    "wait".into(),
+                    "waitBeforeScaleDown".into(),
+                    with(json!({"waitTime": delay})),
+                ));
             }
             stages.push((
                 "scaleDownCluster".into(),
@@ -199,8 +215,16 @@ mod tests {
     #[test]
     fn red_black_follows_orca_order() {
         assert_eq!(
-            plan(json!({"strategy": "redblack", "maxRemainingAsgs": 2, "delayBeforeDisableSec": 5, "scaleDown": true, "delayBeforeScaleDownSec": 7})),
-            ["shrinkCluster", "wait", "disableCluster", "wait", "scaleDownCluster"]
+            plan(
+                json!({"strategy": "redblack", "maxRemainingAsgs": 2, "delayBeforeDisableSec": 5, "scaleDown": true, "delayBeforeScaleDownSec": 7})
+            ),
+            [
+                "shrinkCluster",
+                "wait",
+                "disableCluster",
+                "wait",
+                "scaleDownCluster"
+            ]
         );
         assert_eq!(plan(json!({"strategy": "redblack"})), ["disableCluster"]);
         assert_eq!(plan(json!({"strategy": "highlander"})), ["shrinkCluster"]);
@@ -211,14 +235,32 @@ mod tests {
     #[test]
     fn rolling_steps_grow_then_clean_up() {
         assert_eq!(
-            plan(json!({"strategy": "rollingredblack", "targetPercentages": [50, 100],
-                        "pipelineBeforeCleanup": {"application": "shop", "pipelineId": "p1"}})),
-            ["resizeServerGroup", "shiftTraffic", "pipeline", "resizeServerGroup", "shiftTraffic", "pipeline", "disableCluster", "shiftTraffic"]
+            plan(
+                json!({"strategy": "rollingredblack", "targetPercentages": [50, 100],
+                        "pipelineBeforeCleanup": {"application": "shop", "pipelineId": "p1"}})
+            ),
+            [
+                "resizeServerGroup",
+                "shiftTraffic",
+                "pipeline",
+                "resizeServerGroup",
+                "shiftTraffic",
+                "pipeline",
+                "disableCluster",
+                "shiftTraffic"
+            ]
         );
-        assert_eq!(target_percentages(&ctx(json!({"targetPercentages": [25, 50]}))), [25, 50, 100]);
+        assert_eq!(
+            target_percentages(&ctx(json!({"targetPercentages": [25, 50]}))),
+            [25, 50, 100]
+        );
         assert_eq!(step_capacity(Capacity::fixed(4), 25), Capacity::fixed(1));
         assert_eq!(step_capacity(Capacity::fixed(3), 50), Capacity::fixed(2));
-        let full = Capacity { min: 1, max: 6, desired: 4 };
+        let full = Capacity {
+            min: 1,
+            max: 6,
+            desired: 4,
+        };
         assert_eq!(step_capacity(full, 100), full);
     }
 }

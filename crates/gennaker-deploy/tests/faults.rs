@@ -46,7 +46,10 @@ impl ExecutionStore for FaultyStore {
     async fn get_execution(&self, id: &str) -> gennaker_store::Result<Option<ExecutionRow>> {
         self.inner.get_execution(id).await
     }
-    async fn list_executions(&self, q: &ExecutionQuery) -> gennaker_store::Result<Vec<ExecutionRow>> {
+    async fn list_executions(
+        &self,
+        q: &ExecutionQuery,
+    ) -> gennaker_store::Result<Vec<ExecutionRow>> {
         self.inner.list_executions(q).await
     }
     async fn commit_step(&self, step: &StepCommit) -> gennaker_store::Result<CommitOutcome> {
@@ -64,13 +67,30 @@ impl ExecutionStore for FaultyStore {
         }
         Ok(outcome)
     }
-    async fn claim_messages(&self, owner: &str, now: i64, until: i64, p: i64, pp: i64) -> gennaker_store::Result<Vec<LeasedMessage>> {
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        p: i64,
+        pp: i64,
+    ) -> gennaker_store::Result<Vec<LeasedMessage>> {
         self.inner.claim_messages(owner, now, until, p, pp).await
     }
-    async fn extend_leases(&self, owner: &str, ids: &[i64], until: i64) -> gennaker_store::Result<()> {
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        until: i64,
+    ) -> gennaker_store::Result<()> {
         self.inner.extend_leases(owner, ids, until).await
     }
-    async fn release_messages(&self, owner: &str, ids: &[i64], at: i64) -> gennaker_store::Result<()> {
+    async fn release_messages(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        at: i64,
+    ) -> gennaker_store::Result<()> {
         self.inner.release_messages(owner, ids, at).await
     }
     async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
@@ -103,7 +123,11 @@ fn new_engine(store: &Arc<FaultyStore>, clock: &ManualClock, cloud: &Arc<FakeClo
         store.clone(),
         support::registry(cloud),
         Arc::new(clock.clone()),
-        EngineConfig { workers: 3, idle_recheck: Duration::from_millis(50), ..EngineConfig::default() },
+        EngineConfig {
+            workers: 3,
+            idle_recheck: Duration::from_millis(50),
+            ..EngineConfig::default()
+        },
     )
 }
 
@@ -116,15 +140,27 @@ struct Outcome {
 
 async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
     let (db, sql) = TestDatabase::store(backend).await.unwrap();
-    sql.create_application("shop", &json!({"name": "shop"}), "t").await.unwrap();
+    sql.create_application("shop", &json!({"name": "shop"}), "t")
+        .await
+        .unwrap();
     let (record, _) = sql
-        .save_pipeline("shop", &PipelineSave { id: None, name: "faults".into(), config: pipeline() }, "t")
+        .save_pipeline(
+            "shop",
+            &PipelineSave {
+                id: None,
+                name: "faults".into(),
+                config: pipeline(),
+            },
+            "t",
+        )
         .await
         .unwrap();
     let mut config = record.config.clone();
     config["id"] = json!(record.id);
     let cloud = Arc::new(FakeCloud::default());
-    let old = cloud.seed("shop-prod", 2, json!({"artifact": "v1"}), &[]).await;
+    let old = cloud
+        .seed("shop-prod", 2, json!({"artifact": "v1"}), &[])
+        .await;
     assert_eq!(old, "shop-prod-v000");
     let store = Arc::new(FaultyStore {
         inner: sql.clone(),
@@ -138,7 +174,12 @@ async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
     let mut shutdown = CancellationToken::new();
     let mut workers = engine.start(None, shutdown.clone()).await.unwrap();
     let id = engine
-        .run_pipeline("shop", &config, &RunRequest::default(), &support::requester())
+        .run_pipeline(
+            "shop",
+            &config,
+            &RunRequest::default(),
+            &support::requester(),
+        )
         .await
         .unwrap()
         .id;
@@ -173,13 +214,21 @@ async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
     if fault == Fault::CrashAfterEveryCommit {
-        assert!(restarts > 5, "the engine was restarted many times ({restarts})");
+        assert!(
+            restarts > 5,
+            "the engine was restarted many times ({restarts})"
+        );
     }
     let execution = engine.execution(&id).await.unwrap().unwrap();
     let depth = store.inner.queue_depth().await.unwrap();
     store.inner.close().await;
     drop(db);
-    Outcome { execution, log: cloud.log(), names: cloud.names(), depth }
+    Outcome {
+        execution,
+        log: cloud.log(),
+        names: cloud.names(),
+        depth,
+    }
 }
 
 /// Each stage's status and outputs.
@@ -194,13 +243,37 @@ fn shape(execution: &Execution) -> (ExecutionStatus, BTreeMap<String, (Execution
 
 async fn same_as_undisturbed(backend: TestBackend, fault: Fault) {
     let reference = run_under(backend, Fault::None).await;
-    assert_eq!(reference.execution.status, ExecutionStatus::Succeeded, "{}", support::summary(&reference.execution));
-    assert_eq!(reference.log, ["create shop-prod-v001 2", "disable shop-prod-v000", "resize shop-prod-v000 0"]);
+    assert_eq!(
+        reference.execution.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        support::summary(&reference.execution)
+    );
+    assert_eq!(
+        reference.log,
+        [
+            "create shop-prod-v001 2",
+            "disable shop-prod-v000",
+            "resize shop-prod-v000 0"
+        ]
+    );
     assert_eq!(reference.depth, 0);
     let disturbed = run_under(backend, fault).await;
-    assert_eq!(shape(&disturbed.execution), shape(&reference.execution), "{fault:?}:\n{}", support::summary(&disturbed.execution));
-    assert_eq!(disturbed.log, reference.log, "{fault:?}: every change made exactly once");
-    assert_eq!(disturbed.names, ["shop-prod-v000", "shop-prod-v001"], "{fault:?}: nothing left behind");
+    assert_eq!(
+        shape(&disturbed.execution),
+        shape(&reference.execution),
+        "{fault:?}:\n{}",
+        support::summary(&disturbed.execution)
+    );
+    assert_eq!(
+        disturbed.log, reference.log,
+        "{fault:?}: every change made exactly once"
+    );
+    assert_eq!(
+        disturbed.names,
+        ["shop-prod-v000", "shop-prod-v001"],
+        "{fault:?}: nothing left behind"
+    );
     assert_eq!(disturbed.depth, 0, "{fault:?}: messages left behind");
 }
 

@@ -66,29 +66,58 @@ deploy_test!(server_group_stages_resolve_their_targets_once, |h| {
         ("destroy oldest", "shop-prod-v000"),
         ("exact", "shop-prod-v001"),
     ] {
-        assert_eq!(stage(&done, name).context["serverGroupName"], group, "{name}");
+        assert_eq!(
+            stage(&done, name).context["serverGroupName"],
+            group,
+            "{name}"
+        );
     }
-    assert_eq!(stage(&done, "grow ancestor").context["targetCapacity"], json!({"min": 1, "max": 3, "desired": 3}));
-    assert_eq!(h.cloud.peek("shop-prod-v001").unwrap().capacity, Capacity { min: 0, max: 5, desired: 3 });
+    assert_eq!(
+        stage(&done, "grow ancestor").context["targetCapacity"],
+        json!({"min": 1, "max": 3, "desired": 3})
+    );
+    assert_eq!(
+        h.cloud.peek("shop-prod-v001").unwrap().capacity,
+        Capacity {
+            min: 0,
+            max: 5,
+            desired: 3
+        }
+    );
     h.stop().await;
 });
 
-deploy_test!(a_missing_target_fails_the_stage_with_the_clusters_groups, |h| {
-    h.cloud.seed("shop-prod", 1, json!({}), &[]).await;
-    let run = h
+deploy_test!(
+    a_missing_target_fails_the_stage_with_the_clusters_groups,
+    |h| {
+        h.cloud.seed("shop-prod", 1, json!({}), &[]).await;
+        let run = h
         .run("ops", chain(vec![json!({"name": "ancestor", "type": "disableServerGroup", "target": "ancestor_asg_dynamic"})]))
         .await;
-    let done = h.finish(&run.id).await;
-    assert_eq!(done.status, ExecutionStatus::Terminal);
-    let error = stage(&done, "ancestor").context["exception"]["details"]["error"].as_str().unwrap().to_owned();
-    assert!(error.contains("shop-prod-v000") && error.contains("ancestor_asg_dynamic"), "{error}");
-    assert!(h.cloud.log().is_empty());
-    h.stop().await;
-});
+        let done = h.finish(&run.id).await;
+        assert_eq!(done.status, ExecutionStatus::Terminal);
+        let error = stage(&done, "ancestor").context["exception"]["details"]["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            error.contains("shop-prod-v000") && error.contains("ancestor_asg_dynamic"),
+            "{error}"
+        );
+        assert!(h.cloud.log().is_empty());
+        h.stop().await;
+    }
+);
 
 deploy_test!(rollback_server_group_moves_traffic_before_disabling, |h| {
-    let old = h.cloud.seed("shop-prod", 1, json!({"artifact": "v1"}), &[]).await;
-    let new = h.cloud.seed("shop-prod", 3, json!({"artifact": "v2"}), &[]).await;
+    let old = h
+        .cloud
+        .seed("shop-prod", 1, json!({"artifact": "v1"}), &[])
+        .await;
+    let new = h
+        .cloud
+        .seed("shop-prod", 3, json!({"artifact": "v2"}), &[])
+        .await;
     h.cloud.seed_disabled(&old).await;
     let run = h
         .run(
@@ -103,23 +132,45 @@ deploy_test!(rollback_server_group_moves_traffic_before_disabling, |h| {
     succeeded(&done);
     assert_eq!(
         h.cloud.log(),
-        [format!("resize {old} 3"), format!("enable {old}"), format!("disable {new}")],
+        [
+            format!("resize {old} 3"),
+            format!("enable {old}"),
+            format!("disable {new}")
+        ],
         "the restore group takes traffic before the rolled-back one leaves"
     );
     let rollback = stage(&done, "rollback");
-    let waited = rollback.tasks.iter().find(|t| t.name == "waitForUpInstances").unwrap();
+    let waited = rollback
+        .tasks
+        .iter()
+        .find(|t| t.name == "waitForUpInstances")
+        .unwrap();
     assert_eq!(waited.status, ExecutionStatus::Succeeded);
-    assert_eq!(rollback.context["health"]["up"], 3, "disabled only once all three were up");
+    assert_eq!(
+        rollback.context["health"]["up"], 3,
+        "disabled only once all three were up"
+    );
     h.stop().await;
 });
 
-deploy_test!(previous_image_and_cluster_rollbacks_pick_the_older_version, |h| {
-    let v1 = h.cloud.seed("shop-prod", 1, json!({"artifact": "v1"}), &[]).await;
-    let v1b = h.cloud.seed("shop-prod", 1, json!({"artifact": "v1"}), &[]).await;
-    let v2 = h.cloud.seed("shop-prod", 1, json!({"artifact": "v2"}), &[]).await;
-    h.cloud.seed_disabled(&v1).await;
-    h.cloud.seed_disabled(&v1b).await;
-    let run = h
+deploy_test!(
+    previous_image_and_cluster_rollbacks_pick_the_older_version,
+    |h| {
+        let v1 = h
+            .cloud
+            .seed("shop-prod", 1, json!({"artifact": "v1"}), &[])
+            .await;
+        let v1b = h
+            .cloud
+            .seed("shop-prod", 1, json!({"artifact": "v1"}), &[])
+            .await;
+        let v2 = h
+            .cloud
+            .seed("shop-prod", 1, json!({"artifact": "v2"}), &[])
+            .await;
+        h.cloud.seed_disabled(&v1).await;
+        h.cloud.seed_disabled(&v1b).await;
+        let run = h
         .run(
             "rollback",
             chain(vec![
@@ -129,15 +180,25 @@ deploy_test!(previous_image_and_cluster_rollbacks_pick_the_older_version, |h| {
             ]),
         )
         .await;
-    let done = h.finish(&run.id).await;
-    succeeded(&done);
-    assert_eq!(stage(&done, "previous").context["restoreServerGroupName"], json!(v1b));
-    // The cluster's newest group (v2, now disabled) goes back to v1b again: a no-op
-    // apart from re-checking, since v1b already serves.
-    assert_eq!(stage(&done, "again").context["rollbackServerGroupName"], json!(v2));
-    assert_eq!(h.cloud.log(), [format!("enable {v1b}"), format!("disable {v2}")]);
-    h.stop().await;
-});
+        let done = h.finish(&run.id).await;
+        succeeded(&done);
+        assert_eq!(
+            stage(&done, "previous").context["restoreServerGroupName"],
+            json!(v1b)
+        );
+        // The cluster's newest group (v2, now disabled) goes back to v1b again: a no-op
+        // apart from re-checking, since v1b already serves.
+        assert_eq!(
+            stage(&done, "again").context["rollbackServerGroupName"],
+            json!(v2)
+        );
+        assert_eq!(
+            h.cloud.log(),
+            [format!("enable {v1b}"), format!("disable {v2}")]
+        );
+        h.stop().await;
+    }
+);
 
 deploy_test!(cluster_stages_keep_what_they_are_told_to, |h| {
     for size in [3, 1, 2, 1] {
@@ -160,16 +221,26 @@ deploy_test!(cluster_stages_keep_what_they_are_told_to, |h| {
     // Shrink keeps the two newest; of the rest only disabled v001 is destroyed.
     assert_eq!(
         h.cloud.log(),
-        ["disable shop-prod-v003", "disable shop-prod-v001", "destroy shop-prod-v001"]
+        [
+            "disable shop-prod-v003",
+            "disable shop-prod-v001",
+            "destroy shop-prod-v001"
+        ]
     );
-    assert_eq!(stage(&done, "disable").context["disabledServerGroups"], json!(["shop-prod-v003", "shop-prod-v001"]));
+    assert_eq!(
+        stage(&done, "disable").context["disabledServerGroups"],
+        json!(["shop-prod-v003", "shop-prod-v001"])
+    );
     h.stop().await;
 });
 
 deploy_test!(find_image_from_cluster_feeds_a_later_deploy, |h| {
-    let spec = json!({"command": "./serve", "artifact": {"reference": "v7"}, "env": {"MODE": "prod"}});
+    let spec =
+        json!({"command": "./serve", "artifact": {"reference": "v7"}, "env": {"MODE": "prod"}});
     let source = h.cloud.seed("shop-prod", 1, spec.clone(), &[]).await;
-    h.cloud.seed("shop-prod", 1, json!({"artifact": "broken"}), &[]).await;
+    h.cloud
+        .seed("shop-prod", 1, json!({"artifact": "broken"}), &[])
+        .await;
     h.cloud.seed_disabled("shop-prod-v001").await;
     let run = h
         .run(
@@ -178,7 +249,7 @@ deploy_test!(find_image_from_cluster_feeds_a_later_deploy, |h| {
                 {"refId": "1", "name": "Find", "type": "findImageFromCluster", "cluster": "shop-prod",
                  "credentials": "local", "cloudProvider": "local", "selectionStrategy": "NEWEST", "onlyEnabled": true},
                 {"refId": "2", "name": "Deploy", "type": "deploy", "requisiteStageRefIds": ["1"],
-                 "clusters": [{"application": "shop", "stack": "staging", "account": "local",
+                 "clusters": [{"stack": "staging", "account": "local",
                                "capacity": {"desired": 1}, "strategy": ""}]},
                 {"refId": "3", "name": "Deploy again", "type": "deploy", "requisiteStageRefIds": ["2"],
                  "clusters": [{"application": "shop", "stack": "canary", "account": "local",
@@ -233,15 +304,32 @@ deploy_test!(load_balancers_and_their_firewall, |h| {
     succeeded(&done);
     let created = &stage(&done, "create").outputs["upsertedLoadBalancers"];
     let address = created[0]["address"].as_str().unwrap().to_owned();
-    assert!(address.starts_with("127.0.0.1:") && !address.ends_with(":0"), "{address}");
-    let lb = gennaker_deploy::TrafficRouter::load_balancer(h.cloud.as_ref(), "local", "shop-lb").await.unwrap().unwrap();
-    assert_eq!(lb.spec.allowed_cidrs, ["10.0.0.0/8", "127.0.0.1/32"], "the firewall survives a later upsert");
+    assert!(
+        address.starts_with("127.0.0.1:") && !address.ends_with(":0"),
+        "{address}"
+    );
+    let lb = gennaker_deploy::TrafficRouter::load_balancer(h.cloud.as_ref(), "local", "shop-lb")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lb.spec.allowed_cidrs,
+        ["10.0.0.0/8", "127.0.0.1/32"],
+        "the firewall survives a later upsert"
+    );
     assert_eq!(lb.spec.ejection_failures, 3);
     assert_eq!(lb.address, address, "the port stays");
     assert_eq!(lb.spec.application, "shop");
-    assert!(gennaker_deploy::TrafficRouter::load_balancer(h.cloud.as_ref(), "local", "shop-admin").await.unwrap().is_none());
+    assert!(
+        gennaker_deploy::TrafficRouter::load_balancer(h.cloud.as_ref(), "local", "shop-admin")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(h.cloud.count("delete-lb"), 1);
-    let groups = Provider::server_groups(h.cloud.as_ref(), "shop").await.unwrap();
+    let groups = Provider::server_groups(h.cloud.as_ref(), "shop")
+        .await
+        .unwrap();
     assert!(groups.is_empty());
     h.stop().await;
 });

@@ -57,7 +57,9 @@ impl State {
     }
 
     fn set_size(&mut self, key: &(String, String), desired: u32) {
-        let Some((group, _)) = self.groups.get(key) else { return };
+        let Some((group, _)) = self.groups.get(key) else {
+            return;
+        };
         let name = group.name.clone();
         let spec = group.spec.clone();
         let mut fresh = Vec::new();
@@ -103,7 +105,11 @@ impl FakeCloud {
     /// A group as it is, without counting as a health poll.
     pub(crate) fn peek(&self, name: &str) -> Option<ServerGroup> {
         let state = self.state.lock().unwrap();
-        state.groups.iter().find(|((_, n), _)| n == name).map(|(_, (g, _))| g.clone())
+        state
+            .groups
+            .iter()
+            .find(|((_, n), _)| n == name)
+            .map(|(_, (g, _))| g.clone())
     }
 
     /// The names of every existing group, oldest first.
@@ -117,14 +123,25 @@ impl FakeCloud {
     /// The weights last set on a balancer (empty: default routing).
     pub(crate) fn weights(&self, balancer: &str) -> BTreeMap<String, u32> {
         let state = self.state.lock().unwrap();
-        state.weights.get(&("local".to_owned(), balancer.to_owned())).cloned().unwrap_or_default()
+        state
+            .weights
+            .get(&("local".to_owned(), balancer.to_owned()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Creates a healthy, enabled group of `cluster` (`app[-stack]`) outside any
     /// execution, as an earlier deploy would have.
-    pub(crate) async fn seed(&self, cluster: &str, desired: u32, spec: Value, load_balancers: &[&str]) -> String {
+    pub(crate) async fn seed(
+        &self,
+        cluster: &str,
+        desired: u32,
+        spec: Value,
+        load_balancers: &[&str],
+    ) -> String {
         let parts = gennaker_core::naming::parse_name(cluster);
-        let moniker = Moniker::new(&parts.app, parts.stack.as_deref(), parts.detail.as_deref()).unwrap();
+        let moniker =
+            Moniker::new(&parts.app, parts.stack.as_deref(), parts.detail.as_deref()).unwrap();
         let seq = self.state.lock().unwrap().clock;
         let group = self
             .create_server_group(CreateServerGroup {
@@ -142,7 +159,10 @@ impl FakeCloud {
             .await
             .unwrap();
         let mut state = self.state.lock().unwrap();
-        if let Some((g, reads)) = state.groups.get_mut(&("local".to_owned(), group.name.clone())) {
+        if let Some((g, reads)) = state
+            .groups
+            .get_mut(&("local".to_owned(), group.name.clone()))
+        {
             reads.iter_mut().for_each(|r| *r = 0);
             State::refresh(g, reads);
         }
@@ -171,13 +191,23 @@ impl Provider for FakeCloud {
         "local"
     }
 
-    async fn create_server_group(&self, request: CreateServerGroup) -> Result<ServerGroup, DeployError> {
+    async fn create_server_group(
+        &self,
+        request: CreateServerGroup,
+    ) -> Result<ServerGroup, DeployError> {
         request.capacity.validate().map_err(DeployError::Invalid)?;
         let mut state = self.state.lock().unwrap();
-        let origin = (request.origin.execution_id.clone(), request.origin.stage_id.clone());
+        let origin = (
+            request.origin.execution_id.clone(),
+            request.origin.stage_id.clone(),
+        );
         if let Some(existing) = state.origins.get(&origin) {
             let key = Self::key(&existing.account, &existing.name);
-            return Ok(state.groups.get(&key).map(|(g, _)| g.clone()).unwrap_or_else(|| existing.clone()));
+            return Ok(state
+                .groups
+                .get(&key)
+                .map(|(g, _)| g.clone())
+                .unwrap_or_else(|| existing.clone()));
         }
         let cluster = request.moniker.cluster();
         let latest = state
@@ -202,20 +232,33 @@ impl Provider for FakeCloud {
             origin: Some(request.origin.clone()),
         };
         let key = Self::key(&group.account, &group.name);
-        Self::record(&mut state, format!("create {} {}", group.name, request.capacity.desired));
-        state.groups.insert(key.clone(), (group.clone(), Vec::new()));
-        state.origins.insert(origin, group.clone());
+        Self::record(
+            &mut state,
+            format!("create {} {}", group.name, request.capacity.desired),
+        );
+        state
+            .groups
+            .insert(key.clone(), (group.clone(), Vec::new()));
+        state.origins.insert(origin, group);
         state.set_size(&key, request.capacity.desired);
         let (group, reads) = state.groups.get_mut(&key).unwrap();
         State::refresh(group, reads);
         Ok(group.clone())
     }
 
-    async fn resize_server_group(&self, account: &str, name: &str, capacity: Capacity) -> Result<ServerGroup, DeployError> {
+    async fn resize_server_group(
+        &self,
+        account: &str,
+        name: &str,
+        capacity: Capacity,
+    ) -> Result<ServerGroup, DeployError> {
         capacity.validate().map_err(DeployError::Invalid)?;
         let mut state = self.state.lock().unwrap();
         let key = Self::key(account, name);
-        let (group, _) = state.groups.get_mut(&key).ok_or_else(|| DeployError::no_server_group(name))?;
+        let (group, _) = state
+            .groups
+            .get_mut(&key)
+            .ok_or_else(|| DeployError::no_server_group(name))?;
         if group.capacity != capacity {
             group.capacity = capacity;
             Self::record(&mut state, format!("resize {name} {}", capacity.desired));
@@ -226,10 +269,17 @@ impl Provider for FakeCloud {
         Ok(group.clone())
     }
 
-    async fn enable_server_group(&self, account: &str, name: &str) -> Result<ServerGroup, DeployError> {
+    async fn enable_server_group(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<ServerGroup, DeployError> {
         let mut state = self.state.lock().unwrap();
         let key = Self::key(account, name);
-        let (group, reads) = state.groups.get_mut(&key).ok_or_else(|| DeployError::no_server_group(name))?;
+        let (group, reads) = state
+            .groups
+            .get_mut(&key)
+            .ok_or_else(|| DeployError::no_server_group(name))?;
         let changed = group.disabled;
         group.disabled = false;
         State::refresh(group, reads);
@@ -240,10 +290,17 @@ impl Provider for FakeCloud {
         Ok(group)
     }
 
-    async fn disable_server_group(&self, account: &str, name: &str) -> Result<ServerGroup, DeployError> {
+    async fn disable_server_group(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<ServerGroup, DeployError> {
         let mut state = self.state.lock().unwrap();
         let key = Self::key(account, name);
-        let (group, reads) = state.groups.get_mut(&key).ok_or_else(|| DeployError::no_server_group(name))?;
+        let (group, reads) = state
+            .groups
+            .get_mut(&key)
+            .ok_or_else(|| DeployError::no_server_group(name))?;
         let changed = !group.disabled;
         group.disabled = true;
         State::refresh(group, reads);
@@ -262,18 +319,25 @@ impl Provider for FakeCloud {
         Ok(())
     }
 
-    async fn server_group(&self, account: &str, name: &str) -> Result<Option<ServerGroup>, DeployError> {
+    async fn server_group(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<ServerGroup>, DeployError> {
         let mut state = self.state.lock().unwrap();
-        Ok(state.groups.get_mut(&Self::key(account, name)).map(|(group, reads)| {
-            // Each read is a health check: starting instances get closer to Up.
-            for left in reads.iter_mut() {
-                if *left != u32::MAX && *left > 0 {
-                    *left -= 1;
+        Ok(state
+            .groups
+            .get_mut(&Self::key(account, name))
+            .map(|(group, reads)| {
+                // Each read is a health check: starting instances get closer to Up.
+                for left in reads.iter_mut() {
+                    if *left != u32::MAX && *left > 0 {
+                        *left -= 1;
+                    }
                 }
-            }
-            State::refresh(group, reads);
-            group.clone()
-        }))
+                State::refresh(group, reads);
+                group.clone()
+            }))
     }
 
     async fn server_groups(&self, application: &str) -> Result<Vec<ServerGroup>, DeployError> {
@@ -296,7 +360,11 @@ impl FakeCloud {
             .groups
             .values()
             .map(|(g, _)| g)
-            .filter(|g| !g.disabled && g.account == account && g.load_balancers.contains(&balancer.spec.name))
+            .filter(|g| {
+                !g.disabled
+                    && g.account == account
+                    && g.load_balancers.contains(&balancer.spec.name)
+            })
             .collect();
         match state.weights.get(&key).filter(|w| !w.is_empty()) {
             Some(fixed) => enabled
@@ -320,7 +388,10 @@ impl FakeCloud {
 
 #[async_trait]
 impl TrafficRouter for FakeCloud {
-    async fn upsert_load_balancer(&self, spec: LoadBalancerSpec) -> Result<LoadBalancer, DeployError> {
+    async fn upsert_load_balancer(
+        &self,
+        spec: LoadBalancerSpec,
+    ) -> Result<LoadBalancer, DeployError> {
         let mut state = self.state.lock().unwrap();
         let key = Self::key(&spec.account, &spec.name);
         let address = match spec.listen.strip_suffix(":0") {
@@ -330,8 +401,18 @@ impl TrafficRouter for FakeCloud {
             }
             None => spec.listen.clone(),
         };
-        Self::record(&mut state, format!("upsert-lb {} {}", spec.name, spec.allowed_cidrs.join(",")));
-        state.balancers.insert(key, LoadBalancer { spec: spec.clone(), address, weights: BTreeMap::new() });
+        Self::record(
+            &mut state,
+            format!("upsert-lb {} {}", spec.name, spec.allowed_cidrs.join(",")),
+        );
+        state.balancers.insert(
+            key,
+            LoadBalancer {
+                spec: spec.clone(),
+                address,
+                weights: BTreeMap::new(),
+            },
+        );
         Ok(Self::view(&state, &spec.account, &spec.name).unwrap())
     }
 
@@ -343,7 +424,11 @@ impl TrafficRouter for FakeCloud {
         Ok(())
     }
 
-    async fn load_balancer(&self, account: &str, name: &str) -> Result<Option<LoadBalancer>, DeployError> {
+    async fn load_balancer(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<LoadBalancer>, DeployError> {
         Ok(Self::view(&self.state.lock().unwrap(), account, name))
     }
 
@@ -357,14 +442,22 @@ impl TrafficRouter for FakeCloud {
             .collect())
     }
 
-    async fn set_weights(&self, account: &str, load_balancer: &str, weights: BTreeMap<String, u32>) -> Result<LoadBalancer, DeployError> {
+    async fn set_weights(
+        &self,
+        account: &str,
+        load_balancer: &str,
+        weights: BTreeMap<String, u32>,
+    ) -> Result<LoadBalancer, DeployError> {
         let mut state = self.state.lock().unwrap();
         let key = Self::key(account, load_balancer);
         if !state.balancers.contains_key(&key) {
             return Err(DeployError::no_load_balancer(load_balancer));
         }
         if state.weights.get(&key).cloned().unwrap_or_default() != weights {
-            Self::record(&mut state, format!("weights {load_balancer} {}", json!(weights)));
+            Self::record(
+                &mut state,
+                format!("weights {load_balancer} {}", json!(weights)),
+            );
             state.weights.insert(key, weights);
         }
         Ok(Self::view(&state, account, load_balancer).unwrap())

@@ -69,7 +69,11 @@ impl Harness {
     pub(crate) async fn new(backend: TestBackend) -> Self {
         let (db, store) = TestDatabase::store(backend).await.unwrap();
         store
-            .create_application("shop", &json!({"name": "shop", "email": "t@example.com"}), "test")
+            .create_application(
+                "shop",
+                &json!({"name": "shop", "email": "t@example.com"}),
+                "test",
+            )
             .await
             .unwrap();
         let cloud = Arc::new(FakeCloud::default());
@@ -88,7 +92,15 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let listener = store.queue_listener().await.unwrap();
         let workers = engine.start(listener, shutdown.clone()).await.unwrap();
-        Harness { engine, clock, store, cloud, shutdown, workers: Some(workers), _db: db }
+        Harness {
+            engine,
+            clock,
+            store,
+            cloud,
+            shutdown,
+            workers: Some(workers),
+            _db: db,
+        }
     }
 
     /// Saves a pipeline with these stages and runs it.
@@ -97,7 +109,15 @@ impl Harness {
         pipeline["application"] = json!("shop");
         let (record, _) = self
             .store
-            .save_pipeline("shop", &PipelineSave { id: None, name: name.to_owned(), config: pipeline }, "test")
+            .save_pipeline(
+                "shop",
+                &PipelineSave {
+                    id: None,
+                    name: name.to_owned(),
+                    config: pipeline,
+                },
+                "test",
+            )
             .await
             .unwrap();
         let mut config = record.config.clone();
@@ -114,14 +134,28 @@ impl Harness {
         pipeline["application"] = json!("shop");
         let (record, _) = self
             .store
-            .save_pipeline("shop", &PipelineSave { id: None, name: name.to_owned(), config: pipeline }, "test")
+            .save_pipeline(
+                "shop",
+                &PipelineSave {
+                    id: None,
+                    name: name.to_owned(),
+                    config: pipeline,
+                },
+                "test",
+            )
             .await
             .unwrap();
         record.id
     }
 
     /// Moves the clock `step` at a time until the execution satisfies `done`.
-    pub(crate) async fn drive_until(&self, id: &str, step: Duration, what: &str, done: impl Fn(&Execution) -> bool) -> Execution {
+    pub(crate) async fn drive_until(
+        &self,
+        id: &str,
+        step: Duration,
+        what: &str,
+        done: impl Fn(&Execution) -> bool,
+    ) -> Execution {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let execution = self.engine.execution(id).await.unwrap().unwrap();
@@ -129,7 +163,10 @@ impl Harness {
                 return execution;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; execution is now:\n{}", summary(&execution));
+                panic!(
+                    "timed out waiting for {what}; execution is now:\n{}",
+                    summary(&execution)
+                );
             }
             self.clock.advance(step);
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -138,8 +175,10 @@ impl Harness {
 
     /// Moves the clock (2 s at a time) until the execution ends.
     pub(crate) async fn finish(&self, id: &str) -> Execution {
-        self.drive_until(id, Duration::from_secs(2), "the execution to end", |e| e.status.is_complete())
-            .await
+        self.drive_until(id, Duration::from_secs(2), "the execution to end", |e| {
+            e.status.is_complete()
+        })
+        .await
     }
 
     pub(crate) async fn stop(mut self) {
@@ -152,7 +191,11 @@ impl Harness {
 }
 
 pub(crate) fn requester() -> Requester {
-    Requester { user: "alice".into(), roles: vec!["dev".into()], origin: "test".into() }
+    Requester {
+        user: "alice".into(),
+        roles: vec!["dev".into()],
+        origin: "test".into(),
+    }
 }
 
 pub(crate) fn stage<'e>(execution: &'e Execution, name: &str) -> &'e StageExecution {
@@ -181,7 +224,12 @@ pub(crate) fn summary(execution: &Execution) -> String {
 
 /// Asserts the execution succeeded, showing it when not.
 pub(crate) fn succeeded(execution: &Execution) {
-    assert_eq!(execution.status, ExecutionStatus::Succeeded, "{}", summary(execution));
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{}",
+        summary(execution)
+    );
 }
 
 /// A deploy stage of one cluster `shop-prod` running `version`, with extra fields.
