@@ -381,7 +381,15 @@ impl Task for DetermineSource {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let context = &ctx.stage.context;
-        Strategy::of(context).map_err(TaskError::Permanent)?;
+        let strategy = Strategy::of(context).map_err(TaskError::Permanent)?;
+        // The strategy's stages were planned from the stage's own fields: without an
+        // application there they could not be, and the deploy must not pretend.
+        if strategy != Strategy::None && cluster_ref(context, "").is_err() {
+            return Err(TaskError::Permanent(format!(
+                "the {} strategy needs the cluster's \"application\" (or \"moniker\") set on the stage",
+                text(context, "strategy").unwrap_or_default()
+            )));
+        }
         if context.contains_key("source") {
             return Ok(TaskResult::succeeded());
         }

@@ -350,3 +350,58 @@ deploy_test!(canceling_a_deploy_rolls_back_through_the_engine, |h| {
     assert_eq!(result["restoredServerGroup"], json!(old));
     h.stop().await;
 });
+
+deploy_test!(clusters_deploy_side_by_side, |h| {
+    h.cloud.seed("shop-prod", 1, json!({}), &[]).await;
+    let mut stage = deploy_stage("v2", json!({"strategy": "redblack", "loadBalancers": []}));
+    let mut staging = stage["clusters"][0].clone();
+    staging["stack"] = json!("staging");
+    staging["strategy"] = json!("highlander");
+    staging["capacity"] = json!({"desired": "1"});
+    stage["clusters"].as_array_mut().unwrap().push(staging);
+    let run = h.run("two", json!({"stages": [stage]})).await;
+    let done = h.finish(&run.id).await;
+    succeeded(&done);
+    assert_eq!(
+        support::stage(&done, "Deploy").outputs["deploy.server.groups"],
+        json!({"local": ["shop-prod-v001", "shop-staging-v000"]})
+    );
+    let mut log = h.cloud.log();
+    log.sort();
+    assert_eq!(
+        log,
+        [
+            "create shop-prod-v001 2",
+            "create shop-staging-v000 1",
+            "disable shop-prod-v000"
+        ]
+    );
+    let prod = support::stage(&done, "Deploy shop-prod");
+    let staging = support::stage(&done, "Deploy shop-staging");
+    assert!(prod.requisite_stage_ref_ids.is_empty() && staging.requisite_stage_ref_ids.is_empty());
+    h.stop().await;
+});
+
+deploy_test!(
+    a_deploy_without_clusters_or_with_an_unknown_strategy_fails,
+    |h| {
+        let run = h.run("none", json!({"stages": [{"refId": "1", "name": "Deploy", "type": "deploy", "clusters": []}]})).await;
+        let done = h.finish(&run.id).await;
+        assert_eq!(done.status, ExecutionStatus::Terminal);
+        let run = h
+            .run(
+                "push",
+                json!({"stages": [deploy_stage("v2", json!({"strategy": "rollingpush"}))]}),
+            )
+            .await;
+        let done = h.finish(&run.id).await;
+        assert_eq!(done.status, ExecutionStatus::Terminal);
+        let error = stage(&done, "Deploy shop-prod").context["exception"]["details"]["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains("rollingpush"), "{error}");
+        assert!(h.cloud.log().is_empty(), "nothing was created");
+        h.stop().await;
+    }
+);
