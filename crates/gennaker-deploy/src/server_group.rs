@@ -208,8 +208,11 @@ impl Task for DetermineResizeCapacity {
             .unwrap_or("scale_exact")
             .to_ascii_lowercase();
         let current = group.capacity;
+        // Deck's `resizeType` says which of the two it meant when both are present.
+        let by_count = text(context, "resizeType").is_some_and(|t| t.eq_ignore_ascii_case("incr"));
+        let pct = whole(context, "scalePct").filter(|_| !by_count);
         let delta = |base: u32| -> u32 {
-            match (whole(context, "scalePct"), whole(context, "scaleNum")) {
+            match (pct, whole(context, "scaleNum")) {
                 (Some(pct), _) => {
                     let pct = u64::try_from(pct.max(0)).unwrap_or(0);
                     u32::try_from((u64::from(base) * pct).div_ceil(100)).unwrap_or(u32::MAX)

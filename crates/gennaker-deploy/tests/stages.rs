@@ -37,7 +37,7 @@ deploy_test!(server_group_stages_resolve_their_targets_once, |h| {
         .run(
             "ops",
             chain(vec![
-                json!({"name": "grow ancestor", "type": "resizeServerGroup", "target": "ancestor_asg_dynamic", "action": "scale_up", "scaleNum": 2}),
+                json!({"name": "grow ancestor", "type": "resizeServerGroup", "target": "ancestor_asg_dynamic", "action": "scale_up", "resizeType": "incr", "scaleNum": 2, "scalePct": 90}),
                 json!({"name": "disable current", "type": "disableServerGroup", "target": "current_asg_dynamic"}),
                 json!({"name": "enable current", "type": "enableServerGroup", "target": "current_asg"}),
                 json!({"name": "destroy oldest", "type": "destroyServerGroup", "target": "oldest_asg_dynamic"}),
