@@ -1,8 +1,9 @@
-//! Fault injection for a red/black deploy, as the engine's own fault tests do: every
-//! step done twice (the first attempt "crashes" before its commit), and separately the
-//! engine killed after every commit and restarted from the store. The cloud must end
-//! exactly as after an undisturbed run: one new server group, the old one disabled and
-//! scaled down, nothing changed twice, nothing left in the queue.
+//! Fault injection for red/black and rolling red/black deploys, as the engine's own
+//! fault tests do: every step done twice (the first attempt "crashes" before its
+//! commit), and separately the engine killed after every commit and restarted from the
+//! store. The cloud must end exactly as after an undisturbed run: one new server group,
+//! the old one disabled (and scaled down), every change made once and in the same
+//! order, nothing left in the queue.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -107,14 +108,46 @@ impl ExecutionStore for FaultyStore {
     }
 }
 
-fn pipeline() -> Value {
-    json!({
-        "name": "faults", "application": "shop",
-        "stages": [support::deploy_stage("v2", json!({
+/// The deploy under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    RedBlack,
+    RollingRedBlack,
+}
+
+fn pipeline(scenario: Scenario) -> Value {
+    let cluster = match scenario {
+        Scenario::RedBlack => json!({
             "strategy": "redblack", "scaleDown": true, "delayBeforeDisableSec": 3,
             "maxRemainingAsgs": 2, "loadBalancers": []
-        }))]
-    })
+        }),
+        Scenario::RollingRedBlack => json!({
+            "strategy": "rollingredblack", "targetPercentages": [50], "delayBeforeCleanup": 2
+        }),
+    };
+    json!({"name": "faults", "application": "shop", "stages": [support::deploy_stage("v2", cluster)]})
+}
+
+/// What an undisturbed run changes in the cloud, in order.
+fn expected_log(scenario: Scenario) -> Vec<String> {
+    let log: &[&str] = match scenario {
+        Scenario::RedBlack => &[
+            "create shop-prod-v001 2",
+            "disable shop-prod-v000",
+            "resize shop-prod-v000 0",
+        ],
+        Scenario::RollingRedBlack => &[
+            "create shop-prod-v001 0",
+            "resize shop-prod-v001 1",
+            r#"weights shop-lb {"shop-prod-v000":50,"shop-prod-v001":50}"#,
+            "enable shop-prod-v001",
+            "resize shop-prod-v001 2",
+            r#"weights shop-lb {"shop-prod-v001":100}"#,
+            "disable shop-prod-v000",
+            "weights shop-lb {}",
+        ],
+    };
+    log.iter().map(|l| (*l).to_owned()).collect()
 }
 
 fn new_engine(store: &Arc<FaultyStore>, clock: &ManualClock, cloud: &Arc<FakeCloud>) -> Engine {
@@ -138,7 +171,7 @@ struct Outcome {
     depth: i64,
 }
 
-async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
+async fn run_under(backend: TestBackend, scenario: Scenario, fault: Fault) -> Outcome {
     let (db, sql) = TestDatabase::store(backend).await.unwrap();
     sql.create_application("shop", &json!({"name": "shop"}), "t")
         .await
@@ -149,7 +182,7 @@ async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
             &PipelineSave {
                 id: None,
                 name: "faults".into(),
-                config: pipeline(),
+                config: pipeline(scenario),
             },
             "t",
         )
@@ -158,8 +191,15 @@ async fn run_under(backend: TestBackend, fault: Fault) -> Outcome {
     let mut config = record.config.clone();
     config["id"] = json!(record.id);
     let cloud = Arc::new(FakeCloud::default());
+    let balancers: &[&str] = match scenario {
+        Scenario::RedBlack => &[],
+        Scenario::RollingRedBlack => {
+            cloud.balancer("shop-lb").await;
+            &["shop-lb"]
+        }
+    };
     let old = cloud
-        .seed("shop-prod", 2, json!({"artifact": "v1"}), &[])
+        .seed("shop-prod", 2, json!({"artifact": "v1"}), balancers)
         .await;
     assert_eq!(old, "shop-prod-v000");
     let store = Arc::new(FaultyStore {
@@ -241,24 +281,17 @@ fn shape(execution: &Execution) -> (ExecutionStatus, BTreeMap<String, (Execution
     (execution.status, stages)
 }
 
-async fn same_as_undisturbed(backend: TestBackend, fault: Fault) {
-    let reference = run_under(backend, Fault::None).await;
+async fn same_as_undisturbed(backend: TestBackend, scenario: Scenario, fault: Fault) {
+    let reference = run_under(backend, scenario, Fault::None).await;
     assert_eq!(
         reference.execution.status,
         ExecutionStatus::Succeeded,
         "{}",
         support::summary(&reference.execution)
     );
-    assert_eq!(
-        reference.log,
-        [
-            "create shop-prod-v001 2",
-            "disable shop-prod-v000",
-            "resize shop-prod-v000 0"
-        ]
-    );
+    assert_eq!(reference.log, expected_log(scenario));
     assert_eq!(reference.depth, 0);
-    let disturbed = run_under(backend, fault).await;
+    let disturbed = run_under(backend, scenario, fault).await;
     assert_eq!(
         shape(&disturbed.execution),
         shape(&reference.execution),
@@ -278,21 +311,81 @@ async fn same_as_undisturbed(backend: TestBackend, fault: Fault) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_step_repeated_sqlite() {
-    same_as_undisturbed(TestBackend::Sqlite, Fault::RepeatEveryStep).await;
+async fn red_black_every_step_repeated_sqlite() {
+    same_as_undisturbed(
+        TestBackend::Sqlite,
+        Scenario::RedBlack,
+        Fault::RepeatEveryStep,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_step_repeated_postgres() {
-    same_as_undisturbed(TestBackend::Postgres, Fault::RepeatEveryStep).await;
+async fn red_black_every_step_repeated_postgres() {
+    same_as_undisturbed(
+        TestBackend::Postgres,
+        Scenario::RedBlack,
+        Fault::RepeatEveryStep,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_after_every_commit_sqlite() {
-    same_as_undisturbed(TestBackend::Sqlite, Fault::CrashAfterEveryCommit).await;
+async fn red_black_crash_after_every_commit_sqlite() {
+    same_as_undisturbed(
+        TestBackend::Sqlite,
+        Scenario::RedBlack,
+        Fault::CrashAfterEveryCommit,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_after_every_commit_postgres() {
-    same_as_undisturbed(TestBackend::Postgres, Fault::CrashAfterEveryCommit).await;
+async fn red_black_crash_after_every_commit_postgres() {
+    same_as_undisturbed(
+        TestBackend::Postgres,
+        Scenario::RedBlack,
+        Fault::CrashAfterEveryCommit,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_red_black_every_step_repeated_sqlite() {
+    same_as_undisturbed(
+        TestBackend::Sqlite,
+        Scenario::RollingRedBlack,
+        Fault::RepeatEveryStep,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_red_black_every_step_repeated_postgres() {
+    same_as_undisturbed(
+        TestBackend::Postgres,
+        Scenario::RollingRedBlack,
+        Fault::RepeatEveryStep,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_red_black_crash_after_every_commit_sqlite() {
+    same_as_undisturbed(
+        TestBackend::Sqlite,
+        Scenario::RollingRedBlack,
+        Fault::CrashAfterEveryCommit,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_red_black_crash_after_every_commit_postgres() {
+    same_as_undisturbed(
+        TestBackend::Postgres,
+        Scenario::RollingRedBlack,
+        Fault::CrashAfterEveryCommit,
+    )
+    .await;
 }

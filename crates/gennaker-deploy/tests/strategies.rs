@@ -7,29 +7,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gennaker_deploy::{LoadBalancerSpec, TrafficRouter};
 use gennaker_engine::{ExecutionStatus, Services};
 use serde_json::{Value, json};
 use support::{deploy_stage, stage, succeeded};
 
-async fn balancer(h: &support::Harness) {
-    h.cloud
-        .upsert_load_balancer(LoadBalancerSpec {
-            name: "shop-lb".into(),
-            account: "local".into(),
-            application: "shop".into(),
-            listen: "127.0.0.1:0".into(),
-            allowed_cidrs: vec![],
-            ejection_failures: 5,
-        })
-        .await
-        .unwrap();
-}
-
 deploy_test!(
     red_black_replaces_the_old_group_once_the_new_one_is_healthy,
     |h| {
-        balancer(&h).await;
+        h.cloud.balancer("shop-lb").await;
         let old = h
             .cloud
             .seed("shop-prod", 2, json!({"artifact": "v1"}), &["shop-lb"])
@@ -149,7 +134,7 @@ deploy_test!(highlander_destroys_every_older_group, |h| {
 deploy_test!(
     rolling_red_black_grows_step_by_step_and_shifts_traffic,
     |h| {
-        balancer(&h).await;
+        h.cloud.balancer("shop-lb").await;
         h.cloud.seed("shop-prod", 4, json!({}), &["shop-lb"]).await;
         let validation = h
             .save(
@@ -229,7 +214,7 @@ fn services(h: &support::Harness) -> Services {
 deploy_test!(
     an_unhealthy_version_fails_after_its_timeout_and_rolls_back,
     |h| {
-        balancer(&h).await;
+        h.cloud.balancer("shop-lb").await;
         let old = h.cloud.seed("shop-prod", 2, json!({}), &["shop-lb"]).await;
         // The old group was scaled down by an earlier red/black and must come back in full.
         let run = h
@@ -303,7 +288,7 @@ deploy_test!(
 );
 
 deploy_test!(canceling_a_deploy_rolls_back_through_the_engine, |h| {
-    balancer(&h).await;
+    h.cloud.balancer("shop-lb").await;
     let old = h.cloud.seed("shop-prod", 2, json!({}), &["shop-lb"]).await;
     let run = h
         .run(

@@ -170,6 +170,21 @@ impl FakeCloud {
         group.name
     }
 
+    /// Creates the load balancer `name` outside any execution.
+    pub(crate) async fn balancer(&self, name: &str) {
+        self.upsert_load_balancer(LoadBalancerSpec {
+            name: name.into(),
+            account: "local".into(),
+            application: "shop".into(),
+            listen: "127.0.0.1:0".into(),
+            allowed_cidrs: vec![],
+            ejection_failures: 5,
+        })
+        .await
+        .unwrap();
+        self.state.lock().unwrap().log.clear();
+    }
+
     /// Disables a group outside any execution.
     pub(crate) async fn seed_disabled(&self, name: &str) {
         self.disable_server_group("local", name).await.unwrap();
