@@ -359,8 +359,16 @@ pub(crate) async fn roll_back(
         }
         restored = json!(name);
     }
+    let destroyed: Vec<&str> = created.iter().map(|g| g.name.as_str()).collect();
+    tracing::info!(
+        execution = %execution.id,
+        stage = %stage.name,
+        destroyed = ?destroyed,
+        restored = %restored,
+        "deploy rolled back"
+    );
     Ok(json!({
-        "destroyedServerGroups": created.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+        "destroyedServerGroups": destroyed,
         "restoredServerGroup": restored,
     }))
 }
