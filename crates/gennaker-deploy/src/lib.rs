@@ -5,12 +5,40 @@
 //! A provider owns server groups: immutable, versioned sets of identical instances
 //! (`app-stack-detail-v007`). Stages never name a provider: they look one up by the
 //! `cloudProvider` (default `local`) in [`Providers`].
+//!
+//! [`register`] adds Spinnaker's deployment stage types to an engine's registry:
+//! `deploy` (with the `redblack`, `highlander` and `rollingredblack` strategies),
+//! `createServerGroup`, `resizeServerGroup`, `enableServerGroup`, `disableServerGroup`,
+//! `destroyServerGroup`, `rollbackServerGroup`, `rollbackCluster`, `shrinkCluster`,
+//! `scaleDownCluster`, `disableCluster`, `findImageFromCluster`, `upsertLoadBalancer`,
+//! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`.
 
+mod cluster;
+mod cluster_ops;
+mod deploy;
+mod fields;
+mod find_image;
+mod load_balancer;
 pub mod model;
 pub mod provider;
+mod rollback;
+mod server_group;
+mod strategy;
+
+use gennaker_engine::StageRegistry;
 
 pub use model::{
     Capacity, CreateServerGroup, HealthState, Instance, LoadBalancer, LoadBalancerSpec,
     ServerGroup, ServerGroupOrigin,
 };
 pub use provider::{DeployError, Provider, Providers, TrafficRouter};
+
+/// Adds every deployment stage type and its tasks, acting through `providers`.
+pub fn register(registry: &mut StageRegistry, providers: Providers) {
+    deploy::register(registry, &providers);
+    server_group::register(registry, &providers);
+    cluster_ops::register(registry, &providers);
+    rollback::register(registry, &providers);
+    find_image::register(registry, &providers);
+    load_balancer::register(registry, &providers);
+}

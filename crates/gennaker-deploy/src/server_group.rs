@@ -1,0 +1,488 @@
+//! Server group stages: `resizeServerGroup`, `enableServerGroup`,
+//! `disableServerGroup`, `destroyServerGroup`, and the tasks they (and the deploy
+//! stages) share: resolving a dynamic `target` once, and waiting for health.
+//!
+//! Fields: `cluster` / `moniker`, `credentials` (or `account`), `cloudProvider`, and
+//! `serverGroupName` or `target` (`current_asg_dynamic`, `ancestor_asg_dynamic`,
+//! `oldest_asg_dynamic`, `current_asg`, `ancestor_asg`). The target is resolved when
+//! the stage starts and recorded as `serverGroupName`, so a repeat after a crash acts
+//! on the same group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gennaker_engine::{
+    StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
+    TaskSpec,
+};
+use serde_json::{Value, json};
+
+use crate::cluster::{Target, capacity_reached, healthy_instances, provider_for, server_groups};
+use crate::fields::{
+    ClusterRef, capacity, capacity_json, server_group_name, task_error, text, whole,
+};
+use crate::model::{Capacity, ServerGroup};
+use crate::provider::{Provider, Providers};
+
+/// How often health is polled.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+/// How long a server group may take to become healthy unless the stage says
+/// (`waitForUpInstancesTimeoutMs`); the stage's own `stageTimeoutMs` also applies.
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Registers the server group stages and their tasks.
+pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
+    for (stage_type, action) in [
+        ("resizeServerGroup", "resizeServerGroup"),
+        ("enableServerGroup", "enableServerGroup"),
+        ("disableServerGroup", "disableServerGroup"),
+        ("destroyServerGroup", "destroyServerGroup"),
+    ] {
+        registry.stage(ServerGroupStage { stage_type, action });
+    }
+    let p = || providers.clone();
+    registry
+        .task(DetermineTarget { providers: p() })
+        .task(DetermineResizeCapacity { providers: p() })
+        .task(Resize { providers: p() })
+        .task(Enable { providers: p() })
+        .task(Disable { providers: p() })
+        .task(Destroy { providers: p() })
+        .task(WaitForUpInstances { providers: p() })
+        .task(WaitForCapacityMatch { providers: p() })
+        .task(WaitForDestroyed { providers: p() });
+}
+
+struct ServerGroupStage {
+    stage_type: &'static str,
+    action: &'static str,
+}
+
+impl StageDefinition for ServerGroupStage {
+    fn stage_type(&self) -> &'static str {
+        self.stage_type
+    }
+
+    fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
+        let mut tasks = vec![TaskSpec::new(DETERMINE_TARGET)];
+        match self.action {
+            "resizeServerGroup" => tasks.extend([
+                TaskSpec::new(DETERMINE_RESIZE_CAPACITY),
+                TaskSpec::new("resizeServerGroup"),
+                TaskSpec::new(WAIT_FOR_CAPACITY_MATCH),
+            ]),
+            "enableServerGroup" => tasks.extend([
+                TaskSpec::new("enableServerGroup"),
+                TaskSpec::new(WAIT_FOR_UP_INSTANCES),
+            ]),
+            "destroyServerGroup" => tasks.extend([
+                TaskSpec::new("destroyServerGroup"),
+                TaskSpec::new("waitForDestroyedServerGroup"),
+            ]),
+            other => tasks.push(TaskSpec::new(other)),
+        }
+        tasks
+    }
+}
+
+/// The task recording the resolved target.
+pub(crate) const DETERMINE_TARGET: &str = "determineTargetServerGroup";
+/// The task computing a resize's capacity once.
+const DETERMINE_RESIZE_CAPACITY: &str = "determineResizeCapacity";
+/// The task waiting for `Up` instances.
+pub(crate) const WAIT_FOR_UP_INSTANCES: &str = "waitForUpInstances";
+/// The task waiting for exactly the desired healthy instances.
+const WAIT_FOR_CAPACITY_MATCH: &str = "waitForCapacityMatch";
+
+/// The provider, cluster and group name a server group task acts on.
+pub(crate) struct Acting {
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) cluster: ClusterRef,
+    pub(crate) name: String,
+}
+
+impl Acting {
+    /// The group's current state (`NotFound` as a permanent error).
+    pub(crate) async fn group(&self) -> Result<ServerGroup, TaskError> {
+        self.provider
+            .server_group(&self.cluster.account, &self.name)
+            .await
+            .map_err(task_error)?
+            .ok_or_else(|| {
+                TaskError::Permanent(format!(
+                    "server group '{}' does not exist in account '{}'",
+                    self.name, self.cluster.account
+                ))
+            })
+    }
+}
+
+/// The resolved group of a stage whose `determineTargetServerGroup` ran.
+pub(crate) fn acting(providers: &Providers, ctx: &TaskContext<'_>) -> Result<Acting, TaskError> {
+    let cluster = ClusterRef::from_context(&ctx.stage.context)?;
+    let name = server_group_name(&ctx.stage.context)
+        .ok_or_else(|| {
+            TaskError::Permanent(
+                "the stage names no server group: set \"serverGroupName\" or \"target\"".into(),
+            )
+        })?
+        .to_owned();
+    Ok(Acting {
+        provider: provider_for(providers, &cluster)?,
+        cluster,
+        name,
+    })
+}
+
+/// Resolves `target` to a name once, recording it as `serverGroupName`.
+struct DetermineTarget {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for DetermineTarget {
+    fn name(&self) -> &'static str {
+        DETERMINE_TARGET
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let context = &ctx.stage.context;
+        if let Some(name) = server_group_name(context) {
+            return Ok(TaskResult::succeeded().with_context("serverGroupName", json!(name)));
+        }
+        let Some(target) = text(context, "target") else {
+            return Err(TaskError::Permanent(
+                "the stage names no server group: set \"serverGroupName\", or \"target\" (current_asg_dynamic, ancestor_asg_dynamic, oldest_asg_dynamic) with \"cluster\"".into(),
+            ));
+        };
+        let target = Target::parse(target)?;
+        let cluster = ClusterRef::from_context(context)?;
+        let provider = provider_for(&self.providers, &cluster)?;
+        let groups = server_groups(provider.as_ref(), &cluster).await?;
+        let Some(group) = target.pick(&groups) else {
+            return Err(TaskError::Permanent(format!(
+                "cluster '{}' in account '{}' has no server group matching target '{}' (it has {})",
+                cluster.cluster,
+                cluster.account,
+                text(context, "target").unwrap_or_default(),
+                names(&groups)
+            )));
+        };
+        Ok(TaskResult::succeeded()
+            .with_context("serverGroupName", json!(group.name))
+            .with_output("serverGroupName", json!(group.name)))
+    }
+}
+
+/// Names for a message: `a-v001, a-v002` or `none`.
+pub(crate) fn names(groups: &[ServerGroup]) -> String {
+    if groups.is_empty() {
+        return "none".into();
+    }
+    groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Computes the capacity a resize asks for, from the group as it is before the resize,
+/// and records it (`targetCapacity`): a repeated resize must not scale up twice.
+struct DetermineResizeCapacity {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for DetermineResizeCapacity {
+    fn name(&self) -> &'static str {
+        DETERMINE_RESIZE_CAPACITY
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let group = acting.group().await?;
+        let context = &ctx.stage.context;
+        let action = text(context, "action")
+            .unwrap_or("scale_exact")
+            .to_ascii_lowercase();
+        let current = group.capacity;
+        // Deck's `resizeType` says which of the two it meant when both are present.
+        let by_count = text(context, "resizeType").is_some_and(|t| t.eq_ignore_ascii_case("incr"));
+        let pct = whole(context, "scalePct").filter(|_| !by_count);
+        let delta = |base: u32| -> u32 {
+            match (pct, whole(context, "scaleNum")) {
+                (Some(pct), _) => {
+                    let pct = u64::try_from(pct.max(0)).unwrap_or(0);
+                    u32::try_from((u64::from(base) * pct).div_ceil(100)).unwrap_or(u32::MAX)
+                }
+                (None, Some(n)) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
+                (None, None) => 0,
+            }
+        };
+        let target = match action.as_str() {
+            "scale_exact" => capacity(context.get("capacity"))?.ok_or_else(|| {
+                TaskError::Permanent(
+                    "resize action scale_exact needs \"capacity\" {min, max, desired}".into(),
+                )
+            })?,
+            "scale_up" => {
+                let desired = current.desired.saturating_add(delta(current.desired));
+                Capacity {
+                    min: current.min,
+                    max: current.max.max(desired),
+                    desired,
+                }
+            }
+            "scale_down" => {
+                let desired = current.desired.saturating_sub(delta(current.desired));
+                Capacity {
+                    min: current.min.min(desired),
+                    max: current.max,
+                    desired,
+                }
+            }
+            "scale_to_cluster" => {
+                let groups = server_groups(acting.provider.as_ref(), &acting.cluster).await?;
+                let largest = groups
+                    .iter()
+                    .map(|g| g.capacity)
+                    .max_by_key(|c| c.desired)
+                    .unwrap_or(current);
+                let desired = largest.desired.saturating_add(delta(largest.desired));
+                Capacity {
+                    min: largest.min.min(desired),
+                    max: largest.max.max(desired),
+                    desired,
+                }
+            }
+            other => {
+                return Err(TaskError::Permanent(format!(
+                    "resize action '{other}' is not known: use scale_exact, scale_up, scale_down or scale_to_cluster"
+                )));
+            }
+        };
+        target.validate().map_err(TaskError::Permanent)?;
+        Ok(TaskResult::succeeded()
+            .with_context("targetCapacity", capacity_json(target))
+            .with_context("originalCapacity", capacity_json(current)))
+    }
+}
+
+/// Sets the recorded `targetCapacity` (unchanged groups are left alone).
+struct Resize {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for Resize {
+    fn name(&self) -> &'static str {
+        "resizeServerGroup"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let target = capacity(ctx.stage.context.get("targetCapacity"))?.ok_or_else(|| {
+            TaskError::Permanent("the resize has no targetCapacity; restart the stage".into())
+        })?;
+        let group = acting.group().await?;
+        if group.capacity != target {
+            acting
+                .provider
+                .resize_server_group(&acting.cluster.account, &acting.name, target)
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
+    }
+}
+
+/// Enables the group (when it is disabled).
+struct Enable {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for Enable {
+    fn name(&self) -> &'static str {
+        "enableServerGroup"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        if acting.group().await?.disabled {
+            acting
+                .provider
+                .enable_server_group(&acting.cluster.account, &acting.name)
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
+    }
+}
+
+/// Disables the group (when it is enabled); the provider drains it before returning.
+struct Disable {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for Disable {
+    fn name(&self) -> &'static str {
+        "disableServerGroup"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        if !acting.group().await?.disabled {
+            acting
+                .provider
+                .disable_server_group(&acting.cluster.account, &acting.name)
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
+    }
+}
+
+/// Destroys the group (a missing one is already destroyed).
+struct Destroy {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for Destroy {
+    fn name(&self) -> &'static str {
+        "destroyServerGroup"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let exists = acting
+            .provider
+            .server_group(&acting.cluster.account, &acting.name)
+            .await
+            .map_err(task_error)?
+            .is_some();
+        if exists {
+            acting
+                .provider
+                .destroy_server_group(&acting.cluster.account, &acting.name)
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
+    }
+}
+
+/// Waits until the provider no longer lists the group.
+struct WaitForDestroyed {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for WaitForDestroyed {
+    fn name(&self) -> &'static str {
+        "waitForDestroyedServerGroup"
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let gone = acting
+            .provider
+            .server_group(&acting.cluster.account, &acting.name)
+            .await
+            .map_err(task_error)?
+            .is_none();
+        Ok(if gone {
+            TaskResult::succeeded()
+        } else {
+            TaskResult::running()
+        })
+    }
+
+    fn backoff(&self, _stage: &StageExecution) -> Duration {
+        HEALTH_POLL
+    }
+}
+
+/// Health as a stage shows it.
+fn health_context(group: &ServerGroup) -> Value {
+    json!({
+        "up": healthy_instances(group),
+        "desired": group.capacity.desired,
+        "instances": group.instances.iter().map(|i| json!({"id": i.id, "health": i.health, "reason": i.reason})).collect::<Vec<_>>(),
+    })
+}
+
+/// The health timeout: `waitForUpInstancesTimeoutMs`, else 30 minutes.
+fn health_timeout(stage: &StageExecution) -> Duration {
+    whole(&stage.context, "waitForUpInstancesTimeoutMs")
+        .and_then(|ms| u64::try_from(ms).ok())
+        .filter(|ms| *ms > 0)
+        .map_or(DEFAULT_HEALTH_TIMEOUT, Duration::from_millis)
+}
+
+/// Waits until at least the desired number of instances is `Up` (Orca's
+/// `WaitForUpInstancesTask`); fails after the health timeout.
+struct WaitForUpInstances {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for WaitForUpInstances {
+    fn name(&self) -> &'static str {
+        WAIT_FOR_UP_INSTANCES
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let group = acting.group().await?;
+        let result = if healthy_instances(&group) >= group.capacity.desired as usize {
+            TaskResult::succeeded()
+        } else {
+            TaskResult::running()
+        };
+        Ok(result.with_context("health", health_context(&group)))
+    }
+
+    fn backoff(&self, _stage: &StageExecution) -> Duration {
+        HEALTH_POLL
+    }
+
+    fn timeout(&self, stage: &StageExecution) -> Option<Duration> {
+        Some(health_timeout(stage))
+    }
+}
+
+/// Waits until exactly the desired number of instances is healthy (after a resize).
+struct WaitForCapacityMatch {
+    providers: Providers,
+}
+
+#[async_trait]
+impl Task for WaitForCapacityMatch {
+    fn name(&self) -> &'static str {
+        WAIT_FOR_CAPACITY_MATCH
+    }
+
+    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
+        let acting = acting(&self.providers, ctx)?;
+        let group = acting.group().await?;
+        let result = if capacity_reached(&group) {
+            TaskResult::succeeded()
+        } else {
+            TaskResult::running()
+        };
+        Ok(result.with_context("health", health_context(&group)))
+    }
+
+    fn backoff(&self, _stage: &StageExecution) -> Duration {
+        HEALTH_POLL
+    }
+
+    fn timeout(&self, stage: &StageExecution) -> Option<Duration> {
+        Some(health_timeout(stage))
+    }
+}
