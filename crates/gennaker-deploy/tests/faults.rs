@@ -8,21 +8,15 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use gennaker_engine::{Engine, EngineConfig, Execution, ExecutionStatus, ManualClock, RunRequest};
-use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, PipelineSave,
-    SqlStore, StepCommit, Store, StoreError,
-};
+use gennaker_store::testing::{FaultyExecutions, TestBackend, TestDatabase};
+use gennaker_store::{ExecutionStore, PipelineSave, Store};
 use serde_json::{Value, json};
 use support::FakeCloud;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,82 +24,6 @@ enum Fault {
     None,
     RepeatEveryStep,
     CrashAfterEveryCommit,
-}
-
-/// The real store with faults injected into `commit_step`.
-#[derive(Debug)]
-struct FaultyStore {
-    inner: SqlStore,
-    fault: Fault,
-    seen_steps: Mutex<HashSet<Vec<i64>>>,
-    commits: AtomicUsize,
-    committed: Notify,
-}
-
-#[async_trait]
-impl ExecutionStore for FaultyStore {
-    async fn get_execution(&self, id: &str) -> gennaker_store::Result<Option<ExecutionRow>> {
-        self.inner.get_execution(id).await
-    }
-    async fn list_executions(
-        &self,
-        q: &ExecutionQuery,
-    ) -> gennaker_store::Result<Vec<ExecutionRow>> {
-        self.inner.list_executions(q).await
-    }
-    async fn commit_step(&self, step: &StepCommit) -> gennaker_store::Result<CommitOutcome> {
-        if self.fault == Fault::RepeatEveryStep && !step.acknowledged.is_empty() {
-            let mut key = step.acknowledged.clone();
-            key.sort_unstable();
-            if self.seen_steps.lock().unwrap().insert(key) {
-                return Err(StoreError::Conflict("injected crash before commit".into()));
-            }
-        }
-        let outcome = self.inner.commit_step(step).await?;
-        if outcome == CommitOutcome::Committed {
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            self.committed.notify_waiters();
-        }
-        Ok(outcome)
-    }
-    async fn claim_messages(
-        &self,
-        owner: &str,
-        now: i64,
-        until: i64,
-        p: i64,
-        pp: i64,
-    ) -> gennaker_store::Result<Vec<LeasedMessage>> {
-        self.inner.claim_messages(owner, now, until, p, pp).await
-    }
-    async fn extend_leases(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        until: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.extend_leases(owner, ids, until).await
-    }
-    async fn release_messages(
-        &self,
-        owner: &str,
-        ids: &[i64],
-        at: i64,
-    ) -> gennaker_store::Result<()> {
-        self.inner.release_messages(owner, ids, at).await
-    }
-    async fn release_all_leases(&self) -> gennaker_store::Result<u64> {
-        self.inner.release_all_leases().await
-    }
-    async fn next_delivery(&self) -> gennaker_store::Result<Option<i64>> {
-        self.inner.next_delivery().await
-    }
-    async fn queue_depth(&self) -> gennaker_store::Result<i64> {
-        self.inner.queue_depth().await
-    }
-    async fn partition_messages(&self, p: &str) -> gennaker_store::Result<Vec<LeasedMessage>> {
-        self.inner.partition_messages(p).await
-    }
 }
 
 /// The deploy under test.
@@ -150,9 +68,13 @@ fn expected_log(scenario: Scenario) -> Vec<String> {
     log.iter().map(|l| (*l).to_owned()).collect()
 }
 
-fn new_engine(store: &Arc<FaultyStore>, clock: &ManualClock, cloud: &Arc<FakeCloud>) -> Engine {
+fn new_engine(
+    store: &Arc<FaultyExecutions>,
+    clock: &ManualClock,
+    cloud: &Arc<FakeCloud>,
+) -> Engine {
     Engine::new(
-        Arc::new(store.inner.clone()),
+        Arc::new(store.inner().clone()),
         store.clone(),
         support::registry(cloud),
         Arc::new(clock.clone()),
@@ -202,13 +124,10 @@ async fn run_under(backend: TestBackend, scenario: Scenario, fault: Fault) -> Ou
         .seed("shop-prod", 2, json!({"artifact": "v1"}), balancers)
         .await;
     assert_eq!(old, "shop-prod-v000");
-    let store = Arc::new(FaultyStore {
-        inner: sql.clone(),
-        fault,
-        seen_steps: Mutex::default(),
-        commits: AtomicUsize::new(0),
-        committed: Notify::new(),
-    });
+    let store = Arc::new(FaultyExecutions::new(
+        sql.clone(),
+        fault == Fault::RepeatEveryStep,
+    ));
     let clock = ManualClock::new(1_700_000_000_000);
     let mut engine = new_engine(&store, &clock, &cloud);
     let mut shutdown = CancellationToken::new();
@@ -260,8 +179,8 @@ async fn run_under(backend: TestBackend, scenario: Scenario, fault: Fault) -> Ou
         );
     }
     let execution = engine.execution(&id).await.unwrap().unwrap();
-    let depth = store.inner.queue_depth().await.unwrap();
-    store.inner.close().await;
+    let depth = store.inner().queue_depth().await.unwrap();
+    store.inner().close().await;
     drop(db);
     Outcome {
         execution,

@@ -250,22 +250,31 @@ deploy_test!(
             ),
             "the old group was never disabled"
         );
-        // The engine runs a failed stage's cancel routine when it has that feature; the
-        // routine is idempotent, so running it here as well shows its effect either way.
-        let registry = support::registry(&h.cloud);
-        let definition = registry.definition("createServerGroup").unwrap();
-        let outcome = definition
-            .cancel(&done, create, &services(&h))
-            .await
-            .unwrap();
+        // The engine runs the failed stage's cancellation routine: the rollback.
+        let rolled = h
+            .drive_until(
+                &run.id,
+                Duration::from_secs(10),
+                "the rollback to be recorded",
+                |e| {
+                    e.stages.iter().any(|s| {
+                        s.name == "Deploy shop-prod" && s.context.contains_key("rollbackResult")
+                    })
+                },
+            )
+            .await;
+        let create = stage(&rolled, "Deploy shop-prod");
         assert_eq!(
-            outcome.context["rollbackResult"]["restoredServerGroup"],
+            create.context["rollbackResult"]["restoredServerGroup"],
             json!(old),
             "{:?}",
-            outcome
+            create.context
         );
+        // The routine is idempotent: run again, it finds nothing left to undo.
+        let registry = support::registry(&h.cloud);
+        let definition = registry.definition("createServerGroup").unwrap();
         let again = definition
-            .cancel(&done, create, &services(&h))
+            .cancel(&rolled, create, &services(&h))
             .await
             .unwrap();
         assert_eq!(
