@@ -1,12 +1,37 @@
 //! The built-in L7 load balancer: one listener per load balancer, weighted routing
 //! between server groups, least-requests within a group, passive ejection, draining.
 //!
-//! INTERFACE SKELETON: the types and signatures below are the contract the provider
-//! codes against; the implementation replaces the bodies.
+//! Built on hyper: HTTP/1.1 (keep-alive) or HTTP/2 from clients, HTTP/1.1 over a
+//! pooled keep-alive client to instances, bodies streamed both ways. The routing table
+//! is swapped atomically and read without a lock; counters are atomics, exported as
+//! Prometheus text and sampled into a bounded time series for canary analysis.
+
+mod accept;
+mod body;
+mod config;
+mod core;
+mod export;
+mod listener;
+mod metrics;
+mod proxy;
+mod series;
+mod table;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+pub use config::LbConfig;
+pub use metrics::LATENCY_BUCKETS_SECONDS;
+pub use series::TrafficSample;
+
+use self::core::{Settings, UpstreamClient, upstream_client};
+use export::{Exporter, ListenerMap};
+use listener::Listener;
 
 /// One instance the load balancer may send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,38 +97,221 @@ pub struct GroupStats {
 }
 
 /// Every listener of this process, shared cheaply (`Clone`).
-#[derive(Debug, Clone, Default)]
-pub struct LoadBalancers {}
+#[derive(Clone)]
+pub struct LoadBalancers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<LbConfig>,
+    shutdown: CancellationToken,
+    client: UpstreamClient,
+    listeners: ListenerMap,
+    registry: Registry,
+    /// Serializes upserts and removals, so each sees the listeners as the last left them.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LoadBalancers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancers")
+            .field("listeners", &self.names())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Default for LoadBalancers {
+    /// Default timings, stopped only by [`LoadBalancers::shutdown`].
+    fn default() -> Self {
+        Self::new(LbConfig::default(), CancellationToken::new())
+    }
+}
 
 impl LoadBalancers {
-    /// Starts a listener, or changes a live one without dropping its connections;
-    /// returns the address it listens on.
-    pub async fn upsert(&self, spec: ListenerSpec) -> Result<SocketAddr, LbError> {
-        Err(LbError::Unknown(spec.name))
+    /// Load balancers with these timings; cancelling `shutdown` stops every listener
+    /// gracefully (await [`LoadBalancers::shutdown`] to wait for it).
+    pub fn new(config: LbConfig, shutdown: CancellationToken) -> Self {
+        let listeners = ListenerMap::default();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exporter {
+            listeners: Arc::clone(&listeners),
+        }));
+        Self {
+            inner: Arc::new(Inner {
+                client: upstream_client(&config),
+                config: Arc::new(config),
+                shutdown,
+                listeners,
+                registry,
+                changes: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
-    /// Stops a listener after its requests in flight finish; `false` if unknown.
-    pub async fn remove(&self, _name: &str) -> bool {
-        false
+    fn listener(&self, name: &str) -> Option<Arc<Listener>> {
+        self.inner
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.inner
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts a listener, or changes a live one without dropping its connections;
+    /// returns the address it listens on.
+    ///
+    /// With the same address, the allow-list and ejection threshold change in place.
+    /// With another, the new socket accepts at once and the old one keeps accepting
+    /// for [`LbConfig::address_handover`], then stops while its connections finish.
+    pub async fn upsert(&self, spec: ListenerSpec) -> Result<SocketAddr, LbError> {
+        let settings = Settings::from_spec(&spec)?;
+        let _changing = self.inner.changes.lock().await;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(LbError::Bind {
+                address: spec.listen,
+                reason: "the load balancers are shutting down".to_owned(),
+            });
+        }
+        if let Some(existing) = self.listener(&spec.name) {
+            let address = if existing.listens_on(spec.listen) {
+                existing.address()
+            } else {
+                existing.move_to(spec.listen).await?
+            };
+            existing.core.set_settings(settings);
+            return Ok(address);
+        }
+        let listener = Listener::start(
+            &spec.name,
+            spec.listen,
+            settings,
+            self.inner.client.clone(),
+            Arc::clone(&self.inner.config),
+            &self.inner.shutdown,
+        )
+        .await?;
+        let address = listener.address();
+        self.inner
+            .listeners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(spec.name, Arc::new(listener));
+        Ok(address)
+    }
+
+    /// Stops a listener after its requests in flight finish (at most
+    /// [`LbConfig::drain_timeout`]); `false` if unknown.
+    pub async fn remove(&self, name: &str) -> bool {
+        let removed = {
+            let _changing = self.inner.changes.lock().await;
+            self.inner
+                .listeners
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name)
+        };
+        match removed {
+            Some(listener) => {
+                listener.stop().await;
+                tracing::info!(load_balancer = name, "load balancer removed");
+                true
+            }
+            None => false,
+        }
     }
 
     /// Replaces the routing table of a listener atomically; server groups left out
-    /// take no new requests (requests in flight finish).
-    pub fn set_backends(&self, name: &str, _groups: Vec<BackendGroup>) -> Result<(), LbError> {
-        Err(LbError::Unknown(name.to_owned()))
+    /// take no new requests (requests in flight finish). Instances kept from the
+    /// previous table keep their counts and ejections.
+    pub fn set_backends(&self, name: &str, groups: Vec<BackendGroup>) -> Result<(), LbError> {
+        let listener = self
+            .listener(name)
+            .ok_or_else(|| LbError::Unknown(name.to_owned()))?;
+        listener.core.set_backends(&groups);
+        Ok(())
     }
 
     /// Waits until no request to `server_group` through `name` is in flight, at most
     /// `max_wait`; `true` when drained.
-    pub async fn drain(&self, _name: &str, _server_group: &str, _max_wait: Duration) -> bool {
-        true
+    pub async fn drain(&self, name: &str, server_group: &str, max_wait: Duration) -> bool {
+        const POLL: Duration = Duration::from_millis(10);
+        let Some(group) = self
+            .listener(name)
+            .and_then(|listener| listener.core.group(server_group))
+        else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            if group.in_flight() == 0 {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            tokio::time::sleep(POLL.min(deadline - now)).await;
+        }
     }
 
     /// Per server group counters of a listener.
-    pub fn stats(&self, _name: &str) -> Option<Vec<GroupStats>> {
-        None
+    pub fn stats(&self, name: &str) -> Option<Vec<GroupStats>> {
+        self.listener(name).map(|listener| listener.core.stats())
     }
 
     /// Appends the Prometheus text exposition of every listener's metrics.
-    pub fn encode_metrics(&self, _out: &mut String) {}
+    pub fn encode_metrics(&self, out: &mut String) {
+        if let Err(error) =
+            prometheus_client::encoding::text::encode_registry(out, &self.inner.registry)
+        {
+            tracing::warn!(%error, "cannot encode the load balancer metrics");
+        }
+    }
+
+    /// The address a listener accepts on.
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.listener(name).map(|listener| listener.address())
+    }
+
+    /// The weight of each server group in a listener's routing table.
+    pub fn weights(&self, name: &str) -> Option<BTreeMap<String, u32>> {
+        self.listener(name)
+            .map(|listener| listener.core.table.load().weights())
+    }
+
+    /// The recent traffic of one server group through one listener, oldest first:
+    /// one sample per [`LbConfig::sample_interval`], [`LbConfig::retention`] long.
+    pub fn traffic_series(&self, name: &str, server_group: &str) -> Option<Vec<TrafficSample>> {
+        self.listener(name)?.core.series(server_group)
+    }
+
+    /// Stops every listener gracefully and waits for them (each bounded by
+    /// [`LbConfig::drain_timeout`]).
+    pub async fn shutdown(&self) {
+        let _changing = self.inner.changes.lock().await;
+        self.inner.shutdown.cancel();
+        let listeners: Vec<Arc<Listener>> = std::mem::take(
+            &mut *self
+                .inner
+                .listeners
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_values()
+        .collect();
+        for listener in listeners {
+            listener.stop().await;
+        }
+    }
 }

@@ -1,0 +1,203 @@
+//! Request and response bodies as the proxy streams them, and the guard that counts a
+//! request in flight until its response body has been sent.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Instant;
+
+use super::metrics::{Class, GroupMetrics};
+use super::table::BackendState;
+
+/// A client's request body on its way to an instance.
+///
+/// A body is streamed, so it cannot be copied for a retry. It waits in a shared slot
+/// and moves into the body sent upstream only when the connection asks for its first
+/// frame: after a connect failure (nothing was sent) it is still in the slot, and the
+/// retry on another instance takes it from there.
+#[derive(Debug)]
+pub(crate) enum RequestBody {
+    Empty,
+    Pending {
+        slot: Arc<Mutex<Option<Incoming>>>,
+        taken: Option<Incoming>,
+        hint: SizeHint,
+    },
+}
+
+/// The slot a request body waits in between attempts.
+#[derive(Debug, Clone)]
+pub(crate) struct BodySlot {
+    slot: Arc<Mutex<Option<Incoming>>>,
+    hint: SizeHint,
+}
+
+impl BodySlot {
+    /// `None` for a request without a body (then every attempt sends an empty one).
+    pub(crate) fn new(body: Incoming) -> Option<Self> {
+        if body.is_end_stream() {
+            return None;
+        }
+        let hint = body.size_hint();
+        Some(Self {
+            slot: Arc::new(Mutex::new(Some(body))),
+            hint,
+        })
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn for_attempt(slot: Option<&BodySlot>) -> Self {
+        match slot {
+            None => Self::Empty,
+            Some(slot) => Self::Pending {
+                slot: Arc::clone(&slot.slot),
+                taken: None,
+                hint: slot.hint.clone(),
+            },
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Pending { slot, taken, .. } => {
+                if taken.is_none() {
+                    *taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                }
+                match taken {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Pending { taken: Some(body), .. } => body.is_end_stream(),
+            Self::Pending { taken: None, .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Pending { taken: Some(body), .. } => body.size_hint(),
+            Self::Pending { taken: None, hint, .. } => hint.clone(),
+        }
+    }
+}
+
+/// Counts one request in flight on an instance and its group; dropping it records the
+/// request as finished (with the class set, or `error` when no response came).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    group: Arc<GroupMetrics>,
+    backend: Arc<BackendState>,
+    started: Instant,
+    class: Class,
+    counted: bool,
+}
+
+impl InFlight {
+    pub(crate) fn start(group: &Arc<GroupMetrics>, backend: &Arc<BackendState>, started: Instant) -> Self {
+        group.started();
+        backend.started();
+        Self {
+            group: Arc::clone(group),
+            backend: Arc::clone(backend),
+            started,
+            class: Class::Error,
+            counted: true,
+        }
+    }
+
+    pub(crate) fn answered(&mut self, class: Class) {
+        self.class = class;
+    }
+
+    /// The attempt did not happen (connect failure, retried elsewhere): it leaves the
+    /// in-flight counts without counting as a request.
+    pub(crate) fn abandon(mut self) {
+        self.counted = false;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.finished();
+        if self.counted {
+            self.group.finished(self.class, self.started.elapsed());
+        } else {
+            self.group.abandoned();
+        }
+    }
+}
+
+/// The body of a response to a client: streamed from an instance, or a short local
+/// message.
+#[derive(Debug)]
+pub(crate) enum ResponseBody {
+    Upstream {
+        inner: Incoming,
+        in_flight: Option<InFlight>,
+    },
+    Local(Option<Bytes>),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Upstream { inner, in_flight } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                // Finish the count as soon as the last frame is known, before the
+                // client can see the end of the response.
+                let done = match &polled {
+                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    Poll::Pending => false,
+                };
+                if done {
+                    in_flight.take();
+                }
+                polled
+            }
+            Self::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Upstream { inner, .. } => inner.is_end_stream(),
+            Self::Local(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Upstream { inner, .. } => inner.size_hint(),
+            Self::Local(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
