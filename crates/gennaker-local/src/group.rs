@@ -126,7 +126,11 @@ impl Group {
             .instances
             .iter()
             .map(|(index, instance)| {
-                let live = state.live.get(index).cloned().unwrap_or_else(Live::starting);
+                let live = state
+                    .live
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(Live::starting);
                 let health = if record.disabled && live.health == HealthState::Up {
                     HealthState::OutOfService
                 } else {

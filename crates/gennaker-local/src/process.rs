@@ -185,7 +185,11 @@ pub(crate) fn marked_processes(data_dir: &Path) -> Vec<(i32, String)> {
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         // Unreadable environments belong to other users' processes: never ours.

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gennaker_core::naming::{Moniker, next_sequence};
-use gennaker_deploy::{Capacity, CreateServerGroup, DeployError, HealthState, Provider, ServerGroup};
+use gennaker_deploy::{
+    Capacity, CreateServerGroup, DeployError, HealthState, Provider, ServerGroup,
+};
 use gennaker_store::{ExpectedVersion, ResourceStore};
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +24,7 @@ use crate::group::{Group, Live, Supervisor};
 use crate::lb::{BackendGroup, LoadBalancers};
 use crate::process::{InstanceProcess, Launch, MARKER_ENV, marked_processes, marker};
 use crate::records::{
-    BalancerRecord, GroupRecord, InstanceRecord, LOAD_BALANCER, PROVIDER, SERVER_GROUP,
-    record_key,
+    BalancerRecord, GroupRecord, InstanceRecord, LOAD_BALANCER, PROVIDER, SERVER_GROUP, record_key,
 };
 use crate::spec::ProcessSpec;
 use crate::supervisor::{Start, next_health, supervise};
@@ -77,7 +78,9 @@ pub(crate) struct Inner {
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Updates under these locks are single assignments: a poisoned lock holds
     // consistent data.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `local` provider and traffic router (see the crate docs).
@@ -136,8 +139,9 @@ impl LocalProvider {
         self.inner.shutdown.cancel();
         let groups: Vec<Arc<Group>> = lock(&self.inner.groups).values().cloned().collect();
         for group in groups {
-            let supervisors: Vec<Supervisor> =
-                std::mem::take(&mut group.state().supervisors).into_values().collect();
+            let supervisors: Vec<Supervisor> = std::mem::take(&mut group.state().supervisors)
+                .into_values()
+                .collect();
             for supervisor in supervisors {
                 let _ = supervisor.join.await;
             }
@@ -198,7 +202,11 @@ impl Inner {
     }
 
     async fn restore_balancers(&self) -> Result<(), LocalError> {
-        for resource in self.store.list_resources(PROVIDER, LOAD_BALANCER, "").await? {
+        for resource in self
+            .store
+            .list_resources(PROVIDER, LOAD_BALANCER, "")
+            .await?
+        {
             let record: BalancerRecord =
                 serde_json::from_value(resource.document).map_err(|e| LocalError::Corrupt {
                     kind: "load balancer",
@@ -219,7 +227,11 @@ impl Inner {
             .map(|(pid, key)| (key, pid))
             .collect();
         let mut restored = Vec::new();
-        for resource in self.store.list_resources(PROVIDER, SERVER_GROUP, "").await? {
+        for resource in self
+            .store
+            .list_resources(PROVIDER, SERVER_GROUP, "")
+            .await?
+        {
             let corrupt = |reason: String| LocalError::Corrupt {
                 kind: "server group",
                 key: resource.key.clone(),
@@ -262,10 +274,7 @@ impl Inner {
                     None if instance.pid.is_some() => Start::Lost,
                     None => Start::Fresh,
                 };
-                group
-                    .state()
-                    .live
-                    .insert(*index, Live::starting());
+                group.state().live.insert(*index, Live::starting());
                 self.start_supervisor(&group, *index, start);
             }
             restored.push(group);
@@ -282,10 +291,12 @@ impl Inner {
         }
         for group in restored {
             self.persist(&group).await;
-            self.reconcile(&group).await.map_err(|e| LocalError::Spawn {
-                program: group.key.clone(),
-                reason: e.to_string(),
-            })?;
+            self.reconcile(&group)
+                .await
+                .map_err(|e| LocalError::Spawn {
+                    program: group.key.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         self.sync_all_routes();
         Ok(())
@@ -322,7 +333,13 @@ impl Inner {
             reason: e.to_string(),
         })?;
         self.store
-            .put_resource(PROVIDER, SERVER_GROUP, &group.key, &document, ExpectedVersion::Any)
+            .put_resource(
+                PROVIDER,
+                SERVER_GROUP,
+                &group.key,
+                &document,
+                ExpectedVersion::Any,
+            )
             .await?;
         Ok(())
     }
@@ -585,11 +602,14 @@ impl Inner {
                     .copied()
                     .collect();
                 for index in &extras {
-                    state.live.insert(*index, Live {
-                        health: HealthState::OutOfService,
-                        reason: Some("stopping".to_owned()),
-                        failures: 0,
-                    });
+                    state.live.insert(
+                        *index,
+                        Live {
+                            health: HealthState::OutOfService,
+                            reason: Some("stopping".to_owned()),
+                            failures: 0,
+                        },
+                    );
                 }
                 extras
             };
@@ -605,7 +625,9 @@ impl Inner {
                     && let (Some(pid), Some(start)) = (instance.pid, instance.start_time)
                     && let Some(mut process) = InstanceProcess::adopt(pid, start)
                 {
-                    process.stop(Duration::from_secs(group.spec.grace_period_seconds)).await;
+                    process
+                        .stop(Duration::from_secs(group.spec.grace_period_seconds))
+                        .await;
                 }
                 {
                     let mut state = group.state();
@@ -720,7 +742,9 @@ impl Provider for LocalProvider {
             Some(source) => Some(inner.cache.fetch(source, &inner.http).await?),
             None => None,
         };
-        let moniker = inner.next_moniker(&request.account, &request.moniker).await?;
+        let moniker = inner
+            .next_moniker(&request.account, &request.moniker)
+            .await?;
         let record = GroupRecord {
             name: moniker.name(),
             moniker,

@@ -23,7 +23,10 @@ fn lb_error(err: LbError) -> DeployError {
 
 /// Starts or changes the listener of a record; returns where it listens. A spec asking
 /// for port 0 keeps the port it was given before, so clients find it after a restart.
-pub(crate) async fn listen(inner: &Inner, record: &BalancerRecord) -> Result<SocketAddr, DeployError> {
+pub(crate) async fn listen(
+    inner: &Inner,
+    record: &BalancerRecord,
+) -> Result<SocketAddr, DeployError> {
     let asked: SocketAddr = record.spec.listen.parse().map_err(|_| {
         DeployError::Invalid(format!(
             "listen '{}' is not an address (write e.g. 127.0.0.1:8080)",
@@ -59,7 +62,13 @@ async fn save(inner: &Inner, key: &str, record: &BalancerRecord) -> Result<(), D
         .map_err(|e| DeployError::Invalid(format!("load balancer: {e}")))?;
     inner
         .store
-        .put_resource(PROVIDER, LOAD_BALANCER, key, &document, ExpectedVersion::Any)
+        .put_resource(
+            PROVIDER,
+            LOAD_BALANCER,
+            key,
+            &document,
+            ExpectedVersion::Any,
+        )
         .await
         .map_err(|e| DeployError::from(crate::error::LocalError::from(e)))?;
     lock(&inner.balancers).insert(key.to_owned(), record.clone());

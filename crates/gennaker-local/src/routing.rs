@@ -56,7 +56,13 @@ pub fn routing_table(
 /// traffic): groups with weight and at least one backend share by weight, rounded by
 /// largest remainder.
 pub fn shares(table: &[BackendGroup]) -> BTreeMap<String, u32> {
-    let live = |g: &BackendGroup| if g.backends.is_empty() { 0 } else { u64::from(g.weight) };
+    let live = |g: &BackendGroup| {
+        if g.backends.is_empty() {
+            0
+        } else {
+            u64::from(g.weight)
+        }
+    };
     let total: u64 = table.iter().map(live).sum();
     let mut shares: BTreeMap<String, u32> = BTreeMap::new();
     if total == 0 {
@@ -72,11 +78,17 @@ pub fn shares(table: &[BackendGroup]) -> BTreeMap<String, u32> {
         let whole = exact / total;
         given += whole;
         remainders.push((exact % total, group.server_group.clone()));
-        shares.insert(group.server_group.clone(), u32::try_from(whole).unwrap_or(100));
+        shares.insert(
+            group.server_group.clone(),
+            u32::try_from(whole).unwrap_or(100),
+        );
     }
     // Largest remainders first; ties by name so the result is stable.
     remainders.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    for (_, name) in remainders.into_iter().take(usize::try_from(100 - given).unwrap_or(0)) {
+    for (_, name) in remainders
+        .into_iter()
+        .take(usize::try_from(100 - given).unwrap_or(0))
+    {
         if let Some(share) = shares.get_mut(&name) {
             *share += 1;
         }

@@ -129,7 +129,10 @@ mod tests {
             "gracePeriodSeconds": 3
         }))
         .unwrap();
-        assert_eq!(spec.artifact, Some(ArtifactSource::Path("/bin/true".into())));
+        assert_eq!(
+            spec.artifact,
+            Some(ArtifactSource::Path("/bin/true".into()))
+        );
         assert!(spec.health_check.tcp);
         assert_eq!(spec.grace_period_seconds, 3);
         let defaults = ProcessSpec::parse(&json!({"command": "/bin/sleep"})).unwrap();
