@@ -269,7 +269,7 @@ impl Inner {
                         if let Some(other) = found.filter(|p| *p != pid) {
                             marked.insert(format!("{instance_key}/stray"), other);
                         }
-                        Start::Adopted(process)
+                        Start::Adopted(Box::new(process))
                     }
                     None if instance.pid.is_some() => Start::Lost,
                     None => Start::Fresh,

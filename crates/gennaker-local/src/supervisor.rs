@@ -26,7 +26,7 @@ pub(crate) enum Start {
     /// Its recorded process is gone: start a new one, counted as a restart.
     Lost,
     /// Its process still runs: watch it.
-    Adopted(InstanceProcess),
+    Adopted(Box<InstanceProcess>),
 }
 
 /// Why a wait ended early.
@@ -67,18 +67,19 @@ pub(crate) async fn supervise(
     let detach = inner.shutdown.clone();
     let grace = Duration::from_secs(group.spec.grace_period_seconds);
     let (mut process, mut restart) = match start {
-        Start::Adopted(process) => (Some(process), false),
+        Start::Adopted(process) => (Some(*process), false),
         Start::Fresh => (None, false),
         Start::Lost => (None, true),
     };
     let mut attempt: u32 = 0;
     loop {
         if process.is_none() {
-            if attempt > 0 {
-                match pause(backoff(&inner, attempt), &stop, &detach).await {
-                    Some(_) => return,
-                    None => {}
-                }
+            if attempt > 0
+                && pause(backoff(&inner, attempt), &stop, &detach)
+                    .await
+                    .is_some()
+            {
+                return;
             }
             match inner.spawn_instance(&group, index, restart).await {
                 Ok(started) => process = Some(started),

@@ -187,8 +187,11 @@ async fn an_unhealthy_version_never_comes_up() {
         ))
         .await
         .unwrap();
-    let group = wait_for(&provider, "sick-prod-v000", "down", |g| {
-        g.instances.iter().all(|i| i.health == HealthState::Down)
+    // Down, for the right reason (early probes may find the port not yet open).
+    let group = wait_for(&provider, "sick-prod-v000", "down with 503", |g| {
+        g.instances.iter().all(|i| {
+            i.health == HealthState::Down && i.reason.as_deref().unwrap_or("").contains("503")
+        })
     })
     .await;
     assert!(
