@@ -873,3 +873,139 @@ impl Provider for LocalProvider {
         Ok(groups)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    //! The wiring from health changes and enable/disable to the routing tables handed
+    //! to the load balancer, without processes or listeners (the balancer record is
+    //! installed directly, as if its listener were up).
+
+    use gennaker_core::naming::Moniker;
+    use gennaker_deploy::LoadBalancerSpec;
+    use gennaker_store::SqlStore;
+    use serde_json::json;
+
+    use super::*;
+
+    async fn provider(dir: &Path) -> LocalProvider {
+        let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+        LocalProvider::start(
+            Arc::new(store),
+            dir,
+            LoadBalancers::default(),
+            LocalSettings::default(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn group(name: &str, ports: &[u16]) -> Arc<Group> {
+        let instances = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let index = u32::try_from(i).unwrap();
+                (
+                    index,
+                    InstanceRecord {
+                        id: format!("{name}-{index}"),
+                        port: *port,
+                        pid: None,
+                        start_time: None,
+                        restarts: 0,
+                    },
+                )
+            })
+            .collect();
+        let record = GroupRecord {
+            name: name.to_owned(),
+            moniker: Moniker::new("web", None, None).unwrap(),
+            account: "local".to_owned(),
+            capacity: Capacity::fixed(u32::try_from(ports.len()).unwrap()),
+            disabled: false,
+            load_balancers: vec!["front".to_owned()],
+            created_time: 0,
+            spec: json!({"command": "/bin/true"}),
+            origin: None,
+            artifact: None,
+            instances,
+        };
+        let spec = ProcessSpec::parse(&record.spec).unwrap();
+        Arc::new(Group::new(record, spec))
+    }
+
+    fn table(provider: &LocalProvider) -> Vec<(String, u32, Vec<String>)> {
+        provider
+            .routes("local", "front")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| {
+                let ids = g.backends.into_iter().map(|b| b.instance_id).collect();
+                (g.server_group, g.weight, ids)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn health_and_enablement_drive_the_routing_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = provider(dir.path()).await;
+        let inner = &provider.inner;
+        let spec = LoadBalancerSpec {
+            name: "front".to_owned(),
+            account: "local".to_owned(),
+            application: "web".to_owned(),
+            listen: "127.0.0.1:0".to_owned(),
+            allowed_cidrs: Vec::new(),
+            ejection_failures: 5,
+        };
+        lock(&inner.balancers).insert(
+            record_key("local", "front"),
+            BalancerRecord {
+                spec,
+                address: None,
+                weights: BTreeMap::new(),
+            },
+        );
+        let old = group("web-v000", &[41000, 41001]);
+        let new = group("web-v001", &[41002]);
+        for g in [&old, &new] {
+            lock(&inner.groups).insert(g.key.clone(), (*g).clone());
+        }
+
+        inner.record_probe(&old, 0, Ok(()));
+        assert_eq!(
+            table(&provider),
+            [
+                ("web-v000".to_owned(), 1, vec!["web-v000-0".to_owned()]),
+                ("web-v001".to_owned(), 0, vec![])
+            ]
+        );
+        inner.record_probe(&old, 1, Ok(()));
+        inner.record_probe(&new, 0, Ok(()));
+        assert_eq!(table(&provider)[0].1, 2);
+        assert_eq!(table(&provider)[1].1, 1);
+
+        // Failing probes take an instance out once the threshold is reached.
+        for _ in 0..inner.settings.unhealthy_threshold {
+            inner.record_probe(&old, 1, Err("GET /health → 503".to_owned()));
+        }
+        assert_eq!(
+            table(&provider)[0],
+            ("web-v000".to_owned(), 1, vec!["web-v000-0".to_owned()])
+        );
+
+        // Disabled: out of the table altogether; enabled: back.
+        inner.set_disabled(&old, true).await;
+        assert_eq!(table(&provider).len(), 1);
+        assert_eq!(table(&provider)[0].0, "web-v001");
+        inner.set_disabled(&old, false).await;
+        assert_eq!(table(&provider).len(), 2);
+
+        // A crashed instance leaves at once.
+        inner.set_live(&new, 0, HealthState::Down, Some("exited".to_owned()));
+        assert_eq!(table(&provider)[1], ("web-v001".to_owned(), 0, vec![]));
+    }
+}

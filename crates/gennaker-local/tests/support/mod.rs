@@ -162,6 +162,19 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// A failed test must not leave its instances running: they carry this test's
+    /// marker, so exactly they are killed.
+    fn drop(&mut self) {
+        for pid in self.marked_pids() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn is_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
