@@ -63,7 +63,10 @@ pub(crate) struct Inner {
     pub(crate) data_dir: PathBuf,
     pub(crate) cache: ArtifactCache,
     pub(crate) lbs: LoadBalancers,
+    /// For health probes: straight to 127.0.0.1, never through a proxy.
     pub(crate) http: reqwest::Client,
+    /// For artifact downloads: honours the system's proxy settings.
+    artifact_http: reqwest::Client,
     pub(crate) settings: LocalSettings,
     /// Cancelled: supervision ends, processes keep running.
     pub(crate) shutdown: CancellationToken,
@@ -115,8 +118,15 @@ impl LocalProvider {
                 path: "http client".to_owned(),
                 reason: e.to_string(),
             })?;
+        let artifact_http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| LocalError::Io {
+                path: "http client".to_owned(),
+                reason: e.to_string(),
+            })?;
         let inner = Arc::new(Inner {
             store,
+            artifact_http,
             cache: ArtifactCache::new(&data_dir),
             data_dir,
             lbs,
@@ -739,7 +749,7 @@ impl Provider for LocalProvider {
                 .ok_or_else(|| DeployError::no_server_group(&existing.name));
         }
         let artifact = match &spec.artifact {
-            Some(source) => Some(inner.cache.fetch(source, &inner.http).await?),
+            Some(source) => Some(inner.cache.fetch(source, &inner.artifact_http).await?),
             None => None,
         };
         let moniker = inner

@@ -559,3 +559,54 @@ async fn load_balancer_weights_follow_up_instances_and_overrides() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_is_downloaded_once_and_pinned() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    let bytes = Arc::new(std::fs::read(demo_app()).unwrap());
+    let downloads = Arc::new(AtomicUsize::new(0));
+    let served = (bytes.clone(), downloads.clone());
+    let app = axum::Router::new().route(
+        "/demo-app",
+        axum::routing::get(move || {
+            let (bytes, downloads) = served.clone();
+            async move {
+                downloads.fetch_add(1, Ordering::SeqCst);
+                bytes.as_ref().clone()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let provider = env.provider().await;
+    let spec = json!({
+        "artifact": {"url": format!("http://{address}/demo-app")},
+        "args": ["--version", "downloaded"],
+        "gracePeriodSeconds": 5
+    });
+    provider
+        .create_server_group(request("dl", "s1", Capacity::fixed(1), spec.clone()))
+        .await
+        .unwrap();
+    let group = wait_for(&provider, "dl-prod-v000", "up", |g| g.up_instances() == 1).await;
+    let body = get_json(&format!(
+        "http://{}/",
+        group.instances[0].address.as_deref().unwrap()
+    ))
+    .await;
+    assert_eq!(body["version"], "downloaded");
+    let pinned = provider.artifact("local", "dl-prod-v000").unwrap();
+    assert_eq!(pinned.sha256, sha256_of(&demo_app()));
+    // Repeating the create (same origin) downloads nothing more.
+    provider
+        .create_server_group(request("dl", "s1", Capacity::fixed(1), spec))
+        .await
+        .unwrap();
+    assert_eq!(downloads.load(Ordering::SeqCst), 1);
+    provider.destroy_all().await.unwrap();
+}
