@@ -4,11 +4,13 @@
 //! for two databases with one set of queries: SQLite (the embedded default, WAL mode) and
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
-//! [`ExecutionStore`] holds executions and the engine's durable queue.
+//! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
+//! the infrastructure providers manage.
 
 mod error;
 mod executions;
 mod records;
+mod resources;
 mod sql;
 mod store;
 
@@ -21,6 +23,7 @@ pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
+pub use resources::{ExpectedVersion, Resource, ResourceStore};
 pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url};
 pub use store::Store;
 

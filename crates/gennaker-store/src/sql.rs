@@ -1074,5 +1074,6 @@ impl Store for SqlStore {
 }
 
 mod executions;
+mod resources;
 
 pub use executions::{QUEUE_CHANNEL, QueueListener};

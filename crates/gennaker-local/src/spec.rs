@@ -1,0 +1,155 @@
+//! The local provider's process spec: what `CreateServerGroup.spec` holds for `local`.
+//!
+//! Parsed strictly (unknown fields are refused) so a typo in a pipeline fails the deploy
+//! stage at once instead of starting processes that silently ignore a setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::LocalError;
+
+/// Where an artifact comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ArtifactSource {
+    /// A file on this machine (absolute path).
+    Path(String),
+    /// An `http://` or `https://` URL.
+    Url(String),
+}
+
+/// How an instance's health is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// `GET` this path; any 2xx passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only check that the port accepts a TCP connection.
+    #[serde(default)]
+    pub tcp: bool,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        Self {
+            path: Some("/health".to_owned()),
+            tcp: false,
+        }
+    }
+}
+
+/// What every instance of a server group runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// The file to fetch into the cache and pin by sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactSource>,
+    /// The program; defaults to the (cached) artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment (`PORT` and `INSTANCE_ID` are set by the provider).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory; defaults to the instance's directory under the data dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The health check; defaults to `GET /health`.
+    #[serde(default)]
+    pub health_check: HealthCheckSpec,
+    /// Seconds between SIGTERM and SIGKILL when an instance stops.
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    10
+}
+
+impl ProcessSpec {
+    /// Parses and checks a spec, naming what is wrong.
+    pub fn parse(spec: &Value) -> Result<Self, LocalError> {
+        let parsed: Self = serde_json::from_value(spec.clone())
+            .map_err(|e| LocalError::InvalidSpec(format!("local process spec: {e}")))?;
+        match &parsed.artifact {
+            Some(ArtifactSource::Path(path)) if !path.starts_with('/') => {
+                return Err(LocalError::InvalidSpec(format!(
+                    "artifact path '{path}' must be absolute"
+                )));
+            }
+            Some(ArtifactSource::Url(url))
+                if !(url.starts_with("http://") || url.starts_with("https://")) =>
+            {
+                return Err(LocalError::InvalidSpec(format!(
+                    "artifact url '{url}' must be http:// or https://"
+                )));
+            }
+            _ => {}
+        }
+        if parsed.artifact.is_none() && parsed.command.is_none() {
+            return Err(LocalError::InvalidSpec(
+                "a local process spec needs an artifact or a command".to_owned(),
+            ));
+        }
+        if let Some(path) = &parsed.health_check.path
+            && !path.starts_with('/')
+        {
+            return Err(LocalError::InvalidSpec(format!(
+                "health check path '{path}' must start with '/'"
+            )));
+        }
+        if parsed.health_check.path.is_none() && !parsed.health_check.tcp {
+            return Err(LocalError::InvalidSpec(
+                "healthCheck needs a path or \"tcp\": true".to_owned(),
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let spec = ProcessSpec::parse(&json!({
+            "artifact": {"path": "/bin/true"},
+            "args": ["--version", "v2"],
+            "env": {"A": "1"},
+            "healthCheck": {"tcp": true},
+            "gracePeriodSeconds": 3
+        }))
+        .unwrap();
+        assert_eq!(
+            spec.artifact,
+            Some(ArtifactSource::Path("/bin/true".into()))
+        );
+        assert!(spec.health_check.tcp);
+        assert_eq!(spec.grace_period_seconds, 3);
+        let defaults = ProcessSpec::parse(&json!({"command": "/bin/sleep"})).unwrap();
+        assert_eq!(defaults.health_check.path.as_deref(), Some("/health"));
+        assert_eq!(defaults.grace_period_seconds, 10);
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        for bad in [
+            json!({}),
+            json!({"artifact": {"path": "relative"}}),
+            json!({"artifact": {"url": "ftp://x"}}),
+            json!({"command": "/bin/true", "comand": "typo"}),
+            json!({"command": "/bin/true", "healthCheck": {"path": "health"}}),
+        ] {
+            assert!(ProcessSpec::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}
