@@ -38,6 +38,16 @@ pub enum ClientCommand {
     /// restart, skip, judge.
     #[command(subcommand, visible_alias = "exec")]
     Execution(ExecutionCommand),
+    /// Show an application's clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Show and operate on server groups: get, resize, enable, disable, destroy, rollback.
+    /// Operations run as recorded executions; `--watch` follows one to its end.
+    #[command(subcommand, name = "servergroup", visible_alias = "sg")]
+    ServerGroup(ServerGroupCommand),
+    /// Show an application's load balancers and the traffic share of each server group.
+    #[command(subcommand, name = "loadbalancer", visible_alias = "lb")]
+    LoadBalancer(LoadBalancerCommand),
     /// Manage users (admin only).
     #[command(subcommand)]
     User(UserCommand),
@@ -403,4 +413,71 @@ pub struct AuditArgs {
     /// Only calls whose target starts with this prefix (e.g. applications/shop).
     #[arg(long)]
     pub target: Option<String>,
+}
+
+/// `gennaker cluster …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// List an application's clusters with their server groups, instances and health.
+    List {
+        /// Application name.
+        app: String,
+    },
+}
+
+/// `gennaker loadbalancer …`
+#[derive(clap::Subcommand, Debug)]
+pub enum LoadBalancerCommand {
+    /// List an application's load balancers.
+    List {
+        /// Application name.
+        app: String,
+    },
+}
+
+/// Which server group an operation is about.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerGroupTarget {
+    /// Application name.
+    pub app: String,
+    /// Server group name (`app-stack-v003`).
+    pub name: String,
+    /// Follow the operation to its end; exit with its outcome.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `gennaker servergroup …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ServerGroupCommand {
+    /// Show a server group: capacity, traffic, instances and their health.
+    Get {
+        /// Application name.
+        app: String,
+        /// Server group name.
+        name: String,
+    },
+    /// Set how many instances run.
+    Resize {
+        /// The server group.
+        #[command(flatten)]
+        target: ServerGroupTarget,
+        /// Desired instances.
+        #[arg(long)]
+        desired: u32,
+        /// Fewest instances [default: desired].
+        #[arg(long)]
+        min: Option<u32>,
+        /// Most instances [default: desired].
+        #[arg(long)]
+        max: Option<u32>,
+    },
+    /// Put the server group's instances into its load balancers.
+    Enable(ServerGroupTarget),
+    /// Take the server group out of its load balancers (requests in flight finish).
+    Disable(ServerGroupTarget),
+    /// Disable the server group, stop its instances and delete it.
+    Destroy(ServerGroupTarget),
+    /// Return traffic to the cluster's previous server group, then disable this one.
+    Rollback(ServerGroupTarget),
 }

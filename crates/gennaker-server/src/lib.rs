@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod metrics;
 mod openapi;
+mod providers;
 mod routes;
 mod state;
 
@@ -28,6 +29,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use gennaker_deploy::Providers;
 use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
 use gennaker_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
@@ -58,6 +60,9 @@ pub enum ServerError {
     /// The execution engine could not start.
     #[error("the execution engine could not start: {0}")]
     Engine(#[from] EngineError),
+    /// The local provider could not start (its data directory, its load balancers).
+    #[error("the local provider could not start: {0}")]
+    Provider(String),
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -100,12 +105,14 @@ pub fn router(state: AppState) -> Router {
 ///
 /// SQLite is a single server's database, so leases a previous process left are
 /// released at start; on PostgreSQL several servers share the queue.
-pub fn engine(store: &SqlStore, config: &ServerConfig) -> Engine {
+pub fn engine(store: &SqlStore, config: &ServerConfig, providers: Providers) -> Engine {
     let shared = Arc::new(store.clone());
+    let mut registry = StageRegistry::standard();
+    gennaker_deploy::register(&mut registry, providers);
     Engine::new(
         shared.clone(),
         shared,
-        StageRegistry::standard(),
+        registry,
         Arc::new(SystemClock),
         EngineConfig {
             workers: config.engine.workers.max(1),
@@ -116,13 +123,48 @@ pub fn engine(store: &SqlStore, config: &ServerConfig) -> Engine {
     )
 }
 
-/// Connects the store, creates the first admin if needed, starts the engine's workers
-/// and serves until `shutdown` completes. Then event streams end, in-flight requests
-/// finish, and the workers finish their current step before the store closes.
+/// Runs the server until `shutdown` completes (see [`start`] and [`RunningServer::stop`]).
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let server = start(config).await?;
+    shutdown.await;
+    server.stop().await
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    address: std::net::SocketAddr,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Where the API listens (the port chosen when the config asked for port 0).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Stops the server: event streams end, in-flight requests finish, the workers
+    /// finish their current step, then the store closes. Instances of the local
+    /// provider keep running; the next start adopts them.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.stop.cancel();
+        match self.serving.await {
+            Ok(result) => result,
+            Err(err) => Err(ServerError::Io {
+                context: "the server task failed".to_owned(),
+                source: std::io::Error::other(err.to_string()),
+            }),
+        }
+    }
+}
+
+/// Connects the store, creates the first admin if needed, starts the providers and the
+/// engine's workers, and serves in the background until [`RunningServer::stop`].
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
         context: format!(
             "cannot create the data directory {}",
@@ -141,13 +183,18 @@ pub async fn run(
             ),
             source,
         })?;
-    let engine = engine(&store, &config);
+    let address = listener.local_addr().map_err(|source| ServerError::Io {
+        context: "cannot read the listening address".to_owned(),
+        source,
+    })?;
     let stop = CancellationToken::new();
-    let mut workers = engine
+    let providers = providers::start(&store, &config, stop.clone()).await?;
+    let engine = engine(&store, &config, providers.providers.clone());
+    let workers = engine
         .start(store.queue_listener().await?, stop.clone())
         .await?;
     tracing::info!(
-        address = %config.listen,
+        %address,
         database = store.backend(),
         workers = config.engine.workers,
         "gennaker server listening"
@@ -156,17 +203,34 @@ pub async fn run(
     let state = AppState {
         store: Arc::new(store.clone()),
         engine,
+        providers: providers.providers.clone(),
+        load_balancers: providers.load_balancers.clone(),
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
         shutdown: stop.clone(),
         tasks: tasks.clone(),
     };
+    let serving = tokio::spawn(serve(listener, state, store, workers, providers, tasks));
+    Ok(RunningServer {
+        address,
+        stop,
+        serving,
+    })
+}
+
+/// Serves until the state's shutdown token is cancelled, then drains in order.
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    store: SqlStore,
+    mut workers: tokio::task::JoinSet<()>,
+    providers: providers::Started,
+    tasks: TaskTracker,
+) -> Result<(), ServerError> {
+    let stop = state.shutdown.clone();
     let signal = {
         let stop = stop.clone();
-        async move {
-            shutdown.await;
-            stop.cancel();
-        }
+        async move { stop.cancelled().await }
     };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(signal)
@@ -174,7 +238,6 @@ pub async fn run(
     // Mutations whose clients hung up may still be running; they need the database.
     tasks.close();
     tasks.wait().await;
-    stop.cancel();
     let drained = tokio::time::timeout(WORKER_DRAIN, async {
         while workers.join_next().await.is_some() {}
     })
@@ -186,6 +249,7 @@ pub async fn run(
         );
         workers.abort_all();
     }
+    providers.stop().await;
     store.close().await;
     served.map_err(|source| ServerError::Io {
         context: "the HTTP server failed".to_owned(),

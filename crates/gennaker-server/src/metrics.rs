@@ -112,8 +112,16 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
+        self.render_with(|_| {})
+    }
+
+    /// Like [`render`](Self::render), with `more` (another registry's text, such as
+    /// the load balancers') placed before the end marker.
+    pub fn render_with(&self, more: impl FnOnce(&mut String)) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        prometheus_client::encoding::text::encode_registry(&mut text, &self.registry)?;
+        more(&mut text);
+        prometheus_client::encoding::text::encode_eof(&mut text)?;
         Ok(text)
     }
 }
@@ -142,7 +150,10 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 
 /// `GET /metrics`: Prometheus exposition (authenticated, like every non-health route).
 pub(crate) async fn render(State(state): State<AppState>, _caller: Caller) -> Response {
-    match state.metrics.render() {
+    match state
+        .metrics
+        .render_with(|text| state.load_balancers.encode_metrics(text))
+    {
         Ok(text) => (
             [(
                 CONTENT_TYPE,

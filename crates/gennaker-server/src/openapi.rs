@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit;
-use crate::routes::{access, applications, events, executions, pipelines};
+use crate::routes::{access, applications, events, executions, infrastructure, pipelines};
 use crate::state::AppState;
 
 /// Every documented API route.
@@ -40,6 +40,12 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::evaluate))
         .routes(routes!(events::execution_events))
         .routes(routes!(events::application_events))
+        .routes(routes!(infrastructure::clusters))
+        .routes(routes!(infrastructure::server_groups))
+        .routes(routes!(infrastructure::server_group))
+        .routes(routes!(infrastructure::server_group_operation))
+        .routes(routes!(infrastructure::load_balancers))
+        .routes(routes!(infrastructure::run_task))
         .routes(routes!(access::me))
         .routes(routes!(access::list_users, access::create_user))
         .routes(routes!(access::get_user, access::delete_user))

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use gennaker_deploy::Providers;
 use gennaker_engine::Engine;
 use gennaker_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The execution engine (its workers run beside the HTTP server).
     pub engine: Engine,
+    /// The clouds deployment stages and infrastructure routes act on.
+    pub providers: Providers,
+    /// The built-in load balancers of the local provider (their metrics join ours).
+    pub load_balancers: gennaker_local::lb::LoadBalancers,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The server's settings.

@@ -2,6 +2,7 @@
 //! of its API, or offline tools (`pipeline validate`, `expr eval`, `canary judge`).
 
 mod canary_cmd;
+mod demo;
 mod expr_cmd;
 mod server_cmd;
 
@@ -24,6 +25,12 @@ struct Cli {
 enum Command {
     /// Run the Gennaker server (API, engine, providers).
     Server(server_cmd::ServerArgs),
+    /// A real release on the embedded defaults: four versions of a demo service behind
+    /// a load balancer, under traffic (red/black, rolling, an automatic rollback).
+    Demo(demo::DemoArgs),
+    /// The demo's HTTP service (what `gennaker demo` deploys).
+    #[command(hide = true, disable_version_flag = true)]
+    DemoApp(demo_app::DemoAppArgs),
     #[command(flatten)]
     Client(ClientCommand),
     /// Pipeline expressions, offline.
@@ -49,6 +56,14 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => report(server_cmd::run(args).await),
+            Command::Demo(args) => report(demo::run(args).await),
+            Command::DemoApp(args) => match demo_app::serve(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: demo-app: {err}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Client(command) => match gennaker_cli::run(&cli.client, command).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -70,5 +85,17 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flags (e.g. a subcommand's `--version` against the global one)
+        // before a user does.
+        super::Cli::command().debug_assert();
     }
 }

@@ -6,9 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +17,10 @@ use gennaker_store::testing::{TestBackend, TestDatabase};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
-const TOKEN: &str = "gnk_crash-test-admin-token-0123456789";
+mod support;
+
+use support::{Server, TOKEN};
+
 /// Executions started before the kills begin.
 const EXECUTIONS: usize = 20;
 /// SIGKILLs per run (bounded, as the whole test must stay short).
@@ -51,86 +50,6 @@ async fn webhook_receiver() -> (String, Calls) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, calls)
-}
-
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    data_dir: PathBuf,
-    database_url: String,
-}
-
-impl Server {
-    fn start(data_dir: PathBuf, database_url: String) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Server {
-            child: None,
-            port,
-            data_dir,
-            database_url,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("server.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--database-url", &self.database_url])
-            .env("GENNAKER_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
-    }
-
-    async fn ready(&self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(response) = http.get(self.url("/readyz")).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("server did not become ready:\n{}", self.log());
-    }
-
-    /// SIGKILL: no shutdown path runs.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 fn pipeline(hook: &str) -> Value {

@@ -4,6 +4,7 @@
 mod app;
 mod audit;
 mod execution;
+mod infrastructure;
 mod pipeline;
 mod role;
 mod token;
@@ -74,6 +75,9 @@ pub(crate) async fn dispatch(
         ClientCommand::App(command) => app::run(ctx, command).await,
         ClientCommand::Pipeline(command) => pipeline::run(ctx, command).await,
         ClientCommand::Execution(command) => execution::run(ctx, command).await,
+        ClientCommand::Cluster(command) => infrastructure::clusters(ctx, command).await,
+        ClientCommand::ServerGroup(command) => infrastructure::server_group(ctx, command).await,
+        ClientCommand::LoadBalancer(command) => infrastructure::load_balancers(ctx, command).await,
         ClientCommand::User(command) => user::run(ctx, command).await,
         ClientCommand::Role(command) => role::run(ctx, command).await,
         ClientCommand::Token(command) => token::run(ctx, command).await,

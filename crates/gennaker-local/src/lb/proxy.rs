@@ -232,10 +232,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_and_forwarding_headers_come() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::HOST, HeaderValue::from_static("shop.example"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2"));

@@ -6,4 +6,5 @@ mod documents;
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod health;
+pub(crate) mod infrastructure;
 pub(crate) mod pipelines;

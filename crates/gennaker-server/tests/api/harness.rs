@@ -139,7 +139,7 @@ impl Server {
             }),
             None => Arc::new(store.clone()),
         };
-        let engine = gennaker_server::engine(&store, &config);
+        let engine = gennaker_server::engine(&store, &config, gennaker_deploy::Providers::new());
         let stop = CancellationToken::new();
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
@@ -150,6 +150,8 @@ impl Server {
         let state = AppState {
             store: served_store,
             engine,
+            providers: gennaker_deploy::Providers::new(),
+            load_balancers: gennaker_local::lb::LoadBalancers::default(),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),
             shutdown: stop.clone(),

@@ -1,0 +1,273 @@
+//! `gennaker cluster …`, `gennaker servergroup …` and `gennaker loadbalancer …`.
+//!
+//! Operations on server groups run on the server as orchestration executions: the
+//! command prints the execution to follow, or follows it with `--watch`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Context;
+use super::execution::watch;
+use crate::args::{ClusterCommand, LoadBalancerCommand, ServerGroupCommand, ServerGroupTarget};
+use crate::error::CliError;
+use crate::output::{self, OutputFormat, details, emit, table, time};
+
+/// The fields of a server group the tables show.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerGroupView {
+    name: String,
+    account: String,
+    capacity: CapacityView,
+    disabled: bool,
+    #[serde(default)]
+    load_balancers: Vec<String>,
+    #[serde(default)]
+    instances: Vec<InstanceView>,
+    created_time: Option<i64>,
+}
+
+impl ServerGroupView {
+    fn cluster(&self) -> &str {
+        self.name
+            .rsplit_once("-v")
+            .filter(|(_, sequence)| sequence.chars().all(|c| c.is_ascii_digit()))
+            .map_or(self.name.as_str(), |(cluster, _)| cluster)
+    }
+
+    fn health(&self) -> String {
+        let up = self.instances.iter().filter(|i| i.health == "Up").count();
+        format!("{up}/{} up", self.capacity.desired)
+    }
+
+    fn state(&self) -> &'static str {
+        if self.disabled { "disabled" } else { "enabled" }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CapacityView {
+    min: u32,
+    max: u32,
+    desired: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceView {
+    id: String,
+    health: String,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    restarts: u32,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadBalancerView {
+    name: String,
+    account: String,
+    address: String,
+    #[serde(default)]
+    allowed_cidrs: Vec<String>,
+    #[serde(default)]
+    weights: BTreeMap<String, u32>,
+}
+
+pub(super) async fn clusters(
+    ctx: &mut Context<'_>,
+    command: ClusterCommand,
+) -> Result<(), CliError> {
+    let ClusterCommand::List { app } = command;
+    let raw = ctx
+        .client()?
+        .get(&["applications", &app, "serverGroups"], &[])
+        .await?;
+    emit(ctx.out, ctx.format, raw, |groups: &Vec<ServerGroupView>| {
+        if groups.is_empty() {
+            return format!(
+                "Application '{app}' has no server groups yet; a deploy stage creates them."
+            );
+        }
+        table(
+            [
+                "CLUSTER",
+                "SERVER GROUP",
+                "ACCOUNT",
+                "STATE",
+                "HEALTH",
+                "CAPACITY",
+                "CREATED",
+            ],
+            groups
+                .iter()
+                .map(|g| {
+                    [
+                        g.cluster().to_owned(),
+                        g.name.clone(),
+                        g.account.clone(),
+                        g.state().to_owned(),
+                        g.health(),
+                        format!(
+                            "{}/{}/{}",
+                            g.capacity.min, g.capacity.desired, g.capacity.max
+                        ),
+                        time(g.created_time),
+                    ]
+                })
+                .collect(),
+        )
+    })
+}
+
+pub(super) async fn load_balancers(
+    ctx: &mut Context<'_>,
+    command: LoadBalancerCommand,
+) -> Result<(), CliError> {
+    let LoadBalancerCommand::List { app } = command;
+    let raw = ctx
+        .client()?
+        .get(&["applications", &app, "loadBalancers"], &[])
+        .await?;
+    emit(
+        ctx.out,
+        ctx.format,
+        raw,
+        |balancers: &Vec<LoadBalancerView>| {
+            table(
+                ["NAME", "ACCOUNT", "ADDRESS", "TRAFFIC", "ALLOWED"],
+                balancers
+                    .iter()
+                    .map(|lb| {
+                        let traffic: Vec<String> = lb
+                            .weights
+                            .iter()
+                            .map(|(group, weight)| format!("{group} {weight}%"))
+                            .collect();
+                        [
+                            lb.name.clone(),
+                            lb.account.clone(),
+                            format!("http://{}", lb.address),
+                            output::list(&traffic),
+                            if lb.allowed_cidrs.is_empty() {
+                                "everyone".to_owned()
+                            } else {
+                                lb.allowed_cidrs.join(", ")
+                            },
+                        ]
+                    })
+                    .collect(),
+            )
+        },
+    )
+}
+
+pub(super) async fn server_group(
+    ctx: &mut Context<'_>,
+    command: ServerGroupCommand,
+) -> Result<(), CliError> {
+    let (operation, target, body) = match command {
+        ServerGroupCommand::Get { app, name } => return get(ctx, &app, &name).await,
+        ServerGroupCommand::Resize {
+            target,
+            desired,
+            min,
+            max,
+        } => {
+            let capacity = json!({
+                "min": min.unwrap_or(desired),
+                "max": max.unwrap_or(desired),
+                "desired": desired,
+            });
+            ("resize", target, json!({ "capacity": capacity }))
+        }
+        ServerGroupCommand::Enable(target) => ("enable", target, json!({})),
+        ServerGroupCommand::Disable(target) => ("disable", target, json!({})),
+        ServerGroupCommand::Destroy(target) => ("destroy", target, json!({})),
+        ServerGroupCommand::Rollback(target) => ("rollback", target, json!({})),
+    };
+    operate(ctx, operation, &target, &body).await
+}
+
+async fn get(ctx: &mut Context<'_>, app: &str, name: &str) -> Result<(), CliError> {
+    let raw = ctx
+        .client()?
+        .get(&["applications", app, "serverGroups", name], &[])
+        .await?;
+    emit(ctx.out, ctx.format, raw, |group: &ServerGroupView| {
+        let summary = details(vec![
+            ("Server group", group.name.clone()),
+            ("Cluster", group.cluster().to_owned()),
+            ("Account", group.account.clone()),
+            ("State", group.state().to_owned()),
+            ("Health", group.health()),
+            (
+                "Capacity",
+                format!(
+                    "min {} / desired {} / max {}",
+                    group.capacity.min, group.capacity.desired, group.capacity.max
+                ),
+            ),
+            ("Load balancers", output::list(&group.load_balancers)),
+            ("Created", time(group.created_time)),
+        ]);
+        let instances = table(
+            ["INSTANCE", "HEALTH", "ADDRESS", "RESTARTS", "REASON"],
+            group
+                .instances
+                .iter()
+                .map(|i| {
+                    [
+                        i.id.clone(),
+                        i.health.clone(),
+                        output::text(i.address.as_deref()),
+                        i.restarts.to_string(),
+                        output::text(i.reason.as_deref()),
+                    ]
+                })
+                .collect(),
+        );
+        format!("{summary}\n\n{instances}")
+    })
+}
+
+async fn operate(
+    ctx: &mut Context<'_>,
+    operation: &str,
+    target: &ServerGroupTarget,
+    body: &Value,
+) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let raw = client
+        .post(
+            &[
+                "applications",
+                &target.app,
+                "serverGroups",
+                &target.name,
+                operation,
+            ],
+            body,
+        )
+        .await?;
+    let execution = raw
+        .get("executionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if target.watch {
+        return watch(ctx, &client, &execution, None).await;
+    }
+    if ctx.format != OutputFormat::Table {
+        return output::write_structured(ctx.out, ctx.format, &raw);
+    }
+    ctx.say(&format!(
+        "Started: {operation} {} (execution {execution}); follow it with `gennaker execution watch {execution}`.",
+        target.name
+    ))
+}

@@ -1,0 +1,476 @@
+//! Deploying for real, end to end: the real server binary, the local provider running
+//! the demo app (`gennaker demo-app`) as child processes, and the built-in load balancer
+//! carrying bounded traffic while red/black, rolling red/black, rollback and highlander
+//! deploys replace the version behind it. Every request must succeed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{BIN, Server, TOKEN};
+
+/// How long one deploy may take before the test gives up.
+const DEPLOY_PATIENCE: Duration = Duration::from_secs(120);
+/// Concurrent clients of the load generator.
+const CLIENTS: usize = 4;
+/// The most requests one load run sends (bounded whatever happens).
+const MAX_REQUESTS: u64 = 50_000;
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(server: &Server) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: server.url(""),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn wait_end(&self, id: &str) -> Value {
+        let deadline = Instant::now() + DEPLOY_PATIENCE;
+        loop {
+            let execution = self.get(&format!("/api/v1/executions/{id}")).await;
+            let status = execution["status"].as_str().unwrap_or_default();
+            if matches!(status, "SUCCEEDED" | "TERMINAL" | "CANCELED" | "STOPPED") {
+                return execution;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} did not end: {execution:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn task(&self, job: Value) -> Value {
+        let accepted = self.post("/api/v1/applications/shop/tasks", job).await;
+        self.wait_end(accepted["executionId"].as_str().unwrap())
+            .await
+    }
+
+    async fn release(&self, version: &str, strategy: &str, healthy: bool) -> Value {
+        let execution = self
+            .post(
+                "/api/v1/applications/shop/pipelines/release/executions",
+                json!({"parameters": {
+                    "version": version,
+                    "strategy": strategy,
+                    "healthy": healthy.to_string(),
+                }}),
+            )
+            .await;
+        self.wait_end(execution["id"].as_str().unwrap()).await
+    }
+
+    async fn server_groups(&self) -> Vec<Value> {
+        self.get("/api/v1/applications/shop/serverGroups")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn weights(&self) -> BTreeMap<String, u64> {
+        let balancers = self.get("/api/v1/applications/shop/loadBalancers").await;
+        balancers[0]["weights"]
+            .as_object()
+            .map(|w| {
+                w.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Sets up the application, the load balancer and the release pipeline; returns the
+/// load balancer's URL.
+async fn set_up(api: &Api) -> String {
+    api.post(
+        "/api/v1/applications",
+        json!({"name": "shop", "email": "team@example.com"}),
+    )
+    .await;
+    let done = api
+        .task(json!({"job": [{
+            "type": "upsertLoadBalancer", "name": "shop-web", "application": "shop",
+            "account": "local", "cloudProvider": "local", "listen": "127.0.0.1:0"
+        }]}))
+        .await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        release_pipeline(Path::new(BIN)),
+    )
+    .await;
+    let balancers = api.get("/api/v1/applications/shop/loadBalancers").await;
+    format!("http://{}/", balancers[0]["address"].as_str().unwrap())
+}
+
+fn release_pipeline(exe: &Path) -> Value {
+    json!({
+        "application": "shop",
+        "name": "release",
+        "parameterConfig": [
+            {"name": "version", "required": true},
+            {"name": "strategy", "default": "redblack"},
+            {"name": "healthy", "default": "true"}
+        ],
+        "stages": [{
+            "refId": "1", "type": "deploy", "name": "Deploy ${parameters.version}",
+            "clusters": [{
+                "application": "shop", "stack": "web", "account": "local", "cloudProvider": "local",
+                "capacity": {"min": 2, "max": 2, "desired": 2},
+                "loadBalancers": ["shop-web"],
+                "strategy": "${parameters.strategy}",
+                "targetPercentages": [50, 100],
+                "rollback": {"onFailure": true},
+                "waitForUpInstancesTimeoutMs": 8000,
+                "artifact": {"path": exe.display().to_string()},
+                "args": ["demo-app", "--version", "${parameters.version}"],
+                "env": {"DEMO_UNHEALTHY": "${parameters.healthy == 'false' ? 'true' : 'false'}"},
+                "healthCheck": {"path": "/health"},
+                "gracePeriodSeconds": 5
+            }]
+        }]
+    })
+}
+
+/// Bounded traffic through the load balancer, counting failures and who served.
+struct Load {
+    stop: Arc<AtomicBool>,
+    total: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    served: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str) -> Load {
+        let load = Load {
+            stop: Arc::default(),
+            total: Arc::default(),
+            failed: Arc::default(),
+            served: Arc::default(),
+            failures: Arc::default(),
+            clients: Vec::new(),
+        };
+        let http = reqwest::Client::new();
+        let clients = (0..CLIENTS)
+            .map(|_| {
+                let (stop, total, failed, served, failures, http, url) = (
+                    load.stop.clone(),
+                    load.total.clone(),
+                    load.failed.clone(),
+                    load.served.clone(),
+                    load.failures.clone(),
+                    http.clone(),
+                    url.to_owned(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed)
+                        && total.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS
+                    {
+                        match http.get(&url).send().await {
+                            Ok(response) if response.status().is_success() => {
+                                let body: Value = response.json().await.unwrap_or(Value::Null);
+                                let version = body["version"].as_str().unwrap_or("?").to_owned();
+                                *served.lock().unwrap().entry(version).or_default() += 1;
+                            }
+                            other => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                let why = match other {
+                                    Ok(response) => format!("HTTP {}", response.status()),
+                                    Err(err) => err.to_string(),
+                                };
+                                failures.lock().unwrap().push(why);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            })
+            .collect();
+        Load { clients, ..load }
+    }
+
+    async fn stop(self) -> (u64, u64, BTreeMap<String, u64>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        let total = self.total.load(Ordering::Relaxed).min(MAX_REQUESTS);
+        let served = self.served.lock().unwrap().clone();
+        let failures = self.failures.lock().unwrap().clone();
+        (total, self.failed.load(Ordering::Relaxed), served, failures)
+    }
+}
+
+/// Kills, when dropped, every demo app process of the versions starting with `prefix`:
+/// a failed test leaves nothing running.
+struct KillLeftovers(&'static str);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        for pid in demo_processes(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Destroys every server group of the application, through the API.
+async fn destroy_all(api: &Api) {
+    let job: Vec<Value> = api
+        .server_groups()
+        .await
+        .iter()
+        .map(|g| json!({"type": "destroyServerGroup", "serverGroupName": g["name"], "account": "local", "cloudProvider": "local"}))
+        .collect();
+    if !job.is_empty() {
+        let done = api.task(json!({"job": job})).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    }
+}
+
+fn start_server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/gennaker.db", dir.path().display());
+    let server = Server::start(dir.path().to_path_buf(), url);
+    (dir, server)
+}
+
+/// The pids of the demo app processes whose version starts with `version`.
+fn demo_processes(version: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "demo-app") && args.iter().any(|a| a.starts_with(version)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_and_a_rollback_under_load_without_a_failed_request() {
+    let _leftovers = KillLeftovers("zd-");
+    let (_dir, server) = start_server();
+    let api = Api::new(&server);
+    server.ready(&api.http).await;
+    let lb = set_up(&api).await;
+    let v1 = api.release("zd-v1", "", true).await;
+    assert_eq!(v1["status"], "SUCCEEDED", "{v1:#}");
+
+    let load = Load::start(&lb);
+    for (version, strategy) in [("zd-v2", "redblack"), ("zd-v3", "rollingredblack")] {
+        let done = api.release(version, strategy, true).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{strategy}: {done:#}");
+    }
+    // Roll the cluster back from v3 (the newest) to v2.
+    let newest = api
+        .server_groups()
+        .await
+        .into_iter()
+        .filter(|g| g["disabled"] == false)
+        .max_by_key(|g| g["createdTime"].as_i64().unwrap_or(0))
+        .unwrap();
+    let rollback = api
+        .post(
+            &format!(
+                "/api/v1/applications/shop/serverGroups/{}/rollback",
+                newest["name"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let rolled = api
+        .wait_end(rollback["executionId"].as_str().unwrap())
+        .await;
+    assert_eq!(rolled["status"], "SUCCEEDED", "{rolled:#}");
+    let done = api.release("zd-v4", "highlander", true).await;
+    assert_eq!(done["status"], "SUCCEEDED", "highlander: {done:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (total, failed, served, failures) = load.stop().await;
+
+    assert_eq!(
+        failed, 0,
+        "{failed} of {total} requests failed: {failures:?}"
+    );
+    assert!(total > 200, "the load ran ({total} requests)");
+    for version in ["zd-v1", "zd-v2", "zd-v3", "zd-v4"] {
+        assert!(
+            served.get(version).copied().unwrap_or(0) > 0,
+            "{version} served some requests: {served:?}"
+        );
+    }
+    let groups = api.server_groups().await;
+    assert_eq!(
+        groups.len(),
+        1,
+        "highlander leaves one server group: {groups:#?}"
+    );
+    assert_eq!(api.weights().await.values().sum::<u64>(), 100);
+    for version in ["zd-v1", "zd-v2", "zd-v3"] {
+        assert!(
+            demo_processes(version).is_empty(),
+            "no {version} process is left"
+        );
+    }
+    assert_eq!(demo_processes("zd-v4").len(), 2);
+    destroy_all(&api).await;
+    assert!(
+        demo_processes("zd-").is_empty(),
+        "destroy stops every instance"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_the_traffic() {
+    let _leftovers = KillLeftovers("rb-");
+    let (_dir, server) = start_server();
+    let api = Api::new(&server);
+    server.ready(&api.http).await;
+    let lb = set_up(&api).await;
+    let v1 = api.release("rb-v1", "", true).await;
+    assert_eq!(v1["status"], "SUCCEEDED", "{v1:#}");
+    let good = api.server_groups().await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let load = Load::start(&lb);
+    let broken = api.release("rb-v2", "redblack", false).await;
+    let (total, failed, served, failures) = load.stop().await;
+
+    assert_eq!(broken["status"], "TERMINAL", "{broken:#}");
+    let groups = api.server_groups().await;
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec![good.as_str()],
+        "the broken server group is gone"
+    );
+    assert_eq!(groups[0]["disabled"], false);
+    assert_eq!(api.weights().await, BTreeMap::from([(good.clone(), 100)]));
+    assert!(
+        demo_processes("rb-v2").is_empty(),
+        "no broken instance is left"
+    );
+    assert_eq!(
+        failed, 0,
+        "{failed} of {total} requests failed: {failures:?}"
+    );
+    assert_eq!(served.keys().collect::<Vec<_>>(), vec!["rb-v1"]);
+    destroy_all(&api).await;
+    assert!(
+        demo_processes("rb-").is_empty(),
+        "destroy stops every instance"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_red_black_deploy_completes_it_exactly_once() {
+    let _leftovers = KillLeftovers("ck-");
+    let (_dir, mut server) = start_server();
+    let api = Api::new(&server);
+    server.ready(&api.http).await;
+    set_up(&api).await;
+    let v1 = api.release("ck-v1", "", true).await;
+    assert_eq!(v1["status"], "SUCCEEDED", "{v1:#}");
+
+    let execution = api
+        .post(
+            "/api/v1/applications/shop/pipelines/release/executions",
+            json!({"parameters": {"version": "ck-v2", "strategy": "redblack"}}),
+        )
+        .await;
+    let id = execution["id"].as_str().unwrap().to_owned();
+    // Kill the server as soon as the new server group exists and is starting.
+    let deadline = Instant::now() + DEPLOY_PATIENCE;
+    while api.server_groups().await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the new server group never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    server.spawn();
+    server.ready(&api.http).await;
+    let done = api.wait_end(&id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+
+    let groups = api.server_groups().await;
+    assert_eq!(groups.len(), 2, "exactly one new server group: {groups:#?}");
+    let enabled: Vec<&Value> = groups.iter().filter(|g| g["disabled"] == false).collect();
+    assert_eq!(enabled.len(), 1, "only the new version takes traffic");
+    assert_eq!(
+        demo_processes("ck-v2").len(),
+        2,
+        "the new version runs its 2 instances, none doubled"
+    );
+    for group in &groups {
+        for instance in group["instances"].as_array().unwrap() {
+            if let Some(pid) = instance["details"]["pid"].as_u64() {
+                assert!(
+                    Path::new(&format!("/proc/{pid}")).exists(),
+                    "instance {} runs",
+                    instance["id"]
+                );
+            }
+        }
+    }
+    destroy_all(&api).await;
+    assert!(
+        demo_processes("ck-").is_empty(),
+        "destroy stops every instance"
+    );
+    drop(server);
+}

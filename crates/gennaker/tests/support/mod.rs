@@ -1,0 +1,93 @@
+//! A real `gennaker server` process for end-to-end tests: started, killed with
+//! SIGKILL and restarted on the same data directory and database.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
+/// The admin token every test server starts with.
+pub const TOKEN: &str = "gnk_e2e-test-admin-token-0123456789";
+
+pub struct Server {
+    child: Option<Child>,
+    port: u16,
+    data_dir: PathBuf,
+    database_url: String,
+}
+
+impl Server {
+    pub fn start(data_dir: PathBuf, database_url: String) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Server {
+            child: None,
+            port,
+            data_dir,
+            database_url,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .env("GENNAKER_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub async fn ready(&self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = http.get(self.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become ready:\n{}", self.log());
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    pub fn drop(&mut self) {
+        self.kill();
+    }
+}
