@@ -502,6 +502,10 @@ impl Inner {
                 return;
             }
             let live = state.live.entry(index).or_insert_with(Live::starting);
+            if live.health == HealthState::OutOfService {
+                // Being stopped (scale-down): a passing probe must not put it back.
+                return;
+            }
             let next = next_health(live, &result, self.settings.unhealthy_threshold);
             let changed = (live.health == HealthState::Up) != (next.health == HealthState::Up);
             if changed {

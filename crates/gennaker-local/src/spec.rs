@@ -41,7 +41,20 @@ impl Default for HealthCheckSpec {
     }
 }
 
-/// What every instance of a server group runs.
+/// What every instance of a server group runs. In a pipeline (camelCase JSON):
+///
+/// ```json
+/// {
+///   "artifact": {"path": "/abs/demo-app"},
+///   "args": ["--version", "v2"],
+///   "env": {"RUST_LOG": "info"},
+///   "healthCheck": {"path": "/health"},
+///   "gracePeriodSeconds": 10
+/// }
+/// ```
+///
+/// `artifact` may instead be `{"url": "https://…"}`; `command` (default: the cached
+/// artifact) and `workingDir` are optional; `healthCheck` may be `{"tcp": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessSpec {
