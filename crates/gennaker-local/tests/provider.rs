@@ -459,10 +459,8 @@ async fn creating_after_each_step_stays_idempotent() {
     assert!(env.marked_pids().is_empty());
 }
 
-/// End to end through the real load balancer: needs the `lb` module's implementation
-/// (its bodies are placeholders on this branch, where `upsert` always fails).
+/// End to end through the real load balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the LoadBalancers implementation from the lb branch; remove after the merge"]
 async fn load_balancer_weights_follow_up_instances_and_overrides() {
     use gennaker_deploy::{LoadBalancerSpec, TrafficRouter};
     use std::collections::BTreeMap;
