@@ -87,7 +87,7 @@ impl Server {
 }
 
 impl Drop for Server {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         self.kill();
     }
 }
