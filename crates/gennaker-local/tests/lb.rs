@@ -1,6 +1,8 @@
 //! The built-in load balancer over real HTTP on 127.0.0.1: tiny hyper backends spawned
 //! in-test, reqwest clients in front.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -9,9 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gennaker_local::lb::{
-    Backend, BackendGroup, LbConfig, LbError, ListenerSpec, LoadBalancers,
-};
+use gennaker_local::lb::{Backend, BackendGroup, LbConfig, LbError, ListenerSpec, LoadBalancers};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -118,10 +118,7 @@ async fn answer(
     } else {
         backend.status.load(Ordering::SeqCst)
     };
-    let mut response = Response::new(Full::new(Bytes::from(format!(
-        "{} {length}",
-        backend.id
-    ))));
+    let mut response = Response::new(Full::new(Bytes::from(format!("{} {length}", backend.id))));
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     backend.in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(response)
@@ -232,8 +229,11 @@ async fn traffic_splits_between_groups_by_weight() {
     let lbs = LoadBalancers::new(test_config(), CancellationToken::new());
     let (a, b) = (spawn_backend("a").await, spawn_backend("b").await);
     let lb = lbs.upsert(spec("split")).await.unwrap();
-    lbs.set_backends("split", vec![group("v001", 80, &[&a]), group("v002", 20, &[&b])])
-        .unwrap();
+    lbs.set_backends(
+        "split",
+        vec![group("v001", 80, &[&a]), group("v002", 20, &[&b])],
+    )
+    .unwrap();
     let (ok, failed) = load(
         Arc::new(RwLock::new(lb)),
         4,
@@ -299,7 +299,11 @@ async fn consecutive_5xx_eject_an_instance_until_the_period_ends() {
             break;
         }
     }
-    assert_eq!(bad.requests(), 3, "ejected after exactly 3 failures in a row");
+    assert_eq!(
+        bad.requests(),
+        3,
+        "ejected after exactly 3 failures in a row"
+    );
     // Ejected for 5 s: the next requests all go to the good one.
     for _ in 0..10 {
         let (status, body) = get(&client, lb, "/").await.unwrap();
@@ -313,7 +317,10 @@ async fn consecutive_5xx_eject_an_instance_until_the_period_ends() {
     bad.status.store(200, Ordering::SeqCst);
     let deadline = Instant::now() + PATIENCE;
     while bad.requests() == 3 {
-        assert!(Instant::now() < deadline, "the ejected instance never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the ejected instance never came back"
+        );
         let (status, _) = get(&client, lb, "/").await.unwrap();
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -357,20 +364,30 @@ async fn connect_failures_are_retried_on_another_instance() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         // The body survived the failed attempts.
-        assert_eq!(response.text().await.unwrap(), format!("live {}", body.len()));
+        assert_eq!(
+            response.text().await.unwrap(),
+            format!("live {}", body.len())
+        );
     }
     assert_eq!(live.requests(), 40);
     let stats = lbs.stats("retry").unwrap();
     let errors: u64 = stats.iter().map(|s| s.by_class["error"]).sum();
-    assert_eq!(errors, 0, "retried attempts are not counted as failed requests");
+    assert_eq!(
+        errors, 0,
+        "retried attempts are not counted as failed requests"
+    );
     let mut metrics = String::new();
     lbs.encode_metrics(&mut metrics);
-    assert!(metrics.contains(
-        "gennaker_lb_ejections_total{load_balancer=\"retry\",server_group=\"v001\"} 1"
-    ));
-    assert!(metrics.contains(
-        "gennaker_lb_ejections_total{load_balancer=\"retry\",server_group=\"v002\"} 0"
-    ));
+    assert!(
+        metrics.contains(
+            "gennaker_lb_ejections_total{load_balancer=\"retry\",server_group=\"v001\"} 1"
+        )
+    );
+    assert!(
+        metrics.contains(
+            "gennaker_lb_ejections_total{load_balancer=\"retry\",server_group=\"v002\"} 0"
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,7 +423,8 @@ async fn swapping_backends_under_load_fails_no_request() {
     a.delay_ms.store(2, Ordering::SeqCst);
     b.delay_ms.store(2, Ordering::SeqCst);
     let lb = lbs.upsert(spec("swap")).await.unwrap();
-    lbs.set_backends("swap", vec![group("v001", 1, &[&a])]).unwrap();
+    lbs.set_backends("swap", vec![group("v001", 1, &[&a])])
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let running = load(Arc::new(RwLock::new(lb)), 4, 500, Arc::clone(&stop));
     for round in 0..60 {
@@ -496,7 +514,8 @@ async fn moving_to_a_new_address_under_load_fails_no_request() {
     let a = spawn_backend("a").await;
     a.delay_ms.store(2, Ordering::SeqCst);
     let old = lbs.upsert(spec("move")).await.unwrap();
-    lbs.set_backends("move", vec![group("v001", 1, &[&a])]).unwrap();
+    lbs.set_backends("move", vec![group("v001", 1, &[&a])])
+        .unwrap();
     let target = Arc::new(RwLock::new(old));
     let stop = Arc::new(AtomicBool::new(false));
     let running = load(Arc::clone(&target), 4, 2000, Arc::clone(&stop));
@@ -514,7 +533,10 @@ async fn moving_to_a_new_address_under_load_fails_no_request() {
     assert_ne!(new, old);
     *target.write().unwrap() = new;
     let before = a.requests();
-    eventually("load through the new address", || a.requests() > before + 100).await;
+    eventually("load through the new address", || {
+        a.requests() > before + 100
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = running.await.unwrap();
     assert!(failed.is_empty(), "{failed:?}");
@@ -541,7 +563,8 @@ async fn the_allow_list_refuses_other_sources() {
         })
         .await
         .unwrap();
-    lbs.set_backends("fw", vec![group("v001", 1, &[&a])]).unwrap();
+    lbs.set_backends("fw", vec![group("v001", 1, &[&a])])
+        .unwrap();
     let from = |ip: [u8; 4]| {
         reqwest::Client::builder()
             .no_proxy()
@@ -625,7 +648,10 @@ async fn metrics_count_requests_by_class() {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "missing {missing:?} in\n{metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "missing {missing:?} in\n{metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stats = lbs.stats("web").unwrap();
@@ -640,7 +666,8 @@ async fn keep_alive_reuses_backend_connections() {
     let lbs = LoadBalancers::new(test_config(), CancellationToken::new());
     let a = spawn_backend("a").await;
     let lb = lbs.upsert(spec("pool")).await.unwrap();
-    lbs.set_backends("pool", vec![group("v001", 1, &[&a])]).unwrap();
+    lbs.set_backends("pool", vec![group("v001", 1, &[&a])])
+        .unwrap();
     let client = client();
     for _ in 0..100 {
         assert_eq!(get(&client, lb, "/").await.unwrap().0, StatusCode::OK);
@@ -732,7 +759,8 @@ async fn cancelling_the_token_stops_every_listener() {
     let a = spawn_backend("a").await;
     let first = lbs.upsert(spec("one")).await.unwrap();
     let second = lbs.upsert(spec("two")).await.unwrap();
-    lbs.set_backends("one", vec![group("v001", 1, &[&a])]).unwrap();
+    lbs.set_backends("one", vec![group("v001", 1, &[&a])])
+        .unwrap();
     assert_eq!(get(&client(), first, "/").await.unwrap().0, StatusCode::OK);
     token.cancel();
     lbs.shutdown().await;

@@ -56,7 +56,7 @@ impl RequestBody {
             Some(slot) => Self::Pending {
                 slot: Arc::clone(&slot.slot),
                 taken: None,
-                hint: slot.hint.clone(),
+                hint: slot.hint,
             },
         }
     }
@@ -87,7 +87,9 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Empty => true,
-            Self::Pending { taken: Some(body), .. } => body.is_end_stream(),
+            Self::Pending {
+                taken: Some(body), ..
+            } => body.is_end_stream(),
             Self::Pending { taken: None, .. } => false,
         }
     }
@@ -95,8 +97,12 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Empty => SizeHint::with_exact(0),
-            Self::Pending { taken: Some(body), .. } => body.size_hint(),
-            Self::Pending { taken: None, hint, .. } => hint.clone(),
+            Self::Pending {
+                taken: Some(body), ..
+            } => body.size_hint(),
+            Self::Pending {
+                taken: None, hint, ..
+            } => *hint,
         }
     }
 }
@@ -113,7 +119,11 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn start(group: &Arc<GroupMetrics>, backend: &Arc<BackendState>, started: Instant) -> Self {
+    pub(crate) fn start(
+        group: &Arc<GroupMetrics>,
+        backend: &Arc<BackendState>,
+        started: Instant,
+    ) -> Self {
         group.started();
         backend.started();
         Self {

@@ -10,10 +10,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::LbError;
 use super::accept;
 use super::config::LbConfig;
 use super::core::{ListenerCore, Settings, UpstreamClient};
-use super::LbError;
 
 /// The socket a listener accepts on now.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use super::series::{Series, Snapshot};
 /// bucket follows. Shared by `gennaker_lb_request_duration_seconds` and
 /// [`TrafficSample::latency_buckets`](super::TrafficSample::latency_buckets).
 pub const LATENCY_BUCKETS_SECONDS: [f64; 22] = [
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
-    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
 ];
 
 /// The same bounds in microseconds, so recording compares integers.
@@ -174,9 +174,16 @@ mod tests {
         metrics.finished(Class::ServerError, Duration::from_secs(100));
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.by_class, [1, 0, 0, 1, 1]);
-        assert_eq!(snapshot.buckets[2], 1, "500µs falls in the le=0.0005 bucket");
+        assert_eq!(
+            snapshot.buckets[2], 1,
+            "500µs falls in the le=0.0005 bucket"
+        );
         assert_eq!(snapshot.buckets[BUCKETS - 1], 1, "100 s falls in +Inf");
-        assert_eq!(snapshot.buckets.iter().sum::<u64>(), 2, "errors have no latency");
+        assert_eq!(
+            snapshot.buckets.iter().sum::<u64>(),
+            2,
+            "errors have no latency"
+        );
         assert_eq!(metrics.in_flight(), 0);
     }
 }

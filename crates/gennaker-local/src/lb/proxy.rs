@@ -60,7 +60,8 @@ pub(crate) async fn forward(
     let mut failed_attempt: Option<InFlight> = None;
 
     for attempt in 0..MAX_ATTEMPTS {
-        let Some((group, backend)) = table.pick(core.now_ms(), &tried) else {
+        let now_ms = core.now_ms();
+        let Some((group, backend)) = table.pick(now_ms, &tried) else {
             break;
         };
         let mut in_flight = InFlight::start(&group.metrics, backend, started);
@@ -85,13 +86,7 @@ pub(crate) async fn forward(
         match core.client.request(upstream).await {
             Ok(response) => {
                 let class = Class::of(response.status());
-                Table::report(
-                    group,
-                    backend,
-                    class == Class::ServerError,
-                    policy,
-                    core.now_ms(),
-                );
+                Table::report(group, backend, class == Class::ServerError, policy, now_ms);
                 in_flight.answered(class);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
@@ -112,7 +107,7 @@ pub(crate) async fn forward(
                     %error,
                     "cannot connect to instance; trying another"
                 );
-                Table::report(group, backend, true, policy, core.now_ms());
+                Table::report(group, backend, true, policy, now_ms);
                 if let Some(previous) = failed_attempt.replace(in_flight) {
                     previous.abandon();
                 }
@@ -126,7 +121,7 @@ pub(crate) async fn forward(
                     %error,
                     "request to instance failed"
                 );
-                Table::report(group, backend, true, policy, core.now_ms());
+                Table::report(group, backend, true, policy, now_ms);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
@@ -232,10 +227,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_and_forwarding_headers_come() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::HOST, HeaderValue::from_static("shop.example"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2"));

@@ -57,9 +57,8 @@ impl Series {
 
     /// Closes the interval ending `now`, given the cumulative counters now.
     pub(crate) fn sample(&mut self, now: Instant, current: Snapshot) {
-        let by_class: [u64; CLASS_NAMES.len()] = std::array::from_fn(|i| {
-            current.by_class[i].saturating_sub(self.previous.by_class[i])
-        });
+        let by_class: [u64; CLASS_NAMES.len()] =
+            std::array::from_fn(|i| current.by_class[i].saturating_sub(self.previous.by_class[i]));
         let buckets: [u64; BUCKETS] =
             std::array::from_fn(|i| current.buckets[i].saturating_sub(self.previous.buckets[i]));
         if self.samples.len() == self.capacity {

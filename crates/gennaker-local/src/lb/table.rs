@@ -173,9 +173,10 @@ impl Table {
             };
             let route = &mut routes[index];
             for backend in &group.backends {
-                let duplicate = route.backends.iter().any(|b| {
-                    b.instance_id == backend.instance_id && b.address == backend.address
-                });
+                let duplicate = route
+                    .backends
+                    .iter()
+                    .any(|b| b.instance_id == backend.instance_id && b.address == backend.address);
                 if duplicate {
                     continue;
                 }
@@ -379,7 +380,11 @@ mod tests {
     #[tokio::test]
     async fn the_schedule_interleaves_groups_by_reduced_weight() {
         let table = build(
-            &[group("a", 80, &[1]), group("b", 20, &[2]), group("c", 0, &[3])],
+            &[
+                group("a", 80, &[1]),
+                group("b", 20, &[2]),
+                group("c", 0, &[3]),
+            ],
             &Table::default(),
         );
         assert_eq!(table.schedule, vec![0, 0, 1, 0, 0]);
@@ -396,11 +401,18 @@ mod tests {
     #[tokio::test]
     async fn huge_weights_are_scaled_and_empty_groups_skipped() {
         let table = build(
-            &[group("a", u32::MAX, &[1]), group("b", 1, &[2]), group("c", 5, &[])],
+            &[
+                group("a", u32::MAX, &[1]),
+                group("b", 1, &[2]),
+                group("c", 5, &[]),
+            ],
             &Table::default(),
         );
         assert!(table.schedule.len() <= 1001);
-        assert!(table.schedule.contains(&1), "a tiny weight still gets a slot");
+        assert!(
+            table.schedule.contains(&1),
+            "a tiny weight still gets a slot"
+        );
         assert!(!table.schedule.contains(&2));
         let empty = build(&[group("c", 5, &[])], &Table::default());
         assert!(empty.pick(0, &[]).is_none());
@@ -473,14 +485,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_skips_tried_instances_across_groups() {
-        let table = build(&[group("a", 1, &[1]), group("b", 1, &[2])], &Table::default());
+        let table = build(
+            &[group("a", 1, &[1]), group("b", 1, &[2])],
+            &Table::default(),
+        );
         let (_, first) = table.pick(0, &[]).unwrap();
         let tried = vec![Arc::clone(first)];
         for _ in 0..4 {
             let (_, next) = table.pick(0, &tried).unwrap();
             assert!(!Arc::ptr_eq(next, first));
         }
-        let all: Vec<_> = table.groups.iter().flat_map(|g| g.backends.clone()).collect();
+        let all: Vec<_> = table
+            .groups
+            .iter()
+            .flat_map(|g| g.backends.clone())
+            .collect();
         assert!(table.pick(0, &all).is_none());
     }
 }
