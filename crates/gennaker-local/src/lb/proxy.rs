@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{BodySlot, InFlight, RequestBody, ResponseBody};
+use super::body::{BodySlot, InFlight, RequestBody, ResponseBody, worth_prefetching};
 use super::core::ListenerCore;
 use super::metrics::Class;
 use super::table::{BackendState, Table};
@@ -91,9 +92,28 @@ pub(crate) async fn forward(
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
-                let (mut parts, inner) = response.into_parts();
+                let (mut parts, mut inner) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
+                let first = if worth_prefetching(&inner) {
+                    match inner.frame().await {
+                        Some(Ok(frame)) => Some(frame),
+                        None => None,
+                        Some(Err(error)) => {
+                            // The head came, then the instance broke the response.
+                            tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
+                            in_flight.answered(Class::Error);
+                            drop(in_flight);
+                            return Ok(local_response(
+                                StatusCode::BAD_GATEWAY,
+                                &core.unreachable_body,
+                            ));
+                        }
+                    }
+                } else {
+                    None
+                };
                 let body = ResponseBody::Upstream {
+                    first,
                     inner,
                     in_flight: Some(in_flight),
                 };
