@@ -1,6 +1,8 @@
 //! The built-in load balancer over real HTTP on 127.0.0.1: tiny hyper backends spawned
 //! in-test, reqwest clients in front.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gennaker_local::lb::{Backend, BackendGroup, LbConfig, LbError, ListenerSpec, LoadBalancers};
 use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::channel::Channel;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -87,7 +91,18 @@ async fn spawn_backend(id: &str) -> Arc<TestBackend> {
 async fn answer(
     backend: Arc<TestBackend>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+    if request.uri().path() == "/stream" {
+        // A response of unknown length: "first" now, "second" once released.
+        let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+        let mut released = backend.release.subscribe();
+        tokio::spawn(async move {
+            let _ = sender.send_data(Bytes::from_static(b"first")).await;
+            let _ = released.wait_for(|r| *r).await;
+            let _ = sender.send_data(Bytes::from_static(b"second")).await;
+        });
+        return Ok(Response::new(body.boxed()));
+    }
     backend.requests.fetch_add(1, Ordering::SeqCst);
     backend.in_flight.fetch_add(1, Ordering::SeqCst);
     let host = request
@@ -116,7 +131,8 @@ async fn answer(
     } else {
         backend.status.load(Ordering::SeqCst)
     };
-    let mut response = Response::new(Full::new(Bytes::from(format!("{} {length}", backend.id))));
+    let mut response =
+        Response::new(Full::new(Bytes::from(format!("{} {length}", backend.id))).boxed());
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     backend.in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(response)
@@ -715,6 +731,32 @@ async fn forwarding_headers_are_set_and_bodies_streamed() {
     assert_eq!(response.status(), StatusCode::OK);
     let seen = a.last_headers.lock().unwrap().clone().unwrap();
     assert_eq!(seen["host"], lb.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_of_unknown_length_streams_through() {
+    let lbs = LoadBalancers::new(test_config(), CancellationToken::new());
+    let a = spawn_backend("a").await;
+    let lb = lbs.upsert(spec("stream")).await.unwrap();
+    lbs.set_backends("stream", vec![group("v001", 1, &[&a])])
+        .unwrap();
+    let mut response = client()
+        .get(format!("http://{lb}/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The first chunk arrives while the backend still holds the rest.
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"first");
+    assert_eq!(lbs.stats("stream").unwrap()[0].in_flight, 1);
+    a.release.send_replace(true);
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"second");
+    assert!(lbs.drain("stream", "v001", PATIENCE).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,7 @@ impl RequestBody {
             Some(slot) => Self::Pending {
                 slot: Arc::clone(&slot.slot),
                 taken: None,
-                hint: slot.hint.clone(),
+                hint: slot.hint,
             },
         }
     }
@@ -102,7 +102,7 @@ impl Body for RequestBody {
             } => body.size_hint(),
             Self::Pending {
                 taken: None, hint, ..
-            } => hint.clone(),
+            } => *hint,
         }
     }
 }
@@ -162,10 +162,23 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub(crate) enum ResponseBody {
     Upstream {
+        /// The first frame, read before the head was sent so both leave in one write.
+        first: Option<Frame<Bytes>>,
         inner: Incoming,
         in_flight: Option<InFlight>,
     },
     Local(Option<Bytes>),
+}
+
+/// Responses with a known length up to this are sent with their first frame in the
+/// same write as their head (one packet instead of two for small responses).
+pub(crate) const PREFETCH_LIMIT: u64 = 64 * 1024;
+
+/// Whether to read the first frame of `body` before sending the head: only when its
+/// length is known and small, so a streaming response is never held back.
+pub(crate) fn worth_prefetching(body: &Incoming) -> bool {
+    let hint = body.size_hint();
+    !body.is_end_stream() && hint.upper().is_some_and(|upper| upper <= PREFETCH_LIMIT)
 }
 
 impl Body for ResponseBody {
@@ -177,7 +190,17 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Self::Upstream { inner, in_flight } => {
+            Self::Upstream {
+                first,
+                inner,
+                in_flight,
+            } => {
+                if let Some(frame) = first.take() {
+                    if inner.is_end_stream() {
+                        in_flight.take();
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 // Finish the count as soon as the last frame is known, before the
                 // client can see the end of the response.
@@ -197,14 +220,26 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Upstream { inner, .. } => inner.is_end_stream(),
+            Self::Upstream { first, inner, .. } => first.is_none() && inner.is_end_stream(),
             Self::Local(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Upstream { inner, .. } => inner.size_hint(),
+            Self::Upstream { first, inner, .. } => {
+                let extra = first
+                    .as_ref()
+                    .and_then(Frame::data_ref)
+                    .map_or(0, |data| data.len() as u64);
+                let rest = inner.size_hint();
+                let mut hint = SizeHint::new();
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(extra));
+                }
+                hint.set_lower(rest.lower().saturating_add(extra));
+                hint
+            }
             Self::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

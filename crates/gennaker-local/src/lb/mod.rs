@@ -60,9 +60,11 @@ pub struct ListenerSpec {
     pub name: String,
     /// Where to listen (port 0: pick a free one).
     pub listen: SocketAddr,
-    /// Source networks allowed (CIDR strings); empty: everyone.
+    /// Source networks allowed (CIDR strings; a bare address means just it); empty:
+    /// everyone. Connections from elsewhere are closed at once and counted.
     pub allowed_cidrs: Vec<String>,
-    /// Consecutive failures that eject an instance for a while.
+    /// Consecutive failures (connect errors, 5xx) that eject an instance for a while
+    /// ([`LbConfig::ejection_base`], doubling on repeat); 0: never eject.
     pub ejection_failures: u32,
 }
 

@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{BodySlot, InFlight, RequestBody, ResponseBody};
+use super::body::{BodySlot, InFlight, RequestBody, ResponseBody, worth_prefetching};
 use super::core::ListenerCore;
 use super::metrics::Class;
 use super::table::{BackendState, Table};
@@ -60,7 +61,8 @@ pub(crate) async fn forward(
     let mut failed_attempt: Option<InFlight> = None;
 
     for attempt in 0..MAX_ATTEMPTS {
-        let Some((group, backend)) = table.pick(core.now_ms(), &tried) else {
+        let now_ms = core.now_ms();
+        let Some((group, backend)) = table.pick(now_ms, &tried) else {
             break;
         };
         let mut in_flight = InFlight::start(&group.metrics, backend, started);
@@ -85,20 +87,33 @@ pub(crate) async fn forward(
         match core.client.request(upstream).await {
             Ok(response) => {
                 let class = Class::of(response.status());
-                Table::report(
-                    group,
-                    backend,
-                    class == Class::ServerError,
-                    policy,
-                    core.now_ms(),
-                );
+                Table::report(group, backend, class == Class::ServerError, policy, now_ms);
                 in_flight.answered(class);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
-                let (mut parts, inner) = response.into_parts();
+                let (mut parts, mut inner) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
+                let first = if worth_prefetching(&inner) {
+                    match inner.frame().await {
+                        Some(Ok(frame)) => Some(frame),
+                        None => None,
+                        Some(Err(error)) => {
+                            // The head came, then the instance broke the response.
+                            tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
+                            in_flight.answered(Class::Error);
+                            drop(in_flight);
+                            return Ok(local_response(
+                                StatusCode::BAD_GATEWAY,
+                                &core.unreachable_body,
+                            ));
+                        }
+                    }
+                } else {
+                    None
+                };
                 let body = ResponseBody::Upstream {
+                    first,
                     inner,
                     in_flight: Some(in_flight),
                 };
@@ -112,7 +127,7 @@ pub(crate) async fn forward(
                     %error,
                     "cannot connect to instance; trying another"
                 );
-                Table::report(group, backend, true, policy, core.now_ms());
+                Table::report(group, backend, true, policy, now_ms);
                 if let Some(previous) = failed_attempt.replace(in_flight) {
                     previous.abandon();
                 }
@@ -126,7 +141,7 @@ pub(crate) async fn forward(
                     %error,
                     "request to instance failed"
                 );
-                Table::report(group, backend, true, policy, core.now_ms());
+                Table::report(group, backend, true, policy, now_ms);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
