@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
 /// The admin token every test server starts with.
-pub const TOKEN: &str = "gnk_e2e-test-admin-token-0123456789";
+pub(crate) const TOKEN: &str = "gnk_e2e-test-admin-token-0123456789";
 
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
     data_dir: PathBuf,
@@ -20,7 +20,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(data_dir: PathBuf, database_url: String) -> Server {
+    pub(crate) fn start(data_dir: PathBuf, database_url: String) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -36,7 +36,7 @@ impl Server {
         server
     }
 
-    pub fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,15 +56,15 @@ impl Server {
         self.child = Some(child);
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
     }
 
-    pub async fn ready(&self, http: &reqwest::Client) {
+    pub(crate) async fn ready(&self, http: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(response) = http.get(self.url("/readyz")).send().await
@@ -78,7 +78,7 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown path runs.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
