@@ -26,7 +26,7 @@ use crate::model::{Capacity, ServerGroup};
 use crate::provider::{Provider, Providers};
 
 /// How often health is polled.
-const HEALTH_POLL: Duration = Duration::from_secs(2);
+const HEALTH_POLL: Duration = Duration::from_millis(500);
 
 /// How long a server group may take to become healthy unless the stage says
 /// (`waitForUpInstancesTimeoutMs`); the stage's own `stageTimeoutMs` also applies.

@@ -57,6 +57,9 @@ fn backoff(inner: &Inner, attempt: u32) -> Duration {
 }
 
 /// Supervises instance `index` of `group` until stopped or detached.
+/// How often an instance that has not passed a probe yet is probed.
+const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
 pub(crate) async fn supervise(
     inner: Arc<Inner>,
     group: Arc<Group>,
@@ -66,6 +69,7 @@ pub(crate) async fn supervise(
 ) {
     let detach = inner.shutdown.clone();
     let grace = Duration::from_secs(group.spec.grace_period_seconds);
+    let mut came_up = matches!(start, Start::Adopted(_));
     let (mut process, mut restart) = match start {
         Start::Adopted(process) => (Some(*process), false),
         Start::Fresh => (None, false),
@@ -82,7 +86,10 @@ pub(crate) async fn supervise(
                 return;
             }
             match inner.spawn_instance(&group, index, restart).await {
-                Ok(started) => process = Some(started),
+                Ok(started) => {
+                    process = Some(started);
+                    came_up = false;
+                }
                 Err(e) => {
                     tracing::warn!(group = %group.key, index, error = %e, "instance did not start");
                     inner.set_live(&group, index, HealthState::Down, Some(e.to_string()));
@@ -95,7 +102,14 @@ pub(crate) async fn supervise(
         let Some(running) = process.as_mut() else {
             continue;
         };
-        match pause(inner.settings.health_interval, &stop, &detach).await {
+        // Until its first passing probe an instance is probed quickly, so a deploy
+        // learns it is Up within a fraction of a second, not a whole interval.
+        let interval = if came_up {
+            inner.settings.health_interval
+        } else {
+            STARTUP_PROBE_INTERVAL.min(inner.settings.health_interval)
+        };
+        match pause(interval, &stop, &detach).await {
             Some(Interrupted::Stop) => {
                 running.stop(grace).await;
                 return;
@@ -123,6 +137,7 @@ pub(crate) async fn supervise(
         .await;
         if result.is_ok() {
             attempt = 0;
+            came_up = true;
         }
         inner.record_probe(&group, index, result);
     }

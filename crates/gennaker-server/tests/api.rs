@@ -43,6 +43,8 @@ mod bootstrap;
 mod executions;
 #[path = "api/garbage.rs"]
 mod garbage;
+#[path = "api/infrastructure.rs"]
+mod infrastructure;
 #[path = "api/pipelines.rs"]
 mod pipelines;
 #[path = "api/surface.rs"]

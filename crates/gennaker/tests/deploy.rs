@@ -268,6 +268,26 @@ async fn destroy_all(api: &Api) {
     }
 }
 
+/// Runs the CLI against `server`; it must succeed. Returns what it printed.
+fn cli(server: &Server, args: &[&str]) -> String {
+    let output = std::process::Command::new(BIN)
+        .args(args)
+        .env("GENNAKER_URL", server.url(""))
+        .env("GENNAKER_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "gennaker {args:?} failed: {printed}"
+    );
+    printed
+}
+
 fn start_server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/gennaker.db", dir.path().display());
@@ -384,11 +404,54 @@ async fn a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_
         .unwrap()
         .to_owned();
 
+    // The CLI shows the infrastructure and operates on it, as recorded executions.
+    let listed = cli(&server, &["cluster", "list", "shop"]);
+    assert!(
+        listed.contains(&good) && listed.contains("2/2 up"),
+        "{listed}"
+    );
+    let balancers = cli(&server, &["loadbalancer", "list", "shop"]);
+    assert!(
+        balancers.contains("shop-web") && balancers.contains(&format!("{good} 100%")),
+        "{balancers}"
+    );
+    let resized = cli(
+        &server,
+        &[
+            "servergroup",
+            "resize",
+            "shop",
+            &good,
+            "--desired",
+            "3",
+            "--watch",
+        ],
+    );
+    assert!(resized.contains("SUCCEEDED"), "{resized}");
+    let shown = cli(&server, &["servergroup", "get", "shop", &good]);
+    assert!(shown.contains("3/3 up"), "{shown}");
+    cli(
+        &server,
+        &[
+            "servergroup",
+            "resize",
+            "shop",
+            &good,
+            "--desired",
+            "2",
+            "--watch",
+        ],
+    );
+
     let load = Load::start(&lb);
     let broken = api.release("rb-v2", "redblack", false).await;
-    let (total, failed, served, failures) = load.stop().await;
 
     assert_eq!(broken["status"], "TERMINAL", "{broken:#}");
+    // The failed stage's rollback (its cancellation routine) runs right after it fails.
+    let deadline = Instant::now() + DEPLOY_PATIENCE;
+    while api.server_groups().await.len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let groups = api.server_groups().await;
     let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -402,6 +465,7 @@ async fn a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_
         demo_processes("rb-v2").is_empty(),
         "no broken instance is left"
     );
+    let (total, failed, served, failures) = load.stop().await;
     assert_eq!(
         failed, 0,
         "{failed} of {total} requests failed: {failures:?}"

@@ -139,8 +139,24 @@ impl Server {
             }),
             None => Arc::new(store.clone()),
         };
-        let engine = gennaker_server::engine(&store, &config, gennaker_deploy::Providers::new());
         let stop = CancellationToken::new();
+        // The real local provider (no instances run unless a test deploys), so the
+        // infrastructure routes answer as they do in production.
+        let load_balancers =
+            gennaker_local::lb::LoadBalancers::new(Default::default(), stop.child_token());
+        let local = Arc::new(
+            gennaker_local::LocalProvider::start(
+                Arc::new(store.clone()),
+                &data_dir.path().join("local"),
+                load_balancers.clone(),
+                gennaker_local::LocalSettings::default(),
+                stop.child_token(),
+            )
+            .await
+            .unwrap(),
+        );
+        let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
+        let engine = gennaker_server::engine(&store, &config, providers.clone());
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await
@@ -150,8 +166,8 @@ impl Server {
         let state = AppState {
             store: served_store,
             engine,
-            providers: gennaker_deploy::Providers::new(),
-            load_balancers: gennaker_local::lb::LoadBalancers::default(),
+            providers,
+            load_balancers,
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),
             shutdown: stop.clone(),

@@ -211,6 +211,32 @@ impl DemoApi {
         }
     }
 
+    /// Waits until `app` has at most `count` server groups.
+    pub(crate) async fn wait_for_server_groups(
+        &self,
+        app: &str,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let groups = self
+                .get(&format!("/api/v1/applications/{app}/serverGroups"))
+                .await?;
+            let now = groups.as_array().map_or(0, Vec::len);
+            if now <= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{app} still has {now} server groups after {}s",
+                    limit.as_secs()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The version that answers through the load balancer now.
     pub(crate) async fn serving_version(&self, url: &str) -> anyhow::Result<String> {
         let body: Value = self

@@ -247,7 +247,9 @@ async fn release_under_load(api: &DemoApi, args: &DemoArgs) -> anyhow::Result<Su
             load = Some(Load::start(lb_url.clone(), args.rate, MAX_REQUESTS));
         }
     }
-    // Let the traffic see the state after the rollback for a moment.
+    // The failed deploy's rollback runs right after it fails: wait for the broken
+    // server group to be gone, then let the traffic see the result for a moment.
+    api.wait_for_server_groups(APP, 2, RELEASE_LIMIT).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let serving = api.serving_version(&lb_url).await?;
     let report = match load {
