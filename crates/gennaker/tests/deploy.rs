@@ -538,3 +538,84 @@ async fn sigkill_during_a_red_black_deploy_completes_it_exactly_once() {
     );
     drop(server);
 }
+
+/// The processes whose local-provider marker names `data_dir`: instances it started.
+fn instances_of(data_dir: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        if environ.contains("GENNAKER_LOCAL_INSTANCE=") && environ.contains(data_dir) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// README's first command: `gennaker demo` releases four versions under traffic, rolls
+/// the broken one back, reports zero failed requests and leaves no process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_releases_four_versions_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let output = tokio::process::Command::new(BIN)
+        .args(["demo", "--rate", "100", "--summary-json"])
+        .arg(&summary_path)
+        .env("TMPDIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the demo failed:\n{printed}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["requests_failed"], 0, "{summary:#}");
+    assert!(
+        summary["requests_total"].as_u64().unwrap() > 1000,
+        "{summary:#}"
+    );
+    let releases: Vec<(String, String, String)> = summary["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["duration_ms"].as_u64().unwrap() > 0);
+            (
+                r["version"].as_str().unwrap().to_owned(),
+                r["strategy"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("v1", "none", "SUCCEEDED"),
+        ("v2", "redblack", "SUCCEEDED"),
+        ("v3", "rollingredblack", "SUCCEEDED"),
+        ("v4", "redblack", "TERMINAL"),
+    ];
+    assert_eq!(
+        releases,
+        expected
+            .iter()
+            .map(|(v, s, st)| (v.to_string(), s.to_string(), st.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(summary["serving_version_at_end"], "v3");
+    for line in ["Summary", "Load balancer:", "0 failed"] {
+        assert!(
+            printed.contains(line),
+            "the summary shows '{line}':\n{printed}"
+        );
+    }
+    let data_dir = summary["data_dir"].as_str().unwrap();
+    assert!(
+        instances_of(data_dir).is_empty(),
+        "every process the demo started is gone"
+    );
+}

@@ -128,7 +128,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir.path().display()
     );
 
-    let outcome = release_under_load(&api, &args).await;
+    // Ctrl-C ends the releases early, but never skips the clean-up below.
+    let outcome = tokio::select! {
+        outcome = release_under_load(&api, &args) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     let outcome = match outcome {
         Ok(mut summary) => {
             summary.data_dir = data_dir.path().display().to_string();
