@@ -10,6 +10,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
 use super::metrics::{Class, GroupMetrics};
+use super::pool::Sender;
 use super::table::BackendState;
 
 /// A client's request body on its way to an instance.
@@ -166,8 +167,24 @@ pub(crate) enum ResponseBody {
         first: Option<Frame<Bytes>>,
         inner: Incoming,
         in_flight: Option<InFlight>,
+        /// The connection it came on, given back to its pool once the body has been
+        /// read to the end (dropped, and so closed, if the body fails or is abandoned).
+        connection: Option<Reusable>,
     },
     Local(Option<Bytes>),
+}
+
+/// An upstream connection waiting for its response body to end.
+#[derive(Debug)]
+pub(crate) struct Reusable {
+    pub(crate) backend: Arc<BackendState>,
+    pub(crate) sender: Sender,
+}
+
+impl Reusable {
+    pub(crate) fn give_back(self) {
+        self.backend.pool.give_back(self.sender);
+    }
 }
 
 /// Responses with a known length up to this are sent with their first frame in the
@@ -194,23 +211,33 @@ impl Body for ResponseBody {
                 first,
                 inner,
                 in_flight,
+                connection,
             } => {
                 if let Some(frame) = first.take() {
                     if inner.is_end_stream() {
                         in_flight.take();
+                        if let Some(connection) = connection.take() {
+                            connection.give_back();
+                        }
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 // Finish the count as soon as the last frame is known, before the
                 // client can see the end of the response.
-                let done = match &polled {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
-                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
-                    Poll::Pending => false,
+                let (done, reusable) = match &polled {
+                    Poll::Ready(None) => (true, true),
+                    Poll::Ready(Some(Err(_))) => (true, false),
+                    Poll::Ready(Some(Ok(_))) => (inner.is_end_stream(), inner.is_end_stream()),
+                    Poll::Pending => (false, false),
                 };
                 if done {
                     in_flight.take();
+                    if let Some(connection) = connection.take()
+                        && reusable
+                    {
+                        connection.give_back();
+                    }
                 }
                 polled
             }
