@@ -2,12 +2,18 @@
 //! connection API: a request takes an idle connection or opens one, and the connection
 //! comes back when its response body has been read to the end.
 //!
-//! Compared with a general-purpose pooled client this skips, per request, a keyed
-//! lookup, a checkout future racing a connect, and a task spawned to return the
-//! connection; the pool hangs off the instance it connects to, so it goes away with it.
+//! A connection has no task of its own: whoever holds it (the request being forwarded,
+//! then its response body) drives it, so a request and its response cross no task
+//! boundary inside the load balancer. Compared with a general-purpose pooled client
+//! this also skips, per request, a keyed lookup, a checkout future and a task spawned
+//! to return the connection; the pool hangs off the instance it connects to, so it
+//! goes away with it.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -19,16 +25,43 @@ use tokio::time::Instant;
 
 use super::body::RequestBody;
 
-/// The handle requests are sent through on one upstream connection.
-pub(crate) type Sender = SendRequest<RequestBody>;
+/// One keep-alive connection to an instance: the handle requests are sent through,
+/// and the connection itself, polled by whoever holds it.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    sender: SendRequest<RequestBody>,
+    /// `None` once the connection has ended. Boxed: it is large, and the handle moves
+    /// between the pool, the request and its response body.
+    connection: Option<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>,
+}
+
+impl Upstream {
+    /// Lets the connection read and write what it can; wakes `cx` when it can do more.
+    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(connection) = &mut self.connection
+            && let Poll::Ready(result) = Pin::new(&mut **connection).poll(cx)
+        {
+            if let Err(error) = result {
+                tracing::debug!(%error, "instance connection ended with an error");
+            }
+            self.connection = None;
+        }
+    }
+
+    /// Whether it can carry another request now.
+    fn is_reusable(&self) -> bool {
+        self.connection.is_some() && self.sender.is_ready()
+    }
+}
 
 /// Fresh connections tried for one request after pooled ones turned out closed.
 const FRESH_CONNECTIONS: usize = 2;
 
 /// How one request to an instance ended.
 pub(crate) enum Sent {
-    /// The response head, and the connection to give back once its body is read.
-    Response(Response<Incoming>, Sender),
+    /// The response head, and the connection, which must be driven for the body to
+    /// come and given back once the body has been read.
+    Response(Response<Incoming>, Upstream),
     /// No connection could be opened: the request (returned) reached nobody.
     ConnectFailed(std::io::Error, Request<RequestBody>),
     /// The request may have reached the instance.
@@ -43,7 +76,7 @@ pub(crate) struct ConnectionPool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    upstream: Upstream,
     since: Instant,
 }
 
@@ -65,18 +98,27 @@ impl ConnectionPool {
     ) -> Sent {
         let mut fresh = 0;
         loop {
-            let mut sender = match self.take_ready().await {
-                Some(sender) => sender,
+            let mut upstream = match self.take_reusable() {
+                Some(upstream) => upstream,
                 None => match connect(address, settings.connect_timeout).await {
-                    Ok(sender) => {
+                    Ok(upstream) => {
                         fresh += 1;
-                        sender
+                        upstream
                     }
                     Err(error) => return Sent::ConnectFailed(error, request),
                 },
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => return Sent::Response(response, sender),
+            let mut response = pin!(upstream.sender.try_send_request(request));
+            // The connection first (it writes the request, reads the head and hands it
+            // over), then the answer; a connection that ends drops its queue, which
+            // settles the answer.
+            let answer = std::future::poll_fn(|cx| {
+                upstream.drive(cx);
+                response.as_mut().poll(cx)
+            })
+            .await;
+            match answer {
+                Ok(response) => return Sent::Response(response, upstream),
                 Err(mut error) => match error.take_message() {
                     // The connection closed before the request was written: nothing
                     // reached the instance, so another connection may carry it.
@@ -87,35 +129,38 @@ impl ConnectionPool {
         }
     }
 
-    /// The most recently used idle connection that still works (waiting, if needed,
-    /// for it to finish reading the end of its previous response).
-    async fn take_ready(&self) -> Option<Sender> {
+    /// The most recently used idle connection that still works; those found closed
+    /// (by the instance, while idle) are dropped.
+    fn take_reusable(&self) -> Option<Upstream> {
+        let mut cx = Context::from_waker(Waker::noop());
         loop {
-            let mut sender = self.lock().pop()?.sender;
-            if sender.is_ready() {
-                return Some(sender);
-            }
-            if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Some(sender);
+            let mut upstream = self.lock().pop()?.upstream;
+            // Notices an end of stream that arrived while it sat idle.
+            upstream.drive(&mut cx);
+            if upstream.is_reusable() {
+                return Some(upstream);
             }
         }
     }
 
     /// Keeps a connection whose last response was read to the end.
-    pub(crate) fn give_back(&self, sender: Sender) {
-        if sender.is_closed() {
+    pub(crate) fn give_back(&self, upstream: Upstream) {
+        if upstream.connection.is_none() || upstream.sender.is_closed() {
             return;
         }
         self.lock().push(Idle {
-            sender,
+            upstream,
             since: Instant::now(),
         });
     }
 
     /// Closes the connections idle for `idle_timeout` or more, and those already closed.
     pub(crate) fn evict_idle(&self, now: Instant, idle_timeout: Duration) {
-        self.lock().retain(|idle| {
-            !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < idle_timeout
+        let mut cx = Context::from_waker(Waker::noop());
+        self.lock().retain_mut(|idle| {
+            idle.upstream.drive(&mut cx);
+            idle.upstream.connection.is_some()
+                && now.saturating_duration_since(idle.since) < idle_timeout
         });
     }
 
@@ -124,8 +169,8 @@ impl ConnectionPool {
     }
 }
 
-/// Opens a connection and starts the task that drives it.
-async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<Sender> {
+/// Opens a connection (driven by its holder, see [`Upstream::drive`]).
+async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<Upstream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -135,10 +180,8 @@ async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<Send
         .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%address, %error, "instance connection ended with an error");
-        }
-    });
-    Ok(sender)
+    Ok(Upstream {
+        sender,
+        connection: Some(Box::new(connection)),
+    })
 }

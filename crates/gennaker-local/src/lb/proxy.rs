@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 
@@ -84,7 +83,7 @@ pub(crate) async fn forward(
             .send(backend.address, core.connect, upstream)
             .await
         {
-            Sent::Response(response, sender) => {
+            Sent::Response(response, upstream) => {
                 let class = Class::of(response.status());
                 Table::report(group, backend, class == Class::ServerError, policy, now_ms);
                 in_flight.answered(class);
@@ -93,39 +92,30 @@ pub(crate) async fn forward(
                 }
                 let connection = Reusable {
                     backend: Arc::clone(backend),
-                    sender,
+                    upstream,
                 };
-                let (mut parts, mut inner) = response.into_parts();
+                let (mut parts, inner) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 if inner.is_end_stream() {
                     connection.give_back();
                     drop(in_flight);
                     return Ok(Response::from_parts(parts, ResponseBody::Local(None)));
                 }
-                let first = if worth_prefetching(&inner) {
-                    match inner.frame().await {
-                        Some(Ok(frame)) => Some(frame),
-                        None => None,
-                        Some(Err(error)) => {
-                            // The head came, then the instance broke the response.
-                            tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
-                            in_flight.answered(Class::Error);
-                            drop(in_flight);
-                            return Ok(local_response(
-                                StatusCode::BAD_GATEWAY,
-                                &core.unreachable_body,
-                            ));
-                        }
-                    }
-                } else {
-                    None
-                };
-                let body = ResponseBody::Upstream {
-                    first,
+                let prefetch = worth_prefetching(&inner);
+                let mut body = ResponseBody::Upstream {
+                    first: None,
                     inner,
                     in_flight: Some(in_flight),
                     connection: Some(connection),
                 };
+                if prefetch && let Err(error) = body.prefetch().await {
+                    // The head came, then the instance broke the response.
+                    tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
+                    return Ok(local_response(
+                        StatusCode::BAD_GATEWAY,
+                        &core.unreachable_body,
+                    ));
+                }
                 return Ok(Response::from_parts(parts, body));
             }
             Sent::ConnectFailed(error, unsent) => {
