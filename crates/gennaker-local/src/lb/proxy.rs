@@ -194,6 +194,10 @@ fn prepare_request_headers(headers: &mut HeaderMap, uri: &Uri, client_ip: &Heade
 
 /// Removes the standard hop-by-hop headers and those the `Connection` header names.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few headers a message has instead of a lookup per name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
