@@ -10,6 +10,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
 use super::metrics::{Class, GroupMetrics};
+use super::pool::Upstream;
 use super::table::BackendState;
 
 /// A client's request body on its way to an instance.
@@ -166,8 +167,110 @@ pub(crate) enum ResponseBody {
         first: Option<Frame<Bytes>>,
         inner: Incoming,
         in_flight: Option<InFlight>,
+        /// The connection it came on, given back to its pool once the body has been
+        /// read to the end (dropped, and so closed, if the body fails or is abandoned).
+        connection: Option<Reusable>,
     },
     Local(Option<Bytes>),
+}
+
+/// An upstream connection waiting for its response body to end.
+#[derive(Debug)]
+pub(crate) struct Reusable {
+    pub(crate) backend: Arc<BackendState>,
+    pub(crate) upstream: Upstream,
+}
+
+impl Reusable {
+    pub(crate) fn give_back(self) {
+        self.backend.pool.give_back(self.upstream);
+    }
+}
+
+impl ResponseBody {
+    /// Reads the first frame before the head is sent, so both leave in one write; a
+    /// failure counts the request as an error.
+    pub(crate) async fn prefetch(&mut self) -> Result<(), hyper::Error> {
+        match std::future::poll_fn(|cx| self.poll_next(cx, true)).await {
+            Some(Ok(frame)) => {
+                if let Self::Upstream { first, .. } = self {
+                    *first = Some(frame);
+                }
+                Ok(())
+            }
+            None => Ok(()),
+            Some(Err(error)) => Err(error),
+        }
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        prefetching: bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self {
+            Self::Upstream {
+                first,
+                inner,
+                in_flight,
+                connection,
+            } => {
+                if let Some(frame) = first.take() {
+                    if inner.is_end_stream() {
+                        in_flight.take();
+                        if let Some(connection) = connection.take() {
+                            connection.give_back();
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                let polled = poll_driven(inner, connection.as_mut(), cx);
+                // Finish the count as soon as the last frame is known, before the
+                // client can see the end of the response.
+                let (done, reusable) = match &polled {
+                    Poll::Ready(None) => (true, true),
+                    Poll::Ready(Some(Err(_))) => (true, false),
+                    Poll::Ready(Some(Ok(_))) => (inner.is_end_stream(), inner.is_end_stream()),
+                    Poll::Pending => (false, false),
+                };
+                if done {
+                    if prefetching
+                        && !reusable
+                        && let Some(in_flight) = in_flight.as_mut()
+                    {
+                        in_flight.answered(Class::Error);
+                    }
+                    in_flight.take();
+                    if let Some(connection) = connection.take()
+                        && reusable
+                    {
+                        connection.give_back();
+                    }
+                }
+                polled
+            }
+            Self::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+}
+
+/// Polls `inner` for a frame, letting its connection read first; a second round
+/// catches the frame the connection reads as soon as the body asks for more.
+fn poll_driven(
+    inner: &mut Incoming,
+    connection: Option<&mut Reusable>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    let Some(connection) = connection else {
+        return Pin::new(inner).poll_frame(cx);
+    };
+    for _ in 0..2 {
+        connection.upstream.drive(cx);
+        if let ready @ Poll::Ready(_) = Pin::new(&mut *inner).poll_frame(cx) {
+            return ready;
+        }
+    }
+    Poll::Pending
 }
 
 /// Responses with a known length up to this are sent with their first frame in the
@@ -189,33 +292,7 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Upstream {
-                first,
-                inner,
-                in_flight,
-            } => {
-                if let Some(frame) = first.take() {
-                    if inner.is_end_stream() {
-                        in_flight.take();
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
-                // Finish the count as soon as the last frame is known, before the
-                // client can see the end of the response.
-                let done = match &polled {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
-                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
-                    Poll::Pending => false,
-                };
-                if done {
-                    in_flight.take();
-                }
-                polled
-            }
-            Self::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
+        self.get_mut().poll_next(cx, false)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,33 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use tokio::time::Instant;
 
-use super::body::RequestBody;
 use super::config::LbConfig;
 use super::metrics::{CLASS_NAMES, GroupMetrics};
+use super::pool::ConnectSettings;
 use super::series::TrafficSample;
 use super::table::{EjectionPolicy, Table};
 use super::{BackendGroup, GroupStats, LbError, ListenerSpec};
-
-/// The pooled HTTP/1.1 client every listener forwards with.
-pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
-
-/// Builds the pooled client: keep-alive connections to instances, reused across
-/// requests and listeners.
-pub(crate) fn upstream_client(config: &LbConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .build(connector)
-}
 
 /// The settings of a listener that change in place.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +51,7 @@ pub(crate) struct ListenerCore {
     pub(crate) name: String,
     pub(crate) table: ArcSwap<Table>,
     settings: ArcSwap<Settings>,
-    pub(crate) client: UpstreamClient,
+    pub(crate) connect: ConnectSettings,
     pub(crate) config: Arc<LbConfig>,
     /// The origin of the millisecond clock ejections are kept on.
     epoch: Instant,
@@ -85,17 +67,15 @@ pub(crate) struct ListenerCore {
 }
 
 impl ListenerCore {
-    pub(crate) fn new(
-        name: &str,
-        settings: Settings,
-        client: UpstreamClient,
-        config: Arc<LbConfig>,
-    ) -> Self {
+    pub(crate) fn new(name: &str, settings: Settings, config: Arc<LbConfig>) -> Self {
         Self {
             name: name.to_owned(),
             table: ArcSwap::from_pointee(Table::default()),
             settings: ArcSwap::from_pointee(settings),
-            client,
+            connect: ConnectSettings {
+                connect_timeout: config.connect_timeout,
+                idle_timeout: config.pool_idle_timeout,
+            },
             config,
             epoch: Instant::now(),
             groups: Mutex::new(BTreeMap::new()),
@@ -220,10 +200,14 @@ impl ListenerCore {
         Some(history.series.samples())
     }
 
-    /// Closes the current interval of every group's time series, and forgets groups
-    /// that left the table longer than the retention ago and have nothing in flight.
+    /// Closes the current interval of every group's time series, forgets groups
+    /// that left the table longer than the retention ago and have nothing in flight,
+    /// and closes upstream connections idle too long.
     pub(crate) fn sample(&self, now: Instant) {
         let table = self.table.load_full();
+        for backend in table.backends() {
+            backend.pool.evict_idle(now, self.connect.idle_timeout);
+        }
         let mut forget = Vec::new();
         for group in self.groups() {
             let mut history = group.history.lock().unwrap_or_else(PoisonError::into_inner);

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::LbError;
 use super::accept;
 use super::config::LbConfig;
-use super::core::{ListenerCore, Settings, UpstreamClient};
+use super::core::{ListenerCore, Settings};
 
 /// The socket a listener accepts on now.
 #[derive(Debug)]
@@ -40,12 +40,11 @@ impl Listener {
         name: &str,
         listen: SocketAddr,
         settings: Settings,
-        client: UpstreamClient,
         config: Arc<LbConfig>,
         shutdown: &CancellationToken,
     ) -> Result<Self, LbError> {
         let (socket, bound) = bind(listen).await?;
-        let core = Arc::new(ListenerCore::new(name, settings, client, config));
+        let core = Arc::new(ListenerCore::new(name, settings, config));
         let life = shutdown.child_token();
         let tasks = TaskTracker::new();
         let stop = life.child_token();

@@ -1,8 +1,8 @@
 //! The built-in L7 load balancer: one listener per load balancer, weighted routing
 //! between server groups, least-requests within a group, passive ejection, draining.
 //!
-//! Built on hyper: HTTP/1.1 (keep-alive) or HTTP/2 from clients, HTTP/1.1 over a
-//! pooled keep-alive client to instances, bodies streamed both ways. The routing table
+//! Built on hyper: HTTP/1.1 (keep-alive) or HTTP/2 from clients, HTTP/1.1 over
+//! pooled keep-alive connections to instances, bodies streamed both ways. The routing table
 //! is swapped atomically and read without a lock; counters are atomics, exported as
 //! Prometheus text and sampled into a bounded time series for canary analysis.
 
@@ -13,6 +13,7 @@ mod core;
 mod export;
 mod listener;
 mod metrics;
+mod pool;
 mod proxy;
 mod series;
 mod table;
@@ -29,7 +30,7 @@ pub use config::LbConfig;
 pub use metrics::LATENCY_BUCKETS_SECONDS;
 pub use series::TrafficSample;
 
-use self::core::{Settings, UpstreamClient, upstream_client};
+use self::core::Settings;
 use export::{Exporter, ListenerMap};
 use listener::Listener;
 
@@ -107,7 +108,6 @@ pub struct LoadBalancers {
 struct Inner {
     config: Arc<LbConfig>,
     shutdown: CancellationToken,
-    client: UpstreamClient,
     listeners: ListenerMap,
     registry: Registry,
     /// Serializes upserts and removals, so each sees the listeners as the last left them.
@@ -141,7 +141,6 @@ impl LoadBalancers {
         }));
         Self {
             inner: Arc::new(Inner {
-                client: upstream_client(&config),
                 config: Arc::new(config),
                 shutdown,
                 listeners,
@@ -198,7 +197,6 @@ impl LoadBalancers {
             &spec.name,
             spec.listen,
             settings,
-            self.inner.client.clone(),
             Arc::clone(&self.inner.config),
             &self.inner.shutdown,
         )

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 
-use super::body::{BodySlot, InFlight, RequestBody, ResponseBody, worth_prefetching};
+use super::body::{BodySlot, InFlight, RequestBody, ResponseBody, Reusable, worth_prefetching};
 use super::core::ListenerCore;
 use super::metrics::Class;
+use super::pool::Sent;
 use super::table::{BackendState, Table};
 
 /// Attempts per request: the first, and retries after connect failures.
@@ -48,78 +48,77 @@ pub(crate) async fn forward(
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
     prepare_request_headers(&mut headers, &parts.uri, &client_ip);
+    // Without a Host (an HTTP/1.0 client), each attempt names its instance.
+    let host_from_instance = !headers.contains_key(header::HOST);
     let path = parts
         .uri
-        .path_and_query()
-        .cloned()
+        .into_parts()
+        .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = BodySlot::new(body);
+    let mut upstream = Request::new(RequestBody::for_attempt(body.as_ref()));
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = Uri::from(path);
+    *upstream.version_mut() = Version::HTTP_11;
+    *upstream.headers_mut() = headers;
     let table = core.table.load_full();
     let policy = core.ejection_policy();
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
     // The last failed attempt, counted as an error if no retry succeeds.
     let mut failed_attempt: Option<InFlight> = None;
 
-    for attempt in 0..MAX_ATTEMPTS {
+    for _ in 0..MAX_ATTEMPTS {
         let now_ms = core.now_ms();
         let Some((group, backend)) = table.pick(now_ms, &tried) else {
             break;
         };
         let mut in_flight = InFlight::start(&group.metrics, backend, started);
-        let last_attempt = !table.can_retry() || attempt + 1 == MAX_ATTEMPTS;
-        let attempt_headers = if last_attempt {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
-        let Ok(upstream) = upstream_request(
-            &parts.method,
-            backend,
-            &path,
-            attempt_headers,
-            RequestBody::for_attempt(body.as_ref()),
-        ) else {
-            return Ok(local_response(
-                StatusCode::BAD_GATEWAY,
-                &core.unreachable_body,
-            ));
-        };
-        match core.client.request(upstream).await {
-            Ok(response) => {
+        if host_from_instance {
+            upstream
+                .headers_mut()
+                .insert(header::HOST, backend.host.clone());
+        }
+        match backend
+            .pool
+            .send(backend.address, core.connect, upstream)
+            .await
+        {
+            Sent::Response(response, upstream) => {
                 let class = Class::of(response.status());
                 Table::report(group, backend, class == Class::ServerError, policy, now_ms);
                 in_flight.answered(class);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
-                let (mut parts, mut inner) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                let first = if worth_prefetching(&inner) {
-                    match inner.frame().await {
-                        Some(Ok(frame)) => Some(frame),
-                        None => None,
-                        Some(Err(error)) => {
-                            // The head came, then the instance broke the response.
-                            tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
-                            in_flight.answered(Class::Error);
-                            drop(in_flight);
-                            return Ok(local_response(
-                                StatusCode::BAD_GATEWAY,
-                                &core.unreachable_body,
-                            ));
-                        }
-                    }
-                } else {
-                    None
+                let connection = Reusable {
+                    backend: Arc::clone(backend),
+                    upstream,
                 };
-                let body = ResponseBody::Upstream {
-                    first,
+                let (mut parts, inner) = response.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                if inner.is_end_stream() {
+                    connection.give_back();
+                    drop(in_flight);
+                    return Ok(Response::from_parts(parts, ResponseBody::Local(None)));
+                }
+                let prefetch = worth_prefetching(&inner);
+                let mut body = ResponseBody::Upstream {
+                    first: None,
                     inner,
                     in_flight: Some(in_flight),
+                    connection: Some(connection),
                 };
+                if prefetch && let Err(error) = body.prefetch().await {
+                    // The head came, then the instance broke the response.
+                    tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
+                    return Ok(local_response(
+                        StatusCode::BAD_GATEWAY,
+                        &core.unreachable_body,
+                    ));
+                }
                 return Ok(Response::from_parts(parts, body));
             }
-            Err(error) if error.is_connect() => {
+            Sent::ConnectFailed(error, unsent) => {
                 tracing::debug!(
                     load_balancer = %core.name,
                     instance = %backend.instance_id,
@@ -132,8 +131,9 @@ pub(crate) async fn forward(
                     previous.abandon();
                 }
                 tried.push(Arc::clone(backend));
+                upstream = unsent;
             }
-            Err(error) => {
+            Sent::Failed(error) => {
                 // The request may have reached the instance: never retried.
                 tracing::debug!(
                     load_balancer = %core.name,
@@ -167,25 +167,6 @@ pub(crate) async fn forward(
     ))
 }
 
-fn upstream_request(
-    method: &http::Method,
-    backend: &BackendState,
-    path: &PathAndQuery,
-    headers: HeaderMap,
-    body: RequestBody,
-) -> Result<Request<RequestBody>, http::Error> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(backend.authority.clone());
-    uri.path_and_query = Some(path.clone());
-    let mut request = Request::new(body);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = Uri::from_parts(uri)?;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
-    Ok(request)
-}
-
 /// Strips hop-by-hop headers, keeps `Host` (adding it from an HTTP/2 `:authority`),
 /// appends the client to `x-forwarded-for` and sets `x-forwarded-proto`.
 fn prepare_request_headers(headers: &mut HeaderMap, uri: &Uri, client_ip: &HeaderValue) {
@@ -213,6 +194,10 @@ fn prepare_request_headers(headers: &mut HeaderMap, uri: &Uri, client_ip: &Heade
 
 /// Removes the standard hop-by-hop headers and those the `Connection` header names.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few headers a message has instead of a lookup per name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)

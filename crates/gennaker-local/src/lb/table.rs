@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::uri::Authority;
+use http::HeaderValue;
 
 use super::BackendGroup;
 use super::metrics::GroupMetrics;
+use super::pool::ConnectionPool;
 
 /// The longest weighted schedule; larger weight sums are scaled down to it.
 const MAX_SCHEDULE: u64 = 1000;
@@ -22,25 +23,29 @@ const MAX_SCHEDULE: u64 = 1000;
 pub(crate) struct BackendState {
     pub(crate) instance_id: String,
     pub(crate) address: SocketAddr,
-    pub(crate) authority: Authority,
+    /// The `Host` header for a request that came without one.
+    pub(crate) host: HeaderValue,
     in_flight: AtomicU64,
     consecutive_failures: AtomicU32,
     /// Milliseconds on the listener's clock until which it is ejected; 0: not ejected.
     ejected_until_ms: AtomicU64,
     ejections_in_a_row: AtomicU32,
+    /// Idle keep-alive connections to it.
+    pub(crate) pool: ConnectionPool,
 }
 
 impl BackendState {
     fn new(instance_id: &str, address: SocketAddr) -> Option<Self> {
-        let authority = Authority::try_from(address.to_string()).ok()?;
+        let host = HeaderValue::try_from(address.to_string()).ok()?;
         Some(Self {
             instance_id: instance_id.to_owned(),
             address,
-            authority,
+            host,
             in_flight: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             ejections_in_a_row: AtomicU32::new(0),
+            pool: ConnectionPool::default(),
         })
     }
 
@@ -126,7 +131,6 @@ pub(crate) struct Table {
     /// order gives each group its share, interleaved.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
-    backends_total: usize,
 }
 
 impl Table {
@@ -190,7 +194,7 @@ impl Table {
                     None => match BackendState::new(&backend.instance_id, backend.address) {
                         Some(state) => Arc::new(state),
                         None => {
-                            tracing::warn!(address = %backend.address, "instance address is not a valid authority; skipped");
+                            tracing::warn!(address = %backend.address, "instance address is not a valid host; skipped");
                             continue;
                         }
                     },
@@ -199,12 +203,10 @@ impl Table {
             }
         }
         let schedule = schedule(&routes);
-        let backends_total = routes.iter().map(|r| r.backends.len()).sum();
         Self {
             groups: routes,
             schedule,
             cursor: AtomicUsize::new(0),
-            backends_total,
         }
     }
 
@@ -231,9 +233,9 @@ impl Table {
             .min_by_key(|(_, b)| b.in_flight())
     }
 
-    /// Whether a failed connection could be retried on another instance.
-    pub(crate) fn can_retry(&self) -> bool {
-        self.backends_total > 1
+    /// Every instance in the table.
+    pub(crate) fn backends(&self) -> impl Iterator<Item = &Arc<BackendState>> {
+        self.groups.iter().flat_map(|g| g.backends.iter())
     }
 
     /// The weight of every server group in the table.
