@@ -46,13 +46,29 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     registry
         .task(DetermineTarget { providers: p() })
         .task(DetermineResizeCapacity { providers: p() })
-        .task(Resize { providers: p() })
-        .task(Enable { providers: p() })
-        .task(Disable { providers: p() })
-        .task(Destroy { providers: p() })
-        .task(WaitForUpInstances { providers: p() })
-        .task(WaitForCapacityMatch { providers: p() })
-        .task(WaitForDestroyed { providers: p() });
+        .task(WaitForDestroyed { providers: p() })
+        .task(WaitForHealth {
+            providers: p(),
+            name: WAIT_FOR_UP_INSTANCES,
+            healthy: up_instances,
+        })
+        // Exactly the desired number of instances is healthy (after a resize).
+        .task(WaitForHealth {
+            providers: p(),
+            name: WAIT_FOR_CAPACITY_MATCH,
+            healthy: capacity_reached,
+        });
+    for action in [
+        Action::Resize,
+        Action::Enable,
+        Action::Disable,
+        Action::Destroy,
+    ] {
+        registry.task(ActOnGroup {
+            providers: p(),
+            action,
+        });
+    }
 }
 
 struct ServerGroupStage {
@@ -104,18 +120,22 @@ pub(crate) struct Acting {
 }
 
 impl Acting {
-    /// The group's current state (`NotFound` as a permanent error).
-    pub(crate) async fn group(&self) -> Result<ServerGroup, TaskError> {
+    /// The group's current state, if the provider lists it.
+    pub(crate) async fn find(&self) -> Result<Option<ServerGroup>, TaskError> {
         self.provider
             .server_group(&self.cluster.account, &self.name)
             .await
-            .map_err(task_error)?
-            .ok_or_else(|| {
-                TaskError::Permanent(format!(
-                    "server group '{}' does not exist in account '{}'",
-                    self.name, self.cluster.account
-                ))
-            })
+            .map_err(task_error)
+    }
+
+    /// The group's current state (`NotFound` as a permanent error).
+    pub(crate) async fn group(&self) -> Result<ServerGroup, TaskError> {
+        self.find().await?.ok_or_else(|| {
+            TaskError::Permanent(format!(
+                "server group '{}' does not exist in account '{}'",
+                self.name, self.cluster.account
+            ))
+        })
     }
 }
 
@@ -270,107 +290,85 @@ impl Task for DetermineResizeCapacity {
     }
 }
 
-/// Sets the recorded `targetCapacity` (unchanged groups are left alone).
-struct Resize {
-    providers: Providers,
+/// What a server group task does to the group. Each is done only when the group still
+/// needs it, so a repeat after a crash does not act twice.
+#[derive(Clone, Copy)]
+enum Action {
+    /// Sets the recorded `targetCapacity` (unchanged groups are left alone).
+    Resize,
+    /// Enables the group (when it is disabled).
+    Enable,
+    /// Disables the group (when it is enabled); the provider drains it before returning.
+    Disable,
+    /// Destroys the group (a missing one is already destroyed).
+    Destroy,
 }
 
-#[async_trait]
-impl Task for Resize {
-    fn name(&self) -> &'static str {
-        "resizeServerGroup"
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        let target = capacity(ctx.stage.context.get("targetCapacity"))?.ok_or_else(|| {
-            TaskError::Permanent("the resize has no targetCapacity; restart the stage".into())
-        })?;
-        let group = acting.group().await?;
-        if group.capacity != target {
-            acting
-                .provider
-                .resize_server_group(&acting.cluster.account, &acting.name, target)
-                .await
-                .map_err(task_error)?;
+impl Action {
+    fn task_name(self) -> &'static str {
+        match self {
+            Self::Resize => "resizeServerGroup",
+            Self::Enable => "enableServerGroup",
+            Self::Disable => "disableServerGroup",
+            Self::Destroy => "destroyServerGroup",
         }
-        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
     }
 }
 
-/// Enables the group (when it is disabled).
-struct Enable {
+/// Looks up the group, acts on it if needed, and outputs `serverGroupName`.
+struct ActOnGroup {
     providers: Providers,
+    action: Action,
 }
 
 #[async_trait]
-impl Task for Enable {
+impl Task for ActOnGroup {
     fn name(&self) -> &'static str {
-        "enableServerGroup"
+        self.action.task_name()
     }
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
-        if acting.group().await?.disabled {
-            acting
-                .provider
-                .enable_server_group(&acting.cluster.account, &acting.name)
-                .await
-                .map_err(task_error)?;
-        }
-        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
-    }
-}
-
-/// Disables the group (when it is enabled); the provider drains it before returning.
-struct Disable {
-    providers: Providers,
-}
-
-#[async_trait]
-impl Task for Disable {
-    fn name(&self) -> &'static str {
-        "disableServerGroup"
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        if !acting.group().await?.disabled {
-            acting
-                .provider
-                .disable_server_group(&acting.cluster.account, &acting.name)
-                .await
-                .map_err(task_error)?;
-        }
-        Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
-    }
-}
-
-/// Destroys the group (a missing one is already destroyed).
-struct Destroy {
-    providers: Providers,
-}
-
-#[async_trait]
-impl Task for Destroy {
-    fn name(&self) -> &'static str {
-        "destroyServerGroup"
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        let exists = acting
-            .provider
-            .server_group(&acting.cluster.account, &acting.name)
-            .await
-            .map_err(task_error)?
-            .is_some();
-        if exists {
-            acting
-                .provider
-                .destroy_server_group(&acting.cluster.account, &acting.name)
-                .await
-                .map_err(task_error)?;
+        let (provider, account, name) = (&acting.provider, &acting.cluster.account, &acting.name);
+        match self.action {
+            Action::Resize => {
+                let target =
+                    capacity(ctx.stage.context.get("targetCapacity"))?.ok_or_else(|| {
+                        TaskError::Permanent(
+                            "the resize has no targetCapacity; restart the stage".into(),
+                        )
+                    })?;
+                if acting.group().await?.capacity != target {
+                    provider
+                        .resize_server_group(account, name, target)
+                        .await
+                        .map_err(task_error)?;
+                }
+            }
+            Action::Enable => {
+                if acting.group().await?.disabled {
+                    provider
+                        .enable_server_group(account, name)
+                        .await
+                        .map_err(task_error)?;
+                }
+            }
+            Action::Disable => {
+                if !acting.group().await?.disabled {
+                    provider
+                        .disable_server_group(account, name)
+                        .await
+                        .map_err(task_error)?;
+                }
+            }
+            Action::Destroy => {
+                if acting.find().await?.is_some() {
+                    provider
+                        .destroy_server_group(account, name)
+                        .await
+                        .map_err(task_error)?;
+                }
+            }
         }
         Ok(TaskResult::succeeded().with_output("serverGroupName", json!(acting.name)))
     }
@@ -388,13 +386,7 @@ impl Task for WaitForDestroyed {
     }
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        let gone = acting
-            .provider
-            .server_group(&acting.cluster.account, &acting.name)
-            .await
-            .map_err(task_error)?
-            .is_none();
+        let gone = acting(&self.providers, ctx)?.find().await?.is_none();
         Ok(if gone {
             TaskResult::succeeded()
         } else {
@@ -424,22 +416,23 @@ fn health_timeout(stage: &StageExecution) -> Duration {
         .map_or(DEFAULT_HEALTH_TIMEOUT, Duration::from_millis)
 }
 
-/// Waits until at least the desired number of instances is `Up` (Orca's
-/// `WaitForUpInstancesTask`); fails after the health timeout.
-struct WaitForUpInstances {
+/// Polls the group's health until `healthy` holds, showing it in the stage; fails
+/// after the health timeout.
+struct WaitForHealth {
     providers: Providers,
+    name: &'static str,
+    healthy: fn(&ServerGroup) -> bool,
 }
 
 #[async_trait]
-impl Task for WaitForUpInstances {
+impl Task for WaitForHealth {
     fn name(&self) -> &'static str {
-        WAIT_FOR_UP_INSTANCES
+        self.name
     }
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        let group = acting.group().await?;
-        let result = if healthy_instances(&group) >= group.capacity.desired as usize {
+        let group = acting(&self.providers, ctx)?.group().await?;
+        let result = if (self.healthy)(&group) {
             TaskResult::succeeded()
         } else {
             TaskResult::running()
@@ -456,33 +449,7 @@ impl Task for WaitForUpInstances {
     }
 }
 
-/// Waits until exactly the desired number of instances is healthy (after a resize).
-struct WaitForCapacityMatch {
-    providers: Providers,
-}
-
-#[async_trait]
-impl Task for WaitForCapacityMatch {
-    fn name(&self) -> &'static str {
-        WAIT_FOR_CAPACITY_MATCH
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let acting = acting(&self.providers, ctx)?;
-        let group = acting.group().await?;
-        let result = if capacity_reached(&group) {
-            TaskResult::succeeded()
-        } else {
-            TaskResult::running()
-        };
-        Ok(result.with_context("health", health_context(&group)))
-    }
-
-    fn backoff(&self, _stage: &StageExecution) -> Duration {
-        HEALTH_POLL
-    }
-
-    fn timeout(&self, stage: &StageExecution) -> Option<Duration> {
-        Some(health_timeout(stage))
-    }
+/// At least the desired number of instances is `Up` (Orca's `WaitForUpInstancesTask`).
+fn up_instances(group: &ServerGroup) -> bool {
+    healthy_instances(group) >= group.capacity.desired as usize
 }

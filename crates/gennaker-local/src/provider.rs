@@ -195,6 +195,22 @@ impl LocalProvider {
             .get(&record_key(account, load_balancer))
             .cloned()
     }
+
+    /// Enables or disables a group under its operation lock; disabling drains it too.
+    async fn switch(
+        &self,
+        account: &str,
+        name: &str,
+        disabled: bool,
+    ) -> Result<ServerGroup, DeployError> {
+        let group = self.inner.find(account, name)?;
+        let _ops = group.ops.lock().await;
+        self.inner.set_disabled(&group, disabled).await;
+        if disabled {
+            self.inner.drain(&group).await;
+        }
+        Ok(group.view())
+    }
 }
 
 fn store_err(err: gennaker_store::StoreError) -> DeployError {
@@ -820,10 +836,7 @@ impl Provider for LocalProvider {
         account: &str,
         name: &str,
     ) -> Result<ServerGroup, DeployError> {
-        let group = self.inner.find(account, name)?;
-        let _ops = group.ops.lock().await;
-        self.inner.set_disabled(&group, false).await;
-        Ok(group.view())
+        self.switch(account, name, false).await
     }
 
     async fn disable_server_group(
@@ -831,11 +844,7 @@ impl Provider for LocalProvider {
         account: &str,
         name: &str,
     ) -> Result<ServerGroup, DeployError> {
-        let group = self.inner.find(account, name)?;
-        let _ops = group.ops.lock().await;
-        self.inner.set_disabled(&group, true).await;
-        self.inner.drain(&group).await;
-        Ok(group.view())
+        self.switch(account, name, true).await
     }
 
     async fn destroy_server_group(&self, account: &str, name: &str) -> Result<(), DeployError> {

@@ -72,16 +72,13 @@ async fn three_instances_come_up_on_distinct_ports_and_resize() {
     assert!(is_running(pids[0]));
 
     // 1 → 2: a new instance comes up next to the old one.
+    let two = Capacity {
+        min: 1,
+        max: 3,
+        desired: 2,
+    };
     provider
-        .resize_server_group(
-            "local",
-            "shop-prod-v000",
-            Capacity {
-                min: 1,
-                max: 3,
-                desired: 2,
-            },
-        )
+        .resize_server_group("local", "shop-prod-v000", two)
         .await
         .unwrap();
     let group = wait_for(&provider, "shop-prod-v000", "2 instances up", |g| {
@@ -92,15 +89,7 @@ async fn three_instances_come_up_on_distinct_ports_and_resize() {
     assert_eq!(group.capacity.desired, 2);
     // Resizing to the same capacity changes nothing.
     let same = provider
-        .resize_server_group(
-            "local",
-            "shop-prod-v000",
-            Capacity {
-                min: 1,
-                max: 3,
-                desired: 2,
-            },
-        )
+        .resize_server_group("local", "shop-prod-v000", two)
         .await
         .unwrap();
     assert_eq!(same.instances.len(), 2);

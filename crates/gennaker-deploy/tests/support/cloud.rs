@@ -195,6 +195,30 @@ impl FakeCloud {
         (account.to_owned(), name.to_owned())
     }
 
+    /// Enables or disables a group, logging the change (not a repeat).
+    fn switch(
+        &self,
+        account: &str,
+        name: &str,
+        disabled: bool,
+    ) -> Result<ServerGroup, DeployError> {
+        let mut state = self.state.lock().unwrap();
+        let key = Self::key(account, name);
+        let (group, reads) = state
+            .groups
+            .get_mut(&key)
+            .ok_or_else(|| DeployError::no_server_group(name))?;
+        let changed = group.disabled != disabled;
+        group.disabled = disabled;
+        State::refresh(group, reads);
+        let group = group.clone();
+        if changed {
+            let verb = if disabled { "disable" } else { "enable" };
+            Self::record(&mut state, format!("{verb} {name}"));
+        }
+        Ok(group)
+    }
+
     fn record(state: &mut State, entry: String) {
         state.log.push(entry);
     }
@@ -289,20 +313,7 @@ impl Provider for FakeCloud {
         account: &str,
         name: &str,
     ) -> Result<ServerGroup, DeployError> {
-        let mut state = self.state.lock().unwrap();
-        let key = Self::key(account, name);
-        let (group, reads) = state
-            .groups
-            .get_mut(&key)
-            .ok_or_else(|| DeployError::no_server_group(name))?;
-        let changed = group.disabled;
-        group.disabled = false;
-        State::refresh(group, reads);
-        let group = group.clone();
-        if changed {
-            Self::record(&mut state, format!("enable {name}"));
-        }
-        Ok(group)
+        self.switch(account, name, false)
     }
 
     async fn disable_server_group(
@@ -310,20 +321,7 @@ impl Provider for FakeCloud {
         account: &str,
         name: &str,
     ) -> Result<ServerGroup, DeployError> {
-        let mut state = self.state.lock().unwrap();
-        let key = Self::key(account, name);
-        let (group, reads) = state
-            .groups
-            .get_mut(&key)
-            .ok_or_else(|| DeployError::no_server_group(name))?;
-        let changed = !group.disabled;
-        group.disabled = true;
-        State::refresh(group, reads);
-        let group = group.clone();
-        if changed {
-            Self::record(&mut state, format!("disable {name}"));
-        }
-        Ok(group)
+        self.switch(account, name, true)
     }
 
     async fn destroy_server_group(&self, account: &str, name: &str) -> Result<(), DeployError> {

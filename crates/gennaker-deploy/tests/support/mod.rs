@@ -13,7 +13,7 @@ use gennaker_engine::{
     StageExecution, StageRegistry,
 };
 use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{PipelineSave, SqlStore, Store};
+use gennaker_store::{PipelineRecord, PipelineSave, SqlStore, Store};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -104,22 +104,8 @@ impl Harness {
     }
 
     /// Saves a pipeline with these stages and runs it.
-    pub(crate) async fn run(&self, name: &str, mut pipeline: Value) -> Execution {
-        pipeline["name"] = json!(name);
-        pipeline["application"] = json!("shop");
-        let (record, _) = self
-            .store
-            .save_pipeline(
-                "shop",
-                &PipelineSave {
-                    id: None,
-                    name: name.to_owned(),
-                    config: pipeline,
-                },
-                "test",
-            )
-            .await
-            .unwrap();
+    pub(crate) async fn run(&self, name: &str, pipeline: Value) -> Execution {
+        let record = self.save_record(name, pipeline).await;
         let mut config = record.config.clone();
         config["id"] = json!(record.id);
         self.engine
@@ -129,7 +115,12 @@ impl Harness {
     }
 
     /// Saves a pipeline config (for `pipeline` stages to run) and returns its id.
-    pub(crate) async fn save(&self, name: &str, mut pipeline: Value) -> String {
+    pub(crate) async fn save(&self, name: &str, pipeline: Value) -> String {
+        self.save_record(name, pipeline).await.id
+    }
+
+    /// Saves a pipeline config of the `shop` application.
+    async fn save_record(&self, name: &str, mut pipeline: Value) -> PipelineRecord {
         pipeline["name"] = json!(name);
         pipeline["application"] = json!("shop");
         let (record, _) = self
@@ -145,7 +136,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        record.id
+        record
     }
 
     /// Moves the clock `step` at a time until the execution satisfies `done`.

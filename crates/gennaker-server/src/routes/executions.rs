@@ -416,9 +416,7 @@ pub(crate) async fn pause(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let execution = load(&state, &caller, &id, Access::Execute).await?;
-    state.engine.pause(&execution.id, &caller.name).await?;
-    Ok(accepted(&execution, "pause", None, json!({})))
+    control(&state, &caller, &id, Control::Pause).await
 }
 
 /// Resumes a paused execution.
@@ -431,9 +429,7 @@ pub(crate) async fn resume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let execution = load(&state, &caller, &id, Access::Execute).await?;
-    state.engine.resume(&execution.id, &caller.name).await?;
-    Ok(accepted(&execution, "resume", None, json!({})))
+    control(&state, &caller, &id, Control::Resume).await
 }
 
 /// Restarts a finished top-level stage and everything downstream of it.
@@ -446,12 +442,7 @@ pub(crate) async fn restart(
     caller: Caller,
     Path((id, stage_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let execution = load(&state, &caller, &id, Access::Execute).await?;
-    state
-        .engine
-        .restart_stage(&execution.id, &stage_id, &caller.name)
-        .await?;
-    Ok(accepted(&execution, "restart", Some(stage_id), json!({})))
+    control(&state, &caller, &id, Control::Restart(stage_id)).await
 }
 
 /// Skips a running stage: a `wait` ends its wait; other stages become SKIPPED.
@@ -464,12 +455,47 @@ pub(crate) async fn skip(
     caller: Caller,
     Path((id, stage_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let execution = load(&state, &caller, &id, Access::Execute).await?;
-    state
-        .engine
-        .skip_stage(&execution.id, &stage_id, &caller.name)
-        .await?;
-    Ok(accepted(&execution, "skip", Some(stage_id), json!({})))
+    control(&state, &caller, &id, Control::Skip(stage_id)).await
+}
+
+/// A control that takes no body: it needs EXECUTE and answers 202 with no extra detail.
+enum Control {
+    Pause,
+    Resume,
+    /// Restarts the stage (id or top-level refId).
+    Restart(String),
+    /// Skips the stage (id or top-level refId).
+    Skip(String),
+}
+
+/// Loads the execution for EXECUTE, applies `control`, and answers 202.
+async fn control(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    control: Control,
+) -> ApiResult<Response> {
+    let execution = load(state, caller, id, Access::Execute).await?;
+    let (engine, id, user) = (&state.engine, &execution.id, &caller.name);
+    let (operation, stage_id) = match control {
+        Control::Pause => {
+            engine.pause(id, user).await?;
+            ("pause", None)
+        }
+        Control::Resume => {
+            engine.resume(id, user).await?;
+            ("resume", None)
+        }
+        Control::Restart(stage_id) => {
+            engine.restart_stage(id, &stage_id, user).await?;
+            ("restart", Some(stage_id))
+        }
+        Control::Skip(stage_id) => {
+            engine.skip_stage(id, &stage_id, user).await?;
+            ("skip", Some(stage_id))
+        }
+    };
+    Ok(accepted(&execution, operation, stage_id, json!({})))
 }
 
 /// Judges a waiting `manualJudgment` stage. When the stage names

@@ -1,5 +1,5 @@
 //! [`ResourceStore`] on SQLite and PostgreSQL: the same SQL text on both (`ON CONFLICT`
-//! and `RETURNING` exist in both dialects).
+//! and `RETURNING` exist in both dialects), expanded once per backend by `on_db!`.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -55,24 +55,14 @@ impl ResourceStore for SqlStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM infrastructure WHERE provider = $1 AND kind = $2 AND key = $3"
         );
-        let row: Option<ResourceRow> = match &self.backend {
-            Backend::Sqlite(db) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key)
-                    .fetch_optional(db)
-                    .await?
-            }
-            Backend::Postgres(db) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key)
-                    .fetch_optional(db)
-                    .await?
-            }
-        };
+        let row: Option<ResourceRow> = on_db!(self, db => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(provider)
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(db)
+                .await?
+        });
         row.map(ResourceRow::into_resource).transpose()
     }
 
@@ -87,24 +77,14 @@ impl ResourceStore for SqlStore {
             "SELECT {COLUMNS} FROM infrastructure WHERE provider = $1 AND kind = $2 \
              AND substr(key, 1, length($3)) = $3 ORDER BY key"
         );
-        let rows: Vec<ResourceRow> = match &self.backend {
-            Backend::Sqlite(db) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key_prefix)
-                    .fetch_all(db)
-                    .await?
-            }
-            Backend::Postgres(db) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key_prefix)
-                    .fetch_all(db)
-                    .await?
-            }
-        };
+        let rows: Vec<ResourceRow> = on_db!(self, db => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(provider)
+                .bind(kind)
+                .bind(key_prefix)
+                .fetch_all(db)
+                .await?
+        });
         rows.into_iter().map(ResourceRow::into_resource).collect()
     }
 
@@ -142,32 +122,18 @@ impl ResourceStore for SqlStore {
         // Unused `$6` is harmless for SQLite but not for PostgreSQL: bind it only when
         // the statement names it.
         let bind_version = matches!(expected, ExpectedVersion::Exactly(_));
-        let row: Option<ResourceRow> = match &self.backend {
-            Backend::Sqlite(db) => {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key)
-                    .bind(&text)
-                    .bind(now);
-                if bind_version {
-                    query = query.bind(version);
-                }
-                query.fetch_optional(db).await?
+        let row: Option<ResourceRow> = on_db!(self, db => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(provider)
+                .bind(kind)
+                .bind(key)
+                .bind(&text)
+                .bind(now);
+            if bind_version {
+                query = query.bind(version);
             }
-            Backend::Postgres(db) => {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(provider)
-                    .bind(kind)
-                    .bind(key)
-                    .bind(&text)
-                    .bind(now);
-                if bind_version {
-                    query = query.bind(version);
-                }
-                query.fetch_optional(db).await?
-            }
-        };
+            query.fetch_optional(db).await?
+        });
         match row {
             Some(row) => row.into_resource(),
             None => Err(conflict(provider, kind, key, expected)),
@@ -176,22 +142,15 @@ impl ResourceStore for SqlStore {
 
     async fn delete_resource(&self, provider: &str, kind: &str, key: &str) -> Result<bool> {
         let sql = "DELETE FROM infrastructure WHERE provider = $1 AND kind = $2 AND key = $3";
-        let affected = match &self.backend {
-            Backend::Sqlite(db) => sqlx::query(sql)
+        let affected = on_db!(self, db => {
+            sqlx::query(sql)
                 .bind(provider)
                 .bind(kind)
                 .bind(key)
                 .execute(db)
                 .await?
-                .rows_affected(),
-            Backend::Postgres(db) => sqlx::query(sql)
-                .bind(provider)
-                .bind(kind)
-                .bind(key)
-                .execute(db)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected()
+        });
         Ok(affected > 0)
     }
 }
