@@ -30,11 +30,8 @@ struct ServerGroupView {
 }
 
 impl ServerGroupView {
-    fn cluster(&self) -> &str {
-        self.name
-            .rsplit_once("-v")
-            .filter(|(_, sequence)| sequence.chars().all(|c| c.is_ascii_digit()))
-            .map_or(self.name.as_str(), |(cluster, _)| cluster)
+    fn cluster(&self) -> String {
+        gennaker_core::parse_name(&self.name).cluster()
     }
 
     fn health(&self) -> String {
@@ -108,7 +105,7 @@ pub(super) async fn clusters(
                 .iter()
                 .map(|g| {
                     [
-                        g.cluster().to_owned(),
+                        g.cluster(),
                         g.name.clone(),
                         g.account.clone(),
                         g.state().to_owned(),
@@ -202,7 +199,7 @@ async fn get(ctx: &mut Context<'_>, app: &str, name: &str) -> Result<(), CliErro
     emit(ctx.out, ctx.format, raw, |group: &ServerGroupView| {
         let summary = details(vec![
             ("Server group", group.name.clone()),
-            ("Cluster", group.cluster().to_owned()),
+            ("Cluster", group.cluster()),
             ("Account", group.account.clone()),
             ("State", group.state().to_owned()),
             ("Health", group.health()),
