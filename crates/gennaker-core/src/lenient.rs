@@ -87,6 +87,25 @@ fn number_as_u64(n: &Number) -> Option<u64> {
     (f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64).then_some(f as u64)
 }
 
+/// Spinnaker's lenient booleans: `true`, `"true"` (any case).
+pub fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// A signed integer from a number (floats truncated) or a numeric string, as Jackson
+/// coerces one.
+pub fn value_as_i64(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// A stage's `refId`: Deck writes strings, older pipelines and hand-written ones use
 /// numbers. Orca compares them as strings, so `1` and `"1"` name the same stage.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

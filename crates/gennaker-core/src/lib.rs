@@ -6,6 +6,7 @@
 
 pub mod application;
 pub mod document;
+pub mod execution;
 pub mod lenient;
 pub mod naming;
 pub mod pipeline;
@@ -23,7 +24,11 @@ pub use document::{
     DocumentFormat, SyntaxError, YamlWriteError, detect_format, parse_document, to_json_pretty,
     to_yaml_string,
 };
-pub use lenient::{Lenient, RefId};
+pub use execution::{
+    ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,
+    StageExecution, SyntheticStageOwner, TaskExecution,
+};
+pub use lenient::{Lenient, RefId, truthy, value_as_i64};
 pub use naming::{Moniker, NamePart, NamingError, cluster_name, next_sequence, parse_name};
 pub use pipeline::{
     Artifact, ExpectedArtifact, ModelError, Notification, ParameterDefinition, Pipeline, Stage,

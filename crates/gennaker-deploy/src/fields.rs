@@ -1,8 +1,9 @@
 //! Reading Spinnaker's stage fields: accounts, clusters, capacities, and turning
 //! provider errors into task errors.
 
+use gennaker_core::lenient::value_as_i64;
 use gennaker_core::naming::{Moniker, cluster_name, parse_name};
-use gennaker_engine::{TaskError, number};
+use gennaker_engine::TaskError;
 use serde_json::{Map, Value};
 
 use crate::model::Capacity;
@@ -27,7 +28,7 @@ pub(crate) fn text<'a>(context: &'a Map<String, Value>, key: &str) -> Option<&'a
 
 /// A whole number field (numbers or numeric strings, as Deck and expressions give them).
 pub(crate) fn whole(context: &Map<String, Value>, key: &str) -> Option<i64> {
-    context.get(key).and_then(number)
+    context.get(key).and_then(value_as_i64)
 }
 
 /// The `cloudProvider` field (`None`: the default provider).
@@ -155,7 +156,7 @@ pub(crate) fn capacity(value: Option<&Value>) -> Result<Option<Capacity>, TaskEr
     let part = |key: &str| -> Result<Option<u32>, TaskError> {
         match object.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => number(value)
+            Some(value) => value_as_i64(value)
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
                 .ok_or_else(|| {

@@ -165,7 +165,7 @@ impl Task for Upsert {
                     .and_then(Value::as_array)
                     .and_then(|l| l.first())
                     .and_then(|l| l.get("externalPort"))
-                    .and_then(gennaker_engine::number)
+                    .and_then(gennaker_core::lenient::value_as_i64)
             });
             let listen = text(&lb, "listen")
                 .map(str::to_owned)

@@ -47,7 +47,7 @@ pub(crate) fn target_percentages(context: &Map<String, Value>) -> Vec<u32> {
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(gennaker_engine::number)
+                .filter_map(gennaker_core::lenient::value_as_i64)
                 .filter_map(|n| u32::try_from(n.clamp(1, 100)).ok())
                 .collect()
         })

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::{
-    Authentication, Execution, ExecutionStatus, ExecutionType, StageExecution, truthy,
+use gennaker_core::execution::{
+    Authentication, Execution, ExecutionStatus, ExecutionType, StageExecution,
 };
+use gennaker_core::lenient::{truthy, value_as_i64};
 
 /// A request to run a pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -121,7 +122,7 @@ pub fn pipeline_execution(
         limit_concurrent: truthy(config.get("limitConcurrent")),
         max_concurrent_executions: config
             .get("maxConcurrentExecutions")
-            .and_then(number)
+            .and_then(value_as_i64)
             .unwrap_or(0),
         keep_waiting_pipelines: truthy(config.get("keepWaitingPipelines")),
         authentication: Authentication {
@@ -223,15 +224,6 @@ fn id_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Numbers stored as strings are common in Front50 documents.
-pub fn number(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }

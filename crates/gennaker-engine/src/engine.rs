@@ -19,10 +19,10 @@ use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::ExpressionSupport;
 use crate::message::Message;
-use crate::model::{Execution, ExecutionStatus};
 use crate::stage::StageRegistry;
 use crate::task::Services;
 use crate::worker::{self, execution_row};
+use gennaker_core::execution::{Execution, ExecutionStatus};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -602,7 +602,7 @@ impl Engine {
 fn find_stage<'e>(
     execution: &'e Execution,
     stage_id: &str,
-) -> Result<&'e crate::model::StageExecution, EngineError> {
+) -> Result<&'e gennaker_core::execution::StageExecution, EngineError> {
     execution
         .stages
         .iter()

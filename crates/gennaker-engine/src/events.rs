@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ExecutionStatus;
+use gennaker_core::execution::ExecutionStatus;
 
 /// One status change of an execution, a stage or a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

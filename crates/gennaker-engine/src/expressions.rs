@@ -10,7 +10,7 @@ use gennaker_expr::{
 };
 use serde_json::{Map, Value};
 
-use crate::model::{Execution, StageExecution};
+use gennaker_core::execution::{Execution, StageExecution};
 
 /// The expression language as the engine uses it: the pure helpers plus the
 /// execution-bound ones, under one set of limits.

@@ -21,7 +21,6 @@ mod error;
 mod events;
 mod expressions;
 mod message;
-mod model;
 mod stage;
 mod stages;
 mod step;
@@ -29,7 +28,7 @@ mod task;
 mod worker;
 
 pub use build::{
-    BuildError, Requester, RunRequest, new_id, number, orchestration_execution, pipeline_execution,
+    BuildError, Requester, RunRequest, new_id, orchestration_execution, pipeline_execution,
     stage_from_config,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -37,11 +36,12 @@ pub use engine::{Actor, Engine, EngineConfig, Judgment};
 pub use error::EngineError;
 pub use events::ExecutionEvent;
 pub use expressions::{ExpressionSupport, PipelineIds, ancestors};
-pub use message::Message;
-pub use model::{
+pub use gennaker_core::execution::{
     ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,
-    StageExecution, SyntheticStageOwner, TaskExecution, truthy,
+    StageExecution, SyntheticStageOwner, TaskExecution,
 };
+pub use gennaker_core::lenient::truthy;
+pub use message::Message;
 pub use stage::{
     CancelOutcome, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel, sequential,
 };

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::ExecutionStatus;
+use gennaker_core::execution::ExecutionStatus;
 
 /// One instruction to the engine. Every message names the partition it belongs to:
 /// its execution, or for [`Message::StartWaiting`] its pipeline config.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::message::Message;
-use crate::model::{Execution, StageExecution};
 use crate::task::{Services, Task, TaskError};
+use gennaker_core::execution::{Execution, StageExecution};
 
 /// A task in a stage's plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

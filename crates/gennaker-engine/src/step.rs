@@ -9,19 +9,19 @@ use std::time::Duration;
 use gennaker_store::{ConcurrencyGuard, NewMessage};
 use serde_json::{Map, Value, json};
 
-use crate::build::number;
 use crate::clock::millis;
 use crate::engine::EngineInner;
 use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::PipelineIds;
 use crate::message::{Message, run_key};
-use crate::model::{
-    Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner, TaskExecution,
-    truthy,
-};
 use crate::stage::SyntheticSpec;
 use crate::task::{TaskContext, TaskError, TaskStatus, exception};
+use gennaker_core::execution::{
+    Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner, TaskExecution,
+};
+use gennaker_core::lenient::truthy;
+use gennaker_core::lenient::value_as_i64;
 
 /// The user recorded for what the engine does on its own.
 pub(crate) const ENGINE_USER: &str = "gennaker";
@@ -772,7 +772,11 @@ impl<'e> Step<'e> {
         let mut timeout_owner = Some(stage);
         let mut stage_timeout = None;
         while let Some(candidate) = timeout_owner {
-            if let Some(ms) = candidate.context.get("stageTimeoutMs").and_then(number) {
+            if let Some(ms) = candidate
+                .context
+                .get("stageTimeoutMs")
+                .and_then(value_as_i64)
+            {
                 stage_timeout = Some((ms, candidate));
                 break;
             }

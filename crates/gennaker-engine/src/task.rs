@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::clock::Clock;
 use crate::expressions::{ExpressionSupport, PipelineIds};
 use crate::message::Message;
-use crate::model::{Execution, StageExecution, TaskExecution};
+use gennaker_core::execution::{Execution, StageExecution, TaskExecution};
 
 /// How a task run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use crate::clock::millis;
 use crate::engine::EngineInner;
 use crate::error::EngineError;
 use crate::message::{Message, PIPELINE_PARTITION_PREFIX};
-use crate::model::{Execution, ExecutionStatus};
 use crate::step::{Step, start_waiting};
+use gennaker_core::execution::{Execution, ExecutionStatus};
 
 /// After this many failed deliveries a message's execution is failed rather than
 /// retried forever (a zombie is worse than a clear failure).

@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::model::{ExecutionStatus, StageExecution};
 use crate::stage::{StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
+use gennaker_core::execution::{ExecutionStatus, StageExecution};
 
 /// Registers the `checkPreconditions` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {
@@ -296,7 +296,7 @@ impl Task for StageStatusPreconditionTask {
             )));
         };
         let Some(expected) = ExecutionStatus::parse(&wanted) else {
-            let all: Vec<&str> = crate::model::ALL_STATUSES
+            let all: Vec<&str> = gennaker_core::execution::ALL_STATUSES
                 .iter()
                 .map(|s| s.as_str())
                 .collect();

@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::model::{StageExecution, truthy};
 use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
+use gennaker_core::execution::StageExecution;
+use gennaker_core::lenient::truthy;
 
 pub(super) fn register(registry: &mut StageRegistry) {
     registry

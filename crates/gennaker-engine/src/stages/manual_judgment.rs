@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::StageExecution;
 use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
+use gennaker_core::execution::StageExecution;
 
 pub(super) fn register(registry: &mut StageRegistry) {
     registry

@@ -17,10 +17,10 @@ use serde_json::{Map, Value, json};
 
 use crate::build::{Requester, RunRequest, pipeline_execution};
 use crate::message::Message;
-use crate::model::{Execution, ExecutionStatus, StageExecution};
 use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
 use crate::step::ENGINE_USER;
 use crate::task::{Services, Task, TaskContext, TaskError, TaskResult};
+use gennaker_core::execution::{Execution, ExecutionStatus, StageExecution};
 
 /// Registers the `pipeline` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {

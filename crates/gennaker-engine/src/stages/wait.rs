@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::build::number;
-use crate::model::{StageExecution, truthy};
 use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
+use gennaker_core::execution::StageExecution;
+use gennaker_core::lenient::truthy;
+use gennaker_core::lenient::value_as_i64;
 
 pub(super) fn register(registry: &mut StageRegistry) {
     registry.stage(WaitStage).task(WaitTask);
@@ -37,7 +38,7 @@ impl Task for WaitTask {
         if truthy(ctx.stage.context.get("skipRemainingWait")) {
             return Ok(TaskResult::succeeded());
         }
-        let Some(seconds) = ctx.stage.context.get("waitTime").map(number) else {
+        let Some(seconds) = ctx.stage.context.get("waitTime").map(value_as_i64) else {
             return Err(TaskError::Permanent(
                 "wait stage has no waitTime: set \"waitTime\" to a number of seconds".into(),
             ));

@@ -23,10 +23,10 @@ use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use serde_json_path::JsonPath;
 
-use crate::build::number;
-use crate::model::{Execution, StageExecution, truthy};
 use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};
+use gennaker_core::execution::{Execution, StageExecution};
+use gennaker_core::lenient::{truthy, value_as_i64};
 
 /// Registers the `webhook` stage and its tasks.
 pub(super) fn register(registry: &mut StageRegistry) {
@@ -189,7 +189,7 @@ fn request_headers(stage: &StageExecution, key: &str) -> Result<HeaderMap, Strin
 
 /// HTTP status codes from a list (numbers or numeric strings) or a CSV string.
 fn status_codes(value: Option<&Value>) -> Vec<u16> {
-    let as_code = |v: &Value| number(v).and_then(|n| u16::try_from(n).ok());
+    let as_code = |v: &Value| value_as_i64(v).and_then(|n| u16::try_from(n).ok());
     match value {
         Some(Value::Array(items)) => items.iter().filter_map(as_code).collect(),
         Some(Value::String(csv)) => csv
@@ -425,7 +425,7 @@ fn stage_webhook(stage: &StageExecution) -> Map<String, Value> {
 fn recorded_code(record: &Map<String, Value>) -> Option<u16> {
     record
         .get("statusCode")
-        .and_then(number)
+        .and_then(value_as_i64)
         .and_then(|n| u16::try_from(n).ok())
 }
 
@@ -604,7 +604,7 @@ fn poll_interval(ctx: &TaskContext<'_>) -> Duration {
         .stage
         .context
         .get("backoffPeriodMs")
-        .and_then(number)
+        .and_then(value_as_i64)
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
         .unwrap_or_default();
@@ -615,7 +615,7 @@ fn wait_before_monitor_ms(stage: &StageExecution) -> i64 {
     stage
         .context
         .get("waitBeforeMonitor")
-        .and_then(number)
+        .and_then(value_as_i64)
         .filter(|s| *s > 0)
         .map_or(0, |s| s.saturating_mul(1000))
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::lenient::truthy;
+
 /// Spinnaker's execution statuses (Orca's `ExecutionStatus`), used for executions,
 /// stages and tasks alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -389,15 +391,6 @@ impl StageExecution {
     /// The task with this id.
     pub fn task(&self, id: &str) -> Option<&TaskExecution> {
         self.tasks.iter().find(|t| t.id == id)
-    }
-}
-
-/// Spinnaker's lenient booleans: `true`, `"true"` (any case).
-pub fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
     }
 }
 
