@@ -61,6 +61,17 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Show the user the token belongs to, and the server it was checked against.
     Whoami,
+    /// List the stage types the server runs (`--all`: also Spinnaker's others, which
+    /// pipelines may contain but runs stop at).
+    StageTypes(StageTypesArgs),
+}
+
+/// `gennaker stage-types`
+#[derive(clap::Args, Debug)]
+pub struct StageTypesArgs {
+    /// Also list the Spinnaker stage types Gennaker cannot run.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `gennaker app …`

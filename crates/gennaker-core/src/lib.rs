@@ -35,8 +35,8 @@ pub use pipeline::{
     StageEnabled, Trigger,
 };
 pub use problems::{JsonPath, PathSegment, Problem, Severity, ValidationReport, json_path};
-pub use stage_types::{StageTypeInfo, Support, stage_type, suggest_stage_type};
+pub use stage_types::{CatalogEntry, Origin, StageCatalog, StageRules, StageTypeDescriptor};
 pub use validate::{
-    NOTIFICATION_EVENTS, NOTIFICATION_TYPES, TRIGGER_TYPES, validate_pipeline_for_application,
-    validate_pipeline_value,
+    CheckContext, Fields, NOTIFICATION_EVENTS, NOTIFICATION_TYPES, TRIGGER_TYPES, is_blank,
+    is_expression, type_name, validate_pipeline_for_application, validate_pipeline_value,
 };

@@ -1,29 +1,29 @@
-//! The catalog of every stage type Spinnaker ships, and which of them Gennaker runs.
+//! What Gennaker knows about stage types: the [`StageCatalog`] that the validator, the
+//! engine and the API all read, and the list of every stage type Spinnaker ships.
+//!
+//! A runnable stage type is defined once, next to its code (the engine's generic stages,
+//! the deploy crate's cloud stages, preconfigured webhooks), with its
+//! [`StageTypeDescriptor`] and its [`StageRules`]; the binary assembles them into one
+//! catalog. Every other type Spinnaker ships stays in the catalog as Spinnaker-only: a
+//! pipeline that uses one is saved with a warning, and a run fails at that stage.
 //!
 //! Type strings are Orca's: the `StageDefinitionBuilder` class name without `Stage`,
-//! first letter lowered, unless overridden (`PIPELINE_CONFIG_TYPE`, `@Aliases`). The list
-//! covers orca-core, orca-clouddriver, orca-bakery, orca-igor, orca-echo, orca-front50,
-//! orca-webhook, orca-kayenta, orca-mine, orca-keel, orca-applications, orca-flex and the
-//! AWS Lambda plugin that moved into Orca.
+//! first letter lowered, unless overridden (`PIPELINE_CONFIG_TYPE`, `@Aliases`). The
+//! Spinnaker-only list covers orca-core, orca-clouddriver, orca-bakery, orca-igor,
+//! orca-echo, orca-front50, orca-webhook, orca-kayenta, orca-mine, orca-keel,
+//! orca-applications, orca-flex and the AWS Lambda plugin that moved into Orca.
 
-use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use crate::problems::ValidationReport;
 use crate::suggest;
+use crate::validate::{CheckContext, Fields};
 
-/// How far Gennaker supports a stage type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Support {
-    /// Gennaker runs it.
-    Runnable,
-    /// On the roadmap (the Kubernetes provider, CI integrations): saved, not yet run.
-    Planned,
-    /// A Spinnaker type Gennaker has no plan to run (cloud-specific or internal).
-    NotSupported,
-}
-
-/// Which Spinnaker service defines the stage type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Where a stage type comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Origin {
     /// Orca itself (generic stages).
@@ -42,767 +42,657 @@ pub enum Origin {
     Kayenta,
     /// A plugin that ships with Spinnaker.
     Plugin,
+    /// Gennaker's own (no Spinnaker equivalent).
+    Gennaker,
+    /// Defined by this server's configuration (a preconfigured webhook stage).
+    Preconfigured,
 }
 
-/// One known stage type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StageTypeInfo {
+/// What the API and the validator know about one stage type:
+/// `GET /api/v1/stageTypes` returns a list of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTypeDescriptor {
     /// The `type` string in pipeline JSON.
-    pub name: &'static str,
-    /// Whether Gennaker runs it.
-    pub support: Support,
-    /// Where Spinnaker defines it.
+    #[serde(rename = "type")]
+    pub stage_type: String,
+    /// A short title ("Manual Judgment").
+    pub label: String,
+    /// What the stage does, in a sentence.
+    pub description: String,
+    /// Whether Gennaker runs it (false: Spinnaker-only, saved with a warning).
+    pub runnable: bool,
+    /// The cloud providers it acts through (`["local"]`); empty when it needs none.
+    pub providers: Vec<String>,
+    /// Older names Orca still accepts for it; a stage may use any of them.
+    pub aliases: Vec<String>,
+    /// Where it comes from.
     pub origin: Origin,
-    /// The canonical type when this is a legacy alias Orca still accepts.
-    pub alias_of: Option<&'static str>,
-    /// What the stage does, in a few words.
-    pub summary: &'static str,
 }
 
-const fn entry(
-    name: &'static str,
-    support: Support,
-    origin: Origin,
-    summary: &'static str,
-) -> StageTypeInfo {
-    StageTypeInfo {
-        name,
-        support,
-        origin,
-        alias_of: None,
-        summary,
+impl StageTypeDescriptor {
+    /// A stage type Gennaker runs.
+    pub fn runnable(
+        stage_type: impl Into<String>,
+        origin: Origin,
+        label: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            stage_type: stage_type.into(),
+            label: label.into(),
+            description: description.into(),
+            runnable: true,
+            providers: Vec::new(),
+            aliases: Vec::new(),
+            origin,
+        }
+    }
+
+    /// Adds older names the type is also known by.
+    #[must_use]
+    pub fn with_aliases(mut self, aliases: &[&str]) -> Self {
+        self.aliases = aliases.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// Names the cloud providers the type acts through.
+    #[must_use]
+    pub fn with_providers(mut self, providers: impl IntoIterator<Item = String>) -> Self {
+        self.providers = providers.into_iter().collect();
+        self.providers.sort();
+        self
     }
 }
 
-const fn alias(name: &'static str, of: &'static str, origin: Origin) -> StageTypeInfo {
-    StageTypeInfo {
-        name,
-        support: Support::NotSupported,
-        origin,
-        alias_of: Some(of),
-        summary: "legacy alias",
+/// The save-time checks of one stage type's own fields. Each problem carries the JSON
+/// path of the field it is about.
+pub trait StageRules: Send + Sync {
+    /// Reports what is wrong with `stage` (an object of the pipeline's `stages`).
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport);
+}
+
+/// One stage type in a [`StageCatalog`].
+#[derive(Clone)]
+pub struct CatalogEntry {
+    /// What it is.
+    pub descriptor: StageTypeDescriptor,
+    rules: Option<Arc<dyn StageRules>>,
+}
+
+impl CatalogEntry {
+    /// Its field checks, when it has any.
+    pub fn rules(&self) -> Option<&dyn StageRules> {
+        self.rules.as_deref()
     }
+}
+
+impl std::fmt::Debug for CatalogEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogEntry")
+            .field("descriptor", &self.descriptor)
+            .field("rules", &self.rules.is_some())
+            .finish()
+    }
+}
+
+/// Every stage type a server knows: the runnable ones registered by the crates that run
+/// them, and Spinnaker's other types as Spinnaker-only.
+#[derive(Debug, Clone, Default)]
+pub struct StageCatalog {
+    entries: BTreeMap<String, CatalogEntry>,
+    /// Alias -> canonical type.
+    aliases: HashMap<String, String>,
+    /// The cloud providers this server deploys to; `None` when unknown (offline
+    /// validation), so account and provider checks are skipped.
+    cloud_providers: Option<BTreeSet<String>>,
+}
+
+impl StageCatalog {
+    /// Spinnaker's stage types, none of them runnable yet: the base that runnable
+    /// definitions are registered onto.
+    pub fn spinnaker() -> Self {
+        let mut catalog = Self::default();
+        for (stage_type, origin, description) in SPINNAKER_STAGE_TYPES {
+            let aliases: Vec<&str> = SPINNAKER_ALIASES
+                .iter()
+                .filter(|(_, canonical)| canonical == stage_type)
+                .map(|(alias, _)| *alias)
+                .collect();
+            let descriptor = StageTypeDescriptor {
+                runnable: false,
+                ..StageTypeDescriptor::runnable(
+                    *stage_type,
+                    *origin,
+                    label_of(stage_type),
+                    *description,
+                )
+            }
+            .with_aliases(&aliases);
+            catalog.insert(descriptor, None);
+        }
+        catalog
+    }
+
+    /// Adds (or replaces) a stage type with its rules. A Spinnaker-only entry of the same
+    /// name, or one named by its aliases, is replaced.
+    pub fn register(
+        &mut self,
+        descriptor: StageTypeDescriptor,
+        rules: Option<Arc<dyn StageRules>>,
+    ) {
+        for alias in &descriptor.aliases {
+            self.entries.remove(alias);
+        }
+        if let Some(old) = self.entries.get(&descriptor.stage_type) {
+            for alias in old.descriptor.aliases.clone() {
+                self.aliases.remove(&alias);
+            }
+        }
+        self.insert(descriptor, rules);
+    }
+
+    fn insert(&mut self, descriptor: StageTypeDescriptor, rules: Option<Arc<dyn StageRules>>) {
+        for alias in &descriptor.aliases {
+            self.aliases
+                .insert(alias.clone(), descriptor.stage_type.clone());
+        }
+        self.entries.insert(
+            descriptor.stage_type.clone(),
+            CatalogEntry { descriptor, rules },
+        );
+    }
+
+    /// The entry for a type or one of its aliases (case-sensitive, as in Orca).
+    pub fn get(&self, stage_type: &str) -> Option<&CatalogEntry> {
+        self.entries.get(stage_type).or_else(|| {
+            self.aliases
+                .get(stage_type)
+                .and_then(|canonical| self.entries.get(canonical))
+        })
+    }
+
+    /// The canonical name of a type or alias.
+    pub fn canonical<'a>(&'a self, stage_type: &'a str) -> Option<&'a str> {
+        self.get(stage_type)
+            .map(|entry| entry.descriptor.stage_type.as_str())
+    }
+
+    /// Every type, sorted by name.
+    pub fn descriptors(&self) -> impl Iterator<Item = &StageTypeDescriptor> {
+        self.entries.values().map(|entry| &entry.descriptor)
+    }
+
+    /// The runnable types, sorted by name.
+    pub fn runnable(&self) -> impl Iterator<Item = &StageTypeDescriptor> {
+        self.descriptors().filter(|d| d.runnable)
+    }
+
+    /// The known type closest to `name`, for "did you mean" messages.
+    pub fn suggest(&self, name: &str) -> Option<&str> {
+        suggest::closest(name, self.entries.keys().map(String::as_str))
+    }
+
+    /// Records the cloud providers this server deploys to, so stages naming another
+    /// one are reported at save time.
+    pub fn set_cloud_providers(&mut self, providers: impl IntoIterator<Item = String>) {
+        self.cloud_providers = Some(providers.into_iter().collect());
+    }
+
+    /// The cloud providers this server deploys to, when known.
+    pub fn cloud_providers(&self) -> Option<&BTreeSet<String>> {
+        self.cloud_providers.as_ref()
+    }
+}
+
+/// "manualJudgment" -> "Manual Judgment".
+fn label_of(stage_type: &str) -> String {
+    let mut label = String::with_capacity(stage_type.len() + 4);
+    for (i, c) in stage_type.chars().enumerate() {
+        if i == 0 {
+            label.extend(c.to_uppercase());
+        } else {
+            if c.is_uppercase() {
+                label.push(' ');
+            }
+            label.push(c);
+        }
+    }
+    label
 }
 
 use Origin::{Bakery, Clouddriver, Echo, Front50, Igor, Kayenta, Orca, Plugin};
-use Support::{NotSupported as No, Planned, Runnable as Run};
 
-/// Every stage type, in catalog order (generic first).
-pub static STAGE_TYPES: &[StageTypeInfo] = &[
+/// Every Spinnaker stage type Gennaker does not run, in catalog order (generic first):
+/// type, origin, what it does.
+static SPINNAKER_STAGE_TYPES: &[(&str, Origin, &str)] = &[
     // Generic (orca-core, orca-echo, orca-webhook, orca-front50).
-    entry("wait", Run, Orca, "wait a number of seconds"),
-    entry("waitUntil", No, Orca, "wait until an epoch time"),
-    entry(
-        "manualJudgment",
-        Run,
-        Echo,
-        "wait for a person to continue or stop",
-    ),
-    entry(
-        "checkPreconditions",
-        Run,
-        Orca,
-        "fail unless expressions, cluster sizes or stage statuses hold",
-    ),
-    entry(
-        "evaluateVariables",
-        Run,
-        Orca,
-        "evaluate expressions into named outputs",
-    ),
-    entry(
-        "webhook",
-        Run,
-        Orca,
-        "call an HTTP endpoint, optionally poll for completion",
-    ),
-    entry("pipeline", Run, Front50, "run another pipeline"),
-    entry(
+    ("waitUntil", Orca, "wait until an epoch time"),
+    (
         "dependsOnExecution",
-        No,
         Orca,
         "wait for another execution to finish",
     ),
-    entry(
+    (
         "restrictExecutionDuringTimeWindow",
-        No,
         Orca,
         "internal: hold a stage until its execution window",
     ),
-    entry("noop", No, Orca, "do nothing (testing)"),
-    entry(
-        "pageApplicationOwner",
-        No,
-        Echo,
-        "page the application's owner",
-    ),
-    entry("savePipeline", No, Front50, "save a pipeline config"),
-    entry(
+    ("noop", Orca, "do nothing (testing)"),
+    ("pageApplicationOwner", Echo, "page the application's owner"),
+    ("savePipeline", Front50, "save a pipeline config"),
+    (
         "savePipelinesFromArtifact",
-        No,
         Front50,
         "save pipeline configs read from an artifact",
     ),
-    entry(
+    (
         "upsertApplication",
-        No,
         Front50,
         "create or update an application",
     ),
-    entry("createApplication", No, Front50, "create an application"),
-    entry("updateApplication", No, Front50, "update an application"),
-    entry("deleteApplication", No, Front50, "delete an application"),
-    entry("upsertProject", No, Front50, "create or update a project"),
-    entry("deleteProject", No, Front50, "delete a project"),
-    entry(
+    ("createApplication", Front50, "create an application"),
+    ("updateApplication", Front50, "update an application"),
+    ("deleteApplication", Front50, "delete an application"),
+    ("upsertProject", Front50, "create or update a project"),
+    ("deleteProject", Front50, "delete a project"),
+    (
         "importDeliveryConfig",
-        No,
         Front50,
         "import a Managed Delivery config",
     ),
     // CI (orca-igor).
-    entry("jenkins", Planned, Igor, "run a Jenkins job"),
-    entry("travis", No, Igor, "run a Travis job"),
-    entry("wercker", No, Igor, "run a Wercker pipeline"),
-    entry("concourse", No, Igor, "wait for a Concourse job"),
-    entry("script", No, Igor, "run a script through Jenkins"),
-    entry("googleCloudBuild", No, Igor, "run a Google Cloud Build"),
-    entry("awsCodeBuild", No, Igor, "run an AWS CodeBuild project"),
+    ("jenkins", Igor, "run a Jenkins job"),
+    ("travis", Igor, "run a Travis job"),
+    ("wercker", Igor, "run a Wercker pipeline"),
+    ("concourse", Igor, "wait for a Concourse job"),
+    ("script", Igor, "run a script through Jenkins"),
+    ("googleCloudBuild", Igor, "run a Google Cloud Build"),
+    ("awsCodeBuild", Igor, "run an AWS CodeBuild project"),
     // Bakery.
-    entry("bake", No, Bakery, "bake a machine image with Packer"),
-    entry(
+    ("bake", Bakery, "bake a machine image with Packer"),
+    (
         "bakeManifest",
-        Planned,
         Bakery,
         "render Helm or Kustomize into manifests",
     ),
-    entry(
+    (
         "bakeCloudFoundryManifest",
-        No,
         Bakery,
         "render a Cloud Foundry manifest",
     ),
     // Server groups and clusters (orca-clouddriver).
-    entry(
-        "deploy",
-        Run,
-        Clouddriver,
-        "deploy new server groups with a strategy",
-    ),
-    entry(
-        "createServerGroup",
-        Run,
-        Clouddriver,
-        "create one server group",
-    ),
-    entry(
+    (
         "cloneServerGroup",
-        Planned,
         Clouddriver,
         "copy a server group with changes",
     ),
-    entry(
-        "resizeServerGroup",
-        Run,
-        Clouddriver,
-        "change a server group's capacity",
-    ),
-    entry(
-        "enableServerGroup",
-        Run,
-        Clouddriver,
-        "send traffic to a server group",
-    ),
-    entry(
-        "disableServerGroup",
-        Run,
-        Clouddriver,
-        "take a server group out of traffic",
-    ),
-    entry(
-        "destroyServerGroup",
-        Run,
-        Clouddriver,
-        "delete a server group",
-    ),
-    entry(
-        "rollbackServerGroup",
-        Run,
-        Clouddriver,
-        "roll back to a previous server group",
-    ),
-    entry(
-        "rollbackCluster",
-        Run,
-        Clouddriver,
-        "roll a cluster back to its previous server group",
-    ),
-    entry(
-        "shrinkCluster",
-        Run,
-        Clouddriver,
-        "delete all but the newest server groups",
-    ),
-    entry(
-        "scaleDownCluster",
-        Run,
-        Clouddriver,
-        "scale down all but the newest server groups",
-    ),
-    entry(
-        "disableCluster",
-        Run,
-        Clouddriver,
-        "disable all but the newest server groups",
-    ),
-    entry(
+    (
         "bulkDestroyServerGroup",
-        No,
         Clouddriver,
         "delete several server groups",
     ),
-    entry(
+    (
         "pinServerGroup",
-        No,
         Clouddriver,
         "pin a server group's min capacity",
     ),
-    entry(
-        "upsertServerGroupTags",
-        No,
-        Clouddriver,
-        "tag a server group",
-    ),
-    entry(
+    ("upsertServerGroupTags", Clouddriver, "tag a server group"),
+    (
         "updateLaunchConfig",
-        No,
         Clouddriver,
         "change an AWS launch configuration",
     ),
-    entry(
+    (
         "deleteLaunchConfiguration",
-        No,
         Clouddriver,
         "delete an AWS launch configuration",
     ),
-    entry(
+    (
         "upsertDisruptionBudget",
-        No,
         Clouddriver,
         "set a Titus disruption budget",
     ),
-    entry(
+    (
         "updateJobProcesses",
-        No,
         Clouddriver,
         "change Titus job processes",
     ),
-    entry(
+    (
         "serverGroupForceCacheRefresh",
-        No,
         Clouddriver,
         "internal: refresh the server group cache",
     ),
-    entry(
+    (
         "determineTargetServerGroup",
-        No,
         Clouddriver,
         "internal: resolve a dynamic target",
     ),
-    entry(
+    (
         "captureSourceServerGroupCapacity",
-        No,
         Clouddriver,
         "internal: remember a source capacity",
     ),
-    entry(
+    (
         "applySourceServerGroupCapacity",
-        No,
         Clouddriver,
         "internal: restore a source capacity",
     ),
-    entry(
+    (
         "modifyAwsScalingProcess",
-        No,
         Clouddriver,
         "suspend or resume AWS scaling processes",
     ),
-    entry(
+    (
         "modifyScalingProcess",
-        No,
         Clouddriver,
         "suspend or resume scaling processes",
     ),
-    entry(
+    (
         "upsertScalingPolicy",
-        No,
         Clouddriver,
         "create or update a scaling policy",
     ),
-    entry(
+    (
         "deleteScalingPolicy",
-        No,
         Clouddriver,
         "delete a scaling policy",
     ),
-    entry(
+    (
         "upsertAlarm",
-        No,
         Clouddriver,
         "create or update a CloudWatch alarm",
     ),
-    entry("deleteAlarm", No, Clouddriver, "delete a CloudWatch alarm"),
-    entry(
+    ("deleteAlarm", Clouddriver, "delete a CloudWatch alarm"),
+    (
         "evaluateDeploymentHealth",
-        No,
         Clouddriver,
         "internal: monitored deploy health check",
     ),
-    entry(
+    (
         "notifyDeployStarting",
-        No,
         Clouddriver,
         "internal: monitored deploy start",
     ),
-    entry(
+    (
         "notifyDeployCompleted",
-        No,
         Clouddriver,
         "internal: monitored deploy end",
     ),
-    entry(
+    (
         "waitForCondition",
-        No,
         Clouddriver,
         "internal: wait for deploy conditions",
     ),
-    entry(
-        "findImage",
-        No,
-        Clouddriver,
-        "find the image a cluster runs",
-    ),
-    entry(
-        "findImageFromTags",
-        No,
-        Clouddriver,
-        "find an image by tags",
-    ),
-    entry("upsertImageTags", No, Clouddriver, "tag an image"),
-    entry("deleteImage", No, Clouddriver, "delete images"),
-    entry("upsertEntityTags", No, Clouddriver, "tag an entity"),
-    entry(
-        "bulkUpsertEntityTags",
-        No,
-        Clouddriver,
-        "tag several entities",
-    ),
-    entry("deleteEntityTags", No, Clouddriver, "remove entity tags"),
-    entry(
-        "findArtifactFromExecution",
-        Run,
-        Clouddriver,
-        "take an artifact from another pipeline's run",
-    ),
-    entry(
+    ("findImage", Clouddriver, "find the image a cluster runs"),
+    ("findImageFromTags", Clouddriver, "find an image by tags"),
+    ("upsertImageTags", Clouddriver, "tag an image"),
+    ("deleteImage", Clouddriver, "delete images"),
+    ("upsertEntityTags", Clouddriver, "tag an entity"),
+    ("bulkUpsertEntityTags", Clouddriver, "tag several entities"),
+    ("deleteEntityTags", Clouddriver, "remove entity tags"),
+    (
         "findArtifactsFromResource",
-        Planned,
         Clouddriver,
         "take artifacts from a Kubernetes resource",
     ),
-    entry(
+    (
         "injectArtifact",
-        No,
         Clouddriver,
         "internal: inject an artifact",
     ),
-    entry(
+    (
         "clouddriverClearAltTablespace",
-        No,
         Clouddriver,
         "internal: clear a Clouddriver tablespace",
     ),
     // Load balancers and firewalls.
-    entry(
-        "upsertLoadBalancer",
-        Run,
-        Clouddriver,
-        "create or update a load balancer",
-    ),
-    entry(
+    (
         "upsertLoadBalancers",
-        No,
         Clouddriver,
         "create or update several load balancers",
     ),
-    entry(
-        "deleteLoadBalancer",
-        Run,
-        Clouddriver,
-        "delete a load balancer",
-    ),
-    entry(
-        "upsertSecurityGroup",
-        Run,
-        Clouddriver,
-        "create or update a firewall",
-    ),
-    entry("deleteSecurityGroup", No, Clouddriver, "delete a firewall"),
+    ("deleteSecurityGroup", Clouddriver, "delete a firewall"),
     // Instances.
-    entry("rebootInstances", No, Clouddriver, "reboot instances"),
-    entry("terminateInstances", No, Clouddriver, "terminate instances"),
-    entry(
+    ("rebootInstances", Clouddriver, "reboot instances"),
+    ("terminateInstances", Clouddriver, "terminate instances"),
+    (
         "terminateInstanceAndDecrementServerGroup",
-        No,
         Clouddriver,
         "terminate an instance and shrink its group",
     ),
-    entry(
+    (
         "registerInstancesWithLoadBalancer",
-        No,
         Clouddriver,
         "add instances to a load balancer",
     ),
-    entry(
+    (
         "deregisterInstancesFromLoadBalancer",
-        No,
         Clouddriver,
         "remove instances from a load balancer",
     ),
     // Jobs.
-    entry(
+    (
         "runJob",
-        No,
         Clouddriver,
         "run a container job (Titus, Kubernetes v1)",
     ),
-    entry(
+    (
         "runJobManifest",
-        Planned,
         Clouddriver,
         "run a Kubernetes Job manifest",
     ),
-    entry(
+    (
         "preconfiguredJob",
-        No,
         Clouddriver,
         "run an operator-configured job",
     ),
-    entry("destroyJob", No, Clouddriver, "delete a job"),
+    ("destroyJob", Clouddriver, "delete a job"),
     // Kubernetes manifests.
-    entry(
-        "deployManifest",
-        Planned,
-        Clouddriver,
-        "apply Kubernetes manifests",
-    ),
-    entry(
-        "deleteManifest",
-        Planned,
-        Clouddriver,
-        "delete Kubernetes resources",
-    ),
-    entry(
-        "scaleManifest",
-        Planned,
-        Clouddriver,
-        "scale a Kubernetes workload",
-    ),
-    entry(
-        "patchManifest",
-        Planned,
-        Clouddriver,
-        "patch a Kubernetes resource",
-    ),
-    entry(
+    ("deployManifest", Clouddriver, "apply Kubernetes manifests"),
+    ("deleteManifest", Clouddriver, "delete Kubernetes resources"),
+    ("scaleManifest", Clouddriver, "scale a Kubernetes workload"),
+    ("patchManifest", Clouddriver, "patch a Kubernetes resource"),
+    (
         "undoRolloutManifest",
-        Planned,
         Clouddriver,
         "roll a Kubernetes workload back",
     ),
-    entry(
+    (
         "enableManifest",
-        Planned,
         Clouddriver,
         "route traffic to a Kubernetes workload",
     ),
-    entry(
+    (
         "disableManifest",
-        Planned,
         Clouddriver,
         "stop traffic to a Kubernetes workload",
     ),
-    entry(
+    (
         "pauseRolloutManifest",
-        No,
         Clouddriver,
         "pause a Kubernetes rollout",
     ),
-    entry(
+    (
         "resumeRolloutManifest",
-        No,
         Clouddriver,
         "resume a Kubernetes rollout",
     ),
-    entry(
+    (
         "rollingRestartManifest",
-        Planned,
         Clouddriver,
         "restart a Kubernetes workload's pods",
     ),
     // AWS CloudFormation and Lambda.
-    entry(
+    (
         "deployCloudFormation",
-        No,
         Clouddriver,
         "deploy a CloudFormation stack",
     ),
-    entry(
+    (
         "deleteCloudFormationChangeSet",
-        No,
         Clouddriver,
         "delete a CloudFormation change set",
     ),
-    entry(
+    (
         "evaluateCloudFormationChangeSetExecution",
-        No,
         Clouddriver,
         "decide on a CloudFormation change set",
     ),
-    entry(
+    (
         "executeCloudFormationChangeSet",
-        No,
         Clouddriver,
         "execute a CloudFormation change set",
     ),
-    entry(
+    (
         "lambdaFunction",
-        No,
         Clouddriver,
         "create or update a Lambda function",
     ),
-    entry("updateLambda", No, Clouddriver, "update a Lambda function"),
-    entry(
+    ("updateLambda", Clouddriver, "update a Lambda function"),
+    (
         "updateLambdaFunction",
-        No,
         Clouddriver,
         "update a Lambda function",
     ),
-    entry("invokeLambda", No, Clouddriver, "invoke a Lambda function"),
-    entry(
+    ("invokeLambda", Clouddriver, "invoke a Lambda function"),
+    (
         "Aws.LambdaDeploymentStage",
-        No,
         Plugin,
         "deploy an AWS Lambda function",
     ),
-    entry(
+    (
         "Aws.LambdaUpdateCodeStage",
-        No,
         Plugin,
         "update a Lambda function's code",
     ),
-    entry(
+    (
         "Aws.LambdaTrafficRoutingStage",
-        No,
         Plugin,
         "shift traffic between Lambda versions",
     ),
-    entry(
-        "Aws.LambdaInvokeStage",
-        No,
-        Plugin,
-        "invoke a Lambda function",
-    ),
-    entry(
-        "Aws.LambdaDeleteStage",
-        No,
-        Plugin,
-        "delete a Lambda function",
-    ),
+    ("Aws.LambdaInvokeStage", Plugin, "invoke a Lambda function"),
+    ("Aws.LambdaDeleteStage", Plugin, "delete a Lambda function"),
     // Google.
-    entry(
-        "setStatefulDisk",
-        No,
-        Clouddriver,
-        "mark a GCE disk stateful",
-    ),
-    entry(
+    ("setStatefulDisk", Clouddriver, "mark a GCE disk stateful"),
+    (
         "statefullyUpdateBootImage",
-        No,
         Clouddriver,
         "update a stateful GCE boot image",
     ),
-    entry(
+    (
         "modifyGceAutoscalingPolicy",
-        No,
         Clouddriver,
         "change a GCE autoscaling policy",
     ),
-    entry(
+    (
         "deployAppEngineConfiguration",
-        No,
         Clouddriver,
         "deploy App Engine configuration files",
     ),
-    entry(
+    (
         "startAppEngineServerGroup",
-        No,
         Clouddriver,
         "start an App Engine version",
     ),
-    entry(
+    (
         "stopAppEngineServerGroup",
-        No,
         Clouddriver,
         "stop an App Engine version",
     ),
-    entry(
+    (
         "upsertAppEngineLoadBalancers",
-        No,
         Clouddriver,
         "split App Engine traffic",
     ),
     // Cloud Foundry.
-    entry(
+    (
         "deployService",
-        No,
         Clouddriver,
         "create a Cloud Foundry service",
     ),
-    entry(
+    (
         "destroyService",
-        No,
         Clouddriver,
         "delete a Cloud Foundry service",
     ),
-    entry(
-        "shareService",
-        No,
-        Clouddriver,
-        "share a Cloud Foundry service",
-    ),
-    entry(
+    ("shareService", Clouddriver, "share a Cloud Foundry service"),
+    (
         "unshareService",
-        No,
         Clouddriver,
         "unshare a Cloud Foundry service",
     ),
-    entry(
+    (
         "createServiceKey",
-        No,
         Clouddriver,
         "create a Cloud Foundry service key",
     ),
-    entry(
+    (
         "deleteServiceKey",
-        No,
         Clouddriver,
         "delete a Cloud Foundry service key",
     ),
-    entry(
+    (
         "createServiceBindings",
-        No,
         Clouddriver,
         "bind Cloud Foundry services",
     ),
-    entry(
+    (
         "deleteServiceBindings",
-        No,
         Clouddriver,
         "unbind Cloud Foundry services",
     ),
-    entry(
+    (
         "createCloudFoundryManifest",
-        No,
         Clouddriver,
         "create a Cloud Foundry manifest",
     ),
-    entry(
-        "mapLoadBalancers",
-        No,
-        Clouddriver,
-        "map Cloud Foundry routes",
-    ),
-    entry(
+    ("mapLoadBalancers", Clouddriver, "map Cloud Foundry routes"),
+    (
         "unmapLoadBalancers",
-        No,
         Clouddriver,
         "unmap Cloud Foundry routes",
     ),
     // Tencent.
-    entry(
+    (
         "upsertTencentScheduledActions",
-        No,
         Clouddriver,
         "set Tencent scheduled actions",
     ),
-    entry(
+    (
         "deleteTencentScheduledAction",
-        No,
         Clouddriver,
         "delete a Tencent scheduled action",
     ),
     // Canary: Kayenta and the older orca-mine canary.
-    entry("kayentaCanary", Run, Kayenta, "automated canary analysis"),
-    entry(
+    (
         "runCanary",
-        No,
         Kayenta,
         "internal: one canary analysis interval",
     ),
-    entry(
+    (
         "deployCanaryServerGroups",
-        No,
         Kayenta,
         "deploy baseline and canary server groups",
     ),
-    entry(
+    (
         "cleanupCanaryClusters",
-        No,
         Kayenta,
         "delete canary server groups",
     ),
-    entry("canary", No, Kayenta, "legacy (orca-mine) canary"),
-    entry("deployCanary", No, Kayenta, "legacy canary deploy"),
-    entry("monitorCanary", No, Kayenta, "legacy canary monitor"),
-    entry("acaTask", No, Kayenta, "legacy canary analysis task"),
-    // Legacy aliases Orca still resolves.
-    alias("resizeAsg", "resizeServerGroup", Clouddriver),
-    alias("enableAsg", "enableServerGroup", Clouddriver),
-    alias("disableAsg", "disableServerGroup", Clouddriver),
-    alias("destroyAsg", "destroyServerGroup", Clouddriver),
-    alias("copyLastAsg", "cloneServerGroup", Clouddriver),
-    alias("upsertAsgTags", "upsertServerGroupTags", Clouddriver),
-    alias(
-        "upsertAmazonLoadBalancer",
-        "upsertLoadBalancer",
-        Clouddriver,
-    ),
-    alias(
-        "deleteAmazonLoadBalancer",
-        "deleteLoadBalancer",
-        Clouddriver,
-    ),
-    alias("upsertAmiTags", "upsertImageTags", Clouddriver),
-    alias("findAmi", "findImage", Clouddriver),
+    ("canary", Kayenta, "legacy (orca-mine) canary"),
+    ("deployCanary", Kayenta, "legacy canary deploy"),
+    ("monitorCanary", Kayenta, "legacy canary monitor"),
+    ("acaTask", Kayenta, "legacy canary analysis task"),
 ];
 
-/// The catalog entry of a stage type (exact, case-sensitive as in Orca).
-pub fn stage_type(name: &str) -> Option<&'static StageTypeInfo> {
-    STAGE_TYPES.iter().find(|info| info.name == name)
-}
-
-/// The known stage type closest to `name`, for "did you mean" messages.
-pub fn suggest_stage_type(name: &str) -> Option<&'static str> {
-    suggest::closest(name, STAGE_TYPES.iter().map(|info| info.name))
-}
-
-/// The types Gennaker runs.
-pub fn runnable_stage_types() -> impl Iterator<Item = &'static StageTypeInfo> {
-    STAGE_TYPES
-        .iter()
-        .filter(|info| info.support == Support::Runnable)
-}
+/// Legacy names Orca still resolves, for the Spinnaker-only types (a runnable type
+/// declares its own aliases).
+static SPINNAKER_ALIASES: &[(&str, &str)] = &[
+    ("copyLastAsg", "cloneServerGroup"),
+    ("upsertAsgTags", "upsertServerGroupTags"),
+    ("upsertAmiTags", "upsertImageTags"),
+    ("findAmi", "findImage"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -810,59 +700,54 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn catalog_is_large_and_unique() {
-        let names: HashSet<_> = STAGE_TYPES.iter().map(|i| i.name).collect();
-        assert_eq!(names.len(), STAGE_TYPES.len(), "duplicate entries");
-        assert!(STAGE_TYPES.len() >= 100, "{} types", STAGE_TYPES.len());
-        for info in STAGE_TYPES {
-            if let Some(of) = info.alias_of {
-                assert!(
-                    stage_type(of).is_some(),
-                    "{} aliases unknown {of}",
-                    info.name
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn runnable_set_is_the_promised_one() {
-        let runnable: HashSet<_> = runnable_stage_types().map(|i| i.name).collect();
-        for name in [
-            "wait",
-            "manualJudgment",
-            "checkPreconditions",
-            "evaluateVariables",
-            "webhook",
-            "pipeline",
-            "deploy",
-            "createServerGroup",
-            "resizeServerGroup",
-            "enableServerGroup",
-            "disableServerGroup",
-            "destroyServerGroup",
-            "rollbackServerGroup",
-            "rollbackCluster",
-            "shrinkCluster",
-            "scaleDownCluster",
-            "disableCluster",
-            "findArtifactFromExecution",
-            "upsertLoadBalancer",
-            "deleteLoadBalancer",
-            "upsertSecurityGroup",
-            "kayentaCanary",
-        ] {
-            assert!(runnable.contains(name), "{name}");
-        }
-        assert_eq!(runnable.len(), 22);
-    }
-
-    #[test]
-    fn suggests() {
-        assert_eq!(suggest_stage_type("wiat"), Some("wait"));
+    fn spinnaker_list_is_large_and_unique() {
+        let names: HashSet<_> = SPINNAKER_STAGE_TYPES.iter().map(|t| t.0).collect();
         assert_eq!(
-            suggest_stage_type("deployManifests"),
-            Some("deployManifest")
+            names.len(),
+            SPINNAKER_STAGE_TYPES.len(),
+            "duplicate entries"
+        );
+        assert!(names.len() >= 100, "{} types", names.len());
+        for (alias, canonical) in SPINNAKER_ALIASES {
+            assert!(
+                names.contains(canonical),
+                "{alias} aliases unknown {canonical}"
+            );
+            assert!(
+                !names.contains(alias),
+                "{alias} is both a type and an alias"
+            );
+        }
+        assert!(StageCatalog::spinnaker().runnable().next().is_none());
+    }
+
+    #[test]
+    fn registering_replaces_spinnaker_only_entries_and_their_aliases() {
+        let mut catalog = StageCatalog::spinnaker();
+        assert_eq!(catalog.canonical("copyLastAsg"), Some("cloneServerGroup"));
+        let descriptor =
+            StageTypeDescriptor::runnable("cloneServerGroup", Clouddriver, "Clone", "copy")
+                .with_aliases(&["copyLastAsg"]);
+        catalog.register(descriptor, None);
+        let entry = catalog.get("copyLastAsg").map(|e| &e.descriptor);
+        assert_eq!(entry.map(|d| d.runnable), Some(true));
+        assert_eq!(
+            catalog
+                .descriptors()
+                .filter(|d| d.stage_type == "copyLastAsg")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn suggests_and_labels() {
+        let catalog = StageCatalog::spinnaker();
+        assert_eq!(catalog.suggest("deployManifests"), Some("deployManifest"));
+        assert_eq!(label_of("manualJudgment"), "Manual Judgment");
+        assert_eq!(
+            catalog.get("jenkins").map(|e| e.descriptor.label.as_str()),
+            Some("Jenkins")
         );
     }
 }

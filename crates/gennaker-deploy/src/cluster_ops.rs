@@ -13,6 +13,7 @@
 //! from the cluster as it is, so a repeated run finds nothing left to do.
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, ValidationReport};
 use gennaker_engine::{
     StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
     TaskSpec, truthy,
@@ -23,6 +24,7 @@ use crate::cluster::{deployed_by_parent, provider_for, server_groups};
 use crate::fields::{ClusterRef, task_error, whole};
 use crate::model::{Capacity, ServerGroup};
 use crate::provider::Providers;
+use crate::rules::{CloudStageType, Rules, check_cluster_target, described_by_kind};
 
 /// The three cluster-wide operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +35,28 @@ enum Operation {
 }
 
 impl Operation {
-    fn stage_type(self) -> &'static str {
-        match self {
-            Self::Disable => "disableCluster",
-            Self::ScaleDown => "scaleDownCluster",
-            Self::Shrink => "shrinkCluster",
-        }
+    fn kind(self, providers: &Providers) -> CloudStageType {
+        let (stage_type, label, description, rules): (_, _, _, Rules) = match self {
+            Self::Disable => (
+                "disableCluster",
+                "Disable Cluster",
+                "disable all but the newest server groups of a cluster",
+                check_disable_cluster,
+            ),
+            Self::ScaleDown => (
+                "scaleDownCluster",
+                "Scale Down Cluster",
+                "scale down all but the newest server groups of a cluster",
+                check_scale_down_cluster,
+            ),
+            Self::Shrink => (
+                "shrinkCluster",
+                "Shrink Cluster",
+                "delete all but the newest server groups of a cluster",
+                check_shrink_cluster,
+            ),
+        };
+        CloudStageType::new(stage_type, label, description, rules, providers)
     }
 
     fn task(self) -> &'static str {
@@ -89,7 +107,10 @@ impl Operation {
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     for operation in [Operation::Disable, Operation::ScaleDown, Operation::Shrink] {
         registry
-            .stage(ClusterStage { operation })
+            .stage(ClusterStage {
+                kind: operation.kind(providers),
+                operation,
+            })
             .task(ClusterTask {
                 operation,
                 providers: providers.clone(),
@@ -98,13 +119,12 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 }
 
 struct ClusterStage {
+    kind: CloudStageType,
     operation: Operation,
 }
 
 impl StageDefinition for ClusterStage {
-    fn stage_type(&self) -> &'static str {
-        self.operation.stage_type()
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![TaskSpec::new(self.operation.task())]
@@ -196,6 +216,40 @@ impl Task for ClusterTask {
         }
         Ok(TaskResult::succeeded().with_context(self.operation.result_key(), json!(done)))
     }
+}
+
+/// How many groups a shrink keeps, and whether it may delete enabled ones.
+fn check_shrink_cluster(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_cluster_target(stage, context, report);
+    stage.non_negative("shrinkToSize", report);
+    stage.boolean("allowDeleteActive", report);
+    stage.boolean("retainLargerOverNewer", report);
+}
+
+/// How many groups a scale-down leaves at full size.
+fn check_scale_down_cluster(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_cluster_target(stage, context, report);
+    stage.non_negative("remainingFullSizeServerGroups", report);
+    stage.boolean("preferLargerOverNewer", report);
+}
+
+/// How many groups a disable leaves enabled.
+fn check_disable_cluster(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_cluster_target(stage, context, report);
+    stage.non_negative("remainingEnabledServerGroups", report);
+    stage.boolean("preferLargerOverNewer", report);
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
     CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
     SyntheticSpec, Task, TaskContext, TaskError, TaskResult, TaskSpec, ancestors, parallel, truthy,
@@ -34,6 +35,7 @@ use crate::fields::{
 };
 use crate::model::{Capacity, CreateServerGroup, ServerGroup, ServerGroupOrigin};
 use crate::provider::Providers;
+use crate::rules::{CloudStageType, check_cluster, described_by_kind};
 use crate::server_group::WAIT_FOR_UP_INSTANCES;
 use crate::strategy::{Strategy, after_stages};
 
@@ -97,9 +99,24 @@ const GENERIC_KEYS: &[&str] = &[
 
 /// Registers `deploy`, `createServerGroup` and their tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
+    let deploy = CloudStageType::new(
+        "deploy",
+        "Deploy",
+        "deploy a new server group into each of its clusters, replacing the old ones with a strategy",
+        check_deploy,
+        providers,
+    );
+    let create = CloudStageType::new(
+        CREATE_SERVER_GROUP,
+        "Create Server Group",
+        "create one server group and wait for its instances to be up",
+        check_cluster,
+        providers,
+    );
     registry
-        .stage(DeployStage)
+        .stage(DeployStage { kind: deploy })
         .stage(CreateServerGroupStage {
+            kind: create,
             providers: providers.clone(),
         })
         .task(CollectDeployed)
@@ -113,7 +130,9 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 
 // ----- deploy -----
 
-struct DeployStage;
+struct DeployStage {
+    kind: CloudStageType,
+}
 
 /// The deploy stage's clusters.
 fn clusters(stage: &StageExecution) -> Vec<Map<String, Value>> {
@@ -126,9 +145,7 @@ fn clusters(stage: &StageExecution) -> Vec<Map<String, Value>> {
 }
 
 impl StageDefinition for DeployStage {
-    fn stage_type(&self) -> &'static str {
-        "deploy"
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![TaskSpec::new(COLLECT_DEPLOYED)]
@@ -199,9 +216,27 @@ impl Task for CollectDeployed {
     }
 }
 
+/// A deploy stage has clusters, each well formed.
+fn check_deploy(stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+    if !stage.has("clusters") {
+        report.push(
+            Problem::error(
+                stage.at("clusters"),
+                "a deploy stage needs at least one cluster",
+            )
+            .with_hint("add a cluster with application, account, stack, strategy and capacity"),
+        );
+        return;
+    }
+    for (_, cluster) in stage.objects("clusters", "a cluster", report) {
+        check_cluster(&cluster, context, report);
+    }
+}
+
 // ----- createServerGroup -----
 
 struct CreateServerGroupStage {
+    kind: CloudStageType,
     providers: Providers,
 }
 
@@ -225,9 +260,7 @@ fn application_of(execution: &Execution, context: &Map<String, Value>) -> String
 
 #[async_trait]
 impl StageDefinition for CreateServerGroupStage {
-    fn stage_type(&self) -> &'static str {
-        CREATE_SERVER_GROUP
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![

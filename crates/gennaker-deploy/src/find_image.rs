@@ -15,21 +15,29 @@ use crate::cluster::{provider_for, server_groups};
 use crate::fields::{ClusterRef, text};
 use crate::model::ServerGroup;
 use crate::provider::Providers;
+use crate::rules::{CloudStageType, check_cluster_target, described_by_kind};
 use crate::server_group::names;
 
 /// Registers the stage and its task.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
-    registry.stage(FindImageStage).task(FindImageTask {
+    let kind = CloudStageType::new(
+        "findImageFromCluster",
+        "Find Image from Cluster",
+        "find what a cluster runs, for a later deploy to reuse",
+        check_cluster_target,
+        providers,
+    );
+    registry.stage(FindImageStage { kind }).task(FindImageTask {
         providers: providers.clone(),
     });
 }
 
-struct FindImageStage;
+struct FindImageStage {
+    kind: CloudStageType,
+}
 
 impl StageDefinition for FindImageStage {
-    fn stage_type(&self) -> &'static str {
-        "findImageFromCluster"
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![TaskSpec::new("findImageFromClusterTask")]

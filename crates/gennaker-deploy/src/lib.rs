@@ -22,6 +22,7 @@ mod load_balancer;
 pub mod model;
 pub mod provider;
 mod rollback;
+mod rules;
 mod server_group;
 mod strategy;
 
@@ -33,7 +34,10 @@ pub use model::{
 };
 pub use provider::{DeployError, Provider, Providers, TrafficRouter};
 
-/// Adds every deployment stage type and its tasks, acting through `providers`.
+/// Adds every deployment stage type and its tasks, acting through `providers`. The
+/// composition root records which providers exist with
+/// [`StageRegistry::set_cloud_providers`], so stages naming another one are reported at
+/// save time.
 pub fn register(registry: &mut StageRegistry, providers: Providers) {
     deploy::register(registry, &providers);
     server_group::register(registry, &providers);

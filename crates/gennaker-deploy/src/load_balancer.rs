@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
     StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
     TaskSpec,
@@ -26,17 +27,59 @@ use crate::cluster::server_groups;
 use crate::fields::{account, cloud_provider, task_error, text, whole};
 use crate::model::LoadBalancerSpec;
 use crate::provider::{Providers, TrafficRouter};
+use crate::rules::{
+    CloudStageType, check_cloud_provider, check_server_group_target, described_by_kind,
+};
 use crate::server_group::{DETERMINE_TARGET, acting};
 
 /// Registers the load balancer stages and their tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
-    for (stage_type, tasks) in [
-        ("upsertLoadBalancer", &["upsertLoadBalancerTask"][..]),
-        ("deleteLoadBalancer", &["deleteLoadBalancerTask"][..]),
-        ("upsertSecurityGroup", &["upsertSecurityGroupTask"][..]),
-        ("shiftTraffic", &[DETERMINE_TARGET, "shiftTrafficTask"][..]),
-    ] {
-        registry.stage(SimpleStage { stage_type, tasks });
+    let stages = [
+        (
+            CloudStageType::new(
+                "upsertLoadBalancer",
+                "Upsert Load Balancer",
+                "create or update a load balancer",
+                check_upsert_load_balancer,
+                providers,
+            )
+            .aliases(&["upsertAmazonLoadBalancer"]),
+            &["upsertLoadBalancerTask"][..],
+        ),
+        (
+            CloudStageType::new(
+                "deleteLoadBalancer",
+                "Delete Load Balancer",
+                "delete a load balancer",
+                check_delete_load_balancer,
+                providers,
+            )
+            .aliases(&["deleteAmazonLoadBalancer"]),
+            &["deleteLoadBalancerTask"][..],
+        ),
+        (
+            CloudStageType::new(
+                "upsertSecurityGroup",
+                "Upsert Firewall",
+                "set which source networks may reach a load balancer",
+                check_upsert_security_group,
+                providers,
+            ),
+            &["upsertSecurityGroupTask"][..],
+        ),
+        (
+            CloudStageType::new(
+                "shiftTraffic",
+                "Shift Traffic",
+                "give a server group a share of its load balancers' traffic",
+                check_shift_traffic,
+                providers,
+            ),
+            &[DETERMINE_TARGET, "shiftTrafficTask"][..],
+        ),
+    ];
+    for (kind, tasks) in stages {
+        registry.stage(SimpleStage { kind, tasks });
     }
     registry
         .task(Upsert {
@@ -54,14 +97,12 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 }
 
 struct SimpleStage {
-    stage_type: &'static str,
+    kind: CloudStageType,
     tasks: &'static [&'static str],
 }
 
 impl StageDefinition for SimpleStage {
-    fn stage_type(&self) -> &'static str {
-        self.stage_type
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         self.tasks.iter().map(|t| TaskSpec::new(t)).collect()
@@ -374,5 +415,69 @@ impl Task for Shift {
                 .map_err(task_error)?;
         }
         Ok(TaskResult::succeeded().with_context("weights", json!(weights)))
+    }
+}
+
+/// Each load balancer has a name and an account.
+fn check_upsert_load_balancer(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_cloud_provider(stage, context, report);
+    if stage.has("loadBalancers") {
+        for (_, lb) in stage.objects("loadBalancers", "a load balancer", report) {
+            lb.required_string("name", "the load balancer name", report);
+            lb.require_account(report);
+        }
+        return;
+    }
+    stage.required_string("name", "the load balancer name", report);
+    stage.require_account(report);
+}
+
+/// A firewall has a name and an account.
+fn check_upsert_security_group(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_cloud_provider(stage, context, report);
+    if !stage.has("name") && !stage.has("securityGroupName") {
+        report.push(Problem::error(
+            stage.at("name"),
+            "the firewall has no name ('name')",
+        ));
+    }
+    stage.string("name", report);
+    stage.string("securityGroupName", report);
+    stage.require_account(report);
+}
+
+/// A deletion names the load balancer and its account.
+fn check_delete_load_balancer(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    stage.required_string("loadBalancerName", "the load balancer to delete", report);
+    stage.require_account(report);
+    check_cloud_provider(stage, context, report);
+}
+
+/// A traffic shift names its server group (or a cluster and target) and its share.
+fn check_shift_traffic(
+    stage: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    check_server_group_target(stage, context, report);
+    if let Some(percent) = stage.number("percentage", report)
+        && !(0.0..=100.0).contains(&percent)
+    {
+        report.push(Problem::error(
+            stage.at("percentage"),
+            format!("percentage must be between 0 and 100, not {percent}"),
+        ));
     }
 }

@@ -175,6 +175,13 @@ impl Providers {
         self
     }
 
+    /// The names of the configured providers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.providers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// The provider named `cloud_provider` (`None`: the default).
     pub fn provider(
         &self,

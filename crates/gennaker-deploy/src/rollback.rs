@@ -13,6 +13,7 @@
 //! `restoreServerGroupName`, `restoreCapacity`; `serverGroupName` is the restore group).
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
     StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
     TaskSpec,
@@ -23,16 +24,29 @@ use crate::cluster::{provider_for, server_groups};
 use crate::fields::{ClusterRef, capacity, capacity_json, server_group_name, task_error, text};
 use crate::model::{Capacity, ServerGroup};
 use crate::provider::Providers;
+use crate::rules::{CloudStageType, check_cloud_provider, check_cluster_target, described_by_kind};
 use crate::server_group::{WAIT_FOR_UP_INSTANCES, names};
 
 /// Registers both stages and their tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
     registry
         .stage(RollbackStage {
-            stage_type: "rollbackServerGroup",
+            kind: CloudStageType::new(
+                "rollbackServerGroup",
+                "Rollback Server Group",
+                "send traffic back to an earlier server group, then disable the rolled-back one",
+                check_rollback,
+                providers,
+            ),
         })
         .stage(RollbackStage {
-            stage_type: "rollbackCluster",
+            kind: CloudStageType::new(
+                "rollbackCluster",
+                "Rollback Cluster",
+                "roll a cluster back to its previous server group",
+                check_cluster_target,
+                providers,
+            ),
         })
         .task(DetermineRollback {
             providers: providers.clone(),
@@ -46,13 +60,11 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 }
 
 struct RollbackStage {
-    stage_type: &'static str,
+    kind: CloudStageType,
 }
 
 impl StageDefinition for RollbackStage {
-    fn stage_type(&self) -> &'static str {
-        self.stage_type
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![
@@ -260,4 +272,35 @@ impl Task for DisableRolledBack {
         }
         Ok(TaskResult::succeeded())
     }
+}
+
+const ROLLBACK_TYPES: &[&str] = &["EXPLICIT", "PREVIOUS_IMAGE", "TEST"];
+
+/// A rollback names its kind and, when EXPLICIT, both server groups.
+fn check_rollback(stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+    let kind = stage.one_of("rollbackType", ROLLBACK_TYPES, report);
+    let rollback = stage.object("rollbackContext", report);
+    if kind == Some("EXPLICIT") {
+        match rollback {
+            Some(rollback) => {
+                rollback.required_string("rollbackServerGroupName", "the server group to roll back", report);
+                rollback.required_string("restoreServerGroupName", "the server group to restore", report);
+            }
+            None => report.push(Problem::error(
+                stage.at("rollbackContext"),
+                "an EXPLICIT rollback needs rollbackContext with rollbackServerGroupName and restoreServerGroupName",
+            )),
+        }
+    }
+    if !stage.has("rollbackType") {
+        report.push(
+            Problem::error(
+                stage.at("rollbackType"),
+                "rollbackServerGroup needs a rollbackType",
+            )
+            .with_hint("EXPLICIT (name both server groups) or PREVIOUS_IMAGE"),
+        );
+    }
+    stage.require_account(report);
+    check_cloud_provider(stage, context, report);
 }

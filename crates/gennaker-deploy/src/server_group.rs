@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
     StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
     TaskSpec,
@@ -24,6 +25,7 @@ use crate::fields::{
 };
 use crate::model::{Capacity, ServerGroup};
 use crate::provider::{Provider, Providers};
+use crate::rules::{CloudStageType, check_capacity, check_server_group_target, described_by_kind};
 
 /// How often health is polled.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
@@ -34,13 +36,42 @@ const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Registers the server group stages and their tasks.
 pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
-    for (stage_type, action) in [
-        ("resizeServerGroup", "resizeServerGroup"),
-        ("enableServerGroup", "enableServerGroup"),
-        ("disableServerGroup", "disableServerGroup"),
-        ("destroyServerGroup", "destroyServerGroup"),
-    ] {
-        registry.stage(ServerGroupStage { stage_type, action });
+    let kinds = [
+        CloudStageType::new(
+            "resizeServerGroup",
+            "Resize Server Group",
+            "change a server group's capacity and wait until it matches",
+            check_resize,
+            providers,
+        )
+        .aliases(&["resizeAsg"]),
+        CloudStageType::new(
+            "enableServerGroup",
+            "Enable Server Group",
+            "send traffic to a server group",
+            check_server_group_target,
+            providers,
+        )
+        .aliases(&["enableAsg"]),
+        CloudStageType::new(
+            "disableServerGroup",
+            "Disable Server Group",
+            "take a server group out of traffic, letting requests in flight finish",
+            check_server_group_target,
+            providers,
+        )
+        .aliases(&["disableAsg"]),
+        CloudStageType::new(
+            "destroyServerGroup",
+            "Destroy Server Group",
+            "stop a server group's instances and delete it",
+            check_server_group_target,
+            providers,
+        )
+        .aliases(&["destroyAsg"]),
+    ];
+    for kind in kinds {
+        registry.stage(ServerGroupStage { kind });
     }
     let p = || providers.clone();
     registry
@@ -72,18 +103,15 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 }
 
 struct ServerGroupStage {
-    stage_type: &'static str,
-    action: &'static str,
+    kind: CloudStageType,
 }
 
 impl StageDefinition for ServerGroupStage {
-    fn stage_type(&self) -> &'static str {
-        self.stage_type
-    }
+    described_by_kind!();
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         let mut tasks = vec![TaskSpec::new(DETERMINE_TARGET)];
-        match self.action {
+        match self.kind.stage_type {
             "resizeServerGroup" => tasks.extend([
                 TaskSpec::new(DETERMINE_RESIZE_CAPACITY),
                 TaskSpec::new("resizeServerGroup"),
@@ -452,4 +480,37 @@ impl Task for WaitForHealth {
 /// At least the desired number of instances is `Up` (Orca's `WaitForUpInstancesTask`).
 fn up_instances(group: &ServerGroup) -> bool {
     healthy_instances(group) >= group.capacity.desired as usize
+}
+
+const RESIZE_ACTIONS: &[&str] = &[
+    "scale_exact",
+    "scale_up",
+    "scale_down",
+    "scale_to_cluster",
+    "scale_to_server_group",
+];
+
+/// A resize names its target and how much to resize by.
+fn check_resize(stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+    check_server_group_target(stage, context, report);
+    let action = stage.one_of("action", RESIZE_ACTIONS, report);
+    check_capacity(stage, report);
+    stage.number("scalePct", report);
+    stage.number("scaleNum", report);
+    let amount = stage.has("capacity") || stage.has("scalePct") || stage.has("scaleNum");
+    let needs_amount = !matches!(action, Some("scale_to_cluster" | "scale_to_server_group"));
+    if !amount && needs_amount && !stage.has("action") {
+        report.push(
+            Problem::error(stage.at("capacity"), "resizeServerGroup needs a capacity, scalePct or scaleNum")
+                .with_hint("e.g. \"action\": \"scale_exact\", \"capacity\": {\"min\": 2, \"max\": 2, \"desired\": 2}"),
+        );
+    } else if !amount && needs_amount {
+        report.push(Problem::error(
+            stage.at("capacity"),
+            format!(
+                "action '{}' needs a capacity, scalePct or scaleNum",
+                action.unwrap_or("?")
+            ),
+        ));
+    }
 }

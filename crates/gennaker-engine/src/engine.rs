@@ -199,6 +199,11 @@ impl Engine {
         &self.inner.registry
     }
 
+    /// Now (epoch ms), by the engine's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
     /// Expression evaluation as stages see it.
     pub fn expressions(&self) -> &ExpressionSupport {
         &self.inner.services.expressions

@@ -45,4 +45,7 @@ pub use message::Message;
 pub use stage::{
     CancelOutcome, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel, sequential,
 };
-pub use task::{Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};
+pub use task::{
+    Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception,
+    unsupported_exception,
+};

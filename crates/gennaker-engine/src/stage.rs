@@ -1,10 +1,14 @@
-//! Stage types: what a stage expands into (tasks, synthetic stages) and how it is
-//! canceled. Each type is registered once, with its tasks, in a [`StageRegistry`].
+//! Stage types: what a stage is (its descriptor), what its fields must look like (its
+//! rules), what it expands into (tasks, synthetic stages) and how it is canceled. Each
+//! type is defined once, next to its code, and registered with its tasks in a
+//! [`StageRegistry`], whose [`StageCatalog`] the validator and the API read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gennaker_core::stage_types::{StageCatalog, StageRules, StageTypeDescriptor};
+use gennaker_core::{CheckContext, Fields, ValidationReport};
 use serde_json::{Map, Value};
 
 use crate::message::Message;
@@ -55,8 +59,19 @@ pub struct CancelOutcome {
 /// A stage type.
 #[async_trait]
 pub trait StageDefinition: Send + Sync {
-    /// The `type` string in pipeline JSON.
-    fn stage_type(&self) -> &'static str;
+    /// What the type is: its `type` string and aliases, label, description, and the
+    /// cloud providers it acts through.
+    fn descriptor(&self) -> StageTypeDescriptor;
+
+    /// Save-time checks of the stage's own fields (run on every pipeline save and
+    /// `gennaker pipeline validate`).
+    fn check(
+        &self,
+        _stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        _report: &mut ValidationReport,
+    ) {
+    }
 
     /// The tasks the stage runs, in order.
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec>;
@@ -94,11 +109,32 @@ pub trait StageDefinition: Send + Sync {
     }
 }
 
-/// The stage types and tasks the engine knows.
-#[derive(Clone, Default)]
+/// The stage types and tasks the engine knows, and the catalog (these types plus
+/// Spinnaker's others as Spinnaker-only) that validation and the API read.
+#[derive(Clone)]
 pub struct StageRegistry {
     stages: HashMap<String, Arc<dyn StageDefinition>>,
     tasks: HashMap<&'static str, Arc<dyn Task>>,
+    catalog: StageCatalog,
+}
+
+impl Default for StageRegistry {
+    fn default() -> Self {
+        Self {
+            stages: HashMap::new(),
+            tasks: HashMap::new(),
+            catalog: StageCatalog::spinnaker(),
+        }
+    }
+}
+
+/// A definition's [`StageDefinition::check`], as the catalog's rules.
+struct DefinitionRules(Arc<dyn StageDefinition>);
+
+impl StageRules for DefinitionRules {
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+        self.0.check(stage, context, report);
+    }
 }
 
 impl std::fmt::Debug for StageRegistry {
@@ -112,7 +148,8 @@ impl std::fmt::Debug for StageRegistry {
 }
 
 impl StageRegistry {
-    /// An empty registry.
+    /// A registry with no runnable stage types (Spinnaker's are in its catalog, as
+    /// Spinnaker-only).
     pub fn new() -> Self {
         Self::default()
     }
@@ -125,10 +162,18 @@ impl StageRegistry {
         registry
     }
 
-    /// Adds a stage type.
+    /// Adds a stage type (replacing one of the same name).
     pub fn stage(&mut self, definition: impl StageDefinition + 'static) -> &mut Self {
-        self.stages
-            .insert(definition.stage_type().to_owned(), Arc::new(definition));
+        self.stage_shared(Arc::new(definition))
+    }
+
+    /// Adds a stage type held elsewhere too.
+    pub fn stage_shared(&mut self, definition: Arc<dyn StageDefinition>) -> &mut Self {
+        let descriptor = definition.descriptor();
+        let name = descriptor.stage_type.clone();
+        let rules: Arc<dyn StageRules> = Arc::new(DefinitionRules(definition.clone()));
+        self.catalog.register(descriptor, Some(rules));
+        self.stages.insert(name, definition);
         self
     }
 
@@ -138,9 +183,24 @@ impl StageRegistry {
         self
     }
 
-    /// The stage type called `stage_type`.
+    /// The runnable stage type called `stage_type` (or one of its aliases).
     pub fn definition(&self, stage_type: &str) -> Option<&Arc<dyn StageDefinition>> {
-        self.stages.get(stage_type)
+        self.stages.get(stage_type).or_else(|| {
+            self.catalog
+                .canonical(stage_type)
+                .and_then(|canonical| self.stages.get(canonical))
+        })
+    }
+
+    /// Every stage type known, runnable or Spinnaker-only.
+    pub fn catalog(&self) -> &StageCatalog {
+        &self.catalog
+    }
+
+    /// Records the cloud providers stages may deploy through, so that validation reports
+    /// a stage naming another one.
+    pub fn set_cloud_providers(&mut self, providers: impl IntoIterator<Item = String>) {
+        self.catalog.set_cloud_providers(providers);
     }
 
     /// The task called `name`.
@@ -148,7 +208,7 @@ impl StageRegistry {
         self.tasks.get(name)
     }
 
-    /// The registered stage types, sorted.
+    /// The runnable stage types, sorted.
     pub fn stage_types(&self) -> Vec<&str> {
         let mut types: Vec<&str> = self.stages.keys().map(String::as_str).collect();
         types.sort_unstable();

@@ -16,7 +16,7 @@ use crate::events::ExecutionEvent;
 use crate::expressions::PipelineIds;
 use crate::message::{Message, run_key};
 use crate::stage::SyntheticSpec;
-use crate::task::{TaskContext, TaskError, TaskStatus, exception};
+use crate::task::{TaskContext, TaskError, TaskStatus, exception, unsupported_exception};
 use gennaker_core::execution::{
     Execution, ExecutionStatus, PausedDetails, StageExecution, SyntheticStageOwner, TaskExecution,
 };
@@ -399,13 +399,20 @@ impl<'e> Step<'e> {
         self.set_stage_status(index, ExecutionStatus::Running);
         let stage_type = self.execution.stages[index].stage_type.clone();
         let Some(definition) = self.engine.registry.definition(&stage_type).cloned() else {
-            let known = self.engine.registry.stage_types().join(", ");
-            return self.fail_stage_now(
-                index,
-                format!(
-                    "Gennaker cannot run stage type '{stage_type}' yet (it runs: {known}); remove the stage or disable it with stageEnabled"
-                ),
+            let name = self.execution.stages[index].name.clone();
+            let what = match self.engine.registry.catalog().get(&stage_type) {
+                Some(_) => "is a Spinnaker stage type Gennaker cannot run yet",
+                None => "is not a stage type this server knows (GET /api/v1/stageTypes lists them)",
+            };
+            let error = format!(
+                "stage '{name}': type '{stage_type}' {what}; remove the stage or disable it with stageEnabled, then run the pipeline again"
             );
+            let stage = &mut self.execution.stages[index];
+            stage
+                .context
+                .insert("exception".into(), unsupported_exception(error));
+            self.set_stage_status(index, ExecutionStatus::Terminal);
+            return self.after_stage_done(index);
         };
         let stage = &self.execution.stages[index];
         let specs = definition.tasks(stage);
@@ -737,6 +744,15 @@ impl<'e> Step<'e> {
             Err(TaskError::Permanent(error)) => {
                 self.finish_task_with_error(index, task_id, error, None)
             }
+            Err(TaskError::Unsupported(error)) => {
+                let stage = &mut self.execution.stages[index];
+                let name = stage.name.clone();
+                let error = format!("stage '{name}': {error}");
+                stage
+                    .context
+                    .insert("exception".into(), unsupported_exception(error.clone()));
+                self.finish_task_with_error(index, task_id, error, Some(ExecutionStatus::Terminal))
+            }
         }
     }
 
@@ -748,7 +764,9 @@ impl<'e> Step<'e> {
         status: Option<ExecutionStatus>,
     ) -> Result<(), EngineError> {
         let stage = &mut self.execution.stages[index];
-        stage.context.insert("exception".into(), exception(error));
+        if !stage.failed_unsupported() {
+            stage.context.insert("exception".into(), exception(error));
+        }
         let status = status.unwrap_or_else(|| stage.failure_status());
         let message = Message::CompleteTask {
             execution: self.execution.id.clone(),
@@ -880,7 +898,9 @@ impl<'e> Step<'e> {
         }
         let has = |wanted: ExecutionStatus| statuses.contains(&wanted);
         let status = if has(ExecutionStatus::Terminal) {
-            stage.failure_status()
+            // A synthetic stage's unsupported failure must not pass for a mere STOPPED.
+            self.adopt_child_exception(index, stage_id);
+            self.execution.stages[index].failure_status()
         } else if has(ExecutionStatus::Stopped) {
             ExecutionStatus::Stopped
         } else if has(ExecutionStatus::Canceled) {

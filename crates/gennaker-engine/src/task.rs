@@ -107,6 +107,14 @@ pub fn exception(error: impl Into<String>) -> Value {
     })
 }
 
+/// A stage's `exception` for something Gennaker cannot do (see
+/// [`StageExecution::failed_unsupported`]): it ends the execution TERMINAL.
+pub fn unsupported_exception(error: impl Into<String>) -> Value {
+    let mut details = exception(error);
+    details["details"]["unsupported"] = Value::Bool(true);
+    details
+}
+
 /// A task could not do its work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
@@ -116,6 +124,12 @@ pub enum TaskError {
     /// Retrying will not help (a bad field, a 404): the task fails.
     #[error("{0}")]
     Permanent(String),
+    /// The stage asks for something Gennaker cannot do here (a precondition type it
+    /// does not support, a cloud provider or account that is not configured): the
+    /// execution ends TERMINAL whatever the stage's `failPipeline` says. The message
+    /// names the stage's field and what is unsupported.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What the engine lends a task.

@@ -1,19 +1,20 @@
 //! Whole-pipeline validation: the core's structural rules plus the templates' static check.
 
-use gennaker_core::{Problem, Severity, ValidationReport, validate_pipeline_value};
+use gennaker_core::{Problem, Severity, StageCatalog, ValidationReport, validate_pipeline_value};
 use serde_json::Value;
 
 use crate::check::{KnownFunctions, TemplateProblem, check_templates};
 
-/// Validates a pipeline config: everything [`validate_pipeline_value`] checks, plus every
+/// Validates a pipeline config with the stage types of `catalog`: everything
+/// [`validate_pipeline_value`] checks, plus every
 /// `${…}` in it (syntax, sandbox, unknown functions) against the helpers a Spinnaker
 /// pipeline may call.
 ///
 /// Template problems are warnings, not errors: Spinnaker saves such pipelines and only
 /// the stage that evaluates the expression fails (or keeps the raw text), so an import
 /// must not be refused for them — but the user sees each one, with its path and column.
-pub fn validate_pipeline(config: &Value) -> ValidationReport {
-    let mut report = validate_pipeline_value(config);
+pub fn validate_pipeline(config: &Value, catalog: &StageCatalog) -> ValidationReport {
+    let mut report = validate_pipeline_value(config, catalog);
     let known = KnownFunctions::spinnaker();
     report.problems.extend(
         check_templates(config, &known)
@@ -44,16 +45,16 @@ fn template_warning(problem: TemplateProblem) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::validate_pipeline;
-    use gennaker_core::Severity;
+    use gennaker_core::{Severity, StageCatalog};
     use serde_json::json;
 
     #[test]
     fn template_problems_are_warnings_with_paths() {
         let config = json!({
             "application": "app", "name": "p",
-            "stages": [{"refId": "1", "type": "wait", "name": "${ #nope('x') }", "waitTime": "${ parameters.t + }"}]
+            "stages": [{"refId": "1", "type": "noop", "name": "${ #nope('x') }", "waitTime": "${ parameters.t + }"}]
         });
-        let report = validate_pipeline(&config);
+        let report = validate_pipeline(&config, &StageCatalog::spinnaker());
         assert!(report.is_valid(), "{report:?}");
         let paths: Vec<_> = report
             .problems

@@ -5,9 +5,13 @@
 //! `/api/openapi.json` is generated from the handlers' annotations, so it cannot drift
 //! from the code.
 //!
-//! The execution engine runs in the same process, on the same store: [`run`] starts its
+//! The execution engine runs in the same process, on the same store: [`start`] runs its
 //! workers beside the HTTP server, the executions API drives it, and its status events
 //! are served live as server-sent events.
+//!
+//! The server is not the composition root: the binary opens it ([`open`]: data
+//! directory, store, first admin, listener), wires the stage types and the clouds they
+//! act on into a [`Wiring`], and then [`start`]s it.
 
 mod audit;
 mod auth;
@@ -17,11 +21,9 @@ mod error;
 mod extract;
 mod metrics;
 mod openapi;
-mod providers;
 mod routes;
 mod state;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +31,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use futures::future::BoxFuture;
 use gennaker_deploy::Providers;
 use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
+use gennaker_local::lb::LoadBalancers;
 use gennaker_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -60,9 +64,15 @@ pub enum ServerError {
     /// The execution engine could not start.
     #[error("the execution engine could not start: {0}")]
     Engine(#[from] EngineError),
-    /// The local provider could not start (its data directory, its load balancers).
-    #[error("the local provider could not start: {0}")]
-    Provider(String),
+    /// A cloud provider could not start (the local one: its data directory, its load
+    /// balancers).
+    #[error("the {provider} provider could not start: {message}")]
+    Provider {
+        /// Which provider.
+        provider: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -100,15 +110,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The execution engine on `store`, configured from `config`; call
-/// [`Engine::start`] to run its workers.
+/// The execution engine on `store` running the stage types of `registry`, configured
+/// from `config`; call [`Engine::start`] to run its workers.
 ///
 /// SQLite is a single server's database, so leases a previous process left are
 /// released at start; on PostgreSQL several servers share the queue.
-pub fn engine(store: &SqlStore, config: &ServerConfig, providers: Providers) -> Engine {
+pub fn engine(store: &SqlStore, config: &ServerConfig, registry: StageRegistry) -> Engine {
     let shared = Arc::new(store.clone());
-    let mut registry = StageRegistry::standard();
-    gennaker_deploy::register(&mut registry, providers);
     Engine::new(
         shared.clone(),
         shared,
@@ -123,14 +131,77 @@ pub fn engine(store: &SqlStore, config: &ServerConfig, providers: Providers) -> 
     )
 }
 
-/// Runs the server until `shutdown` completes (see [`start`] and [`RunningServer::stop`]).
-pub async fn run(
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let server = start(config).await?;
-    shutdown.await;
-    server.stop().await
+/// Stops what a [`Wiring`] started (providers' supervisors, load balancers) once the
+/// engine's workers have finished.
+pub trait Shutdown: Send + Sync {
+    /// Stops it; instances of the local provider keep running for the next start.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What the binary wires into a server: the stage types (and the catalog validation
+/// reads), and the clouds they act on.
+pub struct Wiring {
+    /// Every stage type the engine runs.
+    pub registry: StageRegistry,
+    /// The clouds deployment stages and infrastructure routes act on.
+    pub providers: Providers,
+    /// The built-in load balancers (their metrics join `/metrics`).
+    pub load_balancers: LoadBalancers,
+    /// Stops the providers when the server stops.
+    pub shutdown: Box<dyn Shutdown>,
+}
+
+impl std::fmt::Debug for Wiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring")
+            .field("registry", &self.registry)
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server whose store is connected and whose address is bound, not yet serving.
+#[derive(Debug)]
+pub struct OpenServer {
+    /// The store (migrated; the first admin exists).
+    pub store: SqlStore,
+    listener: TcpListener,
+    address: std::net::SocketAddr,
+    /// Cancelled when the server stops: providers' tasks should be its children.
+    pub stop: CancellationToken,
+}
+
+/// Creates the data directory, connects and migrates the store, creates the first
+/// admin if needed, and binds the listening address.
+pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+        context: format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        ),
+        source,
+    })?;
+    let store = SqlStore::connect(&config.database_url).await?;
+    bootstrap_admin(&store, config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            context: format!(
+                "cannot listen on {} (is another server running? choose another with --listen)",
+                config.listen
+            ),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServerError::Io {
+        context: "cannot read the listening address".to_owned(),
+        source,
+    })?;
+    Ok(OpenServer {
+        store,
+        listener,
+        address,
+        stop: CancellationToken::new(),
+    })
 }
 
 /// A server started by [`start`].
@@ -162,34 +233,20 @@ impl RunningServer {
     }
 }
 
-/// Connects the store, creates the first admin if needed, starts the providers and the
-/// engine's workers, and serves in the background until [`RunningServer::stop`].
-pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-        context: format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        ),
-        source,
-    })?;
-    let store = SqlStore::connect(&config.database_url).await?;
-    bootstrap_admin(&store, &config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Io {
-            context: format!(
-                "cannot listen on {} (is another server running? choose another with --listen)",
-                config.listen
-            ),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| ServerError::Io {
-        context: "cannot read the listening address".to_owned(),
-        source,
-    })?;
-    let stop = CancellationToken::new();
-    let providers = providers::start(&store, &config, stop.clone()).await?;
-    let engine = engine(&store, &config, providers.providers.clone());
+/// Starts the engine's workers on `wiring`'s stage types and serves in the background
+/// until [`RunningServer::stop`].
+pub async fn start(
+    open: OpenServer,
+    config: ServerConfig,
+    wiring: Wiring,
+) -> Result<RunningServer, ServerError> {
+    let OpenServer {
+        store,
+        listener,
+        address,
+        stop,
+    } = open;
+    let engine = engine(&store, &config, wiring.registry);
     let workers = engine
         .start(store.queue_listener().await?, stop.clone())
         .await?;
@@ -203,14 +260,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let state = AppState {
         store: Arc::new(store.clone()),
         engine,
-        providers: providers.providers.clone(),
-        load_balancers: providers.load_balancers.clone(),
+        providers: wiring.providers,
+        load_balancers: wiring.load_balancers,
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
         shutdown: stop.clone(),
         tasks: tasks.clone(),
     };
-    let serving = tokio::spawn(serve(listener, state, store, workers, providers, tasks));
+    let serving = tokio::spawn(serve(
+        listener,
+        state,
+        store,
+        workers,
+        wiring.shutdown,
+        tasks,
+    ));
     Ok(RunningServer {
         address,
         stop,
@@ -224,7 +288,7 @@ async fn serve(
     state: AppState,
     store: SqlStore,
     mut workers: tokio::task::JoinSet<()>,
-    providers: providers::Started,
+    providers: Box<dyn Shutdown>,
     tasks: TaskTracker,
 ) -> Result<(), ServerError> {
     let stop = state.shutdown.clone();
@@ -249,7 +313,7 @@ async fn serve(
         );
         workers.abort_all();
     }
-    providers.stop().await;
+    providers.shutdown().await;
     store.close().await;
     served.map_err(|source| ServerError::Io {
         context: "the HTTP server failed".to_owned(),

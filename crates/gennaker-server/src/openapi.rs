@@ -10,7 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit;
-use crate::routes::{access, applications, events, executions, infrastructure, pipelines};
+use crate::routes::{
+    access, applications, events, executions, infrastructure, pipelines, stage_types,
+};
 use crate::state::AppState;
 
 /// Every documented API route.
@@ -28,6 +30,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(pipelines::revision))
         .routes(routes!(pipelines::restore))
         .routes(routes!(pipelines::validate))
+        .routes(routes!(stage_types::list))
         .routes(routes!(executions::run))
         .routes(routes!(executions::list))
         .routes(routes!(executions::get))

@@ -64,14 +64,18 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            Command::Client(command) => match gennaker_cli::run(&cli.client, command).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    // A watched execution's outcome has its own status (see --help).
-                    ExitCode::from(err.exit_code())
+            Command::Client(command) => {
+                match gennaker_cli::run(&cli.client, command, &gennaker::wiring::offline_catalog())
+                    .await
+                {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        // A watched execution's outcome has its own status (see --help).
+                        ExitCode::from(err.exit_code())
+                    }
                 }
-            },
+            }
             Command::Expr(command) => expr_cmd::run(command, cli.client.output),
             Command::Canary(command) => report(canary_cmd::run(command, cli.client.output)),
         }

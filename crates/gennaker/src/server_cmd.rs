@@ -297,7 +297,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, log_format) = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    gennaker_server::run(config, shutdown_signal())
+    let server = gennaker::wiring::start_server(config)
+        .await
+        .with_context(|| format!("gennaker server failed to start (database {database})"))?;
+    shutdown_signal().await;
+    server
+        .stop()
         .await
         .with_context(|| format!("gennaker server failed (database {database})"))
 }

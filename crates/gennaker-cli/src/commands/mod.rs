@@ -7,13 +7,14 @@ mod execution;
 mod infrastructure;
 mod pipeline;
 mod role;
+mod stage_types;
 mod token;
 mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use gennaker_core::{detect_format, parse_document};
+use gennaker_core::{StageCatalog, detect_format, parse_document};
 use serde_json::Value;
 
 use crate::args::{ClientCommand, ClientOptions};
@@ -30,6 +31,8 @@ pub(crate) struct Context<'a> {
     pub(crate) out: &'a mut (dyn Write + Send),
     /// Whether `out` is a terminal: live views redraw in place instead of appending.
     pub(crate) terminal: bool,
+    /// The stage types offline validation knows.
+    pub(crate) catalog: &'a StageCatalog,
 }
 
 impl<'a> Context<'a> {
@@ -38,6 +41,7 @@ impl<'a> Context<'a> {
         config_path: Option<PathBuf>,
         out: &'a mut (dyn Write + Send),
         terminal: bool,
+        catalog: &'a StageCatalog,
     ) -> Self {
         Self {
             options,
@@ -45,6 +49,7 @@ impl<'a> Context<'a> {
             format: options.output.unwrap_or_default(),
             out,
             terminal,
+            catalog,
         }
     }
 
@@ -83,6 +88,7 @@ pub(crate) async fn dispatch(
         ClientCommand::Token(command) => token::run(ctx, command).await,
         ClientCommand::Audit(args) => audit::run(ctx, args).await,
         ClientCommand::Whoami => user::whoami(ctx).await,
+        ClientCommand::StageTypes(args) => stage_types::run(ctx, args).await,
     }
 }
 

@@ -297,7 +297,7 @@ fn target_application(
 /// Offline: parse and validate with the same rules the server applies on save.
 fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
     let document = read_document(path)?;
-    let report = validate_pipeline(&document);
+    let report = validate_pipeline(&document, ctx.catalog);
     let errors = report.errors().count();
     let warnings = report.warnings().count();
     match ctx.format {

@@ -4,13 +4,13 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::fields::Obj;
+use super::fields::Fields;
 use crate::problems::{Problem, ValidationReport};
 
 /// Checks the pipeline's expected artifacts and returns every artifact id a stage or
 /// trigger may refer to (the pipeline's and those stages declare they produce).
 pub(super) fn check_expected_artifacts(
-    pipeline: &Obj<'_>,
+    pipeline: &Fields<'_>,
     report: &mut ValidationReport,
 ) -> HashSet<String> {
     let mut ids = HashSet::new();
@@ -59,18 +59,23 @@ pub(super) fn check_expected_artifacts(
             }
         }
     }
-    // Stages may declare artifacts they produce; those ids are valid references too.
+    // Stages may declare artifacts they produce, in `expectedArtifacts` or the older
+    // singular `expectedArtifact`; those ids are valid references too.
     if let Some(Value::Array(stages)) = pipeline.get("stages") {
         for stage in stages {
-            if let Some(Value::Array(produced)) = stage.get("expectedArtifacts") {
-                ids.extend(
-                    produced
-                        .iter()
-                        .filter_map(|a| a.get("id"))
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned),
-                );
-            }
+            let produced = match stage.get("expectedArtifacts") {
+                Some(Value::Array(list)) => list.iter().collect(),
+                _ => Vec::new(),
+            };
+            let single = stage.get("expectedArtifact").filter(|a| a.is_object());
+            ids.extend(
+                produced
+                    .into_iter()
+                    .chain(single)
+                    .filter_map(|a| a.get("id"))
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
         }
     }
     ids

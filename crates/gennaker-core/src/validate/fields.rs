@@ -7,19 +7,22 @@ use serde_json::{Map, Value};
 use crate::lenient::parse_bool;
 use crate::problems::{JsonPath, Problem, ValidationReport};
 
-/// One JSON object being checked, with its path.
-pub(crate) struct Obj<'a> {
-    pub(crate) map: &'a Map<String, Value>,
-    pub(crate) path: JsonPath,
+/// One JSON object being checked (a stage, a cluster, a trigger), with its JSON path, and
+/// readers that report a problem at that path when a field has the wrong type.
+pub struct Fields<'a> {
+    /// The object's fields.
+    pub map: &'a Map<String, Value>,
+    /// Where the object is in the document.
+    pub path: JsonPath,
 }
 
 /// True for a string holding a `${…}` expression: its value is only known at run time.
-pub(crate) fn is_expression(value: &Value) -> bool {
+pub fn is_expression(value: &Value) -> bool {
     value.as_str().is_some_and(|s| s.contains("${"))
 }
 
 /// `null`, `""`, `[]` and `{}` count as absent, as in the typed model.
-pub(crate) fn is_blank(value: &Value) -> bool {
+pub fn is_blank(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
@@ -29,7 +32,8 @@ pub(crate) fn is_blank(value: &Value) -> bool {
     }
 }
 
-pub(crate) fn type_name(value: &Value) -> &'static str {
+/// The JSON type of `value`, as messages name it ("a string", "an array").
+pub fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -40,26 +44,29 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     }
 }
 
-impl<'a> Obj<'a> {
-    pub(crate) fn new(map: &'a Map<String, Value>, path: JsonPath) -> Self {
+impl<'a> Fields<'a> {
+    /// Reads `map`, found at `path`.
+    pub fn new(map: &'a Map<String, Value>, path: JsonPath) -> Self {
         Self { map, path }
     }
 
-    pub(crate) fn at(&self, key: &str) -> JsonPath {
+    /// The path of `key` in this object.
+    pub fn at(&self, key: &str) -> JsonPath {
         self.path.key(key)
     }
 
     /// The value of `key` unless absent or blank.
-    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|v| !is_blank(v))
     }
 
-    pub(crate) fn has(&self, key: &str) -> bool {
+    /// Whether `key` is present and not blank.
+    pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
     /// An optional string field; other JSON types are an error.
-    pub(crate) fn string(&self, key: &str, report: &mut ValidationReport) -> Option<&'a str> {
+    pub fn string(&self, key: &str, report: &mut ValidationReport) -> Option<&'a str> {
         match self.get(key)? {
             Value::String(s) => Some(s),
             other => {
@@ -73,7 +80,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A required, non-empty string field.
-    pub(crate) fn required_string(
+    pub fn required_string(
         &self,
         key: &str,
         what: &str,
@@ -91,7 +98,7 @@ impl<'a> Obj<'a> {
 
     /// A boolean that Jackson would read: `true`, `false`, `"true"`, `"false"` or an
     /// expression.
-    pub(crate) fn boolean(&self, key: &str, report: &mut ValidationReport) -> Option<bool> {
+    pub fn boolean(&self, key: &str, report: &mut ValidationReport) -> Option<bool> {
         let value = self.get(key)?;
         match value {
             Value::Bool(b) => Some(*b),
@@ -109,7 +116,7 @@ impl<'a> Obj<'a> {
 
     /// Reads a boolean without reporting: for rules that depend on a flag whose own type
     /// problem is reported elsewhere.
-    pub(crate) fn flag(&self, key: &str) -> Option<bool> {
+    pub fn flag(&self, key: &str) -> Option<bool> {
         match self.get(key)? {
             Value::Bool(b) => Some(*b),
             Value::String(s) => parse_bool(s),
@@ -118,7 +125,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A non-negative integer, a numeric string or an expression.
-    pub(crate) fn non_negative(&self, key: &str, report: &mut ValidationReport) -> Option<u64> {
+    pub fn non_negative(&self, key: &str, report: &mut ValidationReport) -> Option<u64> {
         let value = self.get(key)?;
         if let Some(n) = crate::lenient::value_as_u64(value) {
             return Some(n);
@@ -133,7 +140,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A number (integer or float, or numeric string) or an expression.
-    pub(crate) fn number(&self, key: &str, report: &mut ValidationReport) -> Option<f64> {
+    pub fn number(&self, key: &str, report: &mut ValidationReport) -> Option<f64> {
         let value = self.get(key)?;
         let parsed = match value {
             Value::Number(n) => n.as_f64(),
@@ -150,7 +157,7 @@ impl<'a> Obj<'a> {
     }
 
     /// An optional array; other JSON types are an error.
-    pub(crate) fn array(&self, key: &str, report: &mut ValidationReport) -> Option<&'a Vec<Value>> {
+    pub fn array(&self, key: &str, report: &mut ValidationReport) -> Option<&'a Vec<Value>> {
         match self.get(key)? {
             Value::Array(items) => Some(items),
             other => {
@@ -164,9 +171,9 @@ impl<'a> Obj<'a> {
     }
 
     /// An optional object; other JSON types are an error.
-    pub(crate) fn object(&self, key: &str, report: &mut ValidationReport) -> Option<Obj<'a>> {
+    pub fn object(&self, key: &str, report: &mut ValidationReport) -> Option<Fields<'a>> {
         match self.get(key)? {
-            Value::Object(map) => Some(Obj::new(map, self.at(key))),
+            Value::Object(map) => Some(Fields::new(map, self.at(key))),
             other => {
                 report.push(Problem::error(
                     self.at(key),
@@ -179,7 +186,7 @@ impl<'a> Obj<'a> {
 
     /// An optional string that must be one of `allowed` (compared case-sensitively;
     /// expressions pass).
-    pub(crate) fn one_of(
+    pub fn one_of(
         &self,
         key: &str,
         allowed: &[&str],
@@ -204,12 +211,12 @@ impl<'a> Obj<'a> {
     }
 
     /// Each element of an optional array, as an object; non-objects are an error.
-    pub(crate) fn objects(
+    pub fn objects(
         &self,
         key: &str,
         what: &str,
         report: &mut ValidationReport,
-    ) -> Vec<(usize, Obj<'a>)> {
+    ) -> Vec<(usize, Fields<'a>)> {
         let Some(items) = self.array(key, report) else {
             return Vec::new();
         };
@@ -218,7 +225,7 @@ impl<'a> Obj<'a> {
             .iter()
             .enumerate()
             .filter_map(|(i, item)| match item {
-                Value::Object(map) => Some((i, Obj::new(map, path.index(i)))),
+                Value::Object(map) => Some((i, Fields::new(map, path.index(i)))),
                 other => {
                     report.push(Problem::error(
                         path.index(i),
@@ -231,11 +238,7 @@ impl<'a> Obj<'a> {
     }
 
     /// An optional array whose elements must all be strings.
-    pub(crate) fn strings(
-        &self,
-        key: &str,
-        report: &mut ValidationReport,
-    ) -> Vec<(usize, &'a str)> {
+    pub fn strings(&self, key: &str, report: &mut ValidationReport) -> Vec<(usize, &'a str)> {
         let Some(items) = self.array(key, report) else {
             return Vec::new();
         };
@@ -254,5 +257,22 @@ impl<'a> Obj<'a> {
                 }
             })
             .collect()
+    }
+
+    /// `account` or its older name `credentials`, which every cloud stage needs.
+    pub fn require_account(&self, report: &mut ValidationReport) {
+        if self.has("account") {
+            self.string("account", report);
+        } else if self.has("credentials") {
+            self.string("credentials", report);
+        } else {
+            report.push(
+                Problem::error(
+                    self.at("account"),
+                    "no account to deploy to ('account' or 'credentials')",
+                )
+                .with_hint("e.g. \"account\": \"local\" or the name of a Kubernetes account"),
+            );
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! problem of a document at once with its JSON path.
 
 mod artifacts;
-mod cluster;
 mod fields;
 mod graph;
 mod notifications;
@@ -11,6 +10,8 @@ mod stage_rules;
 mod stages;
 mod triggers;
 
+use std::collections::{BTreeSet, HashSet};
+
 use serde_json::Value;
 
 pub use notifications::{NOTIFICATION_EVENTS, NOTIFICATION_TYPES};
@@ -18,13 +19,27 @@ pub use triggers::TRIGGER_TYPES;
 
 use crate::application::validate_application_name;
 use crate::problems::{JsonPath, Problem, ValidationReport};
-use fields::{Obj, type_name};
+pub use fields::{Fields, is_blank, is_expression, type_name};
+
+use crate::stage_types::StageCatalog;
 
 /// Characters Deck refuses in pipeline names: they break URLs and the UI's routing.
 const FORBIDDEN_NAME_CHARS: &[char] = &['/', '\\', '?', '%', '#'];
 
-/// Validates a pipeline config given as JSON.
-pub fn validate_pipeline_value(value: &Value) -> ValidationReport {
+/// What a stage's rules may consult beyond the stage itself.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    /// The pipeline's application (a deploy cluster without one deploys into it).
+    pub application: Option<&'a str>,
+    /// The expected-artifact ids the pipeline and its stages declare.
+    pub artifact_ids: &'a HashSet<String>,
+    /// The cloud providers this server deploys through; `None` when unknown (offline
+    /// validation), and then provider checks are skipped.
+    pub cloud_providers: Option<&'a BTreeSet<String>>,
+}
+
+/// Validates a pipeline config given as JSON, with the stage types of `catalog`.
+pub fn validate_pipeline_value(value: &Value, catalog: &StageCatalog) -> ValidationReport {
     let mut report = ValidationReport::default();
     let root = JsonPath::root();
     let Value::Object(map) = value else {
@@ -37,7 +52,7 @@ pub fn validate_pipeline_value(value: &Value) -> ValidationReport {
         ));
         return report;
     };
-    let pipeline = Obj::new(map, root);
+    let pipeline = Fields::new(map, root);
     check_identity(&pipeline, &mut report);
     check_top_level_fields(&pipeline, &mut report);
 
@@ -52,7 +67,13 @@ pub fn validate_pipeline_value(value: &Value) -> ValidationReport {
             .with_hint("export the rendered pipeline from Spinnaker (Pipeline actions > Show JSON) and import that"),
         );
     }
-    stages::check_stages(&pipeline, templated, &artifact_ids, &mut report);
+    let application = pipeline.get("application").and_then(Value::as_str);
+    let context = CheckContext {
+        application,
+        artifact_ids: &artifact_ids,
+        cloud_providers: catalog.cloud_providers(),
+    };
+    stages::check_stages(&pipeline, templated, catalog, &context, &mut report);
     triggers::check_triggers(&pipeline, &artifact_ids, &mut report);
     parameters::check_parameters(&pipeline, &mut report);
     notifications::check_notifications(&pipeline, notifications::Level::Pipeline, &mut report);
@@ -62,8 +83,12 @@ pub fn validate_pipeline_value(value: &Value) -> ValidationReport {
 /// Validates a pipeline for saving under `application`: everything
 /// [`validate_pipeline_value`] checks, plus that its `application` field names that
 /// application.
-pub fn validate_pipeline_for_application(value: &Value, application: &str) -> ValidationReport {
-    let mut report = validate_pipeline_value(value);
+pub fn validate_pipeline_for_application(
+    value: &Value,
+    application: &str,
+    catalog: &StageCatalog,
+) -> ValidationReport {
+    let mut report = validate_pipeline_value(value, catalog);
     if let Some(declared) = value.get("application").and_then(Value::as_str)
         && !declared.is_empty()
         && declared != application
@@ -79,7 +104,7 @@ pub fn validate_pipeline_for_application(value: &Value, application: &str) -> Va
     report
 }
 
-fn check_identity(pipeline: &Obj<'_>, report: &mut ValidationReport) {
+fn check_identity(pipeline: &Fields<'_>, report: &mut ValidationReport) {
     if let Some(app) = pipeline.required_string("application", "the owning application", report) {
         validate_application_name(app, &pipeline.at("application"), report);
     }
@@ -100,7 +125,7 @@ fn check_identity(pipeline: &Obj<'_>, report: &mut ValidationReport) {
     pipeline.string("id", report);
 }
 
-fn check_top_level_fields(pipeline: &Obj<'_>, report: &mut ValidationReport) {
+fn check_top_level_fields(pipeline: &Fields<'_>, report: &mut ValidationReport) {
     for key in [
         "description",
         "type",
@@ -134,7 +159,7 @@ mod tests {
     #[test]
     fn non_objects_are_one_error() {
         for v in [json!(null), json!([]), json!("x"), json!(1)] {
-            let report = validate_pipeline_value(&v);
+            let report = validate_pipeline_value(&v, &StageCatalog::spinnaker());
             assert_eq!(report.errors().count(), 1, "{v}");
         }
     }

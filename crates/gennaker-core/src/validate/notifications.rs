@@ -1,6 +1,6 @@
 //! `notifications[]` on a pipeline or a stage (spinnaker-model §6).
 
-use super::fields::Obj;
+use super::fields::Fields;
 use crate::problems::{Problem, ValidationReport};
 use crate::suggest;
 
@@ -55,7 +55,7 @@ pub(super) enum Level {
     Stage,
 }
 
-pub(super) fn check_notifications(owner: &Obj<'_>, level: Level, report: &mut ValidationReport) {
+pub(super) fn check_notifications(owner: &Fields<'_>, level: Level, report: &mut ValidationReport) {
     for (_, notification) in owner.objects("notifications", "a notification", report) {
         notification.string("level", report);
         let kind = notification.required_string("type", "the notification type", report);

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::fields::Obj;
+use super::fields::Fields;
 use crate::pipeline::scalar_text;
 use crate::problems::{Problem, ValidationReport};
 
-pub(super) fn check_parameters(pipeline: &Obj<'_>, report: &mut ValidationReport) {
+pub(super) fn check_parameters(pipeline: &Fields<'_>, report: &mut ValidationReport) {
     let mut first_index: HashMap<String, usize> = HashMap::new();
     for (index, parameter) in pipeline.objects("parameterConfig", "a parameter", report) {
         for key in ["label", "description"] {
@@ -45,7 +45,7 @@ pub(super) fn check_parameters(pipeline: &Obj<'_>, report: &mut ValidationReport
     }
 }
 
-fn check_options(parameter: &Obj<'_>, report: &mut ValidationReport) {
+fn check_options(parameter: &Fields<'_>, report: &mut ValidationReport) {
     let has_options = parameter.flag("hasOptions") == Some(true);
     let mut values = Vec::new();
     for (_, option) in parameter.objects("options", "an option", report) {

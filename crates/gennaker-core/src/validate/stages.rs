@@ -1,27 +1,27 @@
 //! The `stages` array: each stage's common fields, its type, and the DAG.
 
-use std::collections::HashSet;
-
 use serde_json::Value;
 
-use super::fields::{Obj, is_expression, type_name};
+use super::CheckContext;
+use super::fields::{Fields, is_expression, type_name};
 use super::notifications::{self, Level};
 use super::{graph, stage_rules};
 use crate::problems::{Problem, ValidationReport};
-use crate::stage_types::{Support, stage_type, suggest_stage_type};
+use crate::stage_types::StageCatalog;
 
 /// A stage that passed the shape checks, for the graph checks.
 pub(super) struct StageRef<'a> {
     pub(super) index: usize,
-    pub(super) obj: Obj<'a>,
+    pub(super) obj: Fields<'a>,
     /// The refId as Orca compares it (numbers as decimal strings).
     pub(super) ref_id: Option<String>,
 }
 
 pub(super) fn check_stages(
-    pipeline: &Obj<'_>,
+    pipeline: &Fields<'_>,
     templated: bool,
-    artifact_ids: &HashSet<String>,
+    catalog: &StageCatalog,
+    context: &CheckContext<'_>,
     report: &mut ValidationReport,
 ) {
     let stages = pipeline.objects("stages", "a stage", report);
@@ -40,7 +40,7 @@ pub(super) fn check_stages(
     for (index, stage) in stages {
         let ref_id = check_ref_id(&stage, report);
         check_common_fields(&stage, report);
-        check_type(&stage, artifact_ids, report);
+        check_type(&stage, catalog, context, report);
         checked.push(StageRef {
             index,
             obj: stage,
@@ -50,7 +50,7 @@ pub(super) fn check_stages(
     graph::check_graph(&checked, report);
 }
 
-fn check_ref_id(stage: &Obj<'_>, report: &mut ValidationReport) -> Option<String> {
+fn check_ref_id(stage: &Fields<'_>, report: &mut ValidationReport) -> Option<String> {
     match stage.map.get("refId") {
         None | Some(Value::Null) => {
             report.push(
@@ -81,7 +81,7 @@ fn check_ref_id(stage: &Obj<'_>, report: &mut ValidationReport) -> Option<String
     }
 }
 
-fn check_common_fields(stage: &Obj<'_>, report: &mut ValidationReport) {
+fn check_common_fields(stage: &Fields<'_>, report: &mut ValidationReport) {
     stage.string("name", report);
     stage.string("comments", report);
     for key in [
@@ -106,25 +106,25 @@ fn check_common_fields(stage: &Obj<'_>, report: &mut ValidationReport) {
     notifications::check_notifications(stage, Level::Stage, report);
 }
 
-fn check_stage_enabled(stage: &Obj<'_>, report: &mut ValidationReport) {
+fn check_stage_enabled(stage: &Fields<'_>, report: &mut ValidationReport) {
     let Some(enabled) = stage.object("stageEnabled", report) else {
         return;
     };
     enabled.string("type", report);
+    // Without an expression the stage is enabled, as in Orca (Deck saves `{}`).
     match enabled.get("expression") {
-        None => report.push(
-            Problem::error(enabled.at("expression"), "stageEnabled has no expression")
-                .with_hint("e.g. {\"type\": \"expression\", \"expression\": \"${parameters.deploy == 'true'}\"}; remove stageEnabled to always run the stage"),
-        ),
-        Some(Value::String(_) | Value::Bool(_)) => {}
+        None | Some(Value::String(_) | Value::Bool(_)) => {}
         Some(other) => report.push(Problem::error(
             enabled.at("expression"),
-            format!("stageEnabled.expression must be a string, not {}", type_name(other)),
+            format!(
+                "stageEnabled.expression must be a string, not {}",
+                type_name(other)
+            ),
         )),
     }
 }
 
-fn check_execution_window(stage: &Obj<'_>, report: &mut ValidationReport) {
+fn check_execution_window(stage: &Fields<'_>, report: &mut ValidationReport) {
     let Some(window) = stage.object("restrictedExecutionWindow", report) else {
         if stage.flag("restrictExecutionDuringTimeWindow") == Some(true) {
             report.push(Problem::warning(
@@ -164,50 +164,52 @@ fn check_execution_window(stage: &Obj<'_>, report: &mut ValidationReport) {
     }
 }
 
-fn check_type(stage: &Obj<'_>, artifact_ids: &HashSet<String>, report: &mut ValidationReport) {
+fn check_type(
+    stage: &Fields<'_>,
+    catalog: &StageCatalog,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    stage_rules::check_artifact_references(stage, context.artifact_ids, report);
     let Some(stage_type_name) = stage.required_string("type", "the stage type", report) else {
         return;
     };
     let path = stage.at("type");
-    match stage_type(stage_type_name) {
-        Some(info) => match info.support {
-            Support::Runnable => {
-                stage_rules::check_stage_fields(stage_type_name, stage, artifact_ids, report)
+    match catalog.get(stage_type_name) {
+        Some(entry) if entry.descriptor.runnable => {
+            if let Some(rules) = entry.rules() {
+                rules.check(stage, context, report);
             }
-            Support::Planned | Support::NotSupported => {
-                let mut problem = Problem::warning(
-                    &path,
-                    format!(
-                        "stage type '{stage_type_name}' is a Spinnaker stage Gennaker cannot run yet; the pipeline is saved but running it will fail at this stage"
-                    ),
-                );
-                if let Some(canonical) = info.alias_of {
-                    problem = problem.with_hint(format!(
-                        "'{stage_type_name}' is a legacy name for '{canonical}'"
-                    ));
-                }
-                report.push(problem);
-                stage_rules::check_artifact_references(stage, artifact_ids, report);
-            }
-        },
-        None => {
-            let mut problem = Problem::error(
+        }
+        Some(entry) => {
+            let mut problem = Problem::warning(
                 &path,
                 format!(
-                    "unknown stage type '{stage_type_name}'{}",
-                    crate::suggest::did_you_mean(
-                        stage_type_name,
-                        crate::stage_types::STAGE_TYPES.iter().map(|i| i.name)
-                    )
+                    "stage type '{stage_type_name}' is a Spinnaker stage Gennaker cannot run yet; the pipeline is saved, but a run stops (TERMINAL) at this stage"
                 ),
             );
-            problem = match suggest_stage_type(stage_type_name) {
-                Some(s) => problem.with_hint(format!("set \"type\": \"{s}\"")),
-                None => problem.with_hint(
-                    "a preconfigured webhook or job, or a plugin stage, must be defined in Gennaker before pipelines can use it",
-                ),
-            };
+            if entry.descriptor.stage_type != stage_type_name {
+                problem = problem.with_hint(format!(
+                    "'{stage_type_name}' is a legacy name for '{}'",
+                    entry.descriptor.stage_type
+                ));
+            }
             report.push(problem);
+            stage_rules::check_spinnaker_only(&entry.descriptor.stage_type, stage, report);
+        }
+        None => {
+            let problem = Problem::warning(
+                &path,
+                format!(
+                    "unknown stage type '{stage_type_name}'; the pipeline is saved, but a run stops (TERMINAL) at this stage"
+                ),
+            );
+            report.push(match catalog.suggest(stage_type_name) {
+                Some(s) => problem.with_hint(format!("did you mean \"type\": \"{s}\"?")),
+                None => problem.with_hint(
+                    "a preconfigured webhook stage must be defined in the server's [[webhooks.preconfigured]] before pipelines can run it",
+                ),
+            });
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::fields::Obj;
+use super::fields::Fields;
 use crate::problems::{Problem, ValidationReport};
 use crate::suggest;
 
@@ -32,7 +32,7 @@ const PIPELINE_STATUSES: &[&str] = &["successful", "failed", "canceled", "suspen
 const PUBSUB_SYSTEMS: &[&str] = &["google", "amazon", "kafka"];
 
 pub(super) fn check_triggers(
-    pipeline: &Obj<'_>,
+    pipeline: &Fields<'_>,
     artifact_ids: &HashSet<String>,
     report: &mut ValidationReport,
 ) {
@@ -73,7 +73,7 @@ pub(super) fn check_triggers(
     }
 }
 
-fn check_trigger_fields(kind: &str, trigger: &Obj<'_>, report: &mut ValidationReport) {
+fn check_trigger_fields(kind: &str, trigger: &Fields<'_>, report: &mut ValidationReport) {
     match kind {
         "cron" => check_cron(trigger, report),
         "webhook" => {
@@ -156,7 +156,7 @@ fn check_trigger_fields(kind: &str, trigger: &Obj<'_>, report: &mut ValidationRe
 
 /// Presence and shape only: Quartz has 6 or 7 fields (seconds first); full parsing is
 /// the trigger crate's job.
-fn check_cron(trigger: &Obj<'_>, report: &mut ValidationReport) {
+fn check_cron(trigger: &Fields<'_>, report: &mut ValidationReport) {
     let Some(expr) = trigger.required_string("cronExpression", "the cron expression", report)
     else {
         return;

@@ -11,6 +11,9 @@
 //! `clusterSize` needs a deployment provider and is refused with a clear error.
 
 use async_trait::async_trait;
+use gennaker_core::{
+    CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport, type_name,
+};
 use serde_json::{Map, Value};
 
 use crate::stage::{StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel};
@@ -45,8 +48,22 @@ fn is_precondition(stage: &StageExecution) -> bool {
 }
 
 impl StageDefinition for CheckPreconditionsStage {
-    fn stage_type(&self) -> &'static str {
-        STAGE_TYPE
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            STAGE_TYPE,
+            Origin::Orca,
+            "Check Preconditions",
+            "fail unless expressions, cluster sizes or other stages' statuses hold",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_preconditions(stage, report);
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
@@ -383,5 +400,64 @@ impl Task for UnsupportedPreconditionTask {
 
     fn inline(&self) -> bool {
         true
+    }
+}
+
+const PRECONDITION_TYPES: &[&str] = &["expression", "clusterSize", "stageStatus"];
+const COMPARISONS: &[&str] = &["<", "<=", "==", "!=", ">=", ">"];
+
+fn check_preconditions(stage: &Fields<'_>, report: &mut ValidationReport) {
+    if !stage.has("preconditions") {
+        report.push(
+            Problem::error(stage.at("preconditions"), "checkPreconditions has no preconditions")
+                .with_hint("add e.g. {\"type\": \"expression\", \"context\": {\"expression\": \"${trigger.user != 'anonymous'}\"}}"),
+        );
+        return;
+    }
+    for (_, precondition) in stage.objects("preconditions", "a precondition", report) {
+        precondition.boolean("failPipeline", report);
+        if precondition
+            .required_string("type", "the precondition type", report)
+            .is_none()
+        {
+            continue;
+        }
+        let Some(kind) = precondition.one_of("type", PRECONDITION_TYPES, report) else {
+            continue;
+        };
+        let Some(context) = precondition.object("context", report) else {
+            report.push(Problem::error(
+                precondition.at("context"),
+                format!("a {kind} precondition needs a context"),
+            ));
+            continue;
+        };
+        match kind {
+            "expression" => match context.get("expression") {
+                Some(Value::String(_) | Value::Bool(_)) => {}
+                Some(other) => report.push(Problem::error(
+                    context.at("expression"),
+                    format!("expression must be a string, not {}", type_name(other)),
+                )),
+                None => report.push(Problem::error(
+                    context.at("expression"),
+                    "an expression precondition needs context.expression",
+                )),
+            },
+            "clusterSize" => {
+                context.required_string("cluster", "the cluster to count", report);
+                if !context.has("credentials") && !context.has("account") {
+                    context.require_account(report);
+                }
+                context.one_of("comparison", COMPARISONS, report);
+                context.non_negative("expected", report);
+                context.strings("regions", report);
+            }
+            "stageStatus" => {
+                context.required_string("stageName", "the stage whose status is checked", report);
+                context.required_string("stageStatus", "the expected status", report);
+            }
+            _ => {}
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! value may use an earlier key, and publishes each as an output.
 
 use async_trait::async_trait;
+use gennaker_core::{CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport};
 use serde_json::{Map, Value};
 
 use crate::stage::{StageDefinition, StageRegistry, TaskSpec};
@@ -18,8 +19,22 @@ pub(super) fn register(registry: &mut StageRegistry) {
 struct EvaluateVariablesStage;
 
 impl StageDefinition for EvaluateVariablesStage {
-    fn stage_type(&self) -> &'static str {
-        "evaluateVariables"
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            "evaluateVariables",
+            Origin::Orca,
+            "Evaluate Variables",
+            "evaluate expressions into named outputs for later stages",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_evaluate_variables(stage, report);
     }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
@@ -97,5 +112,32 @@ impl Task for EvaluateVariablesTask {
 
     fn inline(&self) -> bool {
         true
+    }
+}
+
+fn check_evaluate_variables(stage: &Fields<'_>, report: &mut ValidationReport) {
+    if !stage.has("variables") {
+        report.push(
+            Problem::error(stage.at("variables"), "evaluateVariables has no variables")
+                .with_hint("add e.g. [{\"key\": \"version\", \"value\": \"${trigger.tag}\"}]"),
+        );
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (_, variable) in stage.objects("variables", "a variable", report) {
+        if let Some(key) = variable.required_string("key", "the variable name", report)
+            && !seen.insert(key.to_owned())
+        {
+            report.push(Problem::warning(
+                variable.at("key"),
+                format!("variable '{key}' is defined twice; the later value wins"),
+            ));
+        }
+        if !variable.map.contains_key("value") {
+            report.push(Problem::error(
+                variable.at("value"),
+                "the variable has no value",
+            ));
+        }
     }
 }

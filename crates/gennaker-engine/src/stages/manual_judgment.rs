@@ -1,6 +1,7 @@
 //! `manualJudgment`: waits for a user (with one of `selectedStageRoles`, if set) to
 //! judge `continue` or `stop`, optionally picking one of `judgmentInputs`.
 
+use gennaker_core::{CheckContext, Fields, Origin, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,8 +22,22 @@ const JUDGMENT_TIMEOUT: Duration = Duration::from_secs(3 * 24 * 3600);
 struct ManualJudgmentStage;
 
 impl StageDefinition for ManualJudgmentStage {
-    fn stage_type(&self) -> &'static str {
-        "manualJudgment"
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            "manualJudgment",
+            Origin::Echo,
+            "Manual Judgment",
+            "wait for a person to continue or stop, optionally with a choice of inputs",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_manual_judgment(stage, report);
     }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
@@ -57,5 +72,14 @@ impl Task for WaitForJudgmentTask {
 
     fn timeout(&self, _stage: &StageExecution) -> Option<Duration> {
         Some(JUDGMENT_TIMEOUT)
+    }
+}
+
+fn check_manual_judgment(stage: &Fields<'_>, report: &mut ValidationReport) {
+    stage.string("instructions", report);
+    stage.boolean("propagateAuthenticationContext", report);
+    stage.strings("selectedStageRoles", report);
+    for (_, input) in stage.objects("judgmentInputs", "a judgment input", report) {
+        input.required_string("value", "the judgment choice", report);
     }
 }

@@ -9,6 +9,7 @@
 //! `PatchStage`), so the monitor's poll is only a safety net. Cancelling the stage
 //! cancels the child.
 
+use gennaker_core::{CheckContext, Fields, Origin, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,8 +52,22 @@ fn waits_for_completion(stage: &StageExecution) -> bool {
 
 #[async_trait]
 impl StageDefinition for PipelineStage {
-    fn stage_type(&self) -> &'static str {
-        "pipeline"
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            "pipeline",
+            Origin::Front50,
+            "Pipeline",
+            "run another pipeline, optionally waiting for it to finish",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_pipeline_stage(stage, report);
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
@@ -346,4 +361,15 @@ impl Task for MonitorPipelineTask {
             Some(MONITOR_TIMEOUT)
         }
     }
+}
+
+fn check_pipeline_stage(stage: &Fields<'_>, report: &mut ValidationReport) {
+    stage.required_string(
+        "application",
+        "the application of the pipeline to run",
+        report,
+    );
+    stage.required_string("pipeline", "the id of the pipeline to run", report);
+    stage.object("pipelineParameters", report);
+    stage.boolean("waitForCompletion", report);
 }

@@ -1,5 +1,6 @@
 //! `wait`: waits `waitTime` seconds; `skipRemainingWait` ends it early.
 
+use gennaker_core::{CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,8 +18,22 @@ pub(super) fn register(registry: &mut StageRegistry) {
 struct WaitStage;
 
 impl StageDefinition for WaitStage {
-    fn stage_type(&self) -> &'static str {
-        "wait"
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            "wait",
+            Origin::Orca,
+            "Wait",
+            "wait a number of seconds, or until someone skips the wait",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_wait(stage, report);
     }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
@@ -58,4 +73,20 @@ impl Task for WaitTask {
             Ok(TaskResult::running_after(Duration::from_millis(remaining)))
         }
     }
+}
+
+fn check_wait(stage: &Fields<'_>, report: &mut ValidationReport) {
+    match stage.get("waitTime") {
+        None => report.push(
+            Problem::error(
+                stage.at("waitTime"),
+                "a wait stage needs waitTime (seconds)",
+            )
+            .with_hint("e.g. \"waitTime\": 30, or an expression like \"${parameters.delay}\""),
+        ),
+        Some(_) => {
+            stage.non_negative("waitTime", report);
+        }
+    }
+    stage.string("skipWaitText", report);
 }

@@ -15,6 +15,7 @@
 //! a task that runs again after a crash sends the same key (so a server that honours it
 //! does the work once), while a user's restart of the stage sends a new one.
 
+use gennaker_core::{CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -61,8 +62,22 @@ struct WebhookStage;
 
 #[async_trait]
 impl StageDefinition for WebhookStage {
-    fn stage_type(&self) -> &'static str {
-        "webhook"
+    fn descriptor(&self) -> StageTypeDescriptor {
+        StageTypeDescriptor::runnable(
+            "webhook",
+            Origin::Orca,
+            "Webhook",
+            "call an HTTP endpoint and optionally poll it until the work it started is done",
+        )
+    }
+
+    fn check(
+        &self,
+        stage: &Fields<'_>,
+        _context: &CheckContext<'_>,
+        report: &mut ValidationReport,
+    ) {
+        check_webhook(stage, report);
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
@@ -919,6 +934,88 @@ async fn cancel_webhook(
         context,
         messages: Vec::new(),
     })
+}
+
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const STATUS_URL_RESOLUTIONS: &[&str] = &["getMethod", "locationHeader", "webhookResponse"];
+
+fn check_webhook(stage: &Fields<'_>, report: &mut ValidationReport) {
+    if let Some(url) = stage.required_string("url", "the URL to call", report)
+        && !url.contains("${")
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        report.push(
+            Problem::error(
+                stage.at("url"),
+                format!("url '{url}' is not an http:// or https:// URL"),
+            )
+            .with_hint("webhooks only call http and https URLs"),
+        );
+    }
+    if let Some(method) = stage.string("method", report)
+        && !method.contains("${")
+        && !HTTP_METHODS.contains(&method.to_ascii_uppercase().as_str())
+    {
+        report.push(Problem::error(
+            stage.at("method"),
+            format!(
+                "method '{method}' is not an HTTP method ({})",
+                HTTP_METHODS.join(", ")
+            ),
+        ));
+    }
+    stage.object("customHeaders", report);
+    for key in [
+        "statusUrlJsonPath",
+        "statusJsonPath",
+        "progressJsonPath",
+        "successStatuses",
+        "canceledStatuses",
+        "terminalStatuses",
+        "cancelEndpoint",
+        "cancelMethod",
+    ] {
+        stage.string(key, report);
+    }
+    for key in ["failFastStatusCodes", "retryStatusCodes"] {
+        if let Some(codes) = stage.array(key, report) {
+            for (i, code) in codes.iter().enumerate() {
+                let ok = gennaker_core::lenient::value_as_u64(code)
+                    .is_some_and(|c| (100..=599).contains(&c));
+                if !ok {
+                    report.push(Problem::error(
+                        stage.at(key).index(i),
+                        format!("{code} is not an HTTP status code"),
+                    ));
+                }
+            }
+        }
+    }
+    if stage.boolean("waitForCompletion", report) == Some(true) {
+        match stage.one_of("statusUrlResolution", STATUS_URL_RESOLUTIONS, report) {
+            None if !stage.has("statusUrlResolution") => report.push(
+                Problem::error(
+                    stage.at("statusUrlResolution"),
+                    "waitForCompletion is on but statusUrlResolution is missing",
+                )
+                .with_hint("use getMethod (poll the same URL), locationHeader or webhookResponse"),
+            ),
+            Some("webhookResponse") if !stage.has("statusUrlJsonPath") => report.push(Problem::error(
+                stage.at("statusUrlJsonPath"),
+                "statusUrlResolution webhookResponse needs statusUrlJsonPath (where the status URL is in the response)",
+            )),
+            _ => {}
+        }
+        if !stage.has("statusJsonPath") {
+            report.push(
+                Problem::error(
+                    stage.at("statusJsonPath"),
+                    "waitForCompletion is on but statusJsonPath is missing",
+                )
+                .with_hint("the JSON path of the status in the polled response, e.g. \"$.status\""),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -252,8 +252,13 @@ pub(crate) fn summary(execution: &Execution) -> String {
 pub(crate) struct TestStage;
 
 impl StageDefinition for TestStage {
-    fn stage_type(&self) -> &'static str {
-        "test"
+    fn descriptor(&self) -> gennaker_core::StageTypeDescriptor {
+        gennaker_core::StageTypeDescriptor::runnable(
+            "test",
+            gennaker_core::Origin::Gennaker,
+            "Test",
+            "runs `tasks` test tasks",
+        )
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {

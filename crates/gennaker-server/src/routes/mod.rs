@@ -8,3 +8,4 @@ pub(crate) mod executions;
 pub(crate) mod health;
 pub(crate) mod infrastructure;
 pub(crate) mod pipelines;
+pub(crate) mod stage_types;

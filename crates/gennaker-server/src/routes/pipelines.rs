@@ -121,8 +121,17 @@ pub(crate) async fn save(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = authorize(&state, &caller, &app, Access::Write).await?;
-    let document = parse_body(&headers, &body)?;
-    let warnings = reject_errors("pipeline", validate_pipeline(&document))?;
+    let mut document = parse_body(&headers, &body)?;
+    stamp_save(
+        &mut document,
+        &application.name,
+        &caller.name,
+        state.engine.now(),
+    );
+    let warnings = reject_errors(
+        "pipeline",
+        validate_pipeline(&document, state.engine.registry().catalog()),
+    )?;
     if let Some(named) = document.get("application").and_then(Value::as_str)
         && !named.eq_ignore_ascii_case(&application.name)
     {
@@ -165,6 +174,23 @@ pub(crate) async fn save(
         warnings,
     };
     Ok(audited((status, Json(body)), detail))
+}
+
+/// What Front50 sets on every save: a document without `application` belongs to the
+/// one in the URL; `updateTs` (epoch ms, a string as Front50 writes it) and
+/// `lastModifiedBy` say when and by whom.
+fn stamp_save(document: &mut Value, application: &str, user: &str, now: i64) {
+    let Value::Object(map) = document else {
+        return;
+    };
+    let named = map
+        .get("application")
+        .is_some_and(|a| !gennaker_core::is_blank(a));
+    if !named {
+        map.insert("application".into(), Value::String(application.to_owned()));
+    }
+    map.insert("updateTs".into(), Value::String(now.to_string()));
+    map.insert("lastModifiedBy".into(), Value::String(user.to_owned()));
 }
 
 /// Reads a pipeline's current revision.
@@ -260,7 +286,10 @@ pub(crate) async fn restore(
                 "pipeline '{name}' of application '{app}' has no revision {revision}"
             ))
         })?;
-    if let Err(err) = reject_errors("revision", validate_pipeline(&old.config)) {
+    if let Err(err) = reject_errors(
+        "revision",
+        validate_pipeline(&old.config, state.engine.registry().catalog()),
+    ) {
         let readable = caller
             .require(&application.name, &application.config, Access::Read)
             .is_ok();
@@ -288,12 +317,13 @@ pub(crate) async fn restore(
 #[utoipa::path(post, path = "/api/v1/pipelines/validate", tag = "pipelines", request_body(content = Object, description = "Spinnaker pipeline document"),
     responses((status = 200, body = ValidateResponse), (status = 401, body = ErrorBody)))]
 pub(crate) async fn validate(
+    State(state): State<AppState>,
     _caller: Caller,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Json<ValidateResponse> {
     let problems = match parse_body(&headers, &body) {
-        Ok(document) => validate_pipeline(&document).problems,
+        Ok(document) => validate_pipeline(&document, state.engine.registry().catalog()).problems,
         Err(ApiError::BadRequest { problems, .. }) => problems,
         Err(other) => vec![Problem {
             severity: Severity::Error,

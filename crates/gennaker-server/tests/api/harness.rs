@@ -156,7 +156,8 @@ impl Server {
             .unwrap(),
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
-        let engine = gennaker_server::engine(&store, &config, providers.clone());
+        let registry = stage_registry(&providers);
+        let engine = gennaker_server::engine(&store, &config, registry);
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await
@@ -577,4 +578,21 @@ pub(crate) fn judged_pipeline(app: &str, name: &str) -> Value {
             { "refId": "3", "requisiteStageRefIds": ["2"], "type": "wait", "name": "Settle", "waitTime": 1 },
         ],
     })
+}
+
+/// The binary's composition root, on the test's providers.
+pub(crate) fn stage_registry(
+    providers: &gennaker_deploy::Providers,
+) -> gennaker_engine::StageRegistry {
+    let mut registry = gennaker_engine::StageRegistry::standard();
+    gennaker_deploy::register(&mut registry, providers.clone());
+    registry.set_cloud_providers(providers.names());
+    registry
+}
+
+/// The stage types a test server knows (with the local provider).
+pub(crate) fn catalog() -> gennaker_core::StageCatalog {
+    let mut registry = stage_registry(&gennaker_deploy::Providers::new());
+    registry.set_cloud_providers(["local".to_owned()]);
+    registry.catalog().clone()
 }

@@ -118,7 +118,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
     };
-    let server = gennaker_server::start(config)
+    let server = gennaker::wiring::start_server(config)
         .await
         .context("cannot start the embedded server")?;
     let api = DemoApi::new(format!("http://{}", server.address()), token);

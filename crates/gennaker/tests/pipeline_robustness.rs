@@ -167,7 +167,7 @@ fn pipeline_like() -> impl Strategy<Value = Value> {
 
 /// Checks every invariant on one value.
 fn check_value(value: &Value) {
-    let report = validate_pipeline_value(value);
+    let report = validate_pipeline_value(value, &catalog());
     let _ = validate_application_value(value);
     if report.is_valid() {
         let pipeline = Pipeline::from_value(value.clone())
@@ -248,7 +248,7 @@ proptest! {
             })
         }).collect();
         let doc = serde_json::json!({"application": "shop", "name": "p", "stages": stages});
-        let report = validate_pipeline_value(&doc);
+        let report = validate_pipeline_value(&doc, &catalog());
         // Edges only to earlier stages form a DAG: then every problem must be a dangling,
         // self or cycle error that the generated edges really contain.
         let is_dag = edges.iter().enumerate().all(|(i, deps)| deps.iter().all(|d| *d < i));
@@ -257,4 +257,11 @@ proptest! {
         }
         check_value(&doc);
     }
+}
+
+/// Every stage type the binary assembles, as `gennaker pipeline validate` sees them.
+fn catalog() -> gennaker_core::StageCatalog {
+    let mut catalog = gennaker::wiring::offline_catalog();
+    catalog.set_cloud_providers(["local".to_owned()]);
+    catalog
 }

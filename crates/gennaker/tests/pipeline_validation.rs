@@ -84,7 +84,7 @@ fn assert_has(
 
 #[test]
 fn base_document_is_clean() {
-    let report = validate_pipeline_value(&base());
+    let report = validate_pipeline_value(&base(), &catalog());
     assert!(report.problems.is_empty(), "{report}");
 }
 
@@ -277,7 +277,7 @@ fn each_rule_reports_its_path_and_message() {
         ("stage artifact ref", stage("deployManifest", json!({"account": "k8s", "manifestArtifactId": "missing"})), W, "$.stages[0].manifestArtifactId", "artifact id 'missing' is not declared"),
     ];
     for (case, doc, severity, path, fragment) in &cases {
-        let report = validate_pipeline_value(doc);
+        let report = validate_pipeline_value(doc, &catalog());
         assert_has(&report, *severity, path, fragment, case);
         // Whatever validates without errors must load into the typed model and write
         // back unchanged; whatever the model rejects must have been an error.
@@ -303,7 +303,7 @@ fn all_problems_are_reported_at_once() {
         "parameterConfig": [{"name": "env"}, {"name": "env"}],
         "notifications": [{"type": "slack", "address": "#x", "when": ["pipeline.faild"]}]
     });
-    let report = validate_pipeline_value(&doc);
+    let report = validate_pipeline_value(&doc, &catalog());
     let expected = [
         (E, "$.application", "contains ' '"),
         (E, "$.name", "missing"),
@@ -342,7 +342,7 @@ fn all_problems_are_reported_at_once() {
 
 #[test]
 fn pipeline_must_belong_to_the_application_it_is_saved_under() {
-    let report = validate_pipeline_for_application(&base(), "billing");
+    let report = validate_pipeline_for_application(&base(), "billing", &catalog());
     assert_has(
         &report,
         E,
@@ -350,7 +350,7 @@ fn pipeline_must_belong_to_the_application_it_is_saved_under() {
         "belongs to application 'shop' but is being saved under 'billing'",
         "mismatch",
     );
-    assert!(validate_pipeline_for_application(&base(), "shop").is_valid());
+    assert!(validate_pipeline_for_application(&base(), "shop", &catalog()).is_valid());
 }
 
 #[test]
@@ -361,15 +361,22 @@ fn expressions_are_accepted_where_numbers_and_booleans_go() {
         {"refId": 2, "type": "wait", "waitTime": "30", "stageTimeoutMs": "3600000", "requisiteStageRefIds": [1],
          "continuePipeline": "false"}
     ]));
-    let report = validate_pipeline_value(&doc);
+    let report = validate_pipeline_value(&doc, &catalog());
     assert!(report.problems.is_empty(), "{report}");
 }
 
 #[test]
 fn report_serializes_for_the_api() {
-    let report = validate_pipeline_value(&stage("wiat", json!({})));
+    let report = validate_pipeline_value(&stage("wiat", json!({})), &catalog());
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["problems"][0]["severity"], "error");
     assert_eq!(json["problems"][0]["path"], "$.stages[0].type");
     assert_eq!(json["problems"][0]["hint"], "set \"type\": \"wait\"");
+}
+
+/// Every stage type the binary assembles, as `gennaker pipeline validate` sees them.
+fn catalog() -> gennaker_core::StageCatalog {
+    let mut catalog = gennaker::wiring::offline_catalog();
+    catalog.set_cloud_providers(["local".to_owned()]);
+    catalog
 }

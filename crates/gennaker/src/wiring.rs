@@ -1,0 +1,80 @@
+//! The composition root: which stage types a server runs and which clouds they act on.
+//! The server crate serves whatever it is handed; only this module names the crates
+//! that provide stage types and providers.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use gennaker_core::StageCatalog;
+use gennaker_deploy::Providers;
+use gennaker_engine::StageRegistry;
+use gennaker_local::lb::{LbConfig, LoadBalancers};
+use gennaker_local::{LocalProvider, LocalSettings};
+use gennaker_server::{OpenServer, RunningServer, ServerConfig, ServerError, Shutdown, Wiring};
+
+/// Every stage type, acting through `providers`: the engine's generic stages and the
+/// deployment stages.
+pub fn stage_registry(providers: Providers) -> StageRegistry {
+    let mut registry = StageRegistry::standard();
+    gennaker_deploy::register(&mut registry, providers);
+    registry
+}
+
+/// The stage types `gennaker pipeline validate` checks against offline: the same as a
+/// server's, without knowing which clouds a server deploys to.
+pub fn offline_catalog() -> StageCatalog {
+    stage_registry(Providers::new()).catalog().clone()
+}
+
+/// Opens a server on `config`, starts the local provider (re-creating its load
+/// balancers and adopting the instances a previous run left) and serves.
+pub async fn start_server(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let open = gennaker_server::open(&config).await?;
+    let wiring = wire(&open, &config).await?;
+    gennaker_server::start(open, config, wiring).await
+}
+
+async fn wire(open: &OpenServer, config: &ServerConfig) -> Result<Wiring, ServerError> {
+    let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
+    let local = LocalProvider::start(
+        Arc::new(open.store.clone()),
+        &config.data_dir.join("local"),
+        load_balancers.clone(),
+        LocalSettings::default(),
+        open.stop.child_token(),
+    )
+    .await
+    .map_err(|err| ServerError::Provider {
+        provider: "local",
+        message: err.to_string(),
+    })?;
+    let shared = Arc::new(local.clone());
+    let providers = Providers::new().with(shared.clone(), Some(shared));
+    let mut registry = stage_registry(providers.clone());
+    registry.set_cloud_providers(providers.names());
+    Ok(Wiring {
+        registry,
+        providers,
+        load_balancers: load_balancers.clone(),
+        shutdown: Box::new(LocalShutdown {
+            local,
+            load_balancers,
+        }),
+    })
+}
+
+/// Stops the local provider's supervision (its instances keep running and are adopted
+/// by the next start), then the load balancers after their requests finish.
+struct LocalShutdown {
+    local: LocalProvider,
+    load_balancers: LoadBalancers,
+}
+
+impl Shutdown for LocalShutdown {
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.local.shutdown().await;
+            self.load_balancers.shutdown().await;
+        })
+    }
+}

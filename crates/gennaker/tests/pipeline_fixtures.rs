@@ -1,0 +1,100 @@
+//! The realistic Spinnaker pipelines in `crates/gennaker-core/tests/fixtures/pipelines`
+//! validate with exactly the expected warnings against every stage type the binary runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use gennaker_core::{DocumentFormat, Severity, parse_document, validate_pipeline_value};
+use serde_json::Value;
+
+/// Fixture file, and the (path, message fragment) of every warning it must produce.
+const FIXTURES: &[(&str, &[(&str, &str)])] = &[
+    ("deploy-redblack-docker.json", &[]),
+    ("deploy-highlander-cron.json", &[]),
+    ("deploy-rollingredblack.json", &[]),
+    ("manual-judgment-branches.json", &[]),
+    ("webhook-wait-for-completion.json", &[]),
+    ("parallel-branches-join.json", &[]),
+    ("check-preconditions.json", &[]),
+    ("child-pipeline.json", &[]),
+    (
+        "kayenta-canary.json",
+        &[(
+            "$.stages[1].type",
+            "'kayentaCanary' is a Spinnaker stage Gennaker cannot run yet",
+        )],
+    ),
+    ("evaluate-variables-stage-enabled.json", &[]),
+    (
+        "k8s-deploy-manifest.json",
+        &[
+            (
+                "$.stages[0].type",
+                "'bakeManifest' is a Spinnaker stage Gennaker cannot run yet",
+            ),
+            (
+                "$.stages[1].type",
+                "'deployManifest' is a Spinnaker stage Gennaker cannot run yet",
+            ),
+            (
+                "$.stages[2].type",
+                "'undoRolloutManifest' is a Spinnaker stage Gennaker cannot run yet",
+            ),
+        ],
+    ),
+    (
+        "bake-jenkins-legacy.json",
+        &[
+            (
+                "$.stages[0].type",
+                "'jenkins' is a Spinnaker stage Gennaker cannot run yet",
+            ),
+            (
+                "$.stages[1].type",
+                "'bake' is a Spinnaker stage Gennaker cannot run yet",
+            ),
+        ],
+    ),
+    ("server-group-operations.json", &[]),
+    ("load-balancer-firewall.json", &[]),
+];
+
+fn load(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../gennaker-core/tests/fixtures/pipelines")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse_document(&text, DocumentFormat::Json).unwrap()
+}
+
+#[test]
+fn fixtures_validate_with_exactly_the_expected_warnings() {
+    let mut catalog = gennaker::wiring::offline_catalog();
+    catalog.set_cloud_providers(["local".to_owned()]);
+    for (name, expected) in FIXTURES {
+        let value = load(name);
+        let report = validate_pipeline_value(&value, &catalog);
+        let errors: Vec<_> = report.errors().collect();
+        assert!(errors.is_empty(), "{name}: unexpected errors:\n{report}");
+        let warnings: Vec<_> = report.warnings().collect();
+        assert_eq!(
+            warnings.len(),
+            expected.len(),
+            "{name}: warnings:\n{report}"
+        );
+        for (path, fragment) in *expected {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.path == *path && w.message.contains(fragment)),
+                "{name}: no warning at {path} containing {fragment:?}:\n{report}"
+            );
+        }
+        assert!(
+            report
+                .problems
+                .iter()
+                .all(|p| p.severity == Severity::Warning)
+        );
+    }
+}
