@@ -5,8 +5,8 @@ mod support;
 
 use gennaker_deploy::{Capacity, Provider};
 use gennaker_engine::ExecutionStatus;
+use gennaker_engine::testing::{stage, succeeded};
 use serde_json::{Value, json};
-use support::{stage, succeeded};
 
 /// Stages run one after another, each with the cluster's fields.
 fn chain(stages: Vec<Value>) -> Value {

@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use gennaker_engine::{ExecutionStatus, Services};
+use gennaker_engine::ExecutionStatus;
+use gennaker_engine::testing::{self, stage, succeeded};
 use serde_json::{Value, json};
-use support::{deploy_stage, stage, succeeded};
+use support::deploy_stage;
 
 deploy_test!(
     red_black_replaces_the_old_group_once_the_new_one_is_healthy,
@@ -67,7 +67,7 @@ deploy_test!(
         assert!(
             disable.start_time.unwrap() >= healthy_at + 10_000,
             "{}",
-            support::summary(&done)
+            testing::summary(&done)
         );
         let new = h.cloud.peek("shop-prod-v001").unwrap();
         assert!(!new.disabled && new.is_healthy());
@@ -148,7 +148,7 @@ deploy_test!(
                 json!({"stages": [deploy_stage("v2", json!({
                     "strategy": "rollingredblack", "targetPercentages": [25, 50],
                     "capacity": {"min": 4, "max": 4, "desired": 4},
-                    "pipelineBeforeCleanup": {"application": "shop", "pipelineId": validation},
+                    "pipelineBeforeCleanup": {"application": "shop", "pipelineId": validation["id"]},
                     "delayBeforeCleanup": 3
                 }))]}),
             )
@@ -200,17 +200,6 @@ deploy_test!(
     }
 );
 
-/// What the engine lends a cancel routine.
-fn services(h: &support::Harness) -> Services {
-    Services {
-        store: Arc::new(h.store.clone()),
-        executions: Arc::new(h.store.clone()),
-        http: reqwest::Client::new(),
-        clock: Arc::new(h.clock.clone()),
-        expressions: h.engine.expressions().clone(),
-    }
-}
-
 deploy_test!(
     an_unhealthy_version_fails_after_its_timeout_and_rolls_back,
     |h| {
@@ -237,7 +226,7 @@ deploy_test!(
             done.status,
             ExecutionStatus::Terminal,
             "{}",
-            support::summary(&done)
+            testing::summary(&done)
         );
         let create = stage(&done, "Deploy shop-prod");
         let error = create.context["exception"]["details"]["error"]
@@ -271,10 +260,9 @@ deploy_test!(
             create.context
         );
         // The routine is idempotent: run again, it finds nothing left to undo.
-        let registry = support::registry(&h.cloud);
-        let definition = registry.definition("createServerGroup").unwrap();
+        let definition = h.registry.definition("createServerGroup").unwrap();
         let again = definition
-            .cancel(&rolled, create, &services(&h))
+            .cancel(&rolled, create, &h.services())
             .await
             .unwrap();
         assert_eq!(
@@ -321,7 +309,7 @@ deploy_test!(canceling_a_deploy_rolls_back_through_the_engine, |h| {
         .cancel(&run.id, "alice", Some("looks wrong".into()))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let deadline = tokio::time::Instant::now() + testing::PATIENCE;
     while h.cloud.names() != std::slice::from_ref(&old) || !h.cloud.weights("shop-lb").is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -357,7 +345,7 @@ deploy_test!(clusters_deploy_side_by_side, |h| {
     let done = h.finish(&run.id).await;
     succeeded(&done);
     assert_eq!(
-        support::stage(&done, "Deploy").outputs["deploy.server.groups"],
+        testing::stage(&done, "Deploy").outputs["deploy.server.groups"],
         json!({"local": ["shop-prod-v001", "shop-staging-v000"]})
     );
     let mut log = h.cloud.log();
@@ -370,8 +358,8 @@ deploy_test!(clusters_deploy_side_by_side, |h| {
             "disable shop-prod-v000"
         ]
     );
-    let prod = support::stage(&done, "Deploy shop-prod");
-    let staging = support::stage(&done, "Deploy shop-staging");
+    let prod = testing::stage(&done, "Deploy shop-prod");
+    let staging = testing::stage(&done, "Deploy shop-staging");
     assert!(prod.requisite_stage_ref_ids.is_empty() && staging.requisite_stage_ref_ids.is_empty());
     h.stop().await;
 });

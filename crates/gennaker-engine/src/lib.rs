@@ -25,6 +25,8 @@ mod stage;
 mod stages;
 mod step;
 mod task;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod worker;
 
 pub use build::{

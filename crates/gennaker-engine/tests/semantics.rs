@@ -1,13 +1,12 @@
 //! Spinnaker's execution semantics, each proven on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
 use gennaker_engine::ExecutionStatus::{self, *};
+use gennaker_engine::engine_test;
+use gennaker_engine::testing::{stage, status_of, summary};
 use serde_json::json;
-use support::{stage, status_of, summary};
 
 fn s(ref_id: &str, name: &str, requisites: &[&str], extra: serde_json::Value) -> serde_json::Value {
     let mut stage =

@@ -1,19 +1,16 @@
 //! The `pipeline` (child pipeline) stage, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// support/ is shared by several test crates: its items are `pub` for them, not for export.
-#![allow(unreachable_pub)]
-
-mod support;
 
 use std::time::Duration;
 
 use gennaker_engine::Execution;
 use gennaker_engine::ExecutionStatus::*;
+use gennaker_engine::engine_test;
+use gennaker_engine::testing::{self, stage, status_of, summary};
 use serde_json::json;
-use support::{stage, status_of, summary};
 
 /// The child execution the parent's stage `name` started, once it has.
-async fn child_of(h: &support::Harness, parent: &str, name: &str) -> Execution {
+async fn child_of(h: &testing::Harness, parent: &str, name: &str) -> Execution {
     let parent = h
         .until(parent, "the child pipeline to be started", |e| {
             e.stages

@@ -1,14 +1,11 @@
 //! The `checkPreconditions` stage, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// support/ is shared by several test crates: its items are `pub` for them, not for export.
-#![allow(unreachable_pub)]
-
-mod support;
 
 use gennaker_engine::ExecutionStatus::*;
+use gennaker_engine::engine_test;
+use gennaker_engine::testing::{stage, status_of, summary};
 use gennaker_engine::{Execution, StageExecution, SyntheticStageOwner};
 use serde_json::{Value, json};
-use support::{stage, status_of, summary};
 
 /// The synthetic precondition stages of the stage called `parent`, in order.
 fn preconditions<'e>(execution: &'e Execution, parent: &str) -> Vec<&'e StageExecution> {

@@ -1,160 +1,16 @@
 //! The `webhook` stage against a real HTTP server on 127.0.0.1, on SQLite and
-//! PostgreSQL; and the generic stages under fault injection (every step done twice).
+//! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// support/ is shared by several test crates: its items are `pub` for them, not for export.
-#![allow(unreachable_pub)]
 
-mod support;
+mod remote;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
-use gennaker_engine::Execution;
 use gennaker_engine::ExecutionStatus::*;
+use gennaker_engine::testing::{stage, summary};
+use gennaker_engine::{Execution, engine_test};
+use remote::{Answer, Remote, answer, key_of};
 use serde_json::{Value, json};
-use support::{stage, summary};
-
-/// A request the remote received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-impl Seen {
-    fn key(&self) -> &str {
-        self.headers
-            .get("idempotency-key")
-            .map(String::as_str)
-            .unwrap_or("")
-    }
-}
-
-/// An answer the remote gives.
-#[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    body: Value,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn answer(status: u16, body: Value) -> Answer {
-    Answer {
-        status,
-        body,
-        headers: Vec::new(),
-    }
-}
-
-#[derive(Default)]
-struct RemoteState {
-    seen: Vec<Seen>,
-    /// `METHOD /path` → answers in turn; the last one repeats.
-    script: HashMap<String, VecDeque<Answer>>,
-}
-
-/// A scripted HTTP server that records what it receives.
-#[derive(Clone)]
-struct Remote {
-    state: Arc<Mutex<RemoteState>>,
-    base: String,
-}
-
-impl Remote {
-    async fn start() -> Remote {
-        let state = Arc::new(Mutex::new(RemoteState::default()));
-        let app = axum::Router::new()
-            .fallback(serve)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Remote { state, base }
-    }
-
-    fn on(&self, method: &str, path: &str, answers: Vec<Answer>) {
-        let mut state = self.state.lock().unwrap();
-        state
-            .script
-            .insert(format!("{method} {path}"), answers.into());
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
-        let state = self.state.lock().unwrap();
-        state
-            .seen
-            .iter()
-            .filter(|s| s.method == method && s.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits (real time, bounded) until `method path` was requested `count` times.
-    async fn wait_for(&self, method: &str, path: &str, count: usize) -> Vec<Seen> {
-        let deadline = tokio::time::Instant::now() + support::PATIENCE;
-        loop {
-            let seen = self.seen(method, path);
-            if seen.len() >= count {
-                return seen;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {count} × {method} {path}; saw {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn serve(
-    State(state): State<Arc<Mutex<RemoteState>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response<Body> {
-    let mut recorded = HashMap::new();
-    for name in headers.keys() {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        recorded.insert(name.as_str().to_owned(), values.join(", "));
-    }
-    let seen = Seen {
-        method: method.as_str().to_owned(),
-        path: uri.path().to_owned(),
-        headers: recorded,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    };
-    let key = format!("{} {}", seen.method, seen.path);
-    let mut state = state.lock().unwrap();
-    state.seen.push(seen);
-    let answer = match state.script.get_mut(&key) {
-        Some(answers) if answers.len() > 1 => answers.pop_front(),
-        Some(answers) => answers.front().cloned(),
-        None => None,
-    }
-    .unwrap_or_else(|| answer(404, json!({"error": format!("nothing scripted for {key}")})));
-    let mut response = Response::builder()
-        .status(StatusCode::from_u16(answer.status).unwrap())
-        .header("content-type", "application/json");
-    for (name, value) in &answer.headers {
-        response = response.header(*name, value);
-    }
-    response.body(Body::from(answer.body.to_string())).unwrap()
-}
 
 fn webhook(name: &str, fields: Value) -> Value {
     let mut stage = json!({"refId": "1", "name": name, "type": "webhook"});
@@ -162,10 +18,6 @@ fn webhook(name: &str, fields: Value) -> Value {
         stage[k] = v.clone();
     }
     json!({"stages": [stage]})
-}
-
-fn key_of(execution: &Execution, name: &str, restarts: u32) -> String {
-    format!("{}:{}:{restarts}", execution.id, stage(execution, name).id)
 }
 
 fn error_of(execution: &Execution, name: &str) -> String {
@@ -639,12 +491,11 @@ engine_test!(cancelling_the_execution_calls_the_cancel_endpoint, |h| {
     h.stop().await;
 });
 
-/// Orca cancels a stage that fails (CompleteStageHandler pushes CancelStage for every
-/// halting status), so a webhook whose monitoring times out stops its remote job.
-mod a_failed_webhook_stage_calls_its_cancel_endpoint {
-    use super::*;
-
-    async fn run(h: support::Harness) {
+engine_test!(
+    /// Orca cancels a stage that fails (CompleteStageHandler pushes CancelStage for every
+    /// halting status), so a webhook whose monitoring times out stops its remote job.
+    a_failed_webhook_stage_calls_its_cancel_endpoint,
+    |h| {
         let remote = Remote::start().await;
         let execution = h.run("timeout-cancel", cancellable_job(&remote)).await;
         remote.wait_for("GET", "/jobs", 1).await;
@@ -654,160 +505,4 @@ mod a_failed_webhook_stage_calls_its_cancel_endpoint {
         remote.wait_for("POST", "/jobs/42/cancel", 1).await;
         h.stop().await;
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        run(support::Harness::new(gennaker_store::testing::TestBackend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        run(support::Harness::new(gennaker_store::testing::TestBackend::Postgres).await).await;
-    }
-}
-
-// ----- under fault injection -----
-
-/// Every step of a pipeline with the three generic stages is done twice: the webhook
-/// is called again with the same key, exactly one child pipeline is started, and the
-/// outcome is that of an undisturbed run.
-async fn generic_stages_survive_repeated_steps(backend: gennaker_store::testing::TestBackend) {
-    use gennaker_engine::{Engine, EngineConfig, ManualClock, RunRequest, StageRegistry};
-    use gennaker_store::{ExecutionQuery, ExecutionStore, PipelineSave, Store};
-
-    let remote = Remote::start().await;
-    remote.on("POST", "/jobs", vec![answer(202, json!({"id": 42}))]);
-    remote.on(
-        "GET",
-        "/jobs",
-        vec![
-            answer(200, json!({"status": "RUNNING"})),
-            answer(200, json!({"status": "SUCCESS"})),
-        ],
-    );
-    let (db, sql) = gennaker_store::testing::TestDatabase::store(backend)
-        .await
-        .unwrap();
-    sql.create_application("shop", &json!({"name": "shop"}), "t")
-        .await
-        .unwrap();
-    let save = |name: &str, config: Value| PipelineSave {
-        id: None,
-        name: name.into(),
-        config,
-    };
-    sql.save_pipeline(
-        "shop",
-        &save("child", json!({"stages": [{"refId": "1", "name": "work", "type": "test", "outcome": "poll:1"}]})),
-        "t",
-    )
-    .await
-    .unwrap();
-    let (parent, _) = sql
-        .save_pipeline(
-            "shop",
-            &save(
-                "parent",
-                json!({"stages": [
-                    {"refId": "1", "name": "check", "type": "checkPreconditions",
-                     "preconditions": [{"type": "expression", "context": {"expression": "trigger.user == 'alice'"}}]},
-                    {"refId": "2", "name": "job", "type": "webhook", "requisiteStageRefIds": ["1"],
-                     "url": remote.url("/jobs"), "waitForCompletion": true,
-                     "statusJsonPath": "$.status", "successStatuses": "SUCCESS"},
-                    {"refId": "3", "name": "child", "type": "pipeline", "pipeline": "child", "requisiteStageRefIds": ["1"]},
-                ]}),
-            ),
-            "t",
-        )
-        .await
-        .unwrap();
-    let mut config = parent.config.clone();
-    config["id"] = json!(parent.id);
-    let store = Arc::new(gennaker_store::testing::FaultyExecutions::new(
-        sql.clone(),
-        true,
-    ));
-    let clock = ManualClock::new(1_700_000_000_000);
-    let calls = Arc::new(support::Calls::default());
-    let engine = Engine::new(
-        Arc::new(sql.clone()),
-        store.clone(),
-        support::registry_with_test_stage(StageRegistry::standard(), calls),
-        Arc::new(clock.clone()),
-        EngineConfig {
-            workers: 3,
-            idle_recheck: Duration::from_millis(50),
-            ..EngineConfig::default()
-        },
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut workers = engine.start(None, shutdown.clone()).await.unwrap();
-    let execution = engine
-        .run_pipeline(
-            "shop",
-            &config,
-            &RunRequest::default(),
-            &support::requester(),
-        )
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    let done = loop {
-        let current = engine.execution(&execution.id).await.unwrap().unwrap();
-        if current.status.is_complete() {
-            break current;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "did not finish:\n{}",
-            summary(&current)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        clock.advance(Duration::from_millis(500));
-    };
-    shutdown.cancel();
-    while workers.join_next().await.is_some() {}
-    assert_eq!(done.status, Succeeded, "{}", summary(&done));
-    assert!(
-        store.repeated.load(std::sync::atomic::Ordering::SeqCst) > 5,
-        "steps were repeated"
-    );
-
-    let calls = remote.seen("POST", "/jobs");
-    assert!(calls.len() >= 2, "the create step was repeated: {calls:?}");
-    let key = key_of(&done, "job", 0);
-    assert!(
-        calls.iter().all(|c| c.key() == key),
-        "one key for every attempt: {calls:?}"
-    );
-    assert!(remote.seen("GET", "/jobs").iter().all(|c| c.key() == key));
-
-    let all = sql
-        .list_executions(&ExecutionQuery {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 2, "the parent and ONE child");
-    let child_id = stage(&done, "child").context["executionId"]
-        .as_str()
-        .unwrap();
-    assert!(
-        all.iter()
-            .any(|row| row.id == child_id && row.status == "SUCCEEDED")
-    );
-    assert_eq!(stage(&done, "check").status, Succeeded);
-    sql.close().await;
-    drop(db);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_stages_survive_repeated_steps_sqlite() {
-    generic_stages_survive_repeated_steps(gennaker_store::testing::TestBackend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generic_stages_survive_repeated_steps_postgres() {
-    generic_stages_survive_repeated_steps(gennaker_store::testing::TestBackend::Postgres).await;
-}
+);

@@ -1,0 +1,236 @@
+//! Completing: a stage from its tasks and synthetic stages, what runs after it
+//! (downstream stages, joins, the parent of a synthetic group), and the execution once
+//! no branch can go on.
+
+use serde_json::{Map, Value};
+
+use gennaker_core::execution::{ExecutionStatus, StageExecution, SyntheticStageOwner};
+use gennaker_core::lenient::truthy;
+
+use super::{ENGINE_USER, Step};
+use crate::error::EngineError;
+use crate::message::Message;
+
+impl Step<'_> {
+    pub(super) fn complete_stage(&mut self, stage_id: &str) -> Result<(), EngineError> {
+        let Some(index) = self.index(stage_id) else {
+            return Ok(());
+        };
+        let stage = &self.execution.stages[index];
+        if stage.status != ExecutionStatus::Running {
+            return Ok(());
+        }
+        let mut statuses: Vec<ExecutionStatus> = stage.tasks.iter().map(|t| t.status).collect();
+        statuses.extend(
+            self.execution
+                .stages
+                .iter()
+                .filter(|s| s.parent_stage_id.as_deref() == Some(stage_id))
+                .map(|s| s.status),
+        );
+        if statuses
+            .iter()
+            .any(|s| matches!(s, ExecutionStatus::Running | ExecutionStatus::Paused))
+        {
+            return Ok(());
+        }
+        let has = |wanted: ExecutionStatus| statuses.contains(&wanted);
+        let status = if has(ExecutionStatus::Terminal) {
+            // A synthetic stage's unsupported failure must not pass for a mere STOPPED.
+            self.adopt_child_exception(index, stage_id);
+            self.execution.stages[index].failure_status()
+        } else if has(ExecutionStatus::Stopped) {
+            ExecutionStatus::Stopped
+        } else if has(ExecutionStatus::Canceled) {
+            ExecutionStatus::Canceled
+        } else if has(ExecutionStatus::FailedContinue) {
+            ExecutionStatus::FailedContinue
+        } else {
+            ExecutionStatus::Succeeded
+        };
+        self.set_stage_status(index, status);
+        if status != ExecutionStatus::Succeeded {
+            self.adopt_child_exception(index, stage_id);
+        }
+        if status.is_halt() || status == ExecutionStatus::FailedContinue {
+            // As Orca's CompleteStageHandler: a stage that fails stops (or undoes) what
+            // it started, e.g. a timed-out webhook's remote job, a deploy's new server
+            // group under `rollback.onFailure`.
+            self.queue_cancel_routine(index)?;
+        }
+        self.after_stage_done(index)
+    }
+
+    /// A stage that failed because one of its synthetic stages did shows that stage's
+    /// error as its own, so the execution view names the cause at the top level.
+    fn adopt_child_exception(&mut self, index: usize, stage_id: &str) {
+        if self.execution.stages[index]
+            .context
+            .contains_key("exception")
+        {
+            return;
+        }
+        let child_error = self
+            .execution
+            .stages
+            .iter()
+            .filter(|s| s.parent_stage_id.as_deref() == Some(stage_id) && s.status.is_halt())
+            .find_map(|s| s.context.get("exception").cloned());
+        if let Some(exception) = child_error {
+            self.execution.stages[index]
+                .context
+                .insert("exception".into(), exception);
+        }
+    }
+
+    /// What follows a stage that has just completed (or been skipped).
+    pub(super) fn after_stage_done(&mut self, index: usize) -> Result<(), EngineError> {
+        let stage = &self.execution.stages[index];
+        let status = stage.status;
+        let parent = stage.parent_stage_id.clone();
+        let owner = stage.synthetic_stage_owner;
+        let ref_id = stage.ref_id.clone();
+        let mut started_any = false;
+        if status.lets_downstream_run() {
+            let downstream: Vec<usize> = self
+                .execution
+                .stages
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.parent_stage_id == parent
+                        && s.synthetic_stage_owner == owner
+                        && s.status == ExecutionStatus::NotStarted
+                        && s.requisite_stage_ref_ids.contains(&ref_id)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            for i in downstream {
+                if self.upstream_state(i).0 {
+                    started_any = true;
+                    let id = self.execution.stages[i].id.clone();
+                    self.send(Message::StartStage {
+                        execution: self.execution.id.clone(),
+                        stage: id,
+                    })?;
+                }
+            }
+        }
+        match (parent, owner) {
+            (Some(parent), Some(owner)) => {
+                let group_active = started_any
+                    || self
+                        .execution
+                        .siblings(Some(&parent), Some(owner))
+                        .any(|s| {
+                            matches!(s.status, ExecutionStatus::Running | ExecutionStatus::Paused)
+                        });
+                if group_active {
+                    return Ok(());
+                }
+                self.continue_parent(&parent, owner)
+            }
+            _ => {
+                if started_any {
+                    return Ok(());
+                }
+                self.send(Message::CompleteExecution {
+                    execution: self.execution.id.clone(),
+                })
+            }
+        }
+    }
+
+    fn continue_parent(
+        &mut self,
+        parent_id: &str,
+        owner: SyntheticStageOwner,
+    ) -> Result<(), EngineError> {
+        let Some(parent_index) = self.index(parent_id) else {
+            return Ok(());
+        };
+        if self.execution.stages[parent_index].status != ExecutionStatus::Running {
+            return Ok(());
+        }
+        let halted = self
+            .execution
+            .siblings(Some(parent_id), Some(owner))
+            .any(|s| s.status.is_halt());
+        if owner == SyntheticStageOwner::StageBefore && !halted {
+            return self.start_tasks_or_after(parent_id);
+        }
+        self.send(Message::CompleteStage {
+            execution: self.execution.id.clone(),
+            stage: parent_id.to_owned(),
+        })
+    }
+
+    pub(super) fn complete_execution(&mut self) -> Result<(), EngineError> {
+        if self.execution.status.is_complete() {
+            return Ok(());
+        }
+        let top: Vec<&StageExecution> = self.execution.top_level_stages().collect();
+        let any = |wanted: ExecutionStatus| top.iter().any(|s| s.status == wanted);
+        let status = if any(ExecutionStatus::Terminal) {
+            ExecutionStatus::Terminal
+        } else if any(ExecutionStatus::Canceled) {
+            ExecutionStatus::Canceled
+        } else {
+            let active = top
+                .iter()
+                .any(|s| matches!(s.status, ExecutionStatus::Running | ExecutionStatus::Paused))
+                || self.execution.stages.iter().enumerate().any(|(i, s)| {
+                    s.parent_stage_id.is_none()
+                        && s.status == ExecutionStatus::NotStarted
+                        && self.upstream_state(i).0
+                });
+            if active {
+                return Ok(());
+            }
+            let stopped_failing = top.iter().any(|s| {
+                s.status == ExecutionStatus::Stopped
+                    && truthy(s.context.get("completeOtherBranchesThenFail"))
+            });
+            if stopped_failing {
+                ExecutionStatus::Terminal
+            } else {
+                ExecutionStatus::Succeeded
+            }
+        };
+        if status.is_halt() {
+            self.cancel_running_stages(ExecutionStatus::Canceled)?;
+        }
+        self.set_execution_status(status);
+        self.after_execution_done()
+    }
+    /// What follows the end of an execution: waiting executions of the same pipeline,
+    /// and the parent pipeline stage that waits for this one.
+    pub(super) fn after_execution_done(&mut self) -> Result<(), EngineError> {
+        if let Some(pipeline) = self.execution.pipeline_config_id.clone()
+            && self.concurrency_limit().is_some()
+        {
+            self.pipeline_lock = Some(pipeline.clone());
+            self.send(Message::StartWaiting {
+                pipeline_config_id: pipeline,
+            })?;
+        }
+        let parent_stage = self
+            .execution
+            .trigger
+            .get("parentPipelineStageId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let (Some(parent), Some(stage)) = (
+            self.execution.parent_execution_id().map(str::to_owned),
+            parent_stage,
+        ) {
+            self.send(Message::PatchStage {
+                execution: parent,
+                stage,
+                user: ENGINE_USER.into(),
+                context: Map::new(),
+            })?;
+        }
+        Ok(())
+    }
+}
