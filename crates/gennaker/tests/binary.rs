@@ -558,3 +558,40 @@ fn help_offers_only_the_options_a_command_uses() {
     let top = printed(&offline(&["--help"]));
     assert!(client.iter().all(|option| top.contains(option)), "{top}");
 }
+
+#[test]
+fn validate_offline_says_what_a_save_would_do_never_that_it_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jenkins.json");
+    std::fs::write(
+        &file,
+        r#"{"application": "app", "name": "p", "stages": [
+            {"refId": "1", "type": "jenkins", "name": "Build", "master": "ci", "job": "build"}]}"#,
+    )
+    .unwrap();
+    for format in [&[][..], &["-o", "json"]] {
+        let output = offline(
+            &[
+                &["pipeline", "validate", "-f", file.to_str().unwrap()],
+                format,
+            ]
+            .concat(),
+        );
+        let text = printed(&output);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("would be saved"), "{text}");
+        assert!(!text.contains("is saved"), "{text}");
+    }
+    let text = printed(&offline(&[
+        "pipeline",
+        "validate",
+        "-f",
+        file.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains(
+            "valid pipeline; it would be saved with 1 warning (validated offline, nothing saved)"
+        ),
+        "{text}"
+    );
+}

@@ -294,10 +294,14 @@ fn target_application(
     }
 }
 
-/// Offline: parse and validate with the same rules the server applies on save.
+/// Offline: parse and validate with the same rules the server applies on save. Nothing
+/// is saved, so the wording says what a save would do.
 fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
     let document = read_document(path)?;
-    let report = validate_pipeline(&document);
+    let mut report = validate_pipeline(&document);
+    for problem in &mut report.problems {
+        problem.message = as_offline(&problem.message);
+    }
     let errors = report.errors().count();
     let warnings = report.warnings().count();
     match ctx.format {
@@ -308,10 +312,14 @@ fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
             if errors == 0 {
                 let note = match warnings {
                     0 => String::new(),
-                    1 => " (1 warning)".to_owned(),
-                    n => format!(" ({n} warnings)"),
+                    1 => "; it would be saved with 1 warning".to_owned(),
+                    n => format!("; it would be saved with {n} warnings"),
                 };
-                writeln!(ctx.out, "{}: valid pipeline{note}", path.display())?;
+                writeln!(
+                    ctx.out,
+                    "{}: valid pipeline{note} (validated offline, nothing saved)",
+                    path.display()
+                )?;
             }
         }
         format => {
@@ -329,6 +337,14 @@ fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
             warnings,
         })
     }
+}
+
+/// The validation rules word their findings for a save ("the pipeline is saved, but …");
+/// offline nothing is saved, so the same finding says what a save would do.
+fn as_offline(message: &str) -> String {
+    message
+        .replace(" is saved", " would be saved")
+        .replace(" are saved", " would be saved")
 }
 
 /// The length of an array field, `0` when absent.
