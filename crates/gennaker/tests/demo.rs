@@ -8,46 +8,16 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{BIN, KillInstances, instances_of};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
+mod support;
+
 /// The longest the four releases may take before the test gives up.
 const DEMO_PATIENCE: Duration = Duration::from_secs(300);
 /// The longest the clean-up after Ctrl-C may take.
 const CLEAN_UP_PATIENCE: Duration = Duration::from_secs(120);
 
-/// The processes whose local-provider marker names `data_dir`: instances it started.
-fn instances_of(data_dir: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let environ = String::from_utf8_lossy(&environ);
-        if environ.contains("GENNAKER_LOCAL_INSTANCE=") && environ.contains(data_dir) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Kills, when dropped, every instance started under `dir`: a failed test leaves
-/// nothing running.
-struct KillInstances<'a>(&'a Path);
-
-impl Drop for KillInstances<'_> {
-    fn drop(&mut self) {
-        for pid in instances_of(&self.0.display().to_string()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
 /// README's first command: `gennaker demo` releases four versions under traffic, rolls
 /// the broken one back, reports zero failed requests and leaves no process behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
