@@ -1,71 +1,15 @@
-//! Hand-made cases for every classification path, scorer rule and aggregation rule
-//! (reference §2–§4).
+//! Hand-made cases for every classification path and scorer rule (reference §2–§3); the
+//! aggregation rules are in `aggregate.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gennaker_canary::{
-    CanaryConfig, Classification, JudgeError, JudgeOptions, JudgeResult, MetricResult,
-    MetricSetPair, ScoreClassification, ScoreThresholds, ShapeCheck,
-    aggregate::{
-        CanaryTiming, StageOutcome, StageThresholds, aggregate, plan_judgements, stops_early,
-    },
-    judge, render_table,
+    Classification, JudgeError, JudgeOptions, JudgeResult, MetricSetPair, ScoreClassification,
+    ScoreThresholds, ShapeCheck, judge, render_table,
 };
 use serde_json::{Value, json};
+use support::{config, metric, normal, one, pair, pair_for, reason, run, scored};
 
-/// A deterministic, roughly normal sample: mean `m`, sd about `sd`.
-fn normal(n: usize, m: f64, sd: f64, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            let mut u = 0.0;
-            for _ in 0..12 {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                u += (s >> 11) as f64 / (1u64 << 53) as f64;
-            }
-            m + sd * (u - 6.0)
-        })
-        .collect()
-}
-
-fn metric(name: &str, groups: &[&str], canary: Value) -> Value {
-    json!({"name": name, "query": {"type": "prometheus", "metricName": name}, "groups": groups,
-           "analysisConfigurations": {"canary": canary}, "scopeName": "default"})
-}
-
-fn config(metrics: Vec<Value>, weights: Value) -> CanaryConfig {
-    serde_json::from_value(
-        json!({"name": "c", "metrics": metrics, "classifier": {"groupWeights": weights}}),
-    )
-    .unwrap()
-}
-
-fn pair(name: &str, experiment: Vec<f64>, control: Vec<f64>) -> MetricSetPair {
-    serde_json::from_value(
-        json!({"name": name, "tags": {}, "values": {"control": control, "experiment": experiment}}),
-    )
-    .unwrap()
-}
-
-fn run(config: &CanaryConfig, pairs: &[MetricSetPair]) -> JudgeResult {
-    judge(
-        config,
-        pairs,
-        &ScoreThresholds::default(),
-        &JudgeOptions::default(),
-    )
-    .unwrap()
-}
-
-fn one(canary: Value, experiment: Vec<f64>, control: Vec<f64>) -> MetricResult {
-    let c = config(vec![metric("m", &["g"], canary)], json!({}));
-    run(&c, &[pair("m", experiment, control)]).results.remove(0)
-}
-
-fn reason(r: &MetricResult) -> &str {
-    r.classification_reason.as_deref().unwrap_or("")
-}
+mod support;
 
 // ---------------------------------------------------------------- classification
 
@@ -498,39 +442,6 @@ fn min_samples_warning() {
 
 // ---------------------------------------------------------------- scorer
 
-/// Pairs that classify as wanted: P(ass), H(igh), N(odata), E(rror).
-fn pair_for(name: &str, kind: char) -> MetricSetPair {
-    match kind {
-        'P' => pair(name, vec![1.0, 2.0], vec![2.0, 1.0]),
-        'H' => pair(name, normal(40, 20.0, 1.0, 25), normal(40, 10.0, 1.0, 26)),
-        'N' => pair(name, vec![], vec![1.0]),
-        'E' => pair(name, vec![0.0], vec![5.0]),
-        _ => unreachable!(),
-    }
-}
-
-fn scored(metrics: &[(&str, &[&str], Value, char)], weights: Value) -> JudgeResult {
-    let c = config(
-        metrics
-            .iter()
-            .map(|(n, g, a, _)| metric(n, g, a.clone()))
-            .collect(),
-        weights,
-    );
-    let pairs: Vec<MetricSetPair> = metrics.iter().map(|(n, _, _, k)| pair_for(n, *k)).collect();
-    let res = run(&c, &pairs);
-    for (r, (_, _, _, k)) in res.results.iter().zip(metrics) {
-        let expected = match k {
-            'P' => Classification::Pass,
-            'H' => Classification::High,
-            'N' => Classification::Nodata,
-            _ => Classification::Error,
-        };
-        assert_eq!(r.classification, expected, "{}", r.name);
-    }
-    res
-}
-
 #[test]
 fn group_score_is_pass_ratio_rounded_half_up() {
     let res = scored(
@@ -737,126 +648,6 @@ fn table_lists_metrics_and_score() {
         ),
         "{t}"
     );
-}
-
-// ---------------------------------------------------------------- aggregation
-
-fn timing(lifetime: u64, interval: Option<u64>) -> CanaryTiming {
-    CanaryTiming {
-        lifetime_mins: lifetime,
-        interval_mins: interval,
-        begin_after_mins: 0,
-        lookback_mins: 0,
-        baseline_offset_mins: 0,
-        has_end_time: false,
-    }
-}
-
-#[test]
-fn number_of_judgements() {
-    assert_eq!(plan_judgements(&timing(60, Some(15))).len(), 4);
-    assert_eq!(plan_judgements(&timing(50, Some(15))).len(), 3, "floor");
-    assert_eq!(plan_judgements(&timing(60, None)).len(), 1);
-    assert_eq!(plan_judgements(&timing(60, Some(0))).len(), 1);
-    assert_eq!(
-        plan_judgements(&timing(60, Some(90))).len(),
-        1,
-        "too big → lifetime"
-    );
-    assert!(plan_judgements(&timing(0, None)).is_empty());
-}
-
-#[test]
-fn growing_and_sliding_windows() {
-    let mut t = timing(60, Some(20));
-    t.begin_after_mins = 10;
-    let w = plan_judgements(&t);
-    assert_eq!(
-        w.iter()
-            .map(|w| (w.start_min, w.end_min))
-            .collect::<Vec<_>>(),
-        vec![(10, 30), (10, 50), (10, 70)]
-    );
-    assert!(w.iter().all(|w| w.wait_before_mins == 20));
-    t.lookback_mins = 15;
-    let w = plan_judgements(&t);
-    assert_eq!(
-        w.iter()
-            .map(|w| (w.start_min, w.end_min))
-            .collect::<Vec<_>>(),
-        vec![(15, 30), (35, 50), (55, 70)]
-    );
-}
-
-#[test]
-fn historical_windows_have_no_waits_and_baseline_offset_shifts_control() {
-    let mut t = timing(60, Some(30));
-    t.has_end_time = true;
-    t.begin_after_mins = 10;
-    t.baseline_offset_mins = 60;
-    let w = plan_judgements(&t);
-    assert_eq!(w.len(), 2);
-    assert_eq!(
-        (
-            w[1].index,
-            w[1].wait_before_mins,
-            w[1].start_min,
-            w[1].end_min
-        ),
-        (2, 0, 0, 60)
-    );
-    assert_eq!((w[1].control_start_min, w[1].control_end_min), (-60, 0));
-}
-
-#[test]
-fn early_stop_and_final_verdict() {
-    let t = StageThresholds {
-        pass: Some(75.0),
-        marginal: Some(50.0),
-    };
-    let v = aggregate(&[90.0, 40.0, 100.0], &t);
-    assert_eq!(
-        (v.outcome, v.judgements_used, v.stopped_early, v.final_score),
-        (StageOutcome::Failed, 2, true, Some(40.0))
-    );
-    // The last score decides, not the average.
-    let v = aggregate(&[60.0, 70.0, 80.0], &t);
-    assert_eq!(
-        (v.outcome, v.judgements_used, v.stopped_early),
-        (StageOutcome::Succeeded, 3, false)
-    );
-    let v = aggregate(&[90.0, 60.0], &t);
-    assert_eq!(v.outcome, StageOutcome::Failed, "60 < pass");
-    // = marginal fails the stage (the judge would call it Marginal).
-    assert!(stops_early(50.0, &t));
-    assert_eq!(aggregate(&[50.0], &t).outcome, StageOutcome::Failed);
-    assert_eq!(aggregate(&[75.0], &t).outcome, StageOutcome::Succeeded);
-}
-
-#[test]
-fn missing_thresholds() {
-    let none = StageThresholds::default();
-    assert_eq!(aggregate(&[0.0], &none).outcome, StageOutcome::Succeeded);
-    let marginal_only = StageThresholds {
-        pass: None,
-        marginal: Some(50.0),
-    };
-    assert_eq!(
-        aggregate(&[51.0], &marginal_only).outcome,
-        StageOutcome::Succeeded
-    );
-    assert_eq!(
-        aggregate(&[50.0], &marginal_only).outcome,
-        StageOutcome::Failed
-    );
-    let pass_only = StageThresholds {
-        pass: Some(75.0),
-        marginal: None,
-    };
-    let v = aggregate(&[10.0, 80.0], &pass_only);
-    assert_eq!((v.outcome, v.judgements_used), (StageOutcome::Succeeded, 2));
-    assert_eq!(aggregate(&[74.9], &pass_only).outcome, StageOutcome::Failed);
-    assert_eq!(aggregate(&[], &pass_only).outcome, StageOutcome::Failed);
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use crate::output::OutputFormat;
 
-/// Where the server is, who the caller is and how results are printed. Every option is
-/// global, so it may be given before or after the subcommand.
+/// Where the server is, who the caller is and how results are printed. Each option may be
+/// given before the subcommand or after it, once [`ClientOptions::scope`] has given it to
+/// the subcommands that use it.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientOptions {
     /// Base URL of the Gennaker server [default: `url` in ~/.config/gennaker/config.toml,
@@ -22,6 +23,51 @@ pub struct ClientOptions {
     /// How results are printed [default: table].
     #[arg(short = 'o', long = "output", global = true, value_enum)]
     pub output: Option<OutputFormat>,
+}
+
+/// The ids of [`ClientOptions`]' arguments, and the one offline tools take too.
+const OPTION_IDS: [&str; 3] = ["url", "token", "output"];
+const OUTPUT_ID: &str = "output";
+
+impl ClientOptions {
+    /// Scopes the options of a top-level `command` that flattens [`ClientOptions`]: they
+    /// stay accepted before any subcommand, and become global to the client subcommands
+    /// only, so they may come after any of those. The subcommands named in `offline` get
+    /// `-o` alone (they print results but call no server); those named in `standalone`
+    /// (the server itself, the demo) get none, so their `--help` does not offer them.
+    pub fn scope(command: clap::Command, offline: &[&str], standalone: &[&str]) -> clap::Command {
+        let options: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|arg| OPTION_IDS.contains(&arg.get_id().as_str()))
+            .map(|arg| arg.clone().global(true))
+            .collect();
+        let mut command = command.mut_args(|arg| {
+            if OPTION_IDS.contains(&arg.get_id().as_str()) {
+                arg.global(false)
+            } else {
+                arg
+            }
+        });
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        for name in names {
+            let taken: Vec<clap::Arg> = if standalone.contains(&name.as_str()) {
+                Vec::new()
+            } else if offline.contains(&name.as_str()) {
+                options
+                    .iter()
+                    .filter(|arg| arg.get_id() == OUTPUT_ID)
+                    .cloned()
+                    .collect()
+            } else {
+                options.clone()
+            };
+            command = command.mut_subcommand(name, |sub| sub.args(taken));
+        }
+        command
+    }
 }
 
 /// The client commands: everything that talks to a Gennaker server, plus offline

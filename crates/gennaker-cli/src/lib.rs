@@ -1,7 +1,8 @@
 //! Gennaker's command-line client: `gennaker app|pipeline|execution|user|role|token|audit|whoami`.
 //!
 //! The binary flattens [`ClientOptions`] into its top-level parser and [`ClientCommand`]
-//! into its subcommands, then calls [`run`] and prints a [`CliError`] to stderr. Commands
+//! into its subcommands, scopes the options to the client commands
+//! ([`ClientOptions::scope`]), then calls [`run`] and prints a [`CliError`] to stderr. Commands
 //! follow `spin`'s shape (`app list`, `pipeline save -f`, `-o json|yaml`) over Gennaker's
 //! `/api/v1`. `pipeline validate` works offline with the same rules the server applies.
 //! `pipeline run --watch` and `execution watch` follow an execution over server-sent

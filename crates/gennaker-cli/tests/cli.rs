@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use gennaker_cli::{CliError, ClientCommand, ClientOptions, run_with};
 use serde_json::{Value, json};
 
@@ -23,6 +23,14 @@ struct TestCli {
     client: ClientOptions,
     #[command(subcommand)]
     command: ClientCommand,
+}
+
+/// Parses `argv` as the binary does: the options scoped to the client commands.
+fn parse(argv: &[String]) -> TestCli {
+    let matches = ClientOptions::scope(TestCli::command(), &[], &[])
+        .try_get_matches_from(argv)
+        .unwrap();
+    TestCli::from_arg_matches(&matches).unwrap()
 }
 
 /// One request as the mock server saw it.
@@ -254,7 +262,7 @@ impl Mock {
 }
 
 async fn run_args(argv: &[String], config: Option<&Path>) -> Result<String, CliError> {
-    let cli = TestCli::try_parse_from(argv).unwrap();
+    let cli = parse(argv);
     let mut out = Vec::new();
     let catalog = StageRegistry::standard().catalog().clone();
     let result = run_with(&cli.client, cli.command, config, &mut out, &catalog).await;
@@ -263,8 +271,7 @@ async fn run_args(argv: &[String], config: Option<&Path>) -> Result<String, CliE
 
 #[test]
 fn the_command_line_is_well_formed() {
-    use clap::CommandFactory;
-    TestCli::command().debug_assert();
+    ClientOptions::scope(TestCli::command(), &[], &[]).debug_assert();
 }
 
 #[tokio::test]
@@ -667,7 +674,7 @@ async fn validate(file: &Path, output: Option<&str>) -> (Result<(), CliError>, S
     }
     argv.extend(["pipeline", "validate", "-f"].map(str::to_owned));
     argv.push(file.to_str().unwrap().to_owned());
-    let cli = TestCli::try_parse_from(&argv).unwrap();
+    let cli = parse(&argv);
     let mut out = Vec::new();
     let catalog = StageRegistry::standard().catalog().clone();
     let result = run_with(&cli.client, cli.command, None, &mut out, &catalog).await;

@@ -111,7 +111,7 @@ pub(crate) fn check_cloud_provider(
             Problem::warning(
                 stage.at(key),
                 format!(
-                    "cloud provider '{name}' is not configured on this server (it deploys through: {}); the pipeline is saved, but a run stops (TERMINAL) at this stage",
+                    "cloud provider '{name}' is not configured on this server (it deploys through: {}): the pipeline is accepted, but a run stops (TERMINAL) at this stage",
                     known.join(", ")
                 ),
             )

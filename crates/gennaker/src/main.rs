@@ -8,7 +8,7 @@ mod server_cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gennaker_cli::{ClientCommand, ClientOptions};
 
 /// Continuous delivery in one binary: applications, pipelines, deployments, canaries.
@@ -41,8 +41,24 @@ enum Command {
     Canary(canary_cmd::CanaryCommand),
 }
 
+/// The command line: the client options go to the client commands, `-o` alone to the
+/// offline tools, and nothing to the server and the demo, which use none of them.
+fn command_line() -> clap::Command {
+    ClientOptions::scope(
+        Cli::command(),
+        &["expr", "canary"],
+        &["server", "demo", "demo-app"],
+    )
+}
+
+fn parse() -> Cli {
+    let mut command = command_line();
+    let matches = command.clone().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,12 +110,53 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::FromArgMatches;
+
+    use super::{Cli, Command, command_line};
+
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        let matches = command_line().try_get_matches_from(argv)?;
+        Cli::from_arg_matches(&matches)
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
         // Catches clashing flags (e.g. a subcommand's `--version` against the global one)
         // before a user does.
-        super::Cli::command().debug_assert();
+        command_line().debug_assert();
+    }
+
+    #[test]
+    fn client_options_come_before_or_after_a_client_command() {
+        for argv in [
+            ["gennaker", "--url", "http://a", "app", "list"],
+            ["gennaker", "app", "--url", "http://a", "list"],
+            ["gennaker", "app", "list", "--url", "http://a"],
+        ] {
+            let cli = parse(&argv).unwrap();
+            assert_eq!(cli.client.url.as_deref(), Some("http://a"), "{argv:?}");
+            assert!(matches!(cli.command, Command::Client(_)));
+        }
+        let cli = parse(&["gennaker", "expr", "eval", "${1}", "-o", "json"]).unwrap();
+        assert!(cli.client.output.is_some());
+    }
+
+    #[test]
+    fn the_server_the_demo_and_offline_tools_refuse_options_they_do_not_use() {
+        for argv in [
+            &["gennaker", "server", "--url", "http://a"][..],
+            &["gennaker", "demo", "--token", "t"],
+            &["gennaker", "demo-app", "-o", "json"],
+            &["gennaker", "expr", "eval", "${1}", "--url", "http://a"],
+        ] {
+            let err = parse(argv)
+                .err()
+                .unwrap_or_else(|| panic!("{argv:?} parsed"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{argv:?}"
+            );
+        }
     }
 }

@@ -529,3 +529,72 @@ fn canary_judge_prints_a_table_or_kayentas_json() {
     assert_eq!(result["score"]["score"], 50.0);
     assert_eq!(result["score"]["classification"], "Marginal");
 }
+
+#[test]
+fn help_offers_only_the_options_a_command_uses() {
+    let client = ["--url", "--token", "--output"];
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["demo-app", "--help"], &[]),
+        (&["help", "demo-app"], &[]),
+        (&["server", "--help"], &[]),
+        (&["demo", "--help"], &[]),
+        (&["expr", "eval", "--help"], &["--output"]),
+        (&["canary", "judge", "--help"], &["--output"]),
+        (&["app", "list", "--help"], &client),
+    ];
+    for (args, offered) in cases {
+        let output = offline(args);
+        assert!(output.status.success(), "{args:?}: {}", printed(&output));
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("Usage: gennaker"), "{args:?}: {help}");
+        for option in client {
+            assert_eq!(
+                help.contains(option),
+                offered.contains(&option),
+                "{args:?} offers {option}: {help}"
+            );
+        }
+    }
+    let top = printed(&offline(&["--help"]));
+    assert!(client.iter().all(|option| top.contains(option)), "{top}");
+}
+
+#[test]
+fn validate_offline_says_what_a_save_would_do_never_that_it_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jenkins.json");
+    std::fs::write(
+        &file,
+        r#"{"application": "app", "name": "p", "stages": [
+            {"refId": "1", "type": "jenkins", "name": "Build", "master": "ci", "job": "build"}]}"#,
+    )
+    .unwrap();
+    for format in [&[][..], &["-o", "json"]] {
+        let output = offline(
+            &[
+                &["pipeline", "validate", "-f", file.to_str().unwrap()],
+                format,
+            ]
+            .concat(),
+        );
+        let text = printed(&output);
+        assert!(output.status.success(), "{text}");
+        assert!(
+            text.contains("the pipeline is accepted, but a run stops"),
+            "{text}"
+        );
+        assert!(!text.contains("is saved"), "{text}");
+    }
+    let text = printed(&offline(&[
+        "pipeline",
+        "validate",
+        "-f",
+        file.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains(
+            "valid pipeline; it would be saved with 1 warning (validated offline, nothing saved)"
+        ),
+        "{text}"
+    );
+}

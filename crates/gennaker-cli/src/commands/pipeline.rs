@@ -294,7 +294,8 @@ fn target_application(
     }
 }
 
-/// Offline: parse and validate with the same rules the server applies on save.
+/// Offline: parse and validate with the same rules the server applies on save. Nothing
+/// is saved, so the wording says what a save would do.
 fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
     let document = read_document(path)?;
     let report = validate_pipeline(&document, ctx.catalog);
@@ -308,10 +309,14 @@ fn validate(ctx: &mut Context<'_>, path: &Path) -> Result<(), CliError> {
             if errors == 0 {
                 let note = match warnings {
                     0 => String::new(),
-                    1 => " (1 warning)".to_owned(),
-                    n => format!(" ({n} warnings)"),
+                    1 => "; it would be saved with 1 warning".to_owned(),
+                    n => format!("; it would be saved with {n} warnings"),
                 };
-                writeln!(ctx.out, "{}: valid pipeline{note}", path.display())?;
+                writeln!(
+                    ctx.out,
+                    "{}: valid pipeline{note} (validated offline, nothing saved)",
+                    path.display()
+                )?;
             }
         }
         format => {

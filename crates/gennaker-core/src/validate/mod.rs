@@ -62,7 +62,7 @@ pub fn validate_pipeline_value(value: &Value, catalog: &StageCatalog) -> Validat
         report.push(
             Problem::warning(
                 pipeline.at("type"),
-                "templated pipelines (pipeline templates v2) are saved but Gennaker cannot run them yet",
+                "templated pipelines (pipeline templates v2) are accepted, but Gennaker cannot run them yet",
             )
             .with_hint("export the rendered pipeline from Spinnaker (Pipeline actions > Show JSON) and import that"),
         );

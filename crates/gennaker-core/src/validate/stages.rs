@@ -185,7 +185,7 @@ fn check_type(
             let mut problem = Problem::warning(
                 &path,
                 format!(
-                    "stage type '{stage_type_name}' is a Spinnaker stage Gennaker cannot run yet; the pipeline is saved, but a run stops (TERMINAL) at this stage"
+                    "stage type '{stage_type_name}' is a Spinnaker stage Gennaker cannot run yet: the pipeline is accepted, but a run stops (TERMINAL) at this stage"
                 ),
             );
             if entry.descriptor.stage_type != stage_type_name {
@@ -201,7 +201,7 @@ fn check_type(
             let problem = Problem::warning(
                 &path,
                 format!(
-                    "unknown stage type '{stage_type_name}'; the pipeline is saved, but a run stops (TERMINAL) at this stage"
+                    "unknown stage type '{stage_type_name}': the pipeline is accepted, but a run stops (TERMINAL) at this stage"
                 ),
             );
             report.push(match catalog.suggest(stage_type_name) {

@@ -10,13 +10,14 @@
 mod api;
 mod load;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use self::api::DemoApi;
 use self::load::{Load, LoadReport};
@@ -29,6 +30,8 @@ const LOAD_BALANCER: &str = "demo-frontend";
 const PIPELINE: &str = "release";
 /// The most requests the traffic sends, whatever the rate.
 const MAX_REQUESTS: u64 = 200_000;
+/// The file in the data directory where the server writes a generated admin token.
+const TOKEN_FILE: &str = "admin-token";
 /// The longest one release may take before the demo gives up on it.
 const RELEASE_LIMIT: Duration = Duration::from_secs(180);
 
@@ -109,18 +112,29 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .prefix("gennaker-demo-")
         .tempdir()
         .context("cannot create a temporary data directory")?;
-    let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    // No fixed token: the server generates one and writes it to `<data-dir>/admin-token`
+    // (mode 0600), as on any first start, so `--keep` can point a user at that file.
     let config = gennaker_server::ServerConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: data_dir.path().to_path_buf(),
         database_url: format!("sqlite://{}/gennaker.db", data_dir.path().display()),
-        admin_token: Some(token.clone()),
+        admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
     };
     let server = gennaker::wiring::start_server(config)
         .await
         .context("cannot start the embedded server")?;
+    let token_file = data_dir.path().join(TOKEN_FILE);
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(token) => token.trim().to_owned(),
+        Err(err) => {
+            stop_server(server).await?;
+            return Err(err).with_context(|| {
+                format!("cannot read the admin token from {}", token_file.display())
+            });
+        }
+    };
     let api = DemoApi::new(format!("http://{}", server.address()), token);
     println!(
         "Gennaker demo: server on {} (data in {})",
@@ -128,42 +142,70 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir.path().display()
     );
 
+    // One listener for the whole run, so a Ctrl-C is never missed between the releases
+    // and the `--keep` wait.
+    let interrupted = CancellationToken::new();
+    let listener = tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.cancel();
+            }
+        }
+    });
     // Ctrl-C ends the releases early, but never skips the clean-up below.
     let outcome = tokio::select! {
         outcome = release_under_load(&api, &args) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        () = interrupted.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     let outcome = match outcome {
         Ok(mut summary) => {
             summary.data_dir = data_dir.path().display().to_string();
             summary.total_duration_ms = millis(started.elapsed());
             print_summary(&summary);
-            if let Some(path) = &args.summary_json {
-                let text = serde_json::to_string_pretty(&summary)?;
-                std::fs::write(path, text)
-                    .with_context(|| format!("cannot write the summary to {}", path.display()))?;
-            }
-            check(&summary)
+            // A summary that cannot be written fails the demo, but after the clean-up.
+            write_summary(&summary, args.summary_json.as_deref()).and_then(|()| check(&summary))
         }
         Err(err) => Err(err),
     };
     if args.keep && outcome.is_ok() {
-        let kept = data_dir.keep();
-        println!(
-            "\nLeft running (--keep): API {} with token in {}/admin-token. Ctrl-C stops it all.",
-            api.base(),
-            kept.display()
-        );
-        let _ = tokio::signal::ctrl_c().await;
+        print_kept(api.base(), &token_file);
+        interrupted.cancelled().await;
     }
+    listener.abort();
     println!("Cleaning up: destroying the demo's server groups and stopping the server…");
     let cleaned = api.destroy_everything(APP).await;
+    stop_server(server).await?;
+    cleaned?;
+    outcome
+}
+
+async fn stop_server(server: gennaker_server::RunningServer) -> anyhow::Result<()> {
     server
         .stop()
         .await
-        .context("the embedded server did not stop cleanly")?;
-    cleaned?;
-    outcome
+        .context("the embedded server did not stop cleanly")
+}
+
+fn write_summary(summary: &Summary, path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(summary)?;
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the summary to {}", path.display()))
+}
+
+/// What a user pastes into another shell to use the kept server.
+fn print_kept(base: &str, token_file: &Path) {
+    println!(
+        "\nLeft running (--keep) until Ctrl-C, which stops it all and removes the data directory. In another shell:"
+    );
+    println!(
+        "  export GENNAKER_URL={base} GENNAKER_TOKEN=$(cat {})",
+        token_file.display()
+    );
+    println!("  gennaker cluster list {APP}");
 }
 
 /// The demo's checks: every release ended as it should and no request failed.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,5 +89,38 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The processes whose local-provider marker names `data_dir`: instances it started.
+pub(crate) fn instances_of(data_dir: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        if environ.contains("GENNAKER_LOCAL_INSTANCE=") && environ.contains(data_dir) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Kills, when dropped, every instance started under `dir`: a failed test leaves
+/// nothing running.
+pub(crate) struct KillInstances<'a>(pub(crate) &'a Path);
+
+impl Drop for KillInstances<'_> {
+    fn drop(&mut self) {
+        for pid in instances_of(&self.0.display().to_string()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }

@@ -1,0 +1,222 @@
+//! `gennaker demo`, the README's first command, as a user runs it: to the end, and with
+//! `--keep`, where the printed instructions must reach the kept server and Ctrl-C must
+//! stop everything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{BIN, KillInstances, instances_of};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod support;
+
+/// The longest the four releases may take before the test gives up.
+const DEMO_PATIENCE: Duration = Duration::from_secs(300);
+/// The longest the clean-up after Ctrl-C may take.
+const CLEAN_UP_PATIENCE: Duration = Duration::from_secs(120);
+
+/// README's first command: `gennaker demo` releases four versions under traffic, rolls
+/// the broken one back, reports zero failed requests and leaves no process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_releases_four_versions_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let output = tokio::process::Command::new(BIN)
+        .args(["demo", "--rate", "100", "--summary-json"])
+        .arg(&summary_path)
+        .env("TMPDIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the demo failed:\n{printed}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["requests_failed"], 0, "{summary:#}");
+    assert!(
+        summary["requests_total"].as_u64().unwrap() > 1000,
+        "{summary:#}"
+    );
+    let releases: Vec<(String, String, String)> = summary["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["duration_ms"].as_u64().unwrap() > 0);
+            (
+                r["version"].as_str().unwrap().to_owned(),
+                r["strategy"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("v1", "none", "SUCCEEDED"),
+        ("v2", "redblack", "SUCCEEDED"),
+        ("v3", "rollingredblack", "SUCCEEDED"),
+        ("v4", "redblack", "TERMINAL"),
+    ];
+    assert_eq!(
+        releases,
+        expected
+            .iter()
+            .map(|(v, s, st)| (v.to_string(), s.to_string(), st.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(summary["serving_version_at_end"], "v3");
+    for line in ["Summary", "Load balancer:", "0 failed"] {
+        assert!(
+            printed.contains(line),
+            "the summary shows '{line}':\n{printed}"
+        );
+    }
+    let data_dir = summary["data_dir"].as_str().unwrap();
+    assert!(
+        instances_of(data_dir).is_empty(),
+        "every process the demo started is gone"
+    );
+}
+
+/// `--keep`: the lines printed for "another shell" work when pasted into one, the token
+/// file they name exists (mode 0600), and Ctrl-C then stops every process and removes the
+/// data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let _leftovers = KillInstances(dir.path());
+    let mut demo = tokio::process::Command::new(BIN)
+        .args(["demo", "--keep", "--rate", "50"])
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let mut instructions = Vec::new();
+    let kept = tokio::time::timeout(DEMO_PATIENCE, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if !instructions.is_empty() || line.starts_with("Left running (--keep)") {
+                instructions.push(line.clone());
+            }
+            if line.trim_start().starts_with("gennaker ") && !instructions.is_empty() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(kept, Ok(true)),
+        "the demo did not print how to use the kept server:\n{printed}"
+    );
+    let data_dir = printed
+        .lines()
+        .find_map(|l| l.split("(data in ").nth(1))
+        .map(|rest| rest.trim_end_matches(')').to_owned())
+        .unwrap();
+    assert!(data_dir.starts_with(&dir.path().display().to_string()));
+
+    // The export line names a token file that exists and only its owner reads.
+    let export = instructions
+        .iter()
+        .find(|l| l.trim_start().starts_with("export "))
+        .unwrap_or_else(|| panic!("no export line:\n{printed}"));
+    let token_file = export
+        .split("$(cat ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no token file in: {export}"));
+    let metadata = std::fs::metadata(token_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777,
+        0o600
+    );
+
+    // Pasted into a shell, the printed lines reach the kept server as the admin.
+    let script: Vec<&str> = instructions[1..].iter().map(|l| l.trim()).collect();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = tokio::process::Command::new("sh")
+        .args(["-ec", &script.join("\n")])
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("GENNAKER_URL")
+        .env_remove("GENNAKER_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let answered = String::from_utf8_lossy(&shell.stdout).into_owned()
+        + &String::from_utf8_lossy(&shell.stderr);
+    assert!(
+        shell.status.success(),
+        "{script:?} failed:\n{answered}\ndemo:\n{printed}"
+    );
+    assert!(answered.contains("demo-web-v"), "{answered}");
+
+    // The API itself, with the token from the file.
+    let url = export
+        .split("GENNAKER_URL=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let token = std::fs::read_to_string(token_file).unwrap();
+    let groups: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/applications/demo/serverGroups"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 2, "{groups:#}");
+    assert!(
+        !instances_of(&data_dir).is_empty(),
+        "the instances still run"
+    );
+
+    // Ctrl-C: everything stops, the demo exits 0 and removes its data directory.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let drained = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = stdout.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    let status = tokio::time::timeout(CLEAN_UP_PATIENCE, demo.wait())
+        .await
+        .expect("the demo stops after Ctrl-C")
+        .unwrap();
+    let rest = drained.await.unwrap();
+    assert!(status.success(), "the demo failed after Ctrl-C:\n{rest}");
+    assert!(rest.contains("Cleaning up"), "{rest}");
+    assert!(
+        instances_of(&data_dir).is_empty(),
+        "every process the demo started is gone"
+    );
+    assert!(
+        !Path::new(&data_dir).exists(),
+        "the data directory is removed"
+    );
+}
