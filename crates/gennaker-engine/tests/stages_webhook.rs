@@ -795,7 +795,7 @@ async fn generic_stages_survive_repeated_steps(backend: gennaker_store::testing:
         .unwrap();
     assert!(
         all.iter()
-            .any(|row| row.id == child_id && row.status == "SUCCEEDED")
+            .any(|row| row.id == child_id && row.status == Succeeded)
     );
     assert_eq!(stage(&done, "check").status, Succeeded);
     sql.close().await;

@@ -1,6 +1,7 @@
 //! [`ExecutionStore`] on SQLite and PostgreSQL.
 
 use async_trait::async_trait;
+use gennaker_core::ExecutionStatus;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 // Every dynamic statement here is assembled from constants of this module; user input
@@ -116,21 +117,29 @@ struct ExecutionDbRow {
     document: String,
 }
 
-impl From<ExecutionDbRow> for ExecutionRow {
-    fn from(row: ExecutionDbRow) -> Self {
-        ExecutionRow {
+impl TryFrom<ExecutionDbRow> for ExecutionRow {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionDbRow) -> Result<Self> {
+        let Some(status) = ExecutionStatus::parse(&row.status) else {
+            return Err(StoreError::UnknownStatus {
+                execution: row.id,
+                status: row.status,
+            });
+        };
+        Ok(ExecutionRow {
             id: row.id,
             application: row.application,
             pipeline_config_id: row.pipeline_config_id,
             pipeline_name: row.pipeline_name,
-            status: row.status,
+            status,
             created_at: row.created_at,
             start_time: row.start_time,
             end_time: row.end_time,
             correlation_id: row.correlation_id,
             version: row.version,
             document: row.document,
-        }
+        })
     }
 }
 
@@ -200,7 +209,7 @@ macro_rules! push_execution_filters {
             $builder.push(" AND status IN (");
             let mut separated = $builder.separated(", ");
             for status in &$query.statuses {
-                separated.push_bind(status.clone());
+                separated.push_bind(status.as_str());
             }
             $builder.push(")");
         }
@@ -216,7 +225,7 @@ impl ExecutionStore for SqlStore {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
         on_db!(self, db => {
             let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
-            Ok(row.map(ExecutionRow::from))
+            row.map(ExecutionRow::try_from).transpose()
         })
     }
 
@@ -234,7 +243,7 @@ impl ExecutionStore for SqlStore {
                 builder.build_query_as().fetch_all(db).await?
             }
         };
-        Ok(rows.into_iter().map(ExecutionRow::from).collect())
+        rows.into_iter().map(ExecutionRow::try_from).collect()
     }
 
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
@@ -274,7 +283,7 @@ impl ExecutionStore for SqlStore {
                         let inserted = sqlx::query("INSERT INTO executions (id, application_key, application, pipeline_config_id, pipeline_name, status, created_at, start_time, end_time, correlation_id, version, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
                             .bind(&row.id).bind(key(&row.application)).bind(&row.application)
                             .bind(row.pipeline_config_id.as_deref()).bind(row.pipeline_name.as_deref())
-                            .bind(&row.status).bind(row.created_at).bind(row.start_time).bind(row.end_time)
+                            .bind(row.status.as_str()).bind(row.created_at).bind(row.start_time).bind(row.end_time)
                             .bind(row.correlation_id.as_deref()).bind(row.version).bind(&row.document)
                             .execute(&mut *tx).await;
                         match inserted {
@@ -288,7 +297,7 @@ impl ExecutionStore for SqlStore {
                     Some(expected) => {
                         let updated = sqlx::query("UPDATE executions SET status = $3, start_time = $4, end_time = $5, version = $6, document = $7 WHERE id = $1 AND version = $2")
                             .bind(&row.id).bind(expected)
-                            .bind(&row.status).bind(row.start_time).bind(row.end_time)
+                            .bind(row.status.as_str()).bind(row.start_time).bind(row.end_time)
                             .bind(row.version).bind(&row.document)
                             .execute(&mut *tx).await?
                             .rows_affected();
