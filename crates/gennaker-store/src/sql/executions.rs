@@ -223,7 +223,7 @@ macro_rules! push_execution_filters {
 impl ExecutionStore for SqlStore {
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
             row.map(ExecutionRow::try_from).transpose()
         })
@@ -247,7 +247,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let (Some(lock), Some(sql)) = (&step.pipeline_lock, db.pipeline_lock_sql()) {
                 sqlx::query(sql).bind(lock).execute(&mut *tx).await?;
@@ -343,7 +343,7 @@ impl ExecutionStore for SqlStore {
         per_partition: i64,
     ) -> Result<Vec<LeasedMessage>> {
         let limit = partitions.max(1) * per_partition.max(1);
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let Some(sql) = db.claim_serialise_sql() {
                 sqlx::query(sql).execute(&mut *tx).await?;
@@ -378,7 +378,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn extend_leases(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<()> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             for id in ids {
                 sqlx::query("UPDATE queue_messages SET lease_until = $3 WHERE id = $1 AND lease_owner = $2")
                     .bind(id).bind(owner).bind(lease_until)
@@ -389,7 +389,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn release_messages(&self, owner: &str, ids: &[i64], deliver_at: i64) -> Result<()> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             for id in ids {
                 sqlx::query("UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL, deliver_at = $3 WHERE id = $1 AND lease_owner = $2")
@@ -405,7 +405,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn release_all_leases(&self) -> Result<u64> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let released = sqlx::query("UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
                 .execute(db).await?
                 .rows_affected();
@@ -419,21 +419,21 @@ impl ExecutionStore for SqlStore {
         let sql = "SELECT MIN(CASE WHEN b.until IS NOT NULL AND b.until > q.deliver_at THEN b.until ELSE q.deliver_at END) \
                    FROM queue_messages q LEFT JOIN (SELECT partition_key, MAX(lease_until) AS until FROM queue_messages WHERE lease_until IS NOT NULL GROUP BY partition_key) b \
                    ON b.partition_key = q.partition_key";
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let next: Option<i64> = sqlx::query_scalar(sql).fetch_one(db).await?;
             Ok(next)
         })
     }
 
     async fn queue_depth(&self) -> Result<i64> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue_messages").fetch_one(db).await?;
             Ok(depth)
         })
     }
 
     async fn partition_messages(&self, partition: &str) -> Result<Vec<LeasedMessage>> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let rows: Vec<MessageRow> = sqlx::query_as("SELECT id, partition_key, payload, attempts, deliver_at FROM queue_messages WHERE partition_key = $1 ORDER BY deliver_at, id")
                 .bind(partition).fetch_all(db).await?;
             Ok(rows.into_iter().map(LeasedMessage::from).collect())
