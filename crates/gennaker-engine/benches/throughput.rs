@@ -109,9 +109,11 @@ async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
                 let active: std::collections::HashSet<String> = engine
                     .executions(&ExecutionQuery {
                         pipeline_config_id: config["id"].as_str().map(str::to_owned),
-                        statuses: ["NOT_STARTED", "RUNNING", "BUFFERED"]
-                            .map(str::to_owned)
-                            .to_vec(),
+                        statuses: vec![
+                            ExecutionStatus::NotStarted,
+                            ExecutionStatus::Running,
+                            ExecutionStatus::Buffered,
+                        ],
                         limit: 10_000,
                         ..ExecutionQuery::default()
                     })

@@ -31,7 +31,7 @@ pub(crate) fn execution_row(
         application: execution.application.clone(),
         pipeline_config_id: execution.pipeline_config_id.clone(),
         pipeline_name: Some(execution.name.clone()),
-        status: execution.status.as_str().to_owned(),
+        status: execution.status,
         created_at: execution.build_time,
         start_time: execution.start_time,
         end_time: execution.end_time,
@@ -238,7 +238,7 @@ async fn start_waiting_step(
         .executions
         .list_executions(&ExecutionQuery {
             pipeline_config_id: Some(pipeline.to_owned()),
-            statuses: vec![ExecutionStatus::Buffered.as_str().to_owned()],
+            statuses: vec![ExecutionStatus::Buffered],
             limit: 1000,
             oldest_first: true,
             ..ExecutionQuery::default()
@@ -251,9 +251,11 @@ async fn start_waiting_step(
         .executions
         .list_executions(&ExecutionQuery {
             pipeline_config_id: Some(pipeline.to_owned()),
-            statuses: ["RUNNING", "PAUSED", "SUSPENDED"]
-                .map(str::to_owned)
-                .to_vec(),
+            statuses: vec![
+                ExecutionStatus::Running,
+                ExecutionStatus::Paused,
+                ExecutionStatus::Suspended,
+            ],
             limit: 1000,
             ..ExecutionQuery::default()
         })

@@ -107,7 +107,7 @@ fault_test!(
             outcome
                 .executions
                 .iter()
-                .any(|row| row.id == child_id && row.status == "SUCCEEDED")
+                .any(|row| row.id == child_id && row.status == gennaker_core::ExecutionStatus::Succeeded)
         );
     }
 );

@@ -37,6 +37,8 @@ mod applications;
 mod audit_log;
 #[path = "api/authz.rs"]
 mod authz;
+#[path = "api/authz_table.rs"]
+mod authz_table;
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
 #[path = "api/executions.rs"]

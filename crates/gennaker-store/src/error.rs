@@ -25,6 +25,15 @@ pub enum StoreError {
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored execution has a status this version does not know (a newer server wrote
+    /// it, or the row was edited by hand).
+    #[error("execution '{execution}' has unknown status '{status}'")]
+    UnknownStatus {
+        /// The execution's id.
+        execution: String,
+        /// The status as stored.
+        status: String,
+    },
     /// A stored document could not be read back.
     #[error("stored document is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),

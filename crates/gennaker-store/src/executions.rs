@@ -8,6 +8,7 @@
 //! without a message to move it on, and a step is either wholly done or not at all.
 
 use async_trait::async_trait;
+use gennaker_core::ExecutionStatus;
 
 use crate::error::Result;
 
@@ -22,8 +23,8 @@ pub struct ExecutionRow {
     pub pipeline_config_id: Option<String>,
     /// The pipeline's name when the execution started.
     pub pipeline_name: Option<String>,
-    /// The execution's status (Spinnaker's names: `RUNNING`, `SUCCEEDED`, …).
-    pub status: String,
+    /// The execution's status, stored under Spinnaker's name (`RUNNING`, `SUCCEEDED`, …).
+    pub status: ExecutionStatus,
     /// When the execution was created (epoch ms).
     pub created_at: i64,
     /// When it started running (epoch ms).
@@ -138,7 +139,7 @@ pub struct ExecutionQuery {
     /// Only executions whose pipeline had this name (case-insensitive).
     pub pipeline_name: Option<String>,
     /// Only these statuses.
-    pub statuses: Vec<String>,
+    pub statuses: Vec<ExecutionStatus>,
     /// At most this many (newest first unless `oldest_first`).
     pub limit: i64,
     /// Oldest first instead of newest first.

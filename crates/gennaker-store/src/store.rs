@@ -122,3 +122,72 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Reads the audit log, newest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
+
+/// Implements [`Store`] for `$type` by passing every call on to `$target`, an expression
+/// of `$this` (the receiver) with the same methods. With `before`, `$before` runs first
+/// with `$method` bound to the method's name (a test wrapper injecting faults).
+///
+/// It lists every method once, so the wrappers that pass calls on (the SQL store to its
+/// per-entity code, the testing [`FaultyStore`](crate::testing)) never drift from the
+/// trait: a method added to [`Store`] is added here, and the compiler checks the rest.
+macro_rules! forward_store {
+    ($type:ty, $this:ident => $target:expr) => {
+        $crate::store::forward_store!(@impl $type, $this, _method, (), $target);
+    };
+    ($type:ty, $this:ident => $target:expr, before |$method:ident| $before:expr) => {
+        $crate::store::forward_store!(@impl $type, $this, $method, $before, $target);
+    };
+    (@impl $type:ty, $this:ident, $method:ident, $before:expr, $target:expr) => {
+        $crate::store::forward_store!(@methods $type, $this, $method, $before, $target;
+            ping() -> ();
+            create_application(name: &str, config: &::serde_json::Value, actor: &str) -> $crate::ApplicationRecord;
+            update_application(name: &str, config: &::serde_json::Value, actor: &str, expected_version: Option<i64>) -> $crate::ApplicationRecord;
+            get_application(name: &str) -> Option<$crate::ApplicationRecord>;
+            list_applications() -> Vec<$crate::ApplicationRecord>;
+            delete_application(name: &str) -> $crate::ApplicationRecord;
+            save_pipeline(application: &str, save: &$crate::PipelineSave, actor: &str) -> ($crate::PipelineRecord, $crate::SaveOutcome);
+            get_pipeline(application: &str, name: &str) -> Option<$crate::PipelineRecord>;
+            get_pipeline_by_id(id: &str) -> Option<$crate::PipelineRecord>;
+            list_pipelines(application: &str) -> Vec<$crate::PipelineRecord>;
+            delete_pipeline(application: &str, name: &str) -> $crate::PipelineRecord;
+            pipeline_history(application: &str, name: &str) -> Vec<$crate::PipelineRevision>;
+            pipeline_revision(application: &str, name: &str, revision: i64) -> Option<$crate::PipelineRevision>;
+            restore_pipeline_revision(application: &str, name: &str, revision: i64, actor: &str) -> $crate::PipelineRecord;
+            create_first_admin(token: &$crate::NewToken) -> bool;
+            count_users() -> i64;
+            create_user(name: &str, admin: bool, roles: &[String]) -> $crate::User;
+            get_user(name: &str) -> Option<$crate::User>;
+            list_users() -> Vec<$crate::User>;
+            set_user_roles(name: &str, roles: &[String]) -> $crate::User;
+            delete_user(name: &str) -> ();
+            create_role(name: &str, description: &str) -> $crate::Role;
+            list_roles() -> Vec<$crate::Role>;
+            delete_role(name: &str) -> ();
+            create_token(token: &$crate::NewToken) -> $crate::ApiToken;
+            list_tokens(user: Option<&str>) -> Vec<$crate::ApiToken>;
+            get_token(id: &str) -> Option<$crate::ApiToken>;
+            revoke_token(id: &str) -> $crate::ApiToken;
+            authenticate(token_hash: &str, now: i64) -> Option<($crate::ApiToken, $crate::User)>;
+            append_audit(entry: &$crate::NewAuditEntry) -> $crate::AuditEntry;
+            list_audit(query: &$crate::AuditQuery) -> Vec<$crate::AuditEntry>;
+        );
+    };
+    (@methods $type:ty, $this:ident, $method:ident, $before:expr, $target:expr;
+        $($name:ident($($arg:ident: $arg_type:ty),*) -> $output:ty;)*
+    ) => {
+        #[::async_trait::async_trait]
+        impl $crate::Store for $type {
+            fn backend(&$this) -> &'static str {
+                $target.backend()
+            }
+            $(
+                async fn $name(&$this, $($arg: $arg_type),*) -> $crate::Result<$output> {
+                    let $method = stringify!($name);
+                    $before;
+                    $target.$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use forward_store;

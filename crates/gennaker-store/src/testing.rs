@@ -3,6 +3,8 @@
 //! PostgreSQL is reached through `GENNAKER_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`): each test creates its own database there and
 //! drops it afterwards. `scripts/test.sh` makes sure a server is listening.
+//!
+//! [`FaultyExecutions`] and [`FaultyStore`] wrap the real store to inject faults.
 
 use crate::error::{Result, StoreError};
 use crate::sql::SqlStore;
@@ -250,6 +252,36 @@ impl crate::ExecutionStore for FaultyExecutions {
         self.inner.partition_messages(partition).await
     }
 }
+
+/// Decides, before each call a [`FaultyStore`] passes on, whether and when it goes through.
+#[async_trait::async_trait]
+pub trait StoreFaults: Send + Sync + std::fmt::Debug {
+    /// Runs before `method` (the [`Store`](crate::Store) method's name, e.g.
+    /// `append_audit`) reaches the real store. It may wait; an error is returned to the
+    /// caller instead of calling the store.
+    async fn before(&self, method: &'static str) -> Result<()>;
+}
+
+/// The real store with [`StoreFaults`] before every [`Store`](crate::Store) call, to see
+/// what callers do when the database is slow or failing (STYLE.md §5.6).
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: SqlStore,
+    faults: std::sync::Arc<dyn StoreFaults>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`, consulting `faults` before each call.
+    pub fn new(inner: SqlStore, faults: std::sync::Arc<dyn StoreFaults>) -> Self {
+        Self { inner, faults }
+    }
+}
+
+crate::store::forward_store!(
+    FaultyStore,
+    self => self.inner,
+    before |method| self.faults.before(method).await?
+);
 
 #[cfg(test)]
 mod tests {

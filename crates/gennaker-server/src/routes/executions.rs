@@ -293,21 +293,19 @@ pub(crate) async fn run(
     Ok(response)
 }
 
-/// Parses `RUNNING,paused` into Spinnaker's status names.
-fn parse_statuses(text: &str) -> ApiResult<Vec<String>> {
+/// Parses `RUNNING,paused` into statuses.
+fn parse_statuses(text: &str) -> ApiResult<Vec<ExecutionStatus>> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            ExecutionStatus::parse(s)
-                .map(|status| status.as_str().to_owned())
-                .ok_or_else(|| {
-                    let known: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
-                    ApiError::bad_request(format!(
-                        "unknown status '{s}'; use one of {}",
-                        known.join(", ")
-                    ))
-                })
+            ExecutionStatus::parse(s).ok_or_else(|| {
+                let known: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
+                ApiError::bad_request(format!(
+                    "unknown status '{s}'; use one of {}",
+                    known.join(", ")
+                ))
+            })
         })
         .collect()
 }
@@ -585,7 +583,7 @@ mod tests {
     fn statuses_are_parsed_case_insensitively_and_unknown_ones_named() {
         assert_eq!(
             parse_statuses("running, Paused,,").unwrap_or_default(),
-            vec!["RUNNING", "PAUSED"]
+            vec![ExecutionStatus::Running, ExecutionStatus::Paused]
         );
         assert!(parse_statuses("").unwrap_or_default().is_empty());
         let err = parse_statuses("RUNNING,DONE").err().map(|e| e.to_string());

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::faulty::{AuditFaults, FaultyStore};
+use crate::faulty::AuditFaults;
 use gennaker_server::{AppState, EngineSettings, Metrics, ServerConfig, bootstrap_admin, router};
 pub(crate) use gennaker_store::testing::TestBackend;
-use gennaker_store::testing::TestDatabase;
+use gennaker_store::testing::{FaultyStore, TestDatabase};
 use gennaker_store::{SqlStore, Store};
 pub(crate) use reqwest::Method;
 pub(crate) use serde_json::{Value, json};
@@ -133,10 +133,7 @@ impl Server {
             (None, None) => panic!("bootstrap gave the admin no token"),
         };
         let served_store: Arc<dyn Store> = match options.audit_faults {
-            Some(faults) => Arc::new(FaultyStore {
-                inner: store.clone(),
-                faults,
-            }),
+            Some(faults) => Arc::new(FaultyStore::new(store.clone(), faults)),
             None => Arc::new(store.clone()),
         };
         let stop = CancellationToken::new();

@@ -1,6 +1,7 @@
 //! [`ExecutionStore`] on SQLite and PostgreSQL.
 
 use async_trait::async_trait;
+use gennaker_core::ExecutionStatus;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 // Every dynamic statement here is assembled from constants of this module; user input
@@ -116,21 +117,29 @@ struct ExecutionDbRow {
     document: String,
 }
 
-impl From<ExecutionDbRow> for ExecutionRow {
-    fn from(row: ExecutionDbRow) -> Self {
-        ExecutionRow {
+impl TryFrom<ExecutionDbRow> for ExecutionRow {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionDbRow) -> Result<Self> {
+        let Some(status) = ExecutionStatus::parse(&row.status) else {
+            return Err(StoreError::UnknownStatus {
+                execution: row.id,
+                status: row.status,
+            });
+        };
+        Ok(ExecutionRow {
             id: row.id,
             application: row.application,
             pipeline_config_id: row.pipeline_config_id,
             pipeline_name: row.pipeline_name,
-            status: row.status,
+            status,
             created_at: row.created_at,
             start_time: row.start_time,
             end_time: row.end_time,
             correlation_id: row.correlation_id,
             version: row.version,
             document: row.document,
-        }
+        })
     }
 }
 
@@ -200,7 +209,7 @@ macro_rules! push_execution_filters {
             $builder.push(" AND status IN (");
             let mut separated = $builder.separated(", ");
             for status in &$query.statuses {
-                separated.push_bind(status.clone());
+                separated.push_bind(status.as_str());
             }
             $builder.push(")");
         }
@@ -214,9 +223,9 @@ macro_rules! push_execution_filters {
 impl ExecutionStore for SqlStore {
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
-            Ok(row.map(ExecutionRow::from))
+            row.map(ExecutionRow::try_from).transpose()
         })
     }
 
@@ -234,11 +243,11 @@ impl ExecutionStore for SqlStore {
                 builder.build_query_as().fetch_all(db).await?
             }
         };
-        Ok(rows.into_iter().map(ExecutionRow::from).collect())
+        rows.into_iter().map(ExecutionRow::try_from).collect()
     }
 
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let (Some(lock), Some(sql)) = (&step.pipeline_lock, db.pipeline_lock_sql()) {
                 sqlx::query(sql).bind(lock).execute(&mut *tx).await?;
@@ -274,7 +283,7 @@ impl ExecutionStore for SqlStore {
                         let inserted = sqlx::query("INSERT INTO executions (id, application_key, application, pipeline_config_id, pipeline_name, status, created_at, start_time, end_time, correlation_id, version, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
                             .bind(&row.id).bind(key(&row.application)).bind(&row.application)
                             .bind(row.pipeline_config_id.as_deref()).bind(row.pipeline_name.as_deref())
-                            .bind(&row.status).bind(row.created_at).bind(row.start_time).bind(row.end_time)
+                            .bind(row.status.as_str()).bind(row.created_at).bind(row.start_time).bind(row.end_time)
                             .bind(row.correlation_id.as_deref()).bind(row.version).bind(&row.document)
                             .execute(&mut *tx).await;
                         match inserted {
@@ -288,7 +297,7 @@ impl ExecutionStore for SqlStore {
                     Some(expected) => {
                         let updated = sqlx::query("UPDATE executions SET status = $3, start_time = $4, end_time = $5, version = $6, document = $7 WHERE id = $1 AND version = $2")
                             .bind(&row.id).bind(expected)
-                            .bind(&row.status).bind(row.start_time).bind(row.end_time)
+                            .bind(row.status.as_str()).bind(row.start_time).bind(row.end_time)
                             .bind(row.version).bind(&row.document)
                             .execute(&mut *tx).await?
                             .rows_affected();
@@ -334,7 +343,7 @@ impl ExecutionStore for SqlStore {
         per_partition: i64,
     ) -> Result<Vec<LeasedMessage>> {
         let limit = partitions.max(1) * per_partition.max(1);
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let Some(sql) = db.claim_serialise_sql() {
                 sqlx::query(sql).execute(&mut *tx).await?;
@@ -369,7 +378,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn extend_leases(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<()> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             for id in ids {
                 sqlx::query("UPDATE queue_messages SET lease_until = $3 WHERE id = $1 AND lease_owner = $2")
                     .bind(id).bind(owner).bind(lease_until)
@@ -380,7 +389,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn release_messages(&self, owner: &str, ids: &[i64], deliver_at: i64) -> Result<()> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             for id in ids {
                 sqlx::query("UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL, deliver_at = $3 WHERE id = $1 AND lease_owner = $2")
@@ -396,7 +405,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn release_all_leases(&self) -> Result<u64> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let released = sqlx::query("UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
                 .execute(db).await?
                 .rows_affected();
@@ -410,21 +419,21 @@ impl ExecutionStore for SqlStore {
         let sql = "SELECT MIN(CASE WHEN b.until IS NOT NULL AND b.until > q.deliver_at THEN b.until ELSE q.deliver_at END) \
                    FROM queue_messages q LEFT JOIN (SELECT partition_key, MAX(lease_until) AS until FROM queue_messages WHERE lease_until IS NOT NULL GROUP BY partition_key) b \
                    ON b.partition_key = q.partition_key";
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let next: Option<i64> = sqlx::query_scalar(sql).fetch_one(db).await?;
             Ok(next)
         })
     }
 
     async fn queue_depth(&self) -> Result<i64> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue_messages").fetch_one(db).await?;
             Ok(depth)
         })
     }
 
     async fn partition_messages(&self, partition: &str) -> Result<Vec<LeasedMessage>> {
-        on_db!(self, db => {
+        on_db!(&self.backend, db => {
             let rows: Vec<MessageRow> = sqlx::query_as("SELECT id, partition_key, payload, attempts, deliver_at FROM queue_messages WHERE partition_key = $1 ORDER BY deliver_at, id")
                 .bind(partition).fetch_all(db).await?;
             Ok(rows.into_iter().map(LeasedMessage::from).collect())

@@ -55,7 +55,7 @@ impl ResourceStore for SqlStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM infrastructure WHERE provider = $1 AND kind = $2 AND key = $3"
         );
-        let row: Option<ResourceRow> = on_db!(self, db => {
+        let row: Option<ResourceRow> = on_db!(&self.backend, db => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(provider)
                 .bind(kind)
@@ -77,7 +77,7 @@ impl ResourceStore for SqlStore {
             "SELECT {COLUMNS} FROM infrastructure WHERE provider = $1 AND kind = $2 \
              AND substr(key, 1, length($3)) = $3 ORDER BY key"
         );
-        let rows: Vec<ResourceRow> = on_db!(self, db => {
+        let rows: Vec<ResourceRow> = on_db!(&self.backend, db => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(provider)
                 .bind(kind)
@@ -122,7 +122,7 @@ impl ResourceStore for SqlStore {
         // Unused `$6` is harmless for SQLite but not for PostgreSQL: bind it only when
         // the statement names it.
         let bind_version = matches!(expected, ExpectedVersion::Exactly(_));
-        let row: Option<ResourceRow> = on_db!(self, db => {
+        let row: Option<ResourceRow> = on_db!(&self.backend, db => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(provider)
                 .bind(kind)
@@ -142,7 +142,7 @@ impl ResourceStore for SqlStore {
 
     async fn delete_resource(&self, provider: &str, kind: &str, key: &str) -> Result<bool> {
         let sql = "DELETE FROM infrastructure WHERE provider = $1 AND kind = $2 AND key = $3";
-        let affected = on_db!(self, db => {
+        let affected = on_db!(&self.backend, db => {
             sqlx::query(sql)
                 .bind(provider)
                 .bind(kind)

@@ -1,0 +1,136 @@
+//! [`SqlStore`]: the [`Store`](crate::Store) on SQLite or PostgreSQL.
+//!
+//! Both backends run the same SQL text (sqlx's SQLite driver understands `$N`
+//! placeholders). The `on_db!` macro expands each method body once per backend, so the
+//! queries are written once but type-checked against each driver.
+//!
+//! The [`Store`](crate::Store) methods live on [`Backend`], one module per entity
+//! (applications, pipelines, users and roles, tokens, audit), each method named after
+//! the `Store` method it implements; `SqlStore` passes every call on to them.
+
+use serde_json::Value;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::error::{Result, StoreError};
+use crate::store::forward_store;
+
+/// The current time as Unix epoch milliseconds.
+pub fn now_millis() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// The pool of the database in use.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A [`Store`](crate::Store) backed by SQLite or PostgreSQL through sqlx.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    backend: Backend,
+}
+
+/// Expands `$body` once for each backend with `$db` bound to that backend's pool;
+/// `$backend` is a `&Backend`.
+macro_rules! on_db {
+    ($backend:expr, $db:ident => $body:expr) => {
+        match $backend {
+            Backend::Sqlite($db) => $body,
+            Backend::Postgres($db) => $body,
+        }
+    };
+}
+
+/// Starting a write transaction differs: SQLite must take its write lock up front
+/// (`BEGIN IMMEDIATE`), or two read-then-write transactions fail with SQLITE_BUSY instead
+/// of waiting for each other. PostgreSQL locks rows with `FOR UPDATE` in the queries.
+trait WritePool {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>>;
+    /// Reads an application's name and, on PostgreSQL, locks its row until the transaction
+    /// ends, which serialises changes to that application's pipelines.
+    fn lock_application_sql(&self) -> &'static str;
+    /// Reads a user's key and, on PostgreSQL, locks the row until the transaction ends,
+    /// which serialises changes to that user's roles.
+    fn lock_user_sql(&self) -> &'static str;
+}
+
+impl WritePool for SqlitePool {
+    type Db = Sqlite;
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
+    }
+    fn lock_application_sql(&self) -> &'static str {
+        "SELECT name FROM applications WHERE name_key = $1"
+    }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1"
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.begin().await?)
+    }
+    fn lock_application_sql(&self) -> &'static str {
+        "SELECT name FROM applications WHERE name_key = $1 FOR UPDATE"
+    }
+    fn lock_user_sql(&self) -> &'static str {
+        "SELECT name_key FROM users WHERE name_key = $1 FOR UPDATE"
+    }
+}
+
+/// The lookup key of a name: names of applications, pipelines and users are unique
+/// without regard to case and keep their spelling beside the key; role names are stored
+/// as their key (Fiat lower-cases roles), so every comparison of roles ignores case.
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// A document as stored: JSON text.
+fn to_text(value: &Value) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+/// Maps a unique-constraint violation to a conflict with a message the user can act on.
+fn conflict_on_duplicate(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(err),
+    }
+}
+
+impl Backend {
+    async fn ping(&self) -> Result<()> {
+        on_db!(self, db => {
+            sqlx::query("SELECT 1").execute(db).await?;
+            Ok(())
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+forward_store!(SqlStore, self => self.backend);
+
+mod applications;
+mod audit;
+mod connect;
+mod executions;
+mod pipelines;
+mod resources;
+mod tokens;
+mod users;
+
+pub use connect::redact_database_url;
+pub use executions::{QUEUE_CHANNEL, QueueListener};
