@@ -5,15 +5,35 @@
 //! an instance (a restart, a scale-up, a re-adoption after a server restart) runs the
 //! cached file. A source file changed afterwards is a new artifact with a new hash, never
 //! a silent swap under a running group.
+//!
+//! A fetch streams: the bytes go chunk by chunk into a temporary file in the cache
+//! directory, hashed on the way, and only a complete file is renamed to its hash, so an
+//! interrupted or oversized fetch never becomes an entry and no artifact is ever held in
+//! memory whole. Concurrent fetches of one source share a single download.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::LocalError;
+use crate::lock;
 use crate::spec::ArtifactSource;
+
+/// The largest artifact a cache accepts unless told otherwise
+/// ([`ArtifactCache::with_max_bytes`]): 1 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
+/// How much of a file artifact is read at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Ends the names of files being written; no hash does.
+const PARTIAL_SUFFIX: &str = ".partial";
 
 /// An artifact fetched into the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,18 +45,33 @@ pub struct PinnedArtifact {
     pub path: PathBuf,
 }
 
+/// The result of a fetch in progress, shared by every caller fetching that source.
+type Slot = Arc<tokio::sync::Mutex<Option<PinnedArtifact>>>;
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
+    max_bytes: u64,
+    /// Fetches in progress by source name.
+    in_flight: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
 impl ArtifactCache {
-    /// The cache under `data_dir`.
+    /// The cache under `data_dir`, accepting artifacts up to
+    /// [`DEFAULT_MAX_ARTIFACT_BYTES`].
     pub fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("artifacts").join("sha256"),
+            max_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
+            in_flight: Arc::default(),
         }
+    }
+
+    /// The same cache refusing artifacts larger than `max_bytes`.
+    #[must_use]
+    pub fn with_max_bytes(self, max_bytes: u64) -> Self {
+        Self { max_bytes, ..self }
     }
 
     /// The cached file of a hash (present or not).
@@ -44,65 +79,243 @@ impl ArtifactCache {
         self.dir.join(sha256)
     }
 
-    /// Fetches `source` into the cache (once per distinct content) and pins it.
+    /// Fetches `source` into the cache and pins it. A fetch of a source that is being
+    /// fetched already waits for that one and shares its result instead of fetching
+    /// again; once none is in progress, the next fetch reads the source anew.
     pub async fn fetch(
         &self,
         source: &ArtifactSource,
         http: &reqwest::Client,
     ) -> Result<PinnedArtifact, LocalError> {
-        let (name, bytes, mode) = match source {
-            ArtifactSource::Path(path) => {
-                let fail = |e: std::io::Error| LocalError::Artifact {
-                    source_name: path.clone(),
-                    reason: e.to_string(),
-                };
-                let bytes = tokio::fs::read(path).await.map_err(fail)?;
-                let mode = tokio::fs::metadata(path)
-                    .await
-                    .map_err(fail)?
-                    .permissions()
-                    .mode();
-                (path.clone(), bytes, mode & 0o777)
-            }
-            ArtifactSource::Url(url) => {
-                let fail = |e: reqwest::Error| LocalError::Artifact {
-                    source_name: url.clone(),
-                    reason: e.to_string(),
-                };
-                let response = http
-                    .get(url)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(fail)?;
-                let bytes = response.bytes().await.map_err(fail)?;
-                // A downloaded artifact is there to be run (the command defaults to it).
-                (url.clone(), bytes.to_vec(), 0o755)
-            }
-        };
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let path = self.path_of(&sha256);
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(PinnedArtifact { sha256, path });
+        let joined = Joined::new(&self.in_flight, source_name(source));
+        let mut shared = joined.slot.lock().await;
+        if let Some(pinned) = shared.as_ref() {
+            return Ok(pinned.clone());
         }
+        let pinned = self.fetch_now(source, http).await?;
+        *shared = Some(pinned.clone());
+        Ok(pinned)
+    }
+
+    /// Removes what interrupted fetches left (a server killed mid-download).
+    pub(crate) async fn remove_partials(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(PARTIAL_SUFFIX)
+            {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+
+    async fn fetch_now(
+        &self,
+        source: &ArtifactSource,
+        http: &reqwest::Client,
+    ) -> Result<PinnedArtifact, LocalError> {
+        let name = source_name(source);
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| LocalError::io(&self.dir, &e))?;
-        // Write beside it and rename: a crash never leaves a half-written file under a
-        // hash, and a concurrent fetch of the same content just renames the same bytes.
-        let partial = self
-            .dir
-            .join(format!(".{sha256}.{}.partial", std::process::id()));
-        tokio::fs::write(&partial, &bytes)
-            .await
-            .map_err(|e| LocalError::io(&partial, &e))?;
-        tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))
-            .await
-            .map_err(|e| LocalError::io(&partial, &e))?;
-        tokio::fs::rename(&partial, &path)
+        let mut partial = Partial::create(&self.dir, name, self.max_bytes).await?;
+        let mode = match source {
+            ArtifactSource::Path(path) => copy_file(path, &mut partial).await?,
+            ArtifactSource::Url(url) => {
+                download(url, http, &mut partial).await?;
+                // A downloaded artifact is there to be run (the command defaults to it).
+                0o755
+            }
+        };
+        let sha256 = partial.sha256();
+        let path = self.path_of(&sha256);
+        // Present already: the same bytes; the partial copy is removed when dropped.
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            partial.keep_as(&path, mode).await?;
+            tracing::info!(artifact = %name, %sha256, "artifact cached");
+        }
+        Ok(PinnedArtifact { sha256, path })
+    }
+}
+
+fn source_name(source: &ArtifactSource) -> &str {
+    match source {
+        ArtifactSource::Path(path) => path,
+        ArtifactSource::Url(url) => url,
+    }
+}
+
+/// Copies a local file into `partial`; returns its permission bits.
+async fn copy_file(path: &str, partial: &mut Partial) -> Result<u32, LocalError> {
+    let fail = |e: std::io::Error| LocalError::Artifact {
+        source_name: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(fail)?;
+    let mode = file.metadata().await.map_err(fail)?.permissions().mode() & 0o777;
+    let mut buffer = vec![0; READ_CHUNK];
+    loop {
+        let read = file.read(&mut buffer).await.map_err(fail)?;
+        if read == 0 {
+            return Ok(mode);
+        }
+        partial.write(&buffer[..read]).await?;
+    }
+}
+
+/// Streams a URL's body into `partial`, refusing at once a body announced too large.
+async fn download(
+    url: &str,
+    http: &reqwest::Client,
+    partial: &mut Partial,
+) -> Result<(), LocalError> {
+    let fail = |e: reqwest::Error| LocalError::Artifact {
+        source_name: url.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(fail)?;
+    if response
+        .content_length()
+        .is_some_and(|length| length > partial.limit)
+    {
+        return Err(partial.too_large());
+    }
+    while let Some(chunk) = response.chunk().await.map_err(fail)? {
+        partial.write(&chunk).await?;
+    }
+    Ok(())
+}
+
+/// One caller's share of a fetch in progress. The last one out forgets the fetch.
+struct Joined<'a> {
+    in_flight: &'a Mutex<HashMap<String, Slot>>,
+    name: String,
+    slot: Slot,
+}
+
+impl<'a> Joined<'a> {
+    fn new(in_flight: &'a Mutex<HashMap<String, Slot>>, name: &str) -> Self {
+        let slot = lock(in_flight).entry(name.to_owned()).or_default().clone();
+        Self {
+            in_flight,
+            name: name.to_owned(),
+            slot,
+        }
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = lock(self.in_flight);
+        // Held by the map and by us alone (the map lock keeps anyone from taking it
+        // now): nobody else waits for this fetch.
+        if in_flight
+            .get(&self.name)
+            .is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+            && Arc::strong_count(&self.slot) == 2
+        {
+            in_flight.remove(&self.name);
+        }
+    }
+}
+
+/// A file being written in the cache directory under a name no lookup uses, hashed as
+/// it is written. Removed when dropped unless kept under its hash.
+struct Partial {
+    /// `None` once kept.
+    path: Option<PathBuf>,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    written: u64,
+    source_name: String,
+    limit: u64,
+}
+
+impl Partial {
+    async fn create(dir: &Path, source_name: &str, limit: u64) -> Result<Self, LocalError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = dir.join(format!(
+            ".{}-{}{PARTIAL_SUFFIX}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| LocalError::io(&path, &e))?;
-        tracing::info!(artifact = %name, %sha256, "artifact cached");
-        Ok(PinnedArtifact { sha256, path })
+        Ok(Self {
+            path: Some(path),
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+            source_name: source_name.to_owned(),
+            limit,
+        })
+    }
+
+    fn too_large(&self) -> LocalError {
+        LocalError::ArtifactTooLarge {
+            source_name: self.source_name.clone(),
+            limit: self.limit,
+        }
+    }
+
+    fn io_error(&self, err: &std::io::Error) -> LocalError {
+        LocalError::io(self.path.as_deref().unwrap_or(Path::new("")), err)
+    }
+
+    /// Appends a chunk; refuses one that would take the file over the limit.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), LocalError> {
+        let length = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        let total = self.written.saturating_add(length);
+        if total > self.limit {
+            return Err(self.too_large());
+        }
+        self.hasher.update(chunk);
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| self.io_error(&e))?;
+        self.written = total;
+        Ok(())
+    }
+
+    fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Makes the complete file the cache entry `path`: on disk and closed first, then
+    /// renamed, so an entry is never a partial file, even after a crash.
+    async fn keep_as(mut self, path: &Path, mode: u32) -> Result<(), LocalError> {
+        self.file.flush().await.map_err(|e| self.io_error(&e))?;
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .await
+            .map_err(|e| self.io_error(&e))?;
+        self.file.sync_all().await.map_err(|e| self.io_error(&e))?;
+        let Some(partial) = self.path.take() else {
+            return Ok(());
+        };
+        if let Err(e) = tokio::fs::rename(&partial, path).await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(LocalError::io(path, &e));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

@@ -18,6 +18,14 @@ pub enum LocalError {
         /// Why.
         reason: String,
     },
+    /// The artifact is larger than the cache accepts: it will not shrink on a retry.
+    #[error("artifact {source_name} is larger than the limit of {limit} bytes")]
+    ArtifactTooLarge {
+        /// The path or URL.
+        source_name: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A process could not be started.
     #[error("cannot start '{program}': {reason}")]
     Spawn {
@@ -61,9 +69,9 @@ impl LocalError {
 impl From<LocalError> for DeployError {
     fn from(err: LocalError) -> Self {
         match err {
-            LocalError::InvalidSpec(_) | LocalError::Spawn { .. } => {
-                DeployError::Invalid(err.to_string())
-            }
+            LocalError::InvalidSpec(_)
+            | LocalError::Spawn { .. }
+            | LocalError::ArtifactTooLarge { .. } => DeployError::Invalid(err.to_string()),
             // A missing file or an unreachable URL may be fixed by the time a retry runs.
             LocalError::Artifact { .. }
             | LocalError::Io { .. }

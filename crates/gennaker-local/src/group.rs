@@ -83,11 +83,7 @@ impl Group {
 
     /// The state; never held across an `.await`.
     pub(crate) fn state(&self) -> MutexGuard<'_, GroupState> {
-        // A panic while holding the lock leaves consistent data (every update is a plain
-        // field write), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     pub(crate) fn record(&self) -> GroupRecord {

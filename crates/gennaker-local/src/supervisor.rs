@@ -13,10 +13,10 @@ use std::time::Duration;
 use gennaker_deploy::HealthState;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{Group, Live};
+use crate::group::Group;
 use crate::health;
+use crate::instances::Instances;
 use crate::process::InstanceProcess;
-use crate::provider::Inner;
 
 /// How an instance's supervision begins.
 #[derive(Debug)]
@@ -47,27 +47,27 @@ async fn pause(
     }
 }
 
-fn backoff(inner: &Inner, attempt: u32) -> Duration {
+fn backoff(instances: &Instances, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    inner
+    instances
         .settings
         .restart_backoff
         .saturating_mul(factor)
-        .min(inner.settings.max_restart_backoff)
+        .min(instances.settings.max_restart_backoff)
 }
 
-/// Supervises instance `index` of `group` until stopped or detached.
 /// How often an instance that has not passed a probe yet is probed.
 const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Supervises instance `index` of `group` until stopped or detached.
 pub(crate) async fn supervise(
-    inner: Arc<Inner>,
+    instances: Arc<Instances>,
     group: Arc<Group>,
     index: u32,
     start: Start,
     stop: CancellationToken,
 ) {
-    let detach = inner.shutdown.clone();
+    let detach = instances.shutdown.clone();
     let grace = Duration::from_secs(group.spec.grace_period_seconds);
     let mut came_up = matches!(start, Start::Adopted(_));
     let (mut process, mut restart) = match start {
@@ -79,20 +79,20 @@ pub(crate) async fn supervise(
     loop {
         if process.is_none() {
             if attempt > 0
-                && pause(backoff(&inner, attempt), &stop, &detach)
+                && pause(backoff(&instances, attempt), &stop, &detach)
                     .await
                     .is_some()
             {
                 return;
             }
-            match inner.spawn_instance(&group, index, restart).await {
+            match instances.spawn_instance(&group, index, restart).await {
                 Ok(started) => {
                     process = Some(started);
                     came_up = false;
                 }
                 Err(e) => {
                     tracing::warn!(group = %group.key, index, error = %e, "instance did not start");
-                    inner.set_live(&group, index, HealthState::Down, Some(e.to_string()));
+                    instances.set_live(&group, index, HealthState::Down, Some(e.to_string()));
                     attempt = attempt.saturating_add(1);
                     restart = true;
                     continue;
@@ -105,9 +105,9 @@ pub(crate) async fn supervise(
         // Until its first passing probe an instance is probed quickly, so a deploy
         // learns it is Up within a fraction of a second, not a whole interval.
         let interval = if came_up {
-            inner.settings.health_interval
+            instances.settings.health_interval
         } else {
-            STARTUP_PROBE_INTERVAL.min(inner.settings.health_interval)
+            STARTUP_PROBE_INTERVAL.min(instances.settings.health_interval)
         };
         match pause(interval, &stop, &detach).await {
             Some(Interrupted::Stop) => {
@@ -119,7 +119,7 @@ pub(crate) async fn supervise(
         }
         if let Some(reason) = running.exited() {
             tracing::warn!(group = %group.key, index, %reason, "instance exited; restarting");
-            inner.set_live(&group, index, HealthState::Down, Some(reason));
+            instances.set_live(&group, index, HealthState::Down, Some(reason));
             process = None;
             restart = true;
             attempt = attempt.saturating_add(1);
@@ -130,7 +130,7 @@ pub(crate) async fn supervise(
             continue;
         };
         let result = health::probe(
-            &inner.http,
+            &instances.http,
             SocketAddr::from(([127, 0, 0, 1], port)),
             &group.spec.health_check,
         )
@@ -139,30 +139,6 @@ pub(crate) async fn supervise(
             attempt = 0;
             came_up = true;
         }
-        inner.record_probe(&group, index, result);
-    }
-}
-
-/// The health after one more probe result.
-pub(crate) fn next_health(live: &Live, result: &Result<(), String>, threshold: u32) -> Live {
-    match result {
-        Ok(()) => Live {
-            health: HealthState::Up,
-            reason: None,
-            failures: 0,
-        },
-        Err(reason) => {
-            let failures = live.failures.saturating_add(1);
-            let health = if failures >= threshold {
-                HealthState::Down
-            } else {
-                live.health
-            };
-            Live {
-                health,
-                reason: Some(reason.clone()),
-                failures,
-            }
-        }
+        instances.record_probe(&group, index, &result);
     }
 }

@@ -5,8 +5,15 @@
 //! and within each only to `Up` instances. By default a group's weight is its number of
 //! `Up` instances, so traffic follows capacity; weights set by `set_weights` replace that
 //! (a group not named gets none) until they are cleared.
+//!
+//! Handing those tables to the listeners whenever groups, health, enablement or weights
+//! change is the crate-internal `traffic` part.
+
+mod traffic;
 
 use std::collections::BTreeMap;
+
+pub(crate) use traffic::Traffic;
 
 use crate::lb::{Backend, BackendGroup};
 
