@@ -268,6 +268,11 @@ static SPINNAKER_STAGE_TYPES: &[(&str, Origin, &str)] = &[
     // Generic (orca-core, orca-echo, orca-webhook, orca-front50).
     ("waitUntil", Orca, "wait until an epoch time"),
     (
+        "findArtifactFromExecution",
+        Orca,
+        "find an artifact in another pipeline's execution",
+    ),
+    (
         "dependsOnExecution",
         Orca,
         "wait for another execution to finish",
@@ -673,6 +678,11 @@ static SPINNAKER_STAGE_TYPES: &[(&str, Origin, &str)] = &[
         "deployCanaryServerGroups",
         Kayenta,
         "deploy baseline and canary server groups",
+    ),
+    (
+        "kayentaCanary",
+        Kayenta,
+        "automated canary analysis with Kayenta",
     ),
     (
         "cleanupCanaryClusters",

@@ -53,9 +53,19 @@ const FIXTURES: &[(&str, &[(&str, &str)])] = &[
                 "$.stages[1].type",
                 "'bake' is a Spinnaker stage Gennaker cannot run yet",
             ),
+            (
+                "$.stages[2].clusters[0].cloudProvider",
+                "cloud provider 'aws' is not configured on this server",
+            ),
         ],
     ),
-    ("server-group-operations.json", &[]),
+    (
+        "server-group-operations.json",
+        &[(
+            "$.stages[0].type",
+            "'findArtifactFromExecution' is a Spinnaker stage Gennaker cannot run yet",
+        )],
+    ),
     ("load-balancer-firewall.json", &[]),
 ];
 

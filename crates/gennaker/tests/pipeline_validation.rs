@@ -143,10 +143,11 @@ fn each_rule_reports_its_path_and_message() {
         ("requisite null", stages(json!([{"refId": "1", "type": "wait", "waitTime": 1, "requisiteStageRefIds": [null]}])), E, "$.stages[0].requisiteStageRefIds[0]", "a refId must be a string or a number, not null"),
         // Stage types.
         ("no type", stages(json!([{"refId": "1"}])), E, "$.stages[0].type", "the stage type is missing"),
-        ("unknown type", stage("wiat", json!({})), E, "$.stages[0].type", "unknown stage type 'wiat'; did you mean 'wait'?"),
-        ("unknown type no suggestion", stage("frobnicateEverything", json!({})), E, "$.stages[0].type", "unknown stage type 'frobnicateEverything'"),
-        ("not runnable", stage("bake", json!({})), W, "$.stages[0].type", "stage type 'bake' is a Spinnaker stage Gennaker cannot run yet; the pipeline is saved but running it will fail at this stage"),
-        ("alias", stage("resizeAsg", json!({})), W, "$.stages[0].type", "'resizeAsg' is a Spinnaker stage"),
+        ("unknown type", stage("wiat", json!({})), W, "$.stages[0].type", "unknown stage type 'wiat'; did you mean 'wait'?: the pipeline is accepted, but a run stops (TERMINAL)"),
+        ("unknown type no suggestion", stage("frobnicateEverything", json!({})), W, "$.stages[0].type", "unknown stage type 'frobnicateEverything'"),
+        ("not runnable", stage("bake", json!({})), W, "$.stages[0].type", "stage type 'bake' is a Spinnaker stage Gennaker cannot run yet: the pipeline is accepted, but a run stops (TERMINAL) at this stage"),
+        ("alias", stage("copyLastAsg", json!({})), W, "$.stages[0].type", "'copyLastAsg' is a Spinnaker stage"),
+        ("runnable alias", stage("resizeAsg", json!({})), E, "$.stages[0].target", "no target server group"),
         // Common stage fields.
         ("timeout negative", stage("wait", json!({"waitTime": 1, "stageTimeoutMs": -5})), E, "$.stages[0].stageTimeoutMs", "non-negative whole number"),
         ("timeout text", stage("wait", json!({"waitTime": 1, "stageTimeoutMs": "an hour"})), E, "$.stages[0].stageTimeoutMs", "non-negative whole number"),
@@ -154,7 +155,7 @@ fn each_rule_reports_its_path_and_message() {
         ("fail and continue", stage("wait", json!({"waitTime": 1, "failPipeline": true, "continuePipeline": true})), W, "$.stages[0].continuePipeline", "continuePipeline wins"),
         ("stage name type", stage("wait", json!({"waitTime": 1, "name": 3})), E, "$.stages[0].name", "name must be a string"),
         ("stageEnabled shape", stage("wait", json!({"waitTime": 1, "stageEnabled": "true"})), E, "$.stages[0].stageEnabled", "stageEnabled must be an object"),
-        ("stageEnabled expression", stage("wait", json!({"waitTime": 1, "stageEnabled": {"type": "expression"}})), E, "$.stages[0].stageEnabled.expression", "stageEnabled has no expression"),
+        ("stageEnabled expression", stage("wait", json!({"waitTime": 1, "stageEnabled": {"type": "expression", "expression": 5}})), E, "$.stages[0].stageEnabled.expression", "must be a string"),
         ("window hour", stage("wait", json!({"waitTime": 1, "restrictExecutionDuringTimeWindow": true, "restrictedExecutionWindow": {"whitelist": [{"startHour": 25, "startMin": 0, "endHour": 3, "endMin": 0}]}})), E, "$.stages[0].restrictedExecutionWindow.whitelist[0].startHour", "between 0 and 23"),
         ("window days", stage("wait", json!({"waitTime": 1, "restrictedExecutionWindow": {"days": [1, 8]}})), E, "$.stages[0].restrictedExecutionWindow.days[1]", "1 (Sunday) to 7 (Saturday)"),
         ("window missing", stage("wait", json!({"waitTime": 1, "restrictExecutionDuringTimeWindow": true})), W, "$.stages[0].restrictedExecutionWindow", "no restrictedExecutionWindow"),
@@ -198,7 +199,7 @@ fn each_rule_reports_its_path_and_message() {
         ("cluster stack", cluster(json!({"stack": "blue-green"})), E, "$.stages[0].clusters[0].stack", "stack 'blue-green' contains '-'"),
         ("cluster detail", cluster(json!({"freeFormDetails": "a/b"})), E, "$.stages[0].clusters[0].freeFormDetails", "detail 'a/b' contains '/'"),
         ("cluster application", cluster(json!({"application": "my shop"})), E, "$.stages[0].clusters[0].application", "application 'my shop' contains ' '"),
-        ("cluster no application", cluster(json!({"application": null})), E, "$.stages[0].clusters[0].application", "the cluster has no application"),
+        ("cluster no application", { let mut d = cluster(json!({"application": null})); d["application"] = Value::Null; d }, E, "$.stages[0].clusters[0].application", "the cluster has no application, and neither has the pipeline"),
         ("cluster account", cluster(json!({"account": null})), E, "$.stages[0].clusters[0].account", "no account to deploy to"),
         ("cluster strategy", cluster(json!({"strategy": "redblak"})), E, "$.stages[0].clusters[0].strategy", "did you mean 'redblack'?"),
         ("cluster capacity order", cluster(json!({"capacity": {"min": 3, "max": 1, "desired": 2}})), E, "$.stages[0].clusters[0].capacity.min", "min (3) is greater than max (1)"),
@@ -220,7 +221,6 @@ fn each_rule_reports_its_path_and_message() {
         ("shrink size", stage("shrinkCluster", json!({"cluster": "shop-prod", "credentials": "local", "shrinkToSize": -1})), E, "$.stages[0].shrinkToSize", "non-negative"),
         ("scaleDown remaining", stage("scaleDownCluster", json!({"cluster": "shop-prod", "credentials": "local", "remainingFullSizeServerGroups": "one"})), E, "$.stages[0].remainingFullSizeServerGroups", "non-negative"),
         ("disableCluster flag", stage("disableCluster", json!({"cluster": "shop-prod", "credentials": "local", "preferLargerOverNewer": "sometimes"})), E, "$.stages[0].preferLargerOverNewer", "true or false"),
-        ("findArtifact", stage("findArtifactFromExecution", json!({"application": "shop", "pipeline": "x"})), E, "$.stages[0].expectedArtifacts", "needs the artifact to look for"),
         ("upsertLoadBalancer", stage("upsertLoadBalancer", json!({"credentials": "local"})), E, "$.stages[0].name", "the load balancer name is missing"),
         ("deleteLoadBalancer", stage("deleteLoadBalancer", json!({"credentials": "local"})), E, "$.stages[0].loadBalancerName", "the load balancer to delete is missing"),
         ("upsertSecurityGroup", stage("upsertSecurityGroup", json!({"credentials": "local"})), E, "$.stages[0].name", "the firewall has no name"),
@@ -289,6 +289,31 @@ fn each_rule_reports_its_path_and_message() {
 }
 
 #[test]
+fn what_spinnaker_accepts_is_accepted() {
+    // Deck saves `"stageEnabled": {}`; without an expression the stage is enabled (Orca).
+    for enabled in [json!({}), json!({"type": "expression"})] {
+        let doc = stage("wait", json!({"waitTime": 1, "stageEnabled": enabled}));
+        let report = validate_pipeline_value(&doc, &catalog());
+        assert!(report.problems.is_empty(), "{enabled}: {report}");
+    }
+    // The older singular `expectedArtifact` declares an artifact too.
+    let mut doc = stage("wait", json!({"waitTime": 1, "expectedArtifact": {"id": "built"}}));
+    doc["stages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"refId": "2", "type": "wait", "waitTime": 1, "expectedArtifactId": "built"}));
+    let report = validate_pipeline_value(&doc, &catalog());
+    assert!(report.problems.is_empty(), "{report}");
+    // A deploy cluster without an application deploys into the pipeline's.
+    let doc = stage(
+        "deploy",
+        json!({"clusters": [{"account": "local", "stack": "web", "capacity": {"min": 1, "max": 1, "desired": 1}}]}),
+    );
+    let report = validate_pipeline_value(&doc, &catalog());
+    assert!(report.problems.is_empty(), "{report}");
+}
+
+#[test]
 fn all_problems_are_reported_at_once() {
     let doc = json!({
         "application": "shop app",
@@ -307,7 +332,7 @@ fn all_problems_are_reported_at_once() {
     let expected = [
         (E, "$.application", "contains ' '"),
         (E, "$.name", "missing"),
-        (E, "$.stages[0].type", "did you mean 'wait'?"),
+        (W, "$.stages[0].type", "did you mean 'wait'?"),
         (E, "$.stages[1].waitTime", "non-negative whole number"),
         (E, "$.stages[2].url", "missing"),
         (W, "$.stages[3].type", "cannot run yet"),
@@ -337,7 +362,7 @@ fn all_problems_are_reported_at_once() {
     }
     assert_eq!(report.problems.len(), expected.len(), "{report}");
     assert!(!report.is_valid());
-    assert_eq!(report.warnings().count(), 1);
+    assert_eq!(report.warnings().count(), 2);
 }
 
 #[test]
@@ -369,7 +394,7 @@ fn expressions_are_accepted_where_numbers_and_booleans_go() {
 fn report_serializes_for_the_api() {
     let report = validate_pipeline_value(&stage("wiat", json!({})), &catalog());
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["problems"][0]["severity"], "error");
+    assert_eq!(json["problems"][0]["severity"], "warning");
     assert_eq!(json["problems"][0]["path"], "$.stages[0].type");
     assert_eq!(json["problems"][0]["hint"], "set \"type\": \"wait\"");
 }

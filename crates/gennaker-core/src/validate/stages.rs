@@ -201,11 +201,15 @@ fn check_type(
             let problem = Problem::warning(
                 &path,
                 format!(
-                    "unknown stage type '{stage_type_name}': the pipeline is accepted, but a run stops (TERMINAL) at this stage"
+                    "unknown stage type '{stage_type_name}'{}: the pipeline is accepted, but a run stops (TERMINAL) at this stage",
+                    crate::suggest::did_you_mean(
+                        stage_type_name,
+                        catalog.descriptors().map(|d| d.stage_type.as_str())
+                    )
                 ),
             );
             report.push(match catalog.suggest(stage_type_name) {
-                Some(s) => problem.with_hint(format!("did you mean \"type\": \"{s}\"?")),
+                Some(s) => problem.with_hint(format!("set \"type\": \"{s}\"")),
                 None => problem.with_hint(
                     "a preconfigured webhook stage must be defined in the server's [[webhooks.preconfigured]] before pipelines can run it",
                 ),

@@ -169,6 +169,16 @@ pub(crate) fn table() -> Vec<Row> {
             200,
         ),
         row(
+            Method::GET,
+            "/api/v1/stageTypes",
+            "/api/v1/stageTypes",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
             Method::POST,
             "/api/v1/pipelines/validate",
             "/api/v1/pipelines/validate",
