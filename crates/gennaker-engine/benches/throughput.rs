@@ -80,7 +80,7 @@ fn hops(execution: &Execution, out: &mut Vec<f64>) {
     }
 }
 
-async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
+async fn batch(engine: &Engine, config: &gennaker_core::Pipeline, in_flight: usize) -> Value {
     let requester = Requester {
         user: "bench".into(),
         roles: vec![],
@@ -108,7 +108,7 @@ async fn batch(engine: &Engine, config: &Value, in_flight: usize) -> Value {
                 // Lagged or quiet: ask the store which are still going, in one query.
                 let active: std::collections::HashSet<String> = engine
                     .executions(&ExecutionQuery {
-                        pipeline_config_id: config["id"].as_str().map(str::to_owned),
+                        pipeline_config_id: config.id.clone(),
                         statuses: vec![
                             ExecutionStatus::NotStarted,
                             ExecutionStatus::Running,
@@ -188,8 +188,8 @@ async fn backend(kind: TestBackend) -> Value {
             )
             .await
             .unwrap();
-        let mut config = record.config.clone();
-        config["id"] = json!(record.id);
+        let mut config = gennaker_core::Pipeline::from_value(record.config.clone()).unwrap();
+        config.id = Some(record.id.clone());
         let mut runs = Vec::new();
         for in_flight in [1usize, 100, 1000] {
             if in_flight == 1 {

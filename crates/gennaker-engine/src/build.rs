@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use gennaker_core::execution::{
     Authentication, Execution, ExecutionStatus, ExecutionType, StageExecution,
 };
-use gennaker_core::lenient::{truthy, value_as_i64};
+use gennaker_core::lenient::Lenient;
+use gennaker_core::{ParameterDefinition, Pipeline};
 
 /// A request to run a pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,23 +72,21 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Builds a NOT_STARTED execution of `config` (a stored pipeline config).
+/// Builds a NOT_STARTED execution of `pipeline` (a stored pipeline config).
 pub fn pipeline_execution(
     application: &str,
-    config: &Value,
+    pipeline: &Pipeline,
     request: &RunRequest,
     requester: &Requester,
     now: i64,
 ) -> Result<Execution, BuildError> {
-    let name = config
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if truthy(config.get("disabled")) {
+    let name = pipeline.name.clone();
+    let flag =
+        |value: &Option<Lenient<bool>>| value.as_ref().and_then(Lenient::as_bool) == Some(true);
+    if flag(&pipeline.disabled) {
         return Err(BuildError::Disabled(name));
     }
-    let parameters = resolve_parameters(config, &request.parameters)?;
+    let parameters = resolve_parameters(&pipeline.parameter_config, &request.parameters)?;
     let mut trigger = request.trigger.clone();
     trigger
         .entry("type")
@@ -98,6 +97,7 @@ pub fn pipeline_execution(
     if let Some(correlation) = &request.correlation_id {
         trigger.insert("correlationId".into(), Value::String(correlation.clone()));
     }
+    let config = pipeline.to_value();
     let stages = config
         .get("stages")
         .and_then(Value::as_array)
@@ -111,7 +111,7 @@ pub fn pipeline_execution(
         execution_type: ExecutionType::Pipeline,
         application: application.to_owned(),
         name,
-        pipeline_config_id: config.get("id").and_then(Value::as_str).map(str::to_owned),
+        pipeline_config_id: pipeline.id.clone(),
         status: ExecutionStatus::NotStarted,
         build_time: now,
         start_time: None,
@@ -119,12 +119,14 @@ pub fn pipeline_execution(
         canceled: false,
         canceled_by: None,
         cancellation_reason: None,
-        limit_concurrent: truthy(config.get("limitConcurrent")),
-        max_concurrent_executions: config
-            .get("maxConcurrentExecutions")
-            .and_then(value_as_i64)
+        limit_concurrent: flag(&pipeline.limit_concurrent),
+        max_concurrent_executions: pipeline
+            .max_concurrent_executions
+            .as_ref()
+            .and_then(Lenient::as_u64)
+            .and_then(|n| i64::try_from(n).ok())
             .unwrap_or(0),
-        keep_waiting_pipelines: truthy(config.get("keepWaitingPipelines")),
+        keep_waiting_pipelines: flag(&pipeline.keep_waiting_pipelines),
         authentication: Authentication {
             user: requester.user.clone(),
             roles: requester.roles.clone(),
@@ -132,12 +134,9 @@ pub fn pipeline_execution(
         paused: None,
         origin: requester.origin.clone(),
         trigger,
-        spel_evaluator: config
-            .get("spelEvaluator")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        spel_evaluator: pipeline.spel_evaluator.clone(),
         stages,
-        pipeline_config: config.clone(),
+        pipeline_config: config,
     })
 }
 
@@ -166,8 +165,15 @@ pub fn orchestration_execution(
         })
         .collect();
     let config = serde_json::json!({ "name": description, "stages": stages });
-    let mut execution =
-        pipeline_execution(application, &config, &RunRequest::default(), requester, now)?;
+    let pipeline = Pipeline::from_value(config)
+        .map_err(|err| BuildError::InvalidConfig(format!("the task's job: {err}")))?;
+    let mut execution = pipeline_execution(
+        application,
+        &pipeline,
+        &RunRequest::default(),
+        requester,
+        now,
+    )?;
     execution.execution_type = ExecutionType::Orchestration;
     Ok(execution)
 }
@@ -231,26 +237,24 @@ fn id_text(value: &Value) -> Option<String> {
 /// Applies `parameterConfig`: defaults for what is missing, required ones present,
 /// values with options among them. Parameters the config does not declare pass through.
 fn resolve_parameters(
-    config: &Value,
+    declared: &[ParameterDefinition],
     given: &Map<String, Value>,
 ) -> Result<Map<String, Value>, BuildError> {
     let mut resolved = given.clone();
-    let declared = config
-        .get("parameterConfig")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let flag =
+        |value: &Option<Lenient<bool>>| value.as_ref().and_then(Lenient::as_bool) == Some(true);
     for parameter in declared {
-        let Some(name) = parameter.get("name").and_then(Value::as_str) else {
+        let name = parameter.name.as_str();
+        if name.is_empty() {
             continue;
-        };
+        }
         let present = resolved.get(name).is_some_and(|v| !is_blank(v));
         if !present {
-            match parameter.get("default") {
+            match &parameter.default {
                 Some(default) if !is_blank(default) => {
                     resolved.insert(name.to_owned(), default.clone());
                 }
-                _ if truthy(parameter.get("required")) => {
+                _ if flag(&parameter.required) => {
                     return Err(BuildError::MissingParameter {
                         name: name.to_owned(),
                     });
@@ -262,12 +266,12 @@ fn resolve_parameters(
                 }
             }
         }
-        if truthy(parameter.get("hasOptions"))
-            && let Some(options) = parameter.get("options").and_then(Value::as_array)
+        if flag(&parameter.has_options)
             && let Some(value) = resolved.get(name)
             && !is_blank(value)
         {
-            let allowed: Vec<String> = options
+            let allowed: Vec<String> = parameter
+                .options
                 .iter()
                 .filter_map(|o| o.get("value"))
                 .map(text)
@@ -333,7 +337,8 @@ mod tests {
             parameters: parameters.as_object().cloned().unwrap_or_default(),
             ..RunRequest::default()
         };
-        pipeline_execution("shop", &config(), &request, &requester(), 1000)
+        let pipeline = Pipeline::from_value(config()).unwrap_or_else(|e| panic!("{e}"));
+        pipeline_execution("shop", &pipeline, &request, &requester(), 1000)
     }
 
     #[test]
@@ -369,7 +374,8 @@ mod tests {
     fn disabled_pipelines_do_not_run() {
         let mut config = config();
         config["disabled"] = json!(true);
-        let err = pipeline_execution("shop", &config, &RunRequest::default(), &requester(), 0)
+        let pipeline = Pipeline::from_value(config).unwrap_or_else(|e| panic!("{e}"));
+        let err = pipeline_execution("shop", &pipeline, &RunRequest::default(), &requester(), 0)
             .unwrap_err();
         assert_eq!(err, BuildError::Disabled("Deploy".into()));
     }

@@ -22,6 +22,7 @@ use crate::message::Message;
 use crate::stage::StageRegistry;
 use crate::task::Services;
 use crate::worker::{self, execution_row};
+use gennaker_core::Pipeline;
 use gennaker_core::execution::{Execution, ExecutionStatus};
 
 /// How the engine runs.
@@ -219,7 +220,7 @@ impl Engine {
     pub async fn run_pipeline(
         &self,
         application: &str,
-        config: &Value,
+        config: &Pipeline,
         request: &RunRequest,
         requester: &Requester,
     ) -> Result<Execution, EngineError> {

@@ -34,7 +34,6 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use gennaker_deploy::Providers;
 use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
-use gennaker_local::lb::LoadBalancers;
 use gennaker_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +44,7 @@ pub use auth::{Access, Caller, TOKEN_PREFIX, application_permissions, generate_t
 pub use bootstrap::{ADMIN_USER, bootstrap_admin};
 pub use config::{EngineSettings, ServerConfig};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsSource, NoMoreMetrics};
 pub use state::AppState;
 
 /// Pipeline documents can be large (hundreds of stages); anything beyond this is refused.
@@ -145,8 +144,8 @@ pub struct Wiring {
     pub registry: StageRegistry,
     /// The clouds deployment stages and infrastructure routes act on.
     pub providers: Providers,
-    /// The built-in load balancers (their metrics join `/metrics`).
-    pub load_balancers: LoadBalancers,
+    /// Metrics of the providers (the built-in load balancers'), joined to `/metrics`.
+    pub metrics: Arc<dyn MetricsSource>,
     /// Stops the providers when the server stops.
     pub shutdown: Box<dyn Shutdown>,
 }
@@ -261,7 +260,7 @@ pub async fn start(
         store: Arc::new(store.clone()),
         engine,
         providers: wiring.providers,
-        load_balancers: wiring.load_balancers,
+        more_metrics: wiring.metrics,
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
         shutdown: stop.clone(),

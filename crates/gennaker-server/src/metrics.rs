@@ -148,11 +148,26 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     response
 }
 
+/// Metrics kept outside the server (the load balancers' per-server-group series), in the
+/// OpenMetrics text format, without the end marker.
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// Appends the metrics to `out`.
+    fn encode(&self, out: &mut String);
+}
+
+/// No metrics beyond the server's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMoreMetrics;
+
+impl MetricsSource for NoMoreMetrics {
+    fn encode(&self, _out: &mut String) {}
+}
+
 /// `GET /metrics`: Prometheus exposition (authenticated, like every non-health route).
 pub(crate) async fn render(State(state): State<AppState>, _caller: Caller) -> Response {
     match state
         .metrics
-        .render_with(|text| state.load_balancers.encode_metrics(text))
+        .render_with(|text| state.more_metrics.encode(text))
     {
         Ok(text) => (
             [(

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSource};
 
 /// The state handed to every handler.
 #[derive(Debug, Clone)]
@@ -20,8 +20,9 @@ pub struct AppState {
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.
     pub providers: Providers,
-    /// The built-in load balancers of the local provider (their metrics join ours).
-    pub load_balancers: gennaker_local::lb::LoadBalancers,
+    /// Metrics of what the binary wired in (the local provider's load balancers), joined
+    /// to ours at `/metrics`.
+    pub more_metrics: Arc<dyn MetricsSource>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The server's settings.

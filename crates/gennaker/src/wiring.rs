@@ -10,7 +10,9 @@ use gennaker_deploy::Providers;
 use gennaker_engine::StageRegistry;
 use gennaker_local::lb::{LbConfig, LoadBalancers};
 use gennaker_local::{LocalProvider, LocalSettings};
-use gennaker_server::{OpenServer, RunningServer, ServerConfig, ServerError, Shutdown, Wiring};
+use gennaker_server::{
+    MetricsSource, OpenServer, RunningServer, ServerConfig, ServerError, Shutdown, Wiring,
+};
 
 /// Every stage type, acting through `providers`: the engine's generic stages and the
 /// deployment stages.
@@ -55,7 +57,7 @@ async fn wire(open: &OpenServer, config: &ServerConfig) -> Result<Wiring, Server
     Ok(Wiring {
         registry,
         providers,
-        load_balancers: load_balancers.clone(),
+        metrics: Arc::new(LoadBalancerMetrics(load_balancers.clone())),
         shutdown: Box::new(LocalShutdown {
             local,
             load_balancers,
@@ -76,5 +78,15 @@ impl Shutdown for LocalShutdown {
             self.local.shutdown().await;
             self.load_balancers.shutdown().await;
         })
+    }
+}
+
+/// The built-in load balancers' per-server-group series, at the server's `/metrics`.
+#[derive(Debug)]
+struct LoadBalancerMetrics(LoadBalancers);
+
+impl MetricsSource for LoadBalancerMetrics {
+    fn encode(&self, out: &mut String) {
+        self.0.encode_metrics(out);
     }
 }

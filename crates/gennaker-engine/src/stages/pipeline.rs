@@ -9,6 +9,7 @@
 //! `PatchStage`), so the monitor's poll is only a safety net. Cancelling the stage
 //! cancels the child.
 
+use gennaker_core::Pipeline;
 use gennaker_core::{CheckContext, Fields, Origin, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
@@ -194,14 +195,14 @@ impl Task for StartPipelineTask {
                 )));
             }
         };
-        let mut config = record.config.clone();
-        if let Value::Object(fields) = &mut config {
-            fields.insert("id".into(), Value::String(record.id.clone()));
-            fields.insert(
-                "application".into(),
-                Value::String(record.application.clone()),
-            );
-        }
+        let mut config = Pipeline::from_value(record.config.clone()).map_err(|e| {
+            TaskError::Permanent(format!(
+                "pipeline '{}' of application '{}' cannot run: {e}",
+                record.name, record.application
+            ))
+        })?;
+        config.id = Some(record.id.clone());
+        config.application.clone_from(&record.application);
         let mut trigger = Map::new();
         trigger.insert("type".into(), json!("pipeline"));
         trigger.insert(

@@ -109,6 +109,7 @@ impl FaultRun {
         let mut engine = new_engine();
         let mut shutdown = CancellationToken::new();
         let mut workers = engine.start(None, shutdown.clone()).await.unwrap();
+        let config = gennaker_core::Pipeline::from_value(config.clone()).unwrap();
         let id = engine
             .run_pipeline(APPLICATION, &config, &RunRequest::default(), &requester())
             .await

@@ -66,6 +66,7 @@ impl Harness {
     /// Saves a pipeline and runs it as `request` asks.
     pub async fn run_with(&self, name: &str, pipeline: Value, request: RunRequest) -> Execution {
         let config = self.save(name, pipeline).await;
+        let config = gennaker_core::Pipeline::from_value(config).unwrap();
         self.engine
             .run_pipeline(super::APPLICATION, &config, &request, &requester())
             .await

@@ -277,9 +277,16 @@ pub(crate) async fn run(
         roles: caller.roles.clone(),
         origin: origin(&headers).to_owned(),
     };
+    // Saved configs passed validation, which accepts only what the typed model loads.
+    let config = gennaker_core::Pipeline::from_value(pipeline.config.clone()).map_err(|err| {
+        ApiError::Conflict(format!(
+            "pipeline '{}' revision {} cannot run: {err}; save it again to see what is wrong",
+            pipeline.name, pipeline.revision
+        ))
+    })?;
     let execution = state
         .engine
-        .run_pipeline(&application.name, &pipeline.config, &request, &requester)
+        .run_pipeline(&application.name, &config, &request, &requester)
         .await?;
     let detail = AuditDetail(json!({
         "executionId": execution.id,

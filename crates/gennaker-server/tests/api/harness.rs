@@ -165,7 +165,7 @@ impl Server {
             store: served_store,
             engine,
             providers,
-            load_balancers,
+            more_metrics: Arc::new(gennaker_server::NoMoreMetrics),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),
             shutdown: stop.clone(),
