@@ -152,6 +152,18 @@ pub(crate) async fn save(
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // Saving what is stored again is not a new revision: keep the stored stamps.
+    if let Some(current) = state.store.get_pipeline(&application.name, &name).await?
+        && unstamped(&current.config) == unstamped(&document)
+        && let (Value::Object(stored), Value::Object(new)) = (&current.config, &mut document)
+    {
+        for key in STAMPS {
+            match stored.get(*key) {
+                Some(value) => new.insert((*key).to_owned(), value.clone()),
+                None => new.remove(*key),
+            };
+        }
+    }
     let save = PipelineSave {
         id,
         name,
@@ -174,6 +186,20 @@ pub(crate) async fn save(
         warnings,
     };
     Ok(audited((status, Json(body)), detail))
+}
+
+/// The fields the server sets on every save.
+const STAMPS: &[&str] = &["updateTs", "lastModifiedBy"];
+
+/// A document without its save stamps (and its id, which the store assigns).
+fn unstamped(document: &Value) -> Value {
+    let mut document = document.clone();
+    if let Value::Object(map) = &mut document {
+        for key in STAMPS.iter().chain(&["id"]) {
+            map.remove(*key);
+        }
+    }
+    document
 }
 
 /// What Front50 sets on every save: a document without `application` belongs to the

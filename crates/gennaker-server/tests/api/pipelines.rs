@@ -105,11 +105,16 @@ api_test!(yaml_save_and_id_assignment, |backend| {
         .get(&pipeline_path("yamlapp", "From YAML"), &server.admin)
         .await
         .expect(200);
-    // The server adds only the id; everything else is as submitted.
+    // The server adds the id and its save stamps; everything else is as submitted.
     let mut config = got["config"].clone();
     assert_eq!(config["id"], json!(id));
-    config.as_object_mut().unwrap().remove("id");
-    assert_eq!(config, document);
+    assert_eq!(config["lastModifiedBy"], "admin");
+    let mut sent = document.clone();
+    for key in ["id", "updateTs", "lastModifiedBy"] {
+        config.as_object_mut().unwrap().remove(key);
+        sent.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(config, sent);
 
     // YAML syntax errors are 400 with the position.
     let paths = server
@@ -162,7 +167,12 @@ api_test!(revisions_history_and_restore, |backend| {
         .await
         .expect(200);
     assert_eq!(revisions(&history), [2, 1]);
-    assert_eq!(history[0]["config"], second);
+    let mut stored = history[0]["config"].clone();
+    assert_eq!(stored["lastModifiedBy"], "admin");
+    for key in ["updateTs", "lastModifiedBy"] {
+        stored.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(stored, second);
 
     let one = server
         .get(
@@ -261,25 +271,6 @@ api_test!(invalid_documents_store_nothing, |backend| {
             "{paths:?}"
         );
 
-        let unknown = with_stages(
-            name,
-            json!([{ "refId": "1", "type": "deploi", "name": "x" }]),
-        );
-        let reply = server.save("shop", &server.admin, unknown).await;
-        let body = reply.body.clone();
-        assert_eq!(reply.problem_paths(), ["$.stages[0].type"]);
-        assert!(
-            body["error"]["problems"][0]["hint"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("deploy")
-                || body["error"]["problems"][0]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("deploy"),
-            "no suggestion in {body}"
-        );
-
         // All problems at once.
         let several = with_stages(
             name,
@@ -319,6 +310,23 @@ api_test!(invalid_documents_store_nothing, |backend| {
         .get(&pipeline_path("shop", "fresh"), &server.admin)
         .await
         .expect(404);
+    // An unknown type is a warning with a suggestion, never a refusal (imports never fail).
+    let name = "imported";
+    let unknown = with_stages(
+        name,
+        json!([{ "refId": "1", "type": "deploi", "name": "x" }]),
+    );
+    let reply = server.save("shop", &server.admin, unknown).await;
+    let warning = &reply.body["warnings"][0];
+    assert_eq!(warning["path"], "$.stages[0].type", "{}", reply.body);
+    assert!(
+        warning["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deploy"),
+        "no suggestion in {}",
+        reply.body
+    );
 });
 
 api_test!(validate_without_saving, |backend| {
