@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
+use gennaker_core::ExecutionStatus;
+
 use crate::output::OutputFormat;
+use crate::status::StatusParser;
 
 /// Where the server is, who the caller is and how results are printed. Each option may be
 /// given before the subcommand or after it, once [`ClientOptions::scope`] has given it to
@@ -280,9 +283,9 @@ pub enum ExecutionCommand {
         /// Only executions of the pipeline with this name.
         #[arg(short = 'p', long)]
         pipeline: Option<String>,
-        /// Only these statuses (e.g. RUNNING); repeat or separate with commas.
-        #[arg(long, value_delimiter = ',')]
-        status: Vec<String>,
+        /// Only these statuses (e.g. RUNNING, any case); repeat or separate with commas.
+        #[arg(long, value_delimiter = ',', value_parser = StatusParser)]
+        status: Vec<ExecutionStatus>,
         /// At most this many [default: 25].
         #[arg(long)]
         limit: Option<u32>,

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use gennaker_core::{Problem, Severity, SyntaxError};
+use gennaker_core::{ExecutionStatus, Problem, Severity, SyntaxError};
 use serde::Deserialize;
 
 use crate::config::TokenSource;
 use crate::output::problem_lines;
+use crate::status::ReportedStatus;
 
 /// Where the endpoint and token settings live; repeated in several messages.
 const SETTINGS_HINT: &str = "Check --url / GENNAKER_URL / ~/.config/gennaker/config.toml";
@@ -150,8 +151,8 @@ pub enum CliError {
     ExecutionFailed {
         /// The execution.
         id: String,
-        /// Its final status (`TERMINAL`, `CANCELED`, …).
-        status: String,
+        /// Its final status (`TERMINAL`, `CANCELED`, …, or one of a newer server).
+        status: ReportedStatus,
         /// What made it fail, when the execution says (a stage's error, the
         /// cancellation reason).
         reason: Option<String>,
@@ -218,9 +219,9 @@ impl CliError {
     /// The process exit status for this error (see `gennaker execution watch --help`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::ExecutionFailed { status, .. } => match status.as_str() {
-                "TERMINAL" => EXIT_TERMINAL,
-                "CANCELED" => EXIT_CANCELED,
+            CliError::ExecutionFailed { status, .. } => match status {
+                ReportedStatus::Known(ExecutionStatus::Terminal) => EXIT_TERMINAL,
+                ReportedStatus::Known(ExecutionStatus::Canceled) => EXIT_CANCELED,
                 _ => EXIT_OTHER_END,
             },
             CliError::WatchTimeout { .. } => EXIT_TIMEOUT,
@@ -567,6 +568,28 @@ mod tests {
         let err = CliError::from_response(502, "Bad Gateway\n", &context(TokenSource::FlagOrEnv));
         assert!(matches!(err, CliError::Server { status: 502, .. }));
         assert!(err.to_string().contains("Bad Gateway"), "{err}");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_final_status() {
+        let failed = |status: ReportedStatus| CliError::ExecutionFailed {
+            id: "e1".to_owned(),
+            status,
+            reason: None,
+            failed_stage: None,
+        };
+        let known = |status| failed(ReportedStatus::Known(status));
+        assert_eq!(known(ExecutionStatus::Terminal).exit_code(), EXIT_TERMINAL);
+        assert_eq!(known(ExecutionStatus::Canceled).exit_code(), EXIT_CANCELED);
+        assert_eq!(known(ExecutionStatus::Stopped).exit_code(), EXIT_OTHER_END);
+        let newer = failed(ReportedStatus::from_text("QUIESCED"));
+        assert_eq!(newer.exit_code(), EXIT_OTHER_END);
+        assert!(
+            newer
+                .to_string()
+                .starts_with("execution e1 ended QUIESCED. "),
+            "{newer}"
+        );
     }
 
     #[test]

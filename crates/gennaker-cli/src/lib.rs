@@ -19,6 +19,7 @@ mod commands;
 mod config;
 mod error;
 mod output;
+mod status;
 mod view;
 
 use gennaker_core::StageCatalog;
@@ -35,6 +36,7 @@ pub use error::{
     EXIT_TIMEOUT,
 };
 pub use output::OutputFormat;
+pub use status::ReportedStatus;
 
 /// Runs a client command, printing its result to stdout and reading the user's
 /// `config.toml` for settings the options leave open. Offline validation checks stages

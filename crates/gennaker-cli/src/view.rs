@@ -4,22 +4,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use gennaker_core::ExecutionStatus;
+
 use crate::output::{self, details, table, text, time};
-
-/// Statuses after which nothing more happens (Orca's `isComplete`).
-const COMPLETE: [&str; 6] = [
-    "SUCCEEDED",
-    "FAILED_CONTINUE",
-    "TERMINAL",
-    "CANCELED",
-    "STOPPED",
-    "SKIPPED",
-];
-
-/// Whether a status is final.
-pub(crate) fn is_complete(status: &str) -> bool {
-    COMPLETE.contains(&status)
-}
+use crate::status::ReportedStatus;
 
 /// An execution (Spinnaker's execution JSON; unknown fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
@@ -30,7 +18,7 @@ pub(crate) struct ExecutionView {
     pub(crate) application: String,
     #[serde(default)]
     pub(crate) name: String,
-    pub(crate) status: String,
+    pub(crate) status: ReportedStatus,
     #[serde(default)]
     pub(crate) build_time: Option<i64>,
     #[serde(default)]
@@ -58,7 +46,7 @@ pub(crate) struct StageView {
     pub(crate) stage_type: String,
     #[serde(default)]
     pub(crate) name: String,
-    pub(crate) status: String,
+    pub(crate) status: ReportedStatus,
     #[serde(default)]
     pub(crate) start_time: Option<i64>,
     #[serde(default)]
@@ -79,7 +67,7 @@ pub(crate) struct StageView {
 pub(crate) struct TaskView {
     #[serde(default)]
     pub(crate) name: String,
-    pub(crate) status: String,
+    pub(crate) status: ReportedStatus,
     #[serde(default)]
     pub(crate) start_time: Option<i64>,
     #[serde(default)]
@@ -97,7 +85,7 @@ pub(crate) struct StatusEvent {
     pub(crate) stage_name: Option<String>,
     #[serde(default)]
     pub(crate) task: Option<String>,
-    pub(crate) status: String,
+    pub(crate) status: ReportedStatus,
     pub(crate) time: i64,
 }
 
@@ -112,23 +100,24 @@ pub(crate) enum Applied {
 }
 
 fn start_and_end(
-    status: &str,
+    status: &ReportedStatus,
     time: i64,
     start_time: &mut Option<i64>,
     end_time: &mut Option<i64>,
 ) {
     match status {
-        "RUNNING" => {
+        ReportedStatus::Known(ExecutionStatus::Running) => {
             start_time.get_or_insert(time);
             *end_time = None;
         }
-        "NOT_STARTED" => {
+        ReportedStatus::Known(ExecutionStatus::NotStarted) => {
             *start_time = None;
             *end_time = None;
         }
-        s if is_complete(s) => {
+        s if s.is_complete() => {
             end_time.get_or_insert(time);
         }
+        // Paused, buffered, … and statuses of newer servers leave the times alone.
         _ => {}
     }
 }
@@ -159,7 +148,7 @@ impl ExecutionView {
                     &mut stage.end_time,
                 );
                 // A stage that starts has just planned its tasks and synthetic stages.
-                if event.status == "RUNNING" && stage.tasks.is_empty() {
+                if event.status.is(ExecutionStatus::Running) && stage.tasks.is_empty() {
                     return Applied::Stale;
                 }
                 Applied::Updated
@@ -177,6 +166,16 @@ impl ExecutionView {
                 );
                 Applied::Updated
             }
+        }
+    }
+
+    /// Whether the execution has ended. A status this client does not know (from a
+    /// newer server) counts as an end once the execution has an end time: the server
+    /// has finished with it, and `watch` must not wait on it forever.
+    pub(crate) fn has_ended(&self) -> bool {
+        match &self.status {
+            ReportedStatus::Known(status) => status.is_complete(),
+            ReportedStatus::Unknown(_) => self.end_time.is_some(),
         }
     }
 
@@ -232,7 +231,9 @@ impl ExecutionView {
 
     /// The first failed top-level stage and its error, if any.
     pub(crate) fn failure(&self) -> Option<(&StageView, Option<String>)> {
-        let failed = |s: &&StageView| matches!(s.status.as_str(), "TERMINAL" | "STOPPED");
+        let failed = |s: &&StageView| {
+            s.status.is(ExecutionStatus::Terminal) || s.status.is(ExecutionStatus::Stopped)
+        };
         let stage = self
             .stages
             .iter()
@@ -250,7 +251,7 @@ impl ExecutionView {
 
     /// Why the execution did not succeed, in one line.
     pub(crate) fn failure_reason(&self) -> Option<String> {
-        if self.status == "CANCELED" {
+        if self.status.is(ExecutionStatus::Canceled) {
             let by = self.canceled_by.as_deref().unwrap_or("someone");
             return Some(match &self.cancellation_reason {
                 Some(reason) => format!("canceled by {by}: {reason}"),
@@ -308,7 +309,7 @@ fn current_task(stage: &StageView) -> String {
     stage
         .tasks
         .iter()
-        .find(|t| t.status == "RUNNING")
+        .find(|t| t.status.is(ExecutionStatus::Running))
         .or_else(|| stage.tasks.iter().rev().find(|t| t.start_time.is_some()))
         .map_or_else(|| "-".to_owned(), |t| t.name.clone())
 }
@@ -323,7 +324,7 @@ pub(crate) fn stage_table(execution: &ExecutionView, now: i64) -> String {
                 format!("{}{}", "  ".repeat(depth), text(Some(&stage.name))),
                 text(Some(&stage.ref_id)),
                 text(Some(&stage.stage_type)),
-                stage.status.clone(),
+                stage.status.to_string(),
                 elapsed(stage.start_time, stage.end_time, now),
                 current_task(stage),
             ]
@@ -356,7 +357,7 @@ pub(crate) fn describe(execution: &ExecutionView, now: i64) -> String {
         ("Execution", execution.id.clone()),
         ("Application", execution.application.clone()),
         ("Pipeline", execution.name.clone()),
-        ("Status", execution.status.clone()),
+        ("Status", execution.status.to_string()),
         ("Trigger", execution.trigger_text()),
         ("Created", time(execution.build_time)),
         ("Started", time(execution.start_time)),
@@ -395,7 +396,11 @@ mod tests {
     use super::*;
 
     fn execution() -> ExecutionView {
-        serde_json::from_value(json!({
+        serde_json::from_value(execution_json()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn execution_json() -> Value {
+        json!({
             "id": "e1", "application": "shop", "name": "deploy", "status": "RUNNING",
             "startTime": 1000, "trigger": {"type": "manual", "user": "alice", "parameters": {"env": "prod"}},
             "stages": [
@@ -407,8 +412,7 @@ mod tests {
                  "startTime": 1000, "endTime": 1500, "parentStageId": "s1", "syntheticStageOwner": "STAGE_BEFORE"},
                 {"id": "s2", "refId": "2", "type": "wait", "name": "Wait", "status": "NOT_STARTED"},
             ]
-        }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        })
     }
 
     #[test]
@@ -437,7 +441,7 @@ mod tests {
             stage_id: stage.map(str::to_owned),
             stage_name: None,
             task: task.map(str::to_owned),
-            status: status.into(),
+            status: ReportedStatus::from_text(status),
             time: 9000,
         };
         assert_eq!(
@@ -459,21 +463,21 @@ mod tests {
             Applied::Updated
         );
         assert_eq!(execution.end_time, Some(9000));
-        assert!(is_complete(&execution.status));
+        assert!(execution.has_ended());
     }
 
     #[test]
     fn failures_name_the_stage_and_its_error() {
         let mut execution = execution();
-        execution.status = "TERMINAL".into();
-        execution.stages[0].status = "TERMINAL".into();
+        execution.status = ReportedStatus::Known(ExecutionStatus::Terminal);
+        execution.stages[0].status = ReportedStatus::Known(ExecutionStatus::Terminal);
         execution.stages[0].context =
             json!({"exception": {"details": {"errors": ["image not found"]}}});
         assert_eq!(
             execution.failure_reason().as_deref(),
             Some("stage 'Deploy' failed: image not found")
         );
-        execution.status = "CANCELED".into();
+        execution.status = ReportedStatus::Known(ExecutionStatus::Canceled);
         execution.canceled_by = Some("bob".into());
         assert_eq!(
             execution.failure_reason().as_deref(),
@@ -483,6 +487,32 @@ mod tests {
         assert!(text.contains("manual by alice"), "{text}");
         assert!(text.contains("env=prod"), "{text}");
         assert!(text.contains("Deploy: image not found"), "{text}");
+    }
+
+    #[test]
+    fn statuses_of_a_newer_server_show_as_sent() {
+        let mut raw = execution_json();
+        raw["stages"][3]["status"] = json!("AWAITING_QUORUM");
+        let mut execution: ExecutionView = serde_json::from_value(raw).unwrap();
+        let table = stage_table(&execution, 4000);
+        assert!(table.contains("AWAITING_QUORUM"), "{table}");
+
+        let event = StatusEvent {
+            execution_id: "e1".into(),
+            stage_id: None,
+            stage_name: None,
+            task: None,
+            status: ReportedStatus::from_text("QUIESCED"),
+            time: 9000,
+        };
+        assert_eq!(execution.apply(&event), Applied::Updated);
+        assert_eq!(execution.end_time, None);
+        assert!(!execution.has_ended());
+        assert!(headline(&execution, 4000).contains("  QUIESCED  "));
+        // The server's final read has an end time: the execution ended, not successfully.
+        execution.end_time = Some(9500);
+        assert!(execution.has_ended());
+        assert!(describe(&execution, 9600).contains("QUIESCED"));
     }
 
     #[test]

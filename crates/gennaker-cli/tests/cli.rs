@@ -197,6 +197,12 @@ async fn handle(
             json!({"id": id, "user": "alice", "name": "ci", "createdAt": 0, "expiresAt": null,
                    "revokedAt": 1}),
         ),
+        // The second status is one a newer server might send.
+        ("GET", ["executions"]) => ok(
+            StatusCode::OK,
+            json!([{"id": "e-1", "application": "shop", "name": "deploy", "status": "RUNNING"},
+                   {"id": "e-2", "application": "shop", "name": "deploy", "status": "QUIESCED"}]),
+        ),
         ("GET", ["audit"]) => ok(
             StatusCode::OK,
             json!([{"id": 1, "at": 0, "actor": "admin", "action": "application.save",
@@ -548,6 +554,18 @@ async fn query_parameters_are_sent() {
         "/api/v1/audit?limit=5&actor=admin&target=applications%2Fshop"
     );
     assert!(out.contains("application.save"), "{out}");
+    let out = mock
+        .run(
+            Some(GOOD),
+            &["execution", "list", "--status", "running,Paused"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mock.last().uri,
+        "/api/v1/executions?status=RUNNING%2CPAUSED"
+    );
+    assert!(out.contains("QUIESCED"), "{out}");
 }
 
 #[tokio::test]

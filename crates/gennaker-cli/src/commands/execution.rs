@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use gennaker_core::ExecutionStatus;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -13,8 +14,7 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat, emit, table, time};
 use crate::view::{
-    self, Applied, ExecutionView, StatusEvent, describe, elapsed, headline, is_complete,
-    now_millis, stage_table,
+    self, Applied, ExecutionView, StatusEvent, describe, elapsed, headline, now_millis, stage_table,
 };
 
 /// How many times in a row `watch` reconnects to a stream that ended early.
@@ -174,7 +174,7 @@ async fn list(
     ctx: &mut Context<'_>,
     application: Option<String>,
     pipeline: Option<String>,
-    statuses: &[String],
+    statuses: &[ExecutionStatus],
     limit: Option<u32>,
 ) -> Result<(), CliError> {
     let mut query = Vec::new();
@@ -185,7 +185,8 @@ async fn list(
         query.push(("pipeline", pipeline));
     }
     if !statuses.is_empty() {
-        query.push(("status", statuses.join(",")));
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        query.push(("status", names.join(",")));
     }
     if let Some(limit) = limit {
         query.push(("limit", limit.to_string()));
@@ -214,7 +215,7 @@ async fn list(
                             e.id.clone(),
                             e.application.clone(),
                             e.name.clone(),
-                            e.status.clone(),
+                            e.status.to_string(),
                             time(e.start_time.or(e.build_time)),
                             elapsed(e.start_time, e.end_time, now),
                             e.trigger_text(),
@@ -478,7 +479,7 @@ pub(super) async fn watch(
                 Wake::Timeout => {
                     let status = execution
                         .as_ref()
-                        .map_or_else(|| "running".to_owned(), |e| e.status.clone());
+                        .map_or_else(|| "running".to_owned(), |e| e.status.to_string());
                     return Err(CliError::WatchTimeout {
                         id: id.to_owned(),
                         status,
@@ -536,7 +537,7 @@ pub(super) async fn watch(
                     screen.log(ctx.out, current, status_event.as_ref())?;
                 }
             }
-            if is_complete(&current.status) {
+            if current.has_ended() {
                 // The final state, with every stage's end, comes from a fresh read.
                 let last = fetch(client, id).await.unwrap_or_else(|_| current.clone());
                 return finish(ctx, &mut screen, &last, live).await;
@@ -545,7 +546,7 @@ pub(super) async fn watch(
         // The stream ended before the execution did: the server restarted or a proxy
         // cut the connection. A fresh read tells whether it ended meanwhile.
         match fetch(client, id).await {
-            Ok(current) if is_complete(&current.status) => {
+            Ok(current) if current.has_ended() => {
                 return finish(ctx, &mut screen, &current, live).await;
             }
             Ok(current) => execution = Some(current),
@@ -615,7 +616,7 @@ async fn finish(
             .await?;
         output::write_structured(ctx.out, ctx.format, &raw)?;
     }
-    if execution.status == "SUCCEEDED" {
+    if execution.status.is(ExecutionStatus::Succeeded) {
         return Ok(());
     }
     Err(CliError::ExecutionFailed {
