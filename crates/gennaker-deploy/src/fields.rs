@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 use crate::model::Capacity;
 use crate::provider::{DeployError, Providers};
 
-/// A provider failure as a task failure: only an unavailable provider is worth a retry.
+/// A provider failure as a task failure: only an unavailable provider is worth a retry,
+/// and an unconfigured one ends the execution whatever the stage's `failPipeline`.
 pub(crate) fn task_error(error: DeployError) -> TaskError {
     match error {
         DeployError::Unavailable(message) => TaskError::Transient(message),
+        DeployError::Unsupported(message) => TaskError::Unsupported(message),
         other => TaskError::Permanent(other.to_string()),
     }
 }
@@ -215,6 +217,23 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(by_group.cluster, "shop-prod");
         assert!(ClusterRef::from_context(&Map::new()).is_err());
+    }
+
+    #[test]
+    fn only_an_unavailable_provider_is_retried_and_an_unconfigured_one_is_unsupported() {
+        let unconfigured = Providers::new().provider(Some("aws")).err().map(task_error);
+        assert!(
+            matches!(&unconfigured, Some(TaskError::Unsupported(m)) if m.contains("cloudProvider 'aws' is not configured")),
+            "{unconfigured:?}"
+        );
+        assert!(matches!(
+            task_error(DeployError::Unavailable("busy".into())),
+            TaskError::Transient(_)
+        ));
+        assert!(matches!(
+            task_error(DeployError::Invalid("bad".into())),
+            TaskError::Permanent(_)
+        ));
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! `createServerGroup`, `resizeServerGroup`, `enableServerGroup`, `disableServerGroup`,
 //! `destroyServerGroup`, `rollbackServerGroup`, `rollbackCluster`, `shrinkCluster`,
 //! `scaleDownCluster`, `disableCluster`, `findImageFromCluster`, `upsertLoadBalancer`,
-//! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`.
+//! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`; and the
+//! `clusterSize` precondition of `checkPreconditions`.
 
 mod cluster;
 mod cluster_ops;
+mod cluster_size;
 mod deploy;
 mod fields;
 mod find_image;
@@ -45,4 +47,5 @@ pub fn register(registry: &mut StageRegistry, providers: Providers) {
     rollback::register(registry, &providers);
     find_image::register(registry, &providers);
     load_balancer::register(registry, &providers);
+    cluster_size::register(registry, &providers);
 }

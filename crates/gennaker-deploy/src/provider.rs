@@ -25,6 +25,10 @@ pub enum DeployError {
     /// Worth retrying: the infrastructure is busy or briefly unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// This server cannot do it at all: the cloud provider (or its load balancers) is
+    /// not configured. A stage asking for it ends the execution TERMINAL.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl DeployError {
@@ -189,8 +193,8 @@ impl Providers {
     ) -> Result<&Arc<dyn Provider>, DeployError> {
         let name = cloud_provider.unwrap_or(Self::DEFAULT);
         self.providers.get(name).ok_or_else(|| {
-            DeployError::Invalid(format!(
-                "cloudProvider '{name}' is not configured; known: {}",
+            DeployError::Unsupported(format!(
+                "cloudProvider '{name}' is not configured on this server (it deploys through: {})",
                 self.known()
             ))
         })
@@ -202,10 +206,10 @@ impl Providers {
         cloud_provider: Option<&str>,
     ) -> Result<&Arc<dyn TrafficRouter>, DeployError> {
         let name = cloud_provider.unwrap_or(Self::DEFAULT);
+        self.provider(cloud_provider)?;
         self.routers.get(name).ok_or_else(|| {
-            DeployError::Invalid(format!(
-                "cloudProvider '{name}' has no load balancers; known: {}",
-                self.known()
+            DeployError::Unsupported(format!(
+                "cloudProvider '{name}' has no load balancers on this server"
             ))
         })
     }

@@ -21,6 +21,7 @@ mod error;
 mod events;
 mod expressions;
 mod message;
+mod precondition;
 mod stage;
 mod stages;
 mod step;
@@ -44,6 +45,7 @@ pub use gennaker_core::execution::{
 };
 pub use gennaker_core::lenient::truthy;
 pub use message::Message;
+pub use precondition::{Precondition, PreconditionSite};
 pub use stage::{
     CancelOutcome, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel, sequential,
 };

@@ -3,7 +3,7 @@
 //! type is defined once, next to its code, and registered with its tasks in a
 //! [`StageRegistry`], whose [`StageCatalog`] the validator and the API read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use gennaker_core::{CheckContext, Fields, ValidationReport};
 use serde_json::{Map, Value};
 
 use crate::message::Message;
+use crate::precondition::Precondition;
 use crate::task::{Services, Task, TaskError};
 use gennaker_core::execution::{Execution, StageExecution};
 
@@ -109,12 +110,17 @@ pub trait StageDefinition: Send + Sync {
     }
 }
 
-/// The stage types and tasks the engine knows, and the catalog (these types plus
-/// Spinnaker's others as Spinnaker-only) that validation and the API read.
+/// The precondition types of `checkPreconditions`, by `type`.
+pub(crate) type PreconditionTypes = BTreeMap<&'static str, Arc<dyn Precondition>>;
+
+/// The stage types, precondition types and tasks the engine knows, and the catalog
+/// (these types plus Spinnaker's others as Spinnaker-only) that validation and the API
+/// read.
 #[derive(Clone)]
 pub struct StageRegistry {
     stages: HashMap<String, Arc<dyn StageDefinition>>,
     tasks: HashMap<&'static str, Arc<dyn Task>>,
+    preconditions: PreconditionTypes,
     catalog: StageCatalog,
 }
 
@@ -123,6 +129,7 @@ impl Default for StageRegistry {
         Self {
             stages: HashMap::new(),
             tasks: HashMap::new(),
+            preconditions: BTreeMap::new(),
             catalog: StageCatalog::spinnaker(),
         }
     }
@@ -183,6 +190,23 @@ impl StageRegistry {
         self
     }
 
+    /// Adds a precondition type of `checkPreconditions` (replacing one of the same
+    /// `type`) with its task, and (re-)registers `checkPreconditions` to plan, check
+    /// and run the types registered so far.
+    pub fn precondition(&mut self, precondition: impl Precondition + 'static) -> &mut Self {
+        let precondition = Arc::new(precondition);
+        self.tasks.insert(precondition.name(), precondition.clone());
+        self.preconditions
+            .insert(precondition.precondition_type(), precondition);
+        crate::stages::register_check_preconditions(self);
+        self
+    }
+
+    /// The precondition types of `checkPreconditions`, by `type`.
+    pub(crate) fn preconditions(&self) -> &PreconditionTypes {
+        &self.preconditions
+    }
+
     /// The runnable stage type called `stage_type` (or one of its aliases).
     pub fn definition(&self, stage_type: &str) -> Option<&Arc<dyn StageDefinition>> {
         self.stages.get(stage_type).or_else(|| {
@@ -213,6 +237,11 @@ impl StageRegistry {
         let mut types: Vec<&str> = self.stages.keys().map(String::as_str).collect();
         types.sort_unstable();
         types
+    }
+
+    /// The precondition types `checkPreconditions` checks, sorted.
+    pub fn precondition_types(&self) -> Vec<&'static str> {
+        self.preconditions.keys().copied().collect()
     }
 }
 

@@ -170,8 +170,6 @@ engine_test!(broken_preconditions_are_explained, |h| {
                     soft(json!({"type": "expression", "context": {"expression": "'yes'"}})),
                     soft(json!({"type": "stageStatus", "context": {"stageName": "deplyo", "stageStatus": "SUCCEEDED"}})),
                     soft(json!({"type": "stageStatus", "context": {"stageName": "deploy", "stageStatus": "DONE"}})),
-                    soft(json!({"type": "clusterSize", "context": {"cluster": "shop-prod"}})),
-                    soft(json!({"type": "expresion", "context": {"expression": "true"}})),
                     soft(json!({"type": "expression", "context": {}})),
                  ]},
             ]}),
@@ -188,15 +186,68 @@ engine_test!(broken_preconditions_are_explained, |h| {
         "precondition 2 (expression) failed: expression `'yes'` evaluated to \"yes\", not true or false",
         "there is no stage named 'deplyo' (did you mean 'deploy'?); fix preconditions[2].context.stageName",
         "'DONE' is not a stage status; set preconditions[3].context.stageStatus to one of",
-        "precondition 5 (clusterSize) is not supported by Gennaker yet",
-        "precondition 6 has unknown type 'expresion': set preconditions[5].type to one of expression, stageStatus",
-        "precondition 7 (expression) has no context.expression: set preconditions[6].context.expression",
+        "precondition 5 (expression) has no context.expression: set preconditions[4].context.expression",
     ];
+    assert_eq!(errors.len(), expect.len());
     for (error, wanted) in errors.iter().zip(expect) {
         assert!(
             error.contains(wanted),
             "{error:?} should contain {wanted:?}"
         );
     }
+    h.stop().await;
+});
+
+engine_test!(unsupported_preconditions_end_the_execution_terminal, |h| {
+    let execution = h
+        .run(
+            "preconditions-unsupported",
+            json!({"stages": [
+                {"refId": "1", "name": "check", "type": "checkPreconditions", "failPipeline": false,
+                 "preconditions": [
+                    {"type": "expression", "context": {"expression": "1 > 2"}, "failPipeline": false},
+                    {"type": "clusterSize", "context": {"cluster": "shop-prod"}, "failPipeline": false},
+                    {"type": "expresion", "context": {"expression": "true"}, "failPipeline": false},
+                    {"context": {}, "failPipeline": false}
+                 ]},
+                {"refId": "2", "name": "guarded", "type": "test", "requisiteStageRefIds": ["1"]},
+            ]}),
+        )
+        .await;
+    let done = h.finished(&execution.id).await;
+    assert_eq!(
+        done.status,
+        Terminal,
+        "failPipeline: false does not let an unchecked precondition pass: {}",
+        summary(&done)
+    );
+    assert_eq!(status_of(&done, "guarded"), NotStarted);
+    let children = preconditions(&done, "check");
+    assert_eq!(
+        children[0].status, Stopped,
+        "a failed precondition only stops"
+    );
+    assert!(!children[0].failed_unsupported());
+    let expect = [
+        "stage 'Check precondition (clusterSize)': precondition 2 of stage 'check' has type 'clusterSize', which this server does not check: set preconditions[1].type to one of expression, stageStatus",
+        "stage 'Check precondition (expresion)': precondition 3 of stage 'check' has type 'expresion', which this server does not check: set preconditions[2].type to one of expression, stageStatus",
+        "stage 'Check precondition ()': precondition 4 of stage 'check' has no type: set preconditions[3].type to one of expression, stageStatus",
+    ];
+    for (child, wanted) in children[1..].iter().zip(expect) {
+        assert_eq!(child.status, Terminal, "{}", summary(&done));
+        assert!(child.failed_unsupported(), "{:?}", child.context);
+        assert_eq!(error_of(child), wanted);
+    }
+    let check = stage(&done, "check");
+    assert_eq!(
+        check.status, Terminal,
+        "the stage's own failPipeline: false does not soften it"
+    );
+    assert!(
+        check.failed_unsupported(),
+        "the stage shows the unsupported precondition, not the one that only stopped: {:?}",
+        check.context
+    );
+    assert!(error_of(check).contains("which this server does not check"));
     h.stop().await;
 });

@@ -13,73 +13,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::api::{
+    Api, DEPLOY_PATIENCE, KillLeftovers, demo_processes, destroy_all, start_server,
+};
 use support::{BIN, Server, TOKEN};
 
-/// How long one deploy may take before the test gives up.
-const DEPLOY_PATIENCE: Duration = Duration::from_secs(120);
 /// Concurrent clients of the load generator.
 const CLIENTS: usize = 4;
 /// The most requests one load run sends (bounded whatever happens).
 const MAX_REQUESTS: u64 = 50_000;
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
+/// What only the release pipeline's tests ask the API.
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            http: reqwest::Client::new(),
-            base: server.url(""),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn wait_end(&self, id: &str) -> Value {
-        let deadline = Instant::now() + DEPLOY_PATIENCE;
-        loop {
-            let execution = self.get(&format!("/api/v1/executions/{id}")).await;
-            let status = execution["status"].as_str().unwrap_or_default();
-            if matches!(status, "SUCCEEDED" | "TERMINAL" | "CANCELED" | "STOPPED") {
-                return execution;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "execution {id} did not end: {execution:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn task(&self, job: Value) -> Value {
-        let accepted = self.post("/api/v1/applications/shop/tasks", job).await;
-        self.wait_end(accepted["executionId"].as_str().unwrap())
-            .await
-    }
-
     async fn release(&self, version: &str, strategy: &str, healthy: bool) -> Value {
         let execution = self
             .post(
@@ -92,14 +37,6 @@ impl Api {
             )
             .await;
         self.wait_end(execution["id"].as_str().unwrap()).await
-    }
-
-    async fn server_groups(&self) -> Vec<Value> {
-        self.get("/api/v1/applications/shop/serverGroups")
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
     }
 
     async fn weights(&self) -> BTreeMap<String, u64> {
@@ -239,35 +176,6 @@ impl Load {
     }
 }
 
-/// Kills, when dropped, every demo app process of the versions starting with `prefix`:
-/// a failed test leaves nothing running.
-struct KillLeftovers(&'static str);
-
-impl Drop for KillLeftovers {
-    fn drop(&mut self) {
-        for pid in demo_processes(self.0) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Destroys every server group of the application, through the API.
-async fn destroy_all(api: &Api) {
-    let job: Vec<Value> = api
-        .server_groups()
-        .await
-        .iter()
-        .map(|g| json!({"type": "destroyServerGroup", "serverGroupName": g["name"], "account": "local", "cloudProvider": "local"}))
-        .collect();
-    if !job.is_empty() {
-        let done = api.task(json!({"job": job})).await;
-        assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
-    }
-}
-
 /// Runs the CLI against `server`; it must succeed. Returns what it printed.
 fn cli(server: &Server, args: &[&str]) -> String {
     let output = std::process::Command::new(BIN)
@@ -286,34 +194,6 @@ fn cli(server: &Server, args: &[&str]) -> String {
         "gennaker {args:?} failed: {printed}"
     );
     printed
-}
-
-fn start_server() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/gennaker.db", dir.path().display());
-    let server = Server::start(dir.path().to_path_buf(), url);
-    (dir, server)
-}
-
-/// The pids of the demo app processes whose version starts with `version`.
-fn demo_processes(version: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "demo-app") && args.iter().any(|a| a.starts_with(version)) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

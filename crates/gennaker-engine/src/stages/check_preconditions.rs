@@ -6,40 +6,48 @@
 //! (default true). A precondition that fails with `failPipeline: false` therefore ends
 //! STOPPED rather than TERMINAL: its branch halts but the pipeline does not fail.
 //!
-//! Types: `expression` (`context.expression`, bare or `${…}`, must be true) and
-//! `stageStatus` (`context.stageName` must have status `context.stageStatus`).
-//! `clusterSize` needs a deployment provider and is refused with a clear error.
+//! The precondition types are pluggable ([`StageRegistry::precondition`]): the engine
+//! registers `expression` and `stageStatus`, the deployment crate `clusterSize`. A type
+//! that is not registered fails with [`TaskError::Unsupported`], so the execution ends
+//! TERMINAL even under `failPipeline: false`: "not checked" never passes for "holds".
 
 use async_trait::async_trait;
-use gennaker_core::{
-    CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport, type_name,
-};
+use gennaker_core::{CheckContext, Fields, Origin, Problem, StageTypeDescriptor, ValidationReport};
 use serde_json::{Map, Value};
 
-use crate::stage::{StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel};
+use crate::precondition::{PRECONDITION_INDEX, PRECONDITION_TYPE, PreconditionSite};
+use crate::stage::{
+    PreconditionTypes, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel,
+};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
-use gennaker_core::execution::{ExecutionStatus, StageExecution};
+use gennaker_core::execution::StageExecution;
 
-/// Registers the `checkPreconditions` stage and its tasks.
-pub(super) fn register(registry: &mut StageRegistry) {
+/// (Re-)registers the `checkPreconditions` stage and its tasks, for the precondition
+/// types registered so far.
+pub(crate) fn register(registry: &mut StageRegistry) {
+    let types = registry.preconditions().clone();
     registry
-        .stage(CheckPreconditionsStage)
+        .stage(CheckPreconditionsStage {
+            types: types.clone(),
+        })
         .task(CheckPreconditionsTask)
-        .task(ExpressionPreconditionTask)
-        .task(StageStatusPreconditionTask)
-        .task(UnsupportedPreconditionTask);
+        .task(UnsupportedPreconditionTask {
+            supported: types.keys().copied().collect(),
+        });
 }
 
 const STAGE_TYPE: &str = "checkPreconditions";
 
-/// The precondition types this engine checks.
-const SUPPORTED: &str = "expression, stageStatus";
+/// Spinnaker's precondition types (Orca's `PreconditionTask`s): one not registered here
+/// is accepted at save time with a warning, as a Spinnaker-only stage type is.
+const SPINNAKER_TYPES: &[&str] = &["expression", "clusterSize", "stageStatus"];
 
-/// Context keys of a synthetic precondition stage.
-const PRECONDITION_TYPE: &str = "preconditionType";
-const PRECONDITION_INDEX: &str = "preconditionIndex";
+/// The task of a precondition whose type is not registered.
+const UNSUPPORTED_TASK: &str = "unsupportedPreconditionTask";
 
-struct CheckPreconditionsStage;
+struct CheckPreconditionsStage {
+    types: PreconditionTypes,
+}
 
 /// A synthetic stage planned for one precondition (rather than the user's stage):
 /// only those carry `preconditionType`, whatever their nesting.
@@ -57,13 +65,8 @@ impl StageDefinition for CheckPreconditionsStage {
         )
     }
 
-    fn check(
-        &self,
-        stage: &Fields<'_>,
-        _context: &CheckContext<'_>,
-        report: &mut ValidationReport,
-    ) {
-        check_preconditions(stage, report);
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+        check_preconditions(&self.types, stage, context, report);
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
@@ -71,11 +74,8 @@ impl StageDefinition for CheckPreconditionsStage {
             // Runs after the preconditions passed; reports a malformed list.
             return vec![TaskSpec::new("checkPreconditionsTask")];
         }
-        let task = match stage.context.get(PRECONDITION_TYPE).and_then(Value::as_str) {
-            Some("expression") => "expressionPreconditionTask",
-            Some("stageStatus") => "stageStatusPreconditionTask",
-            _ => "unsupportedPreconditionTask",
-        };
+        let kind = PreconditionSite::of(stage).kind();
+        let task = self.types.get(kind).map_or(UNSUPPORTED_TASK, |p| p.name());
         vec![TaskSpec {
             name: "checkPrecondition".into(),
             implementing_class: task,
@@ -153,249 +153,31 @@ impl Task for CheckPreconditionsTask {
     }
 }
 
-/// Where a precondition stage's error points: `precondition 2 (stageStatus)`.
-fn label(stage: &StageExecution) -> String {
-    let index = stage
-        .context
-        .get(PRECONDITION_INDEX)
-        .and_then(Value::as_u64)
-        .map_or_else(String::new, |i| format!(" {}", i + 1));
-    let kind = stage
-        .context
-        .get(PRECONDITION_TYPE)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    format!("precondition{index} ({kind})")
+/// A precondition of a type that is not registered: unsupported, whatever its
+/// `failPipeline`, naming the user's stage, the field and the types there are.
+struct UnsupportedPreconditionTask {
+    supported: Vec<&'static str>,
 }
-
-/// The JSON path of a precondition's field in the stage config, for "how to fix".
-fn field(stage: &StageExecution, name: &str) -> String {
-    let index = stage
-        .context
-        .get(PRECONDITION_INDEX)
-        .and_then(Value::as_u64)
-        .unwrap_or_default();
-    format!("preconditions[{index}].context.{name}")
-}
-
-fn precondition_context(stage: &StageExecution) -> Map<String, Value> {
-    match stage.context.get("context") {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Map::new(),
-    }
-}
-
-/// `expression`: `context.expression` must evaluate to true (or "true").
-struct ExpressionPreconditionTask;
-
-/// What an expression precondition came to.
-enum Verdict {
-    Holds,
-    Fails(String),
-}
-
-fn verdict_of(value: &Value, text: &str) -> Verdict {
-    match value {
-        Value::Bool(true) => Verdict::Holds,
-        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Verdict::Holds,
-        Value::Bool(false) => Verdict::Fails(format!("expression `{text}` is false")),
-        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => {
-            Verdict::Fails(format!("expression `{text}` is false"))
-        }
-        other => Verdict::Fails(format!(
-            "expression `{text}` evaluated to {other}, not true or false; make it a boolean test"
-        )),
-    }
-}
-
-#[async_trait]
-impl Task for ExpressionPreconditionTask {
-    fn name(&self) -> &'static str {
-        "expressionPreconditionTask"
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let label = label(ctx.stage);
-        let mut context = precondition_context(ctx.stage);
-        let (verdict, result) = match context.get("expression") {
-            // Already a value: written as a JSON boolean, or evaluated by an engine that
-            // did not defer the key.
-            Some(value @ Value::Bool(_)) => (verdict_of(value, &value.to_string()), value.clone()),
-            Some(Value::String(text))
-                if text.trim().eq_ignore_ascii_case("true")
-                    || text.trim().eq_ignore_ascii_case("false") =>
-            {
-                let value = Value::String(text.clone());
-                (verdict_of(&value, text), value)
-            }
-            // Bare (`parameters.env == 'prod'`) or wrapped (`${…}`): evaluate it now.
-            Some(Value::String(text)) => match ctx.evaluate(text) {
-                Ok(value) => (verdict_of(&value, text), value),
-                Err(error) => {
-                    return Ok(TaskResult::terminal(format!(
-                        "{label} failed: expression `{text}` could not be evaluated: {error}; fix {}",
-                        field(ctx.stage, "expression")
-                    )));
-                }
-            },
-            Some(other) => {
-                return Err(TaskError::Permanent(format!(
-                    "{label}: context.expression must be a string like \"parameters.env == 'prod'\", not {other}; fix {}",
-                    field(ctx.stage, "expression")
-                )));
-            }
-            None => {
-                return Err(TaskError::Permanent(format!(
-                    "{label} has no context.expression: set {} to a boolean expression, e.g. \"parameters.env == 'prod'\"",
-                    field(ctx.stage, "expression")
-                )));
-            }
-        };
-        // Orca records the outcome next to the expression.
-        context.insert("expressionResult".into(), result);
-        let outcome = match verdict {
-            Verdict::Holds => TaskResult::succeeded(),
-            Verdict::Fails(why) => TaskResult::terminal(format!("{label} failed: {why}")),
-        };
-        Ok(outcome.with_context("context", Value::Object(context)))
-    }
-
-    fn inline(&self) -> bool {
-        true
-    }
-}
-
-/// `stageStatus`: the stage named `context.stageName` must have status
-/// `context.stageStatus`.
-struct StageStatusPreconditionTask;
-
-#[async_trait]
-impl Task for StageStatusPreconditionTask {
-    fn name(&self) -> &'static str {
-        "stageStatusPreconditionTask"
-    }
-
-    async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let label = label(ctx.stage);
-        // The context was left as written (see deferred_context_keys): evaluate any
-        // `${…}` in it now.
-        let raw = Value::Object(precondition_context(ctx.stage));
-        // The task's root, so `#pipelineId` works here as in the stage's other fields.
-        let transformed = ctx
-            .services
-            .expressions
-            .transform(&raw, &ctx.expression_root());
-        if let Some(failure) = transformed.failures.iter().find(|f| f.error.is_some()) {
-            return Ok(TaskResult::terminal(format!(
-                "{label} failed: `{}` could not be evaluated: {}",
-                failure.template, failure.message
-            )));
-        }
-        let context = transformed.value;
-        let text = |key: &str| {
-            context
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let Some(stage_name) = text("stageName") else {
-            return Err(TaskError::Permanent(format!(
-                "{label} has no context.stageName: set {} to the name of the stage to check",
-                field(ctx.stage, "stageName")
-            )));
-        };
-        let Some(wanted) = text("stageStatus") else {
-            return Err(TaskError::Permanent(format!(
-                "{label} has no context.stageStatus: set {} to the expected status, e.g. \"SUCCEEDED\"",
-                field(ctx.stage, "stageStatus")
-            )));
-        };
-        let Some(expected) = ExecutionStatus::parse(&wanted) else {
-            let all: Vec<&str> = gennaker_core::execution::ALL_STATUSES
-                .iter()
-                .map(|s| s.as_str())
-                .collect();
-            return Err(TaskError::Permanent(format!(
-                "{label}: '{wanted}' is not a stage status; set {} to one of {}",
-                field(ctx.stage, "stageStatus"),
-                all.join(", ")
-            )));
-        };
-        // Prefer the user's stages over synthetic ones of the same name (Orca takes the
-        // first match).
-        let found = ctx
-            .execution
-            .top_level_stages()
-            .find(|s| s.name == stage_name)
-            .or_else(|| ctx.execution.stages.iter().find(|s| s.name == stage_name));
-        let Some(found) = found else {
-            let names: Vec<&str> = ctx
-                .execution
-                .top_level_stages()
-                .map(|s| s.name.as_str())
-                .collect();
-            let hint = names
-                .iter()
-                .map(|n| (strsim::levenshtein(&stage_name, n), *n))
-                .filter(|(d, _)| *d <= 3)
-                .min_by_key(|(d, _)| *d)
-                .map_or_else(
-                    || format!("the stages are: {}", names.join(", ")),
-                    |(_, n)| format!("did you mean '{n}'?"),
-                );
-            return Ok(TaskResult::terminal(format!(
-                "{label} failed: there is no stage named '{stage_name}' ({hint}); fix {}",
-                field(ctx.stage, "stageName")
-            )));
-        };
-        if found.status == expected {
-            Ok(TaskResult::succeeded())
-        } else {
-            Ok(TaskResult::terminal(format!(
-                "{label} failed: stage '{stage_name}' is {}, expected {expected}",
-                found.status
-            )))
-        }
-    }
-
-    fn inline(&self) -> bool {
-        true
-    }
-}
-
-/// Any other `type`: fails with what is supported.
-struct UnsupportedPreconditionTask;
 
 #[async_trait]
 impl Task for UnsupportedPreconditionTask {
     fn name(&self) -> &'static str {
-        "unsupportedPreconditionTask"
+        UNSUPPORTED_TASK
     }
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
-        let index = ctx
-            .stage
-            .context
-            .get(PRECONDITION_INDEX)
-            .and_then(Value::as_u64)
-            .unwrap_or_default();
-        let message = match ctx.str(PRECONDITION_TYPE).unwrap_or_default() {
-            "" => format!(
-                "precondition {} has no type: set preconditions[{index}].type to one of {SUPPORTED}",
-                index + 1
-            ),
-            "clusterSize" => format!(
-                "precondition {} (clusterSize) is not supported by Gennaker yet; replace preconditions[{index}] with an expression or stageStatus precondition",
-                index + 1
-            ),
-            other => format!(
-                "precondition {} has unknown type '{other}': set preconditions[{index}].type to one of {SUPPORTED}",
-                index + 1
-            ),
+        let site = PreconditionSite::of(ctx.stage);
+        let index = site.index();
+        let parent = site.stage_name(ctx.execution);
+        let what = match site.kind() {
+            "" => "has no type".to_owned(),
+            kind => format!("has type '{kind}', which this server does not check"),
         };
-        Err(TaskError::Permanent(message))
+        Err(TaskError::Unsupported(format!(
+            "precondition {} of stage '{parent}' {what}: set preconditions[{index}].type to one of {}",
+            index + 1,
+            self.supported.join(", ")
+        )))
     }
 
     fn inline(&self) -> bool {
@@ -403,10 +185,12 @@ impl Task for UnsupportedPreconditionTask {
     }
 }
 
-const PRECONDITION_TYPES: &[&str] = &["expression", "clusterSize", "stageStatus"];
-const COMPARISONS: &[&str] = &["<", "<=", "==", "!=", ">=", ">"];
-
-fn check_preconditions(stage: &Fields<'_>, report: &mut ValidationReport) {
+fn check_preconditions(
+    types: &PreconditionTypes,
+    stage: &Fields<'_>,
+    check_context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
     if !stage.has("preconditions") {
         report.push(
             Problem::error(stage.at("preconditions"), "checkPreconditions has no preconditions")
@@ -414,15 +198,26 @@ fn check_preconditions(stage: &Fields<'_>, report: &mut ValidationReport) {
         );
         return;
     }
+    let supported: Vec<&str> = types.keys().copied().collect();
     for (_, precondition) in stage.objects("preconditions", "a precondition", report) {
         precondition.boolean("failPipeline", report);
-        if precondition
-            .required_string("type", "the precondition type", report)
-            .is_none()
-        {
+        let Some(kind) = precondition.required_string("type", "the precondition type", report)
+        else {
+            continue;
+        };
+        if !types.contains_key(kind) && SPINNAKER_TYPES.contains(&kind) {
+            report.push(
+                Problem::warning(
+                    precondition.at("type"),
+                    format!(
+                        "precondition type '{kind}' is Spinnaker's, but this server does not check it: the pipeline is accepted, but a run stops (TERMINAL) at this precondition"
+                    ),
+                )
+                .with_hint(format!("use one of: {}", supported.join(", "))),
+            );
             continue;
         }
-        let Some(kind) = precondition.one_of("type", PRECONDITION_TYPES, report) else {
+        let Some(kind) = precondition.one_of("type", &supported, report) else {
             continue;
         };
         let Some(context) = precondition.object("context", report) else {
@@ -432,32 +227,61 @@ fn check_preconditions(stage: &Fields<'_>, report: &mut ValidationReport) {
             ));
             continue;
         };
-        match kind {
-            "expression" => match context.get("expression") {
-                Some(Value::String(_) | Value::Bool(_)) => {}
-                Some(other) => report.push(Problem::error(
-                    context.at("expression"),
-                    format!("expression must be a string, not {}", type_name(other)),
-                )),
-                None => report.push(Problem::error(
-                    context.at("expression"),
-                    "an expression precondition needs context.expression",
-                )),
-            },
-            "clusterSize" => {
-                context.required_string("cluster", "the cluster to count", report);
-                if !context.has("credentials") && !context.has("account") {
-                    context.require_account(report);
-                }
-                context.one_of("comparison", COMPARISONS, report);
-                context.non_negative("expected", report);
-                context.strings("regions", report);
-            }
-            "stageStatus" => {
-                context.required_string("stageName", "the stage whose status is checked", report);
-                context.required_string("stageStatus", "the expected status", report);
-            }
-            _ => {}
+        if let Some(definition) = types.get(kind) {
+            definition.check(&context, check_context, report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gennaker_core::{Severity, validate_pipeline_value};
+    use serde_json::json;
+
+    use crate::stage::StageRegistry;
+
+    /// The problems (severity, path, message) of a pipeline with one
+    /// `checkPreconditions` stage, checked against the engine's own stage types.
+    fn problems(preconditions: serde_json::Value) -> Vec<(Severity, String, String)> {
+        let pipeline = json!({"application": "shop", "name": "p", "stages": [
+            {"refId": "1", "type": "checkPreconditions", "preconditions": preconditions}
+        ]});
+        validate_pipeline_value(&pipeline, StageRegistry::standard().catalog())
+            .problems
+            .into_iter()
+            .map(|p| (p.severity, p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn only_registered_types_are_checked_and_spinnakers_others_are_warned_about() {
+        assert_eq!(
+            StageRegistry::standard().precondition_types(),
+            ["expression", "stageStatus"]
+        );
+        assert!(
+            problems(json!([{"type": "expression", "context": {"expression": "true"}}])).is_empty()
+        );
+        let spinnaker = problems(json!([{"type": "clusterSize", "context": {}}]));
+        assert_eq!(spinnaker.len(), 1, "{spinnaker:?}");
+        assert_eq!(spinnaker[0].0, Severity::Warning);
+        assert_eq!(spinnaker[0].1, "$.stages[0].preconditions[0].type");
+        assert!(
+            spinnaker[0].2.contains("a run stops (TERMINAL)"),
+            "{spinnaker:?}"
+        );
+        let typo = problems(json!([{"type": "stagestatus", "context": {}}]));
+        assert_eq!(typo.len(), 1, "{typo:?}");
+        assert_eq!(typo[0].0, Severity::Error);
+        assert!(
+            typo[0].2.contains("did you mean 'stageStatus'?"),
+            "{typo:?}"
+        );
+        let fields = problems(json!([{"type": "stageStatus", "context": {"stageName": "a"}}]));
+        assert_eq!(fields.len(), 1, "{fields:?}");
+        assert_eq!(
+            fields[0].1, "$.stages[0].preconditions[0].context.stageStatus",
+            "a type's own rules run"
+        );
     }
 }

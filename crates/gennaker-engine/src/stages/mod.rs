@@ -7,6 +7,7 @@ mod check_preconditions;
 mod evaluate_variables;
 mod manual_judgment;
 mod pipeline;
+mod precondition_types;
 mod wait;
 mod webhook;
 
@@ -15,7 +16,9 @@ pub(crate) fn register_all(registry: &mut StageRegistry) {
     wait::register(registry);
     evaluate_variables::register(registry);
     manual_judgment::register(registry);
-    check_preconditions::register(registry);
+    precondition_types::register(registry);
     webhook::register(registry);
     pipeline::register(registry);
 }
+
+pub(crate) use check_preconditions::register as register_check_preconditions;

@@ -62,7 +62,8 @@ impl Step<'_> {
     }
 
     /// A stage that failed because one of its synthetic stages did shows that stage's
-    /// error as its own, so the execution view names the cause at the top level.
+    /// error as its own, so the execution view names the cause at the top level. An
+    /// unsupported failure comes first: it decides the stage's status.
     fn adopt_child_exception(&mut self, index: usize, stage_id: &str) {
         if self.execution.stages[index]
             .context
@@ -70,12 +71,17 @@ impl Step<'_> {
         {
             return;
         }
-        let child_error = self
+        let halted: Vec<&StageExecution> = self
             .execution
             .stages
             .iter()
             .filter(|s| s.parent_stage_id.as_deref() == Some(stage_id) && s.status.is_halt())
-            .find_map(|s| s.context.get("exception").cloned());
+            .collect();
+        let child_error = halted
+            .iter()
+            .find(|s| s.failed_unsupported())
+            .or_else(|| halted.iter().find(|s| s.context.contains_key("exception")))
+            .and_then(|s| s.context.get("exception").cloned());
         if let Some(exception) = child_error {
             self.execution.stages[index]
                 .context

@@ -28,7 +28,9 @@ impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
         match error {
             DeployError::NotFound { .. } => ApiError::NotFound(error.to_string()),
-            DeployError::Invalid(message) => ApiError::bad_request(message),
+            DeployError::Invalid(message) | DeployError::Unsupported(message) => {
+                ApiError::bad_request(message)
+            }
             DeployError::Unavailable(message) => ApiError::Unavailable(message),
         }
     }

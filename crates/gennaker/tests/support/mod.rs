@@ -2,6 +2,8 @@
 //! SIGKILL and restarted on the same data directory and database.
 #![allow(dead_code)]
 
+pub(crate) mod api;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
