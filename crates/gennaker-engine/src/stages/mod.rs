@@ -10,6 +10,11 @@ mod pipeline;
 mod wait;
 mod webhook;
 
+pub use webhook::{
+    PreconfiguredWebhook, PreconfiguredWebhookStage, WebhookConfigError, WebhookParameter,
+    preconfigured_webhook_stages, register_preconfigured,
+};
+
 /// Registers every generic stage type.
 pub(crate) fn register_all(registry: &mut StageRegistry) {
     wait::register(registry);

@@ -14,10 +14,14 @@
 //! Every request carries an `Idempotency-Key` of `<executionId>:<stageId>:<restarts>`:
 //! a task that runs again after a crash sends the same key (so a server that honours it
 //! does the work once), while a user's restart of the stage sends a new one.
+//!
+//! [`preconfigured`] makes the server's `[[webhooks.preconfigured]]` entries stage types
+//! of their own that run these same tasks.
 
 mod cancel;
 mod create;
 mod monitor;
+mod preconfigured;
 mod request;
 mod rules;
 
@@ -29,6 +33,11 @@ use serde_json::{Map, Value};
 
 use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
 use crate::task::{Services, TaskError, TaskResult};
+
+pub use preconfigured::{
+    PreconfiguredWebhook, PreconfiguredWebhookStage, WebhookConfigError, WebhookParameter,
+    preconfigured_webhook_stages, register_preconfigured,
+};
 
 /// Registers the `webhook` stage and its tasks (which preconfigured webhooks run too).
 pub(in crate::stages) fn register(registry: &mut StageRegistry) {
