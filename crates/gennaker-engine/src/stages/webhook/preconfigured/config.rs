@@ -168,11 +168,18 @@ struct Entry<'a> {
 
 impl Entry<'_> {
     fn error(&self, field: impl Into<String>, message: impl Into<String>) -> WebhookConfigError {
+        let field = field.into();
+        let message = message.into();
+        // The stage's messages start with the field, which the error names already.
+        let message = match message.strip_prefix(&format!("{field} ")) {
+            Some(rest) => rest.to_owned(),
+            None => message,
+        };
         WebhookConfigError {
             index: self.index,
             stage_type: self.webhook.stage_type.clone(),
-            field: field.into(),
-            message: message.into(),
+            field,
+            message,
         }
     }
 
