@@ -229,6 +229,10 @@ pub enum PipelineCommand {
         /// Pipeline document (JSON or YAML).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// The server's gennaker.toml, for the stage types it defines
+        /// (`[[webhooks.preconfigured]]`); without it they are reported as unknown.
+        #[arg(long, env = "GENNAKER_CONFIG")]
+        server_config: Option<PathBuf>,
     },
     /// Run a pipeline (needs EXECUTE on the application); with --watch, follow it to
     /// its end and exit with its outcome.

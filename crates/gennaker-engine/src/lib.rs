@@ -49,6 +49,10 @@ pub use precondition::{Precondition, PreconditionSite};
 pub use stage::{
     CancelOutcome, StageDefinition, StageRegistry, SyntheticSpec, TaskSpec, parallel, sequential,
 };
+pub use stages::{
+    PreconfiguredWebhook, PreconfiguredWebhookStage, WebhookConfigError, WebhookParameter,
+    preconfigured_webhook_stages, register_preconfigured,
+};
 pub use task::{
     Services, Task, TaskContext, TaskError, TaskResult, TaskStatus, exception,
     unsupported_exception,

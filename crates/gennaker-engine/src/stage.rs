@@ -74,6 +74,11 @@ pub trait StageDefinition: Send + Sync {
     ) {
     }
 
+    /// Rewrites the stage's context as it starts, before `stageEnabled` and its
+    /// expressions are evaluated: a preconfigured stage puts in the settings its
+    /// configuration fixes.
+    fn prepare(&self, _context: &mut Map<String, Value>) {}
+
     /// The tasks the stage runs, in order.
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec>;
 

@@ -123,7 +123,7 @@ async fn main() {
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
     };
-    let server = gennaker::wiring::start_server(config).await.unwrap();
+    let server = gennaker::wiring::start_server(config, &[]).await.unwrap();
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.address()),

@@ -9,7 +9,8 @@ mod server_cmd;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use gennaker_cli::{ClientCommand, ClientOptions};
+use gennaker_cli::{ClientCommand, ClientOptions, PipelineCommand};
+use gennaker_core::StageCatalog;
 
 /// Continuous delivery in one binary: applications, pipelines, deployments, canaries.
 #[derive(Debug, Parser)]
@@ -81,9 +82,11 @@ fn main() -> ExitCode {
                 }
             },
             Command::Client(command) => {
-                match gennaker_cli::run(&cli.client, command, &gennaker::wiring::offline_catalog())
-                    .await
-                {
+                let catalog = match offline_catalog(&command) {
+                    Ok(catalog) => catalog,
+                    Err(err) => return report(Err(err)),
+                };
+                match gennaker_cli::run(&cli.client, command, &catalog).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => {
                         eprintln!("error: {err}");
@@ -96,6 +99,19 @@ fn main() -> ExitCode {
             Command::Canary(command) => report(canary_cmd::run(command, cli.client.output)),
         }
     })
+}
+
+/// The stage types `pipeline validate` checks against: the built-in ones, and those
+/// the server's gennaker.toml defines when it is given (`--server-config`).
+fn offline_catalog(command: &ClientCommand) -> anyhow::Result<StageCatalog> {
+    let webhooks = match command {
+        ClientCommand::Pipeline(PipelineCommand::Validate {
+            server_config: Some(path),
+            ..
+        }) => server_cmd::preconfigured_webhooks_in(path)?,
+        _ => Vec::new(),
+    };
+    Ok(gennaker::wiring::offline_catalog(&webhooks))
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

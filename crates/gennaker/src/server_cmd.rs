@@ -2,13 +2,14 @@
 //! rising precedence), logging, and shutdown on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
 use gennaker_server::{EngineSettings, ServerConfig};
 use serde::de::{Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -58,6 +59,33 @@ struct RawSettings {
     auth: Option<AuthSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     engine: Option<EngineFileSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhooks: Option<WebhookSettings>,
+}
+
+/// `[webhooks]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSettings {
+    /// `[[webhooks.preconfigured]]`: stage types that call a fixed endpoint, with
+    /// Spinnaker's field names (`customHeaders`, `waitForCompletion`, …).
+    #[serde(default)]
+    preconfigured: Vec<PreconfiguredWebhook>,
+}
+
+/// The `[webhooks]` of a gennaker.toml, whatever else it says.
+#[derive(Debug, Default, Deserialize)]
+struct WebhooksOnly {
+    #[serde(default)]
+    webhooks: Option<WebhookSettings>,
+}
+
+/// What `gennaker server` runs with.
+#[derive(Debug)]
+struct Settings {
+    server: ServerConfig,
+    webhooks: Vec<PreconfiguredWebhookStage>,
+    log_format: LogFormat,
 }
 
 /// `[engine]` in gennaker.toml.
@@ -190,10 +218,7 @@ impl Provider for ServerEnv {
     }
 }
 
-fn settings(
-    args: &ServerArgs,
-    env: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<(ServerConfig, LogFormat)> {
+fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
     let mut figment = Figment::new();
     if let Some(path) = &args.config {
         if !path.is_file() {
@@ -209,6 +234,7 @@ fn settings(
         admin_token: None,
         auth: None,
         engine: None,
+        webhooks: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -240,7 +266,34 @@ fn settings(
             .unwrap_or_default(),
         engine: engine_settings(raw.engine.unwrap_or_default())?,
     };
-    Ok((config, raw.log_format.unwrap_or(LogFormat::Human)))
+    let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
+    Ok(Settings {
+        server: config,
+        webhooks,
+        log_format: raw.log_format.unwrap_or(LogFormat::Human),
+    })
+}
+
+fn preconfigured_webhooks(
+    settings: Option<WebhookSettings>,
+) -> anyhow::Result<Vec<PreconfiguredWebhookStage>> {
+    let entries = settings.map(|s| s.preconfigured).unwrap_or_default();
+    Ok(gennaker::wiring::preconfigured_webhooks(&entries)?)
+}
+
+/// The preconfigured webhook stage types a server on the gennaker.toml at `path` would
+/// have (for `gennaker pipeline validate --server-config`).
+pub(crate) fn preconfigured_webhooks_in(
+    path: &Path,
+) -> anyhow::Result<Vec<PreconfiguredWebhookStage>> {
+    if !path.is_file() {
+        bail!("server config file {} does not exist", path.display());
+    }
+    let file: WebhooksOnly = Figment::from(Toml::file(path))
+        .extract()
+        .with_context(|| format!("invalid server settings in {}", path.display()))?;
+    preconfigured_webhooks(file.webhooks)
+        .with_context(|| format!("invalid server settings in {}", path.display()))
 }
 
 fn engine_settings(file: EngineFileSettings) -> anyhow::Result<EngineSettings> {
@@ -294,10 +347,14 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let (config, log_format) = settings(&args, |name| std::env::var(name).ok())?;
+    let Settings {
+        server: config,
+        webhooks,
+        log_format,
+    } = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    let server = gennaker::wiring::start_server(config)
+    let server = gennaker::wiring::start_server(config, &webhooks)
         .await
         .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
@@ -309,6 +366,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use gennaker_engine::StageDefinition;
+
     use super::{ServerArgs, settings};
 
     fn no_env(_: &str) -> Option<String> {
@@ -330,7 +389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gennaker.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n[engine]\nworkers = 3\n").unwrap();
-        let (config, _) = settings(&args(Some(file.clone())), no_env).unwrap();
+        let config = settings(&args(Some(file.clone())), no_env).unwrap().server;
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.database_url, "sqlite:///srv/gk/gennaker.db");
         assert_eq!(config.application_creators, ["leads"]);
@@ -340,7 +399,7 @@ mod tests {
         let mut flagged = args(Some(file));
         flagged.listen = Some("127.0.0.1:9100".parse().unwrap());
         flagged.database_url = Some("postgres://u@h/db".to_owned());
-        let (config, _) = settings(&flagged, no_env).unwrap();
+        let config = settings(&flagged, no_env).unwrap().server;
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.database_url, "postgres://u@h/db");
     }
@@ -368,7 +427,7 @@ mod tests {
             "GENNAKER_LISTEN" => Some("127.0.0.1:9200".to_owned()),
             _ => None,
         };
-        let (config, _) = settings(&args(None), env).unwrap();
+        let config = settings(&args(None), env).unwrap().server;
         assert_eq!(config.admin_token.as_deref(), Some("007"));
         assert_eq!(config.listen.port(), 9200);
 
@@ -386,5 +445,63 @@ mod tests {
         let wrong = |name: &str| (name == "GENNAKER_LISTEN").then(|| "not-an-address".to_owned());
         let err = format!("{:#}", settings(&args(None), wrong).unwrap_err());
         assert!(err.contains("GENNAKER_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn preconfigured_webhooks_are_read_with_spinnaker_names_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[webhooks.preconfigured]]
+type = "deployHook"
+label = "Deploy hook"
+url = "https://deployer.example.com/${parameterValues.env}"
+method = "PUT"
+customHeaders = { X-Team = "shop", X-Env = ["a", "b"] }
+payload = { service = "${parameterValues.service}", replicas = 2 }
+waitForCompletion = true
+statusJsonPath = "$.state"
+successStatuses = "DONE"
+retryStatusCodes = [409]
+parameters = [{ name = "service", label = "Service" }, { name = "env", label = "Env", defaultValue = "staging" }]
+
+[[webhooks.preconfigured]]
+type = "notify"
+url = "https://chat.example.com/hook"
+payload = '{"text": "deployed"}'
+"#,
+        )
+        .unwrap();
+        let read = settings(&args(Some(file.clone())), no_env).unwrap();
+        let types: Vec<String> = read
+            .webhooks
+            .iter()
+            .map(|w| w.descriptor().stage_type)
+            .collect();
+        assert_eq!(types, ["deployHook", "notify"]);
+        assert_eq!(super::preconfigured_webhooks_in(&file).unwrap().len(), 2);
+
+        std::fs::write(
+            &file,
+            "[[webhooks.preconfigured]]\ntype = \"wait\"\nurl = \"https://x.example.com\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            settings(&args(Some(file.clone())), no_env).unwrap_err()
+        );
+        assert!(
+            err.contains("webhooks.preconfigured[0].type: 'wait' is a built-in stage type"),
+            "{err}"
+        );
+        std::fs::write(
+            &file,
+            "[[webhooks.preconfigured]]\ntype = \"x\"\nurl = \"https://x.example.com\"\nwaitForCompletoin = true\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("waitForCompletoin"), "{err}");
     }
 }

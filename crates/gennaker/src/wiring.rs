@@ -7,36 +7,71 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use gennaker_core::StageCatalog;
 use gennaker_deploy::Providers;
-use gennaker_engine::StageRegistry;
+use gennaker_engine::{
+    PreconfiguredWebhook, PreconfiguredWebhookStage, StageRegistry, WebhookConfigError,
+};
 use gennaker_local::lb::{LbConfig, LoadBalancers};
 use gennaker_local::{LocalProvider, LocalSettings};
 use gennaker_server::{
     MetricsSource, OpenServer, RunningServer, ServerConfig, ServerError, Shutdown, Wiring,
 };
 
-/// Every stage type, acting through `providers`: the engine's generic stages and the
-/// deployment stages.
-pub fn stage_registry(providers: Providers) -> StageRegistry {
+/// The stage types every server has, acting through `providers`: the engine's generic
+/// stages and the deployment stages.
+fn builtin_stages(providers: Providers) -> StageRegistry {
     let mut registry = StageRegistry::standard();
     gennaker_deploy::register(&mut registry, providers);
     registry
 }
 
-/// The stage types `gennaker pipeline validate` checks against offline: the same as a
-/// server's, without knowing which clouds a server deploys to.
-pub fn offline_catalog() -> StageCatalog {
-    stage_registry(Providers::new()).catalog().clone()
+/// Every stage type, acting through `providers`: the built-in ones and the server's
+/// preconfigured webhooks.
+pub fn stage_registry(
+    providers: Providers,
+    webhooks: &[PreconfiguredWebhookStage],
+) -> StageRegistry {
+    let mut registry = builtin_stages(providers);
+    for webhook in webhooks {
+        registry.stage(webhook.clone());
+    }
+    registry
 }
 
-/// Opens a server on `config`, starts the local provider (re-creating its load
-/// balancers and adopting the instances a previous run left) and serves.
-pub async fn start_server(config: ServerConfig) -> Result<RunningServer, ServerError> {
+/// The `[[webhooks.preconfigured]]` entries of a server's configuration as stage types,
+/// checked against the built-in types and each other.
+pub fn preconfigured_webhooks(
+    entries: &[PreconfiguredWebhook],
+) -> Result<Vec<PreconfiguredWebhookStage>, WebhookConfigError> {
+    gennaker_engine::preconfigured_webhook_stages(
+        builtin_stages(Providers::new()).catalog(),
+        entries,
+    )
+}
+
+/// The stage types `gennaker pipeline validate` checks against offline: the same as a
+/// server's with these preconfigured webhooks, without knowing which clouds a server
+/// deploys to.
+pub fn offline_catalog(webhooks: &[PreconfiguredWebhookStage]) -> StageCatalog {
+    stage_registry(Providers::new(), webhooks).catalog().clone()
+}
+
+/// Opens a server on `config` with these preconfigured webhooks, starts the local
+/// provider (re-creating its load balancers and adopting the instances a previous run
+/// left) and serves.
+pub async fn start_server(
+    config: ServerConfig,
+    webhooks: &[PreconfiguredWebhookStage],
+) -> Result<RunningServer, ServerError> {
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config).await?;
+    let wiring = wire(&open, &config, webhooks).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
-async fn wire(open: &OpenServer, config: &ServerConfig) -> Result<Wiring, ServerError> {
+async fn wire(
+    open: &OpenServer,
+    config: &ServerConfig,
+    webhooks: &[PreconfiguredWebhookStage],
+) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
     let local = LocalProvider::start(
         Arc::new(open.store.clone()),
@@ -52,7 +87,7 @@ async fn wire(open: &OpenServer, config: &ServerConfig) -> Result<Wiring, Server
     })?;
     let shared = Arc::new(local.clone());
     let providers = Providers::new().with(shared.clone(), Some(shared));
-    let mut registry = stage_registry(providers.clone());
+    let mut registry = stage_registry(providers.clone(), webhooks);
     registry.set_cloud_providers(providers.names());
     Ok(Wiring {
         registry,

@@ -79,7 +79,7 @@ fn load(name: &str) -> Value {
 
 #[test]
 fn fixtures_validate_with_exactly_the_expected_warnings() {
-    let mut catalog = gennaker::wiring::offline_catalog();
+    let mut catalog = gennaker::wiring::offline_catalog(&[]);
     catalog.set_cloud_providers(["local".to_owned()]);
     for (name, expected) in FIXTURES {
         let value = load(name);

@@ -261,7 +261,7 @@ proptest! {
 
 /// Every stage type the binary assembles, as `gennaker pipeline validate` sees them.
 fn catalog() -> gennaker_core::StageCatalog {
-    let mut catalog = gennaker::wiring::offline_catalog();
+    let mut catalog = gennaker::wiring::offline_catalog(&[]);
     catalog.set_cloud_providers(["local".to_owned()]);
     catalog
 }

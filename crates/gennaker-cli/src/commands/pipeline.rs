@@ -221,7 +221,8 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: PipelineCommand) -> Resu
                 )
             })
         }
-        PipelineCommand::Validate { file } => validate(ctx, &file),
+        // The binary read `server_config` into the catalog.
+        PipelineCommand::Validate { file, .. } => validate(ctx, &file),
         PipelineCommand::Run(args) => super::execution::run_pipeline(ctx, args).await,
     }
 }

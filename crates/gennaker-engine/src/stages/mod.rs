@@ -11,6 +11,11 @@ mod precondition_types;
 mod wait;
 mod webhook;
 
+pub use webhook::{
+    PreconfiguredWebhook, PreconfiguredWebhookStage, WebhookConfigError, WebhookParameter,
+    preconfigured_webhook_stages, register_preconfigured,
+};
+
 /// Registers every generic stage type.
 pub(crate) fn register_all(registry: &mut StageRegistry) {
     wait::register(registry);

@@ -109,6 +109,10 @@ impl Step<'_> {
         if !ready {
             return Ok(());
         }
+        let stage_type = self.execution.stages[index].stage_type.clone();
+        if let Some(definition) = self.engine.registry.definition(&stage_type).cloned() {
+            definition.prepare(&mut self.execution.stages[index].context);
+        }
         self.load_pipeline_ids_if_used(index).await?;
         let root = self.engine.services.expressions.stage_root(
             &self.execution,
@@ -130,7 +134,6 @@ impl Step<'_> {
             return self.fail_stage_now(index, error);
         }
         self.set_stage_status(index, ExecutionStatus::Running);
-        let stage_type = self.execution.stages[index].stage_type.clone();
         let Some(definition) = self.engine.registry.definition(&stage_type).cloned() else {
             let name = self.execution.stages[index].name.clone();
             let what = match self.engine.registry.catalog().get(&stage_type) {

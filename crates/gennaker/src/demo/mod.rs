@@ -122,7 +122,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
     };
-    let server = gennaker::wiring::start_server(config)
+    let server = gennaker::wiring::start_server(config, &[])
         .await
         .context("cannot start the embedded server")?;
     let token_file = data_dir.path().join(TOKEN_FILE);

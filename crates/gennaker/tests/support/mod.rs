@@ -19,10 +19,17 @@ pub(crate) struct Server {
     port: u16,
     data_dir: PathBuf,
     database_url: String,
+    /// More flags of `gennaker server` (e.g. `--config`).
+    args: Vec<String>,
 }
 
 impl Server {
     pub(crate) fn start(data_dir: PathBuf, database_url: String) -> Server {
+        Server::start_with(data_dir, database_url, Vec::new())
+    }
+
+    /// Starts the server with more flags.
+    pub(crate) fn start_with(data_dir: PathBuf, database_url: String, args: Vec<String>) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,6 +40,7 @@ impl Server {
             port,
             data_dir,
             database_url,
+            args,
         };
         server.spawn();
         server
@@ -49,6 +57,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--database-url", &self.database_url])
+            .args(&self.args)
             .env("GENNAKER_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
