@@ -297,7 +297,10 @@ fn what_spinnaker_accepts_is_accepted() {
         assert!(report.problems.is_empty(), "{enabled}: {report}");
     }
     // The older singular `expectedArtifact` declares an artifact too.
-    let mut doc = stage("wait", json!({"waitTime": 1, "expectedArtifact": {"id": "built"}}));
+    let mut doc = stage(
+        "wait",
+        json!({"waitTime": 1, "expectedArtifact": {"id": "built"}}),
+    );
     doc["stages"]
         .as_array_mut()
         .unwrap()
