@@ -49,5 +49,9 @@ mod garbage;
 mod infrastructure;
 #[path = "api/pipelines.rs"]
 mod pipelines;
+#[path = "api/saved_forms.rs"]
+mod saved_forms;
+#[path = "api/stage_walk.rs"]
+mod stage_walk;
 #[path = "api/surface.rs"]
 mod surface;

@@ -1,7 +1,8 @@
 //! Deploying for real, end to end: the real server binary, the local provider running
 //! the demo app (`gennaker demo-app`) as child processes, and the built-in load balancer
 //! carrying bounded traffic while red/black, rolling red/black, rollback and highlander
-//! deploys replace the version behind it. Every request must succeed.
+//! deploys replace the version behind it. Every request must succeed. A cluster
+//! without an application deploys into the pipeline's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -52,14 +53,19 @@ impl Api {
     }
 }
 
-/// Sets up the application, the load balancer and the release pipeline; returns the
-/// load balancer's URL.
-async fn set_up(api: &Api) -> String {
+/// Creates the application every test deploys.
+async fn create_shop(api: &Api) {
     api.post(
         "/api/v1/applications",
         json!({"name": "shop", "email": "team@example.com"}),
     )
     .await;
+}
+
+/// Sets up the application, the load balancer and the release pipeline; returns the
+/// load balancer's URL.
+async fn set_up(api: &Api) -> String {
+    create_shop(api).await;
     let done = api
         .task(json!({"job": [{
             "type": "upsertLoadBalancer", "name": "shop-web", "application": "shop",
@@ -262,11 +268,7 @@ async fn every_strategy_and_a_rollback_under_load_without_a_failed_request() {
         );
     }
     assert_eq!(demo_processes("zd-v4").len(), 2);
-    destroy_all(&api).await;
-    assert!(
-        demo_processes("zd-").is_empty(),
-        "destroy stops every instance"
-    );
+    destroy_all(&api, "zd-").await;
     drop(server);
 }
 
@@ -351,11 +353,7 @@ async fn a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_
         "{failed} of {total} requests failed: {failures:?}"
     );
     assert_eq!(served.keys().collect::<Vec<_>>(), vec!["rb-v1"]);
-    destroy_all(&api).await;
-    assert!(
-        demo_processes("rb-").is_empty(),
-        "destroy stops every instance"
-    );
+    destroy_all(&api, "rb-").await;
     drop(server);
 }
 
@@ -411,10 +409,69 @@ async fn sigkill_during_a_red_black_deploy_completes_it_exactly_once() {
             }
         }
     }
-    destroy_all(&api).await;
-    assert!(
-        demo_processes("ck-").is_empty(),
-        "destroy stops every instance"
-    );
+    destroy_all(&api, "ck-").await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_an_application_deploys_into_the_pipelines() {
+    let _leftovers = KillLeftovers("na-");
+    let (_dir, server) = start_server();
+    let api = Api::new(&server);
+    server.ready(&api.http).await;
+    create_shop(&api).await;
+    // Deck leaves `application` out of a cluster of the pipeline's own application.
+    let saved = api
+        .post(
+            "/api/v1/applications/shop/pipelines",
+            json!({
+                "application": "shop",
+                "name": "solo",
+                "stages": [{
+                    "refId": "1", "type": "deploy", "name": "Deploy",
+                    "clusters": [{
+                        "stack": "solo", "account": "local", "cloudProvider": "local",
+                        "capacity": {"min": 1, "max": 1, "desired": 1},
+                        "strategy": "",
+                        "artifact": {"path": BIN},
+                        "args": ["demo-app", "--version", "na-v1"],
+                        "healthCheck": {"path": "/health"},
+                        "gracePeriodSeconds": 5
+                    }]
+                }]
+            }),
+        )
+        .await;
+    let about_the_cluster: Vec<&Value> = saved["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| {
+            w["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("$.stages[0].clusters[0]")
+        })
+        .collect();
+    assert!(about_the_cluster.is_empty(), "{about_the_cluster:?}");
+
+    let execution = api
+        .post(
+            "/api/v1/applications/shop/pipelines/solo/executions",
+            json!({}),
+        )
+        .await;
+    let done = api.wait_end(execution["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    let groups = api.server_groups().await;
+    assert_eq!(groups.len(), 1, "{groups:#?}");
+    assert_eq!(groups[0]["name"], "shop-solo-v000", "{groups:#?}");
+    assert_eq!(groups[0]["disabled"], false);
+    let instances = groups[0]["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{groups:#?}");
+    assert_eq!(instances[0]["health"], "Up", "{groups:#?}");
+    assert_eq!(demo_processes("na-v1").len(), 1);
+
+    destroy_all(&api, "na-").await;
     drop(server);
 }

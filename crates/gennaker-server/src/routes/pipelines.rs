@@ -152,18 +152,6 @@ pub(crate) async fn save(
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    // Saving what is stored again is not a new revision: keep the stored stamps.
-    if let Some(current) = state.store.get_pipeline(&application.name, &name).await?
-        && unstamped(&current.config) == unstamped(&document)
-        && let (Value::Object(stored), Value::Object(new)) = (&current.config, &mut document)
-    {
-        for key in STAMPS {
-            match stored.get(*key) {
-                Some(value) => new.insert((*key).to_owned(), value.clone()),
-                None => new.remove(*key),
-            };
-        }
-    }
     let save = PipelineSave {
         id,
         name,
@@ -188,23 +176,10 @@ pub(crate) async fn save(
     Ok(audited((status, Json(body)), detail))
 }
 
-/// The fields the server sets on every save.
-const STAMPS: &[&str] = &["updateTs", "lastModifiedBy"];
-
-/// A document without its save stamps (and its id, which the store assigns).
-fn unstamped(document: &Value) -> Value {
-    let mut document = document.clone();
-    if let Value::Object(map) = &mut document {
-        for key in STAMPS.iter().chain(&["id"]) {
-            map.remove(*key);
-        }
-    }
-    document
-}
-
 /// What Front50 sets on every save: a document without `application` belongs to the
 /// one in the URL; `updateTs` (epoch ms, a string as Front50 writes it) and
-/// `lastModifiedBy` say when and by whom.
+/// `lastModifiedBy` say when and by whom (the store ignores them when deciding whether a
+/// save changed anything).
 fn stamp_save(document: &mut Value, application: &str, user: &str, now: i64) {
     let Value::Object(map) = document else {
         return;

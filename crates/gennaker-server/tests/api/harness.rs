@@ -461,6 +461,18 @@ impl Server {
         }
     }
 
+    /// Waits for the manualJudgment stage `ref_id` to wait, then judges it "continue".
+    pub(crate) async fn judge_continue(&self, id: &str, ref_id: &str) {
+        self.wait_stage(id, ref_id, "RUNNING").await;
+        self.post(
+            &format!("/api/v1/executions/{id}/stages/{ref_id}/judgment"),
+            &self.admin,
+            json!({ "judgmentStatus": "continue" }),
+        )
+        .await
+        .expect(202);
+    }
+
     /// Polls until the execution has the status.
     pub(crate) async fn wait_status(&self, id: &str, status: &str) -> Value {
         self.wait_for(id, status, |e| e["status"] == status).await

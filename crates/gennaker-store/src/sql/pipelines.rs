@@ -124,6 +124,25 @@ fn pipeline_document(config: &Value, id: &str, application: &str) -> Value {
     doc
 }
 
+/// What every save stamps on the document (Front50's `updateTs` and `lastModifiedBy`):
+/// they say when and by whom, not what the pipeline is.
+const SAVE_STAMPS: &[&str] = &["updateTs", "lastModifiedBy"];
+
+/// Whether two documents are the same pipeline, whoever saved them when: saving a
+/// document again stores no new revision.
+fn same_pipeline(stored: &Value, saved: &Value) -> bool {
+    let unstamped = |doc: &Value| {
+        let mut doc = doc.clone();
+        if let Value::Object(map) = &mut doc {
+            for stamp in SAVE_STAMPS {
+                map.remove(*stamp);
+            }
+        }
+        doc
+    };
+    unstamped(stored) == unstamped(saved)
+}
+
 impl Backend {
     pub(super) async fn save_pipeline(
         &self,
@@ -188,7 +207,7 @@ impl Backend {
                 Some(current) => {
                     let doc = pipeline_document(&save.config, &current.id, &app_name);
                     let current = current.into_record()?;
-                    if current.config == doc && current.name == save.name {
+                    if same_pipeline(&current.config, &doc) && current.name == save.name {
                         tx.rollback().await?;
                         return Ok((current, SaveOutcome::Unchanged));
                     }

@@ -29,6 +29,16 @@ store_test!(pipelines_keep_every_revision, |store| {
         .unwrap();
     assert_eq!(outcome, SaveOutcome::Unchanged);
     assert_eq!(same.revision, 1);
+    // Who saved it and when (as the server stamps every save) is no change either.
+    let mut stamped = v1.clone();
+    stamped["updateTs"] = json!("1700000000000");
+    stamped["lastModifiedBy"] = json!("bob");
+    let (same, outcome) = store
+        .save_pipeline("shop", &save("Deploy", stamped), "bob")
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Unchanged);
+    assert_eq!((same.revision, same.updated_by.as_str()), (1, "alice"));
 
     let mut v2 = v1.clone();
     v2["stages"] = json!([{"refId": "1", "type": "wait", "waitTime": 5}]);

@@ -86,8 +86,9 @@ impl Api {
     }
 }
 
-/// Destroys every server group of the application, through the API.
-pub(crate) async fn destroy_all(api: &Api) {
+/// Destroys every server group of the application, through the API, and checks that no
+/// demo app process of the versions starting with `versions` is left.
+pub(crate) async fn destroy_all(api: &Api, versions: &str) {
     let job: Vec<Value> = api
         .server_groups()
         .await
@@ -98,6 +99,10 @@ pub(crate) async fn destroy_all(api: &Api) {
         let done = api.task(json!({"job": job})).await;
         assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
     }
+    assert!(
+        demo_processes(versions).is_empty(),
+        "destroy stops every instance"
+    );
 }
 
 /// A server on a fresh data directory and SQLite database.
