@@ -194,7 +194,7 @@ fn each_rule_reports_its_path_and_message() {
         ("webhook codes", stage("webhook", json!({"url": "https://x.example.com", "failFastStatusCodes": [503, 999]})), E, "$.stages[0].failFastStatusCodes[1]", "999 is not an HTTP status code"),
         ("webhook headers", stage("webhook", json!({"url": "https://x.example.com", "customHeaders": ["a"]})), E, "$.stages[0].customHeaders", "must be an object"),
         // pipeline
-        ("child app", stage("pipeline", json!({"pipeline": "abc"})), E, "$.stages[0].application", "the application of the pipeline to run is missing"),
+        ("child app", stage("pipeline", json!({"pipeline": "abc", "application": 7})), E, "$.stages[0].application", "must be a string"),
         ("child id", stage("pipeline", json!({"application": "shop"})), E, "$.stages[0].pipeline", "the id of the pipeline to run is missing"),
         ("child params", stage("pipeline", json!({"application": "shop", "pipeline": "x", "pipelineParameters": "a=b"})), E, "$.stages[0].pipelineParameters", "must be an object"),
         // deploy and clusters
@@ -309,6 +309,10 @@ fn what_spinnaker_accepts_is_accepted() {
         .as_array_mut()
         .unwrap()
         .push(json!({"refId": "2", "type": "wait", "waitTime": 1, "expectedArtifactId": "built"}));
+    let report = validate_pipeline_value(&doc, &catalog());
+    assert!(report.problems.is_empty(), "{report}");
+    // A pipeline stage without an application runs a pipeline of this one's.
+    let doc = stage("pipeline", json!({"pipeline": "abc"}));
     let report = validate_pipeline_value(&doc, &catalog());
     assert!(report.problems.is_empty(), "{report}");
     // A deploy cluster without an application deploys into the pipeline's.

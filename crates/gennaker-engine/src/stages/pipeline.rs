@@ -364,12 +364,10 @@ impl Task for MonitorPipelineTask {
     }
 }
 
+/// The pipeline to run is named; its application defaults to this pipeline's (as at run
+/// time).
 fn check_pipeline_stage(stage: &Fields<'_>, report: &mut ValidationReport) {
-    stage.required_string(
-        "application",
-        "the application of the pipeline to run",
-        report,
-    );
+    stage.string("application", report);
     stage.required_string("pipeline", "the id of the pipeline to run", report);
     stage.object("pipelineParameters", report);
     stage.boolean("waitForCompletion", report);
