@@ -158,7 +158,17 @@ async fn execution_state(server: &Server, app: &str) -> Value {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| json!([s["refId"], s["status"], s["tasks"], s["context"]]))
+                .map(|s| {
+                    // The engine re-polls a running wait task meanwhile (its run token
+                    // moves on); what a refused call must not touch is each task's status.
+                    let tasks: Vec<Value> = s["tasks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| json!([t["name"], t["status"]]))
+                        .collect();
+                    json!([s["refId"], s["status"], tasks, s["context"]])
+                })
                 .collect();
             json!([e["id"], e["status"], e["canceled"], e["paused"], stages])
         })
