@@ -29,7 +29,12 @@ pub(crate) fn did_you_mean<'a, I>(input: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
-    closest(input, candidates).map_or_else(String::new, |c| format!("; did you mean '{c}'?"))
+    did_you_mean_phrase(closest(input, candidates))
+}
+
+/// `"; did you mean 'x'?"` for a suggestion already found, or nothing.
+pub(crate) fn did_you_mean_phrase(suggestion: Option<&str>) -> String {
+    suggestion.map_or_else(String::new, |c| format!("; did you mean '{c}'?"))
 }
 
 #[cfg(test)]

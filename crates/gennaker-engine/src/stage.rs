@@ -237,13 +237,6 @@ impl StageRegistry {
         self.tasks.get(name)
     }
 
-    /// The runnable stage types, sorted.
-    pub fn stage_types(&self) -> Vec<&str> {
-        let mut types: Vec<&str> = self.stages.keys().map(String::as_str).collect();
-        types.sort_unstable();
-        types
-    }
-
     /// The precondition types `checkPreconditions` checks, sorted.
     pub fn precondition_types(&self) -> Vec<&'static str> {
         self.preconditions.keys().copied().collect()

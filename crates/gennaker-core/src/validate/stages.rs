@@ -198,17 +198,15 @@ fn check_type(
             stage_rules::check_spinnaker_only(&entry.descriptor.stage_type, stage, report);
         }
         None => {
+            let suggestion = catalog.suggest(stage_type_name);
+            let did_you_mean = crate::suggest::did_you_mean_phrase(suggestion);
             let problem = Problem::warning(
                 &path,
                 format!(
-                    "unknown stage type '{stage_type_name}'{}: the pipeline is accepted, but a run stops (TERMINAL) at this stage",
-                    crate::suggest::did_you_mean(
-                        stage_type_name,
-                        catalog.descriptors().map(|d| d.stage_type.as_str())
-                    )
+                    "unknown stage type '{stage_type_name}'{did_you_mean}: the pipeline is accepted, but a run stops (TERMINAL) at this stage"
                 ),
             );
-            report.push(match catalog.suggest(stage_type_name) {
+            report.push(match suggestion {
                 Some(s) => problem.with_hint(format!("set \"type\": \"{s}\"")),
                 None => problem.with_hint(
                     "a preconfigured webhook stage must be defined in the server's [[webhooks.preconfigured]] before pipelines can run it",

@@ -19,7 +19,7 @@ use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::PipelineIds;
 use crate::message::{Message, run_key};
-use crate::task::exception;
+use serde_json::Value;
 
 pub(crate) use start::start_waiting;
 
@@ -248,9 +248,9 @@ impl<'e> Step<'e> {
         self.execution.stage_index(stage_id)
     }
 
-    fn fail_stage_now(&mut self, index: usize, error: String) -> Result<(), EngineError> {
+    fn fail_stage_now(&mut self, index: usize, failure: Value) -> Result<(), EngineError> {
         let stage = &mut self.execution.stages[index];
-        stage.context.insert("exception".into(), exception(error));
+        stage.context.insert("exception".into(), failure);
         let status = stage.failure_status();
         self.set_stage_status(index, status);
         self.after_stage_done(index)

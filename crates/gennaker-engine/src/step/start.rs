@@ -14,7 +14,7 @@ use super::{ENGINE_USER, Step};
 use crate::error::EngineError;
 use crate::message::Message;
 use crate::stage::SyntheticSpec;
-use crate::task::unsupported_exception;
+use crate::task::{exception, unsupported_exception};
 
 impl Step<'_> {
     pub(super) fn start_execution(&mut self) -> Result<(), EngineError> {
@@ -110,7 +110,8 @@ impl Step<'_> {
             return Ok(());
         }
         let stage_type = self.execution.stages[index].stage_type.clone();
-        if let Some(definition) = self.engine.registry.definition(&stage_type).cloned() {
+        let definition = self.engine.registry.definition(&stage_type).cloned();
+        if let Some(definition) = &definition {
             definition.prepare(&mut self.execution.stages[index].context);
         }
         self.load_pipeline_ids_if_used(index).await?;
@@ -131,10 +132,10 @@ impl Step<'_> {
         }
         if let Some(error) = self.evaluate_context(index, &root) {
             self.set_stage_status(index, ExecutionStatus::Running);
-            return self.fail_stage_now(index, error);
+            return self.fail_stage_now(index, exception(error));
         }
         self.set_stage_status(index, ExecutionStatus::Running);
-        let Some(definition) = self.engine.registry.definition(&stage_type).cloned() else {
+        let Some(definition) = definition else {
             let name = self.execution.stages[index].name.clone();
             let what = match self.engine.registry.catalog().get(&stage_type) {
                 Some(_) => "is a Spinnaker stage type Gennaker cannot run yet",
@@ -143,12 +144,7 @@ impl Step<'_> {
             let error = format!(
                 "stage '{name}': type '{stage_type}' {what}; remove the stage or disable it with stageEnabled, then run the pipeline again"
             );
-            let stage = &mut self.execution.stages[index];
-            stage
-                .context
-                .insert("exception".into(), unsupported_exception(error));
-            self.set_stage_status(index, ExecutionStatus::Terminal);
-            return self.after_stage_done(index);
+            return self.fail_stage_now(index, unsupported_exception(error));
         };
         let stage = &self.execution.stages[index];
         let specs = definition.tasks(stage);

@@ -125,13 +125,9 @@ impl Step<'_> {
                 self.finish_task_with_error(index, task_id, error, None)
             }
             Err(TaskError::Unsupported(error)) => {
-                let stage = &mut self.execution.stages[index];
-                let name = stage.name.clone();
-                let error = format!("stage '{name}': {error}");
-                stage
-                    .context
-                    .insert("exception".into(), unsupported_exception(error.clone()));
-                self.finish_task_with_error(index, task_id, error, Some(ExecutionStatus::Terminal))
+                let name = &self.execution.stages[index].name;
+                let failure = unsupported_exception(format!("stage '{name}': {error}"));
+                self.finish_task_with_exception(index, task_id, failure, None)
             }
         }
     }
@@ -143,10 +139,20 @@ impl Step<'_> {
         error: String,
         status: Option<ExecutionStatus>,
     ) -> Result<(), EngineError> {
+        self.finish_task_with_exception(index, task_id, exception(error), status)
+    }
+
+    /// Records `failure` as the stage's exception and completes the task with `status`,
+    /// or else the status the failure gives the stage (TERMINAL for an unsupported one).
+    fn finish_task_with_exception(
+        &mut self,
+        index: usize,
+        task_id: &str,
+        failure: Value,
+        status: Option<ExecutionStatus>,
+    ) -> Result<(), EngineError> {
         let stage = &mut self.execution.stages[index];
-        if !stage.failed_unsupported() {
-            stage.context.insert("exception".into(), exception(error));
-        }
+        stage.context.insert("exception".into(), failure);
         let status = status.unwrap_or_else(|| stage.failure_status());
         let message = Message::CompleteTask {
             execution: self.execution.id.clone(),

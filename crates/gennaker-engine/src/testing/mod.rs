@@ -68,6 +68,28 @@ pub fn status_of(execution: &Execution, name: &str) -> ExecutionStatus {
     stage(execution, name).status
 }
 
+/// The synthetic stages planned by the stage called `parent` (e.g. one per precondition
+/// of a `checkPreconditions`), in refId order.
+pub fn synthetic_children<'e>(execution: &'e Execution, parent: &str) -> Vec<&'e StageExecution> {
+    let parent = stage(execution, parent).id.clone();
+    let mut children: Vec<&StageExecution> = execution
+        .stages
+        .iter()
+        .filter(|s| s.parent_stage_id.as_deref() == Some(parent.as_str()))
+        .collect();
+    children.sort_by_key(|s| s.ref_id.clone());
+    children
+}
+
+/// The error a failed stage records; fails the test, showing the stage, when there is
+/// none.
+pub fn error_of(stage: &StageExecution) -> String {
+    stage.context["exception"]["details"]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("stage '{}' has no error: {:?}", stage.name, stage.context))
+        .to_owned()
+}
+
 /// Asserts the execution succeeded, showing it when not.
 pub fn succeeded(execution: &Execution) {
     assert_eq!(
