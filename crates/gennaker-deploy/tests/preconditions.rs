@@ -6,8 +6,7 @@
 mod support;
 
 use gennaker_engine::ExecutionStatus::{NotStarted, Stopped, Succeeded, Terminal};
-use gennaker_engine::testing::{stage, status_of, summary};
-use gennaker_engine::{Execution, StageExecution};
+use gennaker_engine::testing::{error_of, stage, status_of, summary, synthetic_children};
 use serde_json::{Value, json};
 use support::deploy_stage;
 
@@ -22,25 +21,6 @@ fn cluster_size(ref_id: usize, name: &str, context: Value, fail_pipeline: bool) 
         "refId": ref_id.to_string(), "name": name, "type": "checkPreconditions",
         "preconditions": [{"type": "clusterSize", "context": precondition, "failPipeline": fail_pipeline}]
     })
-}
-
-fn error_of(stage: &StageExecution) -> String {
-    stage.context["exception"]["details"]["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("stage '{}' has no error: {:?}", stage.name, stage.context))
-        .to_owned()
-}
-
-/// The synthetic precondition stages of the stage called `parent`, in order.
-fn preconditions<'e>(execution: &'e Execution, parent: &str) -> Vec<&'e StageExecution> {
-    let parent = stage(execution, parent).id.clone();
-    let mut children: Vec<&StageExecution> = execution
-        .stages
-        .iter()
-        .filter(|s| s.parent_stage_id.as_deref() == Some(parent.as_str()))
-        .collect();
-    children.sort_by_key(|s| s.ref_id.clone());
-    children
 }
 
 deploy_test!(cluster_size_compares_the_clusters_server_groups, |h| {
@@ -118,7 +98,7 @@ deploy_test!(cluster_size_compares_the_clusters_server_groups, |h| {
     for (name, _, holds) in &cases {
         let wanted = if *holds { Succeeded } else { Stopped };
         assert_eq!(status_of(&done, name), wanted, "{name}: {}", summary(&done));
-        let child = preconditions(&done, name)[0];
+        let child = synthetic_children(&done, name)[0];
         assert_eq!(child.status, wanted, "{name}");
         assert!(!child.failed_unsupported(), "{name}");
     }
@@ -188,7 +168,7 @@ deploy_test!(what_this_server_cannot_check_ends_terminal_anyway, |h| {
     assert_eq!(done.status, Terminal, "{}", summary(&done));
     assert_eq!(status_of(&done, "check"), Terminal);
     assert_eq!(status_of(&done, "after"), NotStarted);
-    let children = preconditions(&done, "check");
+    let children = synthetic_children(&done, "check");
     assert_eq!(children[0].status, Succeeded, "the supported one holds");
     let expect = [
         "stage 'Check precondition (clusterSize)': precondition 2 (clusterSize) of stage 'check': cloudProvider 'aws' is not configured on this server (it deploys through: local); fix preconditions[1].context.cloudProvider",

@@ -2,29 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gennaker_engine::ExecutionStatus::*;
+use gennaker_engine::SyntheticStageOwner;
 use gennaker_engine::engine_test;
-use gennaker_engine::testing::{stage, status_of, summary};
-use gennaker_engine::{Execution, StageExecution, SyntheticStageOwner};
+use gennaker_engine::testing::{error_of, stage, status_of, summary, synthetic_children};
 use serde_json::{Value, json};
-
-/// The synthetic precondition stages of the stage called `parent`, in order.
-fn preconditions<'e>(execution: &'e Execution, parent: &str) -> Vec<&'e StageExecution> {
-    let parent = stage(execution, parent).id.clone();
-    let mut children: Vec<&StageExecution> = execution
-        .stages
-        .iter()
-        .filter(|s| s.parent_stage_id.as_deref() == Some(parent.as_str()))
-        .collect();
-    children.sort_by_key(|s| s.ref_id.clone());
-    children
-}
-
-fn error_of(stage: &StageExecution) -> String {
-    stage.context["exception"]["details"]["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("stage '{}' has no error: {:?}", stage.name, stage.context))
-        .to_owned()
-}
 
 engine_test!(preconditions_that_hold_let_the_pipeline_go_on, |h| {
     let execution = h
@@ -50,7 +31,7 @@ engine_test!(preconditions_that_hold_let_the_pipeline_go_on, |h| {
     assert_eq!(done.status, Succeeded, "{}", summary(&done));
     assert_eq!(status_of(&done, "check"), Succeeded);
     assert_eq!(status_of(&done, "after"), Succeeded);
-    let children = preconditions(&done, "check");
+    let children = synthetic_children(&done, "check");
     assert_eq!(children.len(), 4, "one synthetic stage per precondition");
     for child in &children {
         assert_eq!(child.status, Succeeded, "{}", summary(&done));
@@ -103,7 +84,7 @@ engine_test!(
         assert_eq!(done.status, Terminal, "{}", summary(&done));
         assert_eq!(status_of(&done, "check"), Terminal);
         assert_eq!(status_of(&done, "after"), NotStarted);
-        let children = preconditions(&done, "check");
+        let children = synthetic_children(&done, "check");
         assert_eq!(children[0].status, Terminal);
         assert_eq!(
             error_of(children[0]),
@@ -141,7 +122,7 @@ engine_test!(fail_pipeline_false_stops_only_the_branch, |h| {
         )
         .await;
     let done = h.finished(&execution.id).await;
-    let children = preconditions(&done, "check");
+    let children = synthetic_children(&done, "check");
     assert_eq!(children[0].status, Stopped, "{}", summary(&done));
     assert_eq!(children[0].context["failPipeline"], false);
     assert_eq!(children[1].status, Succeeded);
@@ -177,7 +158,7 @@ engine_test!(broken_preconditions_are_explained, |h| {
         .await;
     let done = h.finished(&execution.id).await;
     assert_eq!(done.status, Succeeded, "{}", summary(&done));
-    let errors: Vec<String> = preconditions(&done, "check")
+    let errors: Vec<String> = synthetic_children(&done, "check")
         .into_iter()
         .map(error_of)
         .collect();
@@ -222,7 +203,7 @@ engine_test!(unsupported_preconditions_end_the_execution_terminal, |h| {
         summary(&done)
     );
     assert_eq!(status_of(&done, "guarded"), NotStarted);
-    let children = preconditions(&done, "check");
+    let children = synthetic_children(&done, "check");
     assert_eq!(
         children[0].status, Stopped,
         "a failed precondition only stops"

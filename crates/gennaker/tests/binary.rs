@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod support;
+
+use support::refused_server_start;
+
 const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
 
 fn fixture(name: &str) -> PathBuf {
@@ -330,19 +334,7 @@ fn a_numeric_admin_token_is_a_string_and_never_printed() {
     assert!(!server.log().contains("0123456789"), "{}", server.log());
 
     // A number in gennaker.toml is refused, without quoting it.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gennaker.toml");
-    std::fs::write(&config, "admin_token = 987654321\n").unwrap();
-    let output = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("GENNAKER_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let text = printed(&output);
+    let text = refused_server_start("admin_token = 987654321\n");
     assert!(text.contains("admin_token"), "{text}");
     assert!(!text.contains("987654321"), "{text}");
 }

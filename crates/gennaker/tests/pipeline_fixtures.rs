@@ -2,7 +2,10 @@
 //! validate with exactly the expected warnings against every stage type the binary runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::PathBuf;
+use support::local_server_catalog;
 
 use gennaker_core::{DocumentFormat, Severity, parse_document, validate_pipeline_value};
 use serde_json::Value;
@@ -79,8 +82,7 @@ fn load(name: &str) -> Value {
 
 #[test]
 fn fixtures_validate_with_exactly_the_expected_warnings() {
-    let mut catalog = gennaker::wiring::offline_catalog(&[]);
-    catalog.set_cloud_providers(["local".to_owned()]);
+    let catalog = local_server_catalog();
     for (name, expected) in FIXTURES {
         let value = load(name);
         let report = validate_pipeline_value(&value, &catalog);

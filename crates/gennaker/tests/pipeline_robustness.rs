@@ -2,12 +2,15 @@
 //! document the validator accepts loads into the typed model and writes back unchanged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use gennaker_core::{
     DocumentFormat, Pipeline, parse_document, to_yaml_string, validate_application_value,
     validate_pipeline_value,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
+use support::local_server_catalog;
 
 /// Keys real pipelines use, so generated trees reach deep into the validators.
 const KEYS: &[&str] = &[
@@ -167,7 +170,7 @@ fn pipeline_like() -> impl Strategy<Value = Value> {
 
 /// Checks every invariant on one value.
 fn check_value(value: &Value) {
-    let report = validate_pipeline_value(value, &catalog());
+    let report = validate_pipeline_value(value, &local_server_catalog());
     let _ = validate_application_value(value);
     if report.is_valid() {
         let pipeline = Pipeline::from_value(value.clone())
@@ -248,7 +251,7 @@ proptest! {
             })
         }).collect();
         let doc = serde_json::json!({"application": "shop", "name": "p", "stages": stages});
-        let report = validate_pipeline_value(&doc, &catalog());
+        let report = validate_pipeline_value(&doc, &local_server_catalog());
         // Edges only to earlier stages form a DAG: then every problem must be a dangling,
         // self or cycle error that the generated edges really contain.
         let is_dag = edges.iter().enumerate().all(|(i, deps)| deps.iter().all(|d| *d < i));
@@ -257,11 +260,4 @@ proptest! {
         }
         check_value(&doc);
     }
-}
-
-/// Every stage type the binary assembles, as `gennaker pipeline validate` sees them.
-fn catalog() -> gennaker_core::StageCatalog {
-    let mut catalog = gennaker::wiring::offline_catalog(&[]);
-    catalog.set_cloud_providers(["local".to_owned()]);
-    catalog
 }

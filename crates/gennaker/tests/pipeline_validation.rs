@@ -2,11 +2,14 @@
 //! message fragment; plus a document with many problems reported at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use gennaker_core::{
     Pipeline, Severity, ValidationReport, validate_pipeline_for_application,
     validate_pipeline_value,
 };
 use serde_json::{Value, json};
+use support::local_server_catalog;
 
 const E: Severity = Severity::Error;
 const W: Severity = Severity::Warning;
@@ -84,7 +87,7 @@ fn assert_has(
 
 #[test]
 fn base_document_is_clean() {
-    let report = validate_pipeline_value(&base(), &catalog());
+    let report = validate_pipeline_value(&base(), &local_server_catalog());
     assert!(report.problems.is_empty(), "{report}");
 }
 
@@ -281,7 +284,7 @@ fn each_rule_reports_its_path_and_message() {
         ("stage artifact ref", stage("deployManifest", json!({"account": "k8s", "manifestArtifactId": "missing"})), W, "$.stages[0].manifestArtifactId", "artifact id 'missing' is not declared"),
     ];
     for (case, doc, severity, path, fragment) in &cases {
-        let report = validate_pipeline_value(doc, &catalog());
+        let report = validate_pipeline_value(doc, &local_server_catalog());
         assert_has(&report, *severity, path, fragment, case);
         // Whatever validates without errors must load into the typed model and write
         // back unchanged; whatever the model rejects must have been an error.
@@ -297,7 +300,7 @@ fn what_spinnaker_accepts_is_accepted() {
     // Deck saves `"stageEnabled": {}`; without an expression the stage is enabled (Orca).
     for enabled in [json!({}), json!({"type": "expression"})] {
         let doc = stage("wait", json!({"waitTime": 1, "stageEnabled": enabled}));
-        let report = validate_pipeline_value(&doc, &catalog());
+        let report = validate_pipeline_value(&doc, &local_server_catalog());
         assert!(report.problems.is_empty(), "{enabled}: {report}");
     }
     // The older singular `expectedArtifact` declares an artifact too.
@@ -309,18 +312,18 @@ fn what_spinnaker_accepts_is_accepted() {
         .as_array_mut()
         .unwrap()
         .push(json!({"refId": "2", "type": "wait", "waitTime": 1, "expectedArtifactId": "built"}));
-    let report = validate_pipeline_value(&doc, &catalog());
+    let report = validate_pipeline_value(&doc, &local_server_catalog());
     assert!(report.problems.is_empty(), "{report}");
     // A pipeline stage without an application runs a pipeline of this one's.
     let doc = stage("pipeline", json!({"pipeline": "abc"}));
-    let report = validate_pipeline_value(&doc, &catalog());
+    let report = validate_pipeline_value(&doc, &local_server_catalog());
     assert!(report.problems.is_empty(), "{report}");
     // A deploy cluster without an application deploys into the pipeline's.
     let doc = stage(
         "deploy",
         json!({"clusters": [{"account": "local", "stack": "web", "capacity": {"min": 1, "max": 1, "desired": 1}}]}),
     );
-    let report = validate_pipeline_value(&doc, &catalog());
+    let report = validate_pipeline_value(&doc, &local_server_catalog());
     assert!(report.problems.is_empty(), "{report}");
 }
 
@@ -339,7 +342,7 @@ fn all_problems_are_reported_at_once() {
         "parameterConfig": [{"name": "env"}, {"name": "env"}],
         "notifications": [{"type": "slack", "address": "#x", "when": ["pipeline.faild"]}]
     });
-    let report = validate_pipeline_value(&doc, &catalog());
+    let report = validate_pipeline_value(&doc, &local_server_catalog());
     let expected = [
         (E, "$.application", "contains ' '"),
         (E, "$.name", "missing"),
@@ -378,7 +381,7 @@ fn all_problems_are_reported_at_once() {
 
 #[test]
 fn pipeline_must_belong_to_the_application_it_is_saved_under() {
-    let report = validate_pipeline_for_application(&base(), "billing", &catalog());
+    let report = validate_pipeline_for_application(&base(), "billing", &local_server_catalog());
     assert_has(
         &report,
         E,
@@ -386,7 +389,7 @@ fn pipeline_must_belong_to_the_application_it_is_saved_under() {
         "belongs to application 'shop' but is being saved under 'billing'",
         "mismatch",
     );
-    assert!(validate_pipeline_for_application(&base(), "shop", &catalog()).is_valid());
+    assert!(validate_pipeline_for_application(&base(), "shop", &local_server_catalog()).is_valid());
 }
 
 #[test]
@@ -397,22 +400,15 @@ fn expressions_are_accepted_where_numbers_and_booleans_go() {
         {"refId": 2, "type": "wait", "waitTime": "30", "stageTimeoutMs": "3600000", "requisiteStageRefIds": [1],
          "continuePipeline": "false"}
     ]));
-    let report = validate_pipeline_value(&doc, &catalog());
+    let report = validate_pipeline_value(&doc, &local_server_catalog());
     assert!(report.problems.is_empty(), "{report}");
 }
 
 #[test]
 fn report_serializes_for_the_api() {
-    let report = validate_pipeline_value(&stage("wiat", json!({})), &catalog());
+    let report = validate_pipeline_value(&stage("wiat", json!({})), &local_server_catalog());
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["problems"][0]["severity"], "warning");
     assert_eq!(json["problems"][0]["path"], "$.stages[0].type");
     assert_eq!(json["problems"][0]["hint"], "set \"type\": \"wait\"");
-}
-
-/// Every stage type the binary assembles, as `gennaker pipeline validate` sees them.
-fn catalog() -> gennaker_core::StageCatalog {
-    let mut catalog = gennaker::wiring::offline_catalog(&[]);
-    catalog.set_cloud_providers(["local".to_owned()]);
-    catalog
 }

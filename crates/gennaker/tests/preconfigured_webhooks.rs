@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use gennaker_store::testing::{TestBackend, TestDatabase};
 use serde_json::{Value, json};
-use support::{BIN, Server, TOKEN};
+use support::{BIN, Server, TOKEN, refused_server_start};
 
 /// What the deployer received: method, path, `x-team` header, body.
 type Calls = Arc<Mutex<Vec<(String, String, String, Value)>>>;
@@ -271,23 +271,6 @@ fn offline_validation_knows_the_types_of_the_given_server_config() {
     );
 }
 
-/// `gennaker server` on a gennaker.toml with these entries: it must refuse to start.
-fn refused_start(entries: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gennaker.toml");
-    std::fs::write(&config, entries).unwrap();
-    let output = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("GENNAKER_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "the server started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn a_bad_entry_stops_the_server_with_its_index_and_field() {
     let good = "[[webhooks.preconfigured]]\ntype = \"deployHook\"\nurl = \"https://deployer.example.com\"\n";
@@ -310,11 +293,11 @@ fn a_bad_entry_stops_the_server_with_its_index_and_field() {
         ),
     ];
     for (entry, expected) in cases {
-        let stderr = refused_start(&format!("{good}\n{entry}"));
-        assert!(stderr.contains("invalid server settings"), "{stderr}");
+        let printed = refused_server_start(&format!("{good}\n{entry}"));
+        assert!(printed.contains("invalid server settings"), "{printed}");
         assert!(
-            stderr.contains(expected),
-            "expected {expected:?} in:\n{stderr}"
+            printed.contains(expected),
+            "expected {expected:?} in:\n{printed}"
         );
     }
 }

@@ -6,7 +6,7 @@ pub(crate) mod api;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -134,4 +134,34 @@ impl Drop for KillInstances<'_> {
             );
         }
     }
+}
+
+/// Starts `gennaker server` with `config` as its gennaker.toml, expecting it to refuse
+/// to start; returns what it printed (stdout, then stderr).
+pub(crate) fn refused_server_start(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gennaker.toml");
+    std::fs::write(&path, config).unwrap();
+    let output: Output = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GENNAKER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the server started");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every stage type the binary assembles, as a server with the local provider (and no
+/// preconfigured webhooks) validates pipelines.
+pub(crate) fn local_server_catalog() -> gennaker_core::StageCatalog {
+    let mut catalog = gennaker::wiring::offline_catalog(&[]);
+    catalog.set_cloud_providers(["local".to_owned()]);
+    catalog
 }
