@@ -24,7 +24,9 @@ pub use records::{
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
 pub use resources::{ExpectedVersion, Resource, ResourceStore};
-pub use sql::{QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url};
+pub use sql::{
+    MAX_PIPELINE_REVISIONS, QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url,
+};
 pub use store::Store;
 
 #[cfg(feature = "test-support")]

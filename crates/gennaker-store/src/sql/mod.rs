@@ -134,3 +134,4 @@ mod users;
 
 pub use connect::redact_database_url;
 pub use executions::{QUEUE_CHANNEL, QueueListener};
+pub use pipelines::MAX_PIPELINE_REVISIONS;

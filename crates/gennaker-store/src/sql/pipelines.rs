@@ -90,8 +90,12 @@ struct NewRevision<'a> {
     restored_from: Option<i64>,
 }
 
-/// Inserts a [`NewRevision`] in transaction `$tx`, returning any error from the
-/// enclosing function.
+/// How many revisions of a pipeline are kept: a saving loop (or a script) must not grow
+/// the history without bound. The oldest go first; the current one is always kept.
+pub const MAX_PIPELINE_REVISIONS: i64 = 100;
+
+/// Inserts a [`NewRevision`] in transaction `$tx` and drops the revisions older than the
+/// last [`MAX_PIPELINE_REVISIONS`], returning any error from the enclosing function.
 macro_rules! insert_revision {
     ($tx:ident, $revision:expr) => {{
         let row: NewRevision<'_> = $revision;
@@ -103,6 +107,11 @@ macro_rules! insert_revision {
             .bind(row.created_at)
             .bind(row.author)
             .bind(row.restored_from)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query("DELETE FROM pipeline_revisions WHERE pipeline_id = $1 AND revision <= $2")
+            .bind(row.pipeline_id)
+            .bind(row.revision - MAX_PIPELINE_REVISIONS)
             .execute(&mut *$tx)
             .await?;
     }};

@@ -3,8 +3,8 @@
 
 use gennaker_store::testing::{TestBackend, TestDatabase};
 use gennaker_store::{
-    AuditQuery, NewAuditEntry, NewToken, PipelineSave, SaveOutcome, SqlStore, Store, StoreError,
-    redact_database_url,
+    AuditQuery, MAX_PIPELINE_REVISIONS, NewAuditEntry, NewToken, PipelineSave, SaveOutcome,
+    SqlStore, Store, StoreError, redact_database_url,
 };
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 
 use super::*;
 
-store_test!(pipelines_keep_every_revision, |store| {
+store_test!(pipelines_keep_their_revisions, |store| {
     store
         .create_application("shop", &json!({"name": "shop"}), "alice")
         .await
@@ -79,6 +79,45 @@ store_test!(pipelines_keep_every_revision, |store| {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+});
+
+store_test!(pipeline_history_keeps_the_last_revisions_only, |store| {
+    store
+        .create_application("shop", &json!({"name": "shop"}), "alice")
+        .await
+        .unwrap();
+    let saves = MAX_PIPELINE_REVISIONS + 5;
+    for n in 0..saves {
+        let doc = json!({"application": "shop", "name": "Loop", "stages": [], "n": n});
+        store
+            .save_pipeline("shop", &save("Loop", doc), "script")
+            .await
+            .unwrap();
+    }
+    let history = store.pipeline_history("shop", "Loop").await.unwrap();
+    let kept: Vec<i64> = history.iter().map(|r| r.revision).collect();
+    let expected: Vec<i64> = (6..=saves).rev().collect();
+    assert_eq!(kept, expected);
+    assert!(
+        store
+            .pipeline_revision("shop", "Loop", 5)
+            .await
+            .unwrap()
+            .is_none(),
+        "a dropped revision is gone"
+    );
+    // A restore is a save too: it keeps the cap.
+    let restored = store
+        .restore_pipeline_revision("shop", "Loop", 6, "carol")
+        .await
+        .unwrap();
+    assert_eq!(restored.revision, saves + 1);
+    let history = store.pipeline_history("shop", "Loop").await.unwrap();
+    assert_eq!(
+        history.len(),
+        usize::try_from(MAX_PIPELINE_REVISIONS).unwrap()
+    );
+    assert_eq!(history.last().map(|r| r.revision), Some(7));
 });
 
 store_test!(pipelines_rename_by_id_and_refuse_conflicts, |store| {
