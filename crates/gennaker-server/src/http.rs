@@ -193,9 +193,11 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
                 .headers()
                 .get(ALLOW)
                 .and_then(|value| value.to_str().ok())
+                .filter(|allowed| !allowed.is_empty())
+                .map(|allowed| format!(" (it accepts {allowed})"))
                 .unwrap_or_default();
             format!(
-                "this method is not allowed on this route; it accepts {allowed} (the API is described at /api/openapi.json)"
+                "this method is not allowed on this route{allowed}; /api/openapi.json lists each route's methods"
             )
         }
         other => format!(
