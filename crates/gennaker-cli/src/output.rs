@@ -231,12 +231,19 @@ mod tests {
             OutputFormat::Table,
             json!([{ "name": hostile, "createdAt": null }]),
         );
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
         assert!(
             text.contains("deploy\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nshop  SUCCEEDED"),
             "{text}"
         );
-        assert_eq!(text.lines().count(), 2, "a row of its own was forged: {text}");
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "a row of its own was forged: {text}"
+        );
         assert_eq!(escape_controls_keep_lines("a\nb\u{1b}"), "a\nb\\u{1b}");
         assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
     }

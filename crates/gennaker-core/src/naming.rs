@@ -22,9 +22,8 @@ pub fn display_name_problem(kind: &str, name: &str, max: usize) -> Option<String
         ));
     }
     let length = name.chars().count();
-    (length > max).then(|| {
-        format!("the {kind} is {length} characters long; at most {max} are allowed")
-    })
+    (length > max)
+        .then(|| format!("the {kind} is {length} characters long; at most {max} are allowed"))
 }
 
 /// Sequences wrap after this many versions (`v999` is followed by `v000`).
@@ -240,7 +239,10 @@ mod display_name_tests {
 
     #[test]
     fn display_names_refuse_control_characters_and_length() {
-        assert_eq!(display_name_problem("pipeline name", "deploy prod", 256), None);
+        assert_eq!(
+            display_name_problem("pipeline name", "deploy prod", 256),
+            None
+        );
         let escape = display_name_problem("pipeline name", "x\u{1b}[2J", 256).unwrap_or_default();
         assert!(escape.contains("control character U+001B"), "{escape}");
         let long = display_name_problem("pipeline name", &"a".repeat(257), 256).unwrap_or_default();

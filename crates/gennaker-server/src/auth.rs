@@ -273,10 +273,7 @@ mod tests {
         // No permission at all: as if the application did not exist.
         let hidden = caller(&["x"]).require("a", &app, Access::Read).unwrap_err();
         assert!(matches!(hidden, ApiError::NotFound(_)), "{hidden}");
-        assert_eq!(
-            hidden.to_string(),
-            application_not_found("a").to_string()
-        );
+        assert_eq!(hidden.to_string(), application_not_found("a").to_string());
         let exec = json!({"permissions": {"READ": ["r"], "EXECUTE": ["x"]}});
         assert!(caller(&["r"]).require("a", &exec, Access::Execute).is_err());
         assert!(caller(&["x"]).require("a", &exec, Access::Execute).is_ok());

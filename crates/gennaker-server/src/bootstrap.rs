@@ -111,7 +111,11 @@ fn restrict(path: &Path, mode: u32, what: &str) -> Result<(), ServerError> {
         context: format!("cannot restrict the permissions of {}", path.display()),
         source,
     };
-    let current = std::fs::metadata(path).map_err(io_error)?.permissions().mode() & 0o777;
+    let current = std::fs::metadata(path)
+        .map_err(io_error)?
+        .permissions()
+        .mode()
+        & 0o777;
     if current & !mode == 0 {
         return Ok(());
     }

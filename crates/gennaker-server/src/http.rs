@@ -86,13 +86,10 @@ pub async fn serve_http(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let connection = graceful.watch(
-            builder
-                .serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service.clone()),
-                ),
-        );
+        let connection = graceful.watch(builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        ));
         let close_now = close_now.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -126,7 +123,10 @@ fn refuse(mut stream: TcpStream, max_connections: usize, refusals: &Arc<Semaphor
     let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
         return;
     };
-    tracing::debug!(max_connections, "connection refused: too many open connections");
+    tracing::debug!(
+        max_connections,
+        "connection refused: too many open connections"
+    );
     let body = ErrorBody {
         error: ErrorDetail {
             code: "unavailable".to_owned(),

@@ -495,7 +495,10 @@ mod tests {
     #[test]
     fn http_and_metrics_settings_are_read_with_safe_defaults() {
         let defaults = settings(&args(None), no_env).unwrap().server;
-        assert_eq!(defaults.metrics_access, gennaker_server::MetricsAccess::Token);
+        assert_eq!(
+            defaults.metrics_access,
+            gennaker_server::MetricsAccess::Token
+        );
         assert_eq!(defaults.http, gennaker_server::HttpSettings::default());
         assert!(defaults.application_creators.is_empty(), "admins only");
 
@@ -515,7 +518,10 @@ mod tests {
         assert_eq!(config.application_creators, ["*"]);
 
         std::fs::write(&file, "[metrics]\naccess = \"everyone\"\n").unwrap();
-        let err = format!("{:#}", settings(&args(Some(file.clone())), no_env).unwrap_err());
+        let err = format!(
+            "{:#}",
+            settings(&args(Some(file.clone())), no_env).unwrap_err()
+        );
         assert!(err.contains("everyone"), "{err}");
         std::fs::write(&file, "[http]\nmax_connections = 0\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());

@@ -210,7 +210,9 @@ pub(crate) async fn create_role(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("role", &body.name)?;
-    if let Some(problem) = display_name_problem("role description", &body.description, MAX_DESCRIPTION_LEN) {
+    if let Some(problem) =
+        display_name_problem("role description", &body.description, MAX_DESCRIPTION_LEN)
+    {
         return Err(ApiError::bad_request(problem));
     }
     let role = state

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::faulty::AuditFaults;
-pub(crate) use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use gennaker_server::{AccessChanges, AppState, Metrics, bootstrap_admin, router, serve_http};
+pub(crate) use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 pub(crate) use gennaker_store::testing::TestBackend;
 use gennaker_store::testing::{FaultyStore, TestDatabase};
 use gennaker_store::{SqlStore, Store};

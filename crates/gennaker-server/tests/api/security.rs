@@ -41,35 +41,38 @@ fn http(seconds_header: u64, seconds_request: u64, max_connections: usize) -> Ht
     }
 }
 
-api_test!(a_slowloris_client_is_closed_after_the_header_timeout, |backend| {
-    let server = Server::start_with(
-        backend,
-        Options {
-            http: http(1, 60, 64),
-            ..Options::default()
-        },
-    )
-    .await;
-    // Half a request line and a header, then nothing more: before, the connection
-    // stayed open for as long as the client liked.
-    let mut slow = TcpStream::connect(server.address).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let answer = read_to_close(&mut slow).await;
-    assert!(
-        answer.is_some(),
-        "the server kept a client that never finished its headers"
-    );
-    // A connection that sends nothing at all is closed too.
-    let mut silent = TcpStream::connect(server.address).await.unwrap();
-    assert!(read_to_close(&mut silent).await.is_some());
-    // Others are served as usual.
-    server
-        .call(Method::GET, "/healthz", None, Body::None)
-        .await
-        .expect(200);
-});
+api_test!(
+    a_slowloris_client_is_closed_after_the_header_timeout,
+    |backend| {
+        let server = Server::start_with(
+            backend,
+            Options {
+                http: http(1, 60, 64),
+                ..Options::default()
+            },
+        )
+        .await;
+        // Half a request line and a header, then nothing more: before, the connection
+        // stayed open for as long as the client liked.
+        let mut slow = TcpStream::connect(server.address).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut slow).await;
+        assert!(
+            answer.is_some(),
+            "the server kept a client that never finished its headers"
+        );
+        // A connection that sends nothing at all is closed too.
+        let mut silent = TcpStream::connect(server.address).await.unwrap();
+        assert!(read_to_close(&mut silent).await.is_some());
+        // Others are served as usual.
+        server
+            .call(Method::GET, "/healthz", None, Body::None)
+            .await
+            .expect(200);
+    }
+);
 
 api_test!(connections_beyond_the_cap_are_answered_503, |backend| {
     let server = Server::start_with(
@@ -124,45 +127,50 @@ api_test!(connections_beyond_the_cap_are_answered_503, |backend| {
     }
 });
 
-api_test!(a_request_slower_than_the_timeout_gets_408_but_streams_run_on, |backend| {
-    let server = Server::start_with(
-        backend,
-        Options {
-            http: http(60, 1, 64),
-            ..Options::default()
-        },
-    )
-    .await;
-    server.app(json!({ "name": "shop" })).await;
-    // A body announced but never sent.
-    let mut slow = TcpStream::connect(server.address).await.unwrap();
-    let request = format!(
-        "POST /api/v1/applications/shop/pipelines HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\"",
-        server.admin
-    );
-    slow.write_all(request.as_bytes()).await.unwrap();
-    let mut buffer = vec![0u8; 4096];
-    let n = tokio::time::timeout(BOUND, slow.read(&mut buffer))
-        .await
-        .expect("no answer to a request past its timeout")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buffer[..n]).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.contains("the request took longer than 1 s ([http] request_timeout_seconds) and was stopped"),
-        "{answer}"
-    );
-    // An event stream is not a slow request: it outlives the timeout.
-    let read = server
-        .sse(
-            "/api/v1/applications/shop/events",
-            &server.admin,
-            Duration::from_millis(2500),
-            |_| false,
+api_test!(
+    a_request_slower_than_the_timeout_gets_408_but_streams_run_on,
+    |backend| {
+        let server = Server::start_with(
+            backend,
+            Options {
+                http: http(60, 1, 64),
+                ..Options::default()
+            },
         )
         .await;
-    assert!(!read.ended, "the request timeout cut an event stream");
-});
+        server.app(json!({ "name": "shop" })).await;
+        // A body announced but never sent.
+        let mut slow = TcpStream::connect(server.address).await.unwrap();
+        let request = format!(
+            "POST /api/v1/applications/shop/pipelines HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\"",
+            server.admin
+        );
+        slow.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(BOUND, slow.read(&mut buffer))
+            .await
+            .expect("no answer to a request past its timeout")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains(
+                "the request took longer than 1 s ([http] request_timeout_seconds) and was stopped"
+            ),
+            "{answer}"
+        );
+        // An event stream is not a slow request: it outlives the timeout.
+        let read = server
+            .sse(
+                "/api/v1/applications/shop/events",
+                &server.admin,
+                Duration::from_millis(2500),
+                |_| false,
+            )
+            .await;
+        assert!(!read.ended, "the request timeout cut an event stream");
+    }
+);
 
 api_test!(invented_methods_add_no_metric_series, |backend| {
     let server = Server::start(backend).await;
@@ -203,7 +211,12 @@ api_test!(metrics_access_is_a_setting, |backend| {
     let anonymous = server.call(Method::GET, "/metrics", None, Body::None).await;
     assert_eq!(anonymous.status, 401, "{anonymous:?}");
     assert!(
-        server.get("/metrics", &server.admin).await.expect(200).as_str().unwrap()
+        server
+            .get("/metrics", &server.admin)
+            .await
+            .expect(200)
+            .as_str()
+            .unwrap()
             .contains("gennaker_build_info")
     );
     drop(server);
@@ -257,7 +270,10 @@ api_test!(without_read_an_application_does_not_exist, |backend| {
         "application 'vault' not found; create it with `gennaker app save`"
     );
     assert_eq!(
-        missing["error"]["message"].as_str().unwrap().replace("nosuchapp", "vault"),
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("nosuchapp", "vault"),
         hidden["error"]["message"].as_str().unwrap(),
         "a hidden application answers like a missing one"
     );
@@ -349,7 +365,11 @@ api_test!(event_streams_close_when_access_ends, |backend| {
         "user 'rita' may no longer read application 'shop' (or it was deleted); the stream is closed"
     );
     server
-        .post(&format!("/api/v1/executions/{id}/cancel"), &server.admin, json!(null))
+        .post(
+            &format!("/api/v1/executions/{id}/cancel"),
+            &server.admin,
+            json!(null),
+        )
         .await
         .expect(202);
 });
@@ -380,7 +400,11 @@ api_test!(names_refuse_control_characters_and_length, |backend| {
         "the pipeline name is 257 characters long; at most 256 are allowed"
     );
     server
-        .save("shop", &server.admin, wait_pipeline("shop", &"a".repeat(256), 1))
+        .save(
+            "shop",
+            &server.admin,
+            wait_pipeline("shop", &"a".repeat(256), 1),
+        )
         .await
         .expect(201);
 
@@ -397,92 +421,105 @@ api_test!(names_refuse_control_characters_and_length, |backend| {
         "the token name contains the control character U+000A; names may not contain control characters (newlines, tabs, escape sequences)"
     );
     let user = server
-        .post("/api/v1/users", &server.admin, json!({ "name": "eve\u{7}" }))
+        .post(
+            "/api/v1/users",
+            &server.admin,
+            json!({ "name": "eve\u{7}" }),
+        )
         .await
         .expect(400);
     assert!(
-        user["error"]["message"].as_str().unwrap().contains("is invalid"),
+        user["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is invalid"),
         "{user}"
     );
 });
 
-api_test!(a_stored_over_long_pipeline_name_stays_readable_and_deletable, |backend| {
-    let server = Server::start(backend).await;
-    server.app(json!({ "name": "shop" })).await;
-    // Saved before names had limits (straight into the store, as an old version did).
-    let name = "n".repeat(100_000);
-    let saved = server
-        .store
-        .save_pipeline(
-            "shop",
-            &gennaker_store::PipelineSave {
-                id: None,
-                name: name.clone(),
-                config: wait_pipeline("shop", &name, 1),
+api_test!(
+    a_stored_over_long_pipeline_name_stays_readable_and_deletable,
+    |backend| {
+        let server = Server::start(backend).await;
+        server.app(json!({ "name": "shop" })).await;
+        // Saved before names had limits (straight into the store, as an old version did).
+        let name = "n".repeat(100_000);
+        let saved = server
+            .store
+            .save_pipeline(
+                "shop",
+                &gennaker_store::PipelineSave {
+                    id: None,
+                    name: name.clone(),
+                    config: wait_pipeline("shop", &name, 1),
+                },
+                "admin",
+            )
+            .await;
+        let Ok((record, _)) = saved else {
+            // PostgreSQL's index refuses such a name: it could never be stored there.
+            assert_eq!(backend, TestBackend::Postgres, "{saved:?}");
+            return;
+        };
+        let list = server
+            .get("/api/v1/applications/shop/pipelines", &server.admin)
+            .await
+            .expect(200);
+        assert_eq!(list[0]["id"], record.id.as_str());
+        // By id, it can be read and run…
+        let path = format!("/api/v1/applications/shop/pipelines/{}", record.id);
+        let read = server.get(&path, &server.admin).await.expect(200);
+        assert_eq!(read["name"].as_str().unwrap().len(), 100_000);
+        let run = server
+            .run("shop", &record.id, &server.admin, json!({}))
+            .await
+            .expect(202);
+        let id = run["id"].as_str().unwrap().to_owned();
+        server.wait_status(&id, "SUCCEEDED").await;
+        // …and deleted.
+        server.delete(&path, &server.admin).await.expect(204);
+        let list = server
+            .get("/api/v1/applications/shop/pipelines", &server.admin)
+            .await
+            .expect(200);
+        assert_eq!(list, json!([]));
+    }
+);
+
+api_test!(
+    only_admins_create_applications_unless_configured,
+    |backend| {
+        let server = Server::start(backend).await;
+        let dev = server.user("dev", &["devs"]).await;
+        let refused = server
+            .post("/api/v1/applications", &dev, json!({ "name": "mine" }))
+            .await
+            .expect(403);
+        assert_eq!(
+            refused["error"]["message"],
+            "only admins may create applications on this server; ask an admin to create it (the server's `[auth] application_creators` setting decides who may)"
+        );
+        let refused = server
+            .put("/api/v1/applications/mine", &dev, json!({ "name": "mine" }))
+            .await
+            .expect(403);
+        assert_eq!(refused["error"]["code"], "forbidden");
+        drop(server);
+
+        let open = Server::start_with(
+            backend,
+            Options {
+                application_creators: vec!["*".to_owned()],
+                ..Options::default()
             },
-            "admin",
         )
         .await;
-    let Ok((record, _)) = saved else {
-        // PostgreSQL's index refuses such a name: it could never be stored there.
-        assert_eq!(backend, TestBackend::Postgres, "{saved:?}");
-        return;
-    };
-    let list = server
-        .get("/api/v1/applications/shop/pipelines", &server.admin)
-        .await
-        .expect(200);
-    assert_eq!(list[0]["id"], record.id.as_str());
-    // By id, it can be read and run…
-    let path = format!("/api/v1/applications/shop/pipelines/{}", record.id);
-    let read = server.get(&path, &server.admin).await.expect(200);
-    assert_eq!(read["name"].as_str().unwrap().len(), 100_000);
-    let run = server
-        .run("shop", &record.id, &server.admin, json!({}))
-        .await
-        .expect(202);
-    let id = run["id"].as_str().unwrap().to_owned();
-    server.wait_status(&id, "SUCCEEDED").await;
-    // …and deleted.
-    server.delete(&path, &server.admin).await.expect(204);
-    let list = server
-        .get("/api/v1/applications/shop/pipelines", &server.admin)
-        .await
-        .expect(200);
-    assert_eq!(list, json!([]));
-});
-
-api_test!(only_admins_create_applications_unless_configured, |backend| {
-    let server = Server::start(backend).await;
-    let dev = server.user("dev", &["devs"]).await;
-    let refused = server
-        .post("/api/v1/applications", &dev, json!({ "name": "mine" }))
-        .await
-        .expect(403);
-    assert_eq!(
-        refused["error"]["message"],
-        "only admins may create applications on this server; ask an admin to create it (the server's `[auth] application_creators` setting decides who may)"
-    );
-    let refused = server
-        .put("/api/v1/applications/mine", &dev, json!({ "name": "mine" }))
-        .await
-        .expect(403);
-    assert_eq!(refused["error"]["code"], "forbidden");
-    drop(server);
-
-    let open = Server::start_with(
-        backend,
-        Options {
-            application_creators: vec!["*".to_owned()],
-            ..Options::default()
-        },
-    )
-    .await;
-    let dev = open.user("dev", &["devs"]).await;
-    open.post("/api/v1/applications", &dev, json!({ "name": "mine" }))
-        .await
-        .expect(201);
-});
+        let dev = open.user("dev", &["devs"]).await;
+        open.post("/api/v1/applications", &dev, json!({ "name": "mine" }))
+            .await
+            .expect(201);
+    }
+);
 
 api_test!(a_write_user_cannot_rewrite_permissions, |backend| {
     let server = Server::start(backend).await;
@@ -533,14 +570,24 @@ api_test!(every_error_answer_is_json, |backend| {
             .call(method.clone(), path, Some(&server.admin), Body::None)
             .await;
         assert!(reply.status >= 400, "{method} {path}: {reply:?}");
-        assert_eq!(reply.body["error"]["code"], code, "{method} {path}: {reply:?}");
+        assert_eq!(
+            reply.body["error"]["code"], code,
+            "{method} {path}: {reply:?}"
+        );
         assert!(
-            reply.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{method} {path}: {reply:?}"
         );
     }
     let reply = server
-        .call(Method::PATCH, "/api/v1/applications", Some(&server.admin), Body::None)
+        .call(
+            Method::PATCH,
+            "/api/v1/applications",
+            Some(&server.admin),
+            Body::None,
+        )
         .await;
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(
@@ -573,26 +620,36 @@ async fn data_files_are_private_to_the_server_user() {
         .create_application("shop", &json!({ "name": "shop" }), "admin")
         .await
         .unwrap();
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data_dir), 0o700, "the data directory");
     let mut checked = Vec::new();
-    for name in ["gennaker.db", "gennaker.db-wal", "gennaker.db-shm", "admin-token"] {
+    for name in [
+        "gennaker.db",
+        "gennaker.db-wal",
+        "gennaker.db-shm",
+        "admin-token",
+    ] {
         let path = data_dir.join(name);
         if path.exists() {
             assert_eq!(mode(&path), 0o600, "{name}");
             checked.push(name);
         }
     }
-    assert!(checked.contains(&"gennaker.db") && checked.contains(&"admin-token"), "{checked:?}");
+    assert!(
+        checked.contains(&"gennaker.db") && checked.contains(&"admin-token"),
+        "{checked:?}"
+    );
     open.store.close().await;
 
     // A later start narrows files an operator (or an old version) left open.
     let token = data_dir.join("admin-token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(data_dir.join("gennaker.db"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        data_dir.join("gennaker.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let again = gennaker_server::open(&config).await.unwrap();
     assert_eq!(mode(&data_dir), 0o700);
