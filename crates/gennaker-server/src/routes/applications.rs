@@ -229,9 +229,18 @@ pub(crate) async fn put(
             }
         }
     }
-    match state.store.get_application(&app).await? {
+    let stored = match state.store.get_application(&app).await? {
+        Some(existing) => match caller.require(&existing.name, &existing.config, Access::Write) {
+            Ok(()) => Some(existing),
+            // Hidden from the caller: answered exactly as if it did not exist (a
+            // creation attempt), so a PUT cannot probe which applications exist.
+            Err(ApiError::NotFound(_)) => None,
+            Err(refused) => return Err(refused),
+        },
+        None => None,
+    };
+    match stored {
         Some(existing) => {
-            caller.require(&existing.name, &existing.config, Access::Write)?;
             check_document(&state, &caller, &document, Some(&existing.config))?;
             let expected_version = match precondition {
                 Precondition::Version(version) => Some(version),

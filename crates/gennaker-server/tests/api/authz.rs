@@ -237,7 +237,11 @@ api_test!(every_route, |backend| {
                 Who::Outsider => (
                     "outsider",
                     Some(outsider.as_str()),
-                    if APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) {
+                    if row.method == Method::PUT && row.route == "/api/v1/applications/{app}" {
+                        // A hidden application is answered as a missing one: PUT would
+                        // create it, which only creators may.
+                        403
+                    } else if APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) {
                         404
                     } else {
                         row.reader

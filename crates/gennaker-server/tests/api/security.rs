@@ -283,6 +283,25 @@ api_test!(without_read_an_application_does_not_exist, |backend| {
         .expect(404);
     assert!(!hidden.to_string().contains("writers"), "{hidden}");
 
+    // Nor can a PUT tell them apart: both are creation attempts.
+    let on_hidden = server
+        .put(
+            "/api/v1/applications/vault",
+            &outsider,
+            json!({ "name": "vault" }),
+        )
+        .await
+        .expect(403);
+    let on_missing = server
+        .put(
+            "/api/v1/applications/nosuchapp",
+            &outsider,
+            json!({ "name": "nosuchapp" }),
+        )
+        .await
+        .expect(403);
+    assert_eq!(on_hidden, on_missing);
+
     // A reader knows it exists, and learns whom to ask for WRITE, not the roles of
     // other users.
     let refused = server
