@@ -35,7 +35,7 @@ pub use error::{
     CliError, EXIT_CANCELED, EXIT_FAILURE, EXIT_OTHER_END, EXIT_SUCCESS, EXIT_TERMINAL,
     EXIT_TIMEOUT,
 };
-pub use output::OutputFormat;
+pub use output::{OutputFormat, escape_controls, escape_controls_keep_lines};
 pub use status::ReportedStatus;
 
 /// Runs a client command, printing its result to stdout and reading the user's

@@ -1,6 +1,7 @@
 //! Printing results: JSON and YAML pass the server's response through unchanged (fields
 //! this client does not know survive), tables pick the columns people scan for.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use comfy_table::{ContentArrangement, Table, presets::NOTHING};
@@ -61,21 +62,48 @@ pub(crate) fn write_structured(
     Ok(())
 }
 
-/// A table with a header row.
+/// Text from the server made safe to print on a terminal: every control character
+/// (an escape sequence could move the cursor, rewrite what was printed or set the
+/// window title; a newline could forge a table row) is shown escaped, as `\u{1b}`.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    escape_where(text, char::is_control)
+}
+
+/// Like [`escape_controls`], keeping line breaks, for messages of several lines.
+pub fn escape_controls_keep_lines(text: &str) -> Cow<'_, str> {
+    escape_where(text, |c| c.is_control() && c != '\n')
+}
+
+fn escape_where(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut safe = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            safe.extend(c.escape_default());
+        } else {
+            safe.push(c);
+        }
+    }
+    Cow::Owned(safe)
+}
+
+/// A table with a header row; cells are escaped ([`escape_controls`]).
 pub(crate) fn table<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -> String {
     let mut table = new_table();
     table.set_header(header);
     for row in rows {
-        table.add_row(row);
+        table.add_row(row.map(|cell| escape_controls(&cell).into_owned()));
     }
     trimmed(&table)
 }
 
-/// A two-column table of labelled values, for a single record.
+/// A two-column table of labelled values, for a single record; values are escaped.
 pub(crate) fn details(rows: Vec<(&str, String)>) -> String {
     let mut table = new_table();
     for (label, value) in rows {
-        table.add_row([label.to_owned(), value]);
+        table.add_row([label.to_owned(), escape_controls(&value).into_owned()]);
     }
     trimmed(&table)
 }
@@ -145,12 +173,12 @@ pub(crate) fn problem(problem: &Problem) -> String {
     let mut line = format!(
         "{:<7}  {}: {}",
         problem.severity.to_string(),
-        problem.path,
-        problem.message
+        escape_controls(&problem.path),
+        escape_controls(&problem.message)
     );
     if let Some(hint) = &problem.hint {
         line.push_str("\n         hint: ");
-        line.push_str(hint);
+        line.push_str(&escape_controls(hint));
     }
     line
 }
@@ -193,6 +221,31 @@ mod tests {
 
     fn sample() -> Value {
         json!([{"name": "shop", "createdAt": 1_700_000_000_000_i64, "extra": {"kept": true}}])
+    }
+
+    #[test]
+    fn control_characters_from_the_server_are_printed_escaped() {
+        // A pipeline named to clear the screen and forge a line of output.
+        let hostile = "deploy\u{1b}[2J\u{1b}]0;pwned\u{7}\nshop  SUCCEEDED";
+        let text = render(
+            OutputFormat::Table,
+            json!([{ "name": hostile, "createdAt": null }]),
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("deploy\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nshop  SUCCEEDED"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "a row of its own was forged: {text}"
+        );
+        assert_eq!(escape_controls_keep_lines("a\nb\u{1b}"), "a\nb\\u{1b}");
+        assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]

@@ -333,7 +333,9 @@ pub(crate) fn stage_table(execution: &ExecutionView, now: i64) -> String {
     let mut rendered = table(["STAGE", "REF", "TYPE", "STATUS", "ELAPSED", "TASK"], rows);
     for (_, stage) in execution.tree() {
         if let Some(error) = stage_error(stage) {
-            rendered.push_str(&format!("\n{}: {error}", stage.name));
+            let line = format!("{}: {error}", stage.name);
+            rendered.push('\n');
+            rendered.push_str(&output::escape_controls(&line));
         }
     }
     rendered

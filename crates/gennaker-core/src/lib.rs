@@ -29,7 +29,10 @@ pub use execution::{
     StageExecution, SyntheticStageOwner, TaskExecution,
 };
 pub use lenient::{Lenient, RefId, truthy, value_as_i64};
-pub use naming::{Moniker, NamePart, NamingError, cluster_name, next_sequence, parse_name};
+pub use naming::{
+    MAX_PIPELINE_NAME_LEN, Moniker, NamePart, NamingError, cluster_name, display_name_problem,
+    next_sequence, parse_name,
+};
 pub use pipeline::{
     Artifact, ExpectedArtifact, ModelError, Notification, ParameterDefinition, Pipeline, Stage,
     StageEnabled, Trigger,

@@ -7,6 +7,25 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+/// The longest pipeline name accepted (in characters): enough for any real name, short
+/// enough to fit a URL, a table and a log line.
+pub const MAX_PIPELINE_NAME_LEN: usize = 256;
+
+/// What is wrong with a name people will read (in a terminal, a log, a web page), if
+/// anything: a control character (which could rewrite the reader's terminal) or more
+/// than `max` characters. `kind` names it in the message ("pipeline name").
+pub fn display_name_problem(kind: &str, name: &str, max: usize) -> Option<String> {
+    if let Some(bad) = name.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "the {kind} contains the control character U+{:04X}; names may not contain control characters (newlines, tabs, escape sequences)",
+            u32::from(bad)
+        ));
+    }
+    let length = name.chars().count();
+    (length > max)
+        .then(|| format!("the {kind} is {length} characters long; at most {max} are allowed"))
+}
+
 /// Sequences wrap after this many versions (`v999` is followed by `v000`).
 pub const SEQUENCE_MODULUS: u32 = 1000;
 
@@ -210,6 +229,26 @@ mod tests {
         assert_eq!(
             cluster_name("app", Some("prod"), Some("a-b")),
             "app-prod-a-b"
+        );
+    }
+}
+
+#[cfg(test)]
+mod display_name_tests {
+    use super::*;
+
+    #[test]
+    fn display_names_refuse_control_characters_and_length() {
+        assert_eq!(
+            display_name_problem("pipeline name", "deploy prod", 256),
+            None
+        );
+        let escape = display_name_problem("pipeline name", "x\u{1b}[2J", 256).unwrap_or_default();
+        assert!(escape.contains("control character U+001B"), "{escape}");
+        let long = display_name_problem("pipeline name", &"a".repeat(257), 256).unwrap_or_default();
+        assert_eq!(
+            long,
+            "the pipeline name is 257 characters long; at most 256 are allowed"
         );
     }
 }

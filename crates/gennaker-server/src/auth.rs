@@ -49,6 +49,11 @@ pub struct Caller {
     pub roles: Vec<String>,
 }
 
+/// The hash of the token a request was authenticated with, so a long-lived response
+/// (an event stream) can check later that it is still valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenHash(pub String);
+
 /// The actor name recorded on a response, for the audit log.
 #[derive(Debug, Clone)]
 pub(crate) struct Actor(pub String);
@@ -72,8 +77,22 @@ fn access_label(access: Access) -> &'static str {
     }
 }
 
+/// The answer for an application that does not exist, and for one the caller may not
+/// see at all: the two must not be told apart, or a refusal would confirm that it
+/// exists.
+pub(crate) fn application_not_found(application: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "application '{application}' not found; create it with `gennaker app save`"
+    ))
+}
+
 impl Caller {
     /// Succeeds when the caller may act on the application with the given document.
+    ///
+    /// A caller with no permission at all on the application gets the same 404 as for
+    /// an application that does not exist. A caller with some permission (READ, say)
+    /// but not this one gets a 403 naming the roles that grant it, so they know whom
+    /// to ask; the application's existence is no secret to them.
     pub fn require(
         &self,
         application: &str,
@@ -87,20 +106,24 @@ impl Caller {
             Ok(None) => return Ok(()),
             Ok(Some(permissions)) => permissions,
             Err(err) => {
-                return Err(ApiError::Forbidden(format!(
-                    "application '{application}' has permissions Gennaker cannot read ({err}); only admins may use it until they are fixed"
-                )));
+                tracing::warn!(application, error = %err, "an application's permissions cannot be read; only admins may use it until they are fixed");
+                return Err(application_not_found(application));
             }
         };
         if permissions.allows(access, &self.roles) {
             return Ok(());
         }
+        let any = [Access::Read, Access::Write, Access::Execute]
+            .into_iter()
+            .any(|other| permissions.allows(other, &self.roles));
+        if !any {
+            return Err(application_not_found(application));
+        }
         Err(ApiError::Forbidden(format!(
-            "user '{}' lacks {} permission on application '{application}': it is granted to role(s) [{}] and the user has [{}]; an admin can grant a role with `gennaker user set-roles`",
+            "user '{}' lacks {} permission on application '{application}': it is granted to role(s) [{}]; an admin can grant a role with `gennaker user set-roles`",
             self.name,
             access_label(access),
             permissions.roles_for(access).join(", "),
-            self.roles.join(", ")
         )))
     }
 
@@ -165,7 +188,8 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     // The token is copied out first: a borrowed request is not `Send` across an await.
-    let token = bearer_token(&request).map(str::to_owned);
+    let token = bearer_token(&request).map(hash_token);
+    let hash = token.as_ref().ok().cloned();
     let caller = match resolve_caller(&state, token).await {
         Ok(caller) => caller,
         Err(err) => {
@@ -178,18 +202,22 @@ pub(crate) async fn authenticate(
     };
     let actor = Actor(caller.name.clone());
     request.extensions_mut().insert(caller);
+    if let Some(hash) = hash {
+        request.extensions_mut().insert(TokenHash(hash));
+    }
     let mut response = next.run(request).await;
     response.extensions_mut().insert(actor);
     response
 }
 
-async fn resolve_caller(
+/// The user a token (by its hash) belongs to, if it is valid now.
+pub(crate) async fn resolve_caller(
     state: &AppState,
-    token: Result<String, ApiError>,
+    token_hash: Result<String, ApiError>,
 ) -> Result<Caller, ApiError> {
     let found = state
         .store
-        .authenticate(&hash_token(&token?), gennaker_store::now_millis())
+        .authenticate(&token_hash?, gennaker_store::now_millis())
         .await?;
     let (_, user) = found.ok_or_else(|| {
         ApiError::Unauthorized(
@@ -236,10 +264,16 @@ mod tests {
         assert!(caller(&["r"]).require("a", &app, Access::Write).is_err());
         assert!(caller(&["w"]).require("a", &app, Access::Write).is_ok());
         let broken = json!({"permissions": "everyone"});
-        assert!(caller(&["r"]).require("a", &broken, Access::Read).is_err());
+        assert!(matches!(
+            caller(&["r"]).require("a", &broken, Access::Read),
+            Err(ApiError::NotFound(_))
+        ));
         // EXECUTE falls back to READ when unset.
         assert!(caller(&["r"]).require("a", &app, Access::Execute).is_ok());
-        assert!(caller(&["x"]).require("a", &app, Access::Read).is_err());
+        // No permission at all: as if the application did not exist.
+        let hidden = caller(&["x"]).require("a", &app, Access::Read).unwrap_err();
+        assert!(matches!(hidden, ApiError::NotFound(_)), "{hidden}");
+        assert_eq!(hidden.to_string(), application_not_found("a").to_string());
         let exec = json!({"permissions": {"READ": ["r"], "EXECUTE": ["x"]}});
         assert!(caller(&["r"]).require("a", &exec, Access::Execute).is_err());
         assert!(caller(&["x"]).require("a", &exec, Access::Execute).is_ok());

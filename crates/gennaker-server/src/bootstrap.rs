@@ -15,6 +15,120 @@ pub const ADMIN_USER: &str = "admin";
 /// The file in the data directory that holds a generated admin token.
 const TOKEN_FILE: &str = "admin-token";
 
+/// Admin tokens shorter than this are warned about at start: a generated token has 68.
+const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// The warning for a configured admin token too short to resist guessing, if it is.
+pub(crate) fn short_token_warning(token: &str) -> Option<String> {
+    let length = token.chars().count();
+    (length < MIN_ADMIN_TOKEN_LEN).then(|| {
+        format!(
+            "GENNAKER_ADMIN_TOKEN is only {length} characters long; use at least {MIN_ADMIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 32`), or leave it unset to have one generated"
+        )
+    })
+}
+
+/// Creates the data directory readable by the server's user only (0700), and narrows
+/// an existing one that others could read (it holds the database and the admin token).
+pub(crate) fn secure_data_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServerError::Io {
+            context: format!("cannot create the data directory {}", dir.display()),
+            source,
+        })?;
+    restrict(dir, 0o700, "the data directory")
+}
+
+/// The file of a SQLite database URL (`sqlite://PATH[?options]`), if it names one.
+fn sqlite_file(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Creates a new SQLite database file with mode 0600 before SQLite opens it, so it is
+/// never readable by others, not even for a moment (SQLite would create it 0644, and
+/// its `-wal`/`-shm` files take the database file's mode).
+pub(crate) fn prepare_database_files(database_url: &str) -> Result<(), ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(file) = sqlite_file(database_url) else {
+        return Ok(());
+    };
+    if file.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ServerError::Io {
+            context: format!("cannot create the directory of {}", file.display()),
+            source,
+        })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+    {
+        Ok(_) => Ok(()),
+        // Another process created it meanwhile: its mode is fixed after connecting.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(ServerError::Io {
+            context: format!("cannot create the database file {}", file.display()),
+            source,
+        }),
+    }
+}
+
+/// Narrows the SQLite database and its `-wal`, `-shm` and `-journal` files, and the
+/// admin token file, to mode 0600 where others could read them.
+pub(crate) fn secure_database_files(database_url: &str) -> Result<(), ServerError> {
+    let Some(file) = sqlite_file(database_url) else {
+        return Ok(());
+    };
+    let mut files = vec![file.clone()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = file.clone().into_os_string();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for path in files.iter().filter(|path| path.exists()) {
+        restrict(path, 0o600, "a database file")?;
+    }
+    Ok(())
+}
+
+/// Sets `path`'s mode to `mode` when it grants more (to group or others), with a log
+/// line saying so.
+fn restrict(path: &Path, mode: u32, what: &str) -> Result<(), ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_error = |source| ServerError::Io {
+        context: format!("cannot restrict the permissions of {}", path.display()),
+        source,
+    };
+    let current = std::fs::metadata(path)
+        .map_err(io_error)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if current & !mode == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error)?;
+    tracing::warn!(
+        path = %path.display(),
+        was = format!("{current:o}"),
+        now = format!("{mode:o}"),
+        "{what} was readable by other users; its permissions are narrowed"
+    );
+    Ok(())
+}
+
 /// Makes sure an admin can log in.
 ///
 /// On a new installation this creates the user `admin` with a token, both in one
@@ -27,6 +141,13 @@ pub async fn bootstrap_admin(
     store: &dyn Store,
     config: &ServerConfig,
 ) -> Result<Option<PathBuf>, ServerError> {
+    if let Some(warning) = config.admin_token.as_deref().and_then(short_token_warning) {
+        tracing::warn!("{warning}");
+    }
+    let token_file = config.data_dir.join(TOKEN_FILE);
+    if token_file.exists() {
+        restrict(&token_file, 0o600, "the admin token file")?;
+    }
     if store.count_users().await? == 0 {
         match first_start(store, config).await? {
             FirstStart::Created(token_file) => return Ok(token_file),
@@ -168,5 +289,30 @@ fn stage_secret(data_dir: &Path, secret: &str) -> Result<PathBuf, ServerError> {
 fn discard(path: &Path) {
     if let Err(err) = std::fs::remove_file(path) {
         tracing::warn!(path = %path.display(), error = %err, "cannot remove an unused admin token file; delete it by hand");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_admin_tokens_are_warned_about() {
+        let warning = short_token_warning("secret").unwrap_or_default();
+        assert!(
+            warning.contains("GENNAKER_ADMIN_TOKEN is only 6 characters long"),
+            "{warning}"
+        );
+        assert!(short_token_warning(&"x".repeat(MIN_ADMIN_TOKEN_LEN)).is_none());
+    }
+
+    #[test]
+    fn sqlite_files_are_found_in_database_urls() {
+        assert_eq!(
+            sqlite_file("sqlite:///srv/gk/gennaker.db?mode=rwc"),
+            Some(PathBuf::from("/srv/gk/gennaker.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u@h/db"), None);
     }
 }

@@ -15,12 +15,21 @@ pub struct ServerConfig {
     pub database_url: String,
     /// The first admin's token, when chosen by the operator instead of generated.
     pub admin_token: Option<String>,
-    /// Roles allowed to create applications; empty means every authenticated user, as in
-    /// Spinnaker without `fiat.restrictApplicationCreation`.
+    /// Roles allowed to create applications besides admins; empty means admins only
+    /// (Spinnaker's `fiat.restrictApplicationCreation`), and `"*"` every authenticated
+    /// user.
     pub application_creators: Vec<String>,
     /// How the execution engine runs.
     pub engine: EngineSettings,
+    /// Limits of the HTTP server (`[http]`).
+    pub http: HttpSettings,
+    /// Who may read `/metrics` (`[metrics] access`).
+    pub metrics_access: MetricsAccess,
 }
+
+/// The `application_creators` entry that lets every authenticated user create
+/// applications.
+pub const EVERYONE: &str = "*";
 
 /// The execution engine's settings (`[engine]` in `gennaker.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,4 +48,44 @@ impl Default for EngineSettings {
             lease: Duration::from_secs(30),
         }
     }
+}
+
+/// The HTTP server's limits (`[http]` in `gennaker.toml`): what one client may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// How long a client may take to send a request's headers (and how long an idle
+    /// kept-alive connection stays open); the connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// How long a request may take until its response starts (reading the body
+    /// included); answered 408 after it. Event streams are not limited once started.
+    pub request_timeout: Duration,
+    /// Open connections at most; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a stopping server waits for open requests before closing their
+    /// connections.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the server, without a token (for a scraper inside a
+    /// trusted network).
+    Open,
+    /// Any valid API token (the default).
+    #[default]
+    Token,
+    /// Not served (404).
+    Off,
 }

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The request body is beyond the size limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The request took longer than the server's request timeout (408).
+    #[error("{0}")]
+    Timeout(String),
     /// The request conflicts with stored state (409).
     #[error("{0}")]
     Conflict(String),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }

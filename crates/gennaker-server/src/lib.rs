@@ -19,6 +19,7 @@ mod bootstrap;
 mod config;
 mod error;
 mod extract;
+mod http;
 mod metrics;
 mod openapi;
 mod routes;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use futures::future::BoxFuture;
 use gennaker_deploy::Providers;
@@ -42,10 +43,11 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Access, Caller, TOKEN_PREFIX, application_permissions, generate_token, hash_token};
 pub use bootstrap::{ADMIN_USER, bootstrap_admin};
-pub use config::{EngineSettings, ServerConfig};
+pub use config::{EVERYONE, EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use http::serve_http;
 pub use metrics::{Metrics, MetricsSource, NoMoreMetrics};
-pub use state::AppState;
+pub use state::{AccessChanges, AppState};
 
 /// Pipeline documents can be large (hundreds of stages); anything beyond this is refused.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -86,23 +88,31 @@ pub enum ServerError {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = openapi::api_router().split_for_parts();
     let openapi = Arc::new(openapi::finish(openapi));
-    let authenticated = api
-        .route(
-            "/api/openapi.json",
-            get(move |_caller: Caller| openapi::serve(openapi.clone())),
-        )
-        .route("/metrics", get(metrics::render))
+    let metrics_access = state.config.metrics_access;
+    let mut authenticated = api.route(
+        "/api/openapi.json",
+        get(move |_caller: Caller| openapi::serve(openapi.clone())),
+    );
+    if metrics_access == MetricsAccess::Token {
+        authenticated = authenticated.route("/metrics", get(metrics::render));
+    }
+    let authenticated = authenticated
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
-    Router::new()
+    let mut open = Router::new()
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .merge(authenticated)
+        .route("/readyz", get(routes::health::readyz));
+    if metrics_access == MetricsAccess::Open {
+        open = open.route("/metrics", get(metrics::render));
+    }
+    open.merge(authenticated)
         .fallback(|| async {
             ApiError::NotFound(
                 "no such route; the API is described at /api/openapi.json".to_owned(),
             )
         })
+        .layer(from_fn_with_state(state.clone(), http::limit_time))
+        .layer(from_fn(http::json_errors))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -173,14 +183,10 @@ pub struct OpenServer {
 /// Creates the data directory, connects and migrates the store, creates the first
 /// admin if needed, and binds the listening address.
 pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-        context: format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        ),
-        source,
-    })?;
+    bootstrap::secure_data_dir(&config.data_dir)?;
+    bootstrap::prepare_database_files(&config.database_url)?;
     let store = SqlStore::connect(&config.database_url).await?;
+    bootstrap::secure_database_files(&config.database_url)?;
     bootstrap_admin(&store, config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -265,6 +271,7 @@ pub async fn start(
         config: Arc::new(config),
         shutdown: stop.clone(),
         tasks: tasks.clone(),
+        access_changes: AccessChanges::new(),
     };
     let serving = tokio::spawn(serve(
         listener,
@@ -291,13 +298,8 @@ async fn serve(
     tasks: TaskTracker,
 ) -> Result<(), ServerError> {
     let stop = state.shutdown.clone();
-    let signal = {
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(signal)
-        .await;
+    let http = state.config.http.clone();
+    serve_http(listener, router(state), &http, stop).await;
     // Mutations whose clients hung up may still be running; they need the database.
     tasks.close();
     tasks.wait().await;
@@ -314,10 +316,6 @@ async fn serve(
     }
     providers.shutdown().await;
     store.close().await;
-    served.map_err(|source| ServerError::Io {
-        context: "the HTTP server failed".to_owned(),
-        source,
-    })?;
     tracing::info!("gennaker server stopped");
     Ok(())
 }

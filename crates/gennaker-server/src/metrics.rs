@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,20 +15,37 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use crate::auth::Caller;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The route label of requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+
+/// The method label: one of the methods the API knows, or `other`. Labels come from a
+/// closed set, so a client cannot add time series (and memory) by inventing methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,17 +106,17 @@ impl Metrics {
         }
     }
 
-    fn observe(&self, method: &str, route: &str, status: StatusCode, elapsed: Duration) {
+    fn observe(&self, method: &'static str, route: &str, status: StatusCode, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
                 status: status.as_u16(),
             })
             .inc();
         self.latency
             .get_or_create(&RouteLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
@@ -133,18 +150,18 @@ impl Default for Metrics {
 }
 
 /// Middleware: counts and times every request by its route template (never the raw path,
-/// which would make one time series per pipeline name).
+/// which would make one time series per pipeline name) and its method from a closed set.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or_else(|| UNMATCHED.to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     state
         .metrics
-        .observe(&method, &route, response.status(), started.elapsed());
+        .observe(method, &route, response.status(), started.elapsed());
     response
 }
 
@@ -163,8 +180,9 @@ impl MetricsSource for NoMoreMetrics {
     fn encode(&self, _out: &mut String) {}
 }
 
-/// `GET /metrics`: Prometheus exposition (authenticated, like every non-health route).
-pub(crate) async fn render(State(state): State<AppState>, _caller: Caller) -> Response {
+/// `GET /metrics`: Prometheus exposition; who may read it is the `[metrics] access`
+/// setting (the router serves it open, behind authentication, or not at all).
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
     match state
         .metrics
         .render_with(|text| state.more_metrics.encode(text))
@@ -178,5 +196,19 @@ pub(crate) async fn render(State(state): State<AppState>, _caller: Caller) -> Re
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        for invented in ["FOO", "BREW", "PROPFIND"] {
+            let method = Method::from_bytes(invented.as_bytes()).unwrap_or(Method::TRACE);
+            assert_eq!(method_label(&method), "other");
+        }
     }
 }

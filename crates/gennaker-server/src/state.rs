@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gennaker_deploy::Providers;
 use gennaker_engine::Engine;
 use gennaker_store::Store;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,4 +34,35 @@ pub struct AppState {
     /// Work that must finish before the server stops: mutating requests run here, so
     /// one whose client hung up still completes and writes its audit entry.
     pub tasks: TaskTracker,
+    /// Told when tokens, users, roles or applications change, so open event streams
+    /// re-check their caller's token and permissions at once.
+    pub access_changes: AccessChanges,
+}
+
+/// A signal that who may read what has changed (a token revoked, a user deleted or
+/// given other roles, an application's permissions changed or it was deleted).
+#[derive(Debug, Clone)]
+pub struct AccessChanges(Arc<watch::Sender<()>>);
+
+impl AccessChanges {
+    /// A signal nobody listens to yet.
+    pub fn new() -> Self {
+        AccessChanges(Arc::new(watch::Sender::new(())))
+    }
+
+    /// Tells every listener.
+    pub(crate) fn notify(&self) {
+        self.0.send_replace(());
+    }
+
+    /// A listener, told of changes from now on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for AccessChanges {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -122,6 +122,8 @@ async fn main() {
         admin_token: Some(TOKEN.to_owned()),
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        http: gennaker_server::HttpSettings::default(),
+        metrics_access: gennaker_server::MetricsAccess::default(),
     };
     let server = gennaker::wiring::start_server(config, &[]).await.unwrap();
     let api = Api {

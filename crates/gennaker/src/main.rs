@@ -89,7 +89,12 @@ fn main() -> ExitCode {
                 match gennaker_cli::run(&cli.client, command, &catalog).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => {
-                        eprintln!("error: {err}");
+                        // Server messages quote names, which may hold control characters.
+                        let message = err.to_string();
+                        eprintln!(
+                            "error: {}",
+                            gennaker_cli::escape_controls_keep_lines(&message)
+                        );
                         // A watched execution's outcome has its own status (see --help).
                         ExitCode::from(err.exit_code())
                     }

@@ -10,7 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
-use gennaker_server::{EngineSettings, ServerConfig};
+use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use serde::de::{Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -61,6 +61,46 @@ struct RawSettings {
     engine: Option<EngineFileSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     webhooks: Option<WebhookSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<HttpFileSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<MetricsFileSettings>,
+}
+
+/// `[http]` in gennaker.toml: what one client may hold of the server.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFileSettings {
+    /// Seconds a client may take to send a request's headers (or stay idle between
+    /// requests) before its connection is closed.
+    #[serde(default)]
+    header_read_timeout_seconds: Option<u64>,
+    /// Seconds a request may take until its response starts (408 after).
+    #[serde(default)]
+    request_timeout_seconds: Option<u64>,
+    /// Open connections at most (more are answered 503).
+    #[serde(default)]
+    max_connections: Option<usize>,
+    /// Seconds a stopping server waits for open requests before closing them.
+    #[serde(default)]
+    shutdown_deadline_seconds: Option<u64>,
+}
+
+/// `[metrics]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFileSettings {
+    /// Who may read `/metrics`: "open", "token" (default) or "off".
+    #[serde(default)]
+    access: Option<MetricsAccessSetting>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MetricsAccessSetting {
+    Open,
+    Token,
+    Off,
 }
 
 /// `[webhooks]` in gennaker.toml.
@@ -104,7 +144,8 @@ struct EngineFileSettings {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuthSettings {
-    /// Roles allowed to create applications (empty: every authenticated user).
+    /// Roles allowed to create applications besides admins (empty: admins only; "*":
+    /// every authenticated user).
     #[serde(default)]
     application_creators: Vec<String>,
 }
@@ -235,6 +276,8 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         auth: None,
         engine: None,
         webhooks: None,
+        http: None,
+        metrics: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -265,6 +308,12 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
             .map(|auth| auth.application_creators)
             .unwrap_or_default(),
         engine: engine_settings(raw.engine.unwrap_or_default())?,
+        http: http_settings(raw.http.unwrap_or_default())?,
+        metrics_access: match raw.metrics.and_then(|m| m.access) {
+            Some(MetricsAccessSetting::Open) => MetricsAccess::Open,
+            Some(MetricsAccessSetting::Off) => MetricsAccess::Off,
+            Some(MetricsAccessSetting::Token) | None => MetricsAccess::Token,
+        },
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     Ok(Settings {
@@ -312,6 +361,45 @@ fn engine_settings(file: EngineFileSettings) -> anyhow::Result<EngineSettings> {
         );
     }
     Ok(EngineSettings { workers, lease })
+}
+
+fn http_settings(file: HttpFileSettings) -> anyhow::Result<HttpSettings> {
+    let defaults = HttpSettings::default();
+    let seconds = |value: Option<u64>, default: Duration, name: &str, max: u64| {
+        let chosen = value.map_or(default, Duration::from_secs);
+        if chosen < Duration::from_secs(1) || chosen > Duration::from_secs(max) {
+            bail!(
+                "[http] {name} must be between 1 and {max}, not {}",
+                chosen.as_secs()
+            );
+        }
+        Ok(chosen)
+    };
+    let max_connections = file.max_connections.unwrap_or(defaults.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        bail!("[http] max_connections must be between 1 and 1000000, not {max_connections}");
+    }
+    Ok(HttpSettings {
+        header_read_timeout: seconds(
+            file.header_read_timeout_seconds,
+            defaults.header_read_timeout,
+            "header_read_timeout_seconds",
+            3600,
+        )?,
+        request_timeout: seconds(
+            file.request_timeout_seconds,
+            defaults.request_timeout,
+            "request_timeout_seconds",
+            86_400,
+        )?,
+        max_connections,
+        shutdown_deadline: seconds(
+            file.shutdown_deadline_seconds,
+            defaults.shutdown_deadline,
+            "shutdown_deadline_seconds",
+            3600,
+        )?,
+    })
 }
 
 fn init_logging(format: LogFormat) {
@@ -402,6 +490,42 @@ mod tests {
         let config = settings(&flagged, no_env).unwrap().server;
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.database_url, "postgres://u@h/db");
+    }
+
+    #[test]
+    fn http_and_metrics_settings_are_read_with_safe_defaults() {
+        let defaults = settings(&args(None), no_env).unwrap().server;
+        assert_eq!(
+            defaults.metrics_access,
+            gennaker_server::MetricsAccess::Token
+        );
+        assert_eq!(defaults.http, gennaker_server::HttpSettings::default());
+        assert!(defaults.application_creators.is_empty(), "admins only");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[http]\nheader_read_timeout_seconds = 5\nrequest_timeout_seconds = 30\nmax_connections = 10\nshutdown_deadline_seconds = 2\n[metrics]\naccess = \"open\"\n[auth]\napplication_creators = [\"*\"]\n",
+        )
+        .unwrap();
+        let config = settings(&args(Some(file.clone())), no_env).unwrap().server;
+        assert_eq!(config.http.header_read_timeout.as_secs(), 5);
+        assert_eq!(config.http.request_timeout.as_secs(), 30);
+        assert_eq!(config.http.max_connections, 10);
+        assert_eq!(config.http.shutdown_deadline.as_secs(), 2);
+        assert_eq!(config.metrics_access, gennaker_server::MetricsAccess::Open);
+        assert_eq!(config.application_creators, ["*"]);
+
+        std::fs::write(&file, "[metrics]\naccess = \"everyone\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            settings(&args(Some(file.clone())), no_env).unwrap_err()
+        );
+        assert!(err.contains("everyone"), "{err}");
+        std::fs::write(&file, "[http]\nmax_connections = 0\n").unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("max_connections must be between 1"), "{err}");
     }
 
     #[test]

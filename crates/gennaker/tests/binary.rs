@@ -322,6 +322,55 @@ fn sigterm_stops_the_server_gracefully() {
 }
 
 #[test]
+fn a_slow_client_cannot_hold_up_sigterm() {
+    // Clients may take ten minutes over their headers, yet a stop waits 1 s for them.
+    let settings = tempfile::tempdir().unwrap();
+    let file = settings.path().join("gennaker.toml");
+    std::fs::write(
+        &file,
+        "[http]\nheader_read_timeout_seconds = 600\nshutdown_deadline_seconds = 1\n",
+    )
+    .unwrap();
+    let mut server = Server::start_with(&[("GENNAKER_CONFIG", file.to_str().unwrap())]);
+    let address = server.url.strip_prefix("http://").unwrap().to_owned();
+    // One client in the middle of its headers, one in the middle of its body.
+    let mut slow_headers = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(&mut slow_headers, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut slow_body = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(
+        &mut slow_body,
+        b"POST /api/v1/pipelines/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut child = server.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slow clients held up SIGTERM: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let log = server.log();
+    assert!(
+        log.contains("connections still open after the shutdown deadline"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
 fn a_numeric_admin_token_is_a_string_and_never_printed() {
     // figment used to read this as a number: startup failed and quoted the secret.
     let server = Server::start_with(&[("GENNAKER_ADMIN_TOKEN", "0123456789")]);

@@ -12,7 +12,7 @@ use super::Context;
 use crate::args::{ExecutionCommand, RunArgs};
 use crate::client::ApiClient;
 use crate::error::CliError;
-use crate::output::{self, OutputFormat, emit, table, time};
+use crate::output::{self, OutputFormat, emit, escape_controls, table, time};
 use crate::view::{
     self, Applied, ExecutionView, StatusEvent, describe, elapsed, headline, now_millis, stage_table,
 };
@@ -153,8 +153,11 @@ pub(super) async fn run_pipeline(ctx: &mut Context<'_>, args: RunArgs) -> Result
         if ctx.format == OutputFormat::Table {
             writeln!(
                 ctx.out,
-                "Started execution {} of '{}' in {}.",
-                started.id, args.name, started.application
+                "{}",
+                escape_controls(&format!(
+                    "Started execution {} of '{}' in {}.",
+                    started.id, args.name, started.application
+                ))
             )?;
         }
         return watch(ctx, &client, &started.id, args.timeout).await;
@@ -360,7 +363,7 @@ impl Screen {
         let now = now_millis();
         let text = format!(
             "{}\n\n{}",
-            headline(execution, now),
+            escape_controls(&headline(execution, now)),
             stage_table(execution, now)
         );
         if self.drawn > 0 {
@@ -384,8 +387,11 @@ impl Screen {
         if !self.started {
             writeln!(
                 out,
-                "Watching execution {} of '{}' in {} ({}).",
-                execution.id, execution.name, execution.application, execution.status
+                "{}",
+                escape_controls(&format!(
+                    "Watching execution {} of '{}' in {} ({}).",
+                    execution.id, execution.name, execution.application, execution.status
+                ))
             )?;
             self.started = true;
         }
@@ -405,16 +411,14 @@ impl Screen {
                     |s| format!("{} ({})", s.name, s.stage_type),
                 )
         };
-        match (&event.stage_id, &event.task) {
-            (None, _) => writeln!(out, "{clock}  execution {}", event.status)?,
-            (Some(_), None) => writeln!(out, "{clock}  stage {}  {}", stage(), event.status)?,
-            (Some(_), Some(task)) => writeln!(
-                out,
-                "{clock}  stage {}  task {task}  {}",
-                stage(),
-                event.status
-            )?,
-        }
+        let line = match (&event.stage_id, &event.task) {
+            (None, _) => format!("{clock}  execution {}", event.status),
+            (Some(_), None) => format!("{clock}  stage {}  {}", stage(), event.status),
+            (Some(_), Some(task)) => {
+                format!("{clock}  stage {}  task {task}  {}", stage(), event.status)
+            }
+        };
+        writeln!(out, "{}", escape_controls(&line))?;
         out.flush()?;
         Ok(())
     }
@@ -605,7 +609,7 @@ async fn finish(
             writeln!(
                 ctx.out,
                 "\n{}\n\n{}",
-                headline(execution, now),
+                escape_controls(&headline(execution, now)),
                 stage_table(execution, now)
             )?;
         }

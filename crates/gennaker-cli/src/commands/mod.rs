@@ -21,7 +21,7 @@ use crate::args::{ClientCommand, ClientOptions};
 use crate::client::ApiClient;
 use crate::config::Settings;
 use crate::error::CliError;
-use crate::output::OutputFormat;
+use crate::output::{self, OutputFormat};
 
 /// What every command needs besides its own arguments.
 pub(crate) struct Context<'a> {
@@ -65,7 +65,7 @@ impl<'a> Context<'a> {
     /// confirmations are dropped there.
     pub(crate) fn say(&mut self, message: &str) -> Result<(), CliError> {
         if self.format == OutputFormat::Table {
-            writeln!(self.out, "{message}")?;
+            writeln!(self.out, "{}", output::escape_controls_keep_lines(message))?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub use notifications::{NOTIFICATION_EVENTS, NOTIFICATION_TYPES};
 pub use triggers::TRIGGER_TYPES;
 
 use crate::application::validate_application_name;
+use crate::naming::{MAX_PIPELINE_NAME_LEN, display_name_problem};
 use crate::problems::{JsonPath, Problem, ValidationReport};
 pub use fields::{Fields, is_blank, is_expression, type_name};
 
@@ -120,6 +121,9 @@ fn check_identity(pipeline: &Fields<'_>, report: &mut ValidationReport) {
                 pipeline.at("name"),
                 format!("the pipeline name contains '{bad}'; names may not contain / \\ ? % or #"),
             ));
+        }
+        if let Some(problem) = display_name_problem("pipeline name", name, MAX_PIPELINE_NAME_LEN) {
+            report.push(Problem::error(pipeline.at("name"), problem));
         }
     }
     pipeline.string("id", report);

@@ -10,6 +10,8 @@ use serde_json::json;
 
 use crate::audit::audited;
 use crate::auth::{Caller, generate_token, hash_token};
+use gennaker_core::display_name_problem;
+
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
 use crate::state::AppState;
@@ -76,6 +78,12 @@ pub(crate) struct TokenFilter {
     /// A user name; admins may list anyone's (or everyone's, without this).
     user: Option<String>,
 }
+
+/// The longest token name accepted.
+const MAX_TOKEN_NAME_LEN: usize = 128;
+
+/// The longest role description accepted.
+const MAX_DESCRIPTION_LEN: usize = 1024;
 
 fn valid_name(kind: &str, name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
@@ -163,6 +171,7 @@ pub(crate) async fn delete_user(
         ));
     }
     state.store.delete_user(&name).await?;
+    state.access_changes.notify();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,7 +185,9 @@ pub(crate) async fn set_roles(
     JsonBody(body): JsonBody<RolesBody>,
 ) -> ApiResult<Json<User>> {
     caller.require_admin()?;
-    Ok(Json(state.store.set_user_roles(&name, &body.roles).await?))
+    let user = state.store.set_user_roles(&name, &body.roles).await?;
+    state.access_changes.notify();
+    Ok(Json(user))
 }
 
 /// Lists roles (admins only).
@@ -199,6 +210,11 @@ pub(crate) async fn create_role(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     valid_name("role", &body.name)?;
+    if let Some(problem) =
+        display_name_problem("role description", &body.description, MAX_DESCRIPTION_LEN)
+    {
+        return Err(ApiError::bad_request(problem));
+    }
     let role = state
         .store
         .create_role(&body.name, &body.description)
@@ -217,6 +233,7 @@ pub(crate) async fn delete_role(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     state.store.delete_role(&name).await?;
+    state.access_changes.notify();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -253,6 +270,9 @@ pub(crate) async fn create_token(
             "the token needs a name, e.g. 'laptop' or 'ci'",
         ));
     }
+    if let Some(problem) = display_name_problem("token name", &body.name, MAX_TOKEN_NAME_LEN) {
+        return Err(ApiError::bad_request(problem));
+    }
     let secret = generate_token();
     let expires_at = body
         .expires_in_days
@@ -288,5 +308,7 @@ pub(crate) async fn revoke_token(
     if caller.require_self_or_admin(&token.user).is_err() {
         return Err(not_found());
     }
-    Ok(Json(state.store.revoke_token(&id).await?))
+    let revoked = state.store.revoke_token(&id).await?;
+    state.access_changes.notify();
+    Ok(Json(revoked))
 }

@@ -10,36 +10,40 @@ use gennaker_store::ApplicationRecord;
 use serde_json::{Value, json};
 
 use crate::audit::audited;
-use crate::auth::{Access, Caller, application_permissions};
+use crate::auth::{Access, Caller, application_not_found, application_permissions};
+use crate::config::EVERYONE;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, RawBody};
 use crate::routes::documents::{field_error, parse_body, reject_errors};
 use crate::state::AppState;
 
-/// Reads an application the caller has `access` to: 404 when it does not exist, 403 when
-/// the caller lacks the access.
+/// Reads an application the caller has `access` to: 404 when it does not exist or the
+/// caller has no permission on it at all, 403 when the caller has some but not this one.
 pub(crate) async fn authorize(
     state: &AppState,
     caller: &Caller,
     name: &str,
     access: Access,
 ) -> ApiResult<ApplicationRecord> {
-    let record = state.store.get_application(name).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "application '{name}' not found; create it with `gennaker app save`"
-        ))
-    })?;
+    let record = state
+        .store
+        .get_application(name)
+        .await?
+        .ok_or_else(|| application_not_found(name))?;
     caller.require(&record.name, &record.config, access)?;
     Ok(record)
 }
 
-/// Checks a new or changed application document: valid, and it leaves its author able to
-/// manage it (a non-admin could otherwise lock themselves out).
+/// Checks a new or changed application document: valid, created by someone the
+/// settings allow, and it leaves its author able to manage it (a non-admin could
+/// otherwise lock themselves out). `existing` is the stored document of a change: only
+/// admins may change an application's permissions, or a WRITE user could grant their
+/// own role everything (or take the application from its owners).
 fn check_document(
     state: &AppState,
     caller: &Caller,
     document: &Value,
-    creating: bool,
+    existing: Option<&Value>,
 ) -> ApiResult<String> {
     reject_errors("application", validate_application_value(document))?;
     let name = document
@@ -50,22 +54,38 @@ fn check_document(
     if caller.admin {
         return Ok(name);
     }
+    if let Some(stored) = existing {
+        let old = stored.get("permissions").filter(|p| !p.is_null());
+        let new = document.get("permissions").filter(|p| !p.is_null());
+        if old != new {
+            return Err(ApiError::Forbidden(format!(
+                "only admins may change the permissions of application '{name}'; send the document with its current 'permissions' (as GET returns them), or ask an admin"
+            )));
+        }
+        return Ok(name);
+    }
     let creators = &state.config.application_creators;
     // Role names ignore case everywhere (Fiat lower-cases them); the setting may not.
-    let may_create = || {
-        creators.iter().any(|creator| {
-            caller
+    let may_create = creators.iter().any(|creator| {
+        creator == EVERYONE
+            || caller
                 .roles
                 .iter()
                 .any(|role| role.eq_ignore_ascii_case(creator))
-        })
-    };
-    if creating && !creators.is_empty() && !may_create() {
+    });
+    if !may_create {
+        let who = if creators.is_empty() {
+            "only admins may create applications on this server".to_owned()
+        } else {
+            format!(
+                "only admins and roles [{}] may create applications, and user '{}' has [{}]",
+                creators.join(", "),
+                caller.name,
+                caller.roles.join(", ")
+            )
+        };
         return Err(ApiError::Forbidden(format!(
-            "only roles [{}] may create applications, and user '{}' has [{}]",
-            creators.join(", "),
-            caller.name,
-            caller.roles.join(", ")
+            "{who}; ask an admin to create it (the server's `[auth] application_creators` setting decides who may)"
         )));
     }
     if let Ok(Some(permissions)) = application_permissions(document)
@@ -155,7 +175,7 @@ pub(crate) async fn create(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let document = parse_body(&headers, &body)?;
-    let name = check_document(&state, &caller, &document, true)?;
+    let name = check_document(&state, &caller, &document, None)?;
     let record = state
         .store
         .create_application(&name, &document, &caller.name)
@@ -209,10 +229,19 @@ pub(crate) async fn put(
             }
         }
     }
-    match state.store.get_application(&app).await? {
+    let stored = match state.store.get_application(&app).await? {
+        Some(existing) => match caller.require(&existing.name, &existing.config, Access::Write) {
+            Ok(()) => Some(existing),
+            // Hidden from the caller: answered exactly as if it did not exist (a
+            // creation attempt), so a PUT cannot probe which applications exist.
+            Err(ApiError::NotFound(_)) => None,
+            Err(refused) => return Err(refused),
+        },
+        None => None,
+    };
+    match stored {
         Some(existing) => {
-            caller.require(&existing.name, &existing.config, Access::Write)?;
-            check_document(&state, &caller, &document, false)?;
+            check_document(&state, &caller, &document, Some(&existing.config))?;
             let expected_version = match precondition {
                 Precondition::Version(version) => Some(version),
                 Precondition::Exists | Precondition::None => None,
@@ -221,13 +250,14 @@ pub(crate) async fn put(
                 .store
                 .update_application(&existing.name, &document, &caller.name, expected_version)
                 .await?;
+            state.access_changes.notify();
             Ok(with_detail(StatusCode::OK, record))
         }
         None if precondition != Precondition::None => Err(ApiError::Conflict(format!(
             "application '{app}' does not exist, so If-Match cannot match; send the document without If-Match to create it"
         ))),
         None => {
-            let name = check_document(&state, &caller, &document, true)?;
+            let name = check_document(&state, &caller, &document, None)?;
             let record = state
                 .store
                 .create_application(&name, &document, &caller.name)
@@ -247,5 +277,6 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     let record = authorize(&state, &caller, &app, Access::Write).await?;
     state.store.delete_application(&record.name).await?;
+    state.access_changes.notify();
     Ok(StatusCode::NO_CONTENT)
 }

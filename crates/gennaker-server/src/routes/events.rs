@@ -11,12 +11,18 @@
 //! arrives as a fresh `snapshot`, and a missed event cannot leave a client waiting. A
 //! client that falls behind gets a `snapshot` (per execution) or a `lagged` event (per
 //! application) instead of the events it missed. Comments keep idle connections alive.
+//!
+//! A stream outlives the request that authorised it, so it re-checks the caller's token
+//! and READ permission every few seconds, and at once when this server changes tokens,
+//! users, roles or applications. When either is gone, it sends an `error` event saying
+//! why and ends.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::Extension;
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use gennaker_engine::{Engine, Execution, ExecutionEvent};
@@ -25,10 +31,12 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, TokenHash, resolve_caller};
+use crate::error::ApiError;
 use crate::error::{ApiResult, ErrorBody};
+use crate::extract::Path;
 use crate::routes::applications::authorize as authorize_application;
-use crate::routes::executions::load as load_execution;
+use crate::routes::executions::{authorize as authorize_execution, load as load_execution};
 use crate::state::AppState;
 
 /// How often an idle stream sends a keep-alive comment.
@@ -68,8 +76,91 @@ fn recheck_interval() -> tokio::time::Interval {
     interval
 }
 
+/// What the stream's caller was allowed to read, re-checked while the stream runs.
+struct Session {
+    state: AppState,
+    token_hash: String,
+    /// The application whose executions the stream shows.
+    application: String,
+    /// Whether the stream follows one execution (whose application may be deleted
+    /// while admins may still read it) or a whole application.
+    per_execution: bool,
+    changes: tokio::sync::watch::Receiver<()>,
+    timer: tokio::time::Interval,
+}
+
+impl Session {
+    fn new(state: &AppState, token: TokenHash, application: String, per_execution: bool) -> Self {
+        let mut changes = state.access_changes.subscribe();
+        changes.mark_unchanged();
+        Session {
+            state: state.clone(),
+            token_hash: token.0,
+            application,
+            per_execution,
+            changes,
+            timer: recheck_interval(),
+        }
+    }
+
+    /// Waits until a re-check is due: a change of access on this server, or the
+    /// periodic one (which also covers changes made through another server).
+    async fn due(&mut self) {
+        tokio::select! {
+            changed = self.changes.changed() => {
+                if changed.is_err() {
+                    // No more signals: the periodic re-check remains.
+                    self.timer.tick().await;
+                }
+            }
+            _ = self.timer.tick() => {}
+        }
+    }
+
+    /// Why the stream must end now, if it must: the token is no longer valid, or its
+    /// user may no longer read the application. A database hiccup keeps the stream.
+    async fn revoked(&self) -> Option<String> {
+        let caller = match resolve_caller(&self.state, Ok(self.token_hash.clone())).await {
+            Ok(caller) => caller,
+            Err(ApiError::Unauthorized(_)) => {
+                return Some(
+                    "the token of this stream is no longer valid (revoked, expired, or its user was deleted); the stream is closed".to_owned(),
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "event stream: cannot re-check the caller");
+                return None;
+            }
+        };
+        let allowed = if self.per_execution {
+            authorize_execution(&self.state, &caller, &self.application, Access::Read).await
+        } else {
+            authorize_application(&self.state, &caller, &self.application, Access::Read)
+                .await
+                .map(|_| ())
+        };
+        match allowed {
+            Ok(()) => None,
+            Err(ApiError::NotFound(_) | ApiError::Forbidden(_)) => Some(format!(
+                "user '{}' may no longer read application '{}' (or it was deleted); the stream is closed",
+                caller.name, self.application
+            )),
+            Err(err) => {
+                tracing::warn!(error = %err, "event stream: cannot re-check the caller's permission");
+                None
+            }
+        }
+    }
+}
+
+/// The last event of a stream whose caller lost access.
+fn revoked_event(message: &str) -> Event {
+    json_event("error", &json!({ "message": message }))
+}
+
 /// The per-execution stream's state.
 struct ExecutionStream {
+    session: Session,
     engine: Engine,
     id: String,
     events: broadcast::Receiver<ExecutionEvent>,
@@ -156,6 +247,13 @@ impl ExecutionStream {
                     Err(RecvError::Closed) => self.finished = true,
                 },
                 _ = self.recheck_timer.tick() => self.recheck().await,
+                () = self.session.due() => {
+                    if let Some(message) = self.session.revoked().await {
+                        self.pending.clear();
+                        self.pending.push_back(revoked_event(&message));
+                        self.finished = true;
+                    }
+                }
             }
         }
     }
@@ -171,12 +269,14 @@ impl ExecutionStream {
 pub(crate) async fn execution_events(
     State(state): State<AppState>,
     caller: Caller,
+    Extension(token): Extension<TokenHash>,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // Subscribe before reading, so no change falls between the snapshot and the events.
     let events = state.engine.subscribe();
     let execution = load_execution(&state, &caller, &id, Access::Read).await?;
     let mut stream = ExecutionStream {
+        session: Session::new(&state, token, execution.application.clone(), true),
         engine: state.engine.clone(),
         id: execution.id.clone(),
         events,
@@ -196,6 +296,10 @@ pub(crate) async fn execution_events(
 
 /// The per-application stream's state.
 struct ApplicationStream {
+    session: Session,
+    /// Set when the caller lost access: the stream ends after this event.
+    revoked: Option<Event>,
+    finished: bool,
     application: String,
     events: broadcast::Receiver<ExecutionEvent>,
     shutdown: CancellationToken,
@@ -203,9 +307,21 @@ struct ApplicationStream {
 
 impl ApplicationStream {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if self.finished {
+            return None;
+        }
         loop {
+            if let Some(event) = self.revoked.take() {
+                self.finished = true;
+                return Some((Ok(event), self));
+            }
             tokio::select! {
                 () = self.shutdown.cancelled() => return None,
+                () = self.session.due() => {
+                    if let Some(message) = self.session.revoked().await {
+                        self.revoked = Some(revoked_event(&message));
+                    }
+                }
                 received = self.events.recv() => match received {
                     Ok(event) if event.application.eq_ignore_ascii_case(&self.application) => {
                         return Some((Ok(status_event(&event)), self));
@@ -235,10 +351,14 @@ impl ApplicationStream {
 pub(crate) async fn application_events(
     State(state): State<AppState>,
     caller: Caller,
+    Extension(token): Extension<TokenHash>,
     Path(app): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let application = authorize_application(&state, &caller, &app, Access::Read).await?;
     let stream = ApplicationStream {
+        session: Session::new(&state, token, application.name.clone(), false),
+        revoked: None,
+        finished: false,
         application: application.name,
         events: state.engine.subscribe(),
         shutdown: state.shutdown.clone(),

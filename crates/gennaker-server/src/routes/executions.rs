@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::audit::AuditDetail;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, Query, RawBody};
 use crate::routes::applications::authorize as authorize_application;
+use crate::routes::pipelines::find as find_pipeline;
 use crate::state::AppState;
 
 /// Executions listed when the request names no limit.
@@ -161,13 +163,19 @@ pub(crate) async fn load(
     id: &str,
     access: Access,
 ) -> ApiResult<Execution> {
-    let execution = state.engine.execution(id).await?.ok_or_else(|| {
+    let not_found = || {
         ApiError::NotFound(format!(
             "execution '{id}' not found; `gennaker execution list` shows recent executions"
         ))
-    })?;
-    authorize(state, caller, &execution.application, access).await?;
-    Ok(execution)
+    };
+    let execution = state.engine.execution(id).await?.ok_or_else(not_found)?;
+    // Without any permission on its application, the execution does not exist for the
+    // caller either.
+    match authorize(state, caller, &execution.application, access).await {
+        Err(ApiError::NotFound(_)) => Err(not_found()),
+        Err(other) => Err(other),
+        Ok(()) => Ok(execution),
+    }
 }
 
 /// Parses a JSON body; an empty body is `T::default()`.
@@ -245,20 +253,18 @@ pub(crate) async fn run(
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = authorize_application(&state, &caller, &app, Access::Execute).await?;
     let body: RunBody = optional_body(
         &body,
         r#"{"parameters": {"env": "prod"}, "artifacts": [], "correlationId": "…", "trigger": {}}"#,
     )?;
-    let pipeline = state
-        .store
-        .get_pipeline(&application.name, &name)
+    let pipeline = find_pipeline(&state, &application.name, &name)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
-                "pipeline '{name}' not found in application '{}'; `gennaker pipeline list {}` shows its pipelines",
+                "pipeline '{name}' not found in application '{}' (by name or id); `gennaker pipeline list {}` shows its pipelines",
                 application.name, application.name
             ))
         })?;
@@ -393,7 +399,7 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let execution = load(&state, &caller, &id, Access::Execute).await?;
     let body: CancelBody = optional_body(&body, r#"{"reason": "…"}"#)?;
@@ -517,7 +523,7 @@ pub(crate) async fn judgment(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, stage_id)): Path<(String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let execution = load(&state, &caller, &id, Access::Execute).await?;
     let body: JudgmentBody = required_body(
@@ -557,7 +563,7 @@ pub(crate) async fn evaluate(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<EvaluateResponse>> {
     let execution = load(&state, &caller, &id, Access::Read).await?;
     let body: EvaluateBody = required_body(

@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gennaker_deploy::{DeployError, LoadBalancer, ServerGroup};
@@ -21,6 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::AuditDetail;
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, Query, RawBody};
 use crate::routes::applications::authorize;
 use crate::state::AppState;
 
@@ -187,7 +187,7 @@ pub(crate) async fn run_task(
     State(state): State<AppState>,
     caller: Caller,
     Path(app): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = authorize(&state, &caller, &app, Access::Execute).await?;
     let body: TaskBody = serde_json::from_slice(&body).map_err(|err| {
@@ -226,7 +226,7 @@ pub(crate) async fn server_group_operation(
     State(state): State<AppState>,
     caller: Caller,
     Path((app, name, operation)): Path<(String, String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = authorize(&state, &caller, &app, Access::Execute).await?;
     let body: ServerGroupOperation = if body.iter().all(u8::is_ascii_whitespace) {

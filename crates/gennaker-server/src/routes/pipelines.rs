@@ -87,10 +87,28 @@ pub(crate) struct ValidateResponse {
     pub problems: Vec<Problem>,
 }
 
+/// A pipeline of application `app` by its name or, failing that, its id: a pipeline
+/// whose stored name cannot be typed or sent in a URL (saved before names had limits)
+/// can still be read, run and deleted by its id.
+pub(crate) async fn find(
+    state: &AppState,
+    app: &str,
+    name_or_id: &str,
+) -> ApiResult<Option<PipelineRecord>> {
+    if let Some(record) = state.store.get_pipeline(app, name_or_id).await? {
+        return Ok(Some(record));
+    }
+    Ok(state
+        .store
+        .get_pipeline_by_id(name_or_id)
+        .await?
+        .filter(|record| record.application.eq_ignore_ascii_case(app)))
+}
+
 async fn load(state: &AppState, app: &str, name: &str) -> ApiResult<PipelineRecord> {
-    state.store.get_pipeline(app, name).await?.ok_or_else(|| {
+    find(state, app, name).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
-            "pipeline '{name}' not found in application '{app}'"
+            "pipeline '{name}' not found in application '{app}' (by name or id); `gennaker pipeline list {app}` shows its pipelines and their ids"
         ))
     })
 }
@@ -196,7 +214,7 @@ fn stamp_save(document: &mut Value, application: &str, user: &str, now: i64) {
 
 /// Reads a pipeline's current revision.
 #[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}", tag = "pipelines",
-    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name (or id)")),
     responses((status = 200, body = PipelineRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -209,7 +227,7 @@ pub(crate) async fn get(
 
 /// Deletes a pipeline and its history.
 #[utoipa::path(delete, path = "/api/v1/applications/{app}/pipelines/{name}", tag = "pipelines",
-    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name (or id)")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -217,9 +235,10 @@ pub(crate) async fn delete(
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let application = authorize(&state, &caller, &app, Access::Write).await?;
+    let pipeline = load(&state, &application.name, &name).await?;
     let deleted = state
         .store
-        .delete_pipeline(&application.name, &name)
+        .delete_pipeline(&application.name, &pipeline.name)
         .await?;
     // The deleted document goes to the audit log, so a deletion can always be undone by hand.
     let detail = json!({ "pipelineId": deleted.id, "revision": deleted.revision, "deleted": deleted.config });
@@ -228,7 +247,7 @@ pub(crate) async fn delete(
 
 /// Lists every revision of a pipeline, newest first.
 #[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history", tag = "pipelines",
-    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name")),
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name (or id)")),
     responses((status = 200, body = Vec<PipelineRevision>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
@@ -246,7 +265,7 @@ pub(crate) async fn history(
 
 /// Reads one revision of a pipeline.
 #[utoipa::path(get, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}", tag = "pipelines",
-    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision number")),
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name (or id)"), ("revision" = i64, Path, description = "Revision number")),
     responses((status = 200, body = PipelineRevision), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn revision(
     State(state): State<AppState>,
@@ -268,7 +287,7 @@ pub(crate) async fn revision(
 
 /// Makes an old revision current again (as a new revision).
 #[utoipa::path(post, path = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore", tag = "pipelines",
-    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name"), ("revision" = i64, Path, description = "Revision to restore")),
+    params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Pipeline name (or id)"), ("revision" = i64, Path, description = "Revision to restore")),
     responses((status = 200, body = PipelineView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,

@@ -162,7 +162,14 @@ api_test!(invalid_documents, |backend| {
 });
 
 api_test!(non_admins_cannot_lock_themselves_out, |backend| {
-    let server = Server::start(backend).await;
+    let server = Server::start_with(
+        backend,
+        Options {
+            application_creators: vec!["*".to_owned()],
+            ..Options::default()
+        },
+    )
+    .await;
     let dev = server.user("dev", &["devs"]).await;
     server.ensure_role("others").await;
 
@@ -188,16 +195,19 @@ api_test!(non_admins_cannot_lock_themselves_out, |backend| {
         )
         .await
         .expect(201);
-    // Nor by changing the permissions later.
-    let paths = server
+    // Nor by changing the permissions later: only admins change permissions.
+    let refused = server
         .put(
             "/api/v1/applications/mine",
             &dev,
             json!({ "name": "mine", "permissions": { "READ": ["devs"], "WRITE": ["others"] } }),
         )
         .await
-        .problem_paths();
-    assert_eq!(paths, ["$.permissions.WRITE"]);
+        .expect(403);
+    assert_eq!(
+        refused["error"]["message"],
+        "only admins may change the permissions of application 'mine'; send the document with its current 'permissions' (as GET returns them), or ask an admin"
+    );
     let got = server
         .get("/api/v1/applications/mine", &dev)
         .await
@@ -212,11 +222,16 @@ api_test!(non_admins_cannot_lock_themselves_out, |backend| {
         )
         .await
         .expect(200);
-    // The dev can no longer see it, in the list or directly.
-    server
+    // The dev can no longer see it, in the list or directly: it is as if it did not
+    // exist.
+    let hidden = server
         .get("/api/v1/applications/mine", &dev)
         .await
-        .expect(403);
+        .expect(404);
+    assert_eq!(
+        hidden["error"]["message"],
+        "application 'mine' not found; create it with `gennaker app save`"
+    );
     assert_eq!(
         server.get("/api/v1/applications", &dev).await.expect(200),
         json!([])

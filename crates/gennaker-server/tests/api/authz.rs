@@ -1,5 +1,5 @@
-//! The authorization table: every route, with no token, a bad token, a read-only role, a
-//! write role and the admin.
+//! The authorization table: every route, with no token, a bad token, a user without any
+//! permission on the application, a read-only role, a write role and the admin.
 
 use std::collections::BTreeSet;
 
@@ -11,6 +11,9 @@ use crate::harness::*;
 enum Who {
     NoToken,
     BadToken,
+    /// A user whose roles the application names nowhere: its application, pipelines and
+    /// executions do not exist for them (404), elsewhere they are like a reader.
+    Outsider,
     Reader,
     Writer,
     Admin,
@@ -30,6 +33,16 @@ struct Fixture {
     paused: String,
     done: String,
 }
+
+/// Placeholders of things that belong to an application.
+const APPLICATION_SCOPED: [&str; 6] = [
+    "{app}",
+    "{bare_app}",
+    "{running}",
+    "{judging}",
+    "{paused}",
+    "{done}",
+];
 
 /// Every execution placeholder, for the shared fixture.
 const ALL_EXECUTIONS: &str = "{running} {judging} {paused} {done}";
@@ -202,6 +215,7 @@ api_test!(every_route, |backend| {
         },
     )
     .await;
+    let outsider = server.user("outsider", &["outsiders"]).await;
     let reader = server.user("reader", &["readers"]).await;
     let writer = server.user("writer", &["writers"]).await;
     let bad = "gnk_0000000000000000000000000000000000000000000000000000000000000000";
@@ -212,6 +226,7 @@ api_test!(every_route, |backend| {
         for who in [
             Who::NoToken,
             Who::BadToken,
+            Who::Outsider,
             Who::Reader,
             Who::Writer,
             Who::Admin,
@@ -219,6 +234,19 @@ api_test!(every_route, |backend| {
             let (name, token, expected) = match who {
                 Who::NoToken => ("admin", None, 401),
                 Who::BadToken => ("admin", Some(bad), 401),
+                Who::Outsider => (
+                    "outsider",
+                    Some(outsider.as_str()),
+                    if row.method == Method::PUT && row.route == "/api/v1/applications/{app}" {
+                        // A hidden application is answered as a missing one: PUT would
+                        // create it, which only creators may.
+                        403
+                    } else if APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) {
+                        404
+                    } else {
+                        row.reader
+                    },
+                ),
                 Who::Reader => ("reader", Some(reader.as_str()), row.reader),
                 Who::Writer => ("writer", Some(writer.as_str()), row.writer),
                 Who::Admin => ("admin", Some(server.admin.as_str()), row.admin),
@@ -258,6 +286,19 @@ api_test!(every_route, |backend| {
             match expected {
                 401 => assert_eq!(reply.body["error"]["code"], "unauthorized", "{path}"),
                 403 => assert_eq!(reply.body["error"]["code"], "forbidden", "{path}"),
+                404 if who == Who::Outsider
+                    && APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) =>
+                {
+                    assert_eq!(reply.body["error"]["code"], "not_found", "{path}");
+                    // Nothing tells a hidden application from a missing one.
+                    let message = reply.body["error"]["message"].as_str().unwrap();
+                    assert!(
+                        message.ends_with("not found; create it with `gennaker app save`")
+                            || message.contains("not found;"),
+                        "{path}: {message}"
+                    );
+                    assert!(!message.contains("role"), "{path}: {message}");
+                }
                 _ => {}
             }
             if let Some(before) = before {

@@ -77,6 +77,8 @@ async fn first_start(
         admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        http: gennaker_server::HttpSettings::default(),
+        metrics_access: gennaker_server::MetricsAccess::default(),
     };
     (db, store, data_dir, config)
 }

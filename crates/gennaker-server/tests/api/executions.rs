@@ -459,14 +459,22 @@ api_test!(permissions_roles_and_correlation, |backend| {
         .await
         .expect(200);
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    // Without any permission on 'vault', its executions do not exist for the viewer.
     server
         .get("/api/v1/executions?application=vault", &viewer)
         .await
-        .expect(403);
-    server
+        .expect(404);
+    let hidden = server
         .get(&format!("/api/v1/executions/{secret}"), &viewer)
         .await
-        .expect(403);
+        .expect(404);
+    assert!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("execution '{secret}' not found")),
+        "{hidden}"
+    );
 });
 
 api_test!(bad_requests_and_missing_things, |backend| {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::faulty::AuditFaults;
-use gennaker_server::{AppState, EngineSettings, Metrics, ServerConfig, bootstrap_admin, router};
+use gennaker_server::{AccessChanges, AppState, Metrics, bootstrap_admin, router, serve_http};
+pub(crate) use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 pub(crate) use gennaker_store::testing::TestBackend;
 use gennaker_store::testing::{FaultyStore, TestDatabase};
 use gennaker_store::{SqlStore, Store};
@@ -23,6 +24,10 @@ pub(crate) struct Options {
     pub application_creators: Vec<String>,
     /// When set, the server's store holds up or fails audit writes as these say.
     pub audit_faults: Option<Arc<AuditFaults>>,
+    /// The HTTP server's limits.
+    pub http: HttpSettings,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
 }
 
 impl Default for Options {
@@ -31,6 +36,8 @@ impl Default for Options {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             application_creators: Vec::new(),
             audit_faults: None,
+            http: HttpSettings::default(),
+            metrics_access: MetricsAccess::default(),
         }
     }
 }
@@ -87,6 +94,8 @@ pub(crate) fn uniq() -> u64 {
 /// engine's workers stop before their database goes.
 pub(crate) struct Server {
     pub base: String,
+    /// Where the server listens, for tests that speak raw TCP.
+    pub address: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub store: SqlStore,
     pub config: ServerConfig,
@@ -125,6 +134,8 @@ impl Server {
                 workers: 4,
                 ..EngineSettings::default()
             },
+            http: options.http.clone(),
+            metrics_access: options.metrics_access,
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -170,14 +181,18 @@ impl Server {
             config: Arc::new(config.clone()),
             shutdown: stop.clone(),
             tasks: tokio_util::task::TaskTracker::new(),
+            access_changes: AccessChanges::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let http = config.http.clone();
+        let serving_stop = stop.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.unwrap();
+            serve_http(listener, router(state), &http, serving_stop).await;
         });
         Server {
             base: format!("http://{address}"),
+            address,
             client: reqwest::Client::new(),
             store,
             config,

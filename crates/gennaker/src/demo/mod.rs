@@ -121,6 +121,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        http: gennaker_server::HttpSettings::default(),
+        metrics_access: gennaker_server::MetricsAccess::default(),
     };
     let server = gennaker::wiring::start_server(config, &[])
         .await
