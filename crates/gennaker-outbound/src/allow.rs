@@ -184,7 +184,7 @@ mod tests {
             ("hooks.example.com:8443", "has a port"),
             ("a.*.example", "only suffix wildcards"),
             ("*", "only suffix wildcards"),
-            ("*.", "not a valid host name"),
+            ("*..example", "not a valid host name"),
             ("bad host", "not a valid host name"),
         ] {
             let error = AllowList::parse(&[entry.to_owned()])
