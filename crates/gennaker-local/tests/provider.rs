@@ -570,7 +570,8 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
             ..fast_settings()
         })
         .await;
-    let spec = json!({"artifact": {"url": format!("http://{address}/app")}, "gracePeriodSeconds": 5});
+    let spec =
+        json!({"artifact": {"url": format!("http://{address}/app")}, "gracePeriodSeconds": 5});
     let refused = provider
         .create_server_group(request("ssrf", "s1", Capacity::fixed(1), spec))
         .await

@@ -58,12 +58,12 @@ impl Default for OutboundSettings {
 /// reserved ranges, and the IPv6 forms of such IPv4 addresses. The check applies to
 /// the addresses a name resolves to, to URLs with addresses, to every redirect and
 /// to the address every connection of [`client`](Self::client) reaches.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundPolicy {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Inner {
     allow: AllowList,
     allow_public: bool,

@@ -1,5 +1,6 @@
 //! The server's settings, parsed once by the binary and handed down.
 
+use gennaker_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct ServerConfig {
     pub application_creators: Vec<String>,
     /// How the execution engine runs.
     pub engine: EngineSettings,
+    /// Which hosts the server's own requests (webhooks, artifact downloads) may
+    /// reach (`[outbound]` in `gennaker.toml`).
+    pub outbound: OutboundPolicy,
 }
 
 /// The execution engine's settings (`[engine]` in `gennaker.toml`).

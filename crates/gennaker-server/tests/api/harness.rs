@@ -23,6 +23,9 @@ pub(crate) struct Options {
     pub application_creators: Vec<String>,
     /// When set, the server's store holds up or fails audit writes as these say.
     pub audit_faults: Option<Arc<AuditFaults>>,
+    /// What webhooks and artifact URLs may reach: by default the default policy plus
+    /// 127.0.0.1 and ::1, since every remote end in these tests listens on 127.0.0.1.
+    pub outbound: gennaker_outbound::OutboundPolicy,
 }
 
 impl Default for Options {
@@ -31,6 +34,8 @@ impl Default for Options {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             application_creators: Vec::new(),
             audit_faults: None,
+            outbound: gennaker_outbound::OutboundPolicy::allowing(&["127.0.0.1/32", "::1/128"])
+                .unwrap(),
         }
     }
 }
@@ -125,6 +130,7 @@ impl Server {
                 workers: 4,
                 ..EngineSettings::default()
             },
+            outbound: options.outbound.clone(),
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -146,7 +152,10 @@ impl Server {
                 Arc::new(store.clone()),
                 &data_dir.path().join("local"),
                 load_balancers.clone(),
-                gennaker_local::LocalSettings::default(),
+                gennaker_local::LocalSettings {
+                    outbound: options.outbound.clone(),
+                    ..gennaker_local::LocalSettings::default()
+                },
                 stop.child_token(),
             )
             .await
@@ -154,7 +163,7 @@ impl Server {
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
         let registry = stage_registry(&providers);
-        let engine = gennaker_server::engine(&store, &config, registry);
+        let engine = gennaker_server::engine(&store, &config, registry).unwrap();
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await

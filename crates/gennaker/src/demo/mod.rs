@@ -121,6 +121,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        outbound: gennaker_outbound::OutboundPolicy::default(),
     };
     let server = gennaker::wiring::start_server(config, &[])
         .await
