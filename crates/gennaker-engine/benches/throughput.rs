@@ -168,7 +168,8 @@ async fn backend(kind: TestBackend) -> Value {
             single_server: kind == TestBackend::Sqlite,
             ..EngineConfig::default()
         },
-    );
+    )
+    .unwrap();
     let shutdown = CancellationToken::new();
     let mut workers = engine
         .start(store.queue_listener().await.unwrap(), shutdown.clone())

@@ -24,6 +24,7 @@ use crate::task::Services;
 use crate::worker::{self, execution_row};
 use gennaker_core::Pipeline;
 use gennaker_core::execution::{Execution, ExecutionStatus};
+use gennaker_outbound::OutboundPolicy;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -42,6 +43,9 @@ pub struct EngineConfig {
     /// Longest idle wait before a worker looks at the queue again (a safety net
     /// behind in-process and PostgreSQL notifications).
     pub idle_recheck: Duration,
+    /// Which hosts webhooks (their status and cancel URLs too) may reach, how much of
+    /// a response is kept and how long a request may take.
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +56,7 @@ impl Default for EngineConfig {
             single_server: true,
             max_messages_per_step: 512,
             idle_recheck: Duration::from_secs(2),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -124,22 +129,24 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine on these stores; call [`start`](Self::start) to run its workers.
+    /// Fails only when the outbound HTTP client cannot be built (no TLS backend).
     pub fn new(
         store: Arc<dyn Store>,
         executions: Arc<dyn ExecutionStore>,
         registry: StageRegistry,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
-    ) -> Self {
+    ) -> Result<Self, EngineError> {
         let services = Services {
             store: store.clone(),
             executions: executions.clone(),
-            http: reqwest::Client::new(),
+            http: config.outbound.client()?,
+            outbound: config.outbound.clone(),
             clock: clock.clone(),
             expressions: ExpressionSupport::default(),
         };
         let (events, _) = broadcast::channel(4096);
-        Self {
+        Ok(Self {
             inner: Arc::new(EngineInner {
                 store,
                 executions,
@@ -151,7 +158,7 @@ impl Engine {
                 events,
                 owner: format!("gennaker-{}", uuid::Uuid::new_v4()),
             }),
-        }
+        })
     }
 
     /// Runs the workers (and a PostgreSQL notification listener, if given) until

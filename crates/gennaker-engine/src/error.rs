@@ -34,4 +34,7 @@ pub enum EngineError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// The outbound HTTP client could not be built.
+    #[error(transparent)]
+    Outbound(#[from] gennaker_outbound::OutboundError),
 }

@@ -139,8 +139,12 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     /// Executions (a child pipeline's status).
     pub executions: Arc<dyn ExecutionStore>,
-    /// The HTTP client for webhooks.
+    /// The HTTP client for webhooks: [`outbound`](Self::outbound)'s, so it reaches
+    /// only what the policy allows.
     pub http: reqwest::Client,
+    /// The outbound policy: URLs are checked against it before they are called, and
+    /// responses are kept up to its size cap.
+    pub outbound: gennaker_outbound::OutboundPolicy,
     /// The engine's clock.
     pub clock: Arc<dyn Clock>,
     /// Expression evaluation against an execution.

@@ -8,7 +8,7 @@
 mod remote;
 
 use gennaker_engine::ExecutionStatus::*;
-use gennaker_engine::testing::{Fault, FaultRun, stage, succeeded};
+use gennaker_engine::testing::{Fault, FaultRun, loopback, stage, succeeded};
 use gennaker_engine::{Judgment, fault_test};
 use remote::{Remote, answer, key_of};
 use serde_json::{Value, json};
@@ -82,6 +82,7 @@ fault_test!(
             {"refId": "3", "name": "child", "type": "pipeline", "pipeline": "child", "requisiteStageRefIds": ["1"]},
         ]});
         let outcome = FaultRun::new(backend, fault, parent)
+            .with_outbound(loopback())
             .with_pipeline("child", child)
             .run()
             .await;

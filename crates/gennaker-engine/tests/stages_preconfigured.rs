@@ -7,7 +7,7 @@ mod remote;
 
 use gennaker_core::{Origin, Severity, ValidationReport, validate_pipeline_value};
 use gennaker_engine::ExecutionStatus::*;
-use gennaker_engine::testing::{Harness, TestBackend, stage, summary};
+use gennaker_engine::testing::{Harness, TestBackend, loopback, stage, summary};
 use gennaker_engine::{
     PreconfiguredWebhook, StageRegistry, WebhookParameter, engine_test, register_preconfigured,
 };
@@ -66,7 +66,7 @@ impl Kit {
     async fn new(backend: TestBackend) -> Kit {
         let remote = Remote::start().await;
         let hooks = vec![deploy_hook(&remote.base)];
-        let h = Harness::with_stages(backend, move |registry| {
+        let h = Harness::with_outbound(backend, loopback(), move |registry| {
             register_preconfigured(registry, &hooks).unwrap();
         })
         .await;

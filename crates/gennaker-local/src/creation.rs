@@ -22,7 +22,9 @@ use crate::spec::ProcessSpec;
 pub(crate) struct Creator {
     instances: Arc<Instances>,
     cache: ArtifactCache,
-    /// For artifact downloads: honours the system's proxy settings.
+    /// For artifact downloads: the outbound policy's client, so an artifact URL
+    /// reaches only what the operator allows (not 127.0.0.1 or the private network by
+    /// default).
     http: reqwest::Client,
     /// Serialises naming and recording, so one origin never creates two groups.
     record: tokio::sync::Mutex<()>,
@@ -30,10 +32,18 @@ pub(crate) struct Creator {
 
 impl Creator {
     pub(crate) fn new(instances: Arc<Instances>, cache: ArtifactCache) -> Result<Self, LocalError> {
+        let http = instances
+            .settings
+            .outbound
+            .client()
+            .map_err(|e| LocalError::Io {
+                path: "outbound http client".to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             instances,
             cache,
-            http: crate::http_client(reqwest::Client::builder())?,
+            http,
             record: tokio::sync::Mutex::new(()),
         })
     }

@@ -26,7 +26,8 @@ pub(crate) struct Instances {
     pub(crate) traffic: Arc<Traffic>,
     /// Where instance directories and logs go, and what the instance marker names.
     data_dir: PathBuf,
-    /// For health probes: straight to 127.0.0.1, never through a proxy.
+    /// For health probes: straight to 127.0.0.1, never through a proxy, and not the
+    /// outbound policy's client (instances run on this machine by design).
     pub(crate) http: reqwest::Client,
     pub(crate) settings: LocalSettings,
     /// Cancelled: supervision ends, processes keep running.

@@ -12,6 +12,7 @@ use gennaker_deploy::{
     Capacity, CreateServerGroup, DeployError, LoadBalancer, LoadBalancerSpec, Provider,
     ServerGroup, TrafficRouter,
 };
+use gennaker_outbound::OutboundPolicy;
 use gennaker_store::ResourceStore;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,9 @@ pub struct LocalSettings {
     pub max_restart_backoff: Duration,
     /// How long disabling waits for requests in flight to finish.
     pub drain_timeout: Duration,
+    /// Which hosts artifact URLs may point at (health checks of instances on
+    /// 127.0.0.1 are not outbound requests and are not limited by it).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for LocalSettings {
@@ -48,6 +52,7 @@ impl Default for LocalSettings {
             restart_backoff: Duration::from_secs(1),
             max_restart_backoff: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            outbound: OutboundPolicy::default(),
         }
     }
 }

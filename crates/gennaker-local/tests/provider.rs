@@ -546,3 +546,49 @@ async fn load_balancer_weights_follow_up_instances_and_overrides() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_are_not() {
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "#!/bin/sh\n" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The default outbound policy: 127.0.0.1 is not reachable for artifacts.
+    let provider = env
+        .provider_with(gennaker_local::LocalSettings {
+            outbound: gennaker_outbound::OutboundPolicy::default(),
+            ..fast_settings()
+        })
+        .await;
+    let spec =
+        json!({"artifact": {"url": format!("http://{address}/app")}, "gracePeriodSeconds": 5});
+    let refused = provider
+        .create_server_group(request("ssrf", "s1", Capacity::fixed(1), spec))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("artifact"), "{refused}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Health checks of instances on 127.0.0.1 still work under that policy.
+    provider
+        .create_server_group(request(
+            "shop",
+            "s1",
+            Capacity::fixed(1),
+            demo_spec(&["--version", "v1"]),
+        ))
+        .await
+        .unwrap();
+    wait_for(&provider, "shop-prod-v000", "up", |g| g.up_instances() == 1).await;
+    provider.destroy_all().await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! The server's settings, parsed once by the binary and handed down.
 
+use gennaker_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct ServerConfig {
     pub http: HttpSettings,
     /// Who may read `/metrics` (`[metrics] access`).
     pub metrics_access: MetricsAccess,
+    /// Which hosts the server's own requests (webhooks, artifact downloads) may
+    /// reach (`[outbound]` in `gennaker.toml`).
+    pub outbound: OutboundPolicy,
 }
 
 /// The `application_creators` entry that lets every authenticated user create

@@ -107,6 +107,7 @@ impl From<EngineError> for ApiError {
             EngineError::Document(document) => ApiError::Internal(format!(
                 "a stored execution document cannot be read: {document}"
             )),
+            EngineError::Outbound(outbound) => ApiError::Internal(outbound.to_string()),
         }
     }
 }

@@ -120,11 +120,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The execution engine on `store` running the stage types of `registry`, configured
-/// from `config`; call [`Engine::start`] to run its workers.
+/// from `config` (webhooks call out under its outbound policy); call
+/// [`Engine::start`] to run its workers.
 ///
 /// SQLite is a single server's database, so leases a previous process left are
 /// released at start; on PostgreSQL several servers share the queue.
-pub fn engine(store: &SqlStore, config: &ServerConfig, registry: StageRegistry) -> Engine {
+pub fn engine(
+    store: &SqlStore,
+    config: &ServerConfig,
+    registry: StageRegistry,
+) -> Result<Engine, EngineError> {
     let shared = Arc::new(store.clone());
     Engine::new(
         shared.clone(),
@@ -135,6 +140,7 @@ pub fn engine(store: &SqlStore, config: &ServerConfig, registry: StageRegistry) 
             workers: config.engine.workers.max(1),
             lease: config.engine.lease,
             single_server: store.postgres_pool().is_none(),
+            outbound: config.outbound.clone(),
             ..EngineConfig::default()
         },
     )
@@ -251,7 +257,7 @@ pub async fn start(
         address,
         stop,
     } = open;
-    let engine = engine(&store, &config, wiring.registry);
+    let engine = engine(&store, &config, wiring.registry)?;
     let workers = engine
         .start(store.queue_listener().await?, stop.clone())
         .await?;

@@ -124,6 +124,7 @@ async fn main() {
         engine: gennaker_server::EngineSettings::default(),
         http: gennaker_server::HttpSettings::default(),
         metrics_access: gennaker_server::MetricsAccess::default(),
+        outbound: gennaker_outbound::OutboundPolicy::default(),
     };
     let server = gennaker::wiring::start_server(config, &[]).await.unwrap();
     let api = Api {

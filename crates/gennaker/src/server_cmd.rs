@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
+use gennaker_outbound::{OutboundPolicy, OutboundSettings};
 use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use serde::de::{Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -65,6 +66,9 @@ struct RawSettings {
     http: Option<HttpFileSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     metrics: Option<MetricsFileSettings>,
+    /// `[outbound]`: which hosts webhooks and artifact downloads may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outbound: Option<OutboundSettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -278,6 +282,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         webhooks: None,
         http: None,
         metrics: None,
+        outbound: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -314,6 +319,8 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
             Some(MetricsAccessSetting::Off) => MetricsAccess::Off,
             Some(MetricsAccessSetting::Token) | None => MetricsAccess::Token,
         },
+        outbound: OutboundPolicy::new(&raw.outbound.unwrap_or_default())
+            .context("invalid server settings")?,
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     Ok(Settings {
@@ -542,6 +549,52 @@ mod tests {
         std::fs::write(&file, "[engine]\nworkers = 0\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("workers must be between 1 and 1024"), "{err}");
+    }
+
+    #[test]
+    fn the_outbound_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        let defaults = settings(&args(None), no_env).unwrap().server.outbound;
+        assert_eq!(defaults, gennaker_outbound::OutboundPolicy::default());
+        assert_eq!(defaults.max_response_bytes(), 1 << 20);
+        std::fs::write(
+            &file,
+            "[outbound]\nallow = [\"127.0.0.1/32\", \"10.0.0.0/8\", \"hooks.example.com\", \"*.corp.example\"]\nmax_response_bytes = 4096\nrequest_timeout_seconds = 5\n",
+        )
+        .unwrap();
+        let outbound = settings(&args(Some(file.clone())), no_env)
+            .unwrap()
+            .server
+            .outbound;
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(outbound.check_url(&url("http://127.0.0.1:9/x")).is_ok());
+        assert!(outbound.check_url(&url("http://10.2.3.4/")).is_ok());
+        assert!(outbound.check_url(&url("http://192.168.0.1/")).is_err());
+        assert!(outbound.allows_host("ci.corp.example"));
+        assert_eq!(outbound.max_response_bytes(), 4096);
+        assert_eq!(
+            outbound.request_timeout(),
+            std::time::Duration::from_secs(5)
+        );
+        for (text, expected) in [
+            (
+                "[outbound]\nallow = [\"http://x.example.com\"]\n",
+                "[outbound] allow entry 'http://x.example.com' looks like a URL",
+            ),
+            (
+                "[outbound]\nmax_response_bytes = 1\n",
+                "[outbound] max_response_bytes must be between",
+            ),
+            ("[outbound]\nallow_lists = []\n", "allow_lists"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = format!(
+                "{:#}",
+                settings(&args(Some(file.clone())), no_env).unwrap_err()
+            );
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

@@ -77,7 +77,10 @@ async fn wire(
         Arc::new(open.store.clone()),
         &config.data_dir.join("local"),
         load_balancers.clone(),
-        LocalSettings::default(),
+        LocalSettings {
+            outbound: config.outbound.clone(),
+            ..LocalSettings::default()
+        },
         open.stop.child_token(),
     )
     .await

@@ -173,7 +173,7 @@ async fn run_crash_test(backend: TestBackend) {
             .build()
             .unwrap(),
     };
-    let mut server = Server::start(data_dir.path().to_path_buf(), db.url.clone());
+    let mut server = Server::start_loopback(data_dir.path().to_path_buf(), db.url.clone());
     server.ready(&api.http).await;
     api.call(
         &server,

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use gennaker_store::testing::{TestBackend, TestDatabase};
 use serde_json::{Value, json};
-use support::{BIN, Server, TOKEN, refused_server_start};
+use support::{BIN, LOOPBACK_OUTBOUND, Server, TOKEN, refused_server_start};
 
 /// What the deployer received: method, path, `x-team` header, body.
 type Calls = Arc<Mutex<Vec<(String, String, String, Value)>>>;
@@ -75,7 +75,8 @@ statusJsonPath = "$.state"
 successStatuses = "SUCCESS"
 terminalStatuses = "FAILED"
 parameters = [{{ name = "service", label = "Service" }}, {{ name = "env", label = "Environment", defaultValue = "staging" }}]
-"#
+
+{LOOPBACK_OUTBOUND}"#
     );
     std::fs::write(&path, text).unwrap();
     path.display().to_string()

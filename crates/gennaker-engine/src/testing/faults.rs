@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gennaker_outbound::OutboundPolicy;
 use gennaker_store::{ExecutionQuery, ExecutionRow, ExecutionStore, StepCommit};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,7 @@ pub struct FaultRun {
     extra: Arc<dyn Fn(&mut StageRegistry) + Send + Sync>,
     clock_step: Duration,
     judgment: Option<(String, Judgment)>,
+    outbound: OutboundPolicy,
 }
 
 impl FaultRun {
@@ -55,7 +57,15 @@ impl FaultRun {
             extra: Arc::new(|_| {}),
             clock_step: Duration::from_millis(500),
             judgment: None,
+            outbound: OutboundPolicy::default(),
         }
+    }
+
+    /// Lets webhooks call out under `outbound` (e.g. [`loopback`](super::loopback)).
+    #[must_use]
+    pub fn with_outbound(mut self, outbound: OutboundPolicy) -> Self {
+        self.outbound = outbound;
+        self
     }
 
     /// Adds the stage types `extra` registers; called again for each restarted engine.
@@ -105,7 +115,15 @@ impl FaultRun {
             }),
         );
         let clock = ManualClock::new(START);
-        let new_engine = || engine(&sql, store.clone(), registry(&*self.extra), &clock);
+        let new_engine = || {
+            engine(
+                &sql,
+                store.clone(),
+                registry(&*self.extra),
+                &clock,
+                &self.outbound,
+            )
+        };
         let mut engine = new_engine();
         let mut shutdown = CancellationToken::new();
         let mut workers = engine.start(None, shutdown.clone()).await.unwrap();

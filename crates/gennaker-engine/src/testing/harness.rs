@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gennaker_outbound::OutboundPolicy;
 use gennaker_store::{ExecutionStore, SqlStore};
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -22,6 +23,8 @@ pub struct Harness {
     pub store: SqlStore,
     /// The stage types it runs.
     pub registry: StageRegistry,
+    /// What its webhooks may reach.
+    pub outbound: OutboundPolicy,
     shutdown: CancellationToken,
     workers: Option<JoinSet<()>>,
     _db: TestDatabase,
@@ -35,10 +38,26 @@ impl Harness {
 
     /// The standard stages, the `test` stage and those `extra` registers.
     pub async fn with_stages(backend: TestBackend, extra: impl Fn(&mut StageRegistry)) -> Self {
+        Self::with_outbound(backend, OutboundPolicy::default(), extra).await
+    }
+
+    /// Like [`with_stages`](Self::with_stages), with webhooks calling out under
+    /// `outbound` (e.g. [`loopback`](super::loopback) for servers on 127.0.0.1).
+    pub async fn with_outbound(
+        backend: TestBackend,
+        outbound: OutboundPolicy,
+        extra: impl Fn(&mut StageRegistry),
+    ) -> Self {
         let (db, store) = database(backend).await;
         let registry = registry(&extra);
         let clock = ManualClock::new(START);
-        let engine = engine(&store, Arc::new(store.clone()), registry.clone(), &clock);
+        let engine = engine(
+            &store,
+            Arc::new(store.clone()),
+            registry.clone(),
+            &clock,
+            &outbound,
+        );
         let shutdown = CancellationToken::new();
         let listener = store.queue_listener().await.unwrap();
         let workers = engine.start(listener, shutdown.clone()).await.unwrap();
@@ -47,6 +66,7 @@ impl Harness {
             clock,
             store,
             registry,
+            outbound,
             shutdown,
             workers: Some(workers),
             _db: db,
@@ -162,7 +182,8 @@ impl Harness {
         Services {
             store: Arc::new(self.store.clone()),
             executions: Arc::new(self.store.clone()),
-            http: reqwest::Client::new(),
+            http: self.outbound.client().unwrap(),
+            outbound: self.outbound.clone(),
             clock: Arc::new(self.clock.clone()),
             expressions: self.engine.expressions().clone(),
         }

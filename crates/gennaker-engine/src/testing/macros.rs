@@ -4,6 +4,8 @@
 /// each backend. The harness is [`Harness`](crate::testing::Harness) unless the binding
 /// names another type (`|h: support::Harness|`: any type with
 /// `async fn new(TestBackend) -> Self`, e.g. a crate's harness wrapping this one).
+/// `engine_test!(name, outbound = testing::loopback(), |h| { … })` gives the harness
+/// that outbound policy (webhook tests calling servers on 127.0.0.1).
 #[macro_export]
 macro_rules! engine_test {
     ($(#[$meta:meta])* $name:ident, |$h:ident: $harness:ty| $body:block) => {
@@ -21,6 +23,28 @@ macro_rules! engine_test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 run(<$harness>::new($crate::testing::TestBackend::Postgres).await).await;
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident, outbound = $outbound:expr, |$h:ident| $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+
+            async fn run($h: $crate::testing::Harness) $body
+
+            async fn harness(backend: $crate::testing::TestBackend) -> $crate::testing::Harness {
+                $crate::testing::Harness::with_outbound(backend, $outbound, |_| {}).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(harness($crate::testing::TestBackend::Sqlite).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(harness($crate::testing::TestBackend::Postgres).await).await;
             }
         }
     };

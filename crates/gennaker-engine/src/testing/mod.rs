@@ -16,6 +16,7 @@ mod test_stage;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gennaker_outbound::OutboundPolicy;
 use gennaker_store::{ExecutionStore, PipelineSave, SqlStore, Store};
 use serde_json::{Value, json};
 
@@ -154,12 +155,14 @@ async fn save_pipeline(store: &SqlStore, name: &str, mut pipeline: Value) -> Val
     config
 }
 
-/// An engine (not started) on `store`, its queue and executions in `executions`.
+/// An engine (not started) on `store`, its queue and executions in `executions`,
+/// calling out under `outbound`.
 fn engine(
     store: &SqlStore,
     executions: Arc<dyn ExecutionStore>,
     registry: StageRegistry,
     clock: &ManualClock,
+    outbound: &OutboundPolicy,
 ) -> Engine {
     Engine::new(
         Arc::new(store.clone()),
@@ -169,7 +172,15 @@ fn engine(
         EngineConfig {
             workers: 4,
             idle_recheck: Duration::from_millis(50),
+            outbound: outbound.clone(),
             ..EngineConfig::default()
         },
     )
+    .unwrap()
+}
+
+/// The outbound policy of tests whose webhooks call servers on this machine: the
+/// default one, plus 127.0.0.1 and ::1 (every other refused range stays refused).
+pub fn loopback() -> OutboundPolicy {
+    OutboundPolicy::allowing(&["127.0.0.1/32", "::1/128"]).unwrap()
 }

@@ -84,6 +84,8 @@ pub fn fast_settings() -> LocalSettings {
         restart_backoff: Duration::from_millis(100),
         max_restart_backoff: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(1),
+        // Artifact servers in these tests listen on 127.0.0.1.
+        outbound: gennaker_outbound::OutboundPolicy::allowing(&["127.0.0.1/32"]).unwrap(),
     }
 }
 
@@ -114,11 +116,16 @@ impl TestEnv {
 
     /// Starts a provider on this store and data directory.
     pub async fn provider(&self) -> LocalProvider {
+        self.provider_with(fast_settings()).await
+    }
+
+    /// Starts a provider with these settings.
+    pub async fn provider_with(&self, settings: LocalSettings) -> LocalProvider {
         LocalProvider::start(
             Arc::new(self.store.clone()),
             &self.data,
             LoadBalancers::default(),
-            fast_settings(),
+            settings,
             CancellationToken::new(),
         )
         .await

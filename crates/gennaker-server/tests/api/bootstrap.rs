@@ -79,6 +79,7 @@ async fn first_start(
         engine: gennaker_server::EngineSettings::default(),
         http: gennaker_server::HttpSettings::default(),
         metrics_access: gennaker_server::MetricsAccess::default(),
+        outbound: gennaker_outbound::OutboundPolicy::default(),
     };
     (db, store, data_dir, config)
 }

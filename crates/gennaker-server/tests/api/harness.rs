@@ -28,6 +28,9 @@ pub(crate) struct Options {
     pub http: HttpSettings,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// What webhooks and artifact URLs may reach: by default the default policy plus
+    /// 127.0.0.1 and ::1, since every remote end in these tests listens on 127.0.0.1.
+    pub outbound: gennaker_outbound::OutboundPolicy,
 }
 
 impl Default for Options {
@@ -38,6 +41,8 @@ impl Default for Options {
             audit_faults: None,
             http: HttpSettings::default(),
             metrics_access: MetricsAccess::default(),
+            outbound: gennaker_outbound::OutboundPolicy::allowing(&["127.0.0.1/32", "::1/128"])
+                .unwrap(),
         }
     }
 }
@@ -136,6 +141,7 @@ impl Server {
             },
             http: options.http.clone(),
             metrics_access: options.metrics_access,
+            outbound: options.outbound.clone(),
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -157,7 +163,10 @@ impl Server {
                 Arc::new(store.clone()),
                 &data_dir.path().join("local"),
                 load_balancers.clone(),
-                gennaker_local::LocalSettings::default(),
+                gennaker_local::LocalSettings {
+                    outbound: options.outbound.clone(),
+                    ..gennaker_local::LocalSettings::default()
+                },
                 stop.child_token(),
             )
             .await
@@ -165,7 +174,7 @@ impl Server {
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
         let registry = stage_registry(&providers);
-        let engine = gennaker_server::engine(&store, &config, registry);
+        let engine = gennaker_server::engine(&store, &config, registry).unwrap();
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await

@@ -632,6 +632,7 @@ async fn data_files_are_private_to_the_server_user() {
         engine: EngineSettings::default(),
         http: HttpSettings::default(),
         metrics_access: MetricsAccess::default(),
+        outbound: gennaker_outbound::OutboundPolicy::default(),
     };
     let open = gennaker_server::open(&config).await.unwrap();
     // A write, so the write-ahead log exists.

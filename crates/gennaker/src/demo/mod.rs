@@ -123,6 +123,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         engine: gennaker_server::EngineSettings::default(),
         http: gennaker_server::HttpSettings::default(),
         metrics_access: gennaker_server::MetricsAccess::default(),
+        outbound: gennaker_outbound::OutboundPolicy::default(),
     };
     let server = gennaker::wiring::start_server(config, &[])
         .await

@@ -14,6 +14,10 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
 /// The admin token every test server starts with.
 pub(crate) const TOKEN: &str = "gnk_e2e-test-admin-token-0123456789";
 
+/// The `[outbound]` section of a server whose webhooks call test servers on this
+/// machine (refused by default).
+pub(crate) const LOOPBACK_OUTBOUND: &str = "[outbound]\nallow = [\"127.0.0.1/32\", \"::1/128\"]\n";
+
 pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
@@ -26,6 +30,15 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn start(data_dir: PathBuf, database_url: String) -> Server {
         Server::start_with(data_dir, database_url, Vec::new())
+    }
+
+    /// Starts the server with a gennaker.toml holding only [`LOOPBACK_OUTBOUND`], so
+    /// its webhooks may call servers on 127.0.0.1.
+    pub(crate) fn start_loopback(data_dir: PathBuf, database_url: String) -> Server {
+        let config = data_dir.join("loopback.toml");
+        std::fs::write(&config, LOOPBACK_OUTBOUND).unwrap();
+        let config = config.display().to_string();
+        Server::start_with(data_dir, database_url, vec!["--config".into(), config])
     }
 
     /// Starts the server with more flags.

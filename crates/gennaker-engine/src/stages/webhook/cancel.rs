@@ -4,9 +4,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use super::request::{
-    describe, excerpt, idempotency_key, parse_method, parse_url, request_headers, send,
-};
+use super::request::{excerpt, idempotency_key, parse_method, parse_url, request_headers, send};
 use super::{recorded_code, stage_webhook};
 use crate::stage::CancelOutcome;
 use crate::task::{Services, TaskError};
@@ -66,13 +64,18 @@ pub(super) async fn cancel_webhook(
     let key = format!("{}:cancel", idempotency_key(execution, stage));
     let headers = request_headers(stage, &key).map_err(TaskError::Permanent)?;
     let payload = fields.get("cancelPayload").filter(|p| !p.is_null());
-    let reply = send(&services.http, method.clone(), &url, headers, payload)
+    let reply = send(services, method.clone(), &url, headers, payload)
         .await
-        .map_err(|e| {
-            TaskError::Transient(format!(
-                "webhook cancel {method} {url} failed: {}",
-                describe(&e)
-            ))
+        .map_err(|error| {
+            let text = format!(
+                "cancelling the remote job: {}",
+                error.describe("cancelEndpoint", &method, &url)
+            );
+            if error.is_transient() {
+                TaskError::Transient(text)
+            } else {
+                TaskError::Permanent(text)
+            }
         })?;
     let mut record = reply.record();
     if !(200..400).contains(&reply.status) {

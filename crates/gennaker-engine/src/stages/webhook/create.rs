@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::monitor::{compile_path, select_one};
 use super::request::{
-    Class, Reply, classify, describe, excerpt, idempotency_key, is_transient, parse_method,
-    parse_url, request_headers, send, status_codes,
+    Class, Reply, classify, excerpt, idempotency_key, parse_method, parse_url, request_headers,
+    send, status_codes,
 };
 use super::{recorded_code, stage_webhook, with_webhook};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
@@ -38,19 +38,16 @@ impl Task for CreateWebhookTask {
         let key = idempotency_key(ctx.execution, ctx.stage);
         let headers = request_headers(ctx.stage, &key).map_err(TaskError::Permanent)?;
         let payload = context.get("payload").filter(|p| !p.is_null());
-        let reply = match send(&ctx.services.http, method.clone(), &url, headers, payload).await {
+        let reply = match send(ctx.services, method.clone(), &url, headers, payload).await {
             Ok(reply) => reply,
-            Err(error) if is_transient(&error) => {
+            Err(error) if error.is_transient() => {
                 return Err(TaskError::Transient(format!(
-                    "webhook {method} {url} failed: {}; retrying",
-                    describe(&error)
+                    "{}; retrying",
+                    error.describe("url", &method, &url)
                 )));
             }
             Err(error) => {
-                return Err(TaskError::Permanent(format!(
-                    "webhook {method} {url} failed: {}",
-                    describe(&error)
-                )));
+                return Err(TaskError::Permanent(error.describe("url", &method, &url)));
             }
         };
         let mut webhook = reply.record();

@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 
 use super::request::{
-    Class, classify, describe, excerpt, idempotency_key, is_transient, parse_url, request_headers,
-    send, status_codes,
+    Class, classify, excerpt, idempotency_key, parse_url, request_headers, send, status_codes,
 };
 use super::{stage_webhook, with_webhook};
 use crate::task::{Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};
@@ -155,21 +154,22 @@ impl Task for MonitorWebhookTask {
         };
         let key = idempotency_key(ctx.execution, ctx.stage);
         let headers = request_headers(ctx.stage, &key).map_err(TaskError::Permanent)?;
-        let reply = match send(&ctx.services.http, Method::GET, &endpoint, headers, None).await {
+        let reply = match send(ctx.services, Method::GET, &endpoint, headers, None).await {
             Ok(reply) => reply,
-            Err(error) if is_transient(&error) => {
+            Err(error) if error.is_transient() => {
                 return keep_polling(
                     &mut webhook,
                     format!(
-                        "polling {endpoint} failed: {}; will retry",
-                        describe(&error)
+                        "polling: {}; will retry",
+                        error.describe("statusEndpoint", &Method::GET, &endpoint)
                     ),
                 );
             }
             Err(error) => {
-                return Err(TaskError::Permanent(format!(
-                    "polling {endpoint} failed: {}",
-                    describe(&error)
+                return Err(TaskError::Permanent(error.describe(
+                    "statusEndpoint",
+                    &Method::GET,
+                    &endpoint,
                 )));
             }
         };

@@ -1,8 +1,7 @@
 //! Building and sending a webhook's requests: the URL, method and headers from the
 //! stage's context, the idempotency key, and what a response's status code means.
 
-use std::time::Duration;
-
+use gennaker_outbound::{OutboundError, read_capped, refusal_of};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
@@ -10,18 +9,14 @@ use serde_json::{Map, Value, json};
 use gennaker_core::execution::{Execution, StageExecution};
 use gennaker_core::lenient::value_as_i64;
 
+use crate::task::Services;
+
 /// The methods a webhook may use.
 pub(super) const HTTP_METHODS: &[&str] =
     &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// The header that lets the remote side recognise a repeated request.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// How long one request may take before it counts as a (retryable) failure.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The largest response body kept: the body is stored in the execution document.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Response headers never recorded: they carry session credentials.
 const SECRET_RESPONSE_HEADERS: [&str; 1] = ["set-cookie"];
@@ -141,6 +136,9 @@ pub(super) struct Reply {
     headers: Map<String, Value>,
     pub(super) location: Option<String>,
     pub(super) body: Value,
+    /// Whether the body was longer than the outbound policy's `max_response_bytes`
+    /// (only its start is kept, as text).
+    truncated: bool,
 }
 
 impl Reply {
@@ -154,22 +152,80 @@ impl Reply {
         if !self.body.is_null() {
             record.insert("body".into(), self.body.clone());
         }
+        if self.truncated {
+            record.insert("truncated".into(), Value::Bool(true));
+        }
         record
     }
 }
 
+/// Why a request got no response.
+pub(super) enum SendError {
+    /// The outbound policy refused the URL, an address it resolved to, or a redirect.
+    Refused {
+        error: OutboundError,
+        /// Whether a redirect (not the URL itself) was refused.
+        redirect: bool,
+    },
+    /// The request failed (connection refused, timeout, a broken body).
+    Failed(reqwest::Error),
+}
+
+impl SendError {
+    /// Whether repeating the request may help: a refusal never does.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            Self::Refused { .. } => false,
+            Self::Failed(error) => is_transient(error),
+        }
+    }
+
+    /// What went wrong with a request to `url` (the context `field` that held it),
+    /// as a sentence for the stage's error.
+    pub(super) fn describe(&self, field: &str, method: &Method, url: &Url) -> String {
+        match self {
+            Self::Refused {
+                error: error @ OutboundError::ForbiddenAddress { url: refused, .. },
+                redirect: false,
+            } if *refused == url.to_string() => format!("webhook {field} {error}"),
+            Self::Refused {
+                error,
+                redirect: true,
+            } => format!(
+                "webhook {method} {url} ({field}) was redirected somewhere outbound requests may not go: {error}"
+            ),
+            Self::Refused { error, .. } => {
+                format!("webhook {method} {url} ({field}) was refused: {error}")
+            }
+            Self::Failed(error) => {
+                format!("webhook {method} {url} failed: {}", describe(error))
+            }
+        }
+    }
+}
+
 /// Sends one request (a JSON payload unless a text one goes with a non-JSON
-/// `Content-Type`) and reads the response, its body cut at [`MAX_BODY_BYTES`].
+/// `Content-Type`) through the engine's outbound policy and reads the response, its
+/// body cut at the policy's `max_response_bytes`.
 pub(super) async fn send(
-    http: &reqwest::Client,
+    services: &Services,
     method: Method,
     url: &Url,
     headers: HeaderMap,
     payload: Option<&Value>,
-) -> Result<Reply, reqwest::Error> {
-    let mut request = http
+) -> Result<Reply, SendError> {
+    // A URL with an address is never resolved: refuse it before any connection.
+    services
+        .outbound
+        .check_url(url)
+        .map_err(|error| SendError::Refused {
+            error,
+            redirect: false,
+        })?;
+    let mut request = services
+        .http
         .request(method, url.clone())
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(services.outbound.request_timeout())
         .headers(headers.clone());
     if let Some(payload) = payload {
         let declared = headers
@@ -192,7 +248,14 @@ pub(super) async fn send(
             }
         };
     }
-    let mut response = request.send().await?;
+    let failed = |error: reqwest::Error| match refusal_of(&error) {
+        Some(refused) => SendError::Refused {
+            error: refused.clone(),
+            redirect: error.is_redirect(),
+        },
+        None => SendError::Failed(error),
+    };
+    let response = request.send().await.map_err(failed)?;
     let status = response.status().as_u16();
     let mut recorded = Map::new();
     for name in response.headers().keys() {
@@ -212,22 +275,17 @@ pub(super) async fn send(
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut bytes = Vec::new();
-    let mut truncated = false;
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY_BYTES - bytes.len();
-        if chunk.len() > room {
-            bytes.extend_from_slice(&chunk[..room]);
-            truncated = true;
-            break;
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let max = services.outbound.max_response_bytes();
+    let capped = read_capped(response, max)
+        .await
+        .map_err(SendError::Failed)?;
+    let (bytes, truncated) = (capped.bytes, capped.truncated);
     let body = if bytes.is_empty() {
         Value::Null
     } else if truncated {
+        // Cut JSON does not parse: the kept start is stored as text, marked.
         Value::String(format!(
-            "{}… (truncated at {MAX_BODY_BYTES} bytes)",
+            "{}… (truncated at {max} bytes)",
             String::from_utf8_lossy(&bytes)
         ))
     } else {
@@ -239,12 +297,13 @@ pub(super) async fn send(
         headers: recorded,
         location,
         body,
+        truncated,
     })
 }
 
 /// A request error with its causes: reqwest's own text ("error sending request for
 /// url …") leaves out the refused connection or the DNS failure behind it.
-pub(super) fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -261,7 +320,7 @@ pub(super) fn describe(error: &reqwest::Error) -> String {
 /// Whether a failed request is worth repeating: the server could not be reached or
 /// did not answer in time. (A repeated POST is safe enough: it carries the same
 /// idempotency key.)
-pub(super) fn is_transient(error: &reqwest::Error) -> bool {
+fn is_transient(error: &reqwest::Error) -> bool {
     error.is_timeout() || error.is_connect() || error.is_body() || error.is_request()
 }
 
