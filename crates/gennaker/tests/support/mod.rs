@@ -28,8 +28,24 @@ impl Server {
         Server::start_with(data_dir, database_url, Vec::new())
     }
 
-    /// Starts the server with more flags.
-    pub(crate) fn start_with(data_dir: PathBuf, database_url: String, args: Vec<String>) -> Server {
+    /// Starts the server with more flags. Without a `--config`, it gets one whose host
+    /// policy lets pipelines deploy the binary under test (`[local] artifact_roots` is
+    /// its directory).
+    pub(crate) fn start_with(
+        data_dir: PathBuf,
+        database_url: String,
+        mut args: Vec<String>,
+    ) -> Server {
+        if !args.iter().any(|a| a == "--config") {
+            let config = data_dir.join("gennaker-test.toml");
+            let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+            std::fs::write(
+                &config,
+                format!("[local]\nartifact_roots = [{bin_dir:?}]\n"),
+            )
+            .unwrap();
+            args.extend(["--config".to_owned(), config.display().to_string()]);
+        }
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
