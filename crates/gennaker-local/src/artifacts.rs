@@ -145,7 +145,7 @@ impl ArtifactCache {
                     .await
                     .map_err(|_| {
                         LocalError::Refused(format!(
-                            "artifact url '{url}' did not download within {} seconds: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)",
+                            "artifact url '{url}' did not download within {}s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)",
                             self.fetch_timeout.as_secs()
                         ))
                     })??;
