@@ -343,13 +343,18 @@ async fn a_download_that_takes_too_long_is_refused_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::new(dir.path()).with_fetch_timeout(Duration::from_secs(1));
     let url = format!("http://{}/artifact", served.address);
-    let error = tokio::time::timeout(HANG, cache.fetch(&ArtifactSource::Url(url.clone()), &http()))
-        .await
-        .expect("the download was not cut off")
-        .unwrap_err();
+    let error = tokio::time::timeout(
+        HANG,
+        cache.fetch(&ArtifactSource::Url(url.clone()), &http()),
+    )
+    .await
+    .expect("the download was not cut off")
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("artifact url '{url}' did not download within 1s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)")
+        format!(
+            "artifact url '{url}' did not download within 1s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)"
+        )
     );
     // Not worth a retry: the deploy stage fails for good.
     assert!(matches!(DeployError::from(error), DeployError::Invalid(_)));

@@ -48,7 +48,11 @@ async fn instance_log(data: &Path, group: &str) -> String {
         if log.contains("\nPORT=") {
             return log;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no environment in {}: {log}", path.display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no environment in {}: {log}",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -58,19 +62,39 @@ async fn what_the_operator_did_not_allow_is_refused_with_the_setting_named() {
     let env = TestEnv::new(TestBackend::Sqlite).await;
     let provider = env.provider_with(HostSettings::default()).await;
     assert_eq!(
-        refused(&provider, "local", json!({"command": "/bin/sh", "args": ["-c", "id"]})).await,
+        refused(
+            &provider,
+            "local",
+            json!({"command": "/bin/sh", "args": ["-c", "id"]})
+        )
+        .await,
         "command '/bin/sh' is not allowed: the operator allows no commands ([local] commands in gennaker.toml); deploy an artifact instead"
     );
     assert_eq!(
-        refused(&provider, "local", json!({"artifact": {"path": "/etc/passwd"}})).await,
+        refused(
+            &provider,
+            "local",
+            json!({"artifact": {"path": "/etc/passwd"}})
+        )
+        .await,
         "artifact path '/etc/passwd' is not allowed: the operator allows no artifact roots ([local] artifact_roots in gennaker.toml); deploy an artifact from a URL instead"
     );
     assert_eq!(
-        refused(&provider, "local", json!({"artifact": {"url": "http://127.0.0.1:1/a"}, "workingDir": "/etc"})).await,
+        refused(
+            &provider,
+            "local",
+            json!({"artifact": {"url": "http://127.0.0.1:1/a"}, "workingDir": "/etc"})
+        )
+        .await,
         "workingDir '/etc' is not allowed: the operator allows no working dir roots ([local] working_dir_roots in gennaker.toml); leave workingDir out to run in the instance's own directory"
     );
     assert_eq!(
-        refused(&provider, "../../escape", json!({"artifact": {"url": "http://127.0.0.1:1/a"}})).await,
+        refused(
+            &provider,
+            "../../escape",
+            json!({"artifact": {"url": "http://127.0.0.1:1/a"}})
+        )
+        .await,
         "account '../../escape' is not a valid local account name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters (e.g. \"local\")"
     );
     // The save-time check sees the same, field by field.
@@ -81,7 +105,11 @@ async fn what_the_operator_did_not_allow_is_refused_with_the_setting_named() {
             message: "command '/bin/sh' is not allowed: the operator allows no commands ([local] commands in gennaker.toml); deploy an artifact instead".to_owned(),
         }]
     );
-    assert!(provider.check_spec(Some("local"), &json!({"command": "${c}"})).is_empty());
+    assert!(
+        provider
+            .check_spec(Some("local"), &json!({"command": "${c}"}))
+            .is_empty()
+    );
     assert!(provider.server_groups("pol").await.unwrap().is_empty());
     assert!(!env.data.join("instances/escape").exists());
 }
@@ -120,7 +148,10 @@ async fn only_regular_files_are_artifacts() {
     let env = TestEnv::new(TestBackend::Sqlite).await;
     let root = env.dir.path().canonicalize().unwrap();
     let fifo = root.join("fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     std::fs::create_dir_all(root.join("a-dir")).unwrap();
     let provider = env
@@ -137,7 +168,9 @@ async fn only_regular_files_are_artifacts() {
     ] {
         assert_eq!(
             refused(&provider, "local", json!({"artifact": {"path": path}})).await,
-            format!("artifact path '{path}' is {kind}, not a regular file: only regular files can be deployed")
+            format!(
+                "artifact path '{path}' is {kind}, not a regular file: only regular files can be deployed"
+            )
         );
     }
     assert!(provider.server_groups("pol").await.unwrap().is_empty());
@@ -173,14 +206,25 @@ async fn an_instance_starts_with_a_clean_environment_and_is_still_adopted() {
             env.data.join("instances/local/envy-prod-v000-0").display()
         ),
     ] {
-        assert!(vars.contains(&expected.as_str()), "{expected} missing: {log}");
+        assert!(
+            vars.contains(&expected.as_str()),
+            "{expected} missing: {log}"
+        );
     }
     // Only what the provider sets (sh adds PWD, SHLVL and `_` of its own).
     for name in &names {
         assert!(
             [
-                "PATH", "HOME", "LANG", "MODE", "PORT", "INSTANCE_ID", "GENNAKER_LOCAL_INSTANCE",
-                "PWD", "SHLVL", "_"
+                "PATH",
+                "HOME",
+                "LANG",
+                "MODE",
+                "PORT",
+                "INSTANCE_ID",
+                "GENNAKER_LOCAL_INSTANCE",
+                "PWD",
+                "SHLVL",
+                "_"
             ]
             .contains(name),
             "{name} leaked into the instance: {log}"
@@ -192,7 +236,9 @@ async fn an_instance_starts_with_a_clean_environment_and_is_still_adopted() {
     provider.shutdown().await;
     let again = env.provider().await;
     let group = wait_for(&again, "envy-prod-v000", "adopted", |g| {
-        g.instances.first().is_some_and(|i| i.details["pid"] == json!(pids[0]))
+        g.instances
+            .first()
+            .is_some_and(|i| i.details["pid"] == json!(pids[0]))
     })
     .await;
     assert_eq!(group.instances[0].restarts, 0);
@@ -208,8 +254,13 @@ async fn instances_run_as_the_configured_user() {
     };
     if !nix::unistd::geteuid().is_root() {
         // Only root can switch users: the policy says so at start-up.
-        let error = gennaker_local::HostPolicy::new(&settings).unwrap_err().to_string();
-        assert!(error.starts_with("[local] run_as_user = 'nobody' needs the server to run as root"), "{error}");
+        let error = gennaker_local::HostPolicy::new(&settings)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("[local] run_as_user = 'nobody' needs the server to run as root"),
+            "{error}"
+        );
         return;
     }
     // The user must reach the cached artifact under the test's private directory.
@@ -223,8 +274,16 @@ async fn instances_run_as_the_configured_user() {
         .unwrap();
     let log = instance_log(&env.data, "asuser-prod-v000").await;
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    assert_eq!(log.lines().next(), Some(nobody.uid.to_string().as_str()), "{log}");
-    assert!(log.lines().any(|l| l == format!("HOME={}", nobody.dir.display())), "{log}");
+    assert_eq!(
+        log.lines().next(),
+        Some(nobody.uid.to_string().as_str()),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l == format!("HOME={}", nobody.dir.display())),
+        "{log}"
+    );
     provider.destroy_all().await.unwrap();
 }
 
@@ -240,7 +299,10 @@ async fn load_balancers_listen_on_loopback_unless_the_operator_allows_more() {
         ejection_failures: 5,
     };
     let closed = env.provider().await;
-    match closed.upsert_load_balancer(spec("local", "0.0.0.0:0")).await {
+    match closed
+        .upsert_load_balancer(spec("local", "0.0.0.0:0"))
+        .await
+    {
         Err(DeployError::Invalid(message)) => assert_eq!(
             message,
             "load balancer listen address '0.0.0.0:0' is not allowed: the operator allows load balancers on loopback addresses only ([local] load_balancer_bind in gennaker.toml); listen on 127.0.0.1 instead"
@@ -252,7 +314,10 @@ async fn load_balancers_listen_on_loopback_unless_the_operator_allows_more() {
         Err(DeployError::Invalid(m)) if m.starts_with("account '../x' is not a valid local account name")
     ));
     assert!(closed.load_balancers("pol").await.unwrap().is_empty());
-    closed.upsert_load_balancer(spec("local", "127.0.0.1:0")).await.unwrap();
+    closed
+        .upsert_load_balancer(spec("local", "127.0.0.1:0"))
+        .await
+        .unwrap();
     closed.destroy_all().await.unwrap();
     closed.shutdown().await;
 
@@ -262,7 +327,14 @@ async fn load_balancers_listen_on_loopback_unless_the_operator_allows_more() {
             ..env.host_settings()
         })
         .await;
-    let balancer = open.upsert_load_balancer(spec("local", "0.0.0.0:0")).await.unwrap();
-    assert!(balancer.address.starts_with("0.0.0.0:"), "{}", balancer.address);
+    let balancer = open
+        .upsert_load_balancer(spec("local", "0.0.0.0:0"))
+        .await
+        .unwrap();
+    assert!(
+        balancer.address.starts_with("0.0.0.0:"),
+        "{}",
+        balancer.address
+    );
     open.destroy_all().await.unwrap();
 }
