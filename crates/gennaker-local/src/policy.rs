@@ -228,7 +228,7 @@ impl HostPolicy {
     pub fn check_value(&self, account: Option<&str>, spec: &Value) -> Vec<Refusal> {
         let mut refusals = Vec::new();
         let artifact = spec.get("artifact");
-        let checks: [(Option<&str>, fn(&Self, &str) -> Result<PathBuf, Refusal>); 3] = [
+        let checks: [(Option<&str>, PathCheck); 3] = [
             (known(spec.get("command")), Self::command),
             (
                 known(artifact.and_then(|a| a.get("path"))),
@@ -382,6 +382,9 @@ pub fn check_account(account: &str) -> Result<(), Refusal> {
         ),
     ))
 }
+
+/// One of the policy's checks of a path field.
+type PathCheck = fn(&HostPolicy, &str) -> Result<PathBuf, Refusal>;
 
 /// A string field whose value is known at save time (not blank, no expression).
 fn known(value: Option<&Value>) -> Option<&str> {
