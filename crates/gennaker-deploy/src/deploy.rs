@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
+use gennaker_core::{CheckContext, Fields, Problem, StageTypeDescriptor, ValidationReport};
 use gennaker_engine::{
     CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
     SyntheticSpec, Task, TaskContext, TaskError, TaskResult, TaskSpec, ancestors, parallel, truthy,
@@ -35,7 +35,7 @@ use crate::fields::{
 };
 use crate::model::{Capacity, CreateServerGroup, ServerGroup, ServerGroupOrigin};
 use crate::provider::Providers;
-use crate::rules::{CloudStageType, check_cluster, described_by_kind};
+use crate::rules::{CloudStageType, check_cluster};
 use crate::server_group::WAIT_FOR_UP_INSTANCES;
 use crate::strategy::{Strategy, after_stages};
 
@@ -114,7 +114,10 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
         providers,
     );
     registry
-        .stage(DeployStage { kind: deploy })
+        .stage(DeployStage {
+            kind: deploy,
+            providers: providers.clone(),
+        })
         .stage(CreateServerGroupStage {
             kind: create,
             providers: providers.clone(),
@@ -132,6 +135,7 @@ pub(crate) fn register(registry: &mut StageRegistry, providers: &Providers) {
 
 struct DeployStage {
     kind: CloudStageType,
+    providers: Providers,
 }
 
 /// The deploy stage's clusters.
@@ -145,7 +149,20 @@ fn clusters(stage: &StageExecution) -> Vec<Map<String, Value>> {
 }
 
 impl StageDefinition for DeployStage {
-    described_by_kind!();
+    fn descriptor(&self) -> StageTypeDescriptor {
+        self.kind.descriptor()
+    }
+
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+        self.kind.check(stage, context, report);
+        let clusters = stage.map.get("clusters").and_then(Value::as_array);
+        for (index, cluster) in clusters.into_iter().flatten().enumerate() {
+            if let Value::Object(map) = cluster {
+                let cluster = Fields::new(map, stage.at("clusters").index(index));
+                check_provider_spec(&cluster, &self.providers, report);
+            }
+        }
+    }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![TaskSpec::new(COLLECT_DEPLOYED)]
@@ -260,7 +277,14 @@ fn application_of(execution: &Execution, context: &Map<String, Value>) -> String
 
 #[async_trait]
 impl StageDefinition for CreateServerGroupStage {
-    described_by_kind!();
+    fn descriptor(&self) -> StageTypeDescriptor {
+        self.kind.descriptor()
+    }
+
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
+        self.kind.check(stage, context, report);
+        check_provider_spec(stage, &self.providers, report);
+    }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
         vec![
@@ -473,6 +497,50 @@ fn spec_of(context: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     spec
+}
+
+/// The provider's own save-time checks of a cluster's spec and account (what its
+/// operator lets pipelines run), reported as errors at the fields they name. Skipped
+/// when the provider is not known here (offline validation, or an unconfigured
+/// provider, which is reported on its own).
+fn check_provider_spec(cluster: &Fields<'_>, providers: &Providers, report: &mut ValidationReport) {
+    let cloud = cloud_provider(cluster.map);
+    if cloud.is_some_and(|c| c.contains("${")) {
+        return;
+    }
+    let Ok(provider) = providers.provider(cloud) else {
+        return;
+    };
+    let account_key = if cluster.has("credentials") {
+        "credentials"
+    } else {
+        "account"
+    };
+    let named = text(cluster.map, account_key).map(|_| account(cluster.map));
+    let spec = Value::Object(spec_of(cluster.map));
+    for problem in provider.check_spec(named.as_deref(), &spec) {
+        let mut parts = problem.field.split('.');
+        let first = parts.next().unwrap_or_default();
+        let mut path = if problem.field == "account" {
+            cluster.at(account_key)
+        } else if !cluster.map.contains_key(first) && spec_base_has(cluster.map, first) {
+            cluster.at("spec").key(first)
+        } else {
+            cluster.at(first)
+        };
+        for part in parts {
+            path = path.key(part);
+        }
+        report.push(Problem::error(&path, problem.message));
+    }
+}
+
+/// Whether the cluster's `spec` object has `key`.
+fn spec_base_has(cluster: &Map<String, Value>, key: &str) -> bool {
+    cluster
+        .get("spec")
+        .and_then(Value::as_object)
+        .is_some_and(|spec| spec.contains_key(key))
 }
 
 /// The spec an upstream `findImageFromCluster` found for this cloud provider.

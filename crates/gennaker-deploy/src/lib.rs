@@ -34,7 +34,7 @@ pub use model::{
     Capacity, CreateServerGroup, HealthState, Instance, LoadBalancer, LoadBalancerSpec,
     ServerGroup, ServerGroupOrigin,
 };
-pub use provider::{DeployError, Provider, Providers, TrafficRouter};
+pub use provider::{DeployError, Provider, Providers, SpecProblem, TrafficRouter};
 
 /// Adds every deployment stage type and its tasks, acting through `providers`. The
 /// composition root records which providers exist with

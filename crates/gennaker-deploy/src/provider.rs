@@ -49,6 +49,16 @@ impl DeployError {
     }
 }
 
+/// A field of a provider's spec that the provider refuses when a pipeline is saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// The field, as a dotted path in the spec (`command`, `artifact.path`) or the
+    /// cluster's `account`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
 /// A place server groups run: the local machine, a Kubernetes cluster.
 ///
 /// Every operation is idempotent, because a task may repeat it after a crash:
@@ -59,6 +69,14 @@ impl DeployError {
 pub trait Provider: Send + Sync {
     /// The `cloudProvider` name stages use (`local`).
     fn name(&self) -> &'static str;
+
+    /// What this provider would refuse in a server group's `spec` and `account` (when
+    /// known), checked when a pipeline is saved so it is refused then and not only at
+    /// run time. Values only known at run time (expressions) are left alone. The
+    /// default refuses nothing.
+    fn check_spec(&self, _account: Option<&str>, _spec: &serde_json::Value) -> Vec<SpecProblem> {
+        Vec::new()
+    }
 
     /// Creates the next server group of the request's cluster (sequence + 1), or
     /// returns the one this request's origin already created.

@@ -12,10 +12,11 @@
 //! memory whole. Concurrent fetches of one source share a single download.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::LocalError;
 use crate::lock;
+use crate::policy::DEFAULT_ARTIFACT_FETCH_TIMEOUT;
 use crate::spec::ArtifactSource;
 
 /// The largest artifact a cache accepts unless told otherwise
@@ -53,18 +55,31 @@ type Slot = Arc<tokio::sync::Mutex<Option<PinnedArtifact>>>;
 pub struct ArtifactCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// How long a download may take in all.
+    fetch_timeout: Duration,
     /// Fetches in progress by source name.
     in_flight: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
 impl ArtifactCache {
     /// The cache under `data_dir`, accepting artifacts up to
-    /// [`DEFAULT_MAX_ARTIFACT_BYTES`].
+    /// [`DEFAULT_MAX_ARTIFACT_BYTES`] and downloads taking up to
+    /// [`DEFAULT_ARTIFACT_FETCH_TIMEOUT`].
     pub fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("artifacts").join("sha256"),
             max_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
+            fetch_timeout: DEFAULT_ARTIFACT_FETCH_TIMEOUT,
             in_flight: Arc::default(),
+        }
+    }
+
+    /// The same cache giving up on a download after `timeout` in all.
+    #[must_use]
+    pub fn with_fetch_timeout(self, timeout: Duration) -> Self {
+        Self {
+            fetch_timeout: timeout,
+            ..self
         }
     }
 
@@ -126,7 +141,14 @@ impl ArtifactCache {
         let mode = match source {
             ArtifactSource::Path(path) => copy_file(path, &mut partial).await?,
             ArtifactSource::Url(url) => {
-                download(url, http, &mut partial).await?;
+                tokio::time::timeout(self.fetch_timeout, download(url, http, &mut partial))
+                    .await
+                    .map_err(|_| {
+                        LocalError::Refused(format!(
+                            "artifact url '{url}' did not download within {}s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)",
+                            self.fetch_timeout.as_secs()
+                        ))
+                    })??;
                 // A downloaded artifact is there to be run (the command defaults to it).
                 0o755
             }
@@ -149,14 +171,29 @@ fn source_name(source: &ArtifactSource) -> &str {
     }
 }
 
-/// Copies a local file into `partial`; returns its permission bits.
+/// Copies a local file into `partial`; returns its permission bits. Only a regular file
+/// is copied: a device (`/dev/urandom`) never ends, a FIFO blocks, a directory has no
+/// bytes. It is opened without blocking (a FIFO with no writer would wait forever) and
+/// checked by what was opened, not by the name, so nothing is swapped in between.
 async fn copy_file(path: &str, partial: &mut Partial) -> Result<u32, LocalError> {
     let fail = |e: std::io::Error| LocalError::Artifact {
         source_name: path.to_owned(),
         reason: e.to_string(),
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(fail)?;
-    let mode = file.metadata().await.map_err(fail)?.permissions().mode() & 0o777;
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(fail)?;
+    let metadata = file.metadata().await.map_err(fail)?;
+    if !metadata.is_file() {
+        return Err(LocalError::Refused(format!(
+            "artifact path '{path}' is {}, not a regular file: only regular files can be deployed",
+            file_kind(&metadata.file_type())
+        )));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
     let mut buffer = vec![0; READ_CHUNK];
     loop {
         let read = file.read(&mut buffer).await.map_err(fail)?;
@@ -164,6 +201,23 @@ async fn copy_file(path: &str, partial: &mut Partial) -> Result<u32, LocalError>
             return Ok(mode);
         }
         partial.write(&buffer[..read]).await?;
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
     }
 }
 

@@ -14,8 +14,9 @@ use crate::artifacts::ArtifactCache;
 use crate::error::LocalError;
 use crate::group::Group;
 use crate::instances::Instances;
+use crate::policy::check_account;
 use crate::records::GroupRecord;
-use crate::spec::ProcessSpec;
+use crate::spec::{ArtifactSource, ProcessSpec};
 
 /// Creates server groups.
 #[derive(Debug)]
@@ -55,12 +56,23 @@ impl Creator {
         request: CreateServerGroup,
     ) -> Result<ServerGroup, DeployError> {
         request.capacity.validate().map_err(DeployError::Invalid)?;
+        check_account(&request.account).map_err(LocalError::from)?;
         let spec = ProcessSpec::parse(&request.spec)?;
         // A repeated request downloads nothing: its group is found first.
         if let Some(existing) = self.existing(&request.origin).await? {
             return Ok(existing);
         }
+        // Checked again here although the pipeline was checked when saved: an
+        // expression, a spec found upstream or a narrowed policy is only known now.
+        let policy = &self.instances.settings.host;
+        policy.check_spec(&spec).map_err(LocalError::from)?;
         let artifact = match &spec.artifact {
+            // Copied from where the path resolves to, so the file read is the one checked.
+            Some(ArtifactSource::Path(path)) => {
+                let resolved = policy.artifact_path(path).map_err(LocalError::from)?;
+                let source = ArtifactSource::Path(resolved.display().to_string());
+                Some(self.cache.fetch(&source, &self.http).await?)
+            }
             Some(source) => Some(self.cache.fetch(source, &self.http).await?),
             None => None,
         };

@@ -10,6 +10,13 @@ pub enum LocalError {
     /// The process spec cannot be run as given.
     #[error("{0}")]
     InvalidSpec(String),
+    /// The operator's host policy, or the artifact's type, size or download time,
+    /// refuses what the spec asks: it fails for good, a retry would be refused again.
+    #[error("{0}")]
+    Refused(String),
+    /// The provider's settings cannot be used (at start-up).
+    #[error("{0}")]
+    Settings(String),
     /// The artifact could not be fetched or cached.
     #[error("artifact {source_name}: {reason}")]
     Artifact {
@@ -19,7 +26,9 @@ pub enum LocalError {
         reason: String,
     },
     /// The artifact is larger than the cache accepts: it will not shrink on a retry.
-    #[error("artifact {source_name} is larger than the limit of {limit} bytes")]
+    #[error(
+        "artifact {source_name} is larger than the limit of {limit} bytes: it is refused ([local] max_artifact_bytes in gennaker.toml)"
+    )]
     ArtifactTooLarge {
         /// The path or URL.
         source_name: String,
@@ -70,6 +79,8 @@ impl From<LocalError> for DeployError {
     fn from(err: LocalError) -> Self {
         match err {
             LocalError::InvalidSpec(_)
+            | LocalError::Refused(_)
+            | LocalError::Settings(_)
             | LocalError::Spawn { .. }
             | LocalError::ArtifactTooLarge { .. } => DeployError::Invalid(err.to_string()),
             // A missing file or an unreachable URL may be fixed by the time a retry runs.

@@ -2,6 +2,7 @@
 //! recorded, then started under a supervisor; extras out of the load balancers, drained,
 //! then stopped), starting one instance's process, and passing its health on to routing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::LocalError;
 use crate::group::{Group, Live, Supervisor};
 use crate::health;
+use crate::policy::{INSTANCE_PATH, check_account};
 use crate::process::{InstanceProcess, Launch, MARKER_ENV, marker};
 use crate::provider::LocalSettings;
 use crate::records::InstanceRecord;
@@ -259,7 +261,7 @@ impl Instances {
         } else {
             self.free_port()?
         };
-        let process = InstanceProcess::spawn(&self.launch(group, index, &instance.id, port))?;
+        let process = InstanceProcess::spawn(&self.launch(group, index, &instance.id, port)?)?;
         {
             let mut state = group.state();
             if let Some(rec) = state.record.instances.get_mut(&index) {
@@ -305,11 +307,17 @@ impl Instances {
         })
     }
 
-    fn launch(&self, group: &Group, index: u32, id: &str, port: u16) -> Launch {
+    /// What instance `index` runs, checked against the host policy again (it may have
+    /// been narrowed since the group was created): the program, in a clean environment
+    /// (a fixed `PATH`, `HOME`, `LANG`, what the spec sets, then `PORT`, `INSTANCE_ID`
+    /// and the marker), as the run-as user when one is configured.
+    fn launch(&self, group: &Group, index: u32, id: &str, port: u16) -> Result<Launch, LocalError> {
         let record = group.record();
         let spec = &group.spec;
+        let policy = &self.settings.host;
+        check_account(&record.account)?;
         let program = match (&spec.command, &record.artifact) {
-            (Some(command), _) => command.clone(),
+            (Some(command), _) => policy.command(command)?.display().to_string(),
             (None, Some(artifact)) => artifact.path.display().to_string(),
             (None, None) => String::new(),
         };
@@ -318,27 +326,41 @@ impl Instances {
             .join("instances")
             .join(&record.account)
             .join(id);
-        let mut env = spec.env.clone();
+        let working_dir = match &spec.working_dir {
+            Some(dir) => policy.working_dir(dir)?,
+            None => instance_dir.clone(),
+        };
+        let run_as = policy.run_as();
+        let home = run_as.map_or_else(|| instance_dir.clone(), |user| user.home.clone());
+        let mut env = BTreeMap::from([
+            ("PATH".to_owned(), INSTANCE_PATH.to_owned()),
+            ("HOME".to_owned(), home.display().to_string()),
+        ]);
+        if let Ok(lang) = std::env::var("LANG") {
+            env.insert("LANG".to_owned(), lang);
+        }
+        env.extend(spec.env.clone());
         env.insert("PORT".to_owned(), port.to_string());
         env.insert("INSTANCE_ID".to_owned(), id.to_owned());
         env.insert(
             MARKER_ENV.to_owned(),
             marker(&self.data_dir, &format!("{}/{index}", group.key)),
         );
-        Launch {
+        Ok(Launch {
             program,
             args: spec.args.clone(),
             env,
-            working_dir: spec
-                .working_dir
-                .as_ref()
-                .map_or(instance_dir, PathBuf::from),
+            // Its own directory is made the run-as user's; a configured one is the
+            // operator's to prepare.
+            owned_dir: run_as.map(|user| (instance_dir, user.uid, user.gid)),
+            user: run_as.map(|user| (user.uid, user.gid)),
+            working_dir,
             log_file: self
                 .data_dir
                 .join("logs")
                 .join(&record.account)
                 .join(format!("{id}.log")),
-        }
+        })
     }
 }
 
@@ -369,6 +391,7 @@ mod tests {
             registry.clone(),
             LoadBalancers::default(),
             settings.drain_timeout,
+            settings.host.clone(),
         ));
         let instances = Instances::new(
             registry,

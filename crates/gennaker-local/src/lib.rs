@@ -22,6 +22,7 @@ mod group;
 mod health;
 mod instances;
 pub mod lb;
+mod policy;
 mod process;
 mod provider;
 mod records;
@@ -31,6 +32,10 @@ mod spec;
 mod supervisor;
 
 pub use error::LocalError;
+pub use policy::{
+    DEFAULT_ARTIFACT_FETCH_TIMEOUT, HostPolicy, HostSettings, INSTANCE_PATH, Refusal, RunAs,
+    check_account,
+};
 pub use provider::{LocalProvider, LocalSettings};
 pub use spec::{ArtifactSource, HealthCheckSpec, ProcessSpec};
 

@@ -28,10 +28,14 @@ pub(crate) struct Launch {
     pub(crate) program: String,
     /// Its arguments.
     pub(crate) args: Vec<String>,
-    /// Its environment, on top of the server's.
+    /// Its whole environment (nothing of the server's is inherited).
     pub(crate) env: BTreeMap<String, String>,
     /// Its working directory.
     pub(crate) working_dir: PathBuf,
+    /// The user and group it runs as (`None`: the server's).
+    pub(crate) user: Option<(u32, u32)>,
+    /// A directory created for it and handed to that user (its own directory).
+    pub(crate) owned_dir: Option<(PathBuf, u32, u32)>,
     /// The file stdout and stderr are appended to.
     pub(crate) log_file: PathBuf,
 }
@@ -61,6 +65,11 @@ impl InstanceProcess {
         {
             std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, &e))?;
         }
+        if let Some((dir, uid, gid)) = &launch.owned_dir {
+            std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, &e))?;
+            std::os::unix::fs::chown(dir, Some(*uid), Some(*gid))
+                .map_err(|e| LocalError::io(dir, &e))?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,8 +78,15 @@ impl InstanceProcess {
         let log_err = log
             .try_clone()
             .map_err(|e| LocalError::io(&launch.log_file, &e))?;
-        let child = tokio::process::Command::new(&launch.program)
+        let mut command = tokio::process::Command::new(&launch.program);
+        if let Some((uid, gid)) = launch.user {
+            // As root, std also drops the supplementary groups before switching.
+            command.uid(uid).gid(gid);
+        }
+        let child = command
             .args(&launch.args)
+            // Nothing of the server's environment (its admin token, its credentials).
+            .env_clear()
             .envs(&launch.env)
             .current_dir(&launch.working_dir)
             .stdin(Stdio::null())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gennaker_deploy::{
     Capacity, CreateServerGroup, DeployError, LoadBalancer, LoadBalancerSpec, Provider,
-    ServerGroup, TrafficRouter,
+    ServerGroup, SpecProblem, TrafficRouter,
 };
 use gennaker_outbound::OutboundPolicy;
 use gennaker_store::ResourceStore;
@@ -22,13 +22,18 @@ use crate::creation::Creator;
 use crate::error::LocalError;
 use crate::instances::Instances;
 use crate::lb::{BackendGroup, LoadBalancers};
+use crate::policy::{HostPolicy, check_account};
 use crate::records::record_key;
 use crate::registry::Registry;
 use crate::routing::Traffic;
 
-/// Timings of supervision; the defaults suit production, tests shorten them.
+/// Timings of supervision, and the operator's host policy; the defaults suit
+/// production (with nothing but URL artifacts allowed), tests shorten the timings.
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
+    /// What pipelines may run on this machine, as whom, and where load balancers may
+    /// listen (`[local]` in gennaker.toml).
+    pub host: HostPolicy,
     /// Between health probes (and crash checks) of an instance.
     pub health_interval: Duration,
     /// Consecutive failed probes that make an instance `Down`.
@@ -47,6 +52,7 @@ pub struct LocalSettings {
 impl Default for LocalSettings {
     fn default() -> Self {
         Self {
+            host: HostPolicy::default(),
             health_interval: Duration::from_secs(2),
             unhealthy_threshold: 3,
             restart_backoff: Duration::from_secs(1),
@@ -85,10 +91,26 @@ impl LocalProvider {
         let data_dir = tokio::fs::canonicalize(data_dir)
             .await
             .map_err(|e| LocalError::io(data_dir, &e))?;
-        let cache = ArtifactCache::new(&data_dir);
+        let cache = ArtifactCache::new(&data_dir)
+            .with_max_bytes(settings.host.max_artifact_bytes())
+            .with_fetch_timeout(settings.host.fetch_timeout());
         cache.remove_partials().await;
+        match settings.host.run_as() {
+            Some(user) => {
+                tracing::info!(user = %user.name, uid = user.uid, "instances run as this OS user")
+            }
+            None if nix::unistd::geteuid().is_root() => tracing::warn!(
+                "instances run as root: set [local] run_as_user in gennaker.toml to run them as an unprivileged user"
+            ),
+            None => {}
+        }
         let registry = Arc::new(Registry::new(store));
-        let traffic = Arc::new(Traffic::new(registry.clone(), lbs, settings.drain_timeout));
+        let traffic = Arc::new(Traffic::new(
+            registry.clone(),
+            lbs,
+            settings.drain_timeout,
+            settings.host.clone(),
+        ));
         let instances = Arc::new(Instances::new(
             registry.clone(),
             traffic.clone(),
@@ -143,6 +165,19 @@ impl LocalProvider {
 impl Provider for LocalProvider {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn check_spec(&self, account: Option<&str>, spec: &serde_json::Value) -> Vec<SpecProblem> {
+        self.instances
+            .settings
+            .host
+            .check_value(account, spec)
+            .into_iter()
+            .map(|refusal| SpecProblem {
+                field: refusal.field,
+                message: refusal.message,
+            })
+            .collect()
     }
 
     async fn create_server_group(
@@ -216,6 +251,7 @@ impl TrafficRouter for LocalProvider {
         &self,
         spec: LoadBalancerSpec,
     ) -> Result<LoadBalancer, DeployError> {
+        check_account(&spec.account).map_err(LocalError::from)?;
         self.traffic.upsert(spec).await
     }
 

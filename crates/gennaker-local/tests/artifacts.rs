@@ -337,6 +337,32 @@ async fn an_artifact_over_the_size_limit_is_refused_while_it_streams() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_takes_too_long_is_refused_for_good() {
+    // Half the body, then nothing: the gate is never opened.
+    let served = gated(b"#!/bin/sh\n".repeat(1000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path()).with_fetch_timeout(Duration::from_secs(1));
+    let url = format!("http://{}/artifact", served.address);
+    let error = tokio::time::timeout(
+        HANG,
+        cache.fetch(&ArtifactSource::Url(url.clone()), &http()),
+    )
+    .await
+    .expect("the download was not cut off")
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "artifact url '{url}' did not download within 1s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)"
+        )
+    );
+    // Not worth a retry: the deploy stage fails for good.
+    assert!(matches!(DeployError::from(error), DeployError::Invalid(_)));
+    assert_eq!(cache_files(dir.path()), Vec::<String>::new());
+    assert_eq!(served.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_of_one_url_share_one_download() {
     let bytes = b"#!/bin/sh\necho shared\n".repeat(1000);
     let mut server = gated(bytes.clone()).await;

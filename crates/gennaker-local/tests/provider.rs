@@ -565,7 +565,7 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
 
     // The default outbound policy: 127.0.0.1 is not reachable for artifacts.
     let provider = env
-        .provider_with(gennaker_local::LocalSettings {
+        .provider_with_settings(gennaker_local::LocalSettings {
             outbound: gennaker_outbound::OutboundPolicy::default(),
             ..fast_settings()
         })

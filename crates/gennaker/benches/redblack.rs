@@ -126,7 +126,14 @@ async fn main() {
         metrics_access: gennaker_server::MetricsAccess::default(),
         outbound: gennaker_outbound::OutboundPolicy::default(),
     };
-    let server = gennaker::wiring::start_server(config, &[]).await.unwrap();
+    // The bench deploys this binary: its directory is the one artifact root.
+    let local = gennaker_local::HostSettings {
+        artifact_roots: vec![std::path::Path::new(BIN).parent().unwrap().to_path_buf()],
+        ..gennaker_local::HostSettings::default()
+    };
+    let server = gennaker::wiring::start_server(config, &[], &local)
+        .await
+        .unwrap();
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.address()),

@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
+use gennaker_local::HostSettings;
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
 use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use serde::de::{Unexpected, Visitor};
@@ -69,6 +70,10 @@ struct RawSettings {
     /// `[outbound]`: which hosts webhooks and artifact downloads may reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     outbound: Option<OutboundSettings>,
+    /// `[local]`: what pipelines may run on this machine (the local provider's host
+    /// policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<HostSettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -129,6 +134,7 @@ struct WebhooksOnly {
 struct Settings {
     server: ServerConfig,
     webhooks: Vec<PreconfiguredWebhookStage>,
+    local: HostSettings,
     log_format: LogFormat,
 }
 
@@ -283,6 +289,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         http: None,
         metrics: None,
         outbound: None,
+        local: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -326,6 +333,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
     Ok(Settings {
         server: config,
         webhooks,
+        local: raw.local.unwrap_or_default(),
         log_format: raw.log_format.unwrap_or(LogFormat::Human),
     })
 }
@@ -445,11 +453,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let Settings {
         server: config,
         webhooks,
+        local,
         log_format,
     } = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    let server = gennaker::wiring::start_server(config, &webhooks)
+    let server = gennaker::wiring::start_server(config, &webhooks, &local)
         .await
         .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
@@ -533,6 +542,40 @@ mod tests {
         std::fs::write(&file, "[http]\nmax_connections = 0\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("max_connections must be between 1"), "{err}");
+    }
+
+    #[test]
+    fn the_local_host_policy_is_read_from_its_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        let read = settings(&args(None), no_env).unwrap();
+        assert_eq!(read.local, gennaker_local::HostSettings::default());
+        std::fs::write(
+            &file,
+            "[local]\nartifact_roots = [\"/srv/builds\"]\ncommands = [\"/usr/bin/python3\"]\nrun_as_user = \"apps\"\nallow_artifact_urls = false\nload_balancer_bind = [\"0.0.0.0\"]\nmax_artifact_bytes = 1024\nartifact_fetch_timeout_seconds = 20\n",
+        )
+        .unwrap();
+        let local = settings(&args(Some(file.clone())), no_env).unwrap().local;
+        assert_eq!(
+            local.artifact_roots,
+            [std::path::PathBuf::from("/srv/builds")]
+        );
+        assert_eq!(
+            local.commands,
+            [std::path::PathBuf::from("/usr/bin/python3")]
+        );
+        assert!(local.working_dir_roots.is_empty());
+        assert_eq!(local.run_as_user.as_deref(), Some("apps"));
+        assert!(!local.allow_artifact_urls);
+        assert_eq!(
+            local.load_balancer_bind,
+            ["0.0.0.0".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(local.max_artifact_bytes, 1024);
+        assert_eq!(local.artifact_fetch_timeout_seconds, 20);
+        std::fs::write(&file, "[local]\ncomands = [\"/bin/sh\"]\n").unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("comands"), "{err}");
     }
 
     #[test]

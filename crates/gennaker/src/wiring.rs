@@ -11,7 +11,7 @@ use gennaker_engine::{
     PreconfiguredWebhook, PreconfiguredWebhookStage, StageRegistry, WebhookConfigError,
 };
 use gennaker_local::lb::{LbConfig, LoadBalancers};
-use gennaker_local::{LocalProvider, LocalSettings};
+use gennaker_local::{HostPolicy, HostSettings, LocalProvider, LocalSettings};
 use gennaker_server::{
     MetricsSource, OpenServer, RunningServer, ServerConfig, ServerError, Shutdown, Wiring,
 };
@@ -56,14 +56,21 @@ pub fn offline_catalog(webhooks: &[PreconfiguredWebhookStage]) -> StageCatalog {
 }
 
 /// Opens a server on `config` with these preconfigured webhooks, starts the local
-/// provider (re-creating its load balancers and adopting the instances a previous run
-/// left) and serves.
+/// provider under the operator's host policy `local` (`[local]` in gennaker.toml),
+/// re-creating its load balancers and adopting the instances a previous run left, and
+/// serves. A host policy that cannot be used (a missing root, a run-as user the server
+/// cannot switch to) stops the start with the setting named.
 pub async fn start_server(
     config: ServerConfig,
     webhooks: &[PreconfiguredWebhookStage],
+    local: &HostSettings,
 ) -> Result<RunningServer, ServerError> {
+    let host = HostPolicy::new(local).map_err(|err| ServerError::Provider {
+        provider: "local",
+        message: err.to_string(),
+    })?;
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config, webhooks).await?;
+    let wiring = wire(&open, &config, webhooks, host).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
@@ -71,6 +78,7 @@ async fn wire(
     open: &OpenServer,
     config: &ServerConfig,
     webhooks: &[PreconfiguredWebhookStage],
+    host: HostPolicy,
 ) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
     let local = LocalProvider::start(
@@ -79,6 +87,7 @@ async fn wire(
         load_balancers.clone(),
         LocalSettings {
             outbound: config.outbound.clone(),
+            host,
             ..LocalSettings::default()
         },
         open.stop.child_token(),

@@ -15,6 +15,7 @@ use crate::error::LocalError;
 use crate::group::Group;
 use crate::lb::{BackendGroup, LbError, ListenerSpec, LoadBalancers};
 use crate::lock;
+use crate::policy::HostPolicy;
 use crate::records::{BalancerRecord, LOAD_BALANCER, PROVIDER, record_key};
 use crate::registry::Registry;
 
@@ -25,6 +26,8 @@ pub(crate) struct Traffic {
     lbs: LoadBalancers,
     /// How long disabling waits for requests in flight to finish.
     drain_timeout: Duration,
+    /// Which addresses a listener may use.
+    policy: HostPolicy,
     /// By record key.
     balancers: Mutex<BTreeMap<String, BalancerRecord>>,
     /// The routing table last handed to each load balancer, by record key.
@@ -36,11 +39,13 @@ impl Traffic {
         registry: Arc<Registry>,
         lbs: LoadBalancers,
         drain_timeout: Duration,
+        policy: HostPolicy,
     ) -> Self {
         Self {
             registry,
             lbs,
             drain_timeout,
+            policy,
             balancers: Mutex::new(BTreeMap::new()),
             routes: Mutex::new(BTreeMap::new()),
         }
@@ -244,6 +249,10 @@ impl Traffic {
             Some(Ok(previous)) if asked.port() == 0 && previous.ip() == asked.ip() => previous,
             _ => asked,
         };
+        // Checked on every listen, a restored one too: a narrowed policy closes it.
+        self.policy
+            .check_listen(listen)
+            .map_err(DeployError::Invalid)?;
         self.lbs
             .upsert(ListenerSpec {
                 name: record.spec.name.clone(),

@@ -11,7 +11,7 @@ use gennaker_deploy::{
     Capacity, CreateServerGroup, Instance, Provider, ServerGroup, ServerGroupOrigin,
 };
 use gennaker_local::lb::LoadBalancers;
-use gennaker_local::{LocalProvider, LocalSettings};
+use gennaker_local::{HostPolicy, HostSettings, LocalProvider, LocalSettings};
 use gennaker_store::testing::{TestBackend, TestDatabase};
 use gennaker_store::{ResourceStore, SqlStore};
 use serde_json::{Value, json};
@@ -76,9 +76,11 @@ pub fn request(app: &str, stage: &str, capacity: Capacity, spec: Value) -> Creat
     }
 }
 
-/// Supervision fast enough for tests.
+/// Supervision fast enough for tests, under the default host policy (URL artifacts
+/// only).
 pub fn fast_settings() -> LocalSettings {
     LocalSettings {
+        host: HostPolicy::default(),
         health_interval: Duration::from_millis(100),
         unhealthy_threshold: 3,
         restart_backoff: Duration::from_millis(100),
@@ -114,13 +116,33 @@ impl TestEnv {
         }
     }
 
-    /// Starts a provider on this store and data directory.
-    pub async fn provider(&self) -> LocalProvider {
-        self.provider_with(fast_settings()).await
+    /// The host policy the tests run under: demo-app may be the command, artifacts may
+    /// come from the test's directory.
+    pub fn host_settings(&self) -> HostSettings {
+        HostSettings {
+            commands: vec![demo_app()],
+            artifact_roots: vec![self.dir.path().to_path_buf()],
+            ..HostSettings::default()
+        }
     }
 
-    /// Starts a provider with these settings.
-    pub async fn provider_with(&self, settings: LocalSettings) -> LocalProvider {
+    /// Starts a provider on this store and data directory, under [`Self::host_settings`].
+    pub async fn provider(&self) -> LocalProvider {
+        self.provider_with(self.host_settings()).await
+    }
+
+    /// Starts a provider on this store and data directory under the host policy
+    /// `host`.
+    pub async fn provider_with(&self, host: HostSettings) -> LocalProvider {
+        self.provider_with_settings(LocalSettings {
+            host: HostPolicy::new(&host).unwrap(),
+            ..fast_settings()
+        })
+        .await
+    }
+
+    /// Starts a provider on this store and data directory with these settings.
+    pub async fn provider_with_settings(&self, settings: LocalSettings) -> LocalProvider {
         LocalProvider::start(
             Arc::new(self.store.clone()),
             &self.data,

@@ -125,7 +125,17 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         metrics_access: gennaker_server::MetricsAccess::default(),
         outbound: gennaker_outbound::OutboundPolicy::default(),
     };
-    let server = gennaker::wiring::start_server(config, &[])
+    // The demo deploys this very binary: its directory is the one artifact root.
+    let exe = std::env::current_exe().context("cannot find this binary to run as the demo app")?;
+    let local = gennaker_local::HostSettings {
+        artifact_roots: exe
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .into_iter()
+            .collect(),
+        ..gennaker_local::HostSettings::default()
+    };
+    let server = gennaker::wiring::start_server(config, &[], &local)
         .await
         .context("cannot start the embedded server")?;
     let token_file = data_dir.path().join(TOKEN_FILE);

@@ -18,6 +18,13 @@ pub(crate) const TOKEN: &str = "gnk_e2e-test-admin-token-0123456789";
 /// machine (refused by default).
 pub(crate) const LOOPBACK_OUTBOUND: &str = "[outbound]\nallow = [\"127.0.0.1/32\", \"::1/128\"]\n";
 
+/// The `[local]` section of every test server: pipelines may deploy the binary under
+/// test (`artifact_roots` is its directory).
+pub(crate) fn test_host_policy() -> String {
+    let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+    format!("[local]\nartifact_roots = [{bin_dir:?}]\n")
+}
+
 pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
@@ -32,17 +39,28 @@ impl Server {
         Server::start_with(data_dir, database_url, Vec::new())
     }
 
-    /// Starts the server with a gennaker.toml holding only [`LOOPBACK_OUTBOUND`], so
-    /// its webhooks may call servers on 127.0.0.1.
+    /// Starts the server whose webhooks may also call servers on 127.0.0.1
+    /// ([`LOOPBACK_OUTBOUND`]), with the test host policy.
     pub(crate) fn start_loopback(data_dir: PathBuf, database_url: String) -> Server {
         let config = data_dir.join("loopback.toml");
-        std::fs::write(&config, LOOPBACK_OUTBOUND).unwrap();
+        std::fs::write(&config, format!("{}{LOOPBACK_OUTBOUND}", test_host_policy())).unwrap();
         let config = config.display().to_string();
         Server::start_with(data_dir, database_url, vec!["--config".into(), config])
     }
 
-    /// Starts the server with more flags.
-    pub(crate) fn start_with(data_dir: PathBuf, database_url: String, args: Vec<String>) -> Server {
+    /// Starts the server with more flags. Without a `--config`, it gets one whose host
+    /// policy lets pipelines deploy the binary under test (`[local] artifact_roots` is
+    /// its directory).
+    pub(crate) fn start_with(
+        data_dir: PathBuf,
+        database_url: String,
+        mut args: Vec<String>,
+    ) -> Server {
+        if !args.iter().any(|a| a == "--config") {
+            let config = data_dir.join("gennaker-test.toml");
+            std::fs::write(&config, test_host_policy()).unwrap();
+            args.extend(["--config".to_owned(), config.display().to_string()]);
+        }
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
