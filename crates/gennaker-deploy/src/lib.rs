@@ -14,6 +14,7 @@
 //! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`; and the
 //! `clusterSize` precondition of `checkPreconditions`.
 
+mod authz;
 mod cluster;
 mod cluster_ops;
 mod cluster_size;

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 pub use gennaker_core::Access;
-use gennaker_core::Permissions;
+use gennaker_core::{AccessDenied, Permissions, check_application_access};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -56,20 +56,7 @@ pub(crate) struct Actor(pub String);
 /// The permissions in an application document: `None` when it names none (unrestricted),
 /// `Err` when they cannot be read (which denies everyone but admins).
 pub fn application_permissions(document: &Value) -> Result<Option<Permissions>, String> {
-    match document.get("permissions") {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value.clone())
-            .map(Some)
-            .map_err(|e| e.to_string()),
-    }
-}
-
-fn access_label(access: Access) -> &'static str {
-    match access {
-        Access::Read => "READ",
-        Access::Write => "WRITE",
-        Access::Execute => "EXECUTE",
-    }
+    Permissions::of_application_document(document)
 }
 
 impl Caller {
@@ -80,28 +67,20 @@ impl Caller {
         document: &Value,
         access: Access,
     ) -> Result<(), ApiError> {
-        if self.admin {
-            return Ok(());
-        }
-        let permissions = match application_permissions(document) {
-            Ok(None) => return Ok(()),
-            Ok(Some(permissions)) => permissions,
-            Err(err) => {
-                return Err(ApiError::Forbidden(format!(
-                    "application '{application}' has permissions Gennaker cannot read ({err}); only admins may use it until they are fixed"
-                )));
+        match check_application_access(document, access, self.admin, &self.roles) {
+            Ok(()) => Ok(()),
+            Err(AccessDenied::UnreadablePermissions(err)) => Err(ApiError::Forbidden(format!(
+                "application '{application}' has permissions Gennaker cannot read ({err}); only admins may use it until they are fixed"
+            ))),
+            Err(AccessDenied::MissingRole { access, granted }) => {
+                Err(ApiError::Forbidden(format!(
+                    "user '{}' lacks {access} permission on application '{application}': it is granted to role(s) [{}] and the user has [{}]; an admin can grant a role with `gennaker user set-roles`",
+                    self.name,
+                    granted.join(", "),
+                    self.roles.join(", ")
+                )))
             }
-        };
-        if permissions.allows(access, &self.roles) {
-            return Ok(());
         }
-        Err(ApiError::Forbidden(format!(
-            "user '{}' lacks {} permission on application '{application}': it is granted to role(s) [{}] and the user has [{}]; an admin can grant a role with `gennaker user set-roles`",
-            self.name,
-            access_label(access),
-            permissions.roles_for(access).join(", "),
-            self.roles.join(", ")
-        )))
     }
 
     /// Succeeds when the caller is the user `name` (names compare case-insensitively, as
