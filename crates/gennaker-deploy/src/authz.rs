@@ -49,6 +49,21 @@ pub(crate) async fn may_change(
     ctx.authorize(group_target(group), Access::Write).await
 }
 
+/// Succeeds when the stage may change the server group called `name`, judged by the
+/// application its name starts with (Frigga: an application name has no `-`), before
+/// the group is looked up: whether another application's group exists is not told to
+/// a stage that may not change it. The group found is then checked by what it records
+/// ([`may_change`]).
+pub(crate) async fn may_change_named(ctx: &TaskContext<'_>, name: &str) -> Result<(), TaskError> {
+    let application = parse_name(name).app;
+    let target = StageTarget {
+        kind: "server group",
+        name,
+        application: &application,
+    };
+    ctx.authorize(target, Access::Write).await
+}
+
 /// Succeeds when the stage may change the server groups of `cluster`.
 pub(crate) async fn may_change_cluster(
     ctx: &TaskContext<'_>,

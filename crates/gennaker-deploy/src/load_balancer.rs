@@ -23,7 +23,7 @@ use gennaker_engine::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::authz::{Joining, may_change, may_route_task};
+use crate::authz::{Joining, may_change, may_change_named, may_route_task};
 use crate::cluster::server_groups;
 use crate::fields::{account, cloud_provider, task_error, text, whole};
 use crate::model::{LoadBalancer, LoadBalancerSpec};
@@ -428,6 +428,7 @@ impl Task for Shift {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let router = self
             .providers
             .router(acting.cluster.cloud_provider.as_deref())

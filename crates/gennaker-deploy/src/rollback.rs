@@ -20,7 +20,7 @@ use gennaker_engine::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::authz::{Joining, may_change, may_change_cluster, may_route_task};
+use crate::authz::{Joining, may_change, may_change_cluster, may_change_named, may_route_task};
 use crate::cluster::{provider_for, server_groups};
 use crate::fields::{ClusterRef, capacity, capacity_json, server_group_name, task_error, text};
 use crate::model::{Capacity, ServerGroup};
@@ -222,6 +222,7 @@ impl Task for Restore {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "restoreServerGroupName")?;
+        may_change_named(ctx, &name).await?;
         let wanted = capacity(context.get("restoreCapacity"))?.ok_or_else(|| {
             TaskError::Permanent("the rollback has no restoreCapacity; restart the stage".into())
         })?;
@@ -272,6 +273,7 @@ impl Task for DisableRolledBack {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "rollbackServerGroupName")?;
+        may_change_named(ctx, &name).await?;
         let group = provider
             .server_group(&cluster.account, &name)
             .await

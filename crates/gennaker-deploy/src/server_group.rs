@@ -19,7 +19,7 @@ use gennaker_engine::{
 };
 use serde_json::{Value, json};
 
-use crate::authz::{Joining, may_change, may_change_cluster, may_route_task};
+use crate::authz::{Joining, may_change, may_change_cluster, may_change_named, may_route_task};
 use crate::cluster::{Target, capacity_reached, healthy_instances, provider_for, server_groups};
 use crate::fields::{
     ClusterRef, capacity, capacity_json, server_group_name, task_error, text, whole,
@@ -253,6 +253,7 @@ impl Task for DetermineResizeCapacity {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let group = acting.group().await?;
         may_change(ctx, &group).await?;
         let context = &ctx.stage.context;
@@ -361,6 +362,7 @@ impl Task for ActOnGroup {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let (provider, account, name) = (&acting.provider, &acting.cluster.account, &acting.name);
         let router = self
             .providers

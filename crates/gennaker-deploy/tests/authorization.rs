@@ -602,5 +602,15 @@ deploy_test!(cannot_disable_another_apps_server_group, |h| {
     }
     assert!(!h.cloud.peek(&theirs).unwrap().disabled);
     assert!(h.cloud.log().is_empty());
+    // A group that does not exist is refused alike: the refusal tells nothing of
+    // what another application has.
+    let stage = json!({"type": "disableServerGroup", "serverGroupName": "bank-prod-v042"});
+    let run = h.run("probe", pipeline(stage, false)).await;
+    let done = h.finish(&run.id).await;
+    assert!(
+        errors(&done).contains("may not act on server group 'bank-prod-v042' of application 'bank': user 'alice' who started this execution lacks WRITE permission on 'bank'"),
+        "{}",
+        errors(&done)
+    );
     h.stop().await;
 });
