@@ -82,7 +82,7 @@ impl Kind {
         let cluster = format!("{app}-{stack}");
         let lb = format!("{app}-{stack}lb");
         let seed = |spec: Value| cloud.seed(&cluster, 1, spec, &[]);
-        let stage = match self {
+        match self {
             Self::Deploy => json!({"type": "deploy", "clusters": [{
                 "application": app, "stack": stack, "account": "local", "cloudProvider": "local",
                 "capacity": {"min": 1, "max": 1, "desired": 1}, "command": "./serve", "artifact": {"reference": "v1"},
@@ -156,8 +156,7 @@ impl Kind {
                 json!({"type": "checkPreconditions", "preconditions": [{"type": "clusterSize",
                     "context": {"cluster": cluster, "credentials": "local", "expected": 1}}]})
             }
-        };
-        stage
+        }
     }
 }
 

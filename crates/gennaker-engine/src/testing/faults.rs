@@ -42,8 +42,11 @@ pub struct FaultRun {
     clock_step: Duration,
     judgment: Option<(String, Judgment)>,
     users: Vec<(String, bool, Vec<String>)>,
-    applications: Vec<(String, Value, Vec<(String, Value)>)>,
+    applications: Vec<OtherApplication>,
 }
+
+/// An application created before a [`FaultRun`]: name, document, pipelines by name.
+type OtherApplication = (String, Value, Vec<(String, Value)>);
 
 impl FaultRun {
     /// Runs `pipeline` on `backend` under `fault`, with the standard and `test` stages,
