@@ -8,7 +8,9 @@
 //! `strategy` (see [`crate::strategy`]). Every other field is the provider's process
 //! spec (`artifact`, `command`, `args`, `env`, `workingDir`, `healthCheck`, …), passed
 //! through as [`CreateServerGroup::spec`]; a `spec` object is its base. A cluster with
-//! no spec reuses the `deploymentDetails` of an upstream `findImageFromCluster`.
+//! no spec reuses the `deploymentDetails` of an upstream `findImageFromCluster`. A
+//! cluster of another application needs WRITE there, and each load balancer of
+//! another application it joins WRITE on that one (see [`crate::authz`]).
 //!
 //! `createServerGroup` runs `determineSourceServerGroup` (records the enabled group it
 //! replaces, as `source`), `createServerGroup` (idempotent through its origin: this

@@ -3,7 +3,10 @@
 //! - `upsertLoadBalancer`: `loadBalancers[]`, or the stage itself as one: `name`,
 //!   `credentials` (or `account`), `application`, `listen` (`127.0.0.1:8080`) or `port`
 //!   or `listeners[0].externalPort`, `allowedCidrs`, `ejectionFailures`. A field left
-//!   out keeps the existing balancer's value. Outputs `upsertedLoadBalancers`.
+//!   out keeps the existing balancer's value. Outputs `upsertedLoadBalancers`. A
+//!   balancer never changes application: an existing one is changed only by executions
+//!   of its own application, and a new one belongs to `application` (default: the
+//!   execution's; another needs WRITE there). See [`crate::authz`].
 //! - `deleteLoadBalancer`: `loadBalancerName` (or `name`, or `loadBalancers[]`).
 //! - `upsertSecurityGroup`: an allow-list of source networks for load balancers:
 //!   `ipIngress[].cidr` and `securityGroupIngress[].cidr` (or `allowedCidrs`) become the
