@@ -9,8 +9,12 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use gennaker_deploy::TrafficRouter;
-use gennaker_engine::testing::{requester, succeeded, summary};
+use gennaker_engine::fault_test;
+use gennaker_engine::testing::{FaultRun, requester, succeeded, summary};
 use gennaker_engine::{Execution, ExecutionStatus, Requester, RunRequest};
 use gennaker_store::Store;
 use serde_json::{Value, json};
@@ -613,3 +617,63 @@ deploy_test!(cannot_disable_another_apps_server_group, |h| {
     );
     h.stop().await;
 });
+
+fault_test!(
+    /// A refused deploy into another application changes nothing whatever crashes or
+    /// repeats; an allowed one changes the cloud exactly as an undisturbed run does.
+    cross_application_deploys_survive_faults,
+    |backend, fault| {
+        for allowed in [false, true] {
+            let cloud = Arc::new(FakeCloud::default());
+            cloud.balancer_of("bank-lb", "bank").await;
+            cloud
+                .seed("bank-prod", 2, json!({"artifact": "v1"}), &["bank-lb"])
+                .await;
+            let deploy = support::deploy_stage(
+                "v2",
+                json!({"application": "bank", "strategy": "redblack", "scaleDown": true, "loadBalancers": ["bank-lb"]}),
+            );
+            let mut deploy = deploy;
+            deploy["refId"] = json!("2");
+            deploy["requisiteStageRefIds"] = json!(["1"]);
+            // Some waiting first, so the faults strike many times.
+            let pipeline = json!({"stages": [
+                {"refId": "1", "name": "pause", "type": "test", "outcome": "poll:4"}, deploy]});
+            let roles: &[&str] = if allowed { &["dev", "bankers"] } else { &["dev"] };
+            let everything = json!(["bankers"]);
+            let outcome = FaultRun::new(backend, fault, pipeline)
+                .with_stages(support::deploy_stages(&cloud))
+                .with_user("alice", false, roles)
+                .with_application(
+                    "bank",
+                    json!({"name": "bank", "permissions": {"READ": everything, "WRITE": everything}}),
+                    &[],
+                )
+                .clock_step(Duration::from_secs(1))
+                .run()
+                .await;
+            outcome.assert_clean();
+            let done = &outcome.execution;
+            if allowed {
+                succeeded(done);
+                assert_eq!(
+                    cloud.log(),
+                    [
+                        "create bank-prod-v001 2",
+                        "disable bank-prod-v000",
+                        "resize bank-prod-v000 0"
+                    ],
+                    "{fault:?}: every change made exactly once"
+                );
+            } else {
+                assert_eq!(done.status, ExecutionStatus::Terminal, "{}", summary(done));
+                assert!(
+                    errors(done).contains("may not act on cluster 'bank-prod' of application 'bank': user 'alice' who started this execution lacks WRITE permission on 'bank'"),
+                    "{}",
+                    errors(done)
+                );
+                assert!(cloud.log().is_empty(), "{fault:?}: {:?}", cloud.log());
+            }
+        }
+    }
+);
