@@ -109,6 +109,68 @@ pub enum Access {
     Execute,
 }
 
+impl Access {
+    /// The name Fiat and the API use: `READ`, `WRITE`, `EXECUTE`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Read => "READ",
+            Self::Write => "WRITE",
+            Self::Execute => "EXECUTE",
+        }
+    }
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why [`check_application_access`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessDenied {
+    /// The application's `permissions` cannot be read: only admins may use it.
+    #[error("its permissions cannot be read ({0}); only admins may use it until they are fixed")]
+    UnreadablePermissions(String),
+    /// None of the user's roles is granted the access.
+    #[error("none of the user's roles is granted {access}")]
+    MissingRole {
+        /// The access asked for.
+        access: Access,
+        /// The roles granted it (with the `EXECUTE` → `READ` fallback applied).
+        granted: Vec<String>,
+    },
+}
+
+/// The one rule deciding whether a user may act on an application, shared by the API
+/// and the stages that act on other applications: admins may do everything; an
+/// application whose document names no permissions (or no role at all) is open to
+/// every authenticated user; otherwise one of the user's roles must be granted
+/// `access` ([`Permissions::allows`]); unreadable permissions deny everyone but admins.
+pub fn check_application_access<S: AsRef<str>>(
+    document: &Value,
+    access: Access,
+    admin: bool,
+    roles: &[S],
+) -> Result<(), AccessDenied> {
+    if admin {
+        return Ok(());
+    }
+    let permissions = match Permissions::of_application_document(document) {
+        Ok(None) => return Ok(()),
+        Ok(Some(permissions)) => permissions,
+        Err(err) => return Err(AccessDenied::UnreadablePermissions(err)),
+    };
+    if permissions.allows(access, roles) {
+        Ok(())
+    } else {
+        Err(AccessDenied::MissingRole {
+            access,
+            granted: permissions.roles_for(access).to_vec(),
+        })
+    }
+}
+
 /// Roles granted each access: `{"READ": [...], "WRITE": [...], "EXECUTE": [...]}`.
 ///
 /// Fiat's semantics, which Gennaker keeps so imported permissions mean the same thing:
@@ -135,6 +197,17 @@ pub struct Permissions {
 shaped_serde!(Permissions);
 
 impl Permissions {
+    /// The permissions in an application document: `None` when it names none
+    /// (unrestricted), `Err` when they cannot be read (which denies everyone but admins).
+    pub fn of_application_document(document: &Value) -> Result<Option<Self>, String> {
+        match document.get("permissions") {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value.clone())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// True when no access is restricted (no key present).
     pub fn is_empty(&self) -> bool {
         self.read.is_none() && self.write.is_none() && self.execute.is_none()

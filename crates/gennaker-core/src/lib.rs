@@ -17,8 +17,8 @@ pub mod suggest;
 mod validate;
 
 pub use application::{
-    Access, Application, ApplicationError, CloudProviders, Permissions, validate_application_name,
-    validate_application_value,
+    Access, AccessDenied, Application, ApplicationError, CloudProviders, Permissions,
+    check_application_access, validate_application_name, validate_application_value,
 };
 pub use document::{
     DocumentFormat, SyntaxError, YamlWriteError, detect_format, parse_document, to_json_pretty,

@@ -20,6 +20,7 @@ use gennaker_engine::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::authz::may_change_cluster;
 use crate::cluster::{deployed_by_parent, provider_for, server_groups};
 use crate::fields::{ClusterRef, task_error, whole};
 use crate::model::{Capacity, ServerGroup};
@@ -182,6 +183,9 @@ impl Task for ClusterTask {
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let context = &ctx.stage.context;
         let cluster = ClusterRef::from_context(context)?;
+        // The provider lists only groups of the cluster's application, so this one
+        // check covers every group acted on; it runs again with every repeat.
+        may_change_cluster(ctx, &cluster).await?;
         let provider = provider_for(&self.providers, &cluster)?;
         let groups = server_groups(provider.as_ref(), &cluster).await?;
         let protected = deployed_by_parent(ctx.execution, ctx.stage);

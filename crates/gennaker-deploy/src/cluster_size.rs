@@ -18,10 +18,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
-    Precondition, PreconditionSite, StageRegistry, Task, TaskContext, TaskError, TaskResult, truthy,
+    Access, Precondition, PreconditionSite, StageRegistry, Task, TaskContext, TaskError,
+    TaskResult, truthy,
 };
 use serde_json::{Map, Value};
 
+use crate::authz::cluster_target;
 use crate::cluster::server_groups;
 use crate::fields::{ClusterRef, cloud_provider, text, whole};
 use crate::provider::Providers;
@@ -206,6 +208,8 @@ impl Task for ClusterSizePrecondition {
             );
             return Err(unsupported(why, "regions"));
         }
+        ctx.authorize(cluster_target(&wanted.cluster), Access::Read)
+            .await?;
         let groups = server_groups(provider.as_ref(), &wanted.cluster).await?;
         let counted: Vec<&str> = groups
             .iter()

@@ -8,7 +8,9 @@
 //! `strategy` (see [`crate::strategy`]). Every other field is the provider's process
 //! spec (`artifact`, `command`, `args`, `env`, `workingDir`, `healthCheck`, …), passed
 //! through as [`CreateServerGroup::spec`]; a `spec` object is its base. A cluster with
-//! no spec reuses the `deploymentDetails` of an upstream `findImageFromCluster`.
+//! no spec reuses the `deploymentDetails` of an upstream `findImageFromCluster`. A
+//! cluster of another application needs WRITE there, and each load balancer of
+//! another application it joins WRITE on that one (see [`crate::authz`]).
 //!
 //! `createServerGroup` runs `determineSourceServerGroup` (records the enabled group it
 //! replaces, as `source`), `createServerGroup` (idempotent through its origin: this
@@ -24,11 +26,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use gennaker_core::{CheckContext, Fields, Problem, StageTypeDescriptor, ValidationReport};
 use gennaker_engine::{
-    CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
+    Access, CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
     SyntheticSpec, Task, TaskContext, TaskError, TaskResult, TaskSpec, ancestors, parallel, truthy,
 };
 use serde_json::{Map, Value, json};
 
+use crate::authz::{
+    Joining, cluster_target, group_target, may_change_cluster, may_route, may_route_task,
+};
 use crate::cluster::{provider_for, server_groups};
 use crate::fields::{
     ClusterRef, account, capacity, capacity_json, cloud_provider, deploy_moniker, task_error, text,
@@ -318,7 +323,7 @@ impl StageDefinition for CreateServerGroupStage {
         &self,
         execution: &Execution,
         stage: &StageExecution,
-        _services: &Services,
+        services: &Services,
     ) -> Result<CancelOutcome, TaskError> {
         let wants_rollback = stage
             .context
@@ -327,7 +332,7 @@ impl StageDefinition for CreateServerGroupStage {
         if !wants_rollback {
             return Ok(CancelOutcome::default());
         }
-        let result = roll_back(&self.providers, execution, stage).await?;
+        let result = roll_back(&self.providers, services, execution, stage).await?;
         let mut context = Map::new();
         context.insert("rollbackResult".into(), result);
         Ok(CancelOutcome {
@@ -347,14 +352,19 @@ fn origin(execution: &Execution, stage: &StageExecution) -> ServerGroupOrigin {
 
 /// Destroys what `stage` created and restores its source group: enabled, at its
 /// recorded capacity, with the load balancers' default weights. Every step checks the
-/// state first, so running it again changes nothing.
+/// state first, so running it again changes nothing; and, like the stage's tasks, that
+/// the execution may change the cluster and the source group's load balancers.
 pub(crate) async fn roll_back(
     providers: &Providers,
+    services: &Services,
     execution: &Execution,
     stage: &StageExecution,
 ) -> Result<Value, TaskError> {
     let application = application_of(execution, &stage.context);
     let cluster = cluster_ref(&stage.context, &application)?;
+    services
+        .authorize(execution, stage, cluster_target(&cluster), Access::Write)
+        .await?;
     let provider = provider_for(providers, &cluster)?;
     let account = cluster.account.as_str();
     let ours = origin(execution, stage);
@@ -382,6 +392,23 @@ pub(crate) async fn roll_back(
             .await
             .map_err(task_error)?
     {
+        services
+            .authorize(execution, stage, group_target(&group), Access::Write)
+            .await?;
+        let router = providers
+            .router(cluster.cloud_provider.as_deref())
+            .ok()
+            .map(AsRef::as_ref);
+        let joining = Joining::group(&group);
+        may_route(
+            services,
+            execution,
+            stage,
+            router,
+            &joining,
+            &group.load_balancers,
+        )
+        .await?;
         let wanted = capacity(source.get("capacity"))?.unwrap_or(group.capacity);
         if group.capacity != wanted {
             provider
@@ -455,10 +482,12 @@ impl Task for DetermineSource {
                 text(context, "strategy").unwrap_or_default()
             )));
         }
+        let cluster = cluster_ref(context, &application_of(ctx.execution, context))?;
+        // Before the listing: a refusal must not show another application's groups.
+        may_change_cluster(ctx, &cluster).await?;
         if context.contains_key("source") {
             return Ok(TaskResult::succeeded());
         }
-        let cluster = cluster_ref(context, &application_of(ctx.execution, context))?;
         let provider = provider_for(&self.providers, &cluster)?;
         let groups = server_groups(provider.as_ref(), &cluster).await?;
         let source = groups
@@ -625,7 +654,7 @@ impl Task for CreateTask {
                 spec = found;
             }
         }
-        let load_balancers = context
+        let load_balancers: Vec<String> = context
             .get("loadBalancers")
             .and_then(Value::as_array)
             .map(|list| {
@@ -635,6 +664,14 @@ impl Task for CreateTask {
                     .collect()
             })
             .unwrap_or_default();
+        // Right before the create, on every run (a repeat after a crash checks again).
+        may_change_cluster(ctx, &cluster).await?;
+        let router = self
+            .providers
+            .router(cluster.cloud_provider.as_deref())
+            .ok()
+            .map(AsRef::as_ref);
+        may_route_task(ctx, router, &Joining::cluster(&cluster), &load_balancers).await?;
         let group = provider
             .create_server_group(CreateServerGroup {
                 account: cluster.account.clone(),

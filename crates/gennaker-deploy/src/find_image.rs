@@ -6,11 +6,12 @@
 
 use async_trait::async_trait;
 use gennaker_engine::{
-    StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
-    TaskSpec,
+    Access, StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError,
+    TaskResult, TaskSpec,
 };
 use serde_json::{Value, json};
 
+use crate::authz::cluster_target;
 use crate::cluster::{provider_for, server_groups};
 use crate::fields::{ClusterRef, text};
 use crate::model::ServerGroup;
@@ -81,6 +82,8 @@ impl Task for FindImageTask {
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let context = &ctx.stage.context;
         let cluster = ClusterRef::from_context(context)?;
+        ctx.authorize(cluster_target(&cluster), Access::Read)
+            .await?;
         let provider = provider_for(&self.providers, &cluster)?;
         let only_enabled = context
             .get("onlyEnabled")

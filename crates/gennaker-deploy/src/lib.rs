@@ -12,8 +12,11 @@
 //! `destroyServerGroup`, `rollbackServerGroup`, `rollbackCluster`, `shrinkCluster`,
 //! `scaleDownCluster`, `disableCluster`, `findImageFromCluster`, `upsertLoadBalancer`,
 //! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`; and the
-//! `clusterSize` precondition of `checkPreconditions`.
+//! `clusterSize` precondition of `checkPreconditions`. Every one of them checks, right
+//! before it acts, that the execution may act on the resource's application (the
+//! engine's `Services::authorize`; what each needs is in the `authz` module).
 
+mod authz;
 mod cluster;
 mod cluster_ops;
 mod cluster_size;

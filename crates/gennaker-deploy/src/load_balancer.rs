@@ -3,7 +3,10 @@
 //! - `upsertLoadBalancer`: `loadBalancers[]`, or the stage itself as one: `name`,
 //!   `credentials` (or `account`), `application`, `listen` (`127.0.0.1:8080`) or `port`
 //!   or `listeners[0].externalPort`, `allowedCidrs`, `ejectionFailures`. A field left
-//!   out keeps the existing balancer's value. Outputs `upsertedLoadBalancers`.
+//!   out keeps the existing balancer's value. Outputs `upsertedLoadBalancers`. A
+//!   balancer never changes application: an existing one is changed only by executions
+//!   of its own application, and a new one belongs to `application` (default: the
+//!   execution's; another needs WRITE there). See [`crate::authz`].
 //! - `deleteLoadBalancer`: `loadBalancerName` (or `name`, or `loadBalancers[]`).
 //! - `upsertSecurityGroup`: an allow-list of source networks for load balancers:
 //!   `ipIngress[].cidr` and `securityGroupIngress[].cidr` (or `allowedCidrs`) become the
@@ -18,14 +21,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use gennaker_core::{CheckContext, Fields, Problem, ValidationReport};
 use gennaker_engine::{
-    StageDefinition, StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult,
-    TaskSpec,
+    Access, StageDefinition, StageExecution, StageRegistry, StageTarget, Task, TaskContext,
+    TaskError, TaskResult, TaskSpec,
 };
 use serde_json::{Map, Value, json};
 
+use crate::authz::{Joining, may_change, may_change_named, may_route_task};
 use crate::cluster::server_groups;
 use crate::fields::{account, cloud_provider, task_error, text, whole};
-use crate::model::LoadBalancerSpec;
+use crate::model::{LoadBalancer, LoadBalancerSpec};
 use crate::provider::{Providers, TrafficRouter};
 use crate::rules::{
     CloudStageType, check_cloud_provider, check_server_group_target, described_by_kind,
@@ -217,13 +221,11 @@ impl Task for Upsert {
                         "load balancer '{name}' has no address: set \"listen\" (127.0.0.1:8080) or \"port\""
                     ))
                 })?;
+            let application = owner_for_upsert(ctx, &lb, name, existing.as_ref()).await?;
             let spec = LoadBalancerSpec {
                 name: name.to_owned(),
                 account: account.clone(),
-                application: text(&lb, "application")
-                    .map(str::to_owned)
-                    .or_else(|| existing.as_ref().map(|e| e.spec.application.clone()))
-                    .unwrap_or_else(|| ctx.execution.application.clone()),
+                application,
                 listen,
                 allowed_cidrs: strings(lb.get("allowedCidrs"))
                     .or_else(|| existing.as_ref().map(|e| e.spec.allowed_cidrs.clone()))
@@ -249,6 +251,59 @@ impl Task for Upsert {
     }
 }
 
+/// A load balancer as an authorization target, owned by the application it records.
+fn balancer_target(balancer: &LoadBalancer) -> StageTarget<'_> {
+    StageTarget {
+        kind: "load balancer",
+        name: &balancer.spec.name,
+        application: &balancer.spec.application,
+    }
+}
+
+/// The application an upserted balancer belongs to, once the stage may upsert it.
+///
+/// A balancer never changes application, and only executions of its own application
+/// change it: an existing balancer of another application is refused even to a user
+/// with rights there (so no pipeline of one team reconfigures, readdresses or adopts
+/// another team's balancer), and naming another `application` for an existing one is
+/// refused too. A new balancer belongs to the stage's `application` (default: the
+/// execution's), which needs WRITE there.
+async fn owner_for_upsert(
+    ctx: &TaskContext<'_>,
+    lb: &Map<String, Value>,
+    name: &str,
+    existing: Option<&LoadBalancer>,
+) -> Result<String, TaskError> {
+    let (stage, own) = (ctx.stage, &ctx.execution.application);
+    let asked = text(lb, "application");
+    let Some(existing) = existing else {
+        let application = asked.unwrap_or(own);
+        let target = StageTarget {
+            kind: "load balancer",
+            name,
+            application,
+        };
+        ctx.authorize(target, Access::Write).await?;
+        return Ok(application.to_owned());
+    };
+    let owner = &existing.spec.application;
+    if !owner.eq_ignore_ascii_case(own) {
+        return Err(TaskError::Permanent(format!(
+            "stage '{}' ({}) may not change load balancer '{name}' of application '{owner}': a load balancer is changed only by pipelines of its own application; run this stage in a pipeline of '{owner}'",
+            stage.name, stage.stage_type
+        )));
+    }
+    if let Some(asked) = asked
+        && !asked.eq_ignore_ascii_case(owner)
+    {
+        return Err(TaskError::Permanent(format!(
+            "stage '{}' ({}) may not move load balancer '{name}' from application '{owner}' to '{asked}': a load balancer never changes application; remove \"application\" from the stage, or delete the balancer and create it in '{asked}'",
+            stage.name, stage.stage_type
+        )));
+    }
+    Ok(owner.clone())
+}
+
 struct Delete {
     providers: Providers,
 }
@@ -270,12 +325,13 @@ impl Task for Delete {
         let router = router(&self.providers, context)?;
         let account = account(context);
         for name in &names {
-            if router
+            if let Some(existing) = router
                 .load_balancer(&account, name)
                 .await
                 .map_err(task_error)?
-                .is_some()
             {
+                ctx.authorize(balancer_target(&existing), Access::Write)
+                    .await?;
                 router
                     .delete_load_balancer(&account, name)
                     .await
@@ -344,6 +400,8 @@ impl Task for Firewall {
                     "load balancer '{name}' does not exist in account '{account}'; create it with upsertLoadBalancer first"
                 ))
             })?;
+            ctx.authorize(balancer_target(&existing), Access::Write)
+                .await?;
             if existing.spec.allowed_cidrs != cidrs {
                 let mut spec = existing.spec.clone();
                 spec.allowed_cidrs = cidrs.clone();
@@ -373,11 +431,22 @@ impl Task for Shift {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let router = self
             .providers
             .router(acting.cluster.cloud_provider.as_deref())
             .ok();
         let group = acting.group().await?;
+        // Fixing weights changes every balancer the group is in: the group and each
+        // balancer must be the stage's to change, checked again on every run.
+        may_change(ctx, &group).await?;
+        may_route_task(
+            ctx,
+            router.map(AsRef::as_ref),
+            &Joining::group(&group),
+            &group.load_balancers,
+        )
+        .await?;
         let percentage = whole(&ctx.stage.context, "percentage")
             .map(|p| u32::try_from(p.clamp(0, 100)).unwrap_or(100));
         let mut weights = BTreeMap::new();

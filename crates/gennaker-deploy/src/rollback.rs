@@ -20,6 +20,7 @@ use gennaker_engine::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::authz::{Joining, may_change, may_change_cluster, may_change_named, may_route_task};
 use crate::cluster::{provider_for, server_groups};
 use crate::fields::{ClusterRef, capacity, capacity_json, server_group_name, task_error, text};
 use crate::model::{Capacity, ServerGroup};
@@ -122,6 +123,8 @@ impl Task for DetermineRollback {
             return Ok(TaskResult::succeeded());
         }
         let cluster = rollback_cluster(context)?;
+        // Before the listing: a refusal must not name another application's groups.
+        may_change_cluster(ctx, &cluster).await?;
         let provider = provider_for(&self.providers, &cluster)?;
         let groups = server_groups(provider.as_ref(), &cluster).await?;
         let explicit = context.get("rollbackContext").and_then(Value::as_object);
@@ -219,6 +222,7 @@ impl Task for Restore {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "restoreServerGroupName")?;
+        may_change_named(ctx, &name).await?;
         let wanted = capacity(context.get("restoreCapacity"))?.ok_or_else(|| {
             TaskError::Permanent("the rollback has no restoreCapacity; restart the stage".into())
         })?;
@@ -229,6 +233,15 @@ impl Task for Restore {
             .ok_or_else(|| {
                 TaskError::Permanent(format!("server group '{name}' no longer exists"))
             })?;
+        // The restore group takes the traffic back: it and its load balancers must be
+        // the stage's to change, checked again on every run.
+        may_change(ctx, &group).await?;
+        let router = self
+            .providers
+            .router(cluster.cloud_provider.as_deref())
+            .ok()
+            .map(AsRef::as_ref);
+        may_route_task(ctx, router, &Joining::group(&group), &group.load_balancers).await?;
         if group.capacity != wanted {
             provider
                 .resize_server_group(&cluster.account, &name, wanted)
@@ -260,10 +273,14 @@ impl Task for DisableRolledBack {
         let cluster = ClusterRef::from_context(context)?;
         let provider = provider_for(&self.providers, &cluster)?;
         let name = recorded(context, "rollbackServerGroupName")?;
+        may_change_named(ctx, &name).await?;
         let group = provider
             .server_group(&cluster.account, &name)
             .await
             .map_err(task_error)?;
+        if let Some(group) = &group {
+            may_change(ctx, group).await?;
+        }
         if group.is_some_and(|g| !g.disabled) {
             provider
                 .disable_server_group(&cluster.account, &name)

@@ -19,6 +19,7 @@ use gennaker_engine::{
 };
 use serde_json::{Value, json};
 
+use crate::authz::{Joining, may_change, may_change_cluster, may_change_named, may_route_task};
 use crate::cluster::{Target, capacity_reached, healthy_instances, provider_for, server_groups};
 use crate::fields::{
     ClusterRef, capacity, capacity_json, server_group_name, task_error, text, whole,
@@ -207,6 +208,8 @@ impl Task for DetermineTarget {
         };
         let target = Target::parse(target)?;
         let cluster = ClusterRef::from_context(context)?;
+        // Before the listing: a refusal must not name another application's groups.
+        may_change_cluster(ctx, &cluster).await?;
         let provider = provider_for(&self.providers, &cluster)?;
         let groups = server_groups(provider.as_ref(), &cluster).await?;
         let Some(group) = target.pick(&groups) else {
@@ -250,7 +253,9 @@ impl Task for DetermineResizeCapacity {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let group = acting.group().await?;
+        may_change(ctx, &group).await?;
         let context = &ctx.stage.context;
         let action = text(context, "action")
             .unwrap_or("scale_exact")
@@ -357,7 +362,16 @@ impl Task for ActOnGroup {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let acting = acting(&self.providers, ctx)?;
+        may_change_named(ctx, &acting.name).await?;
         let (provider, account, name) = (&acting.provider, &acting.cluster.account, &acting.name);
+        let router = self
+            .providers
+            .router(acting.cluster.cloud_provider.as_deref())
+            .ok()
+            .map(AsRef::as_ref);
+        // Each action checks, right before it acts, that the stage may change the group
+        // (as the provider records it) and, when the group's traffic grows, the
+        // load balancers it is in.
         match self.action {
             Action::Resize => {
                 let target =
@@ -366,7 +380,13 @@ impl Task for ActOnGroup {
                             "the resize has no targetCapacity; restart the stage".into(),
                         )
                     })?;
-                if acting.group().await?.capacity != target {
+                let group = acting.group().await?;
+                may_change(ctx, &group).await?;
+                if group.capacity != target {
+                    if !group.disabled && target.desired > group.capacity.desired {
+                        let joining = Joining::group(&group);
+                        may_route_task(ctx, router, &joining, &group.load_balancers).await?;
+                    }
                     provider
                         .resize_server_group(account, name, target)
                         .await
@@ -374,7 +394,11 @@ impl Task for ActOnGroup {
                 }
             }
             Action::Enable => {
-                if acting.group().await?.disabled {
+                let group = acting.group().await?;
+                may_change(ctx, &group).await?;
+                if group.disabled {
+                    let joining = Joining::group(&group);
+                    may_route_task(ctx, router, &joining, &group.load_balancers).await?;
                     provider
                         .enable_server_group(account, name)
                         .await
@@ -382,7 +406,9 @@ impl Task for ActOnGroup {
                 }
             }
             Action::Disable => {
-                if !acting.group().await?.disabled {
+                let group = acting.group().await?;
+                may_change(ctx, &group).await?;
+                if !group.disabled {
                     provider
                         .disable_server_group(account, name)
                         .await
@@ -390,7 +416,8 @@ impl Task for ActOnGroup {
                 }
             }
             Action::Destroy => {
-                if acting.find().await?.is_some() {
+                if let Some(group) = acting.find().await? {
+                    may_change(ctx, &group).await?;
                     provider
                         .destroy_server_group(account, name)
                         .await

@@ -14,6 +14,7 @@
 //! pause/resume, restart, `limitConcurrent` / `keepWaitingPipelines`, synthetic
 //! before/after stages, and expressions evaluated when a stage starts.
 
+mod authz;
 mod build;
 mod clock;
 mod engine;
@@ -30,6 +31,7 @@ mod task;
 pub mod testing;
 mod worker;
 
+pub use authz::{Principal, StageTarget};
 pub use build::{
     BuildError, Requester, RunRequest, new_id, orchestration_execution, pipeline_execution,
     stage_from_config,
@@ -39,6 +41,7 @@ pub use engine::{Actor, Engine, EngineConfig, Judgment};
 pub use error::EngineError;
 pub use events::ExecutionEvent;
 pub use expressions::{ExpressionSupport, PipelineIds, ancestors};
+pub use gennaker_core::Access;
 pub use gennaker_core::execution::{
     ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,
     StageExecution, SyntheticStageOwner, TaskExecution,

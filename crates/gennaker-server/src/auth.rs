@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 pub use gennaker_core::Access;
-use gennaker_core::Permissions;
+use gennaker_core::{AccessDenied, Permissions, check_application_access};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -61,20 +61,7 @@ pub(crate) struct Actor(pub String);
 /// The permissions in an application document: `None` when it names none (unrestricted),
 /// `Err` when they cannot be read (which denies everyone but admins).
 pub fn application_permissions(document: &Value) -> Result<Option<Permissions>, String> {
-    match document.get("permissions") {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value.clone())
-            .map(Some)
-            .map_err(|e| e.to_string()),
-    }
-}
-
-fn access_label(access: Access) -> &'static str {
-    match access {
-        Access::Read => "READ",
-        Access::Write => "WRITE",
-        Access::Execute => "EXECUTE",
-    }
+    Permissions::of_application_document(document)
 }
 
 /// The answer for an application that does not exist, and for one the caller may not
@@ -99,32 +86,28 @@ impl Caller {
         document: &Value,
         access: Access,
     ) -> Result<(), ApiError> {
-        if self.admin {
-            return Ok(());
-        }
-        let permissions = match application_permissions(document) {
-            Ok(None) => return Ok(()),
-            Ok(Some(permissions)) => permissions,
-            Err(err) => {
+        match check_application_access(document, access, self.admin, &self.roles) {
+            Ok(()) => Ok(()),
+            Err(AccessDenied::UnreadablePermissions(err)) => {
                 tracing::warn!(application, error = %err, "an application's permissions cannot be read; only admins may use it until they are fixed");
-                return Err(application_not_found(application));
+                Err(application_not_found(application))
             }
-        };
-        if permissions.allows(access, &self.roles) {
-            return Ok(());
+            Err(AccessDenied::MissingRole { access, granted }) => {
+                let any = [Access::Read, Access::Write, Access::Execute]
+                    .into_iter()
+                    .any(|other| {
+                        check_application_access(document, other, false, &self.roles).is_ok()
+                    });
+                if !any {
+                    return Err(application_not_found(application));
+                }
+                Err(ApiError::Forbidden(format!(
+                    "user '{}' lacks {access} permission on application '{application}': it is granted to role(s) [{}]; an admin can grant a role with `gennaker user set-roles`",
+                    self.name,
+                    granted.join(", "),
+                )))
+            }
         }
-        let any = [Access::Read, Access::Write, Access::Execute]
-            .into_iter()
-            .any(|other| permissions.allows(other, &self.roles));
-        if !any {
-            return Err(application_not_found(application));
-        }
-        Err(ApiError::Forbidden(format!(
-            "user '{}' lacks {} permission on application '{application}': it is granted to role(s) [{}]; an admin can grant a role with `gennaker user set-roles`",
-            self.name,
-            access_label(access),
-            permissions.roles_for(access).join(", "),
-        )))
     }
 
     /// Succeeds when the caller is the user `name` (names compare case-insensitively, as

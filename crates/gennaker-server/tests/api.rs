@@ -53,6 +53,8 @@ mod pipelines;
 mod saved_forms;
 #[path = "api/security.rs"]
 mod security;
+#[path = "api/stage_authz.rs"]
+mod stage_authz;
 #[path = "api/stage_walk.rs"]
 mod stage_walk;
 #[path = "api/surface.rs"]

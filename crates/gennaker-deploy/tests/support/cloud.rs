@@ -170,12 +170,17 @@ impl FakeCloud {
         group.name
     }
 
-    /// Creates the load balancer `name` outside any execution.
+    /// Creates the load balancer `name` of application `shop` outside any execution.
     pub(crate) async fn balancer(&self, name: &str) {
+        self.balancer_of(name, "shop").await;
+    }
+
+    /// Creates the load balancer `name` of `application` outside any execution.
+    pub(crate) async fn balancer_of(&self, name: &str, application: &str) {
         self.upsert_load_balancer(LoadBalancerSpec {
             name: name.into(),
             account: "local".into(),
-            application: "shop".into(),
+            application: application.into(),
             listen: "127.0.0.1:0".into(),
             allowed_cidrs: vec![],
             ejection_failures: 5,
@@ -189,6 +194,15 @@ impl FakeCloud {
     pub(crate) async fn seed_disabled(&self, name: &str) {
         self.disable_server_group("local", name).await.unwrap();
         self.state.lock().unwrap().log.clear();
+    }
+
+    /// Enables or disables a group outside any execution, without logging it.
+    pub(crate) fn switch_quietly(&self, name: &str, disabled: bool) {
+        let mut state = self.state.lock().unwrap();
+        if let Some((group, reads)) = state.groups.get_mut(&Self::key("local", name)) {
+            group.disabled = disabled;
+            State::refresh(group, reads);
+        }
     }
 
     fn key(account: &str, name: &str) -> (String, String) {

@@ -8,8 +8,11 @@
 //! When the child ends the engine wakes this stage at once (the child's end sends it a
 //! `PatchStage`), so the monitor's poll is only a safety net. Cancelling the stage
 //! cancels the child.
+//!
+//! A pipeline of another application runs only when the user who started this
+//! execution holds EXECUTE there now (see [`crate::authz`]); the child runs as that user.
 
-use gennaker_core::Pipeline;
+use gennaker_core::{Access, Pipeline};
 use gennaker_core::{CheckContext, Fields, Origin, StageTypeDescriptor, ValidationReport};
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use async_trait::async_trait;
 use gennaker_store::PipelineRecord;
 use serde_json::{Map, Value, json};
 
+use crate::authz::{Principal, StageTarget};
 use crate::build::{Requester, RunRequest, pipeline_execution};
 use crate::message::Message;
 use crate::stage::{CancelOutcome, StageDefinition, StageRegistry, TaskSpec};
@@ -169,6 +173,18 @@ impl Task for StartPipelineTask {
                 ));
             }
         };
+        // Checked before the lookup: a refusal must not list another application's
+        // pipelines. The child belongs to the application asked for (the lookup only
+        // finds its pipelines), so this is the check of the child, at run time.
+        ctx.authorize(
+            StageTarget {
+                kind: "pipeline",
+                name: &wanted,
+                application: &application,
+            },
+            Access::Execute,
+        )
+        .await?;
         let Some(record) = find_pipeline(ctx.services, &application, &wanted).await? else {
             let known = ctx
                 .services
@@ -224,12 +240,17 @@ impl Task for StartPipelineTask {
             "parentPipelineApplication".into(),
             json!(execution.application),
         );
+        // A system-started parent lends its child the service account it runs as.
+        if let Principal::RunAs(run_as) = Principal::of(execution) {
+            trigger.insert("runAsUser".into(), json!(run_as));
+        }
         let request = RunRequest {
             parameters,
             trigger,
             ..RunRequest::default()
         };
-        // The child runs as whoever ran the parent.
+        // The child runs as whoever ran the parent; its own cross-application stages
+        // are checked against that user's rights when they run.
         let requester = Requester {
             user: execution.authentication.user.clone(),
             roles: execution.authentication.roles.clone(),

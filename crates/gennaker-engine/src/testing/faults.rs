@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gennaker_outbound::OutboundPolicy;
-use gennaker_store::{ExecutionQuery, ExecutionRow, ExecutionStore, StepCommit};
+use gennaker_store::{ExecutionQuery, ExecutionRow, ExecutionStore, StepCommit, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,12 @@ pub struct FaultRun {
     clock_step: Duration,
     judgment: Option<(String, Judgment)>,
     outbound: OutboundPolicy,
+    users: Vec<(String, bool, Vec<String>)>,
+    applications: Vec<OtherApplication>,
 }
+
+/// An application created before a [`FaultRun`]: name, document, pipelines by name.
+type OtherApplication = (String, Value, Vec<(String, Value)>);
 
 impl FaultRun {
     /// Runs `pipeline` on `backend` under `fault`, with the standard and `test` stages,
@@ -58,6 +63,8 @@ impl FaultRun {
             clock_step: Duration::from_millis(500),
             judgment: None,
             outbound: OutboundPolicy::default(),
+            users: Vec::new(),
+            applications: Vec::new(),
         }
     }
 
@@ -65,6 +72,32 @@ impl FaultRun {
     #[must_use]
     pub fn with_outbound(mut self, outbound: OutboundPolicy) -> Self {
         self.outbound = outbound;
+        self
+    }
+
+    /// Creates a user (and the roles it holds) first, for stages that check the rights
+    /// of the user who started the run (the kit's `alice`).
+    #[must_use]
+    pub fn with_user(mut self, name: &str, admin: bool, roles: &[&str]) -> Self {
+        let roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        self.users.push((name.to_owned(), admin, roles));
+        self
+    }
+
+    /// Creates another application first, with its document and pipeline configs.
+    #[must_use]
+    pub fn with_application(
+        mut self,
+        name: &str,
+        document: Value,
+        pipelines: &[(&str, Value)],
+    ) -> Self {
+        let pipelines = pipelines
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), c.clone()))
+            .collect();
+        self.applications
+            .push((name.to_owned(), document, pipelines));
         self
     }
 
@@ -103,6 +136,28 @@ impl FaultRun {
     pub async fn run(self) -> FaultOutcome {
         let fault = self.fault;
         let (db, sql) = database(self.backend).await;
+        let mut roles: Vec<&String> = self.users.iter().flat_map(|(_, _, r)| r).collect();
+        roles.sort();
+        roles.dedup();
+        for role in roles {
+            sql.create_role(role, "").await.unwrap();
+        }
+        for (name, admin, roles) in &self.users {
+            sql.create_user(name, *admin, roles).await.unwrap();
+        }
+        for (name, document, pipelines) in &self.applications {
+            sql.create_application(name, document, "test")
+                .await
+                .unwrap();
+            for (pipeline, config) in pipelines {
+                let save = gennaker_store::PipelineSave {
+                    id: None,
+                    name: pipeline.clone(),
+                    config: config.clone(),
+                };
+                sql.save_pipeline(name, &save, "test").await.unwrap();
+            }
+        }
         for (name, config) in self.saved {
             save_pipeline(&sql, &name, config).await;
         }

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PATIENCE, START, summary};
 use super::{TestBackend, TestDatabase, database, engine, registry, requester, save_pipeline};
-use crate::{Engine, Execution, ExecutionStatus, ManualClock, RunRequest, Services, StageRegistry};
+use crate::{
+    Engine, Execution, ExecutionStatus, ManualClock, Requester, RunRequest, Services, StageRegistry,
+};
 
 /// An engine with its workers running on a fresh database, and the clock it reads.
 pub struct Harness {
@@ -81,6 +83,21 @@ impl Harness {
     /// Saves a pipeline config (e.g. for `pipeline` stages to run); returns it with its id.
     pub async fn save(&self, name: &str, pipeline: Value) -> Value {
         save_pipeline(&self.store, name, pipeline).await
+    }
+
+    /// Saves a pipeline and runs it as `requester` (instead of the kit's user).
+    pub async fn run_as(&self, name: &str, pipeline: Value, requester: &Requester) -> Execution {
+        let config = self.save(name, pipeline).await;
+        let config = gennaker_core::Pipeline::from_value(config).unwrap();
+        self.engine
+            .run_pipeline(
+                super::APPLICATION,
+                &config,
+                &RunRequest::default(),
+                requester,
+            )
+            .await
+            .unwrap()
     }
 
     /// Saves a pipeline and runs it as `request` asks.
