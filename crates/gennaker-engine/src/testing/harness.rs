@@ -161,7 +161,7 @@ impl Harness {
     pub fn services(&self) -> Services {
         Services {
             store: Arc::new(self.store.clone()),
-            executions: Arc::new(self.store.clone()),
+            executions: super::sealed(Arc::new(self.store.clone())),
             http: reqwest::Client::new(),
             clock: Arc::new(self.clock.clone()),
             expressions: self.engine.expressions().clone(),

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::request::{
-    describe, excerpt, idempotency_key, parse_method, parse_url, request_headers, send,
+    describe, excerpt, idempotency_key, parse_method, parse_url, request_headers, send, shown,
 };
 use super::{recorded_code, stage_webhook};
 use crate::stage::CancelOutcome;
@@ -59,6 +59,7 @@ pub(super) async fn cancel_webhook(
     let fields = transformed.value;
     let url =
         parse_url("cancelEndpoint", fields.get("cancelEndpoint")).map_err(TaskError::Permanent)?;
+    let shown_url = shown(&url);
     let method = parse_method("cancelMethod", fields.get("cancelMethod"), Method::POST)
         .map_err(TaskError::Permanent)?;
     // Its own key: reusing the create call's key would make a server that honours
@@ -70,7 +71,7 @@ pub(super) async fn cancel_webhook(
         .await
         .map_err(|e| {
             TaskError::Transient(format!(
-                "webhook cancel {method} {url} failed: {}",
+                "webhook cancel {method} {shown_url} failed: {}",
                 describe(&e)
             ))
         })?;
@@ -79,7 +80,7 @@ pub(super) async fn cancel_webhook(
         record.insert(
             "error".into(),
             Value::String(format!(
-                "cancel {method} {url} answered {}{}",
+                "cancel {method} {shown_url} answered {}{}",
                 reply.status,
                 excerpt(&reply.body)
             )),

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use gennaker_core::execution::{Execution, StageExecution};
 use gennaker_core::lenient::value_as_i64;
+use gennaker_core::redact::redact_url_passwords;
 
 /// The methods a webhook may use.
 pub(super) const HTTP_METHODS: &[&str] =
@@ -43,16 +44,19 @@ pub(super) fn parse_url(field: &str, value: Option<&Value>) -> Result<Url, Strin
         Some(other) => return Err(format!("{field} must be a URL string, not {other}")),
     };
     if text.contains("${") {
+        let text = redact_url_passwords(text);
         return Err(format!(
             "{field} '{text}' still holds an expression that could not be evaluated (see expressionEvaluationSummary); fix the expression"
         ));
     }
     let url = Url::parse(text).map_err(|e| {
+        let text = redact_url_passwords(text);
         format!("{field} '{text}' is not a valid URL ({e}); write it like https://host/path")
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "{field} '{text}' is not an http:// or https:// URL; webhooks only call http and https"
+            "{field} '{}' is not an http:// or https:// URL; webhooks only call http and https",
+            shown(&url)
         ));
     }
     Ok(url)
@@ -242,8 +246,15 @@ pub(super) async fn send(
     })
 }
 
+/// `url` for a message: its password hidden (messages are shown to every reader of
+/// the execution and may be logged).
+pub(super) fn shown(url: &Url) -> String {
+    redact_url_passwords(url.as_str()).into_owned()
+}
+
 /// A request error with its causes: reqwest's own text ("error sending request for
-/// url …") leaves out the refused connection or the DNS failure behind it.
+/// url …") leaves out the refused connection or the DNS failure behind it. A password
+/// in the URL is hidden.
 pub(super) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -255,7 +266,7 @@ pub(super) fn describe(error: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    redact_url_passwords(&text).into_owned()
 }
 
 /// Whether a failed request is worth repeating: the server could not be reached or
