@@ -20,6 +20,19 @@ pub struct ServerConfig {
     pub application_creators: Vec<String>,
     /// How the execution engine runs.
     pub engine: EngineSettings,
+    /// The key that seals secrets in stored executions (`[secrets] key_file`); `None`
+    /// is `secrets.key` in the data directory, created at first start. Servers sharing
+    /// one PostgreSQL database must name the same key.
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Where the key sealing secrets at rest is read from.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
+    }
 }
 
 /// The execution engine's settings (`[engine]` in `gennaker.toml`).

@@ -122,6 +122,7 @@ async fn main() {
         admin_token: Some(TOKEN.to_owned()),
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        secrets_key_file: None,
     };
     let server = gennaker::wiring::start_server(config, &[]).await.unwrap();
     let api = Api {

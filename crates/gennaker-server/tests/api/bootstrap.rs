@@ -77,6 +77,7 @@ async fn first_start(
         admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        secrets_key_file: None,
     };
     (db, store, data_dir, config)
 }

@@ -125,6 +125,7 @@ impl Server {
                 workers: 4,
                 ..EngineSettings::default()
             },
+            secrets_key_file: None,
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -154,7 +155,8 @@ impl Server {
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
         let registry = stage_registry(&providers);
-        let engine = gennaker_server::engine(&store, &config, registry);
+        let key = gennaker_store::SealingKey::load_or_create(&config.secrets_key_path()).unwrap();
+        let engine = gennaker_server::engine(&store, &key, &config, registry);
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await

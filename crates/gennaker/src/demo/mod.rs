@@ -121,6 +121,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_token: None,
         application_creators: Vec::new(),
         engine: gennaker_server::EngineSettings::default(),
+        secrets_key_file: None,
     };
     let server = gennaker::wiring::start_server(config, &[])
         .await
