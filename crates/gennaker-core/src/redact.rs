@@ -78,8 +78,10 @@ fn url_password_spans(text: &str) -> Vec<Range<usize>> {
         // ends in surrounding text.
         let end = text[start..]
             .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ',')
-                    || c.is_whitespace()
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ','
+                ) || c.is_whitespace()
             })
             .map_or(text.len(), |e| start + e);
         let authority = &text[start..end];
@@ -175,9 +177,11 @@ const PAIR_VALUES: &[&str] = &["value", "default", "defaultValue", "options"];
 
 /// Whether `map` is a name/value pair whose name is a secret's.
 fn names_a_secret(map: &serde_json::Map<String, Value>) -> bool {
-    ["name", "key"]
-        .iter()
-        .any(|field| map.get(*field).and_then(Value::as_str).is_some_and(is_secret_key))
+    ["name", "key"].iter().any(|field| {
+        map.get(*field)
+            .and_then(Value::as_str)
+            .is_some_and(is_secret_key)
+    })
 }
 
 /// Hides every secret in `value`: secret-named and sealed values become [`REDACTED`],
@@ -335,7 +339,9 @@ mod tests {
             "x": "gnk-sealed:v1:zz",
         });
         let mut seen = Vec::new();
-        for_each_secret(&mut value, &mut |text, kind| seen.push((text.clone(), kind)));
+        for_each_secret(&mut value, &mut |text, kind| {
+            seen.push((text.clone(), kind))
+        });
         assert_eq!(
             seen,
             vec![

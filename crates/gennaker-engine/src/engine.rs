@@ -23,8 +23,8 @@ use crate::stage::StageRegistry;
 use crate::task::Services;
 use crate::worker::{self, execution_row};
 use gennaker_core::Pipeline;
-use gennaker_core::redact::redact_value;
 use gennaker_core::execution::{Execution, ExecutionStatus};
+use gennaker_core::redact::redact_value;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]

@@ -1,13 +1,14 @@
 //! Secrets a webhook needs (an `Authorization` header, a password in its URL, a token
 //! parameter) reach the remote, even after crashes and restarts, but are sealed in the
-//! database and redacted in everything the engine shows.
+//! database and redacted in everything the engine shows; so is a copy an expression
+//! makes under a secret's name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod remote;
 
 use gennaker_core::redact::REDACTED;
 use gennaker_engine::ExecutionStatus::*;
-use gennaker_engine::testing::{Fault, FaultRun, stage, succeeded, summary};
+use gennaker_engine::testing::{FaultRun, stage, succeeded, summary};
 use gennaker_engine::{RunRequest, engine_test, fault_test};
 use gennaker_store::ExecutionStore;
 use remote::{Remote, answer};
@@ -34,13 +35,20 @@ fn pipeline(remote: &Remote) -> Value {
              "requisiteStageRefIds": ["1"],
              "customHeaders": {"X-Api-Key": "${parameters.apiToken}"},
              "waitForCompletion": true, "statusJsonPath": "$.status", "successStatuses": "SUCCESS"},
+            {"refId": "3", "name": "copy", "type": "evaluateVariables", "requisiteStageRefIds": ["2"],
+             "variables": [{"key": "auth_token",
+                            "value": "${#stage('bearer').context.customHeaders.Authorization}"}]},
         ]
     })
 }
 
 fn script(remote: &Remote) {
     for path in ["/bearer", "/basic"] {
-        remote.on("POST", path, vec![answer(202, json!({"status": "RUNNING"}))]);
+        remote.on(
+            "POST",
+            path,
+            vec![answer(202, json!({"status": "RUNNING"}))],
+        );
         remote.on(
             "GET",
             path,
@@ -58,7 +66,10 @@ fn assert_remote_got_the_secrets(remote: &Remote) {
     for method in ["POST", "GET"] {
         let bearer = remote.seen(method, "/bearer");
         let basic = remote.seen(method, "/basic");
-        assert!(!bearer.is_empty() && !basic.is_empty(), "{method} calls made");
+        assert!(
+            !bearer.is_empty() && !basic.is_empty(),
+            "{method} calls made"
+        );
         for call in &bearer {
             assert_eq!(call.headers["authorization"], "Bearer s3cr3t", "{call:?}");
         }
@@ -102,6 +113,11 @@ engine_test!(webhook_secrets_are_sent_sealed_at_rest_and_redacted, |h| {
     assert!(url.starts_with("http://user:***@127.0.0.1:"), "{url}");
     assert_eq!(basic.context["customHeaders"]["X-Api-Key"], REDACTED);
     assert_eq!(done.trigger["parameters"]["apiToken"], REDACTED);
+    assert_eq!(
+        stage(&done, "copy").outputs["auth_token"],
+        REDACTED,
+        "an expression's copy under a secret's name is a secret too"
+    );
     let listed = h
         .engine
         .executions(&gennaker_store::ExecutionQuery {
@@ -110,7 +126,10 @@ engine_test!(webhook_secrets_are_sent_sealed_at_rest_and_redacted, |h| {
         })
         .await
         .unwrap();
-    assert_no_secret_in("the execution list", &serde_json::to_string(&listed).unwrap());
+    assert_no_secret_in(
+        "the execution list",
+        &serde_json::to_string(&listed).unwrap(),
+    );
 
     let evaluated = h
         .engine
@@ -122,7 +141,11 @@ engine_test!(webhook_secrets_are_sent_sealed_at_rest_and_redacted, |h| {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(evaluated.value, json!(REDACTED), "the API cannot evaluate a secret out");
+    assert_eq!(
+        evaluated.value,
+        json!(REDACTED),
+        "the API cannot evaluate a secret out"
+    );
     h.stop().await;
 });
 
@@ -188,6 +211,9 @@ engine_test!(a_run_request_parameter_named_like_a_secret_is_sealed, |h| {
     let done = h.finish(&started.id).await;
     assert_eq!(done.status, Succeeded, "{}", summary(&done));
     assert_remote_got_the_secrets(&remote);
-    assert_no_secret_in("the database", &h.store.stored_execution_text().await.unwrap());
+    assert_no_secret_in(
+        "the database",
+        &h.store.stored_execution_text().await.unwrap(),
+    );
     h.stop().await;
 });

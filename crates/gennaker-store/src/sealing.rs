@@ -311,7 +311,11 @@ mod tests {
         assert_eq!(key(2).open(&sealed, "e1"), None, "another key");
         assert_eq!(key(1).open(&sealed, "e2"), None, "another execution");
         assert_eq!(key(1).open("gnk-sealed:v1:AAAA", "e1"), None, "damaged");
-        assert_ne!(sealed, key(1).seal("Bearer s3cr3t", "e1").unwrap(), "fresh nonce");
+        assert_ne!(
+            sealed,
+            key(1).seal("Bearer s3cr3t", "e1").unwrap(),
+            "fresh nonce"
+        );
     }
 
     #[test]
@@ -332,10 +336,7 @@ mod tests {
         assert!(sealed.contains("visible"));
         assert_eq!(key(1).open_document(&sealed, "e1").unwrap(), document);
         let wrong = key(2).open_document(&sealed, "e1").unwrap_err();
-        assert!(
-            wrong.to_string().contains("[secrets] key_file"),
-            "{wrong}"
-        );
+        assert!(wrong.to_string().contains("[secrets] key_file"), "{wrong}");
     }
 
     #[test]
@@ -353,7 +354,11 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]
@@ -367,6 +372,9 @@ mod tests {
         let bad = dir.path().join("bad.key");
         std::fs::write(&bad, "short").unwrap();
         let err = SealingKey::load_or_create(&bad).unwrap_err().to_string();
-        assert!(err.contains("bad.key") && err.contains("64 hex digits"), "{err}");
+        assert!(
+            err.contains("bad.key") && err.contains("64 hex digits"),
+            "{err}"
+        );
     }
 }
