@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gennaker_core::redact::{SEALED_PREFIX, SecretKind, for_each_secret};
+use gennaker_core::redact::{REDACTED, SEALED_PREFIX, SecretKind, for_each_secret};
 use serde_json::Value;
 
 use crate::error::{Result, StoreError};
@@ -173,28 +173,38 @@ impl SealingKey {
         }
     }
 
-    /// Opens every sealed string of `document` (JSON text) of execution `id`.
+    /// Opens every sealed string of `document` (JSON text) of execution `id`; an error
+    /// when one was sealed with another key.
     pub fn open_document(&self, document: &str, id: &str) -> Result<String> {
+        match self.open_all(document, id)? {
+            (opened, 0) => Ok(opened),
+            _ => Err(StoreError::SealedWithAnotherKey {
+                execution: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Opens what it can of `document`; each value sealed with another key becomes
+    /// [`REDACTED`]. Returns the document and how many values could not be opened.
+    fn open_all(&self, document: &str, id: &str) -> Result<(String, usize)> {
         if !document.contains(SEALED_PREFIX) {
-            return Ok(document.to_owned());
+            return Ok((document.to_owned(), 0));
         }
         let mut value: Value = serde_json::from_str(document)?;
-        let mut opened_all = true;
+        let mut unopened = 0;
         for_each_secret(&mut value, &mut |text, kind| {
             if kind != SecretKind::Sealed {
                 return;
             }
             match self.open(text, id) {
                 Some(plain) => *text = plain,
-                None => opened_all = false,
+                None => {
+                    unopened += 1;
+                    REDACTED.clone_into(text);
+                }
             }
         });
-        if !opened_all {
-            return Err(StoreError::SealedWithAnotherKey {
-                execution: id.to_owned(),
-            });
-        }
-        Ok(serde_json::to_string(&value)?)
+        Ok((serde_json::to_string(&value)?, unopened))
     }
 
     fn seal_row(&self, row: &ExecutionRow) -> Result<ExecutionRow> {
@@ -206,6 +216,22 @@ impl SealingKey {
 
     fn open_row(&self, mut row: ExecutionRow) -> Result<ExecutionRow> {
         row.document = self.open_document(&row.document, &row.id)?;
+        Ok(row)
+    }
+
+    /// Opens what it can: a value sealed with another key is listed redacted, so one
+    /// such execution does not hide the others.
+    fn open_listed_row(&self, mut row: ExecutionRow) -> Result<ExecutionRow> {
+        let (opened, unopened) = self.open_all(&row.document, &row.id)?;
+        if unopened > 0 {
+            tracing::warn!(
+                execution = %row.id,
+                unopened,
+                "an execution holds secrets sealed with another key; they are listed redacted \
+                 and the execution cannot run on: set [secrets] key_file to the key it was written with"
+            );
+        }
+        row.document = opened;
         Ok(row)
     }
 }
@@ -235,12 +261,15 @@ impl ExecutionStore for SealedExecutions {
             .transpose()
     }
 
+    /// Lists leniently: lists are read to show executions or to pick which to start
+    /// (never to run a task), and one execution sealed with another key must not hide
+    /// the others.
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
         self.inner
             .list_executions(query)
             .await?
             .into_iter()
-            .map(|row| self.key.open_row(row))
+            .map(|row| self.key.open_listed_row(row))
             .collect()
     }
 
@@ -294,7 +323,6 @@ impl ExecutionStore for SealedExecutions {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -337,6 +365,13 @@ mod tests {
         assert_eq!(key(1).open_document(&sealed, "e1").unwrap(), document);
         let wrong = key(2).open_document(&sealed, "e1").unwrap_err();
         assert!(wrong.to_string().contains("[secrets] key_file"), "{wrong}");
+        let (listed, unopened) = key(2).open_all(&sealed, "e1").unwrap();
+        assert_eq!(unopened, 3);
+        assert!(
+            listed.contains(REDACTED) && listed.contains("visible"),
+            "{listed}"
+        );
+        assert!(!listed.contains("gnk-sealed:"), "{listed}");
     }
 
     #[test]

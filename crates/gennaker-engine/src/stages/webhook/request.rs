@@ -56,7 +56,7 @@ pub(super) fn parse_url(field: &str, value: Option<&Value>) -> Result<Url, Strin
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "{field} '{}' is not an http:// or https:// URL; webhooks only call http and https",
-            shown(&url)
+            redact_url_passwords(text)
         ));
     }
     Ok(url)
@@ -339,5 +339,22 @@ mod tests {
         );
         assert!(parse_url("url", Some(&json!("ftp://x.example.com"))).is_err());
         assert!(parse_url("url", Some(&json!("https://x/${nope}"))).is_err());
+    }
+
+    #[test]
+    fn messages_never_quote_a_url_password() {
+        for bad in [
+            "ftp://user:pa55@x.example.com",
+            "https://user:pa55@x/${nope}",
+            "https://user:pa55@[bad",
+        ] {
+            let error = parse_url("url", Some(&json!(bad))).unwrap_err();
+            assert!(
+                !error.contains("pa55") && error.contains("user:***@"),
+                "{error}"
+            );
+        }
+        let url = Url::parse("https://user:pa55@x.example.com/hook").unwrap();
+        assert_eq!(shown(&url), "https://user:***@x.example.com/hook");
     }
 }
