@@ -11,6 +11,7 @@ pub mod lenient;
 pub mod naming;
 pub mod pipeline;
 pub mod problems;
+pub mod redact;
 mod shape;
 pub mod stage_types;
 pub mod suggest;

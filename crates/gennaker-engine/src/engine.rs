@@ -24,6 +24,7 @@ use crate::task::Services;
 use crate::worker::{self, execution_row};
 use gennaker_core::Pipeline;
 use gennaker_core::execution::{Execution, ExecutionStatus};
+use gennaker_core::redact::redact_value;
 use gennaker_outbound::OutboundPolicy;
 
 /// How the engine runs.
@@ -223,7 +224,8 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
-    /// Creates and starts an execution of a stored pipeline config.
+    /// Creates and starts an execution of a stored pipeline config; returns it with its
+    /// secrets redacted.
     pub async fn run_pipeline(
         &self,
         application: &str,
@@ -241,7 +243,8 @@ impl Engine {
         self.submit(execution).await
     }
 
-    /// Creates and starts an ad-hoc execution of `job`'s stages, one after the other.
+    /// Creates and starts an ad-hoc execution of `job`'s stages, one after the other;
+    /// returns it with its secrets redacted.
     pub async fn run_orchestration(
         &self,
         application: &str,
@@ -259,7 +262,8 @@ impl Engine {
         self.submit(execution).await
     }
 
-    /// Stores a NOT_STARTED execution and starts it.
+    /// Stores a NOT_STARTED execution and starts it; returns it with its secrets
+    /// redacted.
     pub async fn submit(&self, execution: Execution) -> Result<Execution, EngineError> {
         let start = Message::StartExecution {
             execution: execution.id.clone(),
@@ -275,7 +279,7 @@ impl Engine {
         match self.inner.executions.commit_step(&step).await? {
             CommitOutcome::Committed => {
                 self.inner.notify.notify_one();
-                Ok(execution)
+                redacted(&execution)
             }
             CommitOutcome::DuplicateCorrelation(existing) => Err(EngineError::Conflict(format!(
                 "execution {existing} was already started with this correlation id; nothing new was started"
@@ -286,22 +290,23 @@ impl Engine {
         }
     }
 
-    /// Reads an execution.
+    /// Reads an execution as users may see it: its secrets redacted (see
+    /// [`gennaker_core::redact`]). Only the workers see them.
     pub async fn execution(&self, id: &str) -> Result<Option<Execution>, EngineError> {
         match self.inner.executions.get_execution(id).await? {
-            Some(row) => Ok(Some(serde_json::from_str(&row.document)?)),
+            Some(row) => Ok(Some(redacted_document(&row.document)?)),
             None => Ok(None),
         }
     }
 
-    /// Lists executions, newest first.
+    /// Lists executions, newest first, their secrets redacted.
     pub async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, EngineError> {
         self.inner
             .executions
             .list_executions(query)
             .await?
             .iter()
-            .map(|row| serde_json::from_str(&row.document).map_err(EngineError::from))
+            .map(|row| redacted_document(&row.document))
             .collect()
     }
 
@@ -548,7 +553,8 @@ impl Engine {
     }
 
     /// Evaluates an expression against an execution, as the given stage (or the last
-    /// stage that ran) sees it.
+    /// stage that ran) sees it, its secrets redacted: the API cannot read a secret
+    /// through an expression.
     pub async fn evaluate(
         &self,
         id: &str,
@@ -610,6 +616,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// An execution as users may see it, from its stored document.
+fn redacted_document(document: &str) -> Result<Execution, EngineError> {
+    let mut value: Value = serde_json::from_str(document)?;
+    redact_value(&mut value);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// `execution` as users may see it.
+fn redacted(execution: &Execution) -> Result<Execution, EngineError> {
+    let mut value = serde_json::to_value(execution)?;
+    redact_value(&mut value);
+    Ok(serde_json::from_value(value)?)
 }
 
 fn find_stage<'e>(

@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use gennaker_core::redact::redact_value;
 use gennaker_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -100,6 +101,8 @@ fn entry_for(method: &Method, path: &str, response: &Response) -> NewAuditEntry 
     {
         map.insert("error".to_owned(), Value::String(error.0.clone()));
     }
+    // The log is kept for long and read by admins: no secret a call carried goes in.
+    redact_value(&mut detail);
     NewAuditEntry {
         actor,
         action: format!("{method} {path}"),

@@ -29,6 +29,38 @@ pub struct ServerConfig {
     /// Which hosts the server's own requests (webhooks, artifact downloads) may
     /// reach (`[outbound]` in `gennaker.toml`).
     pub outbound: OutboundPolicy,
+    /// The key that seals secrets in stored executions (`[secrets] key_file`); `None`
+    /// is `secrets.key` in the data directory, created at first start. Servers sharing
+    /// one PostgreSQL database must name the same key.
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// A server listening on `listen` with its files in `data_dir` and its data in
+    /// `database_url`; every other setting at its default (the safe one): a generated
+    /// admin token, admins-only application creation, the default engine, HTTP limits,
+    /// `/metrics` access and outbound policy, the key in the data directory.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, database_url: String) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url,
+            admin_token: None,
+            application_creators: Vec::new(),
+            engine: EngineSettings::default(),
+            http: HttpSettings::default(),
+            metrics_access: MetricsAccess::default(),
+            outbound: OutboundPolicy::default(),
+            secrets_key_file: None,
+        }
+    }
+
+    /// Where the key sealing secrets at rest is read from.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
+    }
 }
 
 /// The `application_creators` entry that lets every authenticated user create

@@ -35,7 +35,7 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use gennaker_deploy::Providers;
 use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
-use gennaker_store::{SqlStore, Store, StoreError};
+use gennaker_store::{SealedExecutions, SealingKey, SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -125,15 +125,18 @@ pub fn router(state: AppState) -> Router {
 ///
 /// SQLite is a single server's database, so leases a previous process left are
 /// released at start; on PostgreSQL several servers share the queue.
+///
+/// Secrets in the executions it stores are sealed with `key`.
 pub fn engine(
     store: &SqlStore,
+    key: &SealingKey,
     config: &ServerConfig,
     registry: StageRegistry,
 ) -> Result<Engine, EngineError> {
     let shared = Arc::new(store.clone());
     Engine::new(
         shared.clone(),
-        shared,
+        Arc::new(SealedExecutions::new(shared, key.clone())),
         registry,
         Arc::new(SystemClock),
         EngineConfig {
@@ -180,17 +183,21 @@ impl std::fmt::Debug for Wiring {
 pub struct OpenServer {
     /// The store (migrated; the first admin exists).
     pub store: SqlStore,
+    /// The key sealing secrets in stored executions.
+    pub secrets_key: SealingKey,
     listener: TcpListener,
     address: std::net::SocketAddr,
     /// Cancelled when the server stops: providers' tasks should be its children.
     pub stop: CancellationToken,
 }
 
-/// Creates the data directory, connects and migrates the store, creates the first
-/// admin if needed, and binds the listening address.
+/// Creates the data directory, reads (or creates) the key sealing secrets at rest,
+/// connects and migrates the store, creates the first admin if needed, and binds the
+/// listening address.
 pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
     bootstrap::secure_data_dir(&config.data_dir)?;
     bootstrap::prepare_database_files(&config.database_url)?;
+    let secrets_key = SealingKey::load_or_create(&config.secrets_key_path())?;
     let store = SqlStore::connect(&config.database_url).await?;
     bootstrap::secure_database_files(&config.database_url)?;
     bootstrap_admin(&store, config).await?;
@@ -209,6 +216,7 @@ pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
     })?;
     Ok(OpenServer {
         store,
+        secrets_key,
         listener,
         address,
         stop: CancellationToken::new(),
@@ -253,11 +261,12 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let OpenServer {
         store,
+        secrets_key,
         listener,
         address,
         stop,
     } = open;
-    let engine = engine(&store, &config, wiring.registry)?;
+    let engine = engine(&store, &secrets_key, &config, wiring.registry)?;
     let workers = engine
         .start(store.queue_listener().await?, stop.clone())
         .await?;

@@ -51,6 +51,8 @@ mod infrastructure;
 mod pipelines;
 #[path = "api/saved_forms.rs"]
 mod saved_forms;
+#[path = "api/secrets.rs"]
+mod secrets;
 #[path = "api/security.rs"]
 mod security;
 #[path = "api/stage_authz.rs"]

@@ -34,6 +34,31 @@ pub enum StoreError {
         /// The status as stored.
         status: String,
     },
+    /// The key that seals secrets at rest cannot be used.
+    #[error(
+        "secrets key file {path}: {problem}; set [secrets] key_file in gennaker.toml to \
+         the key this database's executions were sealed with (servers sharing a \
+         database share one key)"
+    )]
+    SecretsKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A secret could not be sealed.
+    #[error("cannot seal a secret: {0}")]
+    Sealing(String),
+    /// A stored execution holds secrets this server's key cannot open.
+    #[error(
+        "execution '{execution}' holds secrets sealed with another key; every server on \
+         this database must use the same secrets key: set [secrets] key_file in \
+         gennaker.toml to the key it was written with"
+    )]
+    SealedWithAnotherKey {
+        /// The execution's id.
+        execution: String,
+    },
     /// A stored document could not be read back.
     #[error("stored document is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),

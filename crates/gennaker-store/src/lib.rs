@@ -5,12 +5,14 @@
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
-//! the infrastructure providers manage.
+//! the infrastructure providers manage; [`SealedExecutions`] keeps the secrets in
+//! execution documents encrypted at rest.
 
 mod error;
 mod executions;
 mod records;
 mod resources;
+mod sealing;
 mod sql;
 mod store;
 
@@ -24,6 +26,7 @@ pub use records::{
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,
 };
 pub use resources::{ExpectedVersion, Resource, ResourceStore};
+pub use sealing::{KEY_LEN, SealedExecutions, SealingKey};
 pub use sql::{
     MAX_PIPELINE_REVISIONS, QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url,
 };

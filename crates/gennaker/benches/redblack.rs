@@ -116,15 +116,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let config = gennaker_server::ServerConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: dir.path().to_path_buf(),
-        database_url: format!("sqlite://{}/gennaker.db", dir.path().display()),
         admin_token: Some(TOKEN.to_owned()),
-        application_creators: Vec::new(),
-        engine: gennaker_server::EngineSettings::default(),
-        http: gennaker_server::HttpSettings::default(),
-        metrics_access: gennaker_server::MetricsAccess::default(),
-        outbound: gennaker_outbound::OutboundPolicy::default(),
+        ..gennaker_server::ServerConfig::new(
+            ([127, 0, 0, 1], 0).into(),
+            dir.path().to_path_buf(),
+            format!("sqlite://{}/gennaker.db", dir.path().display()),
+        )
     };
     // The bench deploys this binary: its directory is the one artifact root.
     let local = gennaker_local::HostSettings {

@@ -74,6 +74,8 @@ struct RawSettings {
     /// policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     local: Option<HostSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secrets: Option<SecretsSettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -110,6 +112,16 @@ enum MetricsAccessSetting {
     Open,
     Token,
     Off,
+}
+
+/// `[secrets]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSettings {
+    /// The key sealing secrets in stored executions (default: `secrets.key` in the data
+    /// directory, created at first start); servers sharing a database share one key.
+    #[serde(default)]
+    key_file: Option<PathBuf>,
 }
 
 /// `[webhooks]` in gennaker.toml.
@@ -290,6 +302,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         metrics: None,
         outbound: None,
         local: None,
+        secrets: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -328,6 +341,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         },
         outbound: OutboundPolicy::new(&raw.outbound.unwrap_or_default())
             .context("invalid server settings")?,
+        secrets_key_file: raw.secrets.and_then(|secrets| secrets.key_file),
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     Ok(Settings {
@@ -492,8 +506,12 @@ mod tests {
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gennaker.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n[engine]\nworkers = 3\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/gk\"\n[auth]\napplication_creators = [\"leads\"]\n[engine]\nworkers = 3\n[secrets]\nkey_file = \"/etc/gk/secrets.key\"\n").unwrap();
         let config = settings(&args(Some(file.clone())), no_env).unwrap().server;
+        assert_eq!(
+            config.secrets_key_path(),
+            std::path::Path::new("/etc/gk/secrets.key")
+        );
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.database_url, "sqlite:///srv/gk/gennaker.db");
         assert_eq!(config.application_creators, ["leads"]);
@@ -506,6 +524,12 @@ mod tests {
         let config = settings(&flagged, no_env).unwrap().server;
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.database_url, "postgres://u@h/db");
+        let config = settings(&args(None), no_env).unwrap().server;
+        assert_eq!(
+            config.secrets_key_path(),
+            config.data_dir.join("secrets.key"),
+            "the key lives in the data directory unless configured"
+        );
     }
 
     #[test]

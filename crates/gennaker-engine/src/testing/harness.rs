@@ -198,7 +198,7 @@ impl Harness {
     pub fn services(&self) -> Services {
         Services {
             store: Arc::new(self.store.clone()),
-            executions: Arc::new(self.store.clone()),
+            executions: super::sealed(Arc::new(self.store.clone())),
             http: self.outbound.client().unwrap(),
             outbound: self.outbound.clone(),
             clock: Arc::new(self.clock.clone()),

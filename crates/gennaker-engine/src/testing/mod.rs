@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gennaker_outbound::OutboundPolicy;
-use gennaker_store::{ExecutionStore, PipelineSave, SqlStore, Store};
+use gennaker_store::{ExecutionStore, PipelineSave, SealedExecutions, SealingKey, SqlStore, Store};
 use serde_json::{Value, json};
 
 use crate::{Engine, EngineConfig, Execution, ExecutionStatus, Requester, StageExecution};
@@ -155,8 +155,19 @@ async fn save_pipeline(store: &SqlStore, name: &str, mut pipeline: Value) -> Val
     config
 }
 
-/// An engine (not started) on `store`, its queue and executions in `executions`,
-/// calling out under `outbound`.
+/// The kit's key for sealing secrets at rest: the same for every engine of a test, as
+/// it is for every start of one installation.
+pub fn sealing_key() -> SealingKey {
+    SealingKey::from_bytes(&[0x5e; gennaker_store::KEY_LEN]).unwrap()
+}
+
+/// `executions` with secrets sealed at rest, as a server stores them.
+pub fn sealed(executions: Arc<dyn ExecutionStore>) -> Arc<dyn ExecutionStore> {
+    Arc::new(SealedExecutions::new(executions, sealing_key()))
+}
+
+/// An engine (not started) on `store`, its queue and executions in `executions`
+/// (secrets sealed at rest), calling out under `outbound`.
 fn engine(
     store: &SqlStore,
     executions: Arc<dyn ExecutionStore>,
@@ -166,7 +177,7 @@ fn engine(
 ) -> Engine {
     Engine::new(
         Arc::new(store.clone()),
-        executions,
+        sealed(executions),
         registry,
         Arc::new(clock.clone()),
         EngineConfig {

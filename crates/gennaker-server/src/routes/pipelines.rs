@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use gennaker_core::redact::redact_value;
 use gennaker_core::{Problem, Severity};
 use gennaker_expr::validate_pipeline;
 use gennaker_store::{
@@ -105,6 +106,18 @@ pub(crate) async fn find(
         .filter(|record| record.application.eq_ignore_ascii_case(app)))
 }
 
+/// `config` as `caller` may see it. Secrets in a pipeline document (a webhook's
+/// `Authorization` header, a password in a URL) are its editors' to see: those who may
+/// change it (WRITE) read them to edit them; READ alone shows them redacted.
+fn for_caller(config: &mut Value, caller: &Caller, application: &ApplicationRecord) {
+    if caller
+        .require(&application.name, &application.config, Access::Write)
+        .is_err()
+    {
+        redact_value(config);
+    }
+}
+
 async fn load(state: &AppState, app: &str, name: &str) -> ApiResult<PipelineRecord> {
     find(state, app, name).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -122,7 +135,11 @@ pub(crate) async fn list(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PipelineRecord>>> {
     let application = authorize(&state, &caller, &app, Access::Read).await?;
-    Ok(Json(state.store.list_pipelines(&application.name).await?))
+    let mut pipelines = state.store.list_pipelines(&application.name).await?;
+    for pipeline in &mut pipelines {
+        for_caller(&mut pipeline.config, &caller, &application);
+    }
+    Ok(Json(pipelines))
 }
 
 /// Saves a pipeline by name (or id): creates it, or stores a new revision. The document
@@ -222,7 +239,9 @@ pub(crate) async fn get(
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PipelineRecord>> {
     let application = authorize(&state, &caller, &app, Access::Read).await?;
-    Ok(Json(load(&state, &application.name, &name).await?))
+    let mut pipeline = load(&state, &application.name, &name).await?;
+    for_caller(&mut pipeline.config, &caller, &application);
+    Ok(Json(pipeline))
 }
 
 /// Deletes a pipeline and its history.
@@ -255,12 +274,14 @@ pub(crate) async fn history(
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<PipelineRevision>>> {
     let application = authorize(&state, &caller, &app, Access::Read).await?;
-    Ok(Json(
-        state
-            .store
-            .pipeline_history(&application.name, &name)
-            .await?,
-    ))
+    let mut revisions = state
+        .store
+        .pipeline_history(&application.name, &name)
+        .await?;
+    for revision in &mut revisions {
+        for_caller(&mut revision.config, &caller, &application);
+    }
+    Ok(Json(revisions))
 }
 
 /// Reads one revision of a pipeline.
@@ -277,7 +298,10 @@ pub(crate) async fn revision(
         .store
         .pipeline_revision(&application.name, &name, revision)
         .await?
-        .map(Json)
+        .map(|mut revision| {
+            for_caller(&mut revision.config, &caller, &application);
+            Json(revision)
+        })
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "pipeline '{name}' of application '{app}' has no revision {revision}"

@@ -70,17 +70,11 @@ async fn first_start(
 ) -> (TestDatabase, SqlStore, tempfile::TempDir, ServerConfig) {
     let (db, store) = TestDatabase::store(backend).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.path().to_owned(),
-        database_url: db.url.clone(),
-        admin_token: None,
-        application_creators: Vec::new(),
-        engine: gennaker_server::EngineSettings::default(),
-        http: gennaker_server::HttpSettings::default(),
-        metrics_access: gennaker_server::MetricsAccess::default(),
-        outbound: gennaker_outbound::OutboundPolicy::default(),
-    };
+    let config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        data_dir.path().to_owned(),
+        db.url.clone(),
+    );
     (db, store, data_dir, config)
 }
 

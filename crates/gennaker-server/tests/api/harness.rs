@@ -130,9 +130,6 @@ impl Server {
         let (db, store) = TestDatabase::store(backend).await.unwrap();
         let data_dir = tempfile::tempdir().unwrap();
         let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.path().to_owned(),
-            database_url: db.url.clone(),
             admin_token: options.admin_token.clone(),
             application_creators: options.application_creators,
             engine: EngineSettings {
@@ -142,6 +139,11 @@ impl Server {
             http: options.http.clone(),
             metrics_access: options.metrics_access,
             outbound: options.outbound.clone(),
+            ..ServerConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+                data_dir.path().to_owned(),
+                db.url.clone(),
+            )
         };
         let token_file = bootstrap_admin(&store, &config).await.unwrap();
         let admin = match (&options.admin_token, &token_file) {
@@ -174,7 +176,8 @@ impl Server {
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
         let registry = stage_registry(&providers);
-        let engine = gennaker_server::engine(&store, &config, registry).unwrap();
+        let key = gennaker_store::SealingKey::load_or_create(&config.secrets_key_path()).unwrap();
+        let engine = gennaker_server::engine(&store, &key, &config, registry).unwrap();
         let mut workers = engine
             .start(store.queue_listener().await.unwrap(), stop.clone())
             .await

@@ -623,17 +623,11 @@ async fn data_files_are_private_to_the_server_user() {
     // An existing data directory that others may read, with a token file to match.
     std::fs::create_dir(&data_dir).unwrap();
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.clone(),
-        database_url: format!("sqlite://{}/gennaker.db", data_dir.display()),
-        admin_token: None,
-        application_creators: Vec::new(),
-        engine: EngineSettings::default(),
-        http: HttpSettings::default(),
-        metrics_access: MetricsAccess::default(),
-        outbound: gennaker_outbound::OutboundPolicy::default(),
-    };
+    let config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        data_dir.clone(),
+        format!("sqlite://{}/gennaker.db", data_dir.display()),
+    );
     let open = gennaker_server::open(&config).await.unwrap();
     // A write, so the write-ahead log exists.
     open.store

@@ -51,6 +51,24 @@ impl SqlStore {
             Backend::Sqlite(_) => Ok(None),
         }
     }
+
+    /// Every execution document and queued message exactly as the database holds them,
+    /// read with plain SQL: what a reader of the database file or a backup sees (tests
+    /// check that no secret is there in clear).
+    #[cfg(feature = "test-support")]
+    pub async fn stored_execution_text(&self) -> Result<String> {
+        on_db!(&self.backend, db => {
+            let mut text: Vec<String> = sqlx::query_scalar("SELECT document FROM executions")
+                .fetch_all(db)
+                .await?;
+            text.extend(
+                sqlx::query_scalar::<_, String>("SELECT payload FROM queue_messages")
+                    .fetch_all(db)
+                    .await?,
+            );
+            Ok(text.join("\n"))
+        })
+    }
 }
 
 /// What the queue needs that the two databases spell differently.

@@ -46,6 +46,7 @@ mod concurrency;
 mod delivery;
 mod executions;
 mod notifications;
+mod sealing;
 mod workers;
 
 /// A new execution row at version 1.

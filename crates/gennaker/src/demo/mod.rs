@@ -114,17 +114,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("cannot create a temporary data directory")?;
     // No fixed token: the server generates one and writes it to `<data-dir>/admin-token`
     // (mode 0600), as on any first start, so `--keep` can point a user at that file.
-    let config = gennaker_server::ServerConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: data_dir.path().to_path_buf(),
-        database_url: format!("sqlite://{}/gennaker.db", data_dir.path().display()),
-        admin_token: None,
-        application_creators: Vec::new(),
-        engine: gennaker_server::EngineSettings::default(),
-        http: gennaker_server::HttpSettings::default(),
-        metrics_access: gennaker_server::MetricsAccess::default(),
-        outbound: gennaker_outbound::OutboundPolicy::default(),
-    };
+    let config = gennaker_server::ServerConfig::new(
+        ([127, 0, 0, 1], 0).into(),
+        data_dir.path().to_path_buf(),
+        format!("sqlite://{}/gennaker.db", data_dir.path().display()),
+    );
     // The demo deploys this very binary: its directory is the one artifact root.
     let exe = std::env::current_exe().context("cannot find this binary to run as the demo app")?;
     let local = gennaker_local::HostSettings {

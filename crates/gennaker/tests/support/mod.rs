@@ -43,7 +43,11 @@ impl Server {
     /// ([`LOOPBACK_OUTBOUND`]), with the test host policy.
     pub(crate) fn start_loopback(data_dir: PathBuf, database_url: String) -> Server {
         let config = data_dir.join("loopback.toml");
-        std::fs::write(&config, format!("{}{LOOPBACK_OUTBOUND}", test_host_policy())).unwrap();
+        std::fs::write(
+            &config,
+            format!("{}{LOOPBACK_OUTBOUND}", test_host_policy()),
+        )
+        .unwrap();
         let config = config.display().to_string();
         Server::start_with(data_dir, database_url, vec!["--config".into(), config])
     }

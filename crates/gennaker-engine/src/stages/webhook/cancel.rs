@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use super::request::{excerpt, idempotency_key, parse_method, parse_url, request_headers, send};
+use super::request::{
+    excerpt, idempotency_key, parse_method, parse_url, request_headers, send, shown,
+};
 use super::{recorded_code, stage_webhook};
 use crate::stage::CancelOutcome;
 use crate::task::{Services, TaskError};
@@ -57,6 +59,7 @@ pub(super) async fn cancel_webhook(
     let fields = transformed.value;
     let url =
         parse_url("cancelEndpoint", fields.get("cancelEndpoint")).map_err(TaskError::Permanent)?;
+    let shown_url = shown(&url);
     let method = parse_method("cancelMethod", fields.get("cancelMethod"), Method::POST)
         .map_err(TaskError::Permanent)?;
     // Its own key: reusing the create call's key would make a server that honours
@@ -82,7 +85,7 @@ pub(super) async fn cancel_webhook(
         record.insert(
             "error".into(),
             Value::String(format!(
-                "cancel {method} {url} answered {}{}",
+                "cancel {method} {shown_url} answered {}{}",
                 reply.status,
                 excerpt(&reply.body)
             )),

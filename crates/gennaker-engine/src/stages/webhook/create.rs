@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::monitor::{compile_path, select_one};
 use super::request::{
     Class, Reply, classify, excerpt, idempotency_key, parse_method, parse_url, request_headers,
-    send, status_codes,
+    send, shown, status_codes,
 };
 use super::{recorded_code, stage_webhook, with_webhook};
 use crate::task::{Task, TaskContext, TaskError, TaskResult};
@@ -33,6 +33,7 @@ impl Task for CreateWebhookTask {
         }
         let context = &ctx.stage.context;
         let url = parse_url("url", context.get("url")).map_err(TaskError::Permanent)?;
+        let shown_url = shown(&url);
         let method = parse_method("method", context.get("method"), Method::POST)
             .map_err(TaskError::Permanent)?;
         let key = idempotency_key(ctx.execution, ctx.stage);
@@ -65,7 +66,7 @@ impl Task for CreateWebhookTask {
                 return failed(
                     &mut webhook,
                     format!(
-                        "webhook {method} {url} answered {}, which failFastStatusCodes lists: the stage fails without retrying{}",
+                        "webhook {method} {shown_url} answered {}, which failFastStatusCodes lists: the stage fails without retrying{}",
                         reply.status,
                         excerpt(&reply.body)
                     ),
@@ -74,7 +75,7 @@ impl Task for CreateWebhookTask {
             Class::Retry => {
                 // The engine retries with backoff; the key makes the repeat safe.
                 return Err(TaskError::Transient(format!(
-                    "webhook {method} {url} answered {}{}; retrying",
+                    "webhook {method} {shown_url} answered {}{}; retrying",
                     reply.status,
                     excerpt(&reply.body)
                 )));
@@ -83,7 +84,7 @@ impl Task for CreateWebhookTask {
                 return failed(
                     &mut webhook,
                     format!(
-                        "webhook {method} {url} answered {}{}; check the url, method, payload and customHeaders (add the code to retryStatusCodes if it is worth retrying)",
+                        "webhook {method} {shown_url} answered {}{}; check the url, method, payload and customHeaders (add the code to retryStatusCodes if it is worth retrying)",
                         reply.status,
                         excerpt(&reply.body)
                     ),
@@ -103,7 +104,7 @@ impl Task for CreateWebhookTask {
             Err(error) => failed(
                 &mut webhook,
                 format!(
-                    "webhook {method} {url} succeeded but its status URL could not be resolved: {error}"
+                    "webhook {method} {shown_url} succeeded but its status URL could not be resolved: {error}"
                 ),
             ),
         }

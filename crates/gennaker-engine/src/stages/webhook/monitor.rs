@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 
 use super::request::{
-    Class, classify, excerpt, idempotency_key, parse_url, request_headers, send, status_codes,
+    Class, classify, excerpt, idempotency_key, parse_url, request_headers, send, shown,
+    status_codes,
 };
 use super::{stage_webhook, with_webhook};
 use crate::task::{Task, TaskContext, TaskError, TaskResult, TaskStatus, exception};
@@ -134,6 +135,7 @@ impl Task for MonitorWebhookTask {
                     "{e} (createWebhook records it; restart the stage if it is missing)"
                 ))
             })?;
+        let shown_endpoint = shown(&endpoint);
         // waitBeforeMonitor: the first poll waits, counted from the task's start.
         let started = ctx.task.start_time.unwrap_or(ctx.now);
         let first_poll = started + wait_before_monitor_ms(ctx.stage) + ctx.stage.paused_ms;
@@ -181,14 +183,14 @@ impl Task for MonitorWebhookTask {
                 return keep_polling(
                     &mut webhook,
                     format!(
-                        "status endpoint {endpoint} answered {}; will retry",
+                        "status endpoint {shown_endpoint} answered {}; will retry",
                         reply.status
                     ),
                 );
             }
             Class::Fail | Class::FailFast => {
                 let error = format!(
-                    "status endpoint {endpoint} answered {}{}; check statusEndpoint and customHeaders",
+                    "status endpoint {shown_endpoint} answered {}{}; check statusEndpoint and customHeaders",
                     reply.status,
                     excerpt(&reply.body)
                 );
@@ -203,7 +205,7 @@ impl Task for MonitorWebhookTask {
         let status = match select_one("statusJsonPath", status_text, &status_path, &reply.body) {
             Ok(value) => value.clone(),
             Err(error) => {
-                let error = format!("status response from {endpoint}: {error}");
+                let error = format!("status response from {shown_endpoint}: {error}");
                 return Ok(finish(
                     webhook,
                     monitor,
@@ -229,7 +231,7 @@ impl Task for MonitorWebhookTask {
                     ));
                 }
                 Err(error) => {
-                    let error = format!("status response from {endpoint}: {error}");
+                    let error = format!("status response from {shown_endpoint}: {error}");
                     return Ok(finish(
                         webhook,
                         monitor,
@@ -257,7 +259,7 @@ impl Task for MonitorWebhookTask {
             Value::Bool(b) => b.to_string().to_uppercase(),
             other => {
                 let error = format!(
-                    "statusJsonPath '{status_text}' selected {other} in the response from {endpoint}, not a status; point it at a string or number"
+                    "statusJsonPath '{status_text}' selected {other} in the response from {shown_endpoint}, not a status; point it at a string or number"
                 );
                 return Ok(finish(
                     webhook,
@@ -274,14 +276,14 @@ impl Task for MonitorWebhookTask {
         // Orca's precedence when lists overlap: terminal, then canceled, then success.
         let result = if terminal.contains(&reported) {
             TaskResult::terminal(format!(
-                "the remote job at {endpoint} reported '{reported}', one of terminalStatuses ({})",
+                "the remote job at {shown_endpoint} reported '{reported}', one of terminalStatuses ({})",
                 terminal.join(", ")
             ))
         } else if canceled.contains(&reported) {
             TaskResult::status(TaskStatus::Canceled).with_context(
                 "exception",
                 exception(format!(
-                    "the remote job at {endpoint} reported '{reported}', one of canceledStatuses ({})",
+                    "the remote job at {shown_endpoint} reported '{reported}', one of canceledStatuses ({})",
                     canceled.join(", ")
                 )),
             )

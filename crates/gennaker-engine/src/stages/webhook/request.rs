@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use gennaker_core::execution::{Execution, StageExecution};
 use gennaker_core::lenient::value_as_i64;
+use gennaker_core::redact::redact_url_passwords;
 
 use crate::task::Services;
 
@@ -38,16 +39,19 @@ pub(super) fn parse_url(field: &str, value: Option<&Value>) -> Result<Url, Strin
         Some(other) => return Err(format!("{field} must be a URL string, not {other}")),
     };
     if text.contains("${") {
+        let text = redact_url_passwords(text);
         return Err(format!(
             "{field} '{text}' still holds an expression that could not be evaluated (see expressionEvaluationSummary); fix the expression"
         ));
     }
     let url = Url::parse(text).map_err(|e| {
+        let text = redact_url_passwords(text);
         format!("{field} '{text}' is not a valid URL ({e}); write it like https://host/path")
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "{field} '{text}' is not an http:// or https:// URL; webhooks only call http and https"
+            "{field} '{}' is not an http:// or https:// URL; webhooks only call http and https",
+            redact_url_passwords(text)
         ));
     }
     Ok(url)
@@ -181,9 +185,9 @@ impl SendError {
     }
 
     /// What went wrong with a request to `url` (the context `field` that held it),
-    /// as a sentence for the stage's error.
+    /// as a sentence for the stage's error; a password in a URL is hidden.
     pub(super) fn describe(&self, field: &str, method: &Method, url: &Url) -> String {
-        match self {
+        let text = match self {
             Self::Refused {
                 error: error @ OutboundError::ForbiddenAddress { url: refused, .. },
                 redirect: false,
@@ -200,7 +204,8 @@ impl SendError {
             Self::Failed(error) => {
                 format!("webhook {method} {url} failed: {}", describe(error))
             }
-        }
+        };
+        redact_url_passwords(&text).into_owned()
     }
 }
 
@@ -301,8 +306,15 @@ pub(super) async fn send(
     })
 }
 
+/// `url` for a message: its password hidden (messages are shown to every reader of
+/// the execution and may be logged).
+pub(super) fn shown(url: &Url) -> String {
+    redact_url_passwords(url.as_str()).into_owned()
+}
+
 /// A request error with its causes: reqwest's own text ("error sending request for
-/// url …") leaves out the refused connection or the DNS failure behind it.
+/// url …") leaves out the refused connection or the DNS failure behind it. A password
+/// in the URL is hidden.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -314,7 +326,7 @@ fn describe(error: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    redact_url_passwords(&text).into_owned()
 }
 
 /// Whether a failed request is worth repeating: the server could not be reached or
@@ -387,5 +399,22 @@ mod tests {
         );
         assert!(parse_url("url", Some(&json!("ftp://x.example.com"))).is_err());
         assert!(parse_url("url", Some(&json!("https://x/${nope}"))).is_err());
+    }
+
+    #[test]
+    fn messages_never_quote_a_url_password() {
+        for bad in [
+            "ftp://user:pa55@x.example.com",
+            "https://user:pa55@x/${nope}",
+            "https://user:pa55@[bad",
+        ] {
+            let error = parse_url("url", Some(&json!(bad))).unwrap_err();
+            assert!(
+                !error.contains("pa55") && error.contains("user:***@"),
+                "{error}"
+            );
+        }
+        let url = Url::parse("https://user:pa55@x.example.com/hook").unwrap();
+        assert_eq!(shown(&url), "https://user:***@x.example.com/hook");
     }
 }

@@ -1,6 +1,7 @@
 //! The `webhook` stage's save-time rules: what `gennaker pipeline validate` and a save
 //! report about its fields.
 
+use gennaker_core::redact::redact_url_passwords;
 use gennaker_core::{Fields, Problem, ValidationReport};
 
 use super::request::HTTP_METHODS;
@@ -18,7 +19,10 @@ pub(super) fn check_webhook(stage: &Fields<'_>, report: &mut ValidationReport) {
         report.push(
             Problem::error(
                 stage.at("url"),
-                format!("url '{url}' is not an http:// or https:// URL"),
+                format!(
+                    "url '{}' is not an http:// or https:// URL",
+                    redact_url_passwords(url)
+                ),
             )
             .with_hint("webhooks only call http and https URLs"),
         );
