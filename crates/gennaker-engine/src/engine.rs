@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::ExpressionSupport;
-use crate::message::Message;
+use crate::message::{Message, PIPELINE_PARTITION_PREFIX};
 use crate::stage::StageRegistry;
 use crate::task::Services;
 use crate::worker::{self, execution_row};
@@ -71,16 +71,23 @@ pub(crate) struct EngineInner {
 }
 
 impl EngineInner {
+    /// The queued form of `message`, for the execution started by `user` (claims take
+    /// turns across users; the engine's per-pipeline partitions belong to none).
     pub(crate) fn new_message(
         &self,
         message: &Message,
         deliver_at: i64,
+        user: &str,
     ) -> Result<NewMessage, EngineError> {
+        let partition = message.partition();
+        let tenant =
+            (!partition.starts_with(PIPELINE_PARTITION_PREFIX)).then(|| user.to_owned());
         Ok(NewMessage {
-            partition: message.partition(),
+            partition,
             payload: serde_json::to_string(message)?,
             deliver_at,
             replace_key: message.replace_key(),
+            tenant,
         })
     }
 }
@@ -262,7 +269,11 @@ impl Engine {
                 row: execution_row(&execution, 1)?,
                 expected_version: None,
             }],
-            enqueue: vec![self.inner.new_message(&start, self.inner.clock.now())?],
+            enqueue: vec![self.inner.new_message(
+                &start,
+                self.inner.clock.now(),
+                &execution.authentication.user,
+            )?],
             ..StepCommit::default()
         };
         match self.inner.executions.commit_step(&step).await? {
@@ -307,9 +318,14 @@ impl Engine {
             })
     }
 
-    async fn enqueue(&self, message: Message) -> Result<(), EngineError> {
+    /// Queues an operator's message for `execution`.
+    async fn enqueue(&self, execution: &Execution, message: Message) -> Result<(), EngineError> {
         let step = StepCommit {
-            enqueue: vec![self.inner.new_message(&message, self.inner.clock.now())?],
+            enqueue: vec![self.inner.new_message(
+                &message,
+                self.inner.clock.now(),
+                &execution.authentication.user,
+            )?],
             ..StepCommit::default()
         };
         self.inner.executions.commit_step(&step).await?;
@@ -331,7 +347,7 @@ impl Engine {
                 execution.status
             )));
         }
-        self.enqueue(Message::CancelExecution {
+        self.enqueue(&execution, Message::CancelExecution {
             execution: id.to_owned(),
             user: user.to_owned(),
             reason,
@@ -375,7 +391,7 @@ impl Engine {
                 execution.status
             )));
         }
-        self.enqueue(message).await
+        self.enqueue(&execution, message).await
     }
 
     /// Restarts a finished top-level stage and everything after it.
@@ -411,7 +427,7 @@ impl Engine {
                 "the execution is paused; resume it before restarting a stage".into(),
             ));
         }
-        self.enqueue(Message::RestartStage {
+        self.enqueue(&execution, Message::RestartStage {
             execution: id.to_owned(),
             stage: stage.id.clone(),
             user: user.to_owned(),
@@ -451,7 +467,7 @@ impl Engine {
                 user: user.to_owned(),
             }
         };
-        self.enqueue(message).await
+        self.enqueue(&execution, message).await
     }
 
     /// Records a judgment on a waiting `manualJudgment` stage.
@@ -531,7 +547,7 @@ impl Engine {
             context.insert("judgmentInput".into(), Value::String(input.clone()));
         }
         context.insert("judgedBy".into(), Value::String(actor.user.clone()));
-        self.enqueue(Message::PatchStage {
+        self.enqueue(&execution, Message::PatchStage {
             execution: id.to_owned(),
             stage: stage.id.clone(),
             user: actor.user.clone(),
