@@ -45,6 +45,8 @@ mod claiming;
 mod concurrency;
 mod delivery;
 mod executions;
+mod fairness;
+mod migration;
 mod notifications;
 mod workers;
 
