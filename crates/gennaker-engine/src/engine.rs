@@ -42,7 +42,15 @@ pub struct EngineConfig {
     /// Longest idle wait before a worker looks at the queue again (a safety net
     /// behind in-process and PostgreSQL notifications).
     pub idle_recheck: Duration,
+    /// The most stages one execution may hold, synthetic stages included: a stage
+    /// that would plan more fails instead. Every step reads and writes the whole
+    /// execution, so this bounds the cost of one step.
+    pub max_execution_stages: usize,
 }
+
+/// [`EngineConfig::max_execution_stages`] by default: room for a pipeline of the most
+/// stages allowed ([`gennaker_core::MAX_PIPELINE_STAGES`]) with two synthetic stages each.
+pub const MAX_EXECUTION_STAGES: usize = 3 * gennaker_core::MAX_PIPELINE_STAGES;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for EngineConfig {
             single_server: true,
             max_messages_per_step: 512,
             idle_recheck: Duration::from_secs(2),
+            max_execution_stages: MAX_EXECUTION_STAGES,
         }
     }
 }
@@ -259,8 +268,17 @@ impl Engine {
         self.submit(execution).await
     }
 
-    /// Stores a NOT_STARTED execution and starts it.
+    /// Stores a NOT_STARTED execution and starts it; one with more stages than a
+    /// pipeline may have is refused (a config saved before the limit, or given inline).
     pub async fn submit(&self, execution: Execution) -> Result<Execution, EngineError> {
+        let max = self.inner.registry.catalog().max_stages();
+        if execution.stages.len() > max {
+            return Err(EngineError::Invalid(format!(
+                "'{}' has {} stages; a pipeline may have at most {max} (at $.stages): split it into smaller pipelines and chain them with `pipeline` stages",
+                execution.name,
+                execution.stages.len()
+            )));
+        }
         let start = Message::StartExecution {
             execution: execution.id.clone(),
         };
