@@ -172,11 +172,17 @@ macro_rules! lock_partitions {
     }};
 }
 
-/// Recomputes the rows of partitions this transaction locked and changed.
+/// Recomputes the rows of partitions this transaction locked and changed; those in
+/// `$emptied` may have lost their last message, and then lose their row.
 macro_rules! refresh_partitions {
-    ($tx:ident, $partitions:expr) => {{
+    ($tx:ident, $partitions:expr) => {
+        refresh_partitions!($tx, $partitions, &std::collections::BTreeSet::<String>::new())
+    };
+    ($tx:ident, $partitions:expr, $emptied:expr) => {{
         for partition in $partitions {
-            sqlx::query(DROP_EMPTY_PARTITION).bind(partition).execute(&mut *$tx).await?;
+            if $emptied.contains(partition) {
+                sqlx::query(DROP_EMPTY_PARTITION).bind(partition).execute(&mut *$tx).await?;
+            }
             sqlx::query(REFRESH_PARTITION).bind(partition).execute(&mut *$tx).await?;
         }
     }};
@@ -335,14 +341,26 @@ impl ExecutionStore for SqlStore {
             }
             // Every partition this step changes, with the tenant of those it adds to.
             let mut partitions = std::collections::BTreeMap::<String, Option<String>>::new();
-            for id in &step.acknowledged {
-                let partition: Option<String> = sqlx::query_scalar("SELECT partition_key FROM queue_messages WHERE id = $1")
-                    .bind(id).fetch_optional(&mut *tx).await?;
-                if let Some(partition) = partition {
-                    partitions.entry(partition).or_default();
+            // Those that may lose messages (acknowledged or removed).
+            let mut emptied = std::collections::BTreeSet::<String>::new();
+            // In chunks, well below either database's limit on bound parameters.
+            for chunk in step.acknowledged.chunks(500) {
+                let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!("SELECT DISTINCT partition_key FROM queue_messages WHERE id IN ({})", placeholders.join(", "));
+                let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                for partition in query.fetch_all(&mut *tx).await? {
+                    partitions.entry(partition.clone()).or_default();
+                    emptied.insert(partition);
                 }
             }
-            for partition in step.remove.iter().map(|(p, _)| p).chain(&step.wake) {
+            for (partition, _) in &step.remove {
+                partitions.entry(partition.clone()).or_default();
+                emptied.insert(partition.clone());
+            }
+            for partition in &step.wake {
                 partitions.entry(partition.clone()).or_default();
             }
             for message in &step.enqueue {
@@ -417,7 +435,7 @@ impl ExecutionStore for SqlStore {
                     .bind(partition).bind(step.wake_at)
                     .execute(&mut *tx).await?;
             }
-            refresh_partitions!(tx, &locked);
+            refresh_partitions!(tx, &locked, &emptied);
             if let Some(sql) = db.notify_sql()
                 && (!step.enqueue.is_empty() || !step.wake.is_empty())
             {
