@@ -128,6 +128,9 @@ const REFRESH_PARTITION: &str = "UPDATE queue_partitions SET ready_at = (\
                                    (SELECT MAX(lease_until) AS until FROM queue_messages WHERE partition_key = $1) l\
                                  ) WHERE partition_key = $1";
 
+/// Some partition ready at `$1`, if any.
+const ANY_READY: &str = "SELECT partition_key FROM queue_partitions WHERE ready_at <= $1 LIMIT 1";
+
 /// The tenants with a partition ready at `$1`, least recently served first.
 const READY_TENANTS: &str = "SELECT t.tenant FROM queue_tenants t \
                              WHERE EXISTS (SELECT 1 FROM queue_partitions p WHERE p.tenant = t.tenant AND p.ready_at <= $1) \
@@ -457,6 +460,13 @@ impl ExecutionStore for SqlStore {
         let wanted = usize::try_from(partitions.max(1)).unwrap_or(usize::MAX);
         let per_partition = per_partition.max(1);
         on_db!(&self.backend, db => {
+            // Idle workers ask often; when nothing is ready they need no write lock
+            // (which on SQLite would queue them with every other writer).
+            let any_ready: Option<String> = sqlx::query_scalar(ANY_READY)
+                .bind(now).fetch_optional(db).await?;
+            if any_ready.is_none() {
+                return Ok(Vec::new());
+            }
             let mut tx = db.begin_write().await?;
             // A lease covers times before `lease_until`, as a message is due from
             // `deliver_at` on, so a worker woken at `next_delivery()` finds it claimable.
@@ -614,6 +624,7 @@ mod tests {
             "SELECT partition_key FROM queue_partitions WHERE tenant = $1 AND ready_at <= $2 ORDER BY ready_at, partition_key LIMIT $3{lock_clause}"
         );
         vec![
+            (ANY_READY.to_owned(), vec!["t:500"]),
             (READY_TENANTS.to_owned(), vec!["t:500"]),
             (pick, vec!["s:flood", "t:500", "t:1"]),
             (LEASE_PARTITION.to_owned(), vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"]),
