@@ -89,8 +89,7 @@ impl EngineInner {
         user: &str,
     ) -> Result<NewMessage, EngineError> {
         let partition = message.partition();
-        let tenant =
-            (!partition.starts_with(PIPELINE_PARTITION_PREFIX)).then(|| user.to_owned());
+        let tenant = (!partition.starts_with(PIPELINE_PARTITION_PREFIX)).then(|| user.to_owned());
         Ok(NewMessage {
             partition,
             payload: serde_json::to_string(message)?,
@@ -365,11 +364,14 @@ impl Engine {
                 execution.status
             )));
         }
-        self.enqueue(&execution, Message::CancelExecution {
-            execution: id.to_owned(),
-            user: user.to_owned(),
-            reason,
-        })
+        self.enqueue(
+            &execution,
+            Message::CancelExecution {
+                execution: id.to_owned(),
+                user: user.to_owned(),
+                reason,
+            },
+        )
         .await
     }
 
@@ -445,11 +447,14 @@ impl Engine {
                 "the execution is paused; resume it before restarting a stage".into(),
             ));
         }
-        self.enqueue(&execution, Message::RestartStage {
-            execution: id.to_owned(),
-            stage: stage.id.clone(),
-            user: user.to_owned(),
-        })
+        self.enqueue(
+            &execution,
+            Message::RestartStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: user.to_owned(),
+            },
+        )
         .await
     }
 
@@ -565,12 +570,15 @@ impl Engine {
             context.insert("judgmentInput".into(), Value::String(input.clone()));
         }
         context.insert("judgedBy".into(), Value::String(actor.user.clone()));
-        self.enqueue(&execution, Message::PatchStage {
-            execution: id.to_owned(),
-            stage: stage.id.clone(),
-            user: actor.user.clone(),
-            context,
-        })
+        self.enqueue(
+            &execution,
+            Message::PatchStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: actor.user.clone(),
+                context,
+            },
+        )
         .await
     }
 

@@ -15,42 +15,45 @@ fn pipeline_of(count: usize) -> Value {
     json!({"application": "app", "name": "big", "stages": stages})
 }
 
-engine_test!(a_pipeline_over_the_stage_limit_is_refused_at_save_and_run, |h| {
-    assert_eq!(MAX_PIPELINE_STAGES, 1_000);
-    let catalog = h.engine.registry().catalog();
+engine_test!(
+    a_pipeline_over_the_stage_limit_is_refused_at_save_and_run,
+    |h| {
+        assert_eq!(MAX_PIPELINE_STAGES, 1_000);
+        let catalog = h.engine.registry().catalog();
 
-    let at_limit = validate_pipeline_value(&pipeline_of(1_000), catalog);
-    assert!(at_limit.is_valid(), "{at_limit:?}");
-    let saved = h.save("big", pipeline_of(1_000)).await;
-    assert_eq!(saved["stages"].as_array().unwrap().len(), 1_000);
+        let at_limit = validate_pipeline_value(&pipeline_of(1_000), catalog);
+        assert!(at_limit.is_valid(), "{at_limit:?}");
+        let saved = h.save("big", pipeline_of(1_000)).await;
+        assert_eq!(saved["stages"].as_array().unwrap().len(), 1_000);
 
-    let over = validate_pipeline_value(&pipeline_of(1_001), catalog);
-    let errors: Vec<_> = over.errors().collect();
-    assert_eq!(errors.len(), 1, "only the limit is reported: {errors:?}");
-    assert_eq!(errors[0].path, "$.stages");
-    assert_eq!(
-        errors[0].message,
-        "the pipeline has 1001 stages; a pipeline may have at most 1000"
-    );
+        let over = validate_pipeline_value(&pipeline_of(1_001), catalog);
+        let errors: Vec<_> = over.errors().collect();
+        assert_eq!(errors.len(), 1, "only the limit is reported: {errors:?}");
+        assert_eq!(errors[0].path, "$.stages");
+        assert_eq!(
+            errors[0].message,
+            "the pipeline has 1001 stages; a pipeline may have at most 1000"
+        );
 
-    // A config that skipped validation (saved before the limit, or given inline) is
-    // refused when it is run, and nothing is queued.
-    let config = gennaker_core::Pipeline::from_value(pipeline_of(1_001)).unwrap();
-    let refused = h
-        .engine
-        .run_pipeline("app", &config, &RunRequest::default(), &requester())
-        .await
-        .unwrap_err();
-    let EngineError::Invalid(message) = refused else {
-        panic!("expected Invalid, got {refused:?}")
-    };
-    assert_eq!(
-        message,
-        "'big' has 1001 stages; a pipeline may have at most 1000 (at $.stages): split it into smaller pipelines and chain them with `pipeline` stages"
-    );
-    assert!(h.queue_is_empty().await);
-    h.stop().await;
-});
+        // A config that skipped validation (saved before the limit, or given inline) is
+        // refused when it is run, and nothing is queued.
+        let config = gennaker_core::Pipeline::from_value(pipeline_of(1_001)).unwrap();
+        let refused = h
+            .engine
+            .run_pipeline("app", &config, &RunRequest::default(), &requester())
+            .await
+            .unwrap_err();
+        let EngineError::Invalid(message) = refused else {
+            panic!("expected Invalid, got {refused:?}")
+        };
+        assert_eq!(
+            message,
+            "'big' has 1001 stages; a pipeline may have at most 1000 (at $.stages): split it into smaller pipelines and chain them with `pipeline` stages"
+        );
+        assert!(h.queue_is_empty().await);
+        h.stop().await;
+    }
+);
 
 engine_test!(a_stage_planning_too_many_synthetic_stages_fails, |h| {
     let execution = h

@@ -72,7 +72,11 @@ impl Step<'_> {
         match result {
             Ok(result) => {
                 let max = self.engine.registry.catalog().max_stages();
-                if let Some(child) = result.start_executions.iter().find(|c| c.stages.len() > max) {
+                if let Some(child) = result
+                    .start_executions
+                    .iter()
+                    .find(|c| c.stages.len() > max)
+                {
                     let error = format!(
                         "the child pipeline '{}' has {} stages; a pipeline may have at most {max}: split it into smaller pipelines",
                         child.name,

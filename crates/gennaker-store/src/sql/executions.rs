@@ -106,12 +106,15 @@ impl QueueDialect for PgPool {
 // the row in a LATER statement: on PostgreSQL each statement reads what was committed
 // when it began, so a statement issued after the lock sees the previous holder's leases.
 
-/// Creates a partition's row, or locks the existing one until commit. A new row is
+/// Creates a partition's row, or locks the existing one until commit, and returns its
+/// tenant (an existing partition keeps the one it was created for). A new row is
 /// recomputed before its transaction commits; till then it is never ready.
 const UPSERT_PARTITION: &str = "INSERT INTO queue_partitions (partition_key, tenant, ready_at) VALUES ($1, $2, $3) \
-                                ON CONFLICT (partition_key) DO UPDATE SET tenant = queue_partitions.tenant";
+                                ON CONFLICT (partition_key) DO UPDATE SET tenant = queue_partitions.tenant \
+                                RETURNING tenant";
 
-/// Adds a tenant (least recently served of all, as it never was).
+/// Adds a tenant (least recently served of all, as it never was). Tenants stay: one
+/// row per user who has started an execution, which bounds a claim's walk over them.
 const ENSURE_TENANT: &str =
     "INSERT INTO queue_tenants (tenant, served_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING";
 
@@ -143,9 +146,10 @@ const LEASE_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease
                                             ORDER BY deliver_at, id LIMIT $5) \
                                RETURNING id, partition_key, payload, attempts, deliver_at";
 
-/// Locks the partitions a transaction changes, in key order, creating those that
-/// `tenants` names (partitions receiving messages; `Some` tenant) and skipping missing
-/// ones that receive none (they have no messages to change). Returns those locked.
+/// Locks the partitions a transaction changes (partition → `Some(tenant)` for those
+/// receiving messages, `None` for the others), in key order, creating missing ones that
+/// receive messages and skipping missing ones that do not (they have no messages to
+/// change). Returns those locked.
 macro_rules! lock_partitions {
     ($db:ident, $tx:ident, $partitions:expr) => {{
         let mut locked = std::collections::BTreeSet::new();
@@ -153,18 +157,25 @@ macro_rules! lock_partitions {
         for (partition, tenant) in $partitions {
             match tenant {
                 Some(tenant) => {
-                    sqlx::query(UPSERT_PARTITION)
-                        .bind(partition).bind(tenant).bind(i64::MAX)
-                        .execute(&mut *$tx).await?;
+                    let tenant: String = sqlx::query_scalar(UPSERT_PARTITION)
+                        .bind(partition)
+                        .bind(tenant)
+                        .bind(i64::MAX)
+                        .fetch_one(&mut *$tx)
+                        .await?;
                     if ensured.insert(tenant.clone()) {
-                        sqlx::query(ENSURE_TENANT).bind(tenant).execute(&mut *$tx).await?;
+                        sqlx::query(ENSURE_TENANT)
+                            .bind(tenant)
+                            .execute(&mut *$tx)
+                            .await?;
                     }
                     locked.insert(partition.clone());
                 }
                 None => {
                     let found: Option<String> = sqlx::query_scalar($db.lock_partition_sql())
                         .bind(partition)
-                        .fetch_optional(&mut *$tx).await?;
+                        .fetch_optional(&mut *$tx)
+                        .await?;
                     if found.is_some() {
                         locked.insert(partition.clone());
                     }
@@ -179,14 +190,24 @@ macro_rules! lock_partitions {
 /// `$emptied` may have lost their last message, and then lose their row.
 macro_rules! refresh_partitions {
     ($tx:ident, $partitions:expr) => {
-        refresh_partitions!($tx, $partitions, &std::collections::BTreeSet::<String>::new())
+        refresh_partitions!(
+            $tx,
+            $partitions,
+            &std::collections::BTreeSet::<String>::new()
+        )
     };
     ($tx:ident, $partitions:expr, $emptied:expr) => {{
         for partition in $partitions {
             if $emptied.contains(partition) {
-                sqlx::query(DROP_EMPTY_PARTITION).bind(partition).execute(&mut *$tx).await?;
+                sqlx::query(DROP_EMPTY_PARTITION)
+                    .bind(partition)
+                    .execute(&mut *$tx)
+                    .await?;
             }
-            sqlx::query(REFRESH_PARTITION).bind(partition).execute(&mut *$tx).await?;
+            sqlx::query(REFRESH_PARTITION)
+                .bind(partition)
+                .execute(&mut *$tx)
+                .await?;
         }
     }};
 }
@@ -196,9 +217,13 @@ macro_rules! partitions_held {
     ($tx:ident, $owner:expr, $ids:expr) => {{
         let mut partitions = std::collections::BTreeMap::new();
         for id in $ids {
-            let partition: Option<String> = sqlx::query_scalar("SELECT partition_key FROM queue_messages WHERE id = $1 AND lease_owner = $2")
-                .bind(id).bind($owner)
-                .fetch_optional(&mut *$tx).await?;
+            let partition: Option<String> = sqlx::query_scalar(
+                "SELECT partition_key FROM queue_messages WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind($owner)
+            .fetch_optional(&mut *$tx)
+            .await?;
             if let Some(partition) = partition {
                 partitions.insert(partition, None::<String>);
             }
@@ -627,10 +652,16 @@ mod tests {
             (ANY_READY.to_owned(), vec!["t:500"]),
             (READY_TENANTS.to_owned(), vec!["t:500"]),
             (pick, vec!["s:flood", "t:500", "t:1"]),
-            (LEASE_PARTITION.to_owned(), vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"]),
+            (
+                LEASE_PARTITION.to_owned(),
+                vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"],
+            ),
             (REFRESH_PARTITION.to_owned(), vec!["s:f0001"]),
             (DROP_EMPTY_PARTITION.to_owned(), vec!["s:f0001"]),
-            ("SELECT MIN(ready_at) FROM queue_partitions".to_owned(), vec![]),
+            (
+                "SELECT MIN(ready_at) FROM queue_partitions".to_owned(),
+                vec![],
+            ),
         ]
     }
 
@@ -723,8 +754,14 @@ mod tests {
                     .await
                     .unwrap();
             let plan = rows.join("\n");
-            assert!(!plan.contains("Seq Scan on queue_messages"), "{sql}\n{plan}");
-            assert!(!plan.contains("Seq Scan on queue_partitions"), "{sql}\n{plan}");
+            assert!(
+                !plan.contains("Seq Scan on queue_messages"),
+                "{sql}\n{plan}"
+            );
+            assert!(
+                !plan.contains("Seq Scan on queue_partitions"),
+                "{sql}\n{plan}"
+            );
         }
         store.close().await;
     }

@@ -19,10 +19,22 @@ const OLD_QUEUE: &[&str] = &[
 async fn assert_queue_carried_over(store: &SqlStore) {
     // e1 waits for its lease; next is whatever becomes ready first.
     assert_eq!(store.next_delivery().await.unwrap(), Some(30));
-    let claimed = store.claim_messages("w1", 100, 1_000, 10, 10).await.unwrap();
+    let claimed = store
+        .claim_messages("w1", 100, 1_000, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(payloads(&claimed), ["e2-due", "start-waiting"]);
-    assert!(store.claim_messages("w2", 499, 1_000, 10, 10).await.unwrap().is_empty());
-    let e1 = store.claim_messages("w2", 500, 1_000, 10, 10).await.unwrap();
+    assert!(
+        store
+            .claim_messages("w2", 499, 1_000, 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e1 = store
+        .claim_messages("w2", 500, 1_000, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(payloads(&e1), ["e1-leased", "e1-due"]);
     assert_eq!(e1[0].attempts, 2);
 }
@@ -47,7 +59,10 @@ async fn migration_builds_partitions_from_a_sqlite_queue() {
             .unwrap()
             .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        sqlx::migrate!("./migrations/sqlite").run_to(6, &pool).await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run_to(6, &pool)
+            .await
+            .unwrap();
         for sql in OLD_QUEUE {
             sqlx::query(*sql).execute(&pool).await.unwrap();
         }
@@ -67,7 +82,10 @@ async fn migration_builds_partitions_from_a_postgres_queue() {
     for check in [0, 1] {
         let db = TestDatabase::create(TestBackend::Postgres).await.unwrap();
         let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::migrate!("./migrations/postgres").run_to(6, &pool).await.unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run_to(6, &pool)
+            .await
+            .unwrap();
         for sql in OLD_QUEUE {
             sqlx::query(*sql).execute(&pool).await.unwrap();
         }

@@ -119,7 +119,12 @@ queue_test!(multi_thread workers_never_share_a_partition_and_process_each_messag
 /// A worker that behaves like the engine: each step extends its leases, then either
 /// gives the messages back (every third step) or consumes them and sends the next
 /// message of its partition plus one to the neighbouring partition, all in one commit.
-async fn busy_worker(store: SqlStore, owner: String, observed: Arc<Mutex<Observed>>, tenant: String) {
+async fn busy_worker(
+    store: SqlStore,
+    owner: String,
+    observed: Arc<Mutex<Observed>>,
+    tenant: String,
+) {
     let mut steps = 0usize;
     loop {
         let claimed = store
@@ -172,10 +177,20 @@ async fn busy_worker(store: SqlStore, owner: String, observed: Arc<Mutex<Observe
                 .push(seq);
             // Chains run to 5 messages; forwarded ones ("x…") end where they land.
             if !p.starts_with('x') && seq < 4 {
-                enqueue.push(tenant_message(&tenant, &m.partition, &format!("{p}:{}", seq + 1), 10));
+                enqueue.push(tenant_message(
+                    &tenant,
+                    &m.partition,
+                    &format!("{p}:{}", seq + 1),
+                    10,
+                ));
                 let n: usize = m.partition[1..].parse().unwrap();
                 let neighbour = format!("p{}", (n + 1) % PARTITIONS);
-                enqueue.push(tenant_message(&tenant, &neighbour, &format!("x{p}:{seq}"), 10));
+                enqueue.push(tenant_message(
+                    &tenant,
+                    &neighbour,
+                    &format!("x{p}:{seq}"),
+                    10,
+                ));
             }
         }
         let outcome = store
