@@ -158,7 +158,7 @@ async fn busy_worker(
             .unwrap();
         steps += 1;
         observed.lock().unwrap().busy.remove(&partition);
-        if steps % 3 == 0 {
+        if steps.is_multiple_of(3) {
             store.release_messages(&owner, &ids, 1_000).await.unwrap();
             continue;
         }
