@@ -3,9 +3,18 @@
 
 use gennaker_core::{MAX_PIPELINE_STAGES, validate_pipeline_value};
 use gennaker_engine::ExecutionStatus::*;
-use gennaker_engine::testing::{error_of, requester, stage, status_of, synthetic_children};
-use gennaker_engine::{EngineError, MAX_EXECUTION_STAGES, RunRequest, engine_test};
+use gennaker_engine::testing::{
+    APPLICATION, error_of, requester, stage, status_of, synthetic_children,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gennaker_engine::{
+    Engine, EngineConfig, EngineError, MAX_EXECUTION_STAGES, Requester, RunRequest, engine_test,
+};
+use gennaker_store::testing::{TestBackend, TestDatabase};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// A pipeline of `count` independent `test` stages.
 fn pipeline_of(count: usize) -> Value {
@@ -83,5 +92,92 @@ engine_test!(a_stage_planning_too_many_synthetic_stages_fails, |h| {
         )
     );
     assert_eq!(status_of(&done, "after"), NotStarted);
+    h.stop().await;
+});
+
+engine_test!(one_users_flood_does_not_hold_up_another_user, |h| {
+    // An engine of its own, on a database of its own, whose workers start only once
+    // alice's 200 executions and then bob's one are queued.
+    let backend = if h.store.postgres_pool().is_some() {
+        TestBackend::Postgres
+    } else {
+        TestBackend::Sqlite
+    };
+    let (_db, store) = TestDatabase::store(backend).await.unwrap();
+    let engine = Engine::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        h.registry.clone(),
+        Arc::new(h.clock.clone()),
+        EngineConfig {
+            workers: 4,
+            idle_recheck: Duration::from_millis(50),
+            ..EngineConfig::default()
+        },
+    );
+    let config = gennaker_core::Pipeline::from_value(json!({
+        "name": "chain", "application": APPLICATION, "stages": [
+            {"refId": "1", "name": "a", "type": "test"},
+            {"refId": "2", "name": "b", "type": "test", "requisiteStageRefIds": ["1"]},
+        ]
+    }))
+    .unwrap();
+    let as_user = |user: &str| Requester {
+        user: user.into(),
+        ..requester()
+    };
+    for _ in 0..200 {
+        engine
+            .run_pipeline(
+                APPLICATION,
+                &config,
+                &RunRequest::default(),
+                &as_user("alice"),
+            )
+            .await
+            .unwrap();
+    }
+    let bob = engine
+        .run_pipeline(
+            APPLICATION,
+            &config,
+            &RunRequest::default(),
+            &as_user("bob"),
+        )
+        .await
+        .unwrap();
+
+    let mut events = engine.subscribe();
+    let shutdown = CancellationToken::new();
+    let mut workers = engine
+        .start(store.queue_listener().await.unwrap(), shutdown.clone())
+        .await
+        .unwrap();
+    // The order executions end in; bounded against a hang, not a speed requirement.
+    let mut ended = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while ended.len() < 201 {
+            match events.recv().await {
+                Ok(event) if event.stage_id.is_none() && event.status.is_complete() => {
+                    ended.push(event.execution_id);
+                }
+                Ok(_) => {}
+                Err(e) => panic!("events lost ({e}); the order is unknown"),
+            }
+        }
+    })
+    .await;
+    shutdown.cancel();
+    while workers.join_next().await.is_some() {}
+    store.close().await;
+    assert_eq!(ended.len(), 201, "every execution ends");
+    // Claims alternate between alice and bob: bob's execution, queued behind all of
+    // alice's, is among the first to end (one turn each, per worker).
+    let position = ended.iter().position(|id| *id == bob.id).unwrap();
+    assert!(
+        position < 10,
+        "bob's execution ended as number {}",
+        position + 1
+    );
     h.stop().await;
 });
