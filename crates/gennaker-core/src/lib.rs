@@ -39,7 +39,9 @@ pub use pipeline::{
     StageEnabled, Trigger,
 };
 pub use problems::{JsonPath, PathSegment, Problem, Severity, ValidationReport, json_path};
-pub use stage_types::{CatalogEntry, Origin, StageCatalog, StageRules, StageTypeDescriptor};
+pub use stage_types::{
+    CatalogEntry, MAX_PIPELINE_STAGES, Origin, StageCatalog, StageRules, StageTypeDescriptor,
+};
 pub use validate::{
     CheckContext, Fields, NOTIFICATION_EVENTS, NOTIFICATION_TYPES, TRIGGER_TYPES, is_blank,
     is_expression, type_name, validate_pipeline_for_application, validate_pipeline_value,

@@ -145,7 +145,16 @@ pub struct StageCatalog {
     /// The cloud providers this server deploys to; `None` when unknown (offline
     /// validation), so account and provider checks are skipped.
     cloud_providers: Option<BTreeSet<String>>,
+    /// How many stages a pipeline may have; `None` is [`MAX_PIPELINE_STAGES`].
+    max_stages: Option<usize>,
 }
+
+/// How many stages a pipeline may have unless the server sets its own limit: each stage
+/// costs every step of every execution of the pipeline (the execution document holds
+/// them all), so a pipeline of tens of thousands of stages would slow every user's
+/// executions down. Real pipelines stay far below it; a pipeline of 1,000 stages is
+/// refused. Split bigger flows into pipelines joined by `pipeline` stages.
+pub const MAX_PIPELINE_STAGES: usize = 500;
 
 impl StageCatalog {
     /// Spinnaker's stage types, none of them runnable yet: the base that runnable
@@ -241,6 +250,16 @@ impl StageCatalog {
     /// The cloud providers this server deploys to, when known.
     pub fn cloud_providers(&self) -> Option<&BTreeSet<String>> {
         self.cloud_providers.as_ref()
+    }
+
+    /// Sets how many stages a pipeline may have (at save and at run).
+    pub fn set_max_stages(&mut self, max: usize) {
+        self.max_stages = Some(max);
+    }
+
+    /// How many stages a pipeline may have: [`MAX_PIPELINE_STAGES`] unless set.
+    pub fn max_stages(&self) -> usize {
+        self.max_stages.unwrap_or(MAX_PIPELINE_STAGES)
     }
 }
 

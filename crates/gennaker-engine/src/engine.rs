@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::events::ExecutionEvent;
 use crate::expressions::ExpressionSupport;
-use crate::message::Message;
+use crate::message::{Message, PIPELINE_PARTITION_PREFIX};
 use crate::stage::StageRegistry;
 use crate::task::Services;
 use crate::worker::{self, execution_row};
@@ -47,7 +47,16 @@ pub struct EngineConfig {
     /// Which hosts webhooks (their status and cancel URLs too) may reach, how much of
     /// a response is kept and how long a request may take.
     pub outbound: OutboundPolicy,
+    /// The most stages one execution may hold, synthetic stages included: a stage
+    /// that would plan more fails instead. Every step reads and writes the whole
+    /// execution, so this bounds the cost of one step.
+    pub max_execution_stages: usize,
 }
+
+/// [`EngineConfig::max_execution_stages`] by default: room for a pipeline of the most
+/// stages allowed ([`gennaker_core::MAX_PIPELINE_STAGES`]) whose stages each plan up to
+/// nine synthetic ones (a red/black deploy with its rollback plans a handful).
+pub const MAX_EXECUTION_STAGES: usize = 10 * gennaker_core::MAX_PIPELINE_STAGES;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -58,6 +67,7 @@ impl Default for EngineConfig {
             max_messages_per_step: 512,
             idle_recheck: Duration::from_secs(2),
             outbound: OutboundPolicy::default(),
+            max_execution_stages: MAX_EXECUTION_STAGES,
         }
     }
 }
@@ -77,16 +87,22 @@ pub(crate) struct EngineInner {
 }
 
 impl EngineInner {
+    /// The queued form of `message`, for the execution started by `user` (claims take
+    /// turns across users; the engine's per-pipeline partitions belong to none).
     pub(crate) fn new_message(
         &self,
         message: &Message,
         deliver_at: i64,
+        user: &str,
     ) -> Result<NewMessage, EngineError> {
+        let partition = message.partition();
+        let tenant = (!partition.starts_with(PIPELINE_PARTITION_PREFIX)).then(|| user.to_owned());
         Ok(NewMessage {
-            partition: message.partition(),
+            partition,
             payload: serde_json::to_string(message)?,
             deliver_at,
             replace_key: message.replace_key(),
+            tenant,
         })
     }
 }
@@ -263,8 +279,17 @@ impl Engine {
     }
 
     /// Stores a NOT_STARTED execution and starts it; returns it with its secrets
-    /// redacted.
+    /// redacted. One with more stages than a pipeline may have is refused (a config
+    /// saved before the limit, or given inline).
     pub async fn submit(&self, execution: Execution) -> Result<Execution, EngineError> {
+        let max = self.inner.registry.catalog().max_stages();
+        if execution.stages.len() > max {
+            return Err(EngineError::Invalid(format!(
+                "'{}' has {} stages; a pipeline may have at most {max} (at $.stages): split it into smaller pipelines and chain them with `pipeline` stages",
+                execution.name,
+                execution.stages.len()
+            )));
+        }
         let start = Message::StartExecution {
             execution: execution.id.clone(),
         };
@@ -273,7 +298,11 @@ impl Engine {
                 row: execution_row(&execution, 1)?,
                 expected_version: None,
             }],
-            enqueue: vec![self.inner.new_message(&start, self.inner.clock.now())?],
+            enqueue: vec![self.inner.new_message(
+                &start,
+                self.inner.clock.now(),
+                &execution.authentication.user,
+            )?],
             ..StepCommit::default()
         };
         match self.inner.executions.commit_step(&step).await? {
@@ -319,9 +348,14 @@ impl Engine {
             })
     }
 
-    async fn enqueue(&self, message: Message) -> Result<(), EngineError> {
+    /// Queues an operator's message for `execution`.
+    async fn enqueue(&self, execution: &Execution, message: Message) -> Result<(), EngineError> {
         let step = StepCommit {
-            enqueue: vec![self.inner.new_message(&message, self.inner.clock.now())?],
+            enqueue: vec![self.inner.new_message(
+                &message,
+                self.inner.clock.now(),
+                &execution.authentication.user,
+            )?],
             ..StepCommit::default()
         };
         self.inner.executions.commit_step(&step).await?;
@@ -343,11 +377,14 @@ impl Engine {
                 execution.status
             )));
         }
-        self.enqueue(Message::CancelExecution {
-            execution: id.to_owned(),
-            user: user.to_owned(),
-            reason,
-        })
+        self.enqueue(
+            &execution,
+            Message::CancelExecution {
+                execution: id.to_owned(),
+                user: user.to_owned(),
+                reason,
+            },
+        )
         .await
     }
 
@@ -387,7 +424,7 @@ impl Engine {
                 execution.status
             )));
         }
-        self.enqueue(message).await
+        self.enqueue(&execution, message).await
     }
 
     /// Restarts a finished top-level stage and everything after it.
@@ -423,11 +460,14 @@ impl Engine {
                 "the execution is paused; resume it before restarting a stage".into(),
             ));
         }
-        self.enqueue(Message::RestartStage {
-            execution: id.to_owned(),
-            stage: stage.id.clone(),
-            user: user.to_owned(),
-        })
+        self.enqueue(
+            &execution,
+            Message::RestartStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: user.to_owned(),
+            },
+        )
         .await
     }
 
@@ -463,7 +503,7 @@ impl Engine {
                 user: user.to_owned(),
             }
         };
-        self.enqueue(message).await
+        self.enqueue(&execution, message).await
     }
 
     /// Records a judgment on a waiting `manualJudgment` stage.
@@ -543,12 +583,15 @@ impl Engine {
             context.insert("judgmentInput".into(), Value::String(input.clone()));
         }
         context.insert("judgedBy".into(), Value::String(actor.user.clone()));
-        self.enqueue(Message::PatchStage {
-            execution: id.to_owned(),
-            stage: stage.id.clone(),
-            user: actor.user.clone(),
-            context,
-        })
+        self.enqueue(
+            &execution,
+            Message::PatchStage {
+                execution: id.to_owned(),
+                stage: stage.id.clone(),
+                user: actor.user.clone(),
+                context,
+            },
+        )
         .await
     }
 

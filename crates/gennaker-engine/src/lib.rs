@@ -37,7 +37,7 @@ pub use build::{
     stage_from_config,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Actor, Engine, EngineConfig, Judgment};
+pub use engine::{Actor, Engine, EngineConfig, Judgment, MAX_EXECUTION_STAGES};
 pub use error::EngineError;
 pub use events::ExecutionEvent;
 pub use expressions::{ExpressionSupport, PipelineIds, ancestors};

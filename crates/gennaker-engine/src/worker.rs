@@ -263,7 +263,14 @@ async fn start_waiting_step(
         .len();
     let enqueue = start_waiting(&waiting, active)
         .iter()
-        .map(|m| inner.new_message(m, inner.clock.now()))
+        .map(|m| {
+            let partition = m.partition();
+            let user = waiting
+                .iter()
+                .find(|e| e.id == partition)
+                .map_or("", |e| e.authentication.user.as_str());
+            inner.new_message(m, inner.clock.now(), user)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let outcome = commit(
         inner,

@@ -61,6 +61,10 @@ pub struct NewMessage {
     /// A key unique within the partition: a new message with the key of one still
     /// waiting replaces it (a task has at most one scheduled run).
     pub replace_key: Option<String>,
+    /// Whose work the partition is (the user who started the execution); claims take
+    /// turns across tenants, so one tenant's backlog cannot hold up another's work.
+    /// Read only when the message creates its partition; `None` is the engine's own.
+    pub tenant: Option<String>,
 }
 
 /// A message leased to a worker.
@@ -156,7 +160,13 @@ pub trait ExecutionStore: Send + Sync + std::fmt::Debug {
     /// Commits one engine step atomically; see [`StepCommit`].
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome>;
     /// Leases the due messages of up to `partitions` partitions that no other worker
-    /// holds (at most `per_partition` each), until `lease_until`.
+    /// holds (at most `per_partition` each, oldest first), until `lease_until`.
+    ///
+    /// A partition is claimable once its earliest message is due and no lease on any of
+    /// its messages is live. Tenants take turns: the tenant served least recently goes
+    /// first, and within a tenant the partition that has been claimable longest. The
+    /// cost depends on the number of tenants and the messages leased, not on how many
+    /// messages are queued. The messages come back ordered by due time.
     async fn claim_messages(
         &self,
         owner: &str,

@@ -24,6 +24,23 @@ pub(super) fn check_stages(
     context: &CheckContext<'_>,
     report: &mut ValidationReport,
 ) {
+    let max = catalog.max_stages();
+    if let Some(Value::Array(items)) = pipeline.map.get("stages")
+        && items.len() > max
+    {
+        // Checking each of them would only bury this in a report as long as the pipeline.
+        report.push(
+            Problem::error(
+                pipeline.at("stages"),
+                format!(
+                    "the pipeline has {} stages; a pipeline may have at most {max}",
+                    items.len()
+                ),
+            )
+            .with_hint("split it into smaller pipelines and chain them with `pipeline` stages"),
+        );
+        return;
+    }
     let stages = pipeline.objects("stages", "a stage", report);
     let absent_or_empty = match pipeline.map.get("stages") {
         None | Some(Value::Null) => true,

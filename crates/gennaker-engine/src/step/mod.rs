@@ -93,7 +93,9 @@ impl<'e> Step<'e> {
     }
 
     fn queue_at(&mut self, message: &Message, deliver_at: i64) -> Result<(), EngineError> {
-        let queued = self.engine.new_message(message, deliver_at)?;
+        let queued =
+            self.engine
+                .new_message(message, deliver_at, &self.execution.authentication.user)?;
         self.outgoing.push(queued);
         Ok(())
     }

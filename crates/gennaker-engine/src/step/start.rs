@@ -167,6 +167,16 @@ impl Step<'_> {
             .collect();
         let before = definition.before_stages(stage);
         let after = definition.after_stages(stage);
+        let planned = before.len() + after.len();
+        let max = self.engine.config.max_execution_stages;
+        if self.execution.stages.len() + planned > max {
+            let error = format!(
+                "stage '{}' plans {planned} synthetic stages, which would make {} stages in this execution; an execution may hold at most {max}: plan fewer (fewer targets, smaller fan-out) or split the pipeline",
+                stage.name,
+                self.execution.stages.len() + planned
+            );
+            return self.fail_stage_now(index, exception(error));
+        }
         self.execution.stages[index].tasks = tasks;
         let parent = self.execution.stages[index].id.clone();
         self.add_synthetic(&parent, SyntheticStageOwner::StageAfter, after);

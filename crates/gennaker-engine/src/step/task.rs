@@ -71,6 +71,19 @@ impl Step<'_> {
         let max_retries = runner.max_retries();
         match result {
             Ok(result) => {
+                let max = self.engine.registry.catalog().max_stages();
+                if let Some(child) = result
+                    .start_executions
+                    .iter()
+                    .find(|c| c.stages.len() > max)
+                {
+                    let error = format!(
+                        "the child pipeline '{}' has {} stages; a pipeline may have at most {max}: split it into smaller pipelines",
+                        child.name,
+                        child.stages.len()
+                    );
+                    return self.finish_task_with_exception(index, task_id, exception(error), None);
+                }
                 let stage = &mut self.execution.stages[index];
                 stage.context.extend(result.context);
                 stage.outputs.extend(result.outputs);

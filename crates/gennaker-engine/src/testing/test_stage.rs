@@ -6,13 +6,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::{StageDefinition, StageExecution, Task, TaskContext, TaskError, TaskResult, TaskSpec};
+use crate::{
+    StageDefinition, StageExecution, SyntheticSpec, Task, TaskContext, TaskError, TaskResult,
+    TaskSpec,
+};
 
 /// A stage of `tasks` (default 1) `testTask`s.
 ///
 /// The task's `outcome` is `succeed` (default), `fail`, `transient:N` (N transient
 /// errors, then success), `poll:N` (RUNNING N times), or `forever` (RUNNING until
 /// canceled). It counts its runs in the context (`runs`) and outputs `<refId>Done`.
+/// With `synthetic: N` it first runs N synthetic `test` stages side by side.
 #[derive(Debug)]
 pub struct TestStage;
 
@@ -33,6 +37,22 @@ impl StageDefinition for TestStage {
             .and_then(Value::as_u64)
             .unwrap_or(1);
         (0..count).map(|_| TaskSpec::new("testTask")).collect()
+    }
+
+    fn before_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        let count = stage
+            .context
+            .get("synthetic")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        (0..count)
+            .map(|i| SyntheticSpec {
+                stage_type: "test".to_owned(),
+                name: format!("{} part {}", stage.name, i + 1),
+                context: serde_json::Map::new(),
+                after: Vec::new(),
+            })
+            .collect()
     }
 }
 

@@ -45,6 +45,8 @@ mod claiming;
 mod concurrency;
 mod delivery;
 mod executions;
+mod fairness;
+mod migration;
 mod notifications;
 mod sealing;
 mod workers;
@@ -104,6 +106,15 @@ fn message(partition: &str, payload: &str, deliver_at: i64) -> NewMessage {
         payload: payload.to_owned(),
         deliver_at,
         replace_key: None,
+        tenant: None,
+    }
+}
+
+/// A message for a partition whose work belongs to `tenant`.
+fn tenant_message(tenant: &str, partition: &str, payload: &str, deliver_at: i64) -> NewMessage {
+    NewMessage {
+        tenant: Some(tenant.to_owned()),
+        ..message(partition, payload, deliver_at)
     }
 }
 
