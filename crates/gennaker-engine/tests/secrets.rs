@@ -8,7 +8,7 @@ mod remote;
 
 use gennaker_core::redact::REDACTED;
 use gennaker_engine::ExecutionStatus::*;
-use gennaker_engine::testing::{FaultRun, stage, succeeded, summary};
+use gennaker_engine::testing::{FaultRun, loopback, stage, succeeded, summary};
 use gennaker_engine::{RunRequest, engine_test, fault_test};
 use gennaker_store::ExecutionStore;
 use remote::{Remote, answer};
@@ -86,85 +86,93 @@ fn assert_no_secret_in(what: &str, text: &str) {
     }
 }
 
-engine_test!(webhook_secrets_are_sent_sealed_at_rest_and_redacted, |h| {
-    let remote = Remote::start().await;
-    script(&remote);
-    let started = h.run("secret-hooks", pipeline(&remote)).await;
-    assert_no_secret_in(
-        "the started execution",
-        &serde_json::to_string(&started).unwrap(),
-    );
-    let done = h.finish(&started.id).await;
-    succeeded(&done);
-    assert_remote_got_the_secrets(&remote);
+engine_test!(
+    webhook_secrets_are_sent_sealed_at_rest_and_redacted,
+    outbound = loopback(),
+    |h| {
+        let remote = Remote::start().await;
+        script(&remote);
+        let started = h.run("secret-hooks", pipeline(&remote)).await;
+        assert_no_secret_in(
+            "the started execution",
+            &serde_json::to_string(&started).unwrap(),
+        );
+        let done = h.finish(&started.id).await;
+        succeeded(&done);
+        assert_remote_got_the_secrets(&remote);
 
-    let stored = h.store.stored_execution_text().await.unwrap();
-    assert_no_secret_in("the database", &stored);
-    assert!(stored.contains("gnk-sealed:v1:"), "{stored}");
-    assert!(stored.contains("visible"), "only secrets are sealed");
+        let stored = h.store.stored_execution_text().await.unwrap();
+        assert_no_secret_in("the database", &stored);
+        assert!(stored.contains("gnk-sealed:v1:"), "{stored}");
+        assert!(stored.contains("visible"), "only secrets are sealed");
 
-    let shown = serde_json::to_string(&done).unwrap();
-    assert_no_secret_in("the execution as read", &shown);
-    let bearer = stage(&done, "bearer");
-    assert_eq!(bearer.context["customHeaders"]["Authorization"], REDACTED);
-    assert_eq!(bearer.context["customHeaders"]["X-Plain"], "visible");
-    let basic = stage(&done, "basic");
-    let url = basic.context["url"].as_str().unwrap();
-    assert!(url.starts_with("http://user:***@127.0.0.1:"), "{url}");
-    assert_eq!(basic.context["customHeaders"]["X-Api-Key"], REDACTED);
-    assert_eq!(done.trigger["parameters"]["apiToken"], REDACTED);
-    assert_eq!(
-        stage(&done, "copy").outputs["auth_token"],
-        REDACTED,
-        "an expression's copy under a secret's name is a secret too"
-    );
-    let listed = h
-        .engine
-        .executions(&gennaker_store::ExecutionQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_no_secret_in(
-        "the execution list",
-        &serde_json::to_string(&listed).unwrap(),
-    );
+        let shown = serde_json::to_string(&done).unwrap();
+        assert_no_secret_in("the execution as read", &shown);
+        let bearer = stage(&done, "bearer");
+        assert_eq!(bearer.context["customHeaders"]["Authorization"], REDACTED);
+        assert_eq!(bearer.context["customHeaders"]["X-Plain"], "visible");
+        let basic = stage(&done, "basic");
+        let url = basic.context["url"].as_str().unwrap();
+        assert!(url.starts_with("http://user:***@127.0.0.1:"), "{url}");
+        assert_eq!(basic.context["customHeaders"]["X-Api-Key"], REDACTED);
+        assert_eq!(done.trigger["parameters"]["apiToken"], REDACTED);
+        assert_eq!(
+            stage(&done, "copy").outputs["auth_token"],
+            REDACTED,
+            "an expression's copy under a secret's name is a secret too"
+        );
+        let listed = h
+            .engine
+            .executions(&gennaker_store::ExecutionQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_no_secret_in(
+            "the execution list",
+            &serde_json::to_string(&listed).unwrap(),
+        );
 
-    let evaluated = h
-        .engine
-        .evaluate(
-            &done.id,
-            "${#stage('bearer').context.customHeaders.Authorization}",
-            None,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        evaluated.value,
-        json!(REDACTED),
-        "the API cannot evaluate a secret out"
-    );
-    h.stop().await;
-});
+        let evaluated = h
+            .engine
+            .evaluate(
+                &done.id,
+                "${#stage('bearer').context.customHeaders.Authorization}",
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            evaluated.value,
+            json!(REDACTED),
+            "the API cannot evaluate a secret out"
+        );
+        h.stop().await;
+    }
+);
 
-engine_test!(only_the_key_that_sealed_a_row_opens_it, |h| {
-    let remote = Remote::start().await;
-    script(&remote);
-    let started = h.run("secret-hooks", pipeline(&remote)).await;
-    let done = h.finish(&started.id).await;
-    succeeded(&done);
-    let row = h.store.get_execution(&done.id).await.unwrap().unwrap();
-    let other = gennaker_store::SealingKey::from_bytes(&[1; gennaker_store::KEY_LEN]).unwrap();
-    let wrong = other.open_document(&row.document, &row.id).unwrap_err();
-    assert!(
-        wrong.to_string().contains("sealed with another key")
-            && wrong.to_string().contains("[secrets] key_file"),
-        "{wrong}"
-    );
-    h.stop().await;
-});
+engine_test!(
+    only_the_key_that_sealed_a_row_opens_it,
+    outbound = loopback(),
+    |h| {
+        let remote = Remote::start().await;
+        script(&remote);
+        let started = h.run("secret-hooks", pipeline(&remote)).await;
+        let done = h.finish(&started.id).await;
+        succeeded(&done);
+        let row = h.store.get_execution(&done.id).await.unwrap().unwrap();
+        let other = gennaker_store::SealingKey::from_bytes(&[1; gennaker_store::KEY_LEN]).unwrap();
+        let wrong = other.open_document(&row.document, &row.id).unwrap_err();
+        assert!(
+            wrong.to_string().contains("sealed with another key")
+                && wrong.to_string().contains("[secrets] key_file"),
+            "{wrong}"
+        );
+        h.stop().await;
+    }
+);
 
 fault_test!(
     /// Killed after every commit (or every step repeated), the engine still reads the
@@ -173,7 +181,10 @@ fault_test!(
     |backend, fault| {
         let remote = Remote::start().await;
         script(&remote);
-        let outcome = FaultRun::new(backend, fault, pipeline(&remote)).run().await;
+        let outcome = FaultRun::new(backend, fault, pipeline(&remote))
+            .with_outbound(loopback())
+            .run()
+            .await;
         outcome.assert_clean();
         succeeded(&outcome.execution);
         assert_eq!(
@@ -193,27 +204,31 @@ fault_test!(
     }
 );
 
-engine_test!(a_run_request_parameter_named_like_a_secret_is_sealed, |h| {
-    let remote = Remote::start().await;
-    script(&remote);
-    let mut parameters = serde_json::Map::new();
-    parameters.insert("apiToken".into(), json!("t0k3n"));
-    let started = h
-        .run_with(
-            "secret-hooks",
-            pipeline(&remote),
-            RunRequest {
-                parameters,
-                ..RunRequest::default()
-            },
-        )
-        .await;
-    let done = h.finish(&started.id).await;
-    assert_eq!(done.status, Succeeded, "{}", summary(&done));
-    assert_remote_got_the_secrets(&remote);
-    assert_no_secret_in(
-        "the database",
-        &h.store.stored_execution_text().await.unwrap(),
-    );
-    h.stop().await;
-});
+engine_test!(
+    a_run_request_parameter_named_like_a_secret_is_sealed,
+    outbound = loopback(),
+    |h| {
+        let remote = Remote::start().await;
+        script(&remote);
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("apiToken".into(), json!("t0k3n"));
+        let started = h
+            .run_with(
+                "secret-hooks",
+                pipeline(&remote),
+                RunRequest {
+                    parameters,
+                    ..RunRequest::default()
+                },
+            )
+            .await;
+        let done = h.finish(&started.id).await;
+        assert_eq!(done.status, Succeeded, "{}", summary(&done));
+        assert_remote_got_the_secrets(&remote);
+        assert_no_secret_in(
+            "the database",
+            &h.store.stored_execution_text().await.unwrap(),
+        );
+        h.stop().await;
+    }
+);

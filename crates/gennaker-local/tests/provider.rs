@@ -567,6 +567,7 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
     let provider = env
         .provider_with_settings(gennaker_local::LocalSettings {
             outbound: gennaker_outbound::OutboundPolicy::default(),
+            host: gennaker_local::HostPolicy::new(&env.host_settings()).unwrap(),
             ..fast_settings()
         })
         .await;

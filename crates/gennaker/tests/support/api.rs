@@ -9,19 +9,52 @@ use super::{Server, TOKEN};
 /// How long one deploy may take before the test gives up.
 pub(crate) const DEPLOY_PATIENCE: Duration = Duration::from_secs(120);
 
-/// The server's API, as the admin: every call must succeed.
+/// The server's API, as the admin (or another user's token): `call` and its shortcuts
+/// must succeed, `attempt` answers whatever the server said.
 pub(crate) struct Api {
     /// The HTTP client.
     pub(crate) http: reqwest::Client,
     base: String,
+    token: String,
 }
 
 impl Api {
     pub(crate) fn new(server: &Server) -> Api {
+        Api::with_token(server, TOKEN)
+    }
+
+    /// The API as the holder of `token`.
+    pub(crate) fn with_token(server: &Server, token: &str) -> Api {
         Api {
             http: reqwest::Client::new(),
             base: server.url(""),
+            token: token.to_owned(),
         }
+    }
+
+    /// One call: its status and its JSON body (`Null` when it has none).
+    pub(crate) async fn attempt(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = match serde_json::from_str(&text) {
+            Ok(body) => body,
+            Err(_) if text.is_empty() => Value::Null,
+            Err(_) => Value::String(text),
+        };
+        (status, body)
     }
 
     pub(crate) async fn call(
@@ -30,18 +63,9 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        let (status, body) = self.attempt(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
+        body
     }
 
     pub(crate) async fn get(&self, path: &str) -> Value {
