@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gennaker_core::redact::redact_url_passwords;
+use gennaker_outbound::{OutboundError, refusal_of};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -221,15 +223,28 @@ fn file_kind(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// An artifact URL the outbound policy refuses: refused for good (the address will not
+/// become allowed by retrying), naming the URL, what was refused and the `[outbound]
+/// allow` entry that would let it through. A password in the URL is not repeated.
+pub(crate) fn refused_url(url: &str, refusal: &OutboundError) -> LocalError {
+    let message = format!("artifact url '{url}' is refused: {refusal}");
+    LocalError::Refused(redact_url_passwords(&message).into_owned())
+}
+
 /// Streams a URL's body into `partial`, refusing at once a body announced too large.
 async fn download(
     url: &str,
     http: &reqwest::Client,
     partial: &mut Partial,
 ) -> Result<(), LocalError> {
-    let fail = |e: reqwest::Error| LocalError::Artifact {
-        source_name: url.to_owned(),
-        reason: e.to_string(),
+    // reqwest's own text ("error sending request for url ...") hides the policy's
+    // reason, and a connection error reads as worth retrying: a refusal is neither.
+    let fail = |e: reqwest::Error| match refusal_of(&e) {
+        Some(refusal) => refused_url(url, refusal),
+        None => LocalError::Artifact {
+            source_name: url.to_owned(),
+            reason: e.to_string(),
+        },
     };
     let mut response = http
         .get(url)
