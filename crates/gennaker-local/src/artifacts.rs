@@ -1,4 +1,4 @@
-//! The content-addressed artifact cache: `<data>/artifacts/sha256/<hex>`.
+//! The content-addressed artifact cache: `<local>/artifacts/sha256/<hex>`.
 //!
 //! A server group runs exactly the bytes it was created with. The artifact is fetched
 //! once, stored under its sha256 and the group records that hash; every later start of
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::access::{CACHE_DIR, SHARED_ARTIFACT};
 use crate::error::LocalError;
 use crate::lock;
 use crate::policy::DEFAULT_ARTIFACT_FETCH_TIMEOUT;
@@ -59,6 +60,9 @@ pub struct ArtifactCache {
     max_bytes: u64,
     /// How long a download may take in all.
     fetch_timeout: Duration,
+    /// Whether instances run as another OS user, who must read and run every entry
+    /// (see [`access`](crate::access) for why that exposes no secret).
+    shared: bool,
     /// Fetches in progress by source name.
     in_flight: Arc<Mutex<HashMap<String, Slot>>>,
 }
@@ -69,9 +73,12 @@ impl ArtifactCache {
     /// [`DEFAULT_ARTIFACT_FETCH_TIMEOUT`].
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            dir: data_dir.join("artifacts").join("sha256"),
+            dir: CACHE_DIR
+                .iter()
+                .fold(data_dir.to_path_buf(), |dir, part| dir.join(part)),
             max_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             fetch_timeout: DEFAULT_ARTIFACT_FETCH_TIMEOUT,
+            shared: false,
             in_flight: Arc::default(),
         }
     }
@@ -81,6 +88,17 @@ impl ArtifactCache {
     pub fn with_fetch_timeout(self, timeout: Duration) -> Self {
         Self {
             fetch_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The same cache storing entries readable and executable by everyone
+    /// ([`SHARED_ARTIFACT`]) rather than with their source's mode: instances run as
+    /// another OS user (`[local] run_as_user`).
+    #[must_use]
+    pub fn shared_with_instances(self) -> Self {
+        Self {
+            shared: true,
             ..self
         }
     }
@@ -155,6 +173,7 @@ impl ArtifactCache {
                 0o755
             }
         };
+        let mode = if self.shared { SHARED_ARTIFACT } else { mode };
         let sha256 = partial.sha256();
         let path = self.path_of(&sha256);
         // Present already: the same bytes; the partial copy is removed when dropped.
