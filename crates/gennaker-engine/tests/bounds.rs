@@ -114,7 +114,8 @@ engine_test!(one_users_flood_does_not_hold_up_another_user, |h| {
             idle_recheck: Duration::from_millis(50),
             ..EngineConfig::default()
         },
-    );
+    )
+    .unwrap();
     let config = gennaker_core::Pipeline::from_value(json!({
         "name": "chain", "application": APPLICATION, "stages": [
             {"refId": "1", "name": "a", "type": "test"},
