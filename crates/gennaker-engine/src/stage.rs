@@ -232,6 +232,12 @@ impl StageRegistry {
         self.catalog.set_cloud_providers(providers);
     }
 
+    /// Sets how many stages a pipeline may have, at save and at run (see
+    /// [`StageCatalog::set_max_stages`]).
+    pub fn set_max_pipeline_stages(&mut self, max: usize) {
+        self.catalog.set_max_stages(max);
+    }
+
     /// The task called `name`.
     pub fn task_named(&self, name: &str) -> Option<&Arc<dyn Task>> {
         self.tasks.get(name)

@@ -1,4 +1,4 @@
-//! The content-addressed artifact cache: `<data>/artifacts/sha256/<hex>`.
+//! The content-addressed artifact cache: `<local>/artifacts/sha256/<hex>`.
 //!
 //! A server group runs exactly the bytes it was created with. The artifact is fetched
 //! once, stored under its sha256 and the group records that hash; every later start of
@@ -18,10 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gennaker_core::redact::redact_url_passwords;
+use gennaker_outbound::{OutboundError, refusal_of};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::access::{CACHE_DIR, SHARED_ARTIFACT};
 use crate::error::LocalError;
 use crate::lock;
 use crate::policy::DEFAULT_ARTIFACT_FETCH_TIMEOUT;
@@ -57,6 +60,9 @@ pub struct ArtifactCache {
     max_bytes: u64,
     /// How long a download may take in all.
     fetch_timeout: Duration,
+    /// Whether instances run as another OS user, who must read and run every entry
+    /// (see [`access`](crate::access) for why that exposes no secret).
+    shared: bool,
     /// Fetches in progress by source name.
     in_flight: Arc<Mutex<HashMap<String, Slot>>>,
 }
@@ -67,9 +73,12 @@ impl ArtifactCache {
     /// [`DEFAULT_ARTIFACT_FETCH_TIMEOUT`].
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            dir: data_dir.join("artifacts").join("sha256"),
+            dir: CACHE_DIR
+                .iter()
+                .fold(data_dir.to_path_buf(), |dir, part| dir.join(part)),
             max_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             fetch_timeout: DEFAULT_ARTIFACT_FETCH_TIMEOUT,
+            shared: false,
             in_flight: Arc::default(),
         }
     }
@@ -79,6 +88,17 @@ impl ArtifactCache {
     pub fn with_fetch_timeout(self, timeout: Duration) -> Self {
         Self {
             fetch_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The same cache storing entries readable and executable by everyone
+    /// ([`SHARED_ARTIFACT`]) rather than with their source's mode: instances run as
+    /// another OS user (`[local] run_as_user`).
+    #[must_use]
+    pub fn shared_with_instances(self) -> Self {
+        Self {
+            shared: true,
             ..self
         }
     }
@@ -153,6 +173,7 @@ impl ArtifactCache {
                 0o755
             }
         };
+        let mode = if self.shared { SHARED_ARTIFACT } else { mode };
         let sha256 = partial.sha256();
         let path = self.path_of(&sha256);
         // Present already: the same bytes; the partial copy is removed when dropped.
@@ -221,15 +242,28 @@ fn file_kind(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// An artifact URL the outbound policy refuses: refused for good (the address will not
+/// become allowed by retrying), naming the URL, what was refused and the `[outbound]
+/// allow` entry that would let it through. A password in the URL is not repeated.
+pub(crate) fn refused_url(url: &str, refusal: &OutboundError) -> LocalError {
+    let message = format!("artifact url '{url}' is refused: {refusal}");
+    LocalError::Refused(redact_url_passwords(&message).into_owned())
+}
+
 /// Streams a URL's body into `partial`, refusing at once a body announced too large.
 async fn download(
     url: &str,
     http: &reqwest::Client,
     partial: &mut Partial,
 ) -> Result<(), LocalError> {
-    let fail = |e: reqwest::Error| LocalError::Artifact {
-        source_name: url.to_owned(),
-        reason: e.to_string(),
+    // reqwest's own text ("error sending request for url ...") hides the policy's
+    // reason, and a connection error reads as worth retrying: a refusal is neither.
+    let fail = |e: reqwest::Error| match refusal_of(&e) {
+        Some(refusal) => refused_url(url, refusal),
+        None => LocalError::Artifact {
+            source_name: url.to_owned(),
+            reason: e.to_string(),
+        },
     };
     let mut response = http
         .get(url)

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gennaker_core::redact::redact_url_passwords;
 use gennaker_deploy::{CreateServerGroup, DeployError, ServerGroup, ServerGroupOrigin};
 
-use crate::artifacts::ArtifactCache;
+use crate::artifacts::{ArtifactCache, refused_url};
 use crate::error::LocalError;
 use crate::group::Group;
 use crate::instances::Instances;
@@ -49,6 +50,25 @@ impl Creator {
         })
     }
 
+    /// Refuses an artifact URL whose scheme or address the outbound policy refuses
+    /// before any connection is made (the client would refuse it too, but only once
+    /// connected). Host names are judged by the client's resolver when fetched.
+    fn check_url(&self, url: &str) -> Result<(), LocalError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            LocalError::Refused(
+                redact_url_passwords(&format!(
+                    "artifact url '{url}' is not a valid URL ({e}): write an http:// or https:// URL"
+                ))
+                .into_owned(),
+            )
+        })?;
+        self.instances
+            .settings
+            .outbound
+            .check_url(&parsed)
+            .map_err(|refusal| refused_url(url, &refusal))
+    }
+
     /// The group of `request.origin`, created (artifact fetched, record stored, then
     /// instances started) unless it exists already.
     pub(crate) async fn create(
@@ -73,7 +93,14 @@ impl Creator {
                 let source = ArtifactSource::Path(resolved.display().to_string());
                 Some(self.cache.fetch(&source, &self.http).await?)
             }
-            Some(source) => Some(self.cache.fetch(source, &self.http).await?),
+            Some(ArtifactSource::Url(url)) => {
+                self.check_url(url)?;
+                Some(
+                    self.cache
+                        .fetch(&ArtifactSource::Url(url.clone()), &self.http)
+                        .await?,
+                )
+            }
             None => None,
         };
         let registry = &self.instances.registry;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use gennaker_deploy::{Capacity, HealthState};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::INSTANCES_DIR;
 use crate::error::LocalError;
 use crate::group::{Group, Live, Supervisor};
 use crate::health;
@@ -323,7 +324,7 @@ impl Instances {
         };
         let instance_dir = self
             .data_dir
-            .join("instances")
+            .join(INSTANCES_DIR)
             .join(&record.account)
             .join(id);
         let working_dir = match &spec.working_dir {

@@ -14,6 +14,7 @@
 //! and supervise processes, health keeps each instance's state, routing hands tables to
 //! the load balancers, adoption finds the processes again after a restart.
 
+mod access;
 mod adoption;
 pub mod artifacts;
 mod creation;

@@ -8,6 +8,7 @@
 //! started but never recorded (a crash in between) is still found and not orphaned.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
+use crate::access;
 use crate::error::LocalError;
 
 /// Environment variable carrying `<data dir>|<instance key>` in every instance.
@@ -66,7 +68,14 @@ impl InstanceProcess {
             std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, &e))?;
         }
         if let Some((dir, uid, gid)) = &launch.owned_dir {
+            // The user passes through its account's directory without listing the
+            // other instances' (see `access`); its own is private to it.
+            if let Some(account) = dir.parent() {
+                access::traversable_dir(account)?;
+            }
             std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, &e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| LocalError::io(dir, &e))?;
             std::os::unix::fs::chown(dir, Some(*uid), Some(*gid))
                 .map_err(|e| LocalError::io(dir, &e))?;
         }

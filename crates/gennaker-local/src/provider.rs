@@ -16,6 +16,7 @@ use gennaker_outbound::OutboundPolicy;
 use gennaker_store::ResourceStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::adoption::restore_groups;
 use crate::artifacts::{ArtifactCache, PinnedArtifact};
 use crate::creation::Creator;
@@ -91,9 +92,13 @@ impl LocalProvider {
         let data_dir = tokio::fs::canonicalize(data_dir)
             .await
             .map_err(|e| LocalError::io(data_dir, &e))?;
-        let cache = ArtifactCache::new(&data_dir)
+        access::prepare(&data_dir, settings.host.run_as())?;
+        let mut cache = ArtifactCache::new(&data_dir)
             .with_max_bytes(settings.host.max_artifact_bytes())
             .with_fetch_timeout(settings.host.fetch_timeout());
+        if settings.host.run_as().is_some() {
+            cache = cache.shared_with_instances();
+        }
         cache.remove_partials().await;
         match settings.host.run_as() {
             Some(user) => {

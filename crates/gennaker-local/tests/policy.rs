@@ -263,10 +263,27 @@ async fn instances_run_as_the_configured_user() {
         );
         return;
     }
-    // The user must reach the cached artifact under the test's private directory.
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The layout the server leaves: its data directory (here the test's directory,
+    // the provider's parent) 0700 with a 0600 database in it, the provider's own
+    // directory 0700, and an artifact only its owner may run.
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let private = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let database = env.dir.path().join("gennaker.db");
+    std::fs::write(&database, b"").unwrap();
+    private(&database, 0o600);
+    private(env.dir.path(), 0o700);
+    private(&env.data, 0o700);
     let script = env_script(env.dir.path());
+    private(Path::new(&script), 0o700);
     let provider = env.provider_with(settings).await;
+    // The user may pass through to its artifact and its directory, not list them.
+    assert_eq!(mode(env.dir.path()), 0o711);
+    for traversed in ["", "artifacts", "artifacts/sha256", "instances"] {
+        assert_eq!(mode(&env.data.join(traversed)), 0o711, "{traversed}");
+    }
+    assert_eq!(mode(&database), 0o600);
     let spec = json!({"artifact": {"path": script}, "healthCheck": {"tcp": true}, "gracePeriodSeconds": 1});
     provider
         .create_server_group(request("asuser", "s1", Capacity::fixed(1), spec))
@@ -274,6 +291,13 @@ async fn instances_run_as_the_configured_user() {
         .unwrap();
     let log = instance_log(&env.data, "asuser-prod-v000").await;
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    // The cached copy of the 0700 script: the user reads and runs it.
+    let cached: Vec<_> = std::fs::read_dir(env.data.join("artifacts/sha256"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(mode(&cached[0]), 0o755);
     assert_eq!(
         log.lines().next(),
         Some(nobody.uid.to_string().as_str()),

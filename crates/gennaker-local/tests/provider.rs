@@ -566,18 +566,53 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
     // The default outbound policy: 127.0.0.1 is not reachable for artifacts.
     let provider = env
         .provider_with_settings(gennaker_local::LocalSettings {
+            host: gennaker_local::HostPolicy::new(&env.host_settings()).unwrap(),
             outbound: gennaker_outbound::OutboundPolicy::default(),
             host: gennaker_local::HostPolicy::new(&env.host_settings()).unwrap(),
             ..fast_settings()
         })
         .await;
-    let spec =
-        json!({"artifact": {"url": format!("http://{address}/app")}, "gracePeriodSeconds": 5});
+    // An address: refused before any connection. A name (`localhost`): refused by the
+    // policy's resolver inside the download. Both for good, naming the URL, why, and
+    // the allow-list entry that would let it through.
+    let url = format!("http://{address}/app");
+    let spec = json!({"artifact": {"url": url}, "gracePeriodSeconds": 5});
     let refused = provider
         .create_server_group(request("ssrf", "s1", Capacity::fixed(1), spec))
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("artifact"), "{refused}");
+    assert!(
+        matches!(refused, gennaker_deploy::DeployError::Invalid(_)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "artifact url '{url}' is refused: {url} resolves to 127.0.0.1, a loopback address, which outbound requests may not reach; an operator can allow it with [outbound] allow = [\"127.0.0.1/32\"] in gennaker.toml"
+        )
+    );
+    let url = format!("http://localhost:{}/app", address.port());
+    let spec = json!({"artifact": {"url": url}, "gracePeriodSeconds": 5});
+    let refused = provider
+        .create_server_group(request("ssrf", "s2", Capacity::fixed(1), spec))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, gennaker_deploy::DeployError::Invalid(_)),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "artifact url '{url}' is refused: localhost resolves to "
+        )),
+        "{message}"
+    );
+    assert!(message.contains("a loopback address"), "{message}");
+    assert!(
+        message.contains("[outbound] allow = [\"localhost\"]"),
+        "{message}"
+    );
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // Health checks of instances on 127.0.0.1 still work under that policy.

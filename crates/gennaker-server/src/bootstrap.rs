@@ -29,9 +29,12 @@ pub(crate) fn short_token_warning(token: &str) -> Option<String> {
 }
 
 /// Creates the data directory readable by the server's user only (0700), and narrows
-/// an existing one that others could read (it holds the database and the admin token).
+/// to 0700 an existing one that others could list or write (it holds the database and
+/// the admin token). The search bits alone are kept: the local provider adds them when
+/// its instances run as another OS user (`[local] run_as_user`), who must pass through
+/// to their artifacts; they let nobody list the directory or read its 0600 files.
 pub(crate) fn secure_data_dir(dir: &Path) -> Result<(), ServerError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -40,6 +43,16 @@ pub(crate) fn secure_data_dir(dir: &Path) -> Result<(), ServerError> {
             context: format!("cannot create the data directory {}", dir.display()),
             source,
         })?;
+    let current = std::fs::metadata(dir)
+        .map_err(|source| ServerError::Io {
+            context: format!("cannot read the permissions of {}", dir.display()),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if current & 0o066 == 0 {
+        return Ok(());
+    }
     restrict(dir, 0o700, "the data directory")
 }
 

@@ -75,6 +75,12 @@ pub struct EngineSettings {
     /// How long a worker holds an execution's messages before another server may take
     /// them over (PostgreSQL); extended while the worker is busy.
     pub lease: Duration,
+    /// How many stages a pipeline may have (a bigger one is refused at save, 400, and
+    /// at run).
+    pub max_pipeline_stages: usize,
+    /// How many stages one execution may hold, synthetic stages included (a stage that
+    /// would plan more fails).
+    pub max_execution_stages: usize,
 }
 
 impl Default for EngineSettings {
@@ -82,6 +88,8 @@ impl Default for EngineSettings {
         Self {
             workers: 8,
             lease: Duration::from_secs(30),
+            max_pipeline_stages: gennaker_core::MAX_PIPELINE_STAGES,
+            max_execution_stages: gennaker_engine::MAX_EXECUTION_STAGES,
         }
     }
 }

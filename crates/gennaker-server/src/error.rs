@@ -6,7 +6,7 @@
 //! the log (and the audit log) through the response's extensions.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gennaker_core::Problem;
 use gennaker_engine::EngineError;
@@ -49,6 +49,10 @@ pub enum ApiError {
     /// logged, not returned (driver errors name hosts, ports and files).
     #[error("{0}")]
     Unavailable(String),
+    /// The database is busy with other writers (503 with `Retry-After: 1`): the same
+    /// request is likely to succeed in a moment. The text is logged, not returned.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl ApiError {
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         }
     }
 }
@@ -80,6 +85,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound { .. } => ApiError::NotFound(err.to_string()),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Busy(_) => ApiError::Busy(err.to_string()),
             StoreError::Database(
                 sqlx_error @ (sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
@@ -114,6 +120,13 @@ impl From<EngineError> for ApiError {
 /// What clients are told when the database does not answer; the cause goes to the log.
 pub(crate) const UNAVAILABLE_MESSAGE: &str = "the database is not available right now; try again later (the details are in the server's log)";
 
+/// What clients are told when the database is busy with other writers.
+pub(crate) const BUSY_MESSAGE: &str = "the database is busy with other requests; retry in a moment (the response's Retry-After header says when)";
+
+/// The seconds a client should wait before retrying a request the busy database
+/// refused: writers hold it for milliseconds, not longer.
+const BUSY_RETRY_AFTER_SECONDS: &str = "1";
+
 /// The JSON body of an error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -141,6 +154,7 @@ pub(crate) struct ErrorText(pub String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let busy = matches!(self, ApiError::Busy(_));
         let internal_text = self.to_string();
         let (message, problems) = match self {
             ApiError::Internal(_) => (
@@ -148,6 +162,7 @@ impl IntoResponse for ApiError {
                 Vec::new(),
             ),
             ApiError::Unavailable(_) => (UNAVAILABLE_MESSAGE.to_owned(), Vec::new()),
+            ApiError::Busy(_) => (BUSY_MESSAGE.to_owned(), Vec::new()),
             ApiError::BadRequest { message, problems } => (message, problems),
             other => (other.to_string(), Vec::new()),
         };
@@ -162,6 +177,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if busy {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(BUSY_RETRY_AFTER_SECONDS),
+            );
+        }
         response.extensions_mut().insert(ErrorText(internal_text));
         response
     }
@@ -169,3 +190,54 @@ impl IntoResponse for ApiError {
 
 /// The handlers' result type.
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_database_is_a_503_to_retry_in_a_second() {
+        // A real SQLITE_BUSY: a second writer that does not wait for the first.
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut waiter = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::raw_sql("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE")
+            .execute(&mut waiter)
+            .await
+            .err()
+            .unwrap();
+        holder.close().await.unwrap();
+        waiter.close().await.unwrap();
+
+        let error = ApiError::from(StoreError::from(busy));
+        assert!(matches!(error, ApiError::Busy(_)), "{error:?}");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        // The driver's text goes to the log only.
+        let text = &response.extensions().get::<ErrorText>().unwrap().0;
+        assert!(text.starts_with("the database is busy: "), "{text}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "busy", "message": BUSY_MESSAGE}})
+        );
+
+        // A database that is not there is no reason to retry at once.
+        let unavailable = ApiError::from(StoreError::from(sqlx::Error::PoolTimedOut));
+        let response = unavailable.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+}

@@ -126,13 +126,15 @@ pub fn router(state: AppState) -> Router {
 /// SQLite is a single server's database, so leases a previous process left are
 /// released at start; on PostgreSQL several servers share the queue.
 ///
-/// Secrets in the executions it stores are sealed with `key`.
+/// Secrets in the executions it stores are sealed with `key`. The registry's catalog
+/// takes the configured stage limit of pipelines (`[engine] max_pipeline_stages`).
 pub fn engine(
     store: &SqlStore,
     key: &SealingKey,
     config: &ServerConfig,
-    registry: StageRegistry,
+    mut registry: StageRegistry,
 ) -> Result<Engine, EngineError> {
+    registry.set_max_pipeline_stages(config.engine.max_pipeline_stages);
     let shared = Arc::new(store.clone());
     Engine::new(
         shared.clone(),
@@ -144,6 +146,7 @@ pub fn engine(
             lease: config.engine.lease,
             single_server: store.postgres_pool().is_none(),
             outbound: config.outbound.clone(),
+            max_execution_stages: config.engine.max_execution_stages,
             ..EngineConfig::default()
         },
     )

@@ -1,5 +1,6 @@
 //! The store's error type.
 
+use sqlx::error::DatabaseError;
 use thiserror::Error;
 
 /// What can go wrong in the store.
@@ -21,7 +22,12 @@ pub enum StoreError {
     UnsupportedUrl(String),
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database is busy with other writers: SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED`
+    /// after its busy timeout, PostgreSQL's serialization failure, deadlock or lock
+    /// timeout. The same request is likely to succeed when tried again.
+    #[error("the database is busy: {0}")]
+    Busy(sqlx::Error),
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -62,6 +68,42 @@ pub enum StoreError {
     /// A stored document could not be read back.
     #[error("stored document is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_busy(&err) {
+            StoreError::Busy(err)
+        } else {
+            StoreError::Database(err)
+        }
+    }
+}
+
+/// SQLite's primary result codes for a database another connection holds
+/// (`SQLITE_BUSY`) or a table locked in a shared cache (`SQLITE_LOCKED`); the extended
+/// codes (`SQLITE_BUSY_SNAPSHOT`, …) keep them in their low byte.
+const SQLITE_BUSY_CODES: [i32; 2] = [5, 6];
+
+/// PostgreSQL's SQLSTATEs for a transaction that lost to a concurrent one: serialization
+/// failure, deadlock detected, lock not available (`lock_timeout`).
+const POSTGRES_BUSY_STATES: [&str; 3] = ["40001", "40P01", "55P03"];
+
+/// Whether `err` says the database is busy with others rather than broken.
+fn is_busy(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        return sqlite
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| SQLITE_BUSY_CODES.contains(&(code & 0xff)));
+    }
+    if let Some(postgres) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return POSTGRES_BUSY_STATES.contains(&postgres.code());
+    }
+    false
 }
 
 impl StoreError {

@@ -161,7 +161,22 @@ struct EngineFileSettings {
     /// them over (PostgreSQL).
     #[serde(default)]
     lease_seconds: Option<u64>,
+    /// How many stages a pipeline may have.
+    #[serde(default)]
+    max_pipeline_stages: Option<usize>,
+    /// How many stages one execution may hold, synthetic stages included.
+    #[serde(default)]
+    max_execution_stages: Option<usize>,
 }
+
+/// The most `[engine] max_pipeline_stages` may be: every step of an execution reads and
+/// writes all its stages, so one huge pipeline slows every step of its executions and
+/// the workers other users' executions wait for.
+const MAX_PIPELINE_STAGES_LIMIT: usize = 2_000;
+
+/// The most `[engine] max_execution_stages` may be (ten synthetic stages for each of
+/// the most pipeline stages allowed).
+const MAX_EXECUTION_STAGES_LIMIT: usize = 10 * MAX_PIPELINE_STAGES_LIMIT;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,7 +404,33 @@ fn engine_settings(file: EngineFileSettings) -> anyhow::Result<EngineSettings> {
             lease.as_secs()
         );
     }
-    Ok(EngineSettings { workers, lease })
+    let max_pipeline_stages = file
+        .max_pipeline_stages
+        .unwrap_or(defaults.max_pipeline_stages);
+    if !(1..=MAX_PIPELINE_STAGES_LIMIT).contains(&max_pipeline_stages) {
+        bail!(
+            "[engine] max_pipeline_stages must be between 1 and {MAX_PIPELINE_STAGES_LIMIT}, not {max_pipeline_stages}"
+        );
+    }
+    let max_execution_stages = file
+        .max_execution_stages
+        .unwrap_or(defaults.max_execution_stages);
+    if !(1..=MAX_EXECUTION_STAGES_LIMIT).contains(&max_execution_stages) {
+        bail!(
+            "[engine] max_execution_stages must be between 1 and {MAX_EXECUTION_STAGES_LIMIT}, not {max_execution_stages}"
+        );
+    }
+    if max_execution_stages < max_pipeline_stages {
+        bail!(
+            "[engine] max_execution_stages ({max_execution_stages}) must be at least max_pipeline_stages ({max_pipeline_stages}): an execution holds all of its pipeline's stages"
+        );
+    }
+    Ok(EngineSettings {
+        workers,
+        lease,
+        max_pipeline_stages,
+        max_execution_stages,
+    })
 }
 
 fn http_settings(file: HttpFileSettings) -> anyhow::Result<HttpSettings> {
@@ -566,6 +607,63 @@ mod tests {
         std::fs::write(&file, "[http]\nmax_connections = 0\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("max_connections must be between 1"), "{err}");
+    }
+
+    #[test]
+    fn stage_limits_are_read_from_the_engine_section_within_their_ranges() {
+        let defaults = settings(&args(None), no_env).unwrap().server.engine;
+        assert_eq!(
+            defaults.max_pipeline_stages,
+            gennaker_core::MAX_PIPELINE_STAGES
+        );
+        assert_eq!(
+            defaults.max_execution_stages,
+            gennaker_engine::MAX_EXECUTION_STAGES
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[engine]\nmax_pipeline_stages = 50\nmax_execution_stages = 400\n",
+        )
+        .unwrap();
+        let engine = settings(&args(Some(file.clone())), no_env)
+            .unwrap()
+            .server
+            .engine;
+        assert_eq!(engine.max_pipeline_stages, 50);
+        assert_eq!(engine.max_execution_stages, 400);
+
+        for (toml, message) in [
+            (
+                "max_pipeline_stages = 0",
+                "[engine] max_pipeline_stages must be between 1 and 2000, not 0",
+            ),
+            (
+                "max_pipeline_stages = 10000",
+                "[engine] max_pipeline_stages must be between 1 and 2000, not 10000",
+            ),
+            (
+                "max_execution_stages = 0",
+                "[engine] max_execution_stages must be between 1 and 20000, not 0",
+            ),
+            (
+                "max_execution_stages = 20001",
+                "[engine] max_execution_stages must be between 1 and 20000, not 20001",
+            ),
+            (
+                "max_pipeline_stages = 600\nmax_execution_stages = 500",
+                "[engine] max_execution_stages (500) must be at least max_pipeline_stages (600): an execution holds all of its pipeline's stages",
+            ),
+        ] {
+            std::fs::write(&file, format!("[engine]\n{toml}\n")).unwrap();
+            let err = format!(
+                "{:#}",
+                settings(&args(Some(file.clone())), no_env).unwrap_err()
+            );
+            assert!(err.contains(message), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(crate) struct Options {
     /// What webhooks and artifact URLs may reach: by default the default policy plus
     /// 127.0.0.1 and ::1, since every remote end in these tests listens on 127.0.0.1.
     pub outbound: gennaker_outbound::OutboundPolicy,
+    /// The engine's settings (4 workers by default).
+    pub engine: EngineSettings,
 }
 
 impl Default for Options {
@@ -43,6 +45,10 @@ impl Default for Options {
             metrics_access: MetricsAccess::default(),
             outbound: gennaker_outbound::OutboundPolicy::allowing(&["127.0.0.1/32", "::1/128"])
                 .unwrap(),
+            engine: EngineSettings {
+                workers: 4,
+                ..EngineSettings::default()
+            },
         }
     }
 }
@@ -132,10 +138,7 @@ impl Server {
         let config = ServerConfig {
             admin_token: options.admin_token.clone(),
             application_creators: options.application_creators,
-            engine: EngineSettings {
-                workers: 4,
-                ..EngineSettings::default()
-            },
+            engine: options.engine.clone(),
             http: options.http.clone(),
             metrics_access: options.metrics_access,
             outbound: options.outbound.clone(),

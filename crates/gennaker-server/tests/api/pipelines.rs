@@ -510,3 +510,46 @@ api_test!(restore_validates_like_save, |backend| {
     assert!(reply["error"].get("problems").is_none(), "{reply}");
     assert_eq!(server.pipeline_state("shop").await, before);
 });
+
+#[tokio::test]
+async fn the_configured_stage_limit_refuses_bigger_pipelines() {
+    let server = Server::start_with(
+        TestBackend::Sqlite,
+        Options {
+            engine: EngineSettings {
+                max_pipeline_stages: 3,
+                ..Options::default().engine
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let pipeline = |count: usize| {
+        let stages: Vec<Value> = (1..=count)
+            .map(|i| json!({ "refId": i.to_string(), "type": "wait", "waitTime": 1 }))
+            .collect();
+        json!({ "application": "shop", "name": "big", "stages": stages })
+    };
+    let reply = server
+        .post("/api/v1/pipelines/validate", &server.admin, pipeline(3))
+        .await
+        .expect(200);
+    assert_eq!(reply["valid"], true, "{reply}");
+    let reply = server
+        .post("/api/v1/pipelines/validate", &server.admin, pipeline(4))
+        .await
+        .expect(200);
+    assert_eq!(reply["valid"], false, "{reply}");
+    let messages: Vec<&str> = reply["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("the pipeline has 4 stages; a pipeline may have at most 3")),
+        "{messages:?}"
+    );
+}

@@ -670,4 +670,11 @@ async fn data_files_are_private_to_the_server_user() {
     assert_eq!(mode(&token), 0o600);
     assert_eq!(mode(&data_dir.join("gennaker.db")), 0o600);
     again.store.close().await;
+
+    // The search bits alone (the local provider's, for instances running as another
+    // user) let nobody list the directory: they stay.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let searchable = gennaker_server::open(&config).await.unwrap();
+    assert_eq!(mode(&data_dir), 0o711);
+    searchable.store.close().await;
 }

@@ -447,7 +447,7 @@ impl ExecutionStore for SqlStore {
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                                 return Ok(CommitOutcome::Stale(format!("execution {} already exists", row.id)));
                             }
-                            Err(e) => return Err(StoreError::Database(e)),
+                            Err(e) => return Err(StoreError::from(e)),
                         }
                     }
                     Some(expected) => {

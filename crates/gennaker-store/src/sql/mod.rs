@@ -101,7 +101,7 @@ fn to_text(value: &Value) -> Result<String> {
 fn conflict_on_duplicate(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
-        _ => StoreError::Database(err),
+        _ => StoreError::from(err),
     }
 }
 

@@ -209,3 +209,79 @@ async fn listings_are_in_byte_order_on_postgres_with_a_language_collation() {
     assert_listings_in_byte_order(&store).await;
     store.close().await;
 }
+
+/// The error of a second connection writing to a database whose first connection
+/// holds the write lock in an open transaction.
+macro_rules! second_writer_error {
+    ($connection:ty, $url:expr, $take_lock:expr, $write:expr) => {{
+        use sqlx::Connection;
+        let mut holder = <$connection>::connect($url).await.unwrap();
+        let mut waiter = <$connection>::connect($url).await.unwrap();
+        sqlx::raw_sql($take_lock)
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let written = sqlx::raw_sql($write).execute(&mut waiter).await;
+        holder.close().await.unwrap();
+        waiter.close().await.unwrap();
+        match written {
+            Ok(_) => panic!("the second writer was let through"),
+            Err(err) => StoreError::from(err),
+        }
+    }};
+}
+
+#[tokio::test]
+async fn a_database_held_by_another_writer_is_busy_not_broken() {
+    // SQLite: SQLITE_BUSY once the busy timeout (here none) runs out.
+    let db = TestDatabase::create(TestBackend::Sqlite).await.unwrap();
+    let url = format!("{}?mode=rwc", db.url);
+    let err = second_writer_error!(
+        sqlx::SqliteConnection,
+        &url,
+        "BEGIN IMMEDIATE",
+        "PRAGMA busy_timeout = 0; BEGIN IMMEDIATE"
+    );
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+    assert!(
+        err.to_string().starts_with("the database is busy: "),
+        "{err}"
+    );
+
+    // PostgreSQL: a lock not granted within lock_timeout (55P03).
+    let db = TestDatabase::create(TestBackend::Postgres).await.unwrap();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE held (id INT)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let err = second_writer_error!(
+        sqlx::PgConnection,
+        &db.url,
+        "BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE",
+        "SET lock_timeout = '10ms'; LOCK TABLE held IN ACCESS EXCLUSIVE MODE"
+    );
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+
+    // Other database errors stay errors.
+    let db = TestDatabase::create(TestBackend::Sqlite).await.unwrap();
+    let err = {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
+            .await
+            .unwrap();
+        let missing = sqlx::raw_sql("SELECT * FROM no_such_table")
+            .execute(&mut conn)
+            .await;
+        conn.close().await.unwrap();
+        match missing {
+            Ok(_) => panic!("a missing table was read"),
+            Err(err) => StoreError::from(err),
+        }
+    };
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+}
