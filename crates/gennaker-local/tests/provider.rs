@@ -568,7 +568,6 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
         .provider_with_settings(gennaker_local::LocalSettings {
             host: gennaker_local::HostPolicy::new(&env.host_settings()).unwrap(),
             outbound: gennaker_outbound::OutboundPolicy::default(),
-            host: gennaker_local::HostPolicy::new(&env.host_settings()).unwrap(),
             ..fast_settings()
         })
         .await;
