@@ -107,16 +107,20 @@ fn main() -> ExitCode {
 }
 
 /// The stage types `pipeline validate` checks against: the built-in ones, and those
-/// the server's gennaker.toml defines when it is given (`--server-config`).
+/// the server's gennaker.toml defines when it is given (`--server-config`), with its
+/// stage limit.
 fn offline_catalog(command: &ClientCommand) -> anyhow::Result<StageCatalog> {
-    let webhooks = match command {
-        ClientCommand::Pipeline(PipelineCommand::Validate {
-            server_config: Some(path),
-            ..
-        }) => server_cmd::preconfigured_webhooks_in(path)?,
-        _ => Vec::new(),
+    let ClientCommand::Pipeline(PipelineCommand::Validate {
+        server_config: Some(path),
+        ..
+    }) = command
+    else {
+        return Ok(gennaker::wiring::offline_catalog(&[]));
     };
-    Ok(gennaker::wiring::offline_catalog(&webhooks))
+    let server = server_cmd::validation_settings_in(path)?;
+    let mut catalog = gennaker::wiring::offline_catalog(&server.webhooks);
+    catalog.set_max_stages(server.max_pipeline_stages);
+    Ok(catalog)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -134,11 +134,24 @@ struct WebhookSettings {
     preconfigured: Vec<PreconfiguredWebhook>,
 }
 
-/// The `[webhooks]` of a gennaker.toml, whatever else it says.
+/// What of a gennaker.toml decides how pipelines are validated (`[webhooks]` and
+/// `[engine]`), whatever else it says.
 #[derive(Debug, Default, Deserialize)]
-struct WebhooksOnly {
+struct ValidationOnly {
     #[serde(default)]
     webhooks: Option<WebhookSettings>,
+    #[serde(default)]
+    engine: Option<EngineFileSettings>,
+}
+
+/// What a server on a gennaker.toml validates pipelines against, for
+/// `gennaker pipeline validate --server-config`.
+#[derive(Debug)]
+pub(crate) struct ValidationSettings {
+    /// Its preconfigured webhook stage types.
+    pub(crate) webhooks: Vec<PreconfiguredWebhookStage>,
+    /// The most stages it lets a pipeline have (`[engine] max_pipeline_stages`).
+    pub(crate) max_pipeline_stages: usize,
 }
 
 /// What `gennaker server` runs with.
@@ -374,19 +387,22 @@ fn preconfigured_webhooks(
     Ok(gennaker::wiring::preconfigured_webhooks(&entries)?)
 }
 
-/// The preconfigured webhook stage types a server on the gennaker.toml at `path` would
-/// have (for `gennaker pipeline validate --server-config`).
-pub(crate) fn preconfigured_webhooks_in(
-    path: &Path,
-) -> anyhow::Result<Vec<PreconfiguredWebhookStage>> {
+/// The preconfigured webhook stage types and the stage limit a server on the
+/// gennaker.toml at `path` would have (for `gennaker pipeline validate --server-config`).
+pub(crate) fn validation_settings_in(path: &Path) -> anyhow::Result<ValidationSettings> {
     if !path.is_file() {
         bail!("server config file {} does not exist", path.display());
     }
-    let file: WebhooksOnly = Figment::from(Toml::file(path))
+    let invalid = || format!("invalid server settings in {}", path.display());
+    let file: ValidationOnly = Figment::from(Toml::file(path))
         .extract()
-        .with_context(|| format!("invalid server settings in {}", path.display()))?;
-    preconfigured_webhooks(file.webhooks)
-        .with_context(|| format!("invalid server settings in {}", path.display()))
+        .with_context(invalid)?;
+    Ok(ValidationSettings {
+        webhooks: preconfigured_webhooks(file.webhooks).with_context(invalid)?,
+        max_pipeline_stages: engine_settings(file.engine.unwrap_or_default())
+            .with_context(invalid)?
+            .max_pipeline_stages,
+    })
 }
 
 fn engine_settings(file: EngineFileSettings) -> anyhow::Result<EngineSettings> {
@@ -823,7 +839,12 @@ payload = '{"text": "deployed"}'
             .map(|w| w.descriptor().stage_type)
             .collect();
         assert_eq!(types, ["deployHook", "notify"]);
-        assert_eq!(super::preconfigured_webhooks_in(&file).unwrap().len(), 2);
+        let offline = super::validation_settings_in(&file).unwrap();
+        assert_eq!(offline.webhooks.len(), 2);
+        assert_eq!(
+            offline.max_pipeline_stages,
+            gennaker_core::MAX_PIPELINE_STAGES
+        );
 
         std::fs::write(
             &file,

@@ -273,6 +273,26 @@ fn offline_validation_knows_the_types_of_the_given_server_config() {
 }
 
 #[test]
+fn offline_validation_applies_the_server_configs_stage_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gennaker.toml");
+    std::fs::write(&config, "[engine]\nmax_pipeline_stages = 3\n").unwrap();
+    let stages: Vec<Value> = (1..=4)
+        .map(|i| json!({"refId": i.to_string(), "type": "wait", "waitTime": 1}))
+        .collect();
+    let four = json!({"application": "shop", "name": "four", "stages": stages});
+    let config = config.display().to_string();
+    let (ok, printed) = validate(dir.path(), &four, &["--server-config", config.as_str()]);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("the pipeline has 4 stages; a pipeline may have at most 3"),
+        "{printed}"
+    );
+    let (ok, printed) = validate(dir.path(), &four, &[]);
+    assert!(ok, "the default limit allows it: {printed}");
+}
+
+#[test]
 fn a_bad_entry_stops_the_server_with_its_index_and_field() {
     let good = "[[webhooks.preconfigured]]\ntype = \"deployHook\"\nurl = \"https://deployer.example.com\"\n";
     let cases = [
