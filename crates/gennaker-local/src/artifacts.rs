@@ -165,7 +165,8 @@ impl ArtifactCache {
                     .await
                     .map_err(|_| {
                         LocalError::Refused(format!(
-                            "artifact url '{url}' did not download within {}s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)",
+                            "artifact url '{}' did not download within {}s: it is refused ([local] artifact_fetch_timeout_seconds in gennaker.toml)",
+                            redact_url_passwords(url),
                             self.fetch_timeout.as_secs()
                         ))
                     })??;
@@ -179,7 +180,7 @@ impl ArtifactCache {
         // Present already: the same bytes; the partial copy is removed when dropped.
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             partial.keep_as(&path, mode).await?;
-            tracing::info!(artifact = %name, %sha256, "artifact cached");
+            tracing::info!(artifact = %redact_url_passwords(name), %sha256, "artifact cached");
         }
         Ok(PinnedArtifact { sha256, path })
     }

@@ -107,7 +107,12 @@ impl LocalProvider {
             None if nix::unistd::geteuid().is_root() => tracing::warn!(
                 "instances run as root: set [local] run_as_user in gennaker.toml to run them as an unprivileged user"
             ),
-            None => {}
+            // The same user may read the server's files and its /proc entry: a deployed
+            // program could read the admin token, the secrets key and the database.
+            None => tracing::warn!(
+                uid = nix::unistd::geteuid().as_raw(),
+                "instances run as the server's own OS user: a deployed program can read what the server can (its data directory with the admin token, the secrets key and the database); set [local] run_as_user in gennaker.toml to confine them"
+            ),
         }
         let registry = Arc::new(Registry::new(store));
         let traffic = Arc::new(Traffic::new(

@@ -76,10 +76,10 @@ pub(crate) fn application_not_found(application: &str) -> ApiError {
 impl Caller {
     /// Succeeds when the caller may act on the application with the given document.
     ///
-    /// A caller with no permission at all on the application gets the same 404 as for
-    /// an application that does not exist. A caller with some permission (READ, say)
-    /// but not this one gets a 403 naming the roles that grant it, so they know whom
-    /// to ask; the application's existence is no secret to them.
+    /// A caller who may not READ the application gets the same 404 as for an
+    /// application that does not exist (and never its role lists). A caller who may
+    /// READ it but lacks this permission gets a 403 naming the roles that grant it, so
+    /// they know whom to ask; the application's existence is no secret to them.
     pub fn require(
         &self,
         application: &str,
@@ -93,12 +93,9 @@ impl Caller {
                 Err(application_not_found(application))
             }
             Err(AccessDenied::MissingRole { access, granted }) => {
-                let any = [Access::Read, Access::Write, Access::Execute]
-                    .into_iter()
-                    .any(|other| {
-                        check_application_access(document, other, false, &self.roles).is_ok()
-                    });
-                if !any {
+                let may_read =
+                    check_application_access(document, Access::Read, false, &self.roles).is_ok();
+                if !may_read {
                     return Err(application_not_found(application));
                 }
                 Err(ApiError::Forbidden(format!(
@@ -257,6 +254,11 @@ mod tests {
         let hidden = caller(&["x"]).require("a", &app, Access::Read).unwrap_err();
         assert!(matches!(hidden, ApiError::NotFound(_)), "{hidden}");
         assert_eq!(hidden.to_string(), application_not_found("a").to_string());
+        // WRITE without READ is no READ: a refusal is a 404 too, never the role lists.
+        let write_only = caller(&["w"])
+            .require("a", &app, Access::Execute)
+            .unwrap_err();
+        assert!(matches!(write_only, ApiError::NotFound(_)), "{write_only}");
         let exec = json!({"permissions": {"READ": ["r"], "EXECUTE": ["x"]}});
         assert!(caller(&["r"]).require("a", &exec, Access::Execute).is_err());
         assert!(caller(&["x"]).require("a", &exec, Access::Execute).is_ok());

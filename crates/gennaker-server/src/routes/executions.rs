@@ -138,7 +138,7 @@ pub(crate) struct Accepted {
 }
 
 /// Checks the caller's access to an application's executions. An execution whose
-/// application was deleted is left to admins.
+/// application was deleted is left to admins; to everyone else it does not exist.
 pub(crate) async fn authorize(
     state: &AppState,
     caller: &Caller,
@@ -150,9 +150,7 @@ pub(crate) async fn authorize(
     }
     match state.store.get_application(application).await? {
         Some(record) => caller.require(&record.name, &record.config, access),
-        None => Err(ApiError::Forbidden(format!(
-            "application '{application}' no longer exists; only admins may use its executions"
-        ))),
+        None => Err(crate::auth::application_not_found(application)),
     }
 }
 
