@@ -283,24 +283,6 @@ crate::store::forward_store!(
     before |method| self.faults.before(method).await?
 );
 
-#[cfg(test)]
-mod tests {
-    use super::replace_database;
-
-    #[test]
-    fn swaps_the_database_name() {
-        assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h/test?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
-}
-
 /// `text` without its sealed values (`gnk-sealed:v1:<base64url>`), for tests that look
 /// for a secret in stored documents: a ciphertext's base64 may spell any short word by
 /// chance, and it is not the secret.
@@ -318,4 +300,31 @@ pub fn without_sealed_values(text: &str) -> String {
     }
     kept.push_str(rest);
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn swaps_the_database_name() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+
+    #[test]
+    fn sealed_values_are_left_out_and_the_rest_kept() {
+        let text = r#"{"a":"gnk-sealed:v1:xpa55_-Q","b":"pa55","c":"gnk-sealed:v1:Zz"}"#;
+        assert_eq!(
+            super::without_sealed_values(text),
+            r#"{"a":"<sealed>","b":"pa55","c":"<sealed>"}"#
+        );
+    }
 }
