@@ -28,8 +28,13 @@ use crate::model::{Capacity, ServerGroup};
 use crate::provider::{Provider, Providers};
 use crate::rules::{CloudStageType, check_capacity, check_server_group_target, described_by_kind};
 
-/// How often health is polled.
+/// How often health is polled once a wait has gone on for a while (and the backoff
+/// after a transient error).
 const HEALTH_POLL: Duration = Duration::from_millis(500);
+
+/// The first health poll's delay: healthy instances are usually Up within tens of
+/// milliseconds, and a fixed [`HEALTH_POLL`] made every deploy wait most of it.
+const FIRST_HEALTH_POLL: Duration = Duration::from_millis(20);
 
 /// How long a server group may take to become healthy unless the stage says
 /// (`waitForUpInstancesTimeoutMs`); the stage's own `stageTimeoutMs` also applies.
@@ -445,13 +450,28 @@ impl Task for WaitForDestroyed {
         Ok(if gone {
             TaskResult::succeeded()
         } else {
-            TaskResult::running()
+            TaskResult::running_after(poll_delay(ctx))
         })
     }
 
     fn backoff(&self, _stage: &StageExecution) -> Duration {
         HEALTH_POLL
     }
+}
+
+/// The delay before a wait's next poll, given how long the task has run: it doubles
+/// from [`FIRST_HEALTH_POLL`] up to [`HEALTH_POLL`] (each poll waits as long as the task
+/// has run so far), so a quick change is seen within milliseconds and a slow one costs no
+/// more polls than before, bar a handful.
+fn poll_delay(ctx: &TaskContext<'_>) -> Duration {
+    let started = ctx.task.start_time.unwrap_or(ctx.now);
+    let running = u64::try_from(ctx.now.saturating_sub(started)).unwrap_or(0);
+    next_poll(Duration::from_millis(running))
+}
+
+/// [`poll_delay`] for a task that has run for `running`.
+fn next_poll(running: Duration) -> Duration {
+    running.clamp(FIRST_HEALTH_POLL, HEALTH_POLL)
 }
 
 /// Health as a stage shows it.
@@ -490,7 +510,7 @@ impl Task for WaitForHealth {
         let result = if (self.healthy)(&group) {
             TaskResult::succeeded()
         } else {
-            TaskResult::running()
+            TaskResult::running_after(poll_delay(ctx))
         };
         Ok(result.with_context("health", health_context(&group)))
     }
@@ -539,5 +559,34 @@ fn check_resize(stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut Val
                 action.unwrap_or("?")
             ),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The delays of successive polls of a wait whose polls run on time.
+    fn schedule(polls: usize) -> Vec<u64> {
+        let mut running = Duration::ZERO;
+        (0..polls)
+            .map(|_| {
+                let delay = next_poll(running);
+                running += delay;
+                u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn health_polls_start_fast_and_back_off_to_the_steady_interval() {
+        assert_eq!(schedule(9), [20, 20, 40, 80, 160, 320, 500, 500, 500]);
+    }
+
+    #[test]
+    fn a_long_wait_polls_at_the_steady_interval() {
+        assert_eq!(next_poll(Duration::from_secs(60)), HEALTH_POLL);
+        // A task that has only just started polls soon.
+        assert_eq!(next_poll(Duration::ZERO), FIRST_HEALTH_POLL);
     }
 }

@@ -333,3 +333,43 @@ deploy_test!(load_balancers_and_their_firewall, |h| {
     assert!(groups.is_empty());
     h.stop().await;
 });
+
+deploy_test!(health_waits_poll_soon_after_they_start, |h| {
+    // New instances turn Up after a few health reads: with polls starting at 20 ms and
+    // doubling, the wait sees them well within one steady 500 ms interval.
+    let group = h
+        .cloud
+        .seed("shop-prod", 1, json!({"healthyAfterPolls": 4}), &[])
+        .await;
+    let run = h
+        .run(
+            "grow",
+            chain(vec![json!({
+                "name": "grow", "type": "resizeServerGroup", "serverGroupName": group,
+                "action": "scale_exact", "capacity": {"min": 3, "max": 3, "desired": 3}
+            })]),
+        )
+        .await;
+    let done = h
+        .drive_until(
+            &run.id,
+            std::time::Duration::from_millis(10),
+            "the resize to end",
+            |e| e.status.is_complete(),
+        )
+        .await;
+    succeeded(&done);
+    let grow = stage(&done, "grow");
+    let wait = grow
+        .tasks
+        .iter()
+        .find(|t| t.name == "waitForCapacityMatch")
+        .unwrap();
+    let waited = wait.end_time.unwrap() - wait.start_time.unwrap();
+    assert!(
+        waited < 500,
+        "the wait took {waited} ms of engine time; its first polls should come every few tens of ms"
+    );
+    assert_eq!(grow.context["health"]["up"], 3);
+    h.stop().await;
+});

@@ -56,8 +56,25 @@ fn backoff(instances: &Instances, attempt: u32) -> Duration {
         .min(instances.settings.max_restart_backoff)
 }
 
-/// How often an instance that has not passed a probe yet is probed.
+/// How soon after start an instance is first probed.
+const FIRST_STARTUP_PROBE: Duration = Duration::from_millis(10);
+
+/// The longest wait between probes of an instance that has not passed one yet.
 const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The wait before the next probe. Until its first passing probe an instance is probed
+/// quickly, the wait doubling from [`FIRST_STARTUP_PROBE`] with each failed probe
+/// (`startup_probes`) up to [`STARTUP_PROBE_INTERVAL`], so a deploy learns it is Up
+/// within milliseconds of its app answering; after that, every `health_interval`.
+fn probe_interval(came_up: bool, startup_probes: u32, health_interval: Duration) -> Duration {
+    if came_up {
+        return health_interval;
+    }
+    FIRST_STARTUP_PROBE
+        .saturating_mul(2u32.saturating_pow(startup_probes.min(16)))
+        .min(STARTUP_PROBE_INTERVAL)
+        .min(health_interval)
+}
 
 /// Supervises instance `index` of `group` until stopped or detached.
 pub(crate) async fn supervise(
@@ -76,6 +93,8 @@ pub(crate) async fn supervise(
         Start::Lost => (None, true),
     };
     let mut attempt: u32 = 0;
+    // Probes of the current process before its first passing one.
+    let mut startup_probes: u32 = 0;
     loop {
         if process.is_none() {
             if attempt > 0
@@ -89,6 +108,7 @@ pub(crate) async fn supervise(
                 Ok(started) => {
                     process = Some(started);
                     came_up = false;
+                    startup_probes = 0;
                 }
                 Err(e) => {
                     tracing::warn!(group = %group.key, index, error = %e, "instance did not start");
@@ -102,13 +122,7 @@ pub(crate) async fn supervise(
         let Some(running) = process.as_mut() else {
             continue;
         };
-        // Until its first passing probe an instance is probed quickly, so a deploy
-        // learns it is Up within a fraction of a second, not a whole interval.
-        let interval = if came_up {
-            instances.settings.health_interval
-        } else {
-            STARTUP_PROBE_INTERVAL.min(instances.settings.health_interval)
-        };
+        let interval = probe_interval(came_up, startup_probes, instances.settings.health_interval);
         match pause(interval, &stop, &detach).await {
             Some(Interrupted::Stop) => {
                 running.stop(grace).await;
@@ -138,7 +152,47 @@ pub(crate) async fn supervise(
         if result.is_ok() {
             attempt = 0;
             came_up = true;
+        } else if !came_up {
+            startup_probes = startup_probes.saturating_add(1);
         }
         instances.record_probe(&group, index, &result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(2);
+
+    fn millis(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    #[test]
+    fn a_starting_instance_is_probed_soon_then_less_often_until_it_is_up() {
+        let waits: Vec<u64> = (0..7)
+            .map(|failed| millis(probe_interval(false, failed, INTERVAL)))
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 100, 100, 100]);
+        assert_eq!(
+            probe_interval(false, u32::MAX, INTERVAL),
+            STARTUP_PROBE_INTERVAL
+        );
+    }
+
+    #[test]
+    fn an_instance_that_came_up_is_probed_every_health_interval() {
+        assert_eq!(probe_interval(true, 0, INTERVAL), INTERVAL);
+        assert_eq!(probe_interval(true, 5, INTERVAL), INTERVAL);
+    }
+
+    #[test]
+    fn a_short_health_interval_caps_the_startup_probes() {
+        let short = Duration::from_millis(30);
+        let waits: Vec<u64> = (0..4)
+            .map(|failed| millis(probe_interval(false, failed, short)))
+            .collect();
+        assert_eq!(waits, [10, 20, 30, 30]);
     }
 }
