@@ -64,14 +64,22 @@ pub(crate) fn write_structured(
 
 /// Text from the server made safe to print on a terminal: every control character
 /// (an escape sequence could move the cursor, rewrite what was printed or set the
-/// window title; a newline could forge a table row) is shown escaped, as `\u{1b}`.
+/// window title; a newline could forge a table row) and every bidirectional override
+/// or mark (which could show a row's text reordered) is shown escaped, as `\u{1b}`.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    escape_where(text, char::is_control)
+    escape_where(text, unsafe_to_print)
 }
 
 /// Like [`escape_controls`], keeping line breaks, for messages of several lines.
 pub fn escape_controls_keep_lines(text: &str) -> Cow<'_, str> {
-    escape_where(text, |c| c.is_control() && c != '\n')
+    escape_where(text, |c| unsafe_to_print(c) && c != '\n')
+}
+
+/// Control characters, and the characters that change the direction text is shown in
+/// (marks U+200E/F, embeddings and overrides U+202A–E, isolates U+2066–9).
+fn unsafe_to_print(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn escape_where(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
@@ -246,6 +254,9 @@ mod tests {
         );
         assert_eq!(escape_controls_keep_lines("a\nb\u{1b}"), "a\nb\\u{1b}");
         assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
+        // A right-to-left override cannot show a name reversed.
+        assert_eq!(escape_controls("ok\u{202e}gnp.exe"), "ok\\u{202e}gnp.exe");
+        assert_eq!(escape_controls("ünïcödé"), "ünïcödé");
     }
 
     #[test]

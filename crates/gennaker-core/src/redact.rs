@@ -40,10 +40,15 @@ const SECRET_NAMES: &[&str] = &["cookie", "setcookie", "passwd"];
 const SECRET_SUFFIXES: &[&str] = &[
     "authorization",
     "password",
+    "passwords",
     "passphrase",
+    "pwd",
     "secret",
+    "secrets",
     "token",
+    "tokens",
     "apikey",
+    "apikeys",
     "privatekey",
     "secretkey",
     "accesskey",
@@ -78,10 +83,9 @@ fn url_password_spans(text: &str) -> Vec<Range<usize>> {
         // ends in surrounding text.
         let end = text[start..]
             .find(|c: char| {
-                matches!(
-                    c,
-                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ','
-                ) || c.is_whitespace()
+                // Not `'`, `)` or `,`: a password may hold them unencoded; at worst a
+                // little more than the password is hidden.
+                matches!(c, '/' | '?' | '#' | '"' | '<' | '>' | '`') || c.is_whitespace()
             })
             .map_or(text.len(), |e| start + e);
         let authority = &text[start..end];
@@ -92,7 +96,9 @@ fn url_password_spans(text: &str) -> Vec<Range<usize>> {
         {
             spans.push(start + colon + 1..start + at);
         }
-        from = end.max(start);
+        // From just after this `://`: a URL right after an authority without a path
+        // (`http://a;http://u:pw@b`) is looked at too.
+        from = start;
     }
     spans
 }
@@ -259,6 +265,20 @@ mod tests {
         assert_eq!(
             redact_url_passwords("a http://a:1@h b https://b:2@i"),
             "a http://a:***@h b https://b:***@i"
+        );
+        // Characters a password may hold unencoded.
+        assert_eq!(
+            redact_url_passwords("https://deploy:s3cr,e't)@hooks.example.com/x"),
+            "https://deploy:***@hooks.example.com/x"
+        );
+        assert_eq!(
+            redact_url_passwords("url 'http://u:pw@h' is refused"),
+            "url 'http://u:***@h' is refused"
+        );
+        // A URL right after another one's authority.
+        assert_eq!(
+            redact_url_passwords("mirrors=http://a;http://user:pw@b"),
+            "mirrors=http://a;http://user:***@b"
         );
         for clear in [
             "https://user@example.com/",

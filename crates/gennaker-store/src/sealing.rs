@@ -159,7 +159,11 @@ impl SealingKey {
         let mut value: Value = serde_json::from_str(document)?;
         let mut failure = None;
         for_each_secret(&mut value, &mut |text, kind| {
-            if kind == SecretKind::Sealed || failure.is_some() {
+            // Only what this key sealed for this execution stays as it is: a value a
+            // user typed to look sealed is sealed like any secret, so reading it back
+            // opens it instead of failing.
+            let sealed_here = kind == SecretKind::Sealed && self.open(text, id).is_some();
+            if sealed_here || failure.is_some() {
                 return;
             }
             match self.seal(text, id) {
@@ -372,6 +376,20 @@ mod tests {
             "{listed}"
         );
         assert!(!listed.contains("gnk-sealed:"), "{listed}");
+    }
+
+    #[test]
+    fn a_value_typed_to_look_sealed_is_sealed_and_read_back() {
+        let document = serde_json::json!({
+            "id": "e1",
+            "trigger": {"parameters": {"region": "gnk-sealed:x", "api_token": "gnk-sealed:v1:AAAA"}},
+        })
+        .to_string();
+        let sealed = key(1).seal_document(&document, "e1").unwrap();
+        assert_eq!(key(1).open_document(&sealed, "e1").unwrap(), document);
+        // Sealing again leaves what is sealed as it is.
+        let again = key(1).seal_document(&sealed, "e1").unwrap();
+        assert_eq!(again, sealed);
     }
 
     #[test]

@@ -575,7 +575,11 @@ fn note_interrupted(
     reason: &str,
 ) -> Result<(), CliError> {
     if live && !screen.terminal {
-        writeln!(out, "(event stream interrupted: {reason}; reconnecting)")?;
+        writeln!(
+            out,
+            "(event stream interrupted: {}; reconnecting)",
+            escape_controls(reason)
+        )?;
     }
     Ok(())
 }
