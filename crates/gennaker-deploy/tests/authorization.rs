@@ -638,7 +638,7 @@ fault_test!(
             deploy["requisiteStageRefIds"] = json!(["1"]);
             // Some waiting first, so the faults strike many times.
             let pipeline = json!({"stages": [
-                {"refId": "1", "name": "pause", "type": "test", "outcome": "poll:4"}, deploy]});
+                {"refId": "1", "name": "pause", "type": "test", "outcome": "poll:8"}, deploy]});
             let roles: &[&str] = if allowed { &["dev", "bankers"] } else { &["dev"] };
             let everything = json!(["bankers"]);
             let outcome = FaultRun::new(backend, fault, pipeline)
