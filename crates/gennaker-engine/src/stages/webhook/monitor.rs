@@ -194,24 +194,14 @@ impl Task for MonitorWebhookTask {
                     reply.status,
                     excerpt(&reply.body)
                 );
-                return Ok(finish(
-                    webhook,
-                    monitor,
-                    TaskResult::terminal(error.clone()),
-                    Some(error),
-                ));
+                return Ok(fail(webhook, monitor, error));
             }
         }
         let status = match select_one("statusJsonPath", status_text, &status_path, &reply.body) {
             Ok(value) => value.clone(),
             Err(error) => {
                 let error = format!("status response from {shown_endpoint}: {error}");
-                return Ok(finish(
-                    webhook,
-                    monitor,
-                    TaskResult::terminal(error.clone()),
-                    Some(error),
-                ));
+                return Ok(fail(webhook, monitor, error));
             }
         };
         if let Some((text, path)) = &progress {
@@ -223,21 +213,11 @@ impl Task for MonitorWebhookTask {
                     let error = format!(
                         "progressJsonPath '{text}' selected {other}, not a text message; point it at a string"
                     );
-                    return Ok(finish(
-                        webhook,
-                        monitor,
-                        TaskResult::terminal(error.clone()),
-                        Some(error),
-                    ));
+                    return Ok(fail(webhook, monitor, error));
                 }
                 Err(error) => {
                     let error = format!("status response from {shown_endpoint}: {error}");
-                    return Ok(finish(
-                        webhook,
-                        monitor,
-                        TaskResult::terminal(error.clone()),
-                        Some(error),
-                    ));
+                    return Ok(fail(webhook, monitor, error));
                 }
             }
         }
@@ -261,12 +241,7 @@ impl Task for MonitorWebhookTask {
                 let error = format!(
                     "statusJsonPath '{status_text}' selected {other} in the response from {shown_endpoint}, not a status; point it at a string or number"
                 );
-                return Ok(finish(
-                    webhook,
-                    monitor,
-                    TaskResult::terminal(error.clone()),
-                    Some(error),
-                ));
+                return Ok(fail(webhook, monitor, error));
             }
         };
         monitor.insert("status".into(), Value::String(reported.clone()));
@@ -314,6 +289,16 @@ impl Task for MonitorWebhookTask {
 }
 
 /// Records a poll's `monitor` (and its error) under `webhook`.
+/// Ends the monitor TERMINAL with `error`, recorded in the stage's `monitor` record too.
+fn fail(webhook: Map<String, Value>, monitor: Map<String, Value>, error: String) -> TaskResult {
+    finish(
+        webhook,
+        monitor,
+        TaskResult::terminal(error.clone()),
+        Some(error),
+    )
+}
+
 fn finish(
     mut webhook: Map<String, Value>,
     mut monitor: Map<String, Value>,
