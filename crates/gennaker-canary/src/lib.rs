@@ -27,6 +27,7 @@ mod render;
 pub mod result;
 mod scorer;
 mod shape;
+pub mod source;
 mod stats;
 mod zeroin;
 
@@ -36,6 +37,7 @@ pub use render::render_table;
 pub use result::{Classification, JudgeResult, MetricResult, ScoreClassification};
 pub use scorer::ScoreThresholds;
 pub use shape::ShapeCheck;
+pub use source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
 pub use stats::Stats;
 
 /// Optional improvements over Kayenta. All are off by default, so the default
