@@ -49,6 +49,9 @@ impl KubernetesAccounts {
             account: String::new(),
             message: err.to_string(),
         })?;
+        // kube's TLS uses the process-level provider; with two crypto libraries in
+        // the build none is chosen by itself. An Err means one is already installed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut accounts = BTreeMap::new();
         for entry in &settings.accounts {
             let account = Account::connect(entry).await?;
