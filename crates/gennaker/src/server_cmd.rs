@@ -542,7 +542,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server =
         gennaker::wiring::start_server_with_kubernetes(config, &webhooks, &local, &kubernetes)
             .await
-        .with_context(|| format!("gennaker server failed to start (database {database})"))?;
+            .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
     server
         .stop()

@@ -308,11 +308,13 @@ impl Task for DeployTask {
                     account.delete(&kind, ns, &old, &options).await?;
                 }
             }
-            names_by_namespace
+            if let Some(list) = names_by_namespace
                 .entry(ns.unwrap_or_default().to_owned())
                 .or_insert_with(|| Value::Array(Vec::new()))
                 .as_array_mut()
-                .map(|list| list.push(Value::String(full.clone())));
+            {
+                list.push(Value::String(full.clone()));
+            }
             artifacts.push(artifact(
                 &account.name,
                 &kind_name,

@@ -495,11 +495,13 @@ async fn delete_selected(
     for (kind, name, _) in &found {
         let ns = kind.namespaced.then_some(location);
         account.delete(kind, ns, name, &options).await?;
-        names
+        if let Some(list) = names
             .entry(location.to_owned())
             .or_insert_with(|| Value::Array(Vec::new()))
             .as_array_mut()
-            .map(|l| l.push(json!(format!("{} {name}", kind_key(&kind.resource.kind)))));
+        {
+            list.push(json!(format!("{} {name}", kind_key(&kind.resource.kind))));
+        }
     }
     let names = Value::Object(names);
     Ok(TaskResult::succeeded()
@@ -531,9 +533,8 @@ fn patch_body(ctx: &TaskContext<'_>, live: &Value, marker: &str) -> Result<Patch
     };
     match strategy {
         "json" => {
-            let mut ops = match body {
-                Value::Array(ops) => ops,
-                _ => return Err(field("a JSON patch is a list of operations")),
+            let Value::Array(mut ops) = body else {
+                return Err(field("a JSON patch is a list of operations"));
             };
             let escaped = PATCHED_BY.replace('~', "~0").replace('/', "~1");
             if live.pointer("/metadata/annotations").is_some() {
