@@ -257,3 +257,42 @@ async fn namespaces_outside_the_allow_list_are_refused_before_anything_is_applie
     assert!(why.contains("'kube-system'"), "{why}");
     kit.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_repeated_at_every_step_or_crashing_after_every_commit_makes_one_version() {
+    use gennaker_engine::testing::{Fault, FaultRun, TestBackend};
+    for fault in [Fault::RepeatEveryStep, Fault::CrashAfterEveryCommit] {
+        let Some(kit) = Kit::new("faults", vec![]).await else {
+            return;
+        };
+        let pipeline = kit.pipeline(vec![
+            deploy(
+                "deploy",
+                vec![replica_set("nginx:1.25"), config_map("hello")],
+            ),
+            json!({"name": "grow", "type": "scaleManifest", "manifestName": "replicaSet web-v000", "replicas": 3}),
+            json!({"name": "restamp", "type": "patchManifest", "manifestName": "replicaSet web-v000",
+                   "options": {"mergeStrategy": "json"},
+                   "patchBody": [{"op": "add", "path": "/metadata/labels/stamped", "value": "once"}]}),
+        ]);
+        let accounts = kit.accounts.clone();
+        let outcome = FaultRun::new(TestBackend::Sqlite, fault, pipeline)
+            .with_stages(move |registry| gennaker_kubernetes::register(registry, accounts.clone()))
+            .clock_step(std::time::Duration::from_secs(1))
+            .run()
+            .await;
+        outcome.assert_succeeded();
+        outcome.assert_clean();
+        assert_eq!(
+            kit.names("apps/v1", "ReplicaSet").await,
+            ["web-v000"],
+            "{fault:?}"
+        );
+        assert_eq!(
+            kit.names("v1", "ConfigMap").await,
+            ["kube-root-ca.crt", "web-config-v000"],
+            "{fault:?}"
+        );
+        kit.finish().await;
+    }
+}

@@ -119,6 +119,8 @@ pub struct Kit {
     pub client: kube::Client,
     pub namespace: String,
     pub h: Harness,
+    /// The accounts the engine acts through (`k8s`, limited to the namespace).
+    pub accounts: KubernetesAccounts,
     kubelet: CancellationToken,
     /// What the played kubelet does with new pods.
     pub behaviour: Arc<Mutex<Behaviour>>,
@@ -162,8 +164,9 @@ impl Kit {
         let accounts = KubernetesAccounts::connect(&KubernetesSettings { accounts })
             .await
             .unwrap();
-        let h = Harness::with_stages(TestBackend::Sqlite, |registry| {
-            gennaker_kubernetes::register(registry, accounts.clone());
+        let registered = accounts.clone();
+        let h = Harness::with_stages(TestBackend::Sqlite, move |registry| {
+            gennaker_kubernetes::register(registry, registered.clone());
         })
         .await;
         let behaviour = Arc::new(Mutex::new(Behaviour::Ready));
@@ -179,6 +182,7 @@ impl Kit {
             client,
             namespace,
             h,
+            accounts,
             kubelet,
             behaviour,
         })
@@ -192,6 +196,20 @@ impl Kit {
     /// Runs stages (given `account`, `location` and, for deploys, `namespaceOverride`) one after another and drives the
     /// engine clock until the execution ends.
     pub async fn run(&self, stages: Vec<Value>) -> Execution {
+        let run = self.h.run("k8s", self.pipeline(stages)).await;
+        self.h
+            .drive_until(
+                &run.id,
+                Duration::from_secs(2),
+                "the execution to end",
+                |e| e.status.is_complete(),
+            )
+            .await
+    }
+
+    /// A pipeline of these stages, one after another, each given `account`,
+    /// `location` and, for deploys, `namespaceOverride`.
+    pub fn pipeline(&self, stages: Vec<Value>) -> Value {
         let stages: Vec<Value> = stages
             .into_iter()
             .enumerate()
@@ -213,15 +231,7 @@ impl Kit {
                 s
             })
             .collect();
-        let run = self.h.run("k8s", json!({ "stages": stages })).await;
-        self.h
-            .drive_until(
-                &run.id,
-                Duration::from_secs(2),
-                "the execution to end",
-                |e| e.status.is_complete(),
-            )
-            .await
+        json!({ "stages": stages })
     }
 
     /// A live object of the test namespace, as JSON.
