@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# What to stop when the script ends, however it ends.
+exit_steps=()
+run_exit_steps() { for step in "${exit_steps[@]}"; do eval "$step" || true; done; }
+trap run_exit_steps EXIT
+
 apt_updated=0
 need_package() { # need_package COMMAND PACKAGE...
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -33,10 +38,25 @@ if ! psql "$pg_url" -qtAc 'select 1' >/dev/null 2>&1; then
   run_pg "$pg_bin/initdb -D $pg_dir/data -U postgres -A trust >/dev/null"
   run_pg "$pg_bin/pg_ctl -D $pg_dir/data -o '-p 55432 -k $pg_dir -c listen_addresses=127.0.0.1' -l $pg_dir/log -w start >/dev/null"
   run_pg "$pg_bin/createdb -h 127.0.0.1 -p 55432 -U postgres test"
-  trap 'run_pg "$pg_bin/pg_ctl -D $pg_dir/data -m fast stop >/dev/null" || true' EXIT
+  exit_steps+=('run_pg "$pg_bin/pg_ctl -D $pg_dir/data -m fast stop >/dev/null"')
   pg_url="postgres://postgres@127.0.0.1:55432/test"
 fi
 export GENNAKER_TEST_POSTGRES_URL="$pg_url"
+
+# Kubernetes: the provider's tests run on a real control plane (kube-apiserver,
+# controller-manager, scheduler; no kubelet) when ../shared/k8s is beside the repo.
+k8s_dir="$(dirname "$PWD")/shared/k8s"
+if [ -z "${GENNAKER_TEST_KUBECONFIG:-}" ] && [ -x "$k8s_dir/start-cluster" ]; then
+  need_package etcd etcd-server
+  k8s_run=$(mktemp -d /tmp/gennaker-k8s.XXXXXX)
+  log "starting the Kubernetes test control plane in $k8s_run"
+  if "$k8s_dir/start-cluster" "$k8s_run" >/dev/null; then
+    exit_steps+=("\"$k8s_dir/stop-cluster\" \"$k8s_run\" >/dev/null")
+    export GENNAKER_TEST_KUBECONFIG="$k8s_run/kubeconfig"
+  else
+    log "the Kubernetes control plane did not start; its tests are skipped"
+  fi
+fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"

@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
+use gennaker_kubernetes::KubernetesSettings;
 use gennaker_local::HostSettings;
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
 use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
@@ -76,6 +77,9 @@ struct RawSettings {
     local: Option<HostSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secrets: Option<SecretsSettings>,
+    /// `[[kubernetes.accounts]]`: the clusters manifest stages deploy to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kubernetes: Option<KubernetesSettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -160,6 +164,7 @@ struct Settings {
     server: ServerConfig,
     webhooks: Vec<PreconfiguredWebhookStage>,
     local: HostSettings,
+    kubernetes: KubernetesSettings,
     log_format: LogFormat,
 }
 
@@ -331,6 +336,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         outbound: None,
         local: None,
         secrets: None,
+        kubernetes: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -372,10 +378,13 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         secrets_key_file: raw.secrets.and_then(|secrets| secrets.key_file),
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
+    let kubernetes = raw.kubernetes.unwrap_or_default();
+    kubernetes.validate().context("invalid server settings")?;
     Ok(Settings {
         server: config,
         webhooks,
         local: raw.local.unwrap_or_default(),
+        kubernetes,
         log_format: raw.log_format.unwrap_or(LogFormat::Human),
     })
 }
@@ -525,13 +534,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         server: config,
         webhooks,
         local,
+        kubernetes,
         log_format,
     } = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    let server = gennaker::wiring::start_server(config, &webhooks, &local)
-        .await
-        .with_context(|| format!("gennaker server failed to start (database {database})"))?;
+    let server =
+        gennaker::wiring::start_server_with_kubernetes(config, &webhooks, &local, &kubernetes)
+            .await
+            .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
     server
         .stop()
@@ -714,6 +725,31 @@ mod tests {
         std::fs::write(&file, "[local]\ncomands = [\"/bin/sh\"]\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("comands"), "{err}");
+    }
+
+    #[test]
+    fn kubernetes_accounts_are_read_and_checked_and_their_tokens_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[[kubernetes.accounts]]\nname = \"k8s\"\nkubeconfig = \"/etc/kube/config\"\ncontext = \"prod\"\nnamespaces = [\"default\", \"shop\"]\n\n[[kubernetes.accounts]]\nname = \"edge\"\nurl = \"https://10.0.0.1:6443\"\ntoken = \"tok-3f9a\"\nca_file = \"/etc/kube/ca.crt\"\n",
+        )
+        .unwrap();
+        let read = settings(&args(Some(file.clone())), no_env).unwrap();
+        let accounts = &read.kubernetes.accounts;
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[0].context.as_deref(), Some("prod"));
+        assert_eq!(accounts[0].namespaces, ["default", "shop"]);
+        assert_eq!(accounts[1].token.as_deref(), Some("tok-3f9a"));
+        assert!(!format!("{read:?}").contains("tok-3f9a"));
+        std::fs::write(
+            &file,
+            "[[kubernetes.accounts]]\nname = \"edge\"\nurl = \"https://10.0.0.1:6443\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("kubernetes.accounts[0].token"), "{err}");
     }
 
     #[test]

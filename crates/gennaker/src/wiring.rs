@@ -10,6 +10,7 @@ use gennaker_deploy::Providers;
 use gennaker_engine::{
     PreconfiguredWebhook, PreconfiguredWebhookStage, StageRegistry, WebhookConfigError,
 };
+use gennaker_kubernetes::{KubernetesAccounts, KubernetesSettings};
 use gennaker_local::lb::{LbConfig, LoadBalancers};
 use gennaker_local::{HostPolicy, HostSettings, LocalProvider, LocalSettings};
 use gennaker_server::{
@@ -17,10 +18,12 @@ use gennaker_server::{
 };
 
 /// The stage types every server has, acting through `providers`: the engine's generic
-/// stages and the deployment stages.
+/// stages, the deployment stages and the Kubernetes manifest stages (with no account
+/// here; [`start_server_with_kubernetes`] registers them again with the configured ones).
 fn builtin_stages(providers: Providers) -> StageRegistry {
     let mut registry = StageRegistry::standard();
     gennaker_deploy::register(&mut registry, providers);
+    gennaker_kubernetes::register(&mut registry, KubernetesAccounts::default());
     registry
 }
 
@@ -65,12 +68,30 @@ pub async fn start_server(
     webhooks: &[PreconfiguredWebhookStage],
     local: &HostSettings,
 ) -> Result<RunningServer, ServerError> {
+    start_server_with_kubernetes(config, webhooks, local, &KubernetesSettings::default()).await
+}
+
+/// [`start_server`], with the manifest stages acting through the Kubernetes accounts
+/// of `kubernetes` (`[[kubernetes.accounts]]`). An account whose kubeconfig or CA file
+/// cannot be read stops the start with the account named.
+pub async fn start_server_with_kubernetes(
+    config: ServerConfig,
+    webhooks: &[PreconfiguredWebhookStage],
+    local: &HostSettings,
+    kubernetes: &KubernetesSettings,
+) -> Result<RunningServer, ServerError> {
+    let kubernetes = KubernetesAccounts::connect(kubernetes)
+        .await
+        .map_err(|err| ServerError::Provider {
+            provider: gennaker_kubernetes::PROVIDER,
+            message: err.to_string(),
+        })?;
     let host = HostPolicy::new(local).map_err(|err| ServerError::Provider {
         provider: "local",
         message: err.to_string(),
     })?;
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config, webhooks, host).await?;
+    let wiring = wire(&open, &config, webhooks, host, kubernetes).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
@@ -79,6 +100,7 @@ async fn wire(
     config: &ServerConfig,
     webhooks: &[PreconfiguredWebhookStage],
     host: HostPolicy,
+    kubernetes: KubernetesAccounts,
 ) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
     let local = LocalProvider::start(
@@ -100,7 +122,12 @@ async fn wire(
     let shared = Arc::new(local.clone());
     let providers = Providers::new().with(shared.clone(), Some(shared));
     let mut registry = stage_registry(providers.clone(), webhooks);
-    registry.set_cloud_providers(providers.names());
+    let mut clouds = providers.names();
+    if !kubernetes.is_empty() {
+        clouds.push(gennaker_kubernetes::PROVIDER.to_owned());
+    }
+    gennaker_kubernetes::register(&mut registry, kubernetes);
+    registry.set_cloud_providers(clouds);
     Ok(Wiring {
         registry,
         providers,

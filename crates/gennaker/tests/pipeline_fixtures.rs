@@ -36,12 +36,16 @@ const FIXTURES: &[(&str, &[(&str, &str)])] = &[
                 "'bakeManifest' is a Spinnaker stage Gennaker cannot run yet",
             ),
             (
-                "$.stages[1].type",
-                "'deployManifest' is a Spinnaker stage Gennaker cannot run yet",
+                "$.stages[1].source",
+                "manifests from artifacts are not supported yet",
             ),
             (
-                "$.stages[2].type",
-                "'undoRolloutManifest' is a Spinnaker stage Gennaker cannot run yet",
+                "$.stages[1].account",
+                "no Kubernetes account is configured on this server",
+            ),
+            (
+                "$.stages[2].account",
+                "no Kubernetes account is configured on this server",
             ),
         ],
     ),

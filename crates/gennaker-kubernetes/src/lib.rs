@@ -1,0 +1,27 @@
+//! Gennaker's Kubernetes provider, on kube-rs (no kubectl).
+//!
+//! - [`settings`]: `[[kubernetes.accounts]]` (a kubeconfig and context, or a URL,
+//!   token and CA file; the namespaces stages may act in);
+//! - [`cluster`]: a client per account, kinds resolved through discovery, and the
+//!   calls stages make (server-side apply under the field manager `gennaker`, create,
+//!   replace, patch, delete, list), with 403s turned into messages naming the verb,
+//!   resource and namespace;
+//! - [`manifest`], [`versioning`], [`status`]: Spinnaker's naming, moniker and artifact
+//!   annotations, `-vNNN` versioning with its `strategy.spinnaker.io/*` annotations, and
+//!   the "stable" rules per kind: pure logic;
+//! - [`register`]: the manifest stage types (`deployManifest`, `deleteManifest`,
+//!   `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
+//!   `rollingRestartManifest`) acting through the accounts.
+
+pub mod cluster;
+mod error;
+pub mod manifest;
+pub mod settings;
+mod stages;
+pub mod status;
+pub mod versioning;
+
+pub use cluster::{Account, KubernetesAccounts};
+pub use error::{KubeError, SettingsError};
+pub use settings::{AccountSettings, KubernetesSettings};
+pub use stages::{PROVIDER, register};
