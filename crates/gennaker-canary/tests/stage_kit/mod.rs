@@ -35,6 +35,7 @@ pub(crate) struct Query {
 #[derive(Debug, Default)]
 pub(crate) struct FakeMetrics {
     ratios: Mutex<BTreeMap<String, f64>>,
+    ratio_from_points: Mutex<usize>,
     queries: Mutex<Vec<Query>>,
 }
 
@@ -42,6 +43,12 @@ impl FakeMetrics {
     /// Multiplies the values of `scope` by `ratio`.
     pub(crate) fn set_ratio(&self, scope: &str, ratio: f64) {
         self.ratios.lock().unwrap().insert(scope.to_owned(), ratio);
+    }
+
+    /// Applies the ratios only to windows of at least `points` points (a canary that
+    /// goes bad later in the analysis).
+    pub(crate) fn ratio_from_points(&self, points: usize) {
+        *self.ratio_from_points.lock().unwrap() = points;
     }
 
     /// Every query answered so far.
@@ -81,15 +88,13 @@ impl MetricSource for FakeMetrics {
             start: scope.start,
             end: scope.end,
         });
-        let ratio = self
-            .ratios
-            .lock()
-            .unwrap()
-            .get(&scope.scope)
-            .copied()
-            .unwrap_or(1.0);
         let span = scope.end.as_second() - scope.start.as_second();
         let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
+        let from = *self.ratio_from_points.lock().unwrap();
+        let ratio = match self.ratios.lock().unwrap().get(&scope.scope) {
+            Some(ratio) if points >= from => *ratio,
+            _ => 1.0,
+        };
         let values = (0..points)
             .map(|i| ratio * (10.0 + ((i * 7) % 5) as f64 * 0.1))
             .collect();
