@@ -21,7 +21,8 @@ fn validate(stage: Value, accounts: &[&str]) -> ValidationReport {
     }
     let mut registry = StageRegistry::standard();
     gennaker_canary::stage::register(&mut registry, sources, stage_kit::configs());
-    let pipeline = json!({"application": "sampleapp", "name": "Automated Canary", "stages": [stage]});
+    let pipeline =
+        json!({"application": "sampleapp", "name": "Automated Canary", "stages": [stage]});
     validate_pipeline_value(&pipeline, registry.catalog())
 }
 
@@ -69,8 +70,18 @@ fn reference_sample() -> Value {
 
 #[test]
 fn real_spinnaker_shapes_save_without_problems() {
-    assert_eq!(problems(&validate(spinnaker_solution(), &[])), [], "offline");
-    assert_eq!(problems(&validate(spinnaker_solution(), &["kayenta-tutorial", "prom"])), []);
+    assert_eq!(
+        problems(&validate(spinnaker_solution(), &[])),
+        [],
+        "offline"
+    );
+    assert_eq!(
+        problems(&validate(
+            spinnaker_solution(),
+            &["kayenta-tutorial", "prom"]
+        )),
+        []
+    );
     assert_eq!(problems(&validate(reference_sample(), &["prom"])), []);
     // Numbers as numbers, empty strings for unset minutes, a step, the offset, siteLocal.
     let mut stage = reference_sample();
@@ -90,7 +101,8 @@ fn real_spinnaker_shapes_save_without_problems() {
     config.remove("lifetimeDuration");
     config.insert("canaryConfigName".into(), json!("sampleapp-canary-config"));
     config.insert("lifetimeHours".into(), json!("1.5"));
-    stage["canaryConfig"]["scopes"][0]["experimentScope"] = json!("${ deployedServerGroups[0].serverGroup }");
+    stage["canaryConfig"]["scopes"][0]["experimentScope"] =
+        json!("${ deployedServerGroups[0].serverGroup }");
     assert_eq!(problems(&validate(stage, &[])), []);
     // Retrospective: Deck removes lifetime and warm-up and sets the window.
     let mut stage = reference_sample();
@@ -121,32 +133,155 @@ fn has(errors: &[(String, String)], path: &str, words: &str) -> bool {
 fn real_mistakes_are_errors_at_their_paths() {
     let at = "$.stages[0].canaryConfig";
     let e = errors(|s| s["canaryConfig"]["scopes"] = json!([]), &[]);
-    assert!(has(&e, &format!("{at}.scopes"), "at least one scope"), "{e:?}");
-    let e = errors(|s| { s["canaryConfig"].as_object_mut().unwrap().remove("lifetimeDuration"); }, &[]);
-    assert!(has(&e, &format!("{at}.lifetimeDuration"), "lifetimeDuration"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("high"), &[]);
-    assert!(has(&e, &format!("{at}.scoreThresholds.pass"), "must be a number"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["scoreThresholds"] = json!({"marginal": "90", "pass": "75"}), &[]);
-    assert!(has(&e, &format!("{at}.scoreThresholds.pass"), "below the marginal"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("150"), &[]);
-    assert!(has(&e, &format!("{at}.scoreThresholds.pass"), "between 0 and 100"), "{e:?}");
+    assert!(
+        has(&e, &format!("{at}.scopes"), "at least one scope"),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| {
+            s["canaryConfig"]
+                .as_object_mut()
+                .unwrap()
+                .remove("lifetimeDuration");
+        },
+        &[],
+    );
+    assert!(
+        has(&e, &format!("{at}.lifetimeDuration"), "lifetimeDuration"),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("high"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.scoreThresholds.pass"),
+            "must be a number"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["scoreThresholds"] = json!({"marginal": "90", "pass": "75"}),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.scoreThresholds.pass"),
+            "below the marginal"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("150"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.scoreThresholds.pass"),
+            "between 0 and 100"
+        ),
+        "{e:?}"
+    );
     let e = errors(|_| {}, &["builtin", "prometheus"]);
-    assert!(has(&e, &format!("{at}.metricsAccountName"), "'prom' is not configured"), "{e:?}");
-    assert!(e[0].1.contains("builtin, prometheus"), "names the configured accounts: {e:?}");
+    assert!(
+        has(
+            &e,
+            &format!("{at}.metricsAccountName"),
+            "'prom' is not configured"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[0].1.contains("builtin, prometheus"),
+        "names the configured accounts: {e:?}"
+    );
     let e = errors(|s| s["canaryConfig"]["lifetimeDuration"] = json!("5m"), &[]);
-    assert!(has(&e, &format!("{at}.lifetimeDuration"), "not an ISO-8601 duration"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["canaryAnalysisIntervalMins"] = json!("five"), &[]);
-    assert!(has(&e, &format!("{at}.canaryAnalysisIntervalMins"), "must be a number"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["beginCanaryAnalysisAfterMins"] = json!("-1"), &[]);
-    assert!(has(&e, &format!("{at}.beginCanaryAnalysisAfterMins"), "between 0"), "{e:?}");
-    let e = errors(|s| { s["canaryConfig"].as_object_mut().unwrap().remove("canaryConfigId"); }, &[]);
-    assert!(has(&e, &format!("{at}.canaryConfigId"), "canaryConfigName"), "{e:?}");
-    let e = errors(|s| { s["canaryConfig"]["scopes"][0].as_object_mut().unwrap().remove("controlScope"); }, &[]);
-    assert!(has(&e, &format!("{at}.scopes[0].controlScope"), "control"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["scopes"][0]["endTimeIso"] = json!("2024-05-01T13:00:00Z"), &[]);
-    assert!(has(&e, &format!("{at}.scopes[0].startTimeIso"), "needs scopes[0].startTimeIso"), "{e:?}");
-    let e = errors(|s| s["canaryConfig"]["scopes"][0]["startTimeIso"] = json!("yesterday"), &[]);
-    assert!(has(&e, &format!("{at}.scopes[0].startTimeIso"), "not an ISO-8601 instant"), "{e:?}");
+    assert!(
+        has(
+            &e,
+            &format!("{at}.lifetimeDuration"),
+            "not an ISO-8601 duration"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["canaryAnalysisIntervalMins"] = json!("five"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.canaryAnalysisIntervalMins"),
+            "must be a number"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["beginCanaryAnalysisAfterMins"] = json!("-1"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.beginCanaryAnalysisAfterMins"),
+            "between 0"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| {
+            s["canaryConfig"]
+                .as_object_mut()
+                .unwrap()
+                .remove("canaryConfigId");
+        },
+        &[],
+    );
+    assert!(
+        has(&e, &format!("{at}.canaryConfigId"), "canaryConfigName"),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| {
+            s["canaryConfig"]["scopes"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("controlScope");
+        },
+        &[],
+    );
+    assert!(
+        has(&e, &format!("{at}.scopes[0].controlScope"), "control"),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["scopes"][0]["endTimeIso"] = json!("2024-05-01T13:00:00Z"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.scopes[0].startTimeIso"),
+            "needs scopes[0].startTimeIso"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["canaryConfig"]["scopes"][0]["startTimeIso"] = json!("yesterday"),
+        &[],
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{at}.scopes[0].startTimeIso"),
+            "not an ISO-8601 instant"
+        ),
+        "{e:?}"
+    );
     let e = errors(
         |s| {
             s["canaryConfig"]["lifetimeDuration"] = json!("PT1H");
@@ -154,18 +289,46 @@ fn real_mistakes_are_errors_at_their_paths() {
         },
         &[],
     );
-    assert!(has(&e, &format!("{at}.canaryAnalysisIntervalMins"), "judgements; at most"), "{e:?}");
-    let e = errors(|s| s["deployments"] = json!({"baseline": {"cluster": "app-prod"}}), &[]);
-    assert!(has(&e, "$.stages[0].deployments", "not supported yet"), "{e:?}");
-    let e = errors(|s| { s.as_object_mut().unwrap().remove("canaryConfig"); }, &[]);
-    assert!(has(&e, "$.stages[0].canaryConfig", "needs a canaryConfig"), "{e:?}");
+    assert!(
+        has(
+            &e,
+            &format!("{at}.canaryAnalysisIntervalMins"),
+            "judgements; at most"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| s["deployments"] = json!({"baseline": {"cluster": "app-prod"}}),
+        &[],
+    );
+    assert!(
+        has(&e, "$.stages[0].deployments", "not supported yet"),
+        "{e:?}"
+    );
+    let e = errors(
+        |s| {
+            s.as_object_mut().unwrap().remove("canaryConfig");
+        },
+        &[],
+    );
+    assert!(
+        has(&e, "$.stages[0].canaryConfig", "needs a canaryConfig"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn the_synthetic_stage_types_cannot_be_used_on_their_own() {
     for stage_type in ["runCanaryIntervals", "runCanary"] {
         let stage = json!({"refId": "1", "type": stage_type, "name": "x"});
-        let e: Vec<String> = validate(stage, &[]).errors().map(|p| p.message.clone()).collect();
-        assert!(e.iter().any(|m| m.contains("planned by a kayentaCanary stage")), "{e:?}");
+        let e: Vec<String> = validate(stage, &[])
+            .errors()
+            .map(|p| p.message.clone())
+            .collect();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("planned by a kayentaCanary stage")),
+            "{e:?}"
+        );
     }
 }

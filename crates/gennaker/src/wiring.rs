@@ -17,10 +17,18 @@ use gennaker_server::{
 };
 
 /// The stage types every server has, acting through `providers`: the engine's generic
-/// stages and the deployment stages.
+/// stages, the deployment stages and the canary stage.
 fn builtin_stages(providers: Providers) -> StageRegistry {
     let mut registry = StageRegistry::standard();
     gennaker_deploy::register(&mut registry, providers);
+    // No metric sources or stored canary configs are wired yet (their server settings
+    // and store land separately): a canary run fails naming the missing account or
+    // config instead of passing as "Spinnaker-only".
+    gennaker_canary::stage::register(
+        &mut registry,
+        gennaker_canary::MetricSources::new(),
+        Arc::new(gennaker_canary::InMemoryCanaryConfigs::new()),
+    );
     registry
 }
 
