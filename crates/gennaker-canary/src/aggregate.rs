@@ -2,75 +2,93 @@
 //! standalone canary analysis), as pure functions: which windows to judge, when to
 //! stop early, and the stage's verdict (reference §4).
 
-/// Timing of a canary analysis, in minutes.
+/// Timing of a canary analysis, in seconds.
+///
+/// Orca counts in whole minutes (`Duration.toMinutes()`); Gennaker counts in seconds so
+/// that fractional minutes (`canaryAnalysisIntervalMins: "0.25"`) work. For settings in
+/// whole minutes the two give the same judgements and windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CanaryTiming {
     /// Total analysis time (`lifetimeDuration`, or end − start with an end time).
-    pub lifetime_mins: u64,
+    pub lifetime_secs: u64,
     /// `canaryAnalysisIntervalMins`; `None`, 0 or more than the lifetime means one
     /// judgement over the whole lifetime.
-    pub interval_mins: Option<u64>,
+    pub interval_secs: Option<u64>,
     /// `beginCanaryAnalysisAfterMins`: warm-up before the first window (real time only).
-    pub begin_after_mins: u64,
+    pub begin_after_secs: u64,
     /// `lookbackMins`: > 0 gives sliding windows of this length instead of growing ones.
-    pub lookback_mins: u64,
+    pub lookback_secs: u64,
     /// `baselineAnalysisOffsetInMins`: the control window is shifted back by this much.
-    pub baseline_offset_mins: u64,
+    pub baseline_offset_secs: u64,
     /// Whether the scope has an end time (historical analysis: no waits).
     pub has_end_time: bool,
 }
 
-/// One judgement to run. Times are minutes relative to the analysis start (the
+impl CanaryTiming {
+    /// The interval actually used: the configured one, or the lifetime when it is
+    /// unset, 0 or longer than the lifetime (Orca's rule).
+    pub fn effective_interval_secs(&self) -> u64 {
+        match self.interval_secs {
+            Some(i) if i > 0 && i <= self.lifetime_secs => i,
+            _ => self.lifetime_secs,
+        }
+    }
+
+    /// How many judgements the analysis makes: `⌊lifetime / interval⌋`.
+    pub fn judgement_count(&self) -> u64 {
+        match self.effective_interval_secs() {
+            0 => 0,
+            interval => self.lifetime_secs / interval,
+        }
+    }
+}
+
+/// One judgement to run. Times are seconds relative to the analysis start (the
 /// stage start in real time, the scope's start time otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// 1-based judgement number.
     pub index: u64,
     /// Real-time wait before this judgement (0 for historical analysis).
-    pub wait_before_mins: u64,
+    pub wait_before_secs: u64,
     /// Start of the experiment window.
-    pub start_min: i64,
+    pub start_secs: i64,
     /// End of the experiment window.
-    pub end_min: i64,
+    pub end_secs: i64,
     /// Start of the control window (start shifted back by the baseline offset).
-    pub control_start_min: i64,
+    pub control_start_secs: i64,
     /// End of the control window.
-    pub control_end_min: i64,
+    pub control_end_secs: i64,
 }
 
 /// Plans the judgements: `⌊lifetime / interval⌋` windows ending at
 /// `start + warm-up + i·interval` (no warm-up with an end time), each growing from
-/// the start or, with a lookback, covering only the last `lookback` minutes.
+/// the start or, with a lookback, covering only the last `lookback` seconds.
 pub fn plan_judgements(t: &CanaryTiming) -> Vec<Window> {
-    let interval = match t.interval_mins {
-        Some(i) if i > 0 && i <= t.lifetime_mins => i,
-        _ => t.lifetime_mins,
-    };
-    if interval == 0 {
-        return Vec::new();
-    }
-    let count = t.lifetime_mins / interval;
+    let interval = t.effective_interval_secs();
+    let count = t.judgement_count();
+    let signed = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
     let warmup = if t.has_end_time {
         0
     } else {
-        t.begin_after_mins as i64
+        signed(t.begin_after_secs)
     };
-    let offset = t.baseline_offset_mins as i64;
+    let offset = signed(t.baseline_offset_secs);
     (1..=count)
         .map(|i| {
-            let end = warmup + (i * interval) as i64;
-            let start = if t.lookback_mins > 0 {
-                end - t.lookback_mins as i64
+            let end = warmup.saturating_add(signed(i.saturating_mul(interval)));
+            let start = if t.lookback_secs > 0 {
+                end.saturating_sub(signed(t.lookback_secs))
             } else {
                 warmup
             };
             Window {
                 index: i,
-                wait_before_mins: if t.has_end_time { 0 } else { interval },
-                start_min: start,
-                end_min: end,
-                control_start_min: start - offset,
-                control_end_min: end - offset,
+                wait_before_secs: if t.has_end_time { 0 } else { interval },
+                start_secs: start,
+                end_secs: end,
+                control_start_secs: start.saturating_sub(offset),
+                control_end_secs: end.saturating_sub(offset),
             }
         })
         .collect()

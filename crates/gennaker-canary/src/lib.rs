@@ -6,8 +6,9 @@
 //! and Hodges–Lehmann estimate of R's `wilcox.test` (see [`mannwhitney`]), effect
 //! sizes, direction and critical gates — then scores the results by group weights
 //! and classifies the score against the request's thresholds. [`aggregate`] holds
-//! the multi-judgement logic of the `kayentaCanary` stage, and [`render_table`] a
-//! plain-text view.
+//! the multi-judgement logic of the `kayentaCanary` stage, [`stage`] the stage itself
+//! (run by Gennaker's engine, reading metrics through [`MetricSources`] and canary
+//! configs through a [`CanaryConfigLookup`]), and [`render_table`] a plain-text view.
 //!
 //! Differences from Kayenta, all deliberate:
 //! * the noise Kayenta adds to constant series is seeded from the data (see the
@@ -20,7 +21,9 @@ mod classifier;
 pub mod config;
 pub mod input;
 mod jsonf64;
+pub mod lookup;
 pub mod mannwhitney;
+mod memory;
 mod noise;
 mod outliers;
 mod render;
@@ -28,11 +31,14 @@ pub mod result;
 mod scorer;
 mod shape;
 pub mod source;
+pub mod stage;
 mod stats;
 mod zeroin;
 
 pub use config::{CanaryConfig, CanaryMetricConfig, ConfigError, MetricSettings};
 pub use input::{MetricSetPair, PairValues};
+pub use lookup::{CanaryConfigLookup, LookupError, StoredCanaryConfig};
+pub use memory::InMemoryCanaryConfigs;
 pub use render::render_table;
 pub use result::{Classification, JudgeResult, MetricResult, ScoreClassification};
 pub use scorer::ScoreThresholds;

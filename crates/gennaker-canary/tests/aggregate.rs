@@ -3,18 +3,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gennaker_canary::aggregate::{
-    CanaryTiming, StageOutcome, StageThresholds, aggregate, plan_judgements, stops_early,
+    CanaryTiming, StageOutcome, StageThresholds, Window, aggregate, plan_judgements, stops_early,
 };
 
+/// Settings in whole minutes, as Orca reads them.
 fn timing(lifetime: u64, interval: Option<u64>) -> CanaryTiming {
     CanaryTiming {
-        lifetime_mins: lifetime,
-        interval_mins: interval,
-        begin_after_mins: 0,
-        lookback_mins: 0,
-        baseline_offset_mins: 0,
+        lifetime_secs: lifetime * 60,
+        interval_secs: interval.map(|i| i * 60),
+        begin_after_secs: 0,
+        lookback_secs: 0,
+        baseline_offset_secs: 0,
         has_end_time: false,
     }
+}
+
+/// Window bounds in minutes.
+fn minutes(w: &Window) -> (i64, i64) {
+    (w.start_secs / 60, w.end_secs / 60)
 }
 
 #[test]
@@ -34,21 +40,17 @@ fn number_of_judgements() {
 #[test]
 fn growing_and_sliding_windows() {
     let mut t = timing(60, Some(20));
-    t.begin_after_mins = 10;
+    t.begin_after_secs = 600;
     let w = plan_judgements(&t);
     assert_eq!(
-        w.iter()
-            .map(|w| (w.start_min, w.end_min))
-            .collect::<Vec<_>>(),
+        w.iter().map(minutes).collect::<Vec<_>>(),
         vec![(10, 30), (10, 50), (10, 70)]
     );
-    assert!(w.iter().all(|w| w.wait_before_mins == 20));
-    t.lookback_mins = 15;
+    assert!(w.iter().all(|w| w.wait_before_secs == 1200));
+    t.lookback_secs = 900;
     let w = plan_judgements(&t);
     assert_eq!(
-        w.iter()
-            .map(|w| (w.start_min, w.end_min))
-            .collect::<Vec<_>>(),
+        w.iter().map(minutes).collect::<Vec<_>>(),
         vec![(15, 30), (35, 50), (55, 70)]
     );
 }
@@ -57,20 +59,48 @@ fn growing_and_sliding_windows() {
 fn historical_windows_have_no_waits_and_baseline_offset_shifts_control() {
     let mut t = timing(60, Some(30));
     t.has_end_time = true;
-    t.begin_after_mins = 10;
-    t.baseline_offset_mins = 60;
+    t.begin_after_secs = 600;
+    t.baseline_offset_secs = 3600;
     let w = plan_judgements(&t);
     assert_eq!(w.len(), 2);
     assert_eq!(
         (
             w[1].index,
-            w[1].wait_before_mins,
-            w[1].start_min,
-            w[1].end_min
+            w[1].wait_before_secs,
+            w[1].start_secs,
+            w[1].end_secs
         ),
-        (2, 0, 0, 60)
+        (2, 0, 0, 3600)
     );
-    assert_eq!((w[1].control_start_min, w[1].control_end_min), (-60, 0));
+    assert_eq!((w[1].control_start_secs, w[1].control_end_secs), (-3600, 0));
+}
+
+#[test]
+fn fractional_minutes_give_second_windows() {
+    // lifetime 1 min, interval 0.25 min (15 s): four judgements 15 s apart.
+    let t = CanaryTiming {
+        lifetime_secs: 60,
+        interval_secs: Some(15),
+        begin_after_secs: 0,
+        lookback_secs: 0,
+        baseline_offset_secs: 0,
+        has_end_time: false,
+    };
+    let w = plan_judgements(&t);
+    assert_eq!(
+        w.iter()
+            .map(|w| (w.start_secs, w.end_secs))
+            .collect::<Vec<_>>(),
+        vec![(0, 15), (0, 30), (0, 45), (0, 60)]
+    );
+    assert!(w.iter().all(|w| w.wait_before_secs == 15));
+    // 70 s with a 30 s interval: ⌊70/30⌋ = 2, as Orca's whole-minute floor would be.
+    let t = CanaryTiming {
+        lifetime_secs: 70,
+        interval_secs: Some(30),
+        ..t
+    };
+    assert_eq!(t.judgement_count(), 2);
 }
 
 #[test]

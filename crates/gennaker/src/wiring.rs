@@ -18,12 +18,21 @@ use gennaker_server::{
 };
 
 /// The stage types every server has, acting through `providers`: the engine's generic
-/// stages, the deployment stages and the Kubernetes manifest stages (with no account
-/// here; [`start_server_with_kubernetes`] registers them again with the configured ones).
+/// stages, the deployment stages, the canary stage and the Kubernetes manifest stages
+/// (with no account here; [`start_server_with_kubernetes`] registers them again with the
+/// configured ones).
 fn builtin_stages(providers: Providers) -> StageRegistry {
     let mut registry = StageRegistry::standard();
     gennaker_deploy::register(&mut registry, providers);
     gennaker_kubernetes::register(&mut registry, KubernetesAccounts::default());
+    // No metric sources or stored canary configs are wired yet (their server settings
+    // and store land separately): a canary run fails naming the missing account or
+    // config instead of passing as "Spinnaker-only".
+    gennaker_canary::stage::register(
+        &mut registry,
+        gennaker_canary::MetricSources::new(),
+        Arc::new(gennaker_canary::InMemoryCanaryConfigs::new()),
+    );
     registry
 }
 

@@ -20,13 +20,7 @@ const FIXTURES: &[(&str, &[(&str, &str)])] = &[
     ("parallel-branches-join.json", &[]),
     ("check-preconditions.json", &[]),
     ("child-pipeline.json", &[]),
-    (
-        "kayenta-canary.json",
-        &[(
-            "$.stages[1].type",
-            "'kayentaCanary' is a Spinnaker stage Gennaker cannot run yet",
-        )],
-    ),
+    ("kayenta-canary.json", &[]),
     ("evaluate-variables-stage-enabled.json", &[]),
     (
         "k8s-deploy-manifest.json",
