@@ -161,7 +161,9 @@ async fn range_queries_against_a_real_prometheus() {
         }
     })
     .await;
-    let end = jiff::Timestamp::now();
+    // Evaluation points fall every step from the start: reaching past now makes sure
+    // the last one is after the scrape that saw the last request.
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
 
     let source = PrometheusSource::new(PrometheusAccount {
         name: "prom".to_owned(),
