@@ -128,7 +128,7 @@ async fn main() {
         artifact_roots: vec![std::path::Path::new(BIN).parent().unwrap().to_path_buf()],
         ..gennaker_local::HostSettings::default()
     };
-    let server = gennaker::wiring::start_server(config, &[], &local)
+    let server = gennaker::wiring::start_server(config, &[], &local, &Default::default())
         .await
         .unwrap();
     let api = Api {

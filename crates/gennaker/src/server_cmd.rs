@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use gennaker_canary::CanarySettings;
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
 use gennaker_local::HostSettings;
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
@@ -76,6 +77,9 @@ struct RawSettings {
     local: Option<HostSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secrets: Option<SecretsSettings>,
+    /// `[canary]`: the metrics accounts canary analyses read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canary: Option<CanarySettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -160,6 +164,7 @@ struct Settings {
     server: ServerConfig,
     webhooks: Vec<PreconfiguredWebhookStage>,
     local: HostSettings,
+    canary: CanarySettings,
     log_format: LogFormat,
 }
 
@@ -331,6 +336,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         outbound: None,
         local: None,
         secrets: None,
+        canary: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -376,6 +382,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         server: config,
         webhooks,
         local: raw.local.unwrap_or_default(),
+        canary: raw.canary.unwrap_or_default(),
         log_format: raw.log_format.unwrap_or(LogFormat::Human),
     })
 }
@@ -525,11 +532,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         server: config,
         webhooks,
         local,
+        canary,
         log_format,
     } = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    let server = gennaker::wiring::start_server(config, &webhooks, &local)
+    let server = gennaker::wiring::start_server(config, &webhooks, &local, &canary)
         .await
         .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
@@ -680,6 +688,42 @@ mod tests {
             );
             assert!(err.contains(message), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn canary_accounts_are_read_from_their_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        assert_eq!(
+            settings(&args(None), no_env).unwrap().canary,
+            gennaker_canary::CanarySettings::default()
+        );
+        std::fs::write(
+            &file,
+            "[canary]\ndefault_account = \"prom\"\nsample_retention_hours = 6\n\n[[canary.accounts]]\nname = \"prom\"\nkind = \"prometheus\"\nurl = \"http://127.0.0.1:9090\"\nbearer_token = \"t0ken\"\ntimeout_seconds = 5\n",
+        )
+        .unwrap();
+        let canary = settings(&args(Some(file.clone())), no_env).unwrap().canary;
+        assert_eq!(canary.accounts.len(), 1);
+        assert_eq!(
+            canary.accounts[0].kind,
+            gennaker_canary::settings::AccountKind::Prometheus
+        );
+        assert_eq!(
+            canary.sample_retention(),
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        assert!(
+            !format!("{canary:?}").contains("t0ken"),
+            "the token is never shown"
+        );
+        std::fs::write(
+            &file,
+            "[[canary.accounts]]\nname = \"p\"\nknd = \"prometheus\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("knd"), "{err}");
     }
 
     #[test]

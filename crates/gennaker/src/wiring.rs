@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use gennaker_canary::{CanarySettings, MetricSources};
 use gennaker_core::StageCatalog;
 use gennaker_deploy::Providers;
 use gennaker_engine::{
@@ -58,19 +59,21 @@ pub fn offline_catalog(webhooks: &[PreconfiguredWebhookStage]) -> StageCatalog {
 /// Opens a server on `config` with these preconfigured webhooks, starts the local
 /// provider under the operator's host policy `local` (`[local]` in gennaker.toml),
 /// re-creating its load balancers and adopting the instances a previous run left, and
-/// serves. A host policy that cannot be used (a missing root, a run-as user the server
+/// serves. The load balancers' traffic samples are stored for canary analysis, and the
+/// metrics accounts of `canary` (`[canary]`) are checked. A host policy that cannot be used (a missing root, a run-as user the server
 /// cannot switch to) stops the start with the setting named.
 pub async fn start_server(
     config: ServerConfig,
     webhooks: &[PreconfiguredWebhookStage],
     local: &HostSettings,
+    canary: &CanarySettings,
 ) -> Result<RunningServer, ServerError> {
     let host = HostPolicy::new(local).map_err(|err| ServerError::Provider {
         provider: "local",
         message: err.to_string(),
     })?;
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config, webhooks, host).await?;
+    let wiring = wire(&open, &config, webhooks, host, canary).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
@@ -79,8 +82,15 @@ async fn wire(
     config: &ServerConfig,
     webhooks: &[PreconfiguredWebhookStage],
     host: HostPolicy,
+    canary: &CanarySettings,
 ) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
+    let metric_sources = metric_sources(open, canary, &load_balancers)?;
+    tracing::info!(
+        accounts = %metric_sources.names().collect::<Vec<_>>().join(", "),
+        default = metric_sources.default_account().unwrap_or_default(),
+        "canary metrics accounts"
+    );
     let local = LocalProvider::start(
         Arc::new(open.store.clone()),
         &config.data_dir.join("local"),
@@ -136,4 +146,23 @@ impl MetricsSource for LoadBalancerMetrics {
     fn encode(&self, out: &mut String) {
         self.0.encode_metrics(out);
     }
+}
+
+/// The canary metrics accounts of `[canary]` (always with `builtin`), and the load
+/// balancers storing the traffic samples `builtin` reads, kept `[canary]
+/// sample_retention_hours`.
+fn metric_sources(
+    open: &OpenServer,
+    canary: &CanarySettings,
+    load_balancers: &LoadBalancers,
+) -> Result<MetricSources, ServerError> {
+    let samples: Arc<dyn gennaker_store::MetricSampleStore> = Arc::new(open.store.clone());
+    let sources = MetricSources::from_settings(canary, samples.clone()).map_err(|err| {
+        ServerError::Provider {
+            provider: "canary",
+            message: err.to_string(),
+        }
+    })?;
+    load_balancers.persist_samples(samples, canary.sample_retention());
+    Ok(sources)
 }

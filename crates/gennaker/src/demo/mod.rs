@@ -129,7 +129,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .collect(),
         ..gennaker_local::HostSettings::default()
     };
-    let server = gennaker::wiring::start_server(config, &[], &local)
+    let server = gennaker::wiring::start_server(config, &[], &local, &Default::default())
         .await
         .context("cannot start the embedded server")?;
     let token_file = data_dir.path().join(TOKEN_FILE);
