@@ -258,3 +258,79 @@ fn prometheus(account: &CanaryAccountSettings) -> Result<PrometheusSource, Canar
             .max(1024),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sources(
+        toml_accounts: serde_json::Value,
+    ) -> Result<MetricSources, CanarySettingsError> {
+        let settings: CanarySettings = serde_json::from_value(toml_accounts).unwrap();
+        let store = gennaker_store::SqlStore::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        MetricSources::from_settings(&settings, Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn builtin_is_always_there_and_the_default() {
+        let s = sources(serde_json::json!({})).await.unwrap();
+        assert_eq!(s.names().collect::<Vec<_>>(), ["builtin"]);
+        assert_eq!(s.default_account(), Some("builtin"));
+        let s = sources(serde_json::json!({"default_account": "prom", "accounts": [
+            {"name": "prom", "kind": "prometheus", "url": "http://127.0.0.1:9090/prefix/",
+             "username": "u", "password": "p"}]}))
+        .await
+        .unwrap();
+        assert_eq!(s.default_account(), Some("prom"));
+        assert_eq!(s.get("prom").unwrap().kind(), "prometheus");
+    }
+
+    #[tokio::test]
+    async fn bad_accounts_are_named_with_the_fix() {
+        let cases = [
+            (
+                serde_json::json!({"accounts": [{"name": "p", "kind": "prometheus"}]}),
+                "needs url",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "p", "kind": "prometheus", "url": "ftp://x"}]}),
+                "http:// or https://",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "p", "kind": "prometheus", "url": "http://u:pw@x"}]}),
+                "must not contain credentials",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "p", "kind": "prometheus", "url": "http://x", "username": "u"}]}),
+                "both username and password",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "p", "kind": "prometheus", "url": "http://x", "bearer_token": "t", "username": "u", "password": "p"}]}),
+                "not both",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "builtin", "kind": "prometheus", "url": "http://x"}]}),
+                "reserved",
+            ),
+            (
+                serde_json::json!({"accounts": [{"name": "a", "kind": "builtin"}, {"name": "a", "kind": "builtin"}]}),
+                "configured twice",
+            ),
+            (
+                serde_json::json!({"default_account": "nope"}),
+                "default_account",
+            ),
+            (
+                serde_json::json!({"sample_retention_hours": 0}),
+                "at least 1",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let error = sources(settings.clone()).await.unwrap_err().to_string();
+            assert!(error.contains(expected), "{settings}: {error}");
+            assert!(!error.contains("pw"), "{error}");
+        }
+    }
+}
