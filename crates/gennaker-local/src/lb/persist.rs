@@ -59,7 +59,7 @@ impl SampleSink {
         if self.queue.try_send(stored).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
             // Once per thousand, not once per sample: the store is behind or gone.
-            if dropped % 1000 == 0 {
+            if dropped.is_multiple_of(1000) {
                 tracing::warn!(
                     dropped = dropped + 1,
                     "traffic samples dropped: the store does not keep up"
