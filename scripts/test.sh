@@ -23,6 +23,8 @@ need_package() { # need_package COMMAND PACKAGE...
 
 # R checks the canary judge's statistics against wilcox.test.
 need_package Rscript r-base-core
+# Prometheus: the canary's prometheus metric source is tested against a real one.
+need_package prometheus prometheus
 # PostgreSQL: the store and server suites run on it as well as SQLite.
 need_package psql postgresql-client
 pg_url="${GENNAKER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

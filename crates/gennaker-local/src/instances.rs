@@ -310,8 +310,8 @@ impl Instances {
 
     /// What instance `index` runs, checked against the host policy again (it may have
     /// been narrowed since the group was created): the program, in a clean environment
-    /// (a fixed `PATH`, `HOME`, `LANG`, what the spec sets, then `PORT`, `INSTANCE_ID`
-    /// and the marker), as the run-as user when one is configured.
+    /// (a fixed `PATH`, `HOME`, `LANG`, what the spec sets, then `PORT`, `INSTANCE_ID`,
+    /// `SERVER_GROUP`, `CLUSTER`, `APPLICATION` and the marker), as the run-as user when one is configured.
     fn launch(&self, group: &Group, index: u32, id: &str, port: u16) -> Result<Launch, LocalError> {
         let record = group.record();
         let spec = &group.spec;
@@ -343,6 +343,10 @@ impl Instances {
         env.extend(spec.env.clone());
         env.insert("PORT".to_owned(), port.to_string());
         env.insert("INSTANCE_ID".to_owned(), id.to_owned());
+        // So a program can label its own metrics the way canary queries select them.
+        env.insert("SERVER_GROUP".to_owned(), record.name.clone());
+        env.insert("CLUSTER".to_owned(), record.moniker.cluster());
+        env.insert("APPLICATION".to_owned(), record.moniker.app.clone());
         env.insert(
             MARKER_ENV.to_owned(),
             marker(&self.data_dir, &format!("{}/{index}", group.key)),

@@ -31,6 +31,7 @@ mod registry;
 pub mod routing;
 mod spec;
 mod supervisor;
+mod targets;
 
 pub use error::LocalError;
 pub use policy::{
@@ -39,6 +40,7 @@ pub use policy::{
 };
 pub use provider::{LocalProvider, LocalSettings};
 pub use spec::{ArtifactSource, HealthCheckSpec, ProcessSpec};
+pub use targets::TARGETS_FILE;
 
 /// Locks a mutex whose updates are single assignments: a poisoned lock still holds
 /// consistent data, so it is used as is.

@@ -27,6 +27,7 @@ use crate::policy::{HostPolicy, check_account};
 use crate::records::record_key;
 use crate::registry::Registry;
 use crate::routing::Traffic;
+use crate::targets::TargetsFile;
 
 /// Timings of supervision, and the operator's host policy; the defaults suit
 /// production (with nothing but URL artifacts allowed), tests shorten the timings.
@@ -115,6 +116,7 @@ impl LocalProvider {
             ),
         }
         let registry = Arc::new(Registry::new(store));
+        registry.keep_targets(TargetsFile::new(&data_dir));
         let traffic = Arc::new(Traffic::new(
             registry.clone(),
             lbs,
@@ -131,6 +133,8 @@ impl LocalProvider {
         let creator = Arc::new(Creator::new(instances.clone(), cache)?);
         traffic.restore().await?;
         restore_groups(&instances).await?;
+        // Adopted instances are saved only when something changes: list them now.
+        registry.write_targets().await;
         Ok(Self {
             registry,
             traffic,

@@ -2,7 +2,7 @@
 //! and the deploy layer read, and their records in the store, which survive a restart.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gennaker_core::naming::{Moniker, SEQUENCE_MODULUS, next_sequence};
 use gennaker_deploy::{DeployError, ServerGroup};
@@ -13,12 +13,15 @@ use crate::group::Group;
 use crate::lock;
 use crate::records::{GroupRecord, PROVIDER, SERVER_GROUP, record_key};
 use crate::routing::GroupRoutes;
+use crate::targets::TargetsFile;
 
 /// The known server groups by record key, and where their records live.
 #[derive(Debug)]
 pub(crate) struct Registry {
     store: Arc<dyn ResourceStore>,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
+    /// The Prometheus target file, rewritten after every save and removal.
+    targets: OnceLock<TargetsFile>,
 }
 
 impl Registry {
@@ -26,6 +29,22 @@ impl Registry {
         Self {
             store,
             groups: Mutex::new(BTreeMap::new()),
+            targets: OnceLock::new(),
+        }
+    }
+
+    /// Keeps a Prometheus target file of the started instances from now on.
+    pub(crate) fn keep_targets(&self, targets: TargetsFile) {
+        let _ = self.targets.set(targets);
+    }
+
+    /// Rewrites the target file (if kept) from the groups now; a failure is logged,
+    /// never fatal: scraping is an extra.
+    pub(crate) async fn write_targets(&self) {
+        if let Some(targets) = self.targets.get()
+            && let Err(error) = targets.write(&self.all()).await
+        {
+            tracing::warn!(%error, "cannot write the Prometheus target file");
         }
     }
 
@@ -101,6 +120,7 @@ impl Registry {
             .delete_resource(PROVIDER, SERVER_GROUP, key)
             .await?;
         lock(&self.groups).remove(key);
+        self.write_targets().await;
         Ok(())
     }
 
@@ -113,8 +133,12 @@ impl Registry {
 
     /// Saves the group's record (the newest snapshot wins).
     pub(crate) async fn try_persist(&self, group: &Group) -> Result<(), LocalError> {
-        let _order = group.persist.lock().await;
-        self.put(group, ExpectedVersion::Any).await
+        {
+            let _order = group.persist.lock().await;
+            self.put(group, ExpectedVersion::Any).await?;
+        }
+        self.write_targets().await;
+        Ok(())
     }
 
     /// Stores the group's current record.

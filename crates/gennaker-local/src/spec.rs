@@ -67,7 +67,8 @@ pub struct ProcessSpec {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment (`PORT` and `INSTANCE_ID` are set by the provider).
+    /// Extra environment (`PORT`, `INSTANCE_ID`, `SERVER_GROUP`, `CLUSTER` and
+    /// `APPLICATION` are set by the provider).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// The working directory; defaults to the instance's directory under the data dir.

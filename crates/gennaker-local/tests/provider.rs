@@ -627,3 +627,79 @@ async fn artifact_urls_on_this_machine_are_refused_by_default_but_health_checks_
     wait_for(&provider, "shop-prod-v000", "up", |g| g.up_instances() == 1).await;
     provider.destroy_all().await.unwrap();
 }
+
+/// The Prometheus target file lists the started instances with their labels, and
+/// follows resizes; instances know their server group (`SERVER_GROUP`), so their own
+/// metrics carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_target_file_follows_the_instances() {
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    let provider = env.provider().await;
+    let targets_path = env.data.join(gennaker_local::TARGETS_FILE);
+    provider
+        .create_server_group(request(
+            "shop",
+            "s1",
+            Capacity::fixed(2),
+            demo_spec(&["--version", "v1"]),
+        ))
+        .await
+        .unwrap();
+    let group = wait_for(&provider, "shop-prod-v000", "2 instances up", |g| {
+        g.instances.len() == 2 && g.instances.iter().all(|i| i.health == HealthState::Up)
+    })
+    .await;
+    let read = || -> Vec<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(&targets_path).unwrap()).unwrap()
+    };
+    let targets = read();
+    assert_eq!(targets.len(), 2, "{targets:#?}");
+    for (entry, instance) in targets.iter().zip(&group.instances) {
+        assert_eq!(
+            entry["targets"],
+            json!([format!("127.0.0.1:{}", port_of(instance))])
+        );
+        assert_eq!(
+            entry["labels"],
+            json!({"account": "local", "app": "shop", "cluster": "shop-prod",
+                   "serverGroup": "shop-prod-v000", "version": "v000", "instance": instance.id})
+        );
+    }
+    assert!(
+        !targets_path.with_extension("json.tmp").exists(),
+        "written through a temporary file that is renamed"
+    );
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://{}/",
+            group.instances[0].address.as_deref().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = reqwest::get(format!(
+        "http://{}/metrics",
+        group.instances[0].address.as_deref().unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("server_group=\"shop-prod-v000\""), "{text}");
+
+    provider
+        .resize_server_group("local", "shop-prod-v000", Capacity::fixed(1))
+        .await
+        .unwrap();
+    assert_eq!(read().len(), 1);
+    provider
+        .destroy_server_group("local", "shop-prod-v000")
+        .await
+        .unwrap();
+    assert_eq!(read(), Vec::<serde_json::Value>::new());
+}

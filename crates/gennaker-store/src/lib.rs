@@ -5,11 +5,13 @@
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
-//! the infrastructure providers manage; [`SealedExecutions`] keeps the secrets in
+//! the infrastructure providers manage; [`MetricSampleStore`] the built-in load
+//! balancer's traffic samples for canary analysis; [`SealedExecutions`] keeps the secrets in
 //! execution documents encrypted at rest.
 
 mod error;
 mod executions;
+mod metric_samples;
 mod records;
 mod resources;
 mod sealing;
@@ -21,6 +23,7 @@ pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
 };
+pub use metric_samples::{LatencyBucket, MetricSample, MetricSampleStore, RequestCounts};
 pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,

@@ -128,9 +128,15 @@ async fn main() {
         artifact_roots: vec![std::path::Path::new(BIN).parent().unwrap().to_path_buf()],
         ..gennaker_local::HostSettings::default()
     };
-    let server = gennaker::wiring::start_server(config, &[], &local)
-        .await
-        .unwrap();
+    let server = gennaker::wiring::start_server(
+        config,
+        &gennaker::wiring::WiringSettings {
+            local,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let api = Api {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.address()),

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use gennaker_canary::CanarySettings;
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
 use gennaker_kubernetes::KubernetesSettings;
 use gennaker_local::HostSettings;
@@ -80,6 +81,9 @@ struct RawSettings {
     /// `[[kubernetes.accounts]]`: the clusters manifest stages deploy to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kubernetes: Option<KubernetesSettings>,
+    /// `[canary]`: the metrics accounts canary analyses read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canary: Option<CanarySettings>,
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -165,6 +169,7 @@ struct Settings {
     webhooks: Vec<PreconfiguredWebhookStage>,
     local: HostSettings,
     kubernetes: KubernetesSettings,
+    canary: CanarySettings,
     log_format: LogFormat,
 }
 
@@ -337,6 +342,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         local: None,
         secrets: None,
         kubernetes: None,
+        canary: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -385,6 +391,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         webhooks,
         local: raw.local.unwrap_or_default(),
         kubernetes,
+        canary: raw.canary.unwrap_or_default(),
         log_format: raw.log_format.unwrap_or(LogFormat::Human),
     })
 }
@@ -535,14 +542,20 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         webhooks,
         local,
         kubernetes,
+        canary,
         log_format,
     } = settings(&args, |name| std::env::var(name).ok())?;
     init_logging(log_format);
     let database = gennaker_store::redact_database_url(&config.database_url);
-    let server =
-        gennaker::wiring::start_server_with_kubernetes(config, &webhooks, &local, &kubernetes)
-            .await
-            .with_context(|| format!("gennaker server failed to start (database {database})"))?;
+    let wiring = gennaker::wiring::WiringSettings {
+        webhooks,
+        local,
+        kubernetes,
+        canary,
+    };
+    let server = gennaker::wiring::start_server(config, &wiring)
+        .await
+        .with_context(|| format!("gennaker server failed to start (database {database})"))?;
     shutdown_signal().await;
     server
         .stop()
@@ -691,6 +704,42 @@ mod tests {
             );
             assert!(err.contains(message), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn canary_accounts_are_read_from_their_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        assert_eq!(
+            settings(&args(None), no_env).unwrap().canary,
+            gennaker_canary::CanarySettings::default()
+        );
+        std::fs::write(
+            &file,
+            "[canary]\ndefault_account = \"prom\"\nsample_retention_hours = 6\n\n[[canary.accounts]]\nname = \"prom\"\nkind = \"prometheus\"\nurl = \"http://127.0.0.1:9090\"\nbearer_token = \"t0ken\"\ntimeout_seconds = 5\n",
+        )
+        .unwrap();
+        let canary = settings(&args(Some(file.clone())), no_env).unwrap().canary;
+        assert_eq!(canary.accounts.len(), 1);
+        assert_eq!(
+            canary.accounts[0].kind,
+            gennaker_canary::settings::AccountKind::Prometheus
+        );
+        assert_eq!(
+            canary.sample_retention(),
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        assert!(
+            !format!("{canary:?}").contains("t0ken"),
+            "the token is never shown"
+        );
+        std::fs::write(
+            &file,
+            "[[canary.accounts]]\nname = \"p\"\nknd = \"prometheus\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(err.contains("knd"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use gennaker_canary::{CanarySettings, MetricSources};
 use gennaker_core::StageCatalog;
 use gennaker_deploy::Providers;
 use gennaker_engine::{
@@ -19,18 +20,15 @@ use gennaker_server::{
 
 /// The stage types every server has, acting through `providers`: the engine's generic
 /// stages, the deployment stages, the canary stage and the Kubernetes manifest stages
-/// (with no account here; [`start_server_with_kubernetes`] registers them again with the
-/// configured ones).
+/// (with no account, metric source or canary config here; [`start_server`] registers
+/// them again with the configured ones).
 fn builtin_stages(providers: Providers) -> StageRegistry {
     let mut registry = StageRegistry::standard();
     gennaker_deploy::register(&mut registry, providers);
     gennaker_kubernetes::register(&mut registry, KubernetesAccounts::default());
-    // No metric sources or stored canary configs are wired yet (their server settings
-    // and store land separately): a canary run fails naming the missing account or
-    // config instead of passing as "Spinnaker-only".
     gennaker_canary::stage::register(
         &mut registry,
-        gennaker_canary::MetricSources::new(),
+        MetricSources::new(),
         Arc::new(gennaker_canary::InMemoryCanaryConfigs::new()),
     );
     registry
@@ -67,51 +65,62 @@ pub fn offline_catalog(webhooks: &[PreconfiguredWebhookStage]) -> StageCatalog {
     stage_registry(Providers::new(), webhooks).catalog().clone()
 }
 
-/// Opens a server on `config` with these preconfigured webhooks, starts the local
-/// provider under the operator's host policy `local` (`[local]` in gennaker.toml),
-/// re-creating its load balancers and adopting the instances a previous run left, and
-/// serves. A host policy that cannot be used (a missing root, a run-as user the server
-/// cannot switch to) stops the start with the setting named.
-pub async fn start_server(
-    config: ServerConfig,
-    webhooks: &[PreconfiguredWebhookStage],
-    local: &HostSettings,
-) -> Result<RunningServer, ServerError> {
-    start_server_with_kubernetes(config, webhooks, local, &KubernetesSettings::default()).await
+/// What the binary's server settings hand the composition root beyond the server
+/// crate's own [`ServerConfig`]: one field per section of gennaker.toml that configures
+/// stage types or providers.
+#[derive(Debug, Clone, Default)]
+pub struct WiringSettings {
+    /// `[[webhooks.preconfigured]]`, checked ([`preconfigured_webhooks`]).
+    pub webhooks: Vec<PreconfiguredWebhookStage>,
+    /// `[local]`: the operator's host policy for the local provider.
+    pub local: HostSettings,
+    /// `[[kubernetes.accounts]]`: the clusters manifest stages deploy to.
+    pub kubernetes: KubernetesSettings,
+    /// `[canary]`: the metrics accounts canary analyses read.
+    pub canary: CanarySettings,
 }
 
-/// [`start_server`], with the manifest stages acting through the Kubernetes accounts
-/// of `kubernetes` (`[[kubernetes.accounts]]`). An account whose kubeconfig or CA file
-/// cannot be read stops the start with the account named.
-pub async fn start_server_with_kubernetes(
+/// Opens a server on `config` and serves, with everything `settings` configures: the
+/// preconfigured webhooks; the local provider under the operator's host policy
+/// (re-creating its load balancers and adopting the instances a previous run left,
+/// their traffic samples stored for canary analysis); the manifest stages acting
+/// through the Kubernetes accounts; the canary stage reading the metrics accounts.
+/// A setting that cannot be used (a missing root, a run-as user the server cannot
+/// switch to, an unreadable kubeconfig, a bad metrics account) stops the start with
+/// the setting named.
+pub async fn start_server(
     config: ServerConfig,
-    webhooks: &[PreconfiguredWebhookStage],
-    local: &HostSettings,
-    kubernetes: &KubernetesSettings,
+    settings: &WiringSettings,
 ) -> Result<RunningServer, ServerError> {
-    let kubernetes = KubernetesAccounts::connect(kubernetes)
+    let kubernetes = KubernetesAccounts::connect(&settings.kubernetes)
         .await
         .map_err(|err| ServerError::Provider {
             provider: gennaker_kubernetes::PROVIDER,
             message: err.to_string(),
         })?;
-    let host = HostPolicy::new(local).map_err(|err| ServerError::Provider {
+    let host = HostPolicy::new(&settings.local).map_err(|err| ServerError::Provider {
         provider: "local",
         message: err.to_string(),
     })?;
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config, webhooks, host, kubernetes).await?;
+    let wiring = wire(&open, &config, settings, host, kubernetes).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
 async fn wire(
     open: &OpenServer,
     config: &ServerConfig,
-    webhooks: &[PreconfiguredWebhookStage],
+    settings: &WiringSettings,
     host: HostPolicy,
     kubernetes: KubernetesAccounts,
 ) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
+    let metric_sources = metric_sources(open, &settings.canary, &load_balancers)?;
+    tracing::info!(
+        accounts = %metric_sources.names().collect::<Vec<_>>().join(", "),
+        default = metric_sources.default_account().unwrap_or_default(),
+        "canary metrics accounts"
+    );
     let local = LocalProvider::start(
         Arc::new(open.store.clone()),
         &config.data_dir.join("local"),
@@ -130,12 +139,17 @@ async fn wire(
     })?;
     let shared = Arc::new(local.clone());
     let providers = Providers::new().with(shared.clone(), Some(shared));
-    let mut registry = stage_registry(providers.clone(), webhooks);
+    let mut registry = stage_registry(providers.clone(), &settings.webhooks);
     let mut clouds = providers.names();
     if !kubernetes.is_empty() {
         clouds.push(gennaker_kubernetes::PROVIDER.to_owned());
     }
     gennaker_kubernetes::register(&mut registry, kubernetes);
+    gennaker_canary::stage::register(
+        &mut registry,
+        metric_sources,
+        Arc::new(gennaker_canary::InMemoryCanaryConfigs::new()),
+    );
     registry.set_cloud_providers(clouds);
     Ok(Wiring {
         registry,
@@ -172,4 +186,23 @@ impl MetricsSource for LoadBalancerMetrics {
     fn encode(&self, out: &mut String) {
         self.0.encode_metrics(out);
     }
+}
+
+/// The canary metrics accounts of `[canary]` (always with `builtin`), and the load
+/// balancers storing the traffic samples `builtin` reads, kept `[canary]
+/// sample_retention_hours`.
+fn metric_sources(
+    open: &OpenServer,
+    canary: &CanarySettings,
+    load_balancers: &LoadBalancers,
+) -> Result<MetricSources, ServerError> {
+    let samples: Arc<dyn gennaker_store::MetricSampleStore> = Arc::new(open.store.clone());
+    let sources = MetricSources::from_settings(canary, samples.clone()).map_err(|err| {
+        ServerError::Provider {
+            provider: "canary",
+            message: err.to_string(),
+        }
+    })?;
+    load_balancers.persist_samples(samples, canary.sample_retention());
+    Ok(sources)
 }

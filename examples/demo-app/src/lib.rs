@@ -3,18 +3,28 @@
 //! passes its health checks, all from the same binary.
 //!
 //! `GET /` answers `{"version", "instance", "port", "pid"}` (500 for the configured
-//! fraction of requests); `GET /health` answers 200, or 503 with `--unhealthy`. SIGTERM
-//! (and Ctrl-C) stop accepting connections and let requests in flight finish.
+//! fraction of requests); `GET /health` answers 200, or 503 with `--unhealthy`.
+//! `GET /metrics` is the Prometheus text exposition of the `/` requests:
+//! `demo_requests_total{status, version, server_group}` and the latency histogram
+//! `demo_request_duration_seconds{version, server_group}` (the server group from
+//! `SERVER_GROUP`, which the local provider sets), so canary analyses can compare
+//! versions through Prometheus. SIGTERM (and Ctrl-C) stop accepting connections and
+//! let requests in flight finish.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 /// Flags; each also has an environment variable so a process spec can set it either way.
@@ -42,6 +52,59 @@ pub struct DemoAppArgs {
     /// The instance id `/` reports (the local provider sets `INSTANCE_ID`).
     #[arg(long, env = "INSTANCE_ID", default_value = "")]
     pub instance: String,
+    /// The server group the metrics are labelled with (the local provider sets
+    /// `SERVER_GROUP`).
+    #[arg(long, env = "SERVER_GROUP", default_value = "")]
+    pub server_group: String,
+}
+
+/// The labels of `demo_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    status: String,
+    version: String,
+    server_group: String,
+}
+
+/// The labels of `demo_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LatencyLabels {
+    version: String,
+    server_group: String,
+}
+
+/// The metrics `/metrics` exposes.
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        });
+        let mut registry = Registry::default();
+        registry.register(
+            "demo_requests",
+            "Requests to / by status code",
+            requests.clone(),
+        );
+        registry.register(
+            "demo_request_duration_seconds",
+            "Latency of requests to /",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+        }
+    }
 }
 
 struct App {
@@ -51,7 +114,9 @@ struct App {
     latency: Duration,
     pub error_rate: f64,
     pub unhealthy: bool,
+    server_group: String,
     requests: AtomicU64,
+    metrics: Metrics,
 }
 
 impl App {
@@ -65,6 +130,7 @@ impl App {
 }
 
 async fn root(State(app): State<Arc<App>>) -> Response {
+    let started = tokio::time::Instant::now();
     let n = app.requests.fetch_add(1, Ordering::Relaxed);
     if !app.latency.is_zero() {
         tokio::time::sleep(app.latency).await;
@@ -80,7 +146,37 @@ async fn root(State(app): State<Arc<App>>) -> Response {
     } else {
         StatusCode::OK
     };
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            status: status.as_u16().to_string(),
+            version: app.version.clone(),
+            server_group: app.server_group.clone(),
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            version: app.version.clone(),
+            server_group: app.server_group.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
 }
 
 async fn health(State(app): State<Arc<App>>) -> StatusCode {
@@ -122,11 +218,14 @@ pub async fn serve(args: DemoAppArgs) -> std::io::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         error_rate: args.error_rate,
         unhealthy: args.unhealthy,
+        server_group: args.server_group,
         requests: AtomicU64::new(0),
+        metrics: Metrics::new(),
     });
     let router = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(terminated())

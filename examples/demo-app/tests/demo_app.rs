@@ -128,3 +128,48 @@ async fn sigterm_finishes_the_request_in_flight() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_status_version_and_server_group() {
+    let app = start(&[
+        "--version",
+        "v9",
+        "--error-rate",
+        "0.25",
+        "--server-group",
+        "shop-prod-v003",
+    ])
+    .await;
+    for _ in 0..8 {
+        client()
+            .get(format!("http://127.0.0.1:{}/", app.port))
+            .send()
+            .await
+            .unwrap();
+    }
+    let response = client()
+        .get(format!("http://127.0.0.1:{}/metrics", app.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("demo_requests_total{status=\"200\",version=\"v9\",server_group=\"shop-prod-v003\"}")
+            .ends_with(" 6")
+    );
+    assert!(
+        line("demo_requests_total{status=\"500\",version=\"v9\",server_group=\"shop-prod-v003\"}")
+            .ends_with(" 2")
+    );
+    assert!(
+        line("demo_request_duration_seconds_count{version=\"v9\",server_group=\"shop-prod-v003\"}")
+            .ends_with(" 8")
+    );
+}

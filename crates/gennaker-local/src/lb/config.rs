@@ -40,8 +40,11 @@ impl Default for LbConfig {
             address_handover: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
             pool_idle_timeout: Duration::from_secs(90),
-            sample_interval: Duration::from_secs(10),
-            retention: Duration::from_secs(3600),
+            // Canary analyses compare windows of tens of seconds: one sample a second.
+            sample_interval: Duration::from_secs(1),
+            // The in-memory series; the durable one is in the store
+            // (`LoadBalancers::persist_samples`), so 15 minutes bound memory.
+            retention: Duration::from_secs(900),
         }
     }
 }

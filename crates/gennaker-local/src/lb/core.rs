@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::config::LbConfig;
 use super::metrics::{CLASS_NAMES, GroupMetrics};
+use super::persist::SampleSink;
 use super::pool::ConnectSettings;
 use super::series::TrafficSample;
 use super::table::{EjectionPolicy, Table};
@@ -64,10 +65,17 @@ pub(crate) struct ListenerCore {
     unrouted: AtomicU64,
     pub(crate) no_backend_body: Bytes,
     pub(crate) unreachable_body: Bytes,
+    /// Where closed samples go when they are persisted.
+    samples: Arc<OnceLock<SampleSink>>,
 }
 
 impl ListenerCore {
-    pub(crate) fn new(name: &str, settings: Settings, config: Arc<LbConfig>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        settings: Settings,
+        config: Arc<LbConfig>,
+        samples: Arc<OnceLock<SampleSink>>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             table: ArcSwap::from_pointee(Table::default()),
@@ -88,6 +96,7 @@ impl ListenerCore {
             unreachable_body: Bytes::from(format!(
                 "load balancer '{name}' could not reach a backend for this request\n"
             )),
+            samples,
         }
     }
 
@@ -211,8 +220,15 @@ impl ListenerCore {
         let mut forget = Vec::new();
         for group in self.groups() {
             let mut history = group.history.lock().unwrap_or_else(PoisonError::into_inner);
-            history.series.sample(now, group.snapshot());
-            if table.contains_group(&group.server_group) {
+            let in_table = table.contains_group(&group.server_group);
+            let sample = history.series.sample(now, group.snapshot());
+            // Idle groups out of the table are not stored: nothing to compare there.
+            if let Some(sink) = self.samples.get()
+                && (in_table || sample.by_class.values().any(|count| *count > 0))
+            {
+                sink.offer(&self.name, &group.server_group, sample);
+            }
+            if in_table {
                 history.out_of_table_since = None;
                 continue;
             }

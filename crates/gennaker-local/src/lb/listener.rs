@@ -2,7 +2,7 @@
 //! moves to another address or stops without dropping requests.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -14,6 +14,7 @@ use super::LbError;
 use super::accept;
 use super::config::LbConfig;
 use super::core::{ListenerCore, Settings};
+use super::persist::SampleSink;
 
 /// The socket a listener accepts on now.
 #[derive(Debug)]
@@ -41,10 +42,11 @@ impl Listener {
         listen: SocketAddr,
         settings: Settings,
         config: Arc<LbConfig>,
+        samples: Arc<OnceLock<SampleSink>>,
         shutdown: &CancellationToken,
     ) -> Result<Self, LbError> {
         let (socket, bound) = bind(listen).await?;
-        let core = Arc::new(ListenerCore::new(name, settings, config));
+        let core = Arc::new(ListenerCore::new(name, settings, config, samples));
         let life = shutdown.child_token();
         let tasks = TaskTracker::new();
         let stop = life.child_token();
@@ -122,14 +124,19 @@ async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), LbError> 
     Ok((socket, bound))
 }
 
-/// Closes a time-series interval of every group each sample interval.
+/// Closes a time-series interval of every group each sample interval, and once more
+/// when the listener stops.
 async fn sample_periodically(core: Arc<ListenerCore>, life: CancellationToken) {
     let period = core.config.sample_interval.max(Duration::from_millis(10));
     let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = life.cancelled() => break,
+            () = life.cancelled() => {
+                // The last, partial interval too: a restart loses no counted request.
+                core.sample(Instant::now());
+                break;
+            }
             _ = ticks.tick() => core.sample(Instant::now()),
         }
     }

@@ -13,6 +13,7 @@ mod core;
 mod export;
 mod listener;
 mod metrics;
+mod persist;
 mod pool;
 mod proxy;
 mod series;
@@ -20,9 +21,10 @@ mod table;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use gennaker_store::MetricSampleStore;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +114,12 @@ struct Inner {
     registry: Registry,
     /// Serializes upserts and removals, so each sees the listeners as the last left them.
     changes: tokio::sync::Mutex<()>,
+    /// Where listeners hand their samples, once [`LoadBalancers::persist_samples`] is on.
+    samples: Arc<OnceLock<persist::SampleSink>>,
+    /// The sample writer, awaited at shutdown so the last samples are stored.
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends the sample writer (after it stored what is queued).
+    writer_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for LoadBalancers {
@@ -146,6 +154,9 @@ impl LoadBalancers {
                 listeners,
                 registry,
                 changes: tokio::sync::Mutex::new(()),
+                samples: Arc::new(OnceLock::new()),
+                writer: Mutex::new(None),
+                writer_stop: CancellationToken::new(),
             }),
         }
     }
@@ -198,6 +209,7 @@ impl LoadBalancers {
             spec.listen,
             settings,
             Arc::clone(&self.inner.config),
+            Arc::clone(&self.inner.samples),
             &self.inner.shutdown,
         )
         .await?;
@@ -296,8 +308,30 @@ impl LoadBalancers {
         self.listener(name)?.core.series(server_group)
     }
 
+    /// Stores every sample from now on in `store` (batched by a writer task, so the
+    /// listeners never wait for the database) and deletes samples older than
+    /// `retention`; the canary analysis reads them back. `false` if already on.
+    pub fn persist_samples(&self, store: Arc<dyn MetricSampleStore>, retention: Duration) -> bool {
+        let mut writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if writer.is_some() {
+            return false;
+        }
+        // Its own stop, given after the listeners have handed in their last samples.
+        let (sink, task) = persist::start(store, retention, self.inner.writer_stop.clone());
+        if self.inner.samples.set(sink).is_err() {
+            task.abort();
+            return false;
+        }
+        *writer = Some(task);
+        true
+    }
+
     /// Stops every listener gracefully and waits for them (each bounded by
-    /// [`LbConfig::drain_timeout`]).
+    /// [`LbConfig::drain_timeout`]), then for the sample writer to store what is left.
     pub async fn shutdown(&self) {
         let _changing = self.inner.changes.lock().await;
         self.inner.shutdown.cancel();
@@ -312,6 +346,18 @@ impl LoadBalancers {
         .collect();
         for listener in listeners {
             listener.stop().await;
+        }
+        self.inner.writer_stop.cancel();
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer
+            && let Err(error) = writer.await
+        {
+            tracing::warn!(%error, "the traffic sample writer failed");
         }
     }
 }

@@ -55,8 +55,9 @@ impl Series {
         }
     }
 
-    /// Closes the interval ending `now`, given the cumulative counters now.
-    pub(crate) fn sample(&mut self, now: Instant, current: Snapshot) {
+    /// Closes the interval ending `now`, given the cumulative counters now; returns
+    /// the new sample.
+    pub(crate) fn sample(&mut self, now: Instant, current: Snapshot) -> &TrafficSample {
         let by_class: [u64; CLASS_NAMES.len()] =
             std::array::from_fn(|i| current.by_class[i].saturating_sub(self.previous.by_class[i]));
         let buckets: [u64; BUCKETS] =
@@ -78,6 +79,8 @@ impl Series {
         });
         self.previous = current;
         self.previous_at = now;
+        // Just pushed, so never empty.
+        &self.samples[self.samples.len() - 1]
     }
 
     pub(crate) fn samples(&self) -> Vec<TrafficSample> {

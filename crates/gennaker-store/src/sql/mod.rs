@@ -127,6 +127,7 @@ mod applications;
 mod audit;
 mod connect;
 mod executions;
+mod metric_samples;
 mod pipelines;
 mod resources;
 mod tokens;

@@ -129,9 +129,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .collect(),
         ..gennaker_local::HostSettings::default()
     };
-    let server = gennaker::wiring::start_server(config, &[], &local)
-        .await
-        .context("cannot start the embedded server")?;
+    let server = gennaker::wiring::start_server(
+        config,
+        &gennaker::wiring::WiringSettings {
+            local,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("cannot start the embedded server")?;
     let token_file = data_dir.path().join(TOKEN_FILE);
     let token = match std::fs::read_to_string(&token_file) {
         Ok(token) => token.trim().to_owned(),

@@ -6,6 +6,10 @@
 //! this window" with Kayenta's `MetricSet`s: one per tag set, values in time order,
 //! gaps not filled (a missing step only makes the list shorter).
 
+pub mod builtin;
+pub mod prometheus;
+mod template;
+
 use crate::config::{CanaryConfig, CanaryMetricConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
