@@ -5,9 +5,10 @@
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
-//! the infrastructure providers manage; [`SealedExecutions`] keeps the secrets in
-//! execution documents encrypted at rest.
+//! the infrastructure providers manage; [`CanaryConfigStore`] Kayenta's canary configs;
+//! [`SealedExecutions`] keeps the secrets in execution documents encrypted at rest.
 
+mod canary_configs;
 mod error;
 mod executions;
 mod records;
@@ -16,6 +17,10 @@ mod sealing;
 mod sql;
 mod store;
 
+pub use canary_configs::{
+    CanaryConfigRecord, CanaryConfigRevision, CanaryConfigSave, CanaryConfigStore,
+    MAX_CANARY_CONFIG_BYTES, MAX_CANARY_CONFIG_REVISIONS,
+};
 pub use error::{Result, StoreError};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
