@@ -7,7 +7,8 @@
 //! sizes, direction and critical gates — then scores the results by group weights
 //! and classifies the score against the request's thresholds. [`aggregate`] holds
 //! the multi-judgement logic of the `kayentaCanary` stage, and [`render_table`] a
-//! plain-text view.
+//! plain-text view. [`validate_config`] checks a config before it is stored, and
+//! [`CanaryConfigLookup`] is how the stage finds a stored one.
 //!
 //! Differences from Kayenta, all deliberate:
 //! * the noise Kayenta adds to constant series is seeded from the data (see the
@@ -20,6 +21,7 @@ mod classifier;
 pub mod config;
 pub mod input;
 mod jsonf64;
+pub mod lookup;
 pub mod mannwhitney;
 mod noise;
 mod outliers;
@@ -29,16 +31,19 @@ mod scorer;
 mod shape;
 pub mod source;
 mod stats;
+pub mod validate;
 mod zeroin;
 
 pub use config::{CanaryConfig, CanaryMetricConfig, ConfigError, MetricSettings};
 pub use input::{MetricSetPair, PairValues};
+pub use lookup::{CanaryConfigLookup, LookupError, StoreCanaryConfigs, StoredCanaryConfig};
 pub use render::render_table;
 pub use result::{Classification, JudgeResult, MetricResult, ScoreClassification};
 pub use scorer::ScoreThresholds;
 pub use shape::ShapeCheck;
 pub use source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
 pub use stats::Stats;
+pub use validate::validate_config;
 
 /// Optional improvements over Kayenta. All are off by default, so the default
 /// judgement is Kayenta's.
