@@ -333,7 +333,8 @@ fn check_metrics(
             continue;
         };
         if let Some(name) = check_metric_name(metric, &at, report) {
-            if let Some(first) = names.insert(name, i) {
+            let first = *names.entry(name).or_insert(i);
+            if first != i {
                 report.push(
                     Problem::error(
                         at.key("name"),
