@@ -166,7 +166,7 @@ async fn canary_configs_through_the_cli() {
         document["classifier"]["groupWeights"]["errors"],
         json!(70)
     );
-    let mut renamed = document.clone();
+    let mut renamed = document;
     renamed["name"] = json!("checkout-canary");
     let json_file = data_dir.path().join("renamed.json");
     std::fs::write(&json_file, serde_json::to_string(&renamed).unwrap()).unwrap();
