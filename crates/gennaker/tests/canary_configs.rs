@@ -162,10 +162,7 @@ async fn canary_configs_through_the_cli() {
     ))
     .unwrap();
     assert_eq!(document["id"], id.as_str());
-    assert_eq!(
-        document["classifier"]["groupWeights"]["errors"],
-        json!(70)
-    );
+    assert_eq!(document["classifier"]["groupWeights"]["errors"], json!(70));
     let mut renamed = document;
     renamed["name"] = json!("checkout-canary");
     let json_file = data_dir.path().join("renamed.json");

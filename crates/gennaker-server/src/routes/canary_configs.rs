@@ -14,6 +14,8 @@
 //! Admins may do everything. Every change is audited, and a document with errors is
 //! refused with every problem and its JSON path; nothing is stored then.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -234,19 +236,8 @@ fn submitted(headers: &HeaderMap, body: &[u8]) -> ApiResult<Submitted> {
     let id = match document.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) if id.is_empty() => None,
-        Some(Value::String(id))
-            if id.len() <= MAX_ID_LEN && !id.chars().any(|c| c.is_control() || c == '/') =>
-        {
-            Some(id.clone())
-        }
-        Some(_) => {
-            return Err(field_error(
-                "$.id",
-                format!(
-                    "'id' must be a string of at most {MAX_ID_LEN} characters without '/' or control characters; leave it out to get a new UUID"
-                ),
-            ));
-        }
+        Some(Value::String(id)) if usable_id(id) => Some(id.clone()),
+        Some(_) => return Err(field_error("$.id", bad_id())),
     };
     // Validation made sure these are there and of the right types.
     let name = document
@@ -271,6 +262,21 @@ fn submitted(headers: &HeaderMap, body: &[u8]) -> ApiResult<Submitted> {
         applications,
         warnings,
     })
+}
+
+/// Whether `id` may name a new config: bounded, and safe in a URL path and a terminal.
+fn usable_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '%' | '#'))
+}
+
+fn bad_id() -> String {
+    format!(
+        "a canary config id is a string of 1 to {MAX_ID_LEN} characters without / \\ ? % # or control characters; leave 'id' out to get a new UUID"
+    )
 }
 
 /// Stores a checked document and answers like every save.
@@ -321,9 +327,28 @@ pub(crate) async fn list(
         .canary_configs
         .list_canary_configs(filter.application.as_deref())
         .await?;
+    // One read of the applications for the whole list, not one per config.
+    let applications: HashMap<String, ApplicationRecord> = state
+        .store
+        .list_applications()
+        .await?
+        .into_iter()
+        .map(|app| (app.name.to_lowercase(), app))
+        .collect();
     let mut visible = Vec::with_capacity(records.len());
     for mut record in records {
-        let owners = Owners::load(&state, &record.applications).await?;
+        let owners = Owners(
+            record
+                .applications
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        applications.get(&name.to_lowercase()).cloned(),
+                    )
+                })
+                .collect(),
+        );
         if owners.readable(&caller) {
             for_caller(&mut record.config, &caller, &owners);
             visible.push(record);
@@ -405,7 +430,8 @@ pub(crate) async fn put(
             owners.require_write(&caller)?;
             ExpectedVersion::Exactly(current.revision)
         }
-        None => ExpectedVersion::Absent,
+        None if usable_id(&id) => ExpectedVersion::Absent,
+        None => return Err(ApiError::bad_request(bad_id())),
     };
     let owners = Owners::load(&state, &submitted.applications).await?;
     owners.require_write_new(&caller)?;

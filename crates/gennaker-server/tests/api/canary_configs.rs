@@ -247,6 +247,22 @@ api_test!(invalid_configs_conflicts_and_limits, |backend| {
         .await
         .expect(201);
     assert_eq!(created["canaryConfig"]["id"], "kayenta-1");
+    // Ids stay usable in URLs and terminals.
+    let odd = server
+        .put(
+            "/api/v1/canaryConfigs/a%23b",
+            &admin,
+            config("Odd", &["shop"]),
+        )
+        .await
+        .expect(400);
+    assert!(
+        odd["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("leave 'id' out"),
+        "{odd}"
+    );
     // Applications must exist.
     let missing = server
         .post(
