@@ -391,7 +391,7 @@ fn parse_java_double(s: &str) -> Option<f64> {
 }
 
 /// A JSON boolean or the strings "true"/"false" in any case (Scala's `toBoolean`).
-fn lenient_bool(v: &Value) -> Option<bool> {
+pub(crate) fn lenient_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),

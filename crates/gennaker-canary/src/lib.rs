@@ -8,7 +8,8 @@
 //! and classifies the score against the request's thresholds. [`aggregate`] holds
 //! the multi-judgement logic of the `kayentaCanary` stage, [`stage`] the stage itself
 //! (run by Gennaker's engine, reading metrics through [`MetricSources`] and canary
-//! configs through a [`CanaryConfigLookup`]), and [`render_table`] a plain-text view.
+//! configs through a [`CanaryConfigLookup`]), and [`render_table`] a plain-text view. [`validate_config`] checks a config before it
+//! is stored.
 //!
 //! Differences from Kayenta, all deliberate:
 //! * the noise Kayenta adds to constant series is seeded from the data (see the
@@ -34,11 +35,12 @@ mod shape;
 pub mod source;
 pub mod stage;
 mod stats;
+pub mod validate;
 mod zeroin;
 
 pub use config::{CanaryConfig, CanaryMetricConfig, ConfigError, MetricSettings};
 pub use input::{MetricSetPair, PairValues};
-pub use lookup::{CanaryConfigLookup, LookupError, StoredCanaryConfig};
+pub use lookup::{CanaryConfigLookup, LookupError, StoreCanaryConfigs, StoredCanaryConfig};
 pub use memory::InMemoryCanaryConfigs;
 pub use render::render_table;
 pub use result::{Classification, JudgeResult, MetricResult, ScoreClassification};
@@ -47,6 +49,7 @@ pub use settings::{CanaryAccountSettings, CanarySettings, CanarySettingsError};
 pub use shape::ShapeCheck;
 pub use source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
 pub use stats::Stats;
+pub use validate::validate_config;
 
 /// Optional improvements over Kayenta. All are off by default, so the default
 /// judgement is Kayenta's.

@@ -545,3 +545,31 @@ pub enum ServerGroupCommand {
     /// Return traffic to the cluster's previous server group, then disable this one.
     Rollback(ServerGroupTarget),
 }
+
+/// `gennaker canary config …`: Kayenta canary configs stored on the server.
+#[derive(clap::Subcommand, Debug)]
+pub enum CanaryConfigCommand {
+    /// List the canary configs you may read.
+    List {
+        /// Only the configs belonging to this application.
+        #[arg(long)]
+        application: Option<String>,
+    },
+    /// Show a canary config (`-o json` or `-o yaml` prints the document to edit and save).
+    Get {
+        /// The config's id or name.
+        config: String,
+    },
+    /// Save a canary config from a JSON or YAML file (Kayenta's format): created, or
+    /// stored as a new revision of the config with its id (or, without an id, its
+    /// name). Prints the id.
+    Save {
+        /// Canary config document (JSON or YAML).
+        file: PathBuf,
+    },
+    /// Delete a canary config and its history.
+    Delete {
+        /// The config's id or name.
+        config: String,
+    },
+}

@@ -258,7 +258,7 @@ fn unauthorized_message(url: &str, source: &TokenSource, message: &str) -> Strin
 /// every other route that answers 403 (users, roles, the audit log, other users' tokens)
 /// is for admins only, where a role would not help.
 fn forbidden_hint(request: &str) -> &'static str {
-    if request.contains("/api/v1/applications") {
+    if request.contains("/api/v1/applications") || request.contains("/api/v1/canaryConfigs") {
         "Ask an admin to grant one of your roles that permission (`gennaker whoami` shows your roles)"
     } else {
         "Only admins may do this: ask one to do it for you (`gennaker whoami` shows whether you are an admin)"

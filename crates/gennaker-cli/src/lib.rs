@@ -1,4 +1,5 @@
-//! Gennaker's command-line client: `gennaker app|pipeline|execution|user|role|token|audit|whoami`.
+//! Gennaker's command-line client: `gennaker app|pipeline|execution|user|role|token|audit|whoami`,
+//! and `gennaker canary config` ([`CanaryConfigCommand`]).
 //!
 //! The binary flattens [`ClientOptions`] into its top-level parser and [`ClientCommand`]
 //! into its subcommands, scopes the options to the client commands
@@ -27,8 +28,9 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 pub use args::{
-    AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, ExecutionCommand,
-    PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand, UserCommand,
+    AppCommand, AppSaveArgs, AuditArgs, CanaryConfigCommand, ClientCommand, ClientOptions,
+    ExecutionCommand, PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand,
+    UserCommand,
 };
 pub use config::TokenSource;
 pub use error::{
@@ -38,19 +40,41 @@ pub use error::{
 pub use output::{OutputFormat, escape_controls, escape_controls_keep_lines};
 pub use status::ReportedStatus;
 
+/// What the client runs: one of its top-level commands, or a group the binary places
+/// under a command of its own (`gennaker canary config …`, beside the offline judge).
+#[derive(Debug)]
+pub enum Request {
+    /// A top-level client command.
+    Client(ClientCommand),
+    /// `gennaker canary config …`.
+    CanaryConfig(CanaryConfigCommand),
+}
+
+impl From<ClientCommand> for Request {
+    fn from(command: ClientCommand) -> Self {
+        Request::Client(command)
+    }
+}
+
+impl From<CanaryConfigCommand> for Request {
+    fn from(command: CanaryConfigCommand) -> Self {
+        Request::CanaryConfig(command)
+    }
+}
+
 /// Runs a client command, printing its result to stdout and reading the user's
 /// `config.toml` for settings the options leave open. Offline validation checks stages
 /// against `catalog` (the binary's assembled stage types).
 pub async fn run(
     options: &ClientOptions,
-    command: ClientCommand,
+    command: impl Into<Request>,
     catalog: &StageCatalog,
 ) -> Result<(), CliError> {
     let config = config::default_config_path();
     let mut stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
     let mut ctx = commands::Context::new(options, config, &mut stdout, terminal, catalog);
-    let result = commands::dispatch(&mut ctx, command).await;
+    let result = commands::dispatch(&mut ctx, command.into()).await;
     match result.and_then(|()| Ok(stdout.flush()?)) {
         // `gennaker app list | head` closes the pipe early; that is not a failure.
         Err(CliError::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -63,12 +87,12 @@ pub async fn run(
 /// views append (as when stdout is not a terminal).
 pub async fn run_with(
     options: &ClientOptions,
-    command: ClientCommand,
+    command: impl Into<Request>,
     config_file: Option<&Path>,
     out: &mut (dyn Write + Send),
     catalog: &StageCatalog,
 ) -> Result<(), CliError> {
     let config_file = config_file.map(Path::to_owned);
     let mut ctx = commands::Context::new(options, config_file, out, false, catalog);
-    commands::dispatch(&mut ctx, command).await
+    commands::dispatch(&mut ctx, command.into()).await
 }

@@ -86,6 +86,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::NotFound(err.to_string()),
             StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::Busy(_) => ApiError::Busy(err.to_string()),
+            StoreError::TooLarge(message) => ApiError::TooLarge(message),
             StoreError::Database(
                 sqlx_error @ (sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed

@@ -282,6 +282,7 @@ pub async fn start(
     let tasks = TaskTracker::new();
     let state = AppState {
         store: Arc::new(store.clone()),
+        canary_configs: Arc::new(store.clone()),
         engine,
         providers: wiring.providers,
         more_metrics: wiring.metrics,

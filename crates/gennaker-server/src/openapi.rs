@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 
 use crate::audit;
 use crate::routes::{
-    access, applications, events, executions, infrastructure, pipelines, stage_types,
+    access, applications, canary_configs, events, executions, infrastructure, pipelines,
+    stage_types,
 };
 use crate::state::AppState;
 
@@ -31,6 +32,13 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(pipelines::restore))
         .routes(routes!(pipelines::validate))
         .routes(routes!(stage_types::list))
+        .routes(routes!(canary_configs::list, canary_configs::create))
+        .routes(routes!(
+            canary_configs::get,
+            canary_configs::put,
+            canary_configs::delete
+        ))
+        .routes(routes!(canary_configs::history))
         .routes(routes!(executions::run))
         .routes(routes!(executions::list))
         .routes(routes!(executions::get))

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gennaker_deploy::Providers;
 use gennaker_engine::Engine;
-use gennaker_store::Store;
+use gennaker_store::{CanaryConfigStore, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +17,8 @@ use crate::metrics::{Metrics, MetricsSource};
 pub struct AppState {
     /// Persistent state.
     pub store: Arc<dyn Store>,
+    /// Canary configs (the same database as `store`).
+    pub canary_configs: Arc<dyn CanaryConfigStore>,
     /// The execution engine (its workers run beside the HTTP server).
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.

@@ -41,6 +41,8 @@ mod authz;
 mod authz_table;
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
+#[path = "api/canary_configs.rs"]
+mod canary_configs;
 #[path = "api/executions.rs"]
 mod executions;
 #[path = "api/garbage.rs"]

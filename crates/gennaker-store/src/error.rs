@@ -65,6 +65,9 @@ pub enum StoreError {
         /// The execution's id.
         execution: String,
     },
+    /// A document is larger than the store keeps; the message says which and the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A stored document could not be read back.
     #[error("stored document is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),

@@ -6,9 +6,11 @@
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
 //! the infrastructure providers manage; [`MetricSampleStore`] the built-in load
-//! balancer's traffic samples for canary analysis; [`SealedExecutions`] keeps the secrets in
+//! balancer's traffic samples for canary analysis; [`CanaryConfigStore`] Kayenta's canary
+//! configs; [`SealedExecutions`] keeps the secrets in
 //! execution documents encrypted at rest.
 
+mod canary_configs;
 mod error;
 mod executions;
 mod metric_samples;
@@ -18,6 +20,10 @@ mod sealing;
 mod sql;
 mod store;
 
+pub use canary_configs::{
+    CanaryConfigRecord, CanaryConfigRevision, CanaryConfigSave, CanaryConfigStore,
+    MAX_CANARY_CONFIG_BYTES, MAX_CANARY_CONFIG_REVISIONS,
+};
 pub use error::{Result, StoreError};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,

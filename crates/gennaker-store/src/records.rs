@@ -70,14 +70,14 @@ pub struct PipelineRevision {
     pub restored_from: Option<i64>,
 }
 
-/// What a pipeline save did.
+/// What a save did (of a pipeline, or of a canary config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum SaveOutcome {
-    /// A new pipeline was created (revision 1).
+    /// It was created (revision 1).
     Created,
-    /// A new revision of an existing pipeline was stored.
+    /// A new revision of an existing one was stored.
     Updated,
     /// The document equals the current revision: nothing was written.
     Unchanged,

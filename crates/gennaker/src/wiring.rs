@@ -148,7 +148,9 @@ async fn wire(
     gennaker_canary::stage::register(
         &mut registry,
         metric_sources,
-        Arc::new(gennaker_canary::InMemoryCanaryConfigs::new()),
+        Arc::new(gennaker_canary::StoreCanaryConfigs(Arc::new(
+            open.store.clone(),
+        ))),
     );
     registry.set_cloud_providers(clouds);
     Ok(Wiring {

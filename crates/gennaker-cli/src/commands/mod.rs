@@ -3,6 +3,7 @@
 
 mod app;
 mod audit;
+mod canary_config;
 mod execution;
 mod infrastructure;
 mod pipeline;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use gennaker_core::{StageCatalog, detect_format, parse_document};
 use serde_json::Value;
 
+use crate::Request;
 use crate::args::{ClientCommand, ClientOptions};
 use crate::client::ApiClient;
 use crate::config::Settings;
@@ -72,10 +74,11 @@ impl<'a> Context<'a> {
 }
 
 /// Runs one command.
-pub(crate) async fn dispatch(
-    ctx: &mut Context<'_>,
-    command: ClientCommand,
-) -> Result<(), CliError> {
+pub(crate) async fn dispatch(ctx: &mut Context<'_>, request: Request) -> Result<(), CliError> {
+    let command = match request {
+        Request::Client(command) => command,
+        Request::CanaryConfig(command) => return canary_config::run(ctx, command).await,
+    };
     match command {
         ClientCommand::App(command) => app::run(ctx, command).await,
         ClientCommand::Pipeline(command) => pipeline::run(ctx, command).await,

@@ -32,17 +32,31 @@ struct Fixture {
     judging: String,
     paused: String,
     done: String,
+    /// A canary config of `app`.
+    canary: String,
 }
 
 /// Placeholders of things that belong to an application.
-const APPLICATION_SCOPED: [&str; 6] = [
+const APPLICATION_SCOPED: [&str; 7] = [
     "{app}",
+    "{canary}",
     "{bare_app}",
     "{running}",
     "{judging}",
     "{paused}",
     "{done}",
 ];
+
+/// Whether a row acts on something of the fixture's application, which outsiders may
+/// not see: named in its path, or, for canary configs, in the document's `applications`
+/// (a hidden application there is answered like one in a path).
+fn application_scoped(row: &crate::authz_table::Row) -> bool {
+    APPLICATION_SCOPED.iter().any(|p| {
+        row.path.contains(p)
+            || (row.route.starts_with("/api/v1/canaryConfigs")
+                && row.body.is_some_and(|b| b.contains(p)))
+    })
+}
 
 /// Every execution placeholder, for the shared fixture.
 const ALL_EXECUTIONS: &str = "{running} {judging} {paused} {done}";
@@ -122,8 +136,24 @@ impl Fixture {
             })
             .await;
         }
+        let mut canary = String::new();
+        if uses.contains("{canary}") {
+            let body = crate::authz_table::CANARY_BODY
+                .replace("{app}", &app)
+                .replace("{uniq}", &uniq().to_string());
+            let created = server
+                .post(
+                    "/api/v1/canaryConfigs",
+                    &server.admin,
+                    serde_json::from_str(&body).unwrap(),
+                )
+                .await
+                .expect(201);
+            canary = created["canaryConfig"]["id"].as_str().unwrap().to_owned();
+        }
         Fixture {
             app,
+            canary,
             bare_app,
             pipeline,
             user,
@@ -150,6 +180,7 @@ impl Fixture {
             .replace("{judging}", &self.judging)
             .replace("{paused}", &self.paused)
             .replace("{done}", &self.done)
+            .replace("{canary}", &self.canary)
             .replace("{uniq}", &uniq().to_string())
     }
 }
@@ -199,6 +230,7 @@ async fn snapshot(server: &Server, fixture: &Fixture) -> Value {
         "/api/v1/users",
         "/api/v1/roles",
         "/api/v1/tokens",
+        "/api/v1/canaryConfigs",
     ] {
         state.push(server.get(path, &server.admin).await.expect(200));
     }
@@ -219,7 +251,7 @@ api_test!(every_route, |backend| {
     let reader = server.user("reader", &["readers"]).await;
     let writer = server.user("writer", &["writers"]).await;
     let bad = "gnk_0000000000000000000000000000000000000000000000000000000000000000";
-    let shared = Fixture::new(&server, "admin", ALL_EXECUTIONS).await;
+    let shared = Fixture::new(&server, "admin", &format!("{ALL_EXECUTIONS} {{canary}}")).await;
 
     let rows = table();
     for row in &rows {
@@ -241,7 +273,7 @@ api_test!(every_route, |backend| {
                         // A hidden application is answered as a missing one: PUT would
                         // create it, which only creators may.
                         403
-                    } else if APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) {
+                    } else if application_scoped(row) {
                         404
                     } else {
                         row.reader
@@ -286,9 +318,7 @@ api_test!(every_route, |backend| {
             match expected {
                 401 => assert_eq!(reply.body["error"]["code"], "unauthorized", "{path}"),
                 403 => assert_eq!(reply.body["error"]["code"], "forbidden", "{path}"),
-                404 if who == Who::Outsider
-                    && APPLICATION_SCOPED.iter().any(|p| row.path.contains(p)) =>
-                {
+                404 if who == Who::Outsider && application_scoped(row) => {
                     assert_eq!(reply.body["error"]["code"], "not_found", "{path}");
                     // Nothing tells a hidden application from a missing one.
                     let message = reply.body["error"]["message"].as_str().unwrap();

@@ -19,6 +19,9 @@ pub(crate) struct Row {
     pub(crate) admin: u16,
 }
 
+/// A canary config of the fixture's application.
+pub(crate) const CANARY_BODY: &str = r#"{"name": "canary{uniq}", "applications": ["{app}"], "metrics": [{"name": "errors", "groups": ["errors"], "query": {"type": "builtin", "metricName": "error_rate"}}], "classifier": {"groupWeights": {"errors": 100}}}"#;
+
 /// The permissions of the fixture's applications: `readers` read, `writers` do everything.
 pub(crate) const PERMS: &str =
     r#"{"READ": ["readers", "writers"], "WRITE": ["writers"], "EXECUTE": ["writers"]}"#;
@@ -55,6 +58,8 @@ pub(crate) fn table() -> Vec<Row> {
     const HIST: &str = "/api/v1/applications/{app}/pipelines/{name}/history";
     const REV: &str = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}";
     const RESTORE: &str = "/api/v1/applications/{app}/pipelines/{name}/history/{revision}/restore";
+    const CANARIES: &str = "/api/v1/canaryConfigs";
+    const CANARY: &str = "/api/v1/canaryConfigs/{id}";
     const PIPELINE_BODY: &str = r#"{"application": "{app}", "name": "new{uniq}", "stages": [{"refId": "1", "type": "wait", "name": "Wait", "waitTime": 3}]}"#;
     vec![
         row(Method::GET, APPS, APPS, None, false, 200, 200, 200),
@@ -528,6 +533,59 @@ pub(crate) fn table() -> Vec<Row> {
             true,
             404,
             404,
+            200,
+        ),
+        // Canary configs belong to the applications they list: READ on one reads them,
+        // WRITE on all changes them.
+        row(Method::GET, CANARIES, CANARIES, None, false, 200, 200, 200),
+        row(
+            Method::POST,
+            CANARIES,
+            CANARIES,
+            Some(CANARY_BODY),
+            true,
+            403,
+            201,
+            201,
+        ),
+        row(
+            Method::GET,
+            CANARY,
+            "/api/v1/canaryConfigs/{canary}",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::PUT,
+            CANARY,
+            "/api/v1/canaryConfigs/{canary}",
+            Some(CANARY_BODY),
+            true,
+            403,
+            200,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            CANARY,
+            "/api/v1/canaryConfigs/{canary}",
+            None,
+            true,
+            403,
+            204,
+            204,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/canaryConfigs/{id}/history",
+            "/api/v1/canaryConfigs/{canary}/history",
+            None,
+            false,
+            200,
+            200,
             200,
         ),
         row(

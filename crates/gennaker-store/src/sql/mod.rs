@@ -125,6 +125,7 @@ forward_store!(SqlStore, self => self.backend);
 
 mod applications;
 mod audit;
+mod canary_configs;
 mod connect;
 mod executions;
 mod metric_samples;
