@@ -75,7 +75,8 @@ pub(crate) fn notices(server: &str, events: &[ExecutionEvent], max_bytes: usize)
         Err(_) => return Vec::new(),
     };
     let tail = "]}";
-    let fits = |body: &str, more: &str| head.len() + body.len() + 1 + more.len() + tail.len() <= max_bytes;
+    let fits =
+        |body: &str, more: &str| head.len() + body.len() + 1 + more.len() + tail.len() <= max_bytes;
     let mut notices = Vec::new();
     let mut body = String::new();
     for event in events {
@@ -109,7 +110,11 @@ fn event_text(event: &ExecutionEvent, fit: impl Fn(&str) -> bool) -> Option<Stri
             .map(|n| n.chars().take(NOTICE_NAME_CHARS).collect::<String>())
     };
     let shortened = ExecutionEvent {
-        pipeline_name: event.pipeline_name.chars().take(NOTICE_NAME_CHARS).collect(),
+        pipeline_name: event
+            .pipeline_name
+            .chars()
+            .take(NOTICE_NAME_CHARS)
+            .collect(),
         stage_name: cut(&event.stage_name),
         task: cut(&event.task),
         ..event.clone()

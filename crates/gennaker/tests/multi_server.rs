@@ -206,7 +206,10 @@ fn check_stream(events: &[SseEvent], what: &str) -> BTreeSet<String> {
         if stage["status"] == "SUCCEEDED" {
             assert_eq!(heard, 0, "{what}: stage {id} ended before the stream began");
         } else {
-            assert_eq!(heard, 1, "{what}: stage {id} ended {heard} times: {events:?}");
+            assert_eq!(
+                heard, 1,
+                "{what}: stage {id} ended {heard} times: {events:?}"
+            );
         }
     }
     ended.into_keys().collect()
@@ -249,8 +252,16 @@ fn check_outcome(execution: &Value, n: usize) {
             .find(|s| s["name"] == name)
             .unwrap_or_else(|| panic!("{what}: no stage {name}"))
     };
-    assert_eq!(by_name("double")["outputs"]["doubled"], json!(2 * n), "{what}");
-    assert_eq!(by_name("sum")["outputs"]["total"], json!(2 * n + 1), "{what}");
+    assert_eq!(
+        by_name("double")["outputs"]["doubled"],
+        json!(2 * n),
+        "{what}"
+    );
+    assert_eq!(
+        by_name("sum")["outputs"]["total"],
+        json!(2 * n + 1),
+        "{what}"
+    );
     assert_eq!(
         by_name("hook")["context"]["webhook"]["statusCode"],
         json!(200),
@@ -268,7 +279,12 @@ fn longest_pause(execution: &Value) -> i64 {
         .unwrap()
         .iter()
         .flat_map(|s| s["tasks"].as_array().unwrap().clone())
-        .map(|t| (t["startTime"].as_i64().unwrap(), t["endTime"].as_i64().unwrap()))
+        .map(|t| {
+            (
+                t["startTime"].as_i64().unwrap(),
+                t["endTime"].as_i64().unwrap(),
+            )
+        })
         .collect();
     tasks.sort_unstable();
     tasks
@@ -353,7 +369,13 @@ async fn three_servers_share_one_postgres_and_survive_losing_one() {
     let all: Vec<String> = submitted.iter().map(|(id, _, _)| id.clone()).collect();
 
     // A stream on server 2 follows an execution submitted to server 1, across the kill.
-    let followed = submitted.iter().rev().find(|(_, _, to)| *to == 1).unwrap().0.clone();
+    let followed = submitted
+        .iter()
+        .rev()
+        .find(|(_, _, to)| *to == 1)
+        .unwrap()
+        .0
+        .clone();
     let across_kill = tokio::spawn(follow(servers[2].url(""), followed.clone()));
 
     // Mid-way, while more webhook calls are in flight than two servers' workers can
@@ -423,7 +445,10 @@ async fn three_servers_share_one_postgres_and_survive_losing_one() {
 
     // The work spread over all three servers, and the killed server's executions were
     // finished by the others, each within about a lease of the kill.
-    let ran: BTreeSet<String> = finished.iter().flat_map(|e| runners(e).into_values()).collect();
+    let ran: BTreeSet<String> = finished
+        .iter()
+        .flat_map(|e| runners(e).into_values())
+        .collect();
     assert!(ids.iter().all(|id| ran.contains(id)), "{ids:?} ran {ran:?}");
     let mut resumed = 0;
     let mut longest = 0;
@@ -452,7 +477,10 @@ async fn three_servers_share_one_postgres_and_survive_losing_one() {
     );
 
     // The stream on server 2 followed the execution to its end, each stage once.
-    let events = tokio::time::timeout(PATIENCE, across_kill).await.unwrap().unwrap();
+    let events = tokio::time::timeout(PATIENCE, across_kill)
+        .await
+        .unwrap()
+        .unwrap();
     check_stream(&events, "across the kill");
 
     // Server 1 comes back under a new id and takes work again.
@@ -485,19 +513,28 @@ async fn three_servers_share_one_postgres_and_survive_losing_one() {
         .iter()
         .flat_map(|e| runners(e).into_values())
         .collect();
-    assert!(ran_again.contains(&rejoined), "{rejoined} ran nothing: {ran_again:?}");
+    assert!(
+        ran_again.contains(&rejoined),
+        "{rejoined} ran nothing: {ran_again:?}"
+    );
     let by = runners(finished_again.last().unwrap());
     let stream_ids = [ids[0].clone(), rejoined.clone(), ids[2].clone()];
     let mut heard_from_others = 0;
     for (stream, server) in streams.into_iter().zip(&stream_ids) {
-        let events = tokio::time::timeout(PATIENCE, stream).await.unwrap().unwrap();
+        let events = tokio::time::timeout(PATIENCE, stream)
+            .await
+            .unwrap()
+            .unwrap();
         for stage in check_stream(&events, &format!("stream on {server}")) {
             if by[&stage] != *server {
                 heard_from_others += 1;
             }
         }
     }
-    assert!(heard_from_others > 0, "no stream heard another server's stage");
+    assert!(
+        heard_from_others > 0,
+        "no stream heard another server's stage"
+    );
 }
 
 #[tokio::test]

@@ -133,5 +133,7 @@ mod tokens;
 mod users;
 
 pub use connect::redact_database_url;
-pub use executions::{EVENTS_CHANNEL, MAX_NOTICE_BYTES, Notification, QUEUE_CHANNEL, QueueListener};
+pub use executions::{
+    EVENTS_CHANNEL, MAX_NOTICE_BYTES, Notification, QUEUE_CHANNEL, QueueListener,
+};
 pub use pipelines::MAX_PIPELINE_REVISIONS;
