@@ -30,7 +30,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "status": "unavailable", "database": state.store.backend(), "error": UNAVAILABLE_MESSAGE }),
+                    json!({ "status": "unavailable", "database": state.store.backend(), "server": state.engine.server_id(), "error": UNAVAILABLE_MESSAGE }),
                 ),
             )
         }
