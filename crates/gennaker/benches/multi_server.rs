@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo bench -p gennaker --bench multi_server` (PostgreSQL from
 //! GENNAKER_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test;
-//! GENNAKER_BENCH_EXECUTIONS sets how many executions, default 300).
+//! GENNAKER_BENCH_EXECUTIONS sets how many executions, 1 to 1000, default 300).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -173,7 +173,7 @@ async fn measure(servers: usize, executions: usize) -> Value {
         let done = call(
             &client,
             reqwest::Method::GET,
-            format!("{first}/api/v1/executions?application=bench&status=SUCCEEDED&limit=10000"),
+            format!("{first}/api/v1/executions?application=bench&status=SUCCEEDED&limit=1000"),
             None,
         )
         .await;
@@ -223,6 +223,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    assert!(
+        (1..=1000).contains(&executions),
+        "GENNAKER_BENCH_EXECUTIONS must be 1 to 1000 (the most one list call returns)"
+    );
     let one = measure(1, executions).await;
     let two = measure(2, executions).await;
     let speedup = two["stage_completions_per_s"].as_f64().unwrap()
