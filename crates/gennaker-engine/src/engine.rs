@@ -238,9 +238,10 @@ impl Engine {
                         received = listener.recv() => match received {
                             Ok(Notification::Queue) => inner.notify.notify_one(),
                             Ok(Notification::Notice(text)) => inner.publish_notice(&text),
+                            Ok(Notification::Closed) => return,
                             Err(e) => {
-                                // The next recv() reconnects; what was sent meanwhile is
-                                // lost, which the periodic re-checks cover.
+                                // The next recv() tries to reconnect; what was sent
+                                // meanwhile is lost, which the periodic re-checks cover.
                                 warn!(error = %e, "engine: notifications lost; workers re-check the queue periodically, event streams re-read their executions");
                                 tokio::select! {
                                     () = shutdown.cancelled() => return,

@@ -39,6 +39,9 @@ pub enum Notification {
     Queue,
     /// One of a step's [`StepCommit::notices`], as it was committed.
     Notice(String),
+    /// The store was closed: nothing more will come (the listener must be dropped for
+    /// the close to finish, as it holds one of the store's connections).
+    Closed,
 }
 
 /// Hears what the commits of every server sharing the database announce (PostgreSQL
@@ -49,10 +52,15 @@ pub struct QueueListener {
 }
 
 impl QueueListener {
-    /// Waits for the next notification; an error means the connection was lost (the
-    /// caller reconnects, and re-checks the queue meanwhile).
+    /// Waits for the next notification. A lost connection is re-opened (notifications
+    /// sent meanwhile are lost); an error means it could not be, and the next call tries
+    /// again.
     pub async fn recv(&mut self) -> Result<Notification> {
-        let notification = self.listener.recv().await?;
+        let notification = match self.listener.recv().await {
+            Ok(notification) => notification,
+            Err(sqlx::Error::PoolClosed) => return Ok(Notification::Closed),
+            Err(e) => return Err(e.into()),
+        };
         Ok(if notification.channel() == EVENTS_CHANNEL {
             Notification::Notice(notification.payload().to_owned())
         } else {

@@ -78,6 +78,27 @@ async fn postgres_sends_a_steps_notices_when_it_commits_and_only_then() {
 }
 
 #[tokio::test]
+async fn a_listener_hears_that_its_store_closed() {
+    let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
+    let mut listener = store.queue_listener().await.unwrap().expect("a listener");
+    let closing = tokio::spawn({
+        let store = store.clone();
+        async move { store.close().await }
+    });
+    // Bounded against a hang: the close waits for the listener's connection.
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("the listener heard nothing")
+        .unwrap();
+    assert_eq!(heard, gennaker_store::Notification::Closed);
+    drop(listener);
+    tokio::time::timeout(Duration::from_secs(10), closing)
+        .await
+        .expect("the store did not close")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn sqlite_has_no_queue_listener() {
     let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
     assert!(store.queue_listener().await.unwrap().is_none());
