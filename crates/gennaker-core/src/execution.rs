@@ -306,6 +306,11 @@ pub struct TaskExecution {
     /// another token (superseded by a pause, a judgment or a later schedule) is ignored.
     #[serde(default)]
     pub run_token: u64,
+    /// The server whose worker ran the task last (its engine's id, as `/readyz`
+    /// reports it): where to look when several servers share one database. Not
+    /// Spinnaker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 impl Execution {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gennaker_store::{
-    CommitOutcome, ExecutionQuery, ExecutionStore, ExecutionWrite, NewMessage, QueueListener,
-    StepCommit, Store,
+    CommitOutcome, ExecutionQuery, ExecutionStore, ExecutionWrite, MAX_NOTICE_BYTES, NewMessage,
+    Notification, QueueListener, StepCommit, Store,
 };
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, broadcast};
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::build::{Requester, RunRequest, orchestration_execution, pipeline_execution};
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::events::ExecutionEvent;
+use crate::events::{ExecutionEvent, Notice, notices};
 use crate::expressions::ExpressionSupport;
 use crate::message::{Message, PIPELINE_PARTITION_PREFIX};
 use crate::stage::StageRegistry;
@@ -84,6 +84,34 @@ pub(crate) struct EngineInner {
     pub(crate) events: broadcast::Sender<ExecutionEvent>,
     /// This server's lease owner id.
     pub(crate) owner: String,
+}
+
+impl EngineInner {
+    /// A committed step's `events` as notices for the other servers sharing the
+    /// database; none when this server is the database's only user.
+    pub(crate) fn notices(&self, events: &[ExecutionEvent]) -> Vec<String> {
+        if self.config.single_server {
+            return Vec::new();
+        }
+        notices(&self.owner, events, MAX_NOTICE_BYTES)
+    }
+
+    /// Publishes another server's events here, as if this server's workers had made
+    /// them; this server's own notices come back too and are dropped (their events
+    /// were published when the step committed).
+    fn publish_notice(&self, text: &str) {
+        let Some(notice) = Notice::parse(text) else {
+            warn!("engine: ignoring a notification that is not a Gennaker event notice");
+            return;
+        };
+        if notice.server == self.owner {
+            return;
+        }
+        for event in notice.events {
+            // Nobody listening is fine.
+            let _ = self.events.send(event);
+        }
+    }
 }
 
 impl EngineInner {
@@ -178,8 +206,10 @@ impl Engine {
         })
     }
 
-    /// Runs the workers (and a PostgreSQL notification listener, if given) until
-    /// `shutdown`; the returned set ends when they have all stopped.
+    /// Runs the workers (and a PostgreSQL notification listener, if given: it wakes idle
+    /// workers when any server queues work, and publishes the other servers' status
+    /// events to this server's [`subscribe`](Self::subscribe)rs) until `shutdown`; the returned
+    /// set ends when they have all stopped.
     pub async fn start(
         &self,
         listener: Option<QueueListener>,
@@ -206,10 +236,17 @@ impl Engine {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(()) => inner.notify.notify_one(),
+                            Ok(Notification::Queue) => inner.notify.notify_one(),
+                            Ok(Notification::Notice(text)) => inner.publish_notice(&text),
+                            Ok(Notification::Closed) => return,
                             Err(e) => {
-                                warn!(error = %e, "engine: queue notifications lost; workers re-check the queue periodically");
-                                return;
+                                // The next recv() tries to reconnect; what was sent
+                                // meanwhile is lost, which the periodic re-checks cover.
+                                warn!(error = %e, "engine: notifications lost; workers re-check the queue periodically, event streams re-read their executions");
+                                tokio::select! {
+                                    () = shutdown.cancelled() => return,
+                                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                }
                             }
                         }
                     }
@@ -217,6 +254,13 @@ impl Engine {
             });
         }
         Ok(set)
+    }
+
+    /// This server's id among the servers sharing the database: the owner of its
+    /// queue leases, the origin of its event notices and the `server` of the task
+    /// records its workers write. New for every process.
+    pub fn server_id(&self) -> &str {
+        &self.inner.owner
     }
 
     /// The stage registry.
@@ -234,8 +278,9 @@ impl Engine {
         &self.inner.services.expressions
     }
 
-    /// Status changes, live. A slow receiver misses events (and should re-read the
-    /// execution); nothing else waits for it.
+    /// Status changes, live: those of this server's workers and, on PostgreSQL, those
+    /// of every other server sharing the database (each once). A slow receiver misses
+    /// events (and should re-read the execution); nothing else waits for it.
     pub fn subscribe(&self) -> broadcast::Receiver<ExecutionEvent> {
         self.inner.events.subscribe()
     }

@@ -189,6 +189,7 @@ async fn execution_step(
             remove: std::mem::take(&mut step.dropped_runs),
             pipeline_lock: step.pipeline_lock.clone(),
             concurrency: step.concurrency.clone(),
+            notices: inner.notices(&step.events),
             ..StepCommit::default()
         },
     )
@@ -324,6 +325,7 @@ async fn abandon(
             executions: writes,
             enqueue,
             remove,
+            notices: inner.notices(&events),
             ..StepCommit::default()
         },
     )

@@ -98,6 +98,47 @@ pub(crate) fn prepare_database_files(database_url: &str) -> Result<(), ServerErr
     }
 }
 
+/// Claims a SQLite database for this server alone, for as long as the returned file is
+/// open (the operating system lets go when the process ends, however it ends).
+///
+/// SQLite is one server's database: its engine releases every lease at start, which
+/// would hand a running server's work to a second one, and servers on SQLite do not
+/// hear each other's queue or events. So a second server on the same file is refused
+/// with a message saying what to do. The lock is a file beside the database,
+/// `<database>-server.lock`, locked with `flock` (not the database file itself, whose
+/// locks are SQLite's own). `None` for PostgreSQL and in-memory databases.
+pub(crate) fn lock_sqlite(database_url: &str) -> Result<Option<std::fs::File>, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(file) = sqlite_file(database_url) else {
+        return Ok(None);
+    };
+    let mut name = file.clone().into_os_string();
+    name.push("-server.lock");
+    let path = PathBuf::from(name);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| ServerError::Io {
+            context: format!("cannot open the database's lock file {}", path.display()),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DatabaseInUse {
+            database: file.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::Io {
+            context: format!("cannot lock the database's lock file {}", path.display()),
+            source,
+        }),
+    }
+}
+
 /// Narrows the SQLite database and its `-wal`, `-shm` and `-journal` files, and the
 /// admin token file, to mode 0600 where others could read them.
 pub(crate) fn secure_database_files(database_url: &str) -> Result<(), ServerError> {

@@ -74,6 +74,16 @@ pub enum ServerError {
         /// Why.
         message: String,
     },
+    /// Another server holds the SQLite database: SQLite serves one server.
+    #[error(
+        "the SQLite database {database} is in use by another gennaker server (it holds {lock}); SQLite serves one server at a time: stop the other server first, or run several servers on one PostgreSQL database (README, \"Running several servers\")"
+    )]
+    DatabaseInUse {
+        /// The database file.
+        database: String,
+        /// The lock file the other server holds.
+        lock: String,
+    },
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -192,6 +202,8 @@ pub struct OpenServer {
     address: std::net::SocketAddr,
     /// Cancelled when the server stops: providers' tasks should be its children.
     pub stop: CancellationToken,
+    /// Keeps a second server off this server's SQLite database until the store closes.
+    sqlite_lock: Option<std::fs::File>,
 }
 
 /// Creates the data directory, reads (or creates) the key sealing secrets at rest,
@@ -200,6 +212,7 @@ pub struct OpenServer {
 pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
     bootstrap::secure_data_dir(&config.data_dir)?;
     bootstrap::prepare_database_files(&config.database_url)?;
+    let sqlite_lock = bootstrap::lock_sqlite(&config.database_url)?;
     let secrets_key = SealingKey::load_or_create(&config.secrets_key_path())?;
     let store = SqlStore::connect(&config.database_url).await?;
     bootstrap::secure_database_files(&config.database_url)?;
@@ -223,6 +236,7 @@ pub async fn open(config: &ServerConfig) -> Result<OpenServer, ServerError> {
         listener,
         address,
         stop: CancellationToken::new(),
+        sqlite_lock,
     })
 }
 
@@ -268,6 +282,7 @@ pub async fn start(
         listener,
         address,
         stop,
+        sqlite_lock,
     } = open;
     let engine = engine(&store, &secrets_key, &config, wiring.registry)?;
     let workers = engine
@@ -277,6 +292,7 @@ pub async fn start(
         %address,
         database = store.backend(),
         workers = config.engine.workers,
+        server = engine.server_id(),
         "gennaker server listening"
     );
     let tasks = TaskTracker::new();
@@ -299,6 +315,7 @@ pub async fn start(
         workers,
         wiring.shutdown,
         tasks,
+        sqlite_lock,
     ));
     Ok(RunningServer {
         address,
@@ -315,6 +332,7 @@ async fn serve(
     mut workers: tokio::task::JoinSet<()>,
     providers: Box<dyn Shutdown>,
     tasks: TaskTracker,
+    sqlite_lock: Option<std::fs::File>,
 ) -> Result<(), ServerError> {
     let stop = state.shutdown.clone();
     let http = state.config.http.clone();
@@ -335,6 +353,8 @@ async fn serve(
     }
     providers.shutdown().await;
     store.close().await;
+    // Another server may open the database now.
+    drop(sqlite_lock);
     tracing::info!("gennaker server stopped");
     Ok(())
 }

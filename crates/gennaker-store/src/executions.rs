@@ -117,6 +117,11 @@ pub struct StepCommit {
     pub pipeline_lock: Option<String>,
     /// Refuses the step when the pipeline already has enough active executions.
     pub concurrency: Option<ConcurrencyGuard>,
+    /// Announcements for the other servers sharing the database (the step's status
+    /// events), sent when the step commits and only then: on PostgreSQL each one is a
+    /// notification on `EVENTS_CHANNEL` (one longer than `MAX_NOTICE_BYTES` is not
+    /// sent); SQLite serves a single server and drops them.
+    pub notices: Vec<String>,
 }
 
 /// What became of a step.

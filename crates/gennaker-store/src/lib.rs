@@ -37,7 +37,8 @@ pub use records::{
 pub use resources::{ExpectedVersion, Resource, ResourceStore};
 pub use sealing::{KEY_LEN, SealedExecutions, SealingKey};
 pub use sql::{
-    MAX_PIPELINE_REVISIONS, QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url,
+    EVENTS_CHANNEL, MAX_NOTICE_BYTES, MAX_PIPELINE_REVISIONS, Notification, QUEUE_CHANNEL,
+    QueueListener, SqlStore, now_millis, redact_database_url,
 };
 pub use store::Store;
 

@@ -163,6 +163,7 @@ impl Step<'_> {
                 stage_end: i + 1 == count,
                 retries: 0,
                 run_token: 0,
+                server: None,
             })
             .collect();
         let before = definition.before_stages(stage);

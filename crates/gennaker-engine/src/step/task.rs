@@ -69,6 +69,9 @@ impl Step<'_> {
         let result = runner.execute(&ctx).await;
         let backoff = runner.backoff(stage);
         let max_retries = runner.max_retries();
+        if let Some(task) = self.execution.stages[index].task_mut(task_id) {
+            task.server = Some(self.engine.owner.clone());
+        }
         match result {
             Ok(result) => {
                 let max = self.engine.registry.catalog().max_stages();

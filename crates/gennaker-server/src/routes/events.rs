@@ -6,9 +6,12 @@
 //! ended. `GET /applications/{app}/events` sends the status changes of every execution
 //! of the application until the client goes away.
 //!
-//! Events come from this server's engine. The per-execution stream also re-reads the
-//! execution every few seconds: a change made by another server on the same PostgreSQL
-//! arrives as a fresh `snapshot`, and a missed event cannot leave a client waiting. A
+//! Events come from this server's engine, which on PostgreSQL also hears the events of
+//! every other server sharing the database (LISTEN/NOTIFY, each event once), so a
+//! stream on any server follows an execution whichever server's workers run it. The
+//! per-execution stream also re-reads the execution every few seconds: a change whose
+//! notification was lost (a dropped listener connection) arrives as a fresh
+//! `snapshot`, and a missed event cannot leave a client waiting. A
 //! client that falls behind gets a `snapshot` (per execution) or a `lagged` event (per
 //! application) instead of the events it missed. Comments keep idle connections alive.
 //!

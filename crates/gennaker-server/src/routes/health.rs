@@ -1,4 +1,5 @@
-//! `/healthz` (the process is alive) and `/readyz` (it can serve: the database answers).
+//! `/healthz` (the process is alive) and `/readyz` (it can serve: the database answers;
+//! it also names the server, as its task records do, among servers sharing a database).
 
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +19,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "database": state.store.backend() })),
+            Json(
+                json!({ "status": "ready", "database": state.store.backend(), "server": state.engine.server_id() }),
+            ),
         ),
         // /readyz needs no token: the driver's error (hosts, ports, file paths) goes to the
         // log only.
@@ -27,7 +30,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "status": "unavailable", "database": state.store.backend(), "error": UNAVAILABLE_MESSAGE }),
+                    json!({ "status": "unavailable", "database": state.store.backend(), "server": state.engine.server_id(), "error": UNAVAILABLE_MESSAGE }),
                 ),
             )
         }

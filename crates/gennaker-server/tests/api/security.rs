@@ -655,6 +655,8 @@ async fn data_files_are_private_to_the_server_user() {
         "{checked:?}"
     );
     open.store.close().await;
+    // The server is gone: its hold on the SQLite file goes with it.
+    drop(open);
 
     // A later start narrows files an operator (or an old version) left open.
     let token = data_dir.join("admin-token");
@@ -670,6 +672,7 @@ async fn data_files_are_private_to_the_server_user() {
     assert_eq!(mode(&token), 0o600);
     assert_eq!(mode(&data_dir.join("gennaker.db")), 0o600);
     again.store.close().await;
+    drop(again);
 
     // The search bits alone (the local provider's, for instances running as another
     // user) let nobody list the directory: they stay.

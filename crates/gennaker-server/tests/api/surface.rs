@@ -92,6 +92,9 @@ api_test!(health, |backend| {
         .expect(200);
     assert_eq!(ready["status"], "ready");
     assert!(ready["database"].is_string());
+    // Which server answered, as its task records name it (several may share a database).
+    let server_id = ready["server"].as_str().unwrap();
+    assert!(server_id.starts_with("gennaker-"), "{ready}");
 
     // Without a database: 503, and the driver's error stays in the log.
     server.store.close().await;

@@ -18,34 +18,65 @@ use crate::executions::{
 /// every server wake at once instead of polling.
 pub const QUEUE_CHANNEL: &str = "gennaker_queue";
 
+/// The PostgreSQL channel that carries a committed step's [`StepCommit::notices`] (the
+/// engine's status events) to every server sharing the database, so an event stream on
+/// one server follows executions that another server's workers run.
+pub const EVENTS_CHANNEL: &str = "gennaker_events";
+
+/// The longest notice PostgreSQL accepts is 7999 bytes; a longer one is not sent (and
+/// the step still commits).
+pub const MAX_NOTICE_BYTES: usize = 7_999;
+
 const EXECUTION_COLUMNS: &str = "id, application, pipeline_config_id, pipeline_name, status, created_at, start_time, end_time, correlation_id, version, document";
 
 /// Statuses that count against a pipeline's concurrency limit.
 const ACTIVE_STATUSES: &str = "('RUNNING', 'PAUSED', 'SUSPENDED')";
 
-/// Wakes a worker when another server's commit enqueues messages (PostgreSQL only).
+/// What another server's commit announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// Messages were queued or released: an idle worker should look at the queue.
+    Queue,
+    /// One of a step's [`StepCommit::notices`], as it was committed.
+    Notice(String),
+    /// The store was closed: nothing more will come (the listener must be dropped for
+    /// the close to finish, as it holds one of the store's connections).
+    Closed,
+}
+
+/// Hears what the commits of every server sharing the database announce (PostgreSQL
+/// only): queued work ([`QUEUE_CHANNEL`]) and status events ([`EVENTS_CHANNEL`]).
 #[derive(Debug)]
 pub struct QueueListener {
     listener: sqlx::postgres::PgListener,
 }
 
 impl QueueListener {
-    /// Waits for the next notification; an error means the connection was lost (the
-    /// caller reconnects, and re-checks the queue meanwhile).
-    pub async fn recv(&mut self) -> Result<()> {
-        self.listener.recv().await?;
-        Ok(())
+    /// Waits for the next notification. A lost connection is re-opened (notifications
+    /// sent meanwhile are lost); an error means it could not be, and the next call tries
+    /// again.
+    pub async fn recv(&mut self) -> Result<Notification> {
+        let notification = match self.listener.recv().await {
+            Ok(notification) => notification,
+            Err(sqlx::Error::PoolClosed) => return Ok(Notification::Closed),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(if notification.channel() == EVENTS_CHANNEL {
+            Notification::Notice(notification.payload().to_owned())
+        } else {
+            Notification::Queue
+        })
     }
 }
 
 impl SqlStore {
-    /// Listens for queue notifications from every server sharing this database; `None`
-    /// on SQLite, where this server is the only writer.
+    /// Listens for the queue and event notifications of every server sharing this
+    /// database; `None` on SQLite, where this server is the only writer.
     pub async fn queue_listener(&self) -> Result<Option<QueueListener>> {
         match &self.backend {
             Backend::Postgres(pool) => {
                 let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-                listener.listen(QUEUE_CHANNEL).await?;
+                listener.listen_all([QUEUE_CHANNEL, EVENTS_CHANNEL]).await?;
                 Ok(Some(QueueListener { listener }))
             }
             Backend::Sqlite(_) => Ok(None),
@@ -78,6 +109,8 @@ trait QueueDialect {
     fn pipeline_lock_sql(&self) -> Option<&'static str>;
     /// Wakes other servers' workers at commit.
     fn notify_sql(&self) -> Option<&'static str>;
+    /// Sends one notice (`$1`) to every server at commit.
+    fn notice_sql(&self) -> Option<&'static str>;
     /// Skips partitions another transaction is claiming instead of waiting for it.
     fn claim_lock_clause(&self) -> &'static str;
     /// Reads a partition's row and locks it until commit.
@@ -89,6 +122,9 @@ impl QueueDialect for SqlitePool {
         None
     }
     fn notify_sql(&self) -> Option<&'static str> {
+        None
+    }
+    fn notice_sql(&self) -> Option<&'static str> {
         None
     }
     fn claim_lock_clause(&self) -> &'static str {
@@ -105,6 +141,9 @@ impl QueueDialect for PgPool {
     }
     fn notify_sql(&self) -> Option<&'static str> {
         Some(concat!("SELECT pg_notify('", "gennaker_queue", "', '')"))
+    }
+    fn notice_sql(&self) -> Option<&'static str> {
+        Some(concat!("SELECT pg_notify('", "gennaker_events", "', $1)"))
     }
     // A claim that finds a partition's row locked moves on to the next partition; one
     // whose row changed since its snapshot re-reads it once locked, and drops it when
@@ -486,6 +525,12 @@ impl ExecutionStore for SqlStore {
                 && (!step.enqueue.is_empty() || !step.wake.is_empty())
             {
                 sqlx::query(sql).execute(&mut *tx).await?;
+            }
+            if let Some(sql) = db.notice_sql() {
+                // Sent only if the step commits, in commit order.
+                for notice in step.notices.iter().filter(|n| n.len() <= MAX_NOTICE_BYTES) {
+                    sqlx::query(sql).bind(notice).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             Ok(CommitOutcome::Committed)

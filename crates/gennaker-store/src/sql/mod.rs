@@ -135,5 +135,7 @@ mod tokens;
 mod users;
 
 pub use connect::redact_database_url;
-pub use executions::{QUEUE_CHANNEL, QueueListener};
+pub use executions::{
+    EVENTS_CHANNEL, MAX_NOTICE_BYTES, Notification, QUEUE_CHANNEL, QueueListener,
+};
 pub use pipelines::MAX_PIPELINE_REVISIONS;
