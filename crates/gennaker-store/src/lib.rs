@@ -5,7 +5,8 @@
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
-//! the infrastructure providers manage; [`SealedExecutions`] keeps the secrets in
+//! the infrastructure providers manage; [`TriggerStore`] the triggers' event inbox,
+//! log and seen Docker tags; [`SealedExecutions`] keeps the secrets in
 //! execution documents encrypted at rest.
 
 mod error;
@@ -15,6 +16,7 @@ mod resources;
 mod sealing;
 mod sql;
 mod store;
+mod triggers;
 
 pub use error::{Result, StoreError};
 pub use executions::{
@@ -31,6 +33,7 @@ pub use sql::{
     MAX_PIPELINE_REVISIONS, QUEUE_CHANNEL, QueueListener, SqlStore, now_millis, redact_database_url,
 };
 pub use store::Store;
+pub use triggers::{TriggerEventRecord, TriggerLogEntry, TriggerStore};
 
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -130,6 +130,7 @@ mod executions;
 mod pipelines;
 mod resources;
 mod tokens;
+mod triggers;
 mod users;
 
 pub use connect::redact_database_url;
