@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::audit;
 use crate::routes::{
-    access, applications, events, executions, infrastructure, pipelines, stage_types,
+    access, applications, events, executions, infrastructure, pipelines, stage_types, triggers,
 };
 use crate::state::AppState;
 
@@ -58,6 +58,8 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(access::list_tokens, access::create_token))
         .routes(routes!(access::revoke_token))
         .routes(routes!(audit::list))
+        .routes(routes!(triggers::log))
+        .routes(routes!(triggers::fire))
 }
 
 /// Adds the title, version and bearer security scheme.
