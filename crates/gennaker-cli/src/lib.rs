@@ -28,7 +28,8 @@ use std::path::Path;
 
 pub use args::{
     AppCommand, AppSaveArgs, AuditArgs, ClientCommand, ClientOptions, ExecutionCommand,
-    PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand, UserCommand,
+    PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand, TriggerCommand,
+    UserCommand,
 };
 pub use config::TokenSource;
 pub use error::{
