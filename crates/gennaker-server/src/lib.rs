@@ -101,9 +101,14 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), audit::record));
     // Webhook senders have no token: a trigger's source and secret identify them.
     let webhooks = Router::new()
-        .route("/webhooks/webhook/{source}", post(routes::triggers::webhook))
+        .route(
+            "/webhooks/webhook/{source}",
+            post(routes::triggers::webhook),
+        )
         .route("/webhooks/git/{provider}", post(routes::triggers::git))
-        .layer(DefaultBodyLimit::max(state.triggers.settings().max_payload_bytes));
+        .layer(DefaultBodyLimit::max(
+            state.triggers.settings().max_payload_bytes,
+        ));
     let mut open = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
@@ -342,7 +347,10 @@ fn trigger_error(err: gennaker_triggers::TriggerError) -> ServerError {
     match err {
         gennaker_triggers::TriggerError::Store(err) => ServerError::Store(err),
         gennaker_triggers::TriggerError::Engine(err) => ServerError::Engine(err),
-        other => ServerError::Provider { provider: "triggers", message: other.to_string() },
+        other => ServerError::Provider {
+            provider: "triggers",
+            message: other.to_string(),
+        },
     }
 }
 

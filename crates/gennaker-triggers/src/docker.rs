@@ -39,7 +39,9 @@ fn valid_repository(repository: &str) -> bool {
             !part.is_empty()
                 && part != "."
                 && part != ".."
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
         })
 }
 
@@ -54,7 +56,12 @@ impl RegistryClient {
         Ok(Self { http })
     }
 
-    fn request(&self, account: &DockerAccount, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        account: &DockerAccount,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}/v2/{path}", account.url.trim_end_matches('/'));
         let request = self.http.request(method, url);
         match &account.username {
@@ -64,13 +71,23 @@ impl RegistryClient {
     }
 
     /// The repository's tags (at most 1000) with their manifest digests.
-    pub async fn tags(&self, account: &DockerAccount, repository: &str) -> Result<Vec<(String, String)>, String> {
+    pub async fn tags(
+        &self,
+        account: &DockerAccount,
+        repository: &str,
+    ) -> Result<Vec<(String, String)>, String> {
         if !valid_repository(repository) {
-            return Err(format!("repository '{repository}' is not a registry repository name (lower-case 'org/name')"));
+            return Err(format!(
+                "repository '{repository}' is not a registry repository name (lower-case 'org/name')"
+            ));
         }
         let where_ = format!("account '{}' repository '{repository}'", account.name);
         let response = self
-            .request(account, reqwest::Method::GET, &format!("{repository}/tags/list"))
+            .request(
+                account,
+                reqwest::Method::GET,
+                &format!("{repository}/tags/list"),
+            )
             .send()
             .await
             .map_err(|err| format!("{where_}: listing tags failed: {err}"))?;
@@ -78,23 +95,33 @@ impl RegistryClient {
             return Ok(Vec::new());
         }
         if !response.status().is_success() {
-            return Err(format!("{where_}: listing tags answered {}", response.status()));
+            return Err(format!(
+                "{where_}: listing tags answered {}",
+                response.status()
+            ));
         }
         let body = gennaker_outbound::read_capped(response, MAX_TAG_LIST_BYTES)
             .await
             .map_err(|err| format!("{where_}: reading the tag list failed: {err}"))?;
         if body.truncated {
-            return Err(format!("{where_}: the tag list is larger than {MAX_TAG_LIST_BYTES} bytes"));
+            return Err(format!(
+                "{where_}: the tag list is larger than {MAX_TAG_LIST_BYTES} bytes"
+            ));
         }
-        let list: TagList = serde_json::from_slice(&body.bytes)
-            .map_err(|err| format!("{where_}: the tag list is not JSON the registry API sends: {err}"))?;
+        let list: TagList = serde_json::from_slice(&body.bytes).map_err(|err| {
+            format!("{where_}: the tag list is not JSON the registry API sends: {err}")
+        })?;
         let mut tags = list.tags.unwrap_or_default();
         tags.sort();
         tags.truncate(MAX_TAGS);
         let mut out = Vec::with_capacity(tags.len());
         for tag in tags {
             let response = self
-                .request(account, reqwest::Method::HEAD, &format!("{repository}/manifests/{tag}"))
+                .request(
+                    account,
+                    reqwest::Method::HEAD,
+                    &format!("{repository}/manifests/{tag}"),
+                )
                 .header(reqwest::header::ACCEPT, MANIFEST_TYPES)
                 .send()
                 .await

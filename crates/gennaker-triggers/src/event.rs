@@ -99,17 +99,31 @@ impl Event {
     /// same source is the same event); a Docker tag at a digest; an execution's end.
     pub fn key(&self) -> String {
         let hashed = match self {
-            Event::Webhook { source, body, delivery, .. } => match delivery {
+            Event::Webhook {
+                source,
+                body,
+                delivery,
+                ..
+            } => match delivery {
                 Some(id) => digest(&["delivery", source, id]),
                 None => digest(&["body", source, body]),
             },
-            Event::Git { provider, body, delivery, .. } => match delivery {
+            Event::Git {
+                provider,
+                body,
+                delivery,
+                ..
+            } => match delivery {
                 Some(id) => digest(&["delivery", provider, id]),
                 None => digest(&["body", provider, body]),
             },
-            Event::Docker { account, repository, tag, digest: d, .. } => {
-                digest(&[account, repository, tag, d])
-            }
+            Event::Docker {
+                account,
+                repository,
+                tag,
+                digest: d,
+                ..
+            } => digest(&[account, repository, tag, d]),
             Event::Pipeline { execution_id, .. } => return format!("pipeline:{execution_id}"),
         };
         format!("{}:{hashed}", self.kind())
@@ -119,19 +133,38 @@ impl Event {
     pub fn summary(&self) -> Value {
         match self {
             Event::Webhook { source, .. } => json!({"type": "webhook", "source": source}),
-            Event::Git { provider, body, event_name, .. } => {
+            Event::Git {
+                provider,
+                body,
+                event_name,
+                ..
+            } => {
                 let push = serde_json::from_str::<Value>(body)
                     .ok()
                     .and_then(|payload| GitPush::parse(provider, event_name.as_deref(), &payload));
                 match push {
-                    Some(push) => json!({"type": "git", "source": provider, "project": push.project,
-                        "slug": push.slug, "branch": push.branch, "hash": push.hash, "action": push.action}),
+                    Some(push) => {
+                        json!({"type": "git", "source": provider, "project": push.project,
+                        "slug": push.slug, "branch": push.branch, "hash": push.hash, "action": push.action})
+                    }
                     None => json!({"type": "git", "source": provider}),
                 }
             }
-            Event::Docker { account, repository, tag, digest, .. } => json!({"type": "docker",
+            Event::Docker {
+                account,
+                repository,
+                tag,
+                digest,
+                ..
+            } => json!({"type": "docker",
                 "account": account, "repository": repository, "tag": tag, "digest": digest}),
-            Event::Pipeline { execution_id, application, name, status, .. } => json!({"type": "pipeline",
+            Event::Pipeline {
+                execution_id,
+                application,
+                name,
+                status,
+                ..
+            } => json!({"type": "pipeline",
                 "executionId": execution_id, "application": application, "pipeline": name, "status": status}),
         }
     }
@@ -155,11 +188,17 @@ pub struct GitPush {
 }
 
 fn text(value: &Value, pointer: &str) -> Option<String> {
-    value.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn branch_of(reference: &str) -> String {
-    reference.strip_prefix("refs/heads/").unwrap_or(reference).to_owned()
+    reference
+        .strip_prefix("refs/heads/")
+        .unwrap_or(reference)
+        .to_owned()
 }
 
 impl GitPush {
@@ -180,7 +219,10 @@ impl GitPush {
                         slug,
                         branch: text(pr, "/head/ref").unwrap_or_default(),
                         hash: text(pr, "/head/sha").unwrap_or_default(),
-                        action: format!("pull_request:{}", text(payload, "/action").unwrap_or_default()),
+                        action: format!(
+                            "pull_request:{}",
+                            text(payload, "/action").unwrap_or_default()
+                        ),
                         url,
                     }
                 } else {
@@ -190,7 +232,11 @@ impl GitPush {
                         slug,
                         branch: branch_of(&text(payload, "/ref").unwrap_or_default()),
                         hash: text(payload, "/after").unwrap_or_default(),
-                        action: if event == "push" { "push:push".to_owned() } else { format!("branch:{event}") },
+                        action: if event == "push" {
+                            "push:push".to_owned()
+                        } else {
+                            format!("branch:{event}")
+                        },
                         url,
                     }
                 }
@@ -199,7 +245,9 @@ impl GitPush {
                 project: text(payload, "/project/namespace")?,
                 slug: text(payload, "/project/name")?,
                 branch: branch_of(&text(payload, "/ref").unwrap_or_default()),
-                hash: text(payload, "/after").or_else(|| text(payload, "/checkout_sha")).unwrap_or_default(),
+                hash: text(payload, "/after")
+                    .or_else(|| text(payload, "/checkout_sha"))
+                    .unwrap_or_default(),
                 action: text(payload, "/object_kind").unwrap_or_else(|| "push".to_owned()),
                 url: text(payload, "/project/git_http_url"),
             },
@@ -221,7 +269,11 @@ impl GitPush {
                     GitPush {
                         project: text(payload, "/repository/project/key")?,
                         slug: text(payload, "/repository/slug")?,
-                        branch: branch_of(&text(change, "/ref/id").or_else(|| text(change, "/refId")).unwrap_or_default()),
+                        branch: branch_of(
+                            &text(change, "/ref/id")
+                                .or_else(|| text(change, "/refId"))
+                                .unwrap_or_default(),
+                        ),
                         hash: text(change, "/toHash").unwrap_or_default(),
                         action: event_name.unwrap_or("repo:refs_changed").to_owned(),
                         url: None,
@@ -238,7 +290,10 @@ impl GitPush {
 
     /// The trigger's `git/repo` artifact: the repository at this commit.
     pub fn artifact(&self) -> Value {
-        let reference = self.url.clone().unwrap_or_else(|| format!("{}/{}", self.project, self.slug));
+        let reference = self
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", self.project, self.slug));
         json!({"type": "git/repo", "name": format!("{}/{}", self.project, self.slug),
             "reference": reference, "version": self.hash,
             "metadata": {"branch": self.branch, "sha": self.hash}})
@@ -255,30 +310,59 @@ mod tests {
         let github = json!({"ref": "refs/heads/main", "after": "abc123",
             "repository": {"name": "web", "owner": {"name": "acme"}, "clone_url": "https://github.com/acme/web.git"}});
         let push = GitPush::parse("github", Some("push"), &github).unwrap();
-        assert_eq!((push.project.as_str(), push.slug.as_str(), push.branch.as_str(), push.hash.as_str(), push.action.as_str()),
-            ("acme", "web", "main", "abc123", "push:push"));
-        assert_eq!(push.artifact()["reference"], "https://github.com/acme/web.git");
-        assert!(GitPush::parse("github", Some("ping"), &json!({"hook_id": 1, "zen": "hi"})).is_none());
+        assert_eq!(
+            (
+                push.project.as_str(),
+                push.slug.as_str(),
+                push.branch.as_str(),
+                push.hash.as_str(),
+                push.action.as_str()
+            ),
+            ("acme", "web", "main", "abc123", "push:push")
+        );
+        assert_eq!(
+            push.artifact()["reference"],
+            "https://github.com/acme/web.git"
+        );
+        assert!(
+            GitPush::parse("github", Some("ping"), &json!({"hook_id": 1, "zen": "hi"})).is_none()
+        );
         let deleted = json!({"ref": "refs/heads/x", "after": "0000000000000000", "repository": {"name": "web", "owner": {"name": "acme"}}});
         assert!(GitPush::parse("github", Some("push"), &deleted).is_none());
         let gitlab = json!({"object_kind": "push", "ref": "refs/heads/dev", "after": "f00",
             "project": {"namespace": "grp", "name": "svc"}});
         let push = GitPush::parse("gitlab", None, &gitlab).unwrap();
-        assert_eq!((push.project.as_str(), push.slug.as_str(), push.branch.as_str()), ("grp", "svc", "dev"));
+        assert_eq!(
+            (
+                push.project.as_str(),
+                push.slug.as_str(),
+                push.branch.as_str()
+            ),
+            ("grp", "svc", "dev")
+        );
         let bitbucket = json!({"repository": {"full_name": "team/app", "owner": {"username": "team"}},
             "push": {"changes": [{"new": {"name": "main", "target": {"hash": "b1"}}}]}});
         let push = GitPush::parse("bitbucket", Some("repo:push"), &bitbucket).unwrap();
-        assert_eq!((push.slug.as_str(), push.branch.as_str(), push.hash.as_str()), ("team/app", "main", "b1"));
+        assert_eq!(
+            (push.slug.as_str(), push.branch.as_str(), push.hash.as_str()),
+            ("team/app", "main", "b1")
+        );
     }
 
     #[test]
     fn event_keys_follow_delivery_ids_or_bodies() {
         let event = |delivery: Option<&str>, body: &str| Event::Webhook {
-            source: "ci".into(), body: body.into(), signatures: Signatures::default(), delivery: delivery.map(str::to_owned),
+            source: "ci".into(),
+            body: body.into(),
+            signatures: Signatures::default(),
+            delivery: delivery.map(str::to_owned),
         };
         assert_eq!(event(None, "{}").key(), event(None, "{}").key());
         assert_ne!(event(None, "{}").key(), event(None, "{\"a\":1}").key());
-        assert_eq!(event(Some("d1"), "{}").key(), event(Some("d1"), "{\"a\":1}").key());
+        assert_eq!(
+            event(Some("d1"), "{}").key(),
+            event(Some("d1"), "{\"a\":1}").key()
+        );
         assert!(event(Some("d1"), "{}").key().starts_with("webhook:"));
     }
 }

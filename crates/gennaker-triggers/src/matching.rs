@@ -54,7 +54,10 @@ pub fn triggers_of(config: &Value) -> impl Iterator<Item = (usize, &Map<String, 
 }
 
 fn field<'a>(trigger: &'a Map<String, Value>, name: &str) -> &'a str {
-    trigger.get(name).and_then(Value::as_str).unwrap_or_default()
+    trigger
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The trigger object's base: the trigger's config without its secret.
@@ -65,7 +68,11 @@ fn base(trigger: &Map<String, Value>) -> Map<String, Value> {
 }
 
 fn compile(pattern: &str, full: bool) -> Result<regex::Regex, String> {
-    let source = if full { format!("^(?:{pattern})$") } else { pattern.to_owned() };
+    let source = if full {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
     regex::RegexBuilder::new(&source)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
@@ -123,10 +130,16 @@ fn check_constraints(trigger: &Map<String, Value>, payload: &Value) -> Result<()
         let regex = compile(&pattern, false).map_err(|err| format!("constraint '{key}': {err}"))?;
         let values = values_at(payload, key);
         if values.is_empty() {
-            return Err(format!("constraint '{key}' failed: the payload has no value at '{key}'"));
+            return Err(format!(
+                "constraint '{key}' failed: the payload has no value at '{key}'"
+            ));
         }
         if !values.iter().any(|value| regex.is_match(value)) {
-            let shown: Vec<String> = values.iter().take(3).map(|v| v.chars().take(80).collect()).collect();
+            let shown: Vec<String> = values
+                .iter()
+                .take(3)
+                .map(|v| v.chars().take(80).collect())
+                .collect();
             return Err(format!(
                 "constraint '{key}' failed: {shown:?} does not match '{pattern}'"
             ));
@@ -136,17 +149,26 @@ fn check_constraints(trigger: &Map<String, Value>, payload: &Value) -> Result<()
 }
 
 fn disabled(trigger: &Map<String, Value>) -> Option<Verdict> {
-    (!truthy(trigger.get("enabled"))).then(|| {
-        Verdict::Rejected("trigger disabled: set \"enabled\": true to let it fire".into())
-    })
+    (!truthy(trigger.get("enabled")))
+        .then(|| Verdict::Rejected("trigger disabled: set \"enabled\": true to let it fire".into()))
 }
 
 /// Whether `trigger` fires on `event`; `payload` is the event's parsed body (webhook
 /// and git events) and `event_id` the id users see.
-pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, event_id: &str) -> Verdict {
+pub fn evaluate(
+    trigger: &Map<String, Value>,
+    event: &Event,
+    payload: &Value,
+    event_id: &str,
+) -> Verdict {
     let kind = field(trigger, "type");
     match event {
-        Event::Webhook { source, body, signatures, .. } => {
+        Event::Webhook {
+            source,
+            body,
+            signatures,
+            ..
+        } => {
             if kind != "webhook" {
                 return Verdict::NotAddressed;
             }
@@ -177,11 +199,25 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
             object.insert("eventId".into(), json!(event_id));
             Verdict::Fire(Firing {
                 trigger: object,
-                parameters: payload.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default(),
-                artifacts: payload.get("artifacts").and_then(Value::as_array).cloned().unwrap_or_default(),
+                parameters: payload
+                    .get("parameters")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                artifacts: payload
+                    .get("artifacts")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             })
         }
-        Event::Git { provider, body, event_name, signatures, .. } => {
+        Event::Git {
+            provider,
+            body,
+            event_name,
+            signatures,
+            ..
+        } => {
             if kind != "git" || !field(trigger, "source").eq_ignore_ascii_case(provider) {
                 return Verdict::NotAddressed;
             }
@@ -238,10 +274,23 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
                 object.insert(key.into(), json!(value));
             }
             object.insert("payload".into(), payload.clone());
-            Verdict::Fire(Firing { trigger: object, parameters: Map::new(), artifacts: vec![push.artifact()] })
+            Verdict::Fire(Firing {
+                trigger: object,
+                parameters: Map::new(),
+                artifacts: vec![push.artifact()],
+            })
         }
-        Event::Docker { account, registry, repository, tag, digest } => {
-            if kind != "docker" || field(trigger, "account") != account || field(trigger, "repository") != repository {
+        Event::Docker {
+            account,
+            registry,
+            repository,
+            tag,
+            digest,
+        } => {
+            if kind != "docker"
+                || field(trigger, "account") != account
+                || field(trigger, "repository") != repository
+            {
                 return Verdict::NotAddressed;
             }
             if let Some(verdict) = disabled(trigger) {
@@ -250,12 +299,18 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
             let pattern = field(trigger, "tag").trim();
             if pattern.is_empty() {
                 if tag == "latest" {
-                    return Verdict::Rejected("tag 'latest' fires only a trigger whose tag pattern names it".into());
+                    return Verdict::Rejected(
+                        "tag 'latest' fires only a trigger whose tag pattern names it".into(),
+                    );
                 }
             } else {
                 match compile(pattern, true) {
                     Ok(regex) if regex.is_match(tag) => {}
-                    Ok(_) => return Verdict::Rejected(format!("tag '{tag}' did not match '{pattern}' (a full match)")),
+                    Ok(_) => {
+                        return Verdict::Rejected(format!(
+                            "tag '{tag}' did not match '{pattern}' (a full match)"
+                        ));
+                    }
                     Err(err) => return Verdict::Rejected(format!("tag: {err}")),
                 }
             }
@@ -274,9 +329,21 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
             }
             let artifact = json!({"type": "docker/image", "name": name, "version": tag,
                 "reference": format!("{name}:{tag}"), "metadata": {"digest": digest, "account": account}});
-            Verdict::Fire(Firing { trigger: object, parameters: Map::new(), artifacts: vec![artifact] })
+            Verdict::Fire(Firing {
+                trigger: object,
+                parameters: Map::new(),
+                artifacts: vec![artifact],
+            })
         }
-        Event::Pipeline { execution_id, application, name, pipeline_config_id, status, start_time, end_time } => {
+        Event::Pipeline {
+            execution_id,
+            application,
+            name,
+            pipeline_config_id,
+            status,
+            start_time,
+            end_time,
+        } => {
             if kind != "pipeline" || field(trigger, "pipeline") != pipeline_config_id {
                 return Verdict::NotAddressed;
             }
@@ -293,7 +360,12 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
             let statuses: Vec<String> = trigger
                 .get("status")
                 .and_then(Value::as_array)
-                .map(|s| s.iter().filter_map(Value::as_str).map(str::to_lowercase).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_lowercase)
+                        .collect()
+                })
                 .unwrap_or_default();
             if !statuses.iter().any(|s| s == mapped) {
                 return Verdict::Rejected(format!(
@@ -302,15 +374,21 @@ pub fn evaluate(trigger: &Map<String, Value>, event: &Event, payload: &Value, ev
             }
             let mut object = base(trigger);
             object.insert("type".into(), json!("pipeline"));
-            object.insert("parentExecution".into(), json!({"id": execution_id, "application": application,
+            object.insert(
+                "parentExecution".into(),
+                json!({"id": execution_id, "application": application,
                 "name": name, "pipelineConfigId": pipeline_config_id, "status": status,
-                "startTime": start_time, "endTime": end_time}));
+                "startTime": start_time, "endTime": end_time}),
+            );
             object.insert("parentPipelineId".into(), json!(pipeline_config_id));
             object.insert("parentPipelineName".into(), json!(name));
             object.insert("parentPipelineApplication".into(), json!(application));
             object.insert("parentStatus".into(), json!(status));
             object.insert("eventId".into(), json!(event_id));
-            Verdict::Fire(Firing { trigger: object, ..Firing::default() })
+            Verdict::Fire(Firing {
+                trigger: object,
+                ..Firing::default()
+            })
         }
     }
 }
@@ -323,7 +401,15 @@ mod tests {
 
     fn webhook(body: &Value, signatures: Signatures) -> (Event, Value) {
         let text = body.to_string();
-        (Event::Webhook { source: "ci".into(), body: text, signatures, delivery: None }, body.clone())
+        (
+            Event::Webhook {
+                source: "ci".into(),
+                body: text,
+                signatures,
+                delivery: None,
+            },
+            body.clone(),
+        )
     }
 
     fn trigger(value: Value) -> Map<String, Value> {
@@ -343,16 +429,33 @@ mod tests {
             "payloadConstraints": {"env": "prod|staging", "build.result": "^SUCCESS$", "$.tags[*]": "^rc$"}}));
         let good = json!({"env": "preprod", "build": {"result": "SUCCESS"}, "tags": ["x", "rc"], "parameters": {"v": "1"}});
         let (event, payload) = webhook(&good, Signatures::default());
-        let Verdict::Fire(firing) = evaluate(&t, &event, &payload, "e1") else { panic!() };
+        let Verdict::Fire(firing) = evaluate(&t, &event, &payload, "e1") else {
+            panic!()
+        };
         assert_eq!(firing.trigger["payload"], good);
         assert_eq!(firing.trigger["source"], "ci");
         assert_eq!(firing.parameters["v"], "1");
-        let (event, payload) = webhook(&json!({"env": "dev", "build": {"result": "SUCCESS"}, "tags": ["rc"]}), Signatures::default());
-        assert_eq!(rejected(evaluate(&t, &event, &payload, "e")), "constraint 'env' failed: [\"dev\"] does not match 'prod|staging'");
-        let (event, payload) = webhook(&json!({"env": "prod", "tags": ["rc"]}), Signatures::default());
-        assert_eq!(rejected(evaluate(&t, &event, &payload, "e")), "constraint 'build.result' failed: the payload has no value at 'build.result'");
+        let (event, payload) = webhook(
+            &json!({"env": "dev", "build": {"result": "SUCCESS"}, "tags": ["rc"]}),
+            Signatures::default(),
+        );
+        assert_eq!(
+            rejected(evaluate(&t, &event, &payload, "e")),
+            "constraint 'env' failed: [\"dev\"] does not match 'prod|staging'"
+        );
+        let (event, payload) = webhook(
+            &json!({"env": "prod", "tags": ["rc"]}),
+            Signatures::default(),
+        );
+        assert_eq!(
+            rejected(evaluate(&t, &event, &payload, "e")),
+            "constraint 'build.result' failed: the payload has no value at 'build.result'"
+        );
         let other = trigger(json!({"type": "webhook", "enabled": true, "source": "other"}));
-        assert_eq!(evaluate(&other, &event, &payload, "e"), Verdict::NotAddressed);
+        assert_eq!(
+            evaluate(&other, &event, &payload, "e"),
+            Verdict::NotAddressed
+        );
         let case = trigger(json!({"type": "webhook", "enabled": true, "source": "CI"}));
         assert!(rejected(evaluate(&case, &event, &payload, "e")).contains("case-sensitive"));
         let off = trigger(json!({"type": "webhook", "enabled": false, "source": "ci"}));
@@ -361,12 +464,19 @@ mod tests {
 
     #[test]
     fn webhook_secrets_need_a_valid_signature() {
-        let t = trigger(json!({"type": "webhook", "enabled": true, "source": "ci", "secret": "s3cr3t"}));
+        let t = trigger(
+            json!({"type": "webhook", "enabled": true, "source": "ci", "secret": "s3cr3t"}),
+        );
         let body = json!({"a": 1});
         let sig = github_signature_256("s3cr3t", body.to_string().as_bytes());
         let (event, payload) = webhook(&body, Signatures::new(Some(&sig), None, None));
-        let Verdict::Fire(firing) = evaluate(&t, &event, &payload, "e") else { panic!() };
-        assert!(firing.trigger.get("secret").is_none(), "the secret is not handed to the execution");
+        let Verdict::Fire(firing) = evaluate(&t, &event, &payload, "e") else {
+            panic!()
+        };
+        assert!(
+            firing.trigger.get("secret").is_none(),
+            "the secret is not handed to the execution"
+        );
         let bad = github_signature_256("nope", body.to_string().as_bytes());
         let (event, payload) = webhook(&body, Signatures::new(Some(&bad), None, None));
         assert!(rejected(evaluate(&t, &event, &payload, "e")).starts_with("signature invalid"));
@@ -376,40 +486,89 @@ mod tests {
 
     #[test]
     fn git_branches_match_fully_and_artifacts_name_the_commit() {
-        let t = trigger(json!({"type": "git", "enabled": true, "source": "github", "project": "ACME", "slug": "web", "branch": "main|release/.*"}));
-        let payload = |branch: &str| json!({"ref": format!("refs/heads/{branch}"), "after": "abc",
-            "repository": {"name": "web", "owner": {"name": "acme"}}});
-        let event = |payload: &Value| Event::Git { provider: "github".into(), body: payload.to_string(),
-            event_name: Some("push".into()), signatures: Signatures::default(), delivery: None };
+        let t = trigger(
+            json!({"type": "git", "enabled": true, "source": "github", "project": "ACME", "slug": "web", "branch": "main|release/.*"}),
+        );
+        let payload = |branch: &str| {
+            json!({"ref": format!("refs/heads/{branch}"), "after": "abc",
+            "repository": {"name": "web", "owner": {"name": "acme"}}})
+        };
+        let event = |payload: &Value| Event::Git {
+            provider: "github".into(),
+            body: payload.to_string(),
+            event_name: Some("push".into()),
+            signatures: Signatures::default(),
+            delivery: None,
+        };
         let p = payload("release/1.2");
-        let Verdict::Fire(firing) = evaluate(&t, &event(&p), &p, "e") else { panic!() };
+        let Verdict::Fire(firing) = evaluate(&t, &event(&p), &p, "e") else {
+            panic!()
+        };
         assert_eq!(firing.trigger["branch"], "release/1.2");
         assert_eq!(firing.trigger["hash"], "abc");
         assert_eq!(firing.artifacts[0]["type"], "git/repo");
         assert_eq!(firing.artifacts[0]["version"], "abc");
         let p = payload("mainline");
-        assert_eq!(rejected(evaluate(&t, &event(&p), &p, "e")), "branch 'mainline' did not match 'main|release/.*' (a full match)");
-        let elsewhere = trigger(json!({"type": "git", "enabled": true, "source": "github", "project": "acme", "slug": "api"}));
-        assert_eq!(evaluate(&elsewhere, &event(&p), &p, "e"), Verdict::NotAddressed);
+        assert_eq!(
+            rejected(evaluate(&t, &event(&p), &p, "e")),
+            "branch 'mainline' did not match 'main|release/.*' (a full match)"
+        );
+        let elsewhere = trigger(
+            json!({"type": "git", "enabled": true, "source": "github", "project": "acme", "slug": "api"}),
+        );
+        assert_eq!(
+            evaluate(&elsewhere, &event(&p), &p, "e"),
+            Verdict::NotAddressed
+        );
     }
 
     #[test]
     fn docker_tags_and_pipeline_statuses() {
-        let event = |tag: &str| Event::Docker { account: "hub".into(), registry: "127.0.0.1:5000".into(),
-            repository: "app/web".into(), tag: tag.into(), digest: "sha256:1".into() };
-        let any = trigger(json!({"type": "docker", "enabled": true, "account": "hub", "repository": "app/web"}));
-        let Verdict::Fire(firing) = evaluate(&any, &event("1.0"), &Value::Null, "e") else { panic!() };
-        assert_eq!(firing.artifacts[0], json!({"type": "docker/image", "name": "127.0.0.1:5000/app/web", "version": "1.0",
-            "reference": "127.0.0.1:5000/app/web:1.0", "metadata": {"digest": "sha256:1", "account": "hub"}}));
+        let event = |tag: &str| Event::Docker {
+            account: "hub".into(),
+            registry: "127.0.0.1:5000".into(),
+            repository: "app/web".into(),
+            tag: tag.into(),
+            digest: "sha256:1".into(),
+        };
+        let any = trigger(
+            json!({"type": "docker", "enabled": true, "account": "hub", "repository": "app/web"}),
+        );
+        let Verdict::Fire(firing) = evaluate(&any, &event("1.0"), &Value::Null, "e") else {
+            panic!()
+        };
+        assert_eq!(
+            firing.artifacts[0],
+            json!({"type": "docker/image", "name": "127.0.0.1:5000/app/web", "version": "1.0",
+            "reference": "127.0.0.1:5000/app/web:1.0", "metadata": {"digest": "sha256:1", "account": "hub"}})
+        );
         assert!(rejected(evaluate(&any, &event("latest"), &Value::Null, "e")).contains("latest"));
-        let semver = trigger(json!({"type": "docker", "enabled": true, "account": "hub", "repository": "app/web", "tag": "\\d+\\.\\d+"}));
-        assert!(rejected(evaluate(&semver, &event("1.0-rc"), &Value::Null, "e")).contains("did not match"));
+        let semver = trigger(
+            json!({"type": "docker", "enabled": true, "account": "hub", "repository": "app/web", "tag": "\\d+\\.\\d+"}),
+        );
+        assert!(
+            rejected(evaluate(&semver, &event("1.0-rc"), &Value::Null, "e"))
+                .contains("did not match")
+        );
 
-        let parent = |status: &str| Event::Pipeline { execution_id: "x1".into(), application: "a".into(), name: "build".into(),
-            pipeline_config_id: "p1".into(), status: status.into(), start_time: None, end_time: None };
-        let t = trigger(json!({"type": "pipeline", "enabled": true, "application": "a", "pipeline": "p1", "status": ["successful"]}));
-        let Verdict::Fire(firing) = evaluate(&t, &parent("SUCCEEDED"), &Value::Null, "e") else { panic!() };
+        let parent = |status: &str| Event::Pipeline {
+            execution_id: "x1".into(),
+            application: "a".into(),
+            name: "build".into(),
+            pipeline_config_id: "p1".into(),
+            status: status.into(),
+            start_time: None,
+            end_time: None,
+        };
+        let t = trigger(
+            json!({"type": "pipeline", "enabled": true, "application": "a", "pipeline": "p1", "status": ["successful"]}),
+        );
+        let Verdict::Fire(firing) = evaluate(&t, &parent("SUCCEEDED"), &Value::Null, "e") else {
+            panic!()
+        };
         assert_eq!(firing.trigger["parentExecution"]["id"], "x1");
-        assert!(rejected(evaluate(&t, &parent("TERMINAL"), &Value::Null, "e")).contains("('failed')"));
+        assert!(
+            rejected(evaluate(&t, &parent("TERMINAL"), &Value::Null, "e")).contains("('failed')")
+        );
     }
 }

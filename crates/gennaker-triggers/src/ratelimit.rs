@@ -21,7 +21,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `per_minute` (at least 1).
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute: per_minute.max(1), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes a token for `key`; `false` when its bucket is empty.
@@ -41,7 +44,8 @@ impl RateLimiter {
             }
         }
         let (tokens, at) = buckets.entry(key.to_owned()).or_insert((capacity, now));
-        let refilled = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second).min(capacity);
+        let refilled =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second).min(capacity);
         *at = now;
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;

@@ -152,8 +152,16 @@ impl Triggers {
         if let Event::Webhook { body, .. } | Event::Git { body, .. } = &event {
             match serde_json::from_str::<Value>(body) {
                 Ok(Value::Object(_)) => {}
-                Ok(_) => return Err(TriggerError::BadPayload("the body must be a JSON object".into())),
-                Err(err) => return Err(TriggerError::BadPayload(format!("the body is not valid JSON: {err}"))),
+                Ok(_) => {
+                    return Err(TriggerError::BadPayload(
+                        "the body must be a JSON object".into(),
+                    ));
+                }
+                Err(err) => {
+                    return Err(TriggerError::BadPayload(format!(
+                        "the body is not valid JSON: {err}"
+                    )));
+                }
             }
         }
         let now = self.inner.clock.now();
@@ -166,10 +174,18 @@ impl Triggers {
             done: false,
         };
         let claim = now + millis(self.inner.settings.event_claim);
-        match self.inner.triggers.record_trigger_event(&record, claim).await? {
+        match self
+            .inner
+            .triggers
+            .record_trigger_event(&record, claim)
+            .await?
+        {
             None => {
                 self.handle(&record).await?;
-                Ok(Receipt { event_id: record.id, duplicate: false })
+                Ok(Receipt {
+                    event_id: record.id,
+                    duplicate: false,
+                })
             }
             Some(existing) => {
                 // Received before: if its handler has not finished (it may have died,
@@ -177,7 +193,10 @@ impl Triggers {
                 if !existing.done {
                     self.handle(&existing).await?;
                 }
-                Ok(Receipt { event_id: existing.id, duplicate: true })
+                Ok(Receipt {
+                    event_id: existing.id,
+                    duplicate: true,
+                })
             }
         }
     }
@@ -187,7 +206,10 @@ impl Triggers {
         let mut all = Vec::new();
         for application in self.inner.store.list_applications().await? {
             for pipeline in self.inner.store.list_pipelines(&application.name).await? {
-                all.push(Candidate { application: application.clone(), pipeline });
+                all.push(Candidate {
+                    application: application.clone(),
+                    pipeline,
+                });
             }
         }
         Ok(all)
@@ -195,9 +217,12 @@ impl Triggers {
 
     /// Handles a recorded event: fires what matches, logs, marks it done.
     async fn handle(&self, record: &TriggerEventRecord) -> Result<(), TriggerError> {
-        let event: Event = serde_json::from_value(record.document.clone()).map_err(EngineError::from)?;
+        let event: Event =
+            serde_json::from_value(record.document.clone()).map_err(EngineError::from)?;
         let payload = match &event {
-            Event::Webhook { body, .. } | Event::Git { body, .. } => serde_json::from_str(body).unwrap_or(Value::Null),
+            Event::Webhook { body, .. } | Event::Git { body, .. } => {
+                serde_json::from_str(body).unwrap_or(Value::Null)
+            }
             _ => Value::Null,
         };
         let mut logs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -213,44 +238,79 @@ impl Triggers {
                     }
                     Verdict::Fire(firing) => {
                         fired = true;
-                        let correlation = format!("trigger:{}:{}", record.event_key, candidate.pipeline.id);
+                        let correlation =
+                            format!("trigger:{}:{}", record.event_key, candidate.pipeline.id);
                         self.start(&candidate, firing, correlation).await?
                     }
                 };
-                logs.entry(candidate.application.name.clone()).or_default().push(with_pipeline(entry, &candidate, index));
+                logs.entry(candidate.application.name.clone())
+                    .or_default()
+                    .push(with_pipeline(entry, &candidate, index));
             }
         }
         for (application, pipelines) in logs {
             let entry = json!({"eventId": record.id, "receivedAt": record.received_at,
                 "event": event.summary(), "pipelines": pipelines});
-            self.log(&application, &record.event_key, record.received_at, entry).await?;
+            self.log(&application, &record.event_key, record.received_at, entry)
+                .await?;
         }
-        self.inner.triggers.finish_trigger_event(&record.event_key).await?;
+        self.inner
+            .triggers
+            .finish_trigger_event(&record.event_key)
+            .await?;
         Ok(())
     }
 
-    async fn log(&self, application: &str, key: &str, at: i64, entry: Value) -> Result<(), TriggerError> {
-        let entry = TriggerLogEntry { event_key: key.to_owned(), received_at: at, entry };
-        self.inner.triggers.append_trigger_log(application, &entry, self.inner.settings.log_keep).await?;
+    async fn log(
+        &self,
+        application: &str,
+        key: &str,
+        at: i64,
+        entry: Value,
+    ) -> Result<(), TriggerError> {
+        let entry = TriggerLogEntry {
+            event_key: key.to_owned(),
+            received_at: at,
+            entry,
+        };
+        self.inner
+            .triggers
+            .append_trigger_log(application, &entry, self.inner.settings.log_keep)
+            .await?;
         Ok(())
     }
 
     /// Starts `candidate` as the service identity, if it may EXECUTE the application;
     /// returns the log entry. A store failure is an error (the event is handled again).
-    async fn start(&self, candidate: &Candidate, firing: Firing, correlation: String) -> Result<Value, TriggerError> {
+    async fn start(
+        &self,
+        candidate: &Candidate,
+        firing: Firing,
+        correlation: String,
+    ) -> Result<Value, TriggerError> {
         let name = &self.inner.settings.user;
         let Some(user) = self.inner.store.get_user(name).await? else {
             return Ok(json!({"fired": false, "reason": format!(
                 "the trigger user '{name}' does not exist; create it (`gennaker user create {name}`) and give it a role with EXECUTE on application '{}'",
                 candidate.application.name)}));
         };
-        if let Err(denied) = check_application_access(&candidate.application.config, Access::Execute, user.admin, &user.roles) {
+        if let Err(denied) = check_application_access(
+            &candidate.application.config,
+            Access::Execute,
+            user.admin,
+            &user.roles,
+        ) {
             return Ok(json!({"fired": false, "reason": format!(
                 "the trigger user '{name}' may not EXECUTE application '{}' ({denied}); give it a role with EXECUTE there",
                 candidate.application.name)}));
         }
-        let requester = Requester { user: user.name.clone(), roles: user.roles.clone(), origin: "trigger".into() };
-        self.run(candidate, firing, Some(correlation), &requester).await
+        let requester = Requester {
+            user: user.name.clone(),
+            roles: user.roles.clone(),
+            origin: "trigger".into(),
+        };
+        self.run(candidate, firing, Some(correlation), &requester)
+            .await
     }
 
     async fn run(
@@ -262,7 +322,11 @@ impl Triggers {
     ) -> Result<Value, TriggerError> {
         let config = match Pipeline::from_value(candidate.pipeline.config.clone()) {
             Ok(config) => config,
-            Err(err) => return Ok(json!({"fired": false, "reason": format!("the pipeline cannot run: {err}")})),
+            Err(err) => {
+                return Ok(
+                    json!({"fired": false, "reason": format!("the pipeline cannot run: {err}")}),
+                );
+            }
         };
         let request = RunRequest {
             parameters: firing.parameters,
@@ -270,10 +334,17 @@ impl Triggers {
             correlation_id: correlation,
             trigger: firing.trigger,
         };
-        match self.inner.engine.run_pipeline(&candidate.application.name, &config, &request, requester).await {
+        match self
+            .inner
+            .engine
+            .run_pipeline(&candidate.application.name, &config, &request, requester)
+            .await
+        {
             Ok(execution) => Ok(json!({"fired": true, "executionId": execution.id})),
             // The correlation id exists: this event already started this pipeline.
-            Err(EngineError::Conflict(message)) => Ok(json!({"fired": true, "duplicate": true, "reason": message})),
+            Err(EngineError::Conflict(message)) => {
+                Ok(json!({"fired": true, "duplicate": true, "reason": message}))
+            }
             Err(EngineError::Build(err)) => Ok(json!({"fired": false, "reason": err.to_string()})),
             Err(EngineError::Invalid(message)) => Ok(json!({"fired": false, "reason": message})),
             Err(other) => Err(other.into()),
@@ -300,26 +371,41 @@ impl Triggers {
         let mut next: Option<i64> = None;
         for candidate in self.candidates().await? {
             for (index, trigger) in triggers_of(&candidate.pipeline.config) {
-                if trigger.get("type").and_then(Value::as_str) != Some("cron") || !truthy(trigger.get("enabled")) {
+                if trigger.get("type").and_then(Value::as_str) != Some("cron")
+                    || !truthy(trigger.get("enabled"))
+                {
                     continue;
                 }
-                let expression = trigger.get("cronExpression").and_then(Value::as_str).unwrap_or_default();
+                let expression = trigger
+                    .get("cronExpression")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let zone = trigger.get("timeZone").and_then(Value::as_str);
-                let schedule = match Schedule::parse(expression, zone, &self.inner.settings.cron_time_zone) {
+                let schedule = match Schedule::parse(
+                    expression,
+                    zone,
+                    &self.inner.settings.cron_time_zone,
+                ) {
                     Ok(schedule) => schedule,
                     Err(reason) => {
                         // Logged once per revision: the key names it.
-                        let key = format!("cron-invalid:{}:{}", candidate.pipeline.id, candidate.pipeline.revision);
+                        let key = format!(
+                            "cron-invalid:{}:{}",
+                            candidate.pipeline.id, candidate.pipeline.revision
+                        );
                         let entry = json!({"eventId": key, "receivedAt": now, "event": {"type": "cron"},
                             "pipelines": [with_pipeline(json!({"fired": false, "reason": reason}), &candidate, index)]});
-                        self.log(&candidate.application.name, &key, now, entry).await?;
+                        self.log(&candidate.application.name, &key, now, entry)
+                            .await?;
                         continue;
                     }
                 };
                 if let Some(tick) = schedule.next_after(now) {
                     next = Some(next.map_or(tick, |n| n.min(tick)));
                 }
-                let Some(tick) = schedule.latest_at_or_before(now) else { continue };
+                let Some(tick) = schedule.latest_at_or_before(now) else {
+                    continue;
+                };
                 if tick < candidate.pipeline.updated_at {
                     continue;
                 }
@@ -333,12 +419,18 @@ impl Triggers {
                 object.insert("type".into(), json!("cron"));
                 object.insert("scheduledTime".into(), json!(tick));
                 object.insert("eventId".into(), json!(key));
-                let firing = Firing { trigger: object, ..Firing::default() };
-                let result = self.start(&candidate, firing, format!("trigger:{key}")).await?;
+                let firing = Firing {
+                    trigger: object,
+                    ..Firing::default()
+                };
+                let result = self
+                    .start(&candidate, firing, format!("trigger:{key}"))
+                    .await?;
                 let entry = json!({"eventId": key, "receivedAt": tick,
                     "event": {"type": "cron", "cronExpression": expression, "scheduledTime": tick},
                     "pipelines": [with_pipeline(result, &candidate, index)]});
-                self.log(&candidate.application.name, &key, tick, entry).await?;
+                self.log(&candidate.application.name, &key, tick, entry)
+                    .await?;
                 if let Ok(mut fired) = self.inner.cron_fired.lock() {
                     fired.insert(pipeline_id, tick);
                 }
@@ -348,7 +440,11 @@ impl Triggers {
     }
 
     fn cron_seen(&self, pipeline_id: &str) -> Option<i64> {
-        self.inner.cron_fired.lock().ok().and_then(|fired| fired.get(pipeline_id).copied())
+        self.inner
+            .cron_fired
+            .lock()
+            .ok()
+            .and_then(|fired| fired.get(pipeline_id).copied())
     }
 
     /// Polls every registry repository a `docker` trigger names; a new tag, or a known
@@ -357,14 +453,28 @@ impl Triggers {
         let mut wanted: BTreeMap<(String, String), ()> = BTreeMap::new();
         for candidate in self.candidates().await? {
             for (_, trigger) in triggers_of(&candidate.pipeline.config) {
-                if trigger.get("type").and_then(Value::as_str) == Some("docker") && truthy(trigger.get("enabled")) {
-                    let field = |name: &str| trigger.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+                if trigger.get("type").and_then(Value::as_str) == Some("docker")
+                    && truthy(trigger.get("enabled"))
+                {
+                    let field = |name: &str| {
+                        trigger
+                            .get(name)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
                     wanted.insert((field("account"), field("repository")), ());
                 }
             }
         }
         for (account_name, repository) in wanted.into_keys() {
-            let Some(account) = self.inner.settings.docker_accounts.iter().find(|a| a.name == account_name) else {
+            let Some(account) = self
+                .inner
+                .settings
+                .docker_accounts
+                .iter()
+                .find(|a| a.name == account_name)
+            else {
                 tracing::warn!(account = %account_name, %repository, "a docker trigger names an account that is not configured; add it under [[docker.accounts]]");
                 continue;
             };
@@ -376,17 +486,30 @@ impl Triggers {
                 }
             };
             let now = self.inner.clock.now();
-            let Some(seen) = self.inner.triggers.docker_tags(&account.name, &repository).await? else {
-                self.inner.triggers.record_docker_tags(&account.name, &repository, &tags, now).await?;
+            let Some(seen) = self
+                .inner
+                .triggers
+                .docker_tags(&account.name, &repository)
+                .await?
+            else {
+                self.inner
+                    .triggers
+                    .record_docker_tags(&account.name, &repository, &tags, now)
+                    .await?;
                 continue;
             };
             let seen: HashMap<String, String> = seen.into_iter().collect();
-            let new: Vec<(String, String)> =
-                tags.into_iter().filter(|(tag, digest)| seen.get(tag) != Some(digest)).collect();
+            let new: Vec<(String, String)> = tags
+                .into_iter()
+                .filter(|(tag, digest)| seen.get(tag) != Some(digest))
+                .collect();
             if new.len() > self.inner.settings.docker_max_new_tags {
                 tracing::warn!(account = %account.name, %repository, new = new.len(),
                     "more new tags than [triggers] docker_max_new_tags in one poll; recorded without firing");
-                self.inner.triggers.record_docker_tags(&account.name, &repository, &new, now).await?;
+                self.inner
+                    .triggers
+                    .record_docker_tags(&account.name, &repository, &new, now)
+                    .await?;
                 continue;
             }
             for (tag, digest) in new {
@@ -400,7 +523,10 @@ impl Triggers {
                     digest: digest.clone(),
                 })
                 .await?;
-                self.inner.triggers.record_docker_tags(&account.name, &repository, &[(tag, digest)], now).await?;
+                self.inner
+                    .triggers
+                    .record_docker_tags(&account.name, &repository, &[(tag, digest)], now)
+                    .await?;
             }
         }
         Ok(())
@@ -411,28 +537,46 @@ impl Triggers {
     pub async fn recover(&self) -> Result<(), TriggerError> {
         let now = self.inner.clock.now();
         let claim = now + millis(self.inner.settings.event_claim);
-        for record in self.inner.triggers.claim_trigger_events(now, claim, 100).await? {
+        for record in self
+            .inner
+            .triggers
+            .claim_trigger_events(now, claim, 100)
+            .await?
+        {
             self.handle(&record).await?;
         }
         let ended = self
             .inner
             .engine
             .executions(&ExecutionQuery {
-                statuses: gennaker_engine::ALL_STATUSES.iter().copied().filter(|s| s.is_complete()).collect(),
+                statuses: gennaker_engine::ALL_STATUSES
+                    .iter()
+                    .copied()
+                    .filter(|s| s.is_complete())
+                    .collect(),
                 limit: 200,
                 ..ExecutionQuery::default()
             })
             .await?;
         for execution in ended {
-            if execution.end_time.is_some_and(|end| end >= now - PIPELINE_SWEEP_WINDOW_MS) {
+            if execution
+                .end_time
+                .is_some_and(|end| end >= now - PIPELINE_SWEEP_WINDOW_MS)
+            {
                 self.execution_ended(&execution).await?;
             }
         }
-        self.inner.triggers.prune_trigger_events(now - EVENT_RETENTION_MS).await?;
+        self.inner
+            .triggers
+            .prune_trigger_events(now - EVENT_RETENTION_MS)
+            .await?;
         Ok(())
     }
 
-    async fn execution_ended(&self, execution: &gennaker_engine::Execution) -> Result<(), TriggerError> {
+    async fn execution_ended(
+        &self,
+        execution: &gennaker_engine::Execution,
+    ) -> Result<(), TriggerError> {
         let Some(config_id) = execution.pipeline_config_id.clone() else {
             return Ok(());
         };
@@ -474,36 +618,94 @@ impl Triggers {
         let mut trigger = trigger.clone();
         trigger.remove("secret");
         trigger.insert("enabled".into(), json!(true));
-        let field = |name: &str| trigger.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let text = |name: &str, default: &str| payload.get(name).and_then(Value::as_str).unwrap_or(default).to_owned();
+        let field = |name: &str| {
+            trigger
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let text = |name: &str, default: &str| {
+            payload
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_owned()
+        };
         let id = gennaker_engine::new_id();
         let event = match field("type").as_str() {
-            "webhook" => Event::Webhook { source: field("source"), body: payload.to_string(), signatures: Default::default(), delivery: None },
-            "git" => Event::Git { provider: field("source"), body: payload.to_string(), event_name: payload.get("ref").map(|_| "push".to_owned()), signatures: Default::default(), delivery: None },
+            "webhook" => Event::Webhook {
+                source: field("source"),
+                body: payload.to_string(),
+                signatures: Default::default(),
+                delivery: None,
+            },
+            "git" => Event::Git {
+                provider: field("source"),
+                body: payload.to_string(),
+                event_name: payload.get("ref").map(|_| "push".to_owned()),
+                signatures: Default::default(),
+                delivery: None,
+            },
             "docker" => {
-                let registry = self.inner.settings.docker_accounts.iter().find(|a| a.name == field("account"))
-                    .map(|a| a.registry()).unwrap_or_else(|| field("account"));
-                Event::Docker { account: field("account"), registry, repository: field("repository"),
-                    tag: text("tag", "latest"), digest: text("digest", "") }
+                let registry = self
+                    .inner
+                    .settings
+                    .docker_accounts
+                    .iter()
+                    .find(|a| a.name == field("account"))
+                    .map(|a| a.registry())
+                    .unwrap_or_else(|| field("account"));
+                Event::Docker {
+                    account: field("account"),
+                    registry,
+                    repository: field("repository"),
+                    tag: text("tag", "latest"),
+                    digest: text("digest", ""),
+                }
             }
-            "pipeline" => Event::Pipeline { execution_id: text("executionId", &id), application: field("application"),
-                name: text("name", ""), pipeline_config_id: field("pipeline"), status: text("status", "SUCCEEDED"),
-                start_time: None, end_time: None },
+            "pipeline" => Event::Pipeline {
+                execution_id: text("executionId", &id),
+                application: field("application"),
+                name: text("name", ""),
+                pipeline_config_id: field("pipeline"),
+                status: text("status", "SUCCEEDED"),
+                start_time: None,
+                end_time: None,
+            },
             other => {
                 let mut object = trigger.clone();
                 object.insert("type".into(), json!(other));
                 object.insert("scheduledTime".into(), json!(self.inner.clock.now()));
                 object.insert("payload".into(), payload);
                 object.insert("eventId".into(), json!(id));
-                return self.run_by_hand(application, pipeline, index, Firing { trigger: object, ..Firing::default() }, requester).await;
+                return self
+                    .run_by_hand(
+                        application,
+                        pipeline,
+                        index,
+                        Firing {
+                            trigger: object,
+                            ..Firing::default()
+                        },
+                        requester,
+                    )
+                    .await;
             }
         };
         match evaluate(&trigger, &event, &payload, &id) {
-            Verdict::Fire(firing) => self.run_by_hand(application, pipeline, index, firing, requester).await,
-            Verdict::Rejected(reason) => Err(TriggerError::NotFired(format!("trigger {index} ({}) did not fire: {reason}", field("type")))),
+            Verdict::Fire(firing) => {
+                self.run_by_hand(application, pipeline, index, firing, requester)
+                    .await
+            }
+            Verdict::Rejected(reason) => Err(TriggerError::NotFired(format!(
+                "trigger {index} ({}) did not fire: {reason}",
+                field("type")
+            ))),
             Verdict::NotAddressed => Err(TriggerError::NotFired(format!(
                 "trigger {index} ({}) did not fire: the payload is about another source, repository or pipeline than the trigger names",
-                field("type")))),
+                field("type")
+            ))),
         }
     }
 
@@ -515,7 +717,10 @@ impl Triggers {
         firing: Firing,
         requester: &Requester,
     ) -> Result<Value, TriggerError> {
-        let candidate = Candidate { application: application.clone(), pipeline: pipeline.clone() };
+        let candidate = Candidate {
+            application: application.clone(),
+            pipeline: pipeline.clone(),
+        };
         let result = self.run(&candidate, firing, None, requester).await?;
         Ok(with_pipeline(result, &candidate, index))
     }
@@ -575,11 +780,12 @@ impl Triggers {
                     };
                     match event {
                         Ok(event) if event.scope() == "execution" && event.status.is_complete() => {
-                            let result = match this.inner.engine.execution(&event.execution_id).await {
-                                Ok(Some(execution)) => this.execution_ended(&execution).await,
-                                Ok(None) => Ok(()),
-                                Err(err) => Err(err.into()),
-                            };
+                            let result =
+                                match this.inner.engine.execution(&event.execution_id).await {
+                                    Ok(Some(execution)) => this.execution_ended(&execution).await,
+                                    Ok(None) => Ok(()),
+                                    Err(err) => Err(err.into()),
+                                };
                             if let Err(err) = result {
                                 tracing::warn!(error = %err, "pipeline trigger failed; the recovery pass retries it");
                             }
@@ -627,4 +833,3 @@ fn with_pipeline(mut entry: Value, candidate: &Candidate, index: usize) -> Value
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
-

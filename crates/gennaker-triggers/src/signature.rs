@@ -29,8 +29,13 @@ pub struct Signatures {
 /// hash `$digest`; the MAC library compares in constant time.
 macro_rules! hmac_matches {
     ($digest:ty, $secret:expr, $body:expr, $sent:expr, $prefix:expr) => {{
-        let decoded = $sent.strip_prefix($prefix).and_then(|h: &str| hex::decode(h.to_ascii_lowercase()).ok());
-        match (decoded, <Hmac<$digest> as KeyInit>::new_from_slice($secret.as_bytes())) {
+        let decoded = $sent
+            .strip_prefix($prefix)
+            .and_then(|h: &str| hex::decode(h.to_ascii_lowercase()).ok());
+        match (
+            decoded,
+            <Hmac<$digest> as KeyInit>::new_from_slice($secret.as_bytes()),
+        ) {
             (Some(sent), Ok(mut mac)) => {
                 mac.update($body);
                 mac.verify_slice(&sent).is_ok()
@@ -42,7 +47,11 @@ macro_rules! hmac_matches {
 
 impl Signatures {
     /// From the request's header values (a token is hashed at once and never kept).
-    pub fn new(hub_signature_256: Option<&str>, hub_signature: Option<&str>, token: Option<&str>) -> Self {
+    pub fn new(
+        hub_signature_256: Option<&str>,
+        hub_signature: Option<&str>,
+        token: Option<&str>,
+    ) -> Self {
         Self {
             hub_signature_256: hub_signature_256.map(|s| s.trim().chars().take(200).collect()),
             hub_signature: hub_signature.map(|s| s.trim().chars().take(200).collect()),
@@ -52,7 +61,9 @@ impl Signatures {
 
     /// Whether the request carried any signature or token.
     pub fn any(&self) -> bool {
-        self.hub_signature_256.is_some() || self.hub_signature.is_some() || self.token_sha256.is_some()
+        self.hub_signature_256.is_some()
+            || self.hub_signature.is_some()
+            || self.token_sha256.is_some()
     }
 
     /// Checks the request against the trigger's `secret`, by Spinnaker's rules: with a
@@ -92,13 +103,19 @@ impl Signatures {
             checked = true;
             let expected = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
             if !bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {
-                return Err("signature invalid: the token header does not equal the trigger's secret".into());
+                return Err(
+                    "signature invalid: the token header does not equal the trigger's secret"
+                        .into(),
+                );
             }
         }
-        if checked { Ok(()) } else { Err("signature missing".into()) }
+        if checked {
+            Ok(())
+        } else {
+            Err("signature missing".into())
+        }
     }
 }
-
 
 /// `sha256=<hex>` of `body` under `secret`, as GitHub sends it (for tests and for
 /// senders that want to sign).
@@ -126,17 +143,37 @@ mod tests {
     fn github_signatures_are_verified() {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let good = github_signature_256("s3cr3t", body);
-        assert_eq!(Signatures::new(Some(&good), None, None).verify(Some("s3cr3t"), body), Ok(()));
+        assert_eq!(
+            Signatures::new(Some(&good), None, None).verify(Some("s3cr3t"), body),
+            Ok(())
+        );
         let sha1 = sha1_signature("s3cr3t", body);
-        assert_eq!(Signatures::new(None, Some(&sha1), None).verify(Some("s3cr3t"), body), Ok(()));
-        let wrong = Signatures::new(Some(&good), None, None).verify(Some("other"), body).unwrap_err();
-        assert!(wrong.starts_with("signature invalid: X-Hub-Signature-256"), "{wrong}");
-        let tampered = Signatures::new(Some(&good), None, None).verify(Some("s3cr3t"), b"{}").unwrap_err();
+        assert_eq!(
+            Signatures::new(None, Some(&sha1), None).verify(Some("s3cr3t"), body),
+            Ok(())
+        );
+        let wrong = Signatures::new(Some(&good), None, None)
+            .verify(Some("other"), body)
+            .unwrap_err();
+        assert!(
+            wrong.starts_with("signature invalid: X-Hub-Signature-256"),
+            "{wrong}"
+        );
+        let tampered = Signatures::new(Some(&good), None, None)
+            .verify(Some("s3cr3t"), b"{}")
+            .unwrap_err();
         assert!(tampered.starts_with("signature invalid"), "{tampered}");
-        let missing = Signatures::default().verify(Some("s3cr3t"), body).unwrap_err();
+        let missing = Signatures::default()
+            .verify(Some("s3cr3t"), body)
+            .unwrap_err();
         assert!(missing.starts_with("signature missing"), "{missing}");
-        let unexpected = Signatures::new(Some(&good), None, None).verify(None, body).unwrap_err();
-        assert!(unexpected.contains("the trigger has no secret"), "{unexpected}");
+        let unexpected = Signatures::new(Some(&good), None, None)
+            .verify(None, body)
+            .unwrap_err();
+        assert!(
+            unexpected.contains("the trigger has no secret"),
+            "{unexpected}"
+        );
         assert_eq!(Signatures::default().verify(None, body), Ok(()));
         assert!(!wrong.contains("s3cr3t") && !wrong.contains(&good[7..]));
     }
@@ -144,8 +181,17 @@ mod tests {
     #[test]
     fn tokens_compare_by_hash_and_are_never_kept() {
         let signatures = Signatures::new(None, None, Some("tok"));
-        assert!(!serde_json::to_string(&signatures).unwrap().contains("\"tok\""));
+        assert!(
+            !serde_json::to_string(&signatures)
+                .unwrap()
+                .contains("\"tok\"")
+        );
         assert_eq!(signatures.verify(Some("tok"), b"{}"), Ok(()));
-        assert!(signatures.verify(Some("other"), b"{}").unwrap_err().contains("token header"));
+        assert!(
+            signatures
+                .verify(Some("other"), b"{}")
+                .unwrap_err()
+                .contains("token header")
+        );
     }
 }

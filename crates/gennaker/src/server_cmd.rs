@@ -131,15 +131,26 @@ fn trigger_settings(
         })?;
         settings.cron_time_zone = zone;
     }
-    let seconds = |value: Option<u64>, name: &str, default: std::time::Duration| -> anyhow::Result<std::time::Duration> {
+    let seconds = |value: Option<u64>,
+                   name: &str,
+                   default: std::time::Duration|
+     -> anyhow::Result<std::time::Duration> {
         match value {
             None => Ok(default),
             Some(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
             Some(s) => bail!("[triggers] {name} must be between 1 and 86400, not {s}"),
         }
     };
-    settings.docker_poll = seconds(file.docker_poll_seconds, "docker_poll_seconds", settings.docker_poll)?;
-    settings.event_claim = seconds(file.event_claim_seconds, "event_claim_seconds", settings.event_claim)?;
+    settings.docker_poll = seconds(
+        file.docker_poll_seconds,
+        "docker_poll_seconds",
+        settings.docker_poll,
+    )?;
+    settings.event_claim = seconds(
+        file.event_claim_seconds,
+        "event_claim_seconds",
+        settings.event_claim,
+    )?;
     if let Some(n) = file.docker_max_new_tags {
         settings.docker_max_new_tags = n;
     }
@@ -163,20 +174,33 @@ fn trigger_settings(
     }
     for account in docker.accounts {
         let url = url::Url::parse(&account.url).map_err(|err| {
-            anyhow::anyhow!("[[docker.accounts]] '{}': url '{}' is not a URL ({err})", account.name, account.url)
+            anyhow::anyhow!(
+                "[[docker.accounts]] '{}': url '{}' is not a URL ({err})",
+                account.name,
+                account.url
+            )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
-            bail!("[[docker.accounts]] '{}': url must be http:// or https://", account.name);
+            bail!(
+                "[[docker.accounts]] '{}': url must be http:// or https://",
+                account.name
+            );
         }
-        if settings.docker_accounts.iter().any(|a| a.name == account.name) {
+        if settings
+            .docker_accounts
+            .iter()
+            .any(|a| a.name == account.name)
+        {
             bail!("[[docker.accounts]] '{}' is named twice", account.name);
         }
-        settings.docker_accounts.push(gennaker_triggers::DockerAccount {
-            name: account.name,
-            url: account.url,
-            username: account.username,
-            password: account.password.map(|Secret(p)| p),
-        });
+        settings
+            .docker_accounts
+            .push(gennaker_triggers::DockerAccount {
+                name: account.name,
+                url: account.url,
+                username: account.username,
+                password: account.password.map(|Secret(p)| p),
+            });
     }
     Ok(settings)
 }

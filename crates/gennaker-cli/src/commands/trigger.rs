@@ -14,18 +14,29 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: TriggerCommand) -> Resul
         TriggerCommand::Log { app, limit } => {
             let raw = ctx
                 .client()?
-                .get(&["applications", &app, "triggerEvents"], &[("limit", limit.to_string())])
+                .get(
+                    &["applications", &app, "triggerEvents"],
+                    &[("limit", limit.to_string())],
+                )
                 .await?;
             emit(ctx.out, ctx.format, raw, |entries: &Vec<Value>| {
                 let mut rows = Vec::new();
                 for entry in entries {
                     let event = &entry["event"];
-                    let what = [&event["type"], &event["source"], &event["repository"], &event["tag"], &event["branch"], &event["pipeline"], &event["status"]]
-                        .iter()
-                        .filter(|v| !v.is_null())
-                        .map(|v| scalar(v))
-                        .collect::<Vec<_>>()
-                        .join(" ");
+                    let what = [
+                        &event["type"],
+                        &event["source"],
+                        &event["repository"],
+                        &event["tag"],
+                        &event["branch"],
+                        &event["pipeline"],
+                        &event["status"],
+                    ]
+                    .iter()
+                    .filter(|v| !v.is_null())
+                    .map(|v| scalar(v))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                     for pipeline in entry["pipelines"].as_array().into_iter().flatten() {
                         let outcome = if pipeline["fired"] == json!(true) {
                             match pipeline.get("executionId") {
@@ -63,7 +74,10 @@ pub(super) async fn fire(
     };
     let raw = ctx
         .client()?
-        .post(&["applications", app, "pipelines", name, "trigger"], &json!({"type": kind, "payload": payload}))
+        .post(
+            &["applications", app, "pipelines", name, "trigger"],
+            &json!({"type": kind, "payload": payload}),
+        )
         .await?;
     emit(ctx.out, ctx.format, raw, |entry: &Value| {
         format!(

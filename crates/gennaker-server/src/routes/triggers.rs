@@ -29,12 +29,19 @@ use crate::state::AppState;
 const DEFAULT_LOG_LIMIT: i64 = 50;
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// The sender's delivery id, bounded (it becomes part of a key).
 fn delivery(headers: &HeaderMap, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| header_text(headers, name)).map(|id| id.chars().take(200).collect())
+    names
+        .iter()
+        .find_map(|name| header_text(headers, name))
+        .map(|id| id.chars().take(200).collect())
 }
 
 fn body_or_400(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<String> {
@@ -47,7 +54,8 @@ fn body_or_400(body: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<S
             ApiError::bad_request(rejection.body_text())
         }
     })?;
-    String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the webhook body is not UTF-8 JSON"))
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the webhook body is not UTF-8 JSON"))
 }
 
 fn too_many(state: &AppState, source: &str) -> Response {
@@ -69,9 +77,13 @@ fn too_many(state: &AppState, source: &str) -> Response {
     response
 }
 
-fn receipt_or_error(result: Result<gennaker_triggers::Receipt, TriggerError>) -> ApiResult<Response> {
+fn receipt_or_error(
+    result: Result<gennaker_triggers::Receipt, TriggerError>,
+) -> ApiResult<Response> {
     match result {
-        Ok(receipt) => Ok(Json(json!({"eventProcessed": true, "eventId": receipt.event_id})).into_response()),
+        Ok(receipt) => {
+            Ok(Json(json!({"eventProcessed": true, "eventId": receipt.event_id})).into_response())
+        }
         Err(TriggerError::BadPayload(message)) => Err(ApiError::bad_request(message)),
         Err(TriggerError::NotFired(message)) => Err(ApiError::bad_request(message)),
         Err(TriggerError::Store(err)) => Err(err.into()),
@@ -83,7 +95,9 @@ fn signatures(headers: &HeaderMap, token_headers: &[&str]) -> Signatures {
     Signatures::new(
         header_text(headers, "x-hub-signature-256"),
         header_text(headers, "x-hub-signature"),
-        token_headers.iter().find_map(|name| header_text(headers, name)),
+        token_headers
+            .iter()
+            .find_map(|name| header_text(headers, name)),
     )
 }
 
@@ -136,7 +150,15 @@ pub(crate) async fn git(
         body,
         event_name,
         signatures: signatures(&headers, &["x-gitlab-token"]),
-        delivery: delivery(&headers, &["x-github-delivery", "x-gitlab-event-uuid", "x-request-uuid", "x-event-id"]),
+        delivery: delivery(
+            &headers,
+            &[
+                "x-github-delivery",
+                "x-gitlab-event-uuid",
+                "x-request-uuid",
+                "x-event-id",
+            ],
+        ),
     };
     receipt_or_error(state.triggers.receive(event).await)
 }
@@ -161,11 +183,18 @@ pub(crate) async fn log(
     Query(params): Query<LogParams>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let application = authorize_application(&state, &caller, &app, Access::Read).await?;
-    let limit = params.limit.unwrap_or(DEFAULT_LOG_LIMIT).clamp(1, state.triggers.settings().log_keep.max(1));
-    let entries = state.triggers.events(&application.name, limit).await.map_err(|err| match err {
-        TriggerError::Store(err) => ApiError::from(err),
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let limit = params
+        .limit
+        .unwrap_or(DEFAULT_LOG_LIMIT)
+        .clamp(1, state.triggers.settings().log_keep.max(1));
+    let entries = state
+        .triggers
+        .events(&application.name, limit)
+        .await
+        .map_err(|err| match err {
+            TriggerError::Store(err) => ApiError::from(err),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     Ok(Json(entries))
 }
 
@@ -205,18 +234,36 @@ pub(crate) async fn fire(
             application.name, application.name
         ))
     })?;
-    let requester = Requester { user: caller.name.clone(), roles: caller.roles.clone(), origin: "trigger".to_owned() };
+    let requester = Requester {
+        user: caller.name.clone(),
+        roles: caller.roles.clone(),
+        origin: "trigger".to_owned(),
+    };
     match state
         .triggers
-        .fire_by_hand(&application, &pipeline, body.kind.as_deref(), body.payload, &requester)
+        .fire_by_hand(
+            &application,
+            &pipeline,
+            body.kind.as_deref(),
+            body.payload,
+            &requester,
+        )
         .await
     {
-        Ok(entry) if entry.get("fired") == Some(&Value::Bool(true)) => Ok((StatusCode::ACCEPTED, Json(entry)).into_response()),
+        Ok(entry) if entry.get("fired") == Some(&Value::Bool(true)) => {
+            Ok((StatusCode::ACCEPTED, Json(entry)).into_response())
+        }
         Ok(entry) => Err(ApiError::bad_request(
-            entry.get("reason").and_then(Value::as_str).unwrap_or("the trigger did not fire").to_owned(),
+            entry
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("the trigger did not fire")
+                .to_owned(),
         )),
         Err(TriggerError::Store(err)) => Err(err.into()),
         Err(TriggerError::Engine(err)) => Err(err.into()),
-        Err(TriggerError::BadPayload(message) | TriggerError::NotFired(message)) => Err(ApiError::bad_request(message)),
+        Err(TriggerError::BadPayload(message) | TriggerError::NotFired(message)) => {
+            Err(ApiError::bad_request(message))
+        }
     }
 }

@@ -132,8 +132,7 @@ impl TriggerStore for SqlStore {
     }
 
     async fn prune_trigger_events(&self, before: i64) -> Result<u64> {
-        let sql =
-            format!("DELETE FROM trigger_events WHERE state = '{DONE}' AND received_at < $1");
+        let sql = format!("DELETE FROM trigger_events WHERE state = '{DONE}' AND received_at < $1");
         Ok(on_db!(&self.backend, db => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(before)
