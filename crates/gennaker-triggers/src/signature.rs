@@ -120,9 +120,8 @@ impl Signatures {
 /// `sha256=<hex>` of `body` under `secret`, as GitHub sends it (for tests and for
 /// senders that want to sign).
 pub fn github_signature_256(secret: &str, body: &[u8]) -> String {
-    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
