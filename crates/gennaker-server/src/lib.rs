@@ -320,8 +320,7 @@ pub async fn start(
 }
 
 /// Triggers on `store` starting executions on `engine`, with their loops (cron,
-/// registry polls, pipeline ends, recovery) running until `stop`; the service identity
-/// triggered executions run as is created when missing.
+/// registry polls, pipeline ends, recovery) running until `stop`.
 pub async fn start_triggers(
     store: &SqlStore,
     engine: &Engine,
@@ -337,7 +336,6 @@ pub async fn start_triggers(
         config.triggers.clone(),
     )
     .map_err(trigger_error)?;
-    triggers.ensure_user().await.map_err(trigger_error)?;
     // The loops end with `stop`; nothing waits for them (a pass cut short is redone).
     drop(triggers.spawn(stop));
     Ok(triggers)

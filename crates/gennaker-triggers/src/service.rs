@@ -132,19 +132,6 @@ impl Triggers {
         self.inner.limiter.retry_after()
     }
 
-    /// Creates the service identity triggered executions run as, without roles, if it
-    /// does not exist (another server may create it at the same time).
-    pub async fn ensure_user(&self) -> Result<(), TriggerError> {
-        let name = &self.inner.settings.user;
-        if self.inner.store.get_user(name).await?.is_none() {
-            match self.inner.store.create_user(name, false, &[]).await {
-                Ok(_) | Err(StoreError::Conflict(_)) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(())
-    }
-
     /// Receives an event: checks that a webhook or git body is a JSON object (else
     /// [`TriggerError::BadPayload`], nothing recorded), records it once, and fires
     /// every pipeline whose trigger matches.

@@ -6,9 +6,9 @@ use std::time::Duration;
 /// How triggers run on a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerSettings {
-    /// The service identity triggered executions run as. It must exist (the server
-    /// creates it, without roles, when missing) and hold EXECUTE on an application for
-    /// that application's triggers to fire.
+    /// The service identity triggered executions run as. An admin creates it (Gennaker
+    /// never does: no identity acts unless an operator made it); it must hold EXECUTE on
+    /// an application for that application's triggers to fire.
     pub user: String,
     /// The time zone of cron triggers without `timeZone` (an IANA name).
     pub cron_time_zone: String,

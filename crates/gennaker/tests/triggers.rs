@@ -46,6 +46,10 @@ async fn webhooks_fire_once_say_why_not_and_chain_pipelines() {
         json!({"name": "shop", "email": "a@b.c"}),
     )
     .await;
+    // The service identity triggered executions run as (no roles: "shop" has no
+    // permissions, so every user may execute it).
+    api.post("/api/v1/users", json!({"name": "triggers", "roles": []}))
+        .await;
     let build = api
         .post(
             "/api/v1/applications/shop/pipelines",
