@@ -108,6 +108,9 @@ pub enum ClientCommand {
     Token(TokenCommand),
     /// Show the audit log of mutating calls (admin only).
     Audit(AuditArgs),
+    /// Show what triggers did: `gennaker trigger log APP`.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
     /// Show the user the token belongs to, and the server it was checked against.
     Whoami,
     /// List the stage types the server runs (`--all`: also Spinnaker's others, which
@@ -177,6 +180,23 @@ pub struct AppSaveArgs {
 /// `gennaker pipeline …`
 #[derive(clap::Subcommand, Debug)]
 pub enum PipelineCommand {
+    /// Fire one of a pipeline's triggers by hand, to test it: the trigger is matched
+    /// against the payload and, if it matches, the pipeline runs as you with the
+    /// trigger object it would get.
+    Trigger {
+        /// Application name.
+        app: String,
+        /// Pipeline name.
+        name: String,
+        /// The trigger type to fire (cron, webhook, git, docker, pipeline); default: the
+        /// pipeline's first trigger.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// The event's payload (JSON or YAML): a webhook or git body, {tag, digest} for
+        /// docker, {status} for pipeline.
+        #[arg(long)]
+        payload: Option<PathBuf>,
+    },
     /// List the pipelines of an application.
     List {
         /// Application name.
@@ -571,5 +591,19 @@ pub enum CanaryConfigCommand {
     Delete {
         /// The config's id or name.
         config: String,
+    },
+}
+
+/// `gennaker trigger …`
+#[derive(clap::Subcommand, Debug)]
+pub enum TriggerCommand {
+    /// Show an application's trigger log: each event that concerned its triggers, which
+    /// fired (with the execution) and why the others did not.
+    Log {
+        /// Application name.
+        app: String,
+        /// At most this many entries, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }

@@ -30,7 +30,7 @@ use std::path::Path;
 pub use args::{
     AppCommand, AppSaveArgs, AuditArgs, CanaryConfigCommand, ClientCommand, ClientOptions,
     ExecutionCommand, PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand,
-    UserCommand,
+    TriggerCommand, UserCommand,
 };
 pub use config::TokenSource;
 pub use error::{

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     /// is `secrets.key` in the data directory, created at first start. Servers sharing
     /// one PostgreSQL database must name the same key.
     pub secrets_key_file: Option<PathBuf>,
+    /// How triggers run (`[triggers]`, `[[docker.accounts]]`).
+    pub triggers: gennaker_triggers::TriggerSettings,
 }
 
 impl ServerConfig {
@@ -52,6 +54,7 @@ impl ServerConfig {
             metrics_access: MetricsAccess::default(),
             outbound: OutboundPolicy::default(),
             secrets_key_file: None,
+            triggers: gennaker_triggers::TriggerSettings::default(),
         }
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use gennaker_deploy::Providers;
 use gennaker_engine::{Engine, EngineConfig, EngineError, StageRegistry, SystemClock};
@@ -109,9 +109,20 @@ pub fn router(state: AppState) -> Router {
     let authenticated = authenticated
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
+    // Webhook senders have no token: a trigger's source and secret identify them.
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/webhook/{source}",
+            post(routes::triggers::webhook),
+        )
+        .route("/webhooks/git/{provider}", post(routes::triggers::git))
+        .layer(DefaultBodyLimit::max(
+            state.triggers.settings().max_payload_bytes,
+        ));
     let mut open = Router::new()
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz));
+        .route("/readyz", get(routes::health::readyz))
+        .merge(webhooks);
     if metrics_access == MetricsAccess::Open {
         open = open.route("/metrics", get(metrics::render));
     }
@@ -295,12 +306,14 @@ pub async fn start(
         server = engine.server_id(),
         "gennaker server listening"
     );
+    let triggers = start_triggers(&store, &engine, &config, stop.clone()).await?;
     let tasks = TaskTracker::new();
     let state = AppState {
         store: Arc::new(store.clone()),
         canary_configs: Arc::new(store.clone()),
         engine,
         providers: wiring.providers,
+        triggers,
         more_metrics: wiring.metrics,
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(config),
@@ -322,6 +335,39 @@ pub async fn start(
         stop,
         serving,
     })
+}
+
+/// Triggers on `store` starting executions on `engine`, with their loops (cron,
+/// registry polls, pipeline ends, recovery) running until `stop`.
+pub async fn start_triggers(
+    store: &SqlStore,
+    engine: &Engine,
+    config: &ServerConfig,
+    stop: CancellationToken,
+) -> Result<gennaker_triggers::Triggers, ServerError> {
+    let shared = Arc::new(store.clone());
+    let triggers = gennaker_triggers::Triggers::new(
+        shared.clone(),
+        shared,
+        engine.clone(),
+        Arc::new(SystemClock),
+        config.triggers.clone(),
+    )
+    .map_err(trigger_error)?;
+    // The loops end with `stop`; nothing waits for them (a pass cut short is redone).
+    drop(triggers.spawn(stop));
+    Ok(triggers)
+}
+
+fn trigger_error(err: gennaker_triggers::TriggerError) -> ServerError {
+    match err {
+        gennaker_triggers::TriggerError::Store(err) => ServerError::Store(err),
+        gennaker_triggers::TriggerError::Engine(err) => ServerError::Engine(err),
+        other => ServerError::Provider {
+            provider: "triggers",
+            message: other.to_string(),
+        },
+    }
 }
 
 /// Serves until the state's shutdown token is cancelled, then drains in order.

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::routes::{
     access, applications, canary_configs, events, executions, infrastructure, pipelines,
-    stage_types,
+    stage_types, triggers,
 };
 use crate::state::AppState;
 
@@ -66,6 +66,8 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(access::list_tokens, access::create_token))
         .routes(routes!(access::revoke_token))
         .routes(routes!(audit::list))
+        .routes(routes!(triggers::log))
+        .routes(routes!(triggers::fire))
 }
 
 /// Adds the title, version and bearer security scheme.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gennaker_deploy::Providers;
 use gennaker_engine::Engine;
 use gennaker_store::{CanaryConfigStore, Store};
+use gennaker_triggers::Triggers;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.
     pub providers: Providers,
+    /// Triggers: the webhook endpoints hand events to them.
+    pub triggers: Triggers,
     /// Metrics of what the binary wired in (the local provider's load balancers), joined
     /// to ours at `/metrics`.
     pub more_metrics: Arc<dyn MetricsSource>,

@@ -7,7 +7,8 @@
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
 //! the infrastructure providers manage; [`MetricSampleStore`] the built-in load
 //! balancer's traffic samples for canary analysis; [`CanaryConfigStore`] Kayenta's canary
-//! configs; [`SealedExecutions`] keeps the secrets in
+//! configs; [`TriggerStore`] the triggers' event inbox, log and seen Docker tags;
+//! [`SealedExecutions`] keeps the secrets in
 //! execution documents encrypted at rest.
 
 mod canary_configs;
@@ -19,6 +20,7 @@ mod resources;
 mod sealing;
 mod sql;
 mod store;
+mod triggers;
 
 pub use canary_configs::{
     CanaryConfigRecord, CanaryConfigRevision, CanaryConfigSave, CanaryConfigStore,
@@ -41,6 +43,7 @@ pub use sql::{
     QueueListener, SqlStore, now_millis, redact_database_url,
 };
 pub use store::Store;
+pub use triggers::{TriggerEventRecord, TriggerLogEntry, TriggerStore};
 
 #[cfg(feature = "test-support")]
 pub mod testing;

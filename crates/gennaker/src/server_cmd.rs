@@ -84,6 +84,133 @@ struct RawSettings {
     /// `[canary]`: the metrics accounts canary analyses read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     canary: Option<CanarySettings>,
+    /// `[triggers]`: the service identity, cron time zone, webhook limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    triggers: Option<TriggerFileSettings>,
+    /// `[[docker.accounts]]`: registries `docker` triggers poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    docker: Option<DockerFileSettings>,
+}
+
+/// `[triggers]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerFileSettings {
+    user: Option<String>,
+    cron_time_zone: Option<String>,
+    docker_poll_seconds: Option<u64>,
+    docker_max_new_tags: Option<usize>,
+    event_claim_seconds: Option<u64>,
+    log_keep: Option<i64>,
+    max_payload_bytes: Option<usize>,
+    webhooks_per_minute: Option<u32>,
+}
+
+/// `[docker]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DockerFileSettings {
+    #[serde(default)]
+    accounts: Vec<DockerAccountFile>,
+}
+
+/// One `[[docker.accounts]]` entry.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DockerAccountFile {
+    name: String,
+    url: String,
+    username: Option<String>,
+    password: Option<Secret>,
+}
+
+/// Checks `[triggers]` and `[[docker.accounts]]`.
+fn trigger_settings(
+    file: TriggerFileSettings,
+    docker: DockerFileSettings,
+) -> anyhow::Result<gennaker_triggers::TriggerSettings> {
+    let mut settings = gennaker_triggers::TriggerSettings::default();
+    if let Some(user) = file.user.filter(|u| !u.trim().is_empty()) {
+        settings.user = user.trim().to_owned();
+    }
+    if let Some(zone) = file.cron_time_zone {
+        jiff::tz::TimeZone::get(&zone).map_err(|err| {
+            anyhow::anyhow!("[triggers] cron_time_zone '{zone}' is not a known time zone ({err}); use an IANA name like 'UTC'")
+        })?;
+        settings.cron_time_zone = zone;
+    }
+    let seconds = |value: Option<u64>,
+                   name: &str,
+                   default: std::time::Duration|
+     -> anyhow::Result<std::time::Duration> {
+        match value {
+            None => Ok(default),
+            Some(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
+            Some(s) => bail!("[triggers] {name} must be between 1 and 86400, not {s}"),
+        }
+    };
+    settings.docker_poll = seconds(
+        file.docker_poll_seconds,
+        "docker_poll_seconds",
+        settings.docker_poll,
+    )?;
+    settings.event_claim = seconds(
+        file.event_claim_seconds,
+        "event_claim_seconds",
+        settings.event_claim,
+    )?;
+    if let Some(n) = file.docker_max_new_tags {
+        settings.docker_max_new_tags = n;
+    }
+    if let Some(keep) = file.log_keep {
+        if !(1..=100_000).contains(&keep) {
+            bail!("[triggers] log_keep must be between 1 and 100000, not {keep}");
+        }
+        settings.log_keep = keep;
+    }
+    if let Some(bytes) = file.max_payload_bytes {
+        if !(1024..=16 * 1024 * 1024).contains(&bytes) {
+            bail!("[triggers] max_payload_bytes must be between 1024 and 16777216, not {bytes}");
+        }
+        settings.max_payload_bytes = bytes;
+    }
+    if let Some(rate) = file.webhooks_per_minute {
+        if rate == 0 {
+            bail!("[triggers] webhooks_per_minute must be at least 1");
+        }
+        settings.webhooks_per_minute = rate;
+    }
+    for account in docker.accounts {
+        let url = url::Url::parse(&account.url).map_err(|err| {
+            anyhow::anyhow!(
+                "[[docker.accounts]] '{}': url '{}' is not a URL ({err})",
+                account.name,
+                account.url
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!(
+                "[[docker.accounts]] '{}': url must be http:// or https://",
+                account.name
+            );
+        }
+        if settings
+            .docker_accounts
+            .iter()
+            .any(|a| a.name == account.name)
+        {
+            bail!("[[docker.accounts]] '{}' is named twice", account.name);
+        }
+        settings
+            .docker_accounts
+            .push(gennaker_triggers::DockerAccount {
+                name: account.name,
+                url: account.url,
+                username: account.username,
+                password: account.password.map(|Secret(p)| p),
+            });
+    }
+    Ok(settings)
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -343,6 +470,8 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         secrets: None,
         kubernetes: None,
         canary: None,
+        triggers: None,
+        docker: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -382,6 +511,11 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         outbound: OutboundPolicy::new(&raw.outbound.unwrap_or_default())
             .context("invalid server settings")?,
         secrets_key_file: raw.secrets.and_then(|secrets| secrets.key_file),
+        triggers: trigger_settings(
+            raw.triggers.unwrap_or_default(),
+            raw.docker.unwrap_or_default(),
+        )
+        .context("invalid server settings")?,
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     let kubernetes = raw.kubernetes.unwrap_or_default();

@@ -10,6 +10,7 @@ mod pipeline;
 mod role;
 mod stage_types;
 mod token;
+mod trigger;
 mod user;
 
 use std::io::Write;
@@ -90,6 +91,7 @@ pub(crate) async fn dispatch(ctx: &mut Context<'_>, request: Request) -> Result<
         ClientCommand::Role(command) => role::run(ctx, command).await,
         ClientCommand::Token(command) => token::run(ctx, command).await,
         ClientCommand::Audit(args) => audit::run(ctx, args).await,
+        ClientCommand::Trigger(command) => trigger::run(ctx, command).await,
         ClientCommand::Whoami => user::whoami(ctx).await,
         ClientCommand::StageTypes(args) => stage_types::run(ctx, args).await,
     }

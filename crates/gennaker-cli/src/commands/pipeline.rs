@@ -224,6 +224,12 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: PipelineCommand) -> Resu
         // The binary read `server_config` into the catalog.
         PipelineCommand::Validate { file, .. } => validate(ctx, &file),
         PipelineCommand::Run(args) => super::execution::run_pipeline(ctx, args).await,
+        PipelineCommand::Trigger {
+            app,
+            name,
+            kind,
+            payload,
+        } => super::trigger::fire(ctx, &app, &name, kind, payload.as_deref()).await,
     }
 }
 

@@ -10,3 +10,4 @@ pub(crate) mod health;
 pub(crate) mod infrastructure;
 pub(crate) mod pipelines;
 pub(crate) mod stage_types;
+pub(crate) mod triggers;

@@ -203,6 +203,27 @@ pub(crate) fn table() -> Vec<Row> {
             202,
             202,
         ),
+        // The fixture's pipeline has no trigger: allowed callers are told so (400).
+        row(
+            Method::POST,
+            "/api/v1/applications/{app}/pipelines/{name}/trigger",
+            "/api/v1/applications/{app}/pipelines/{pipeline}/trigger",
+            Some(r#"{"type": "cron"}"#),
+            false,
+            403,
+            400,
+            400,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/applications/{app}/triggerEvents",
+            "/api/v1/applications/{app}/triggerEvents",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
         row(
             Method::GET,
             "/api/v1/applications/{app}/clusters",

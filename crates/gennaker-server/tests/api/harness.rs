@@ -187,11 +187,15 @@ impl Server {
             .unwrap();
         // Dropping the set would abort the workers; they stop with `stop` instead.
         workers.detach_all();
+        let triggers = gennaker_server::start_triggers(&store, &engine, &config, stop.clone())
+            .await
+            .unwrap();
         let state = AppState {
             store: served_store,
             canary_configs: Arc::new(store.clone()),
             engine,
             providers,
+            triggers,
             more_metrics: Arc::new(gennaker_server::NoMoreMetrics),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config.clone()),

@@ -132,6 +132,7 @@ mod metric_samples;
 mod pipelines;
 mod resources;
 mod tokens;
+mod triggers;
 mod users;
 
 pub use connect::redact_database_url;
