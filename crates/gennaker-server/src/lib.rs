@@ -101,7 +101,10 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), audit::record));
     // The web UI forwards its actions to the API (same checks, same audit entries).
-    let web_ui = ui::router(state.clone(), authenticated.clone().with_state(state.clone()));
+    let web_ui = ui::router(
+        state.clone(),
+        authenticated.clone().with_state(state.clone()),
+    );
     let mut open = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz));

@@ -15,9 +15,7 @@ use super::session::{
     ABSOLUTE_LIMIT, SESSION_COOKIE, SIGNIN_COOKIE, cookie, foreign_origin, random_token,
     same_secret, set_cookie,
 };
-use super::{
-    UiState, Viewer, error_page, plain_error, redirect, redirect_with_cookies, render,
-};
+use super::{UiState, Viewer, error_page, plain_error, redirect, redirect_with_cookies, render};
 use crate::auth::{hash_token, resolve_caller};
 use crate::error::ApiError;
 
@@ -90,10 +88,7 @@ impl FromRequest<UiState> for Posted {
         if let Some((name, _)) = fields.iter().find(|(_, value)| value.len() > MAX_FIELD) {
             return Err(plain_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the field '{name}' is longer than {} KiB",
-                    MAX_FIELD / 1024
-                ),
+                &format!("the field '{name}' is longer than {} KiB", MAX_FIELD / 1024),
             ));
         }
         Ok(Posted { viewer, fields })
@@ -130,12 +125,7 @@ pub(crate) struct NextParams {
     next: Option<String>,
 }
 
-fn signin_page(
-    headers: &HeaderMap,
-    status: StatusCode,
-    next: &str,
-    error: String,
-) -> Response {
+fn signin_page(headers: &HeaderMap, status: StatusCode, next: &str, error: String) -> Response {
     let csrf = random_token();
     let mut response = render(
         status,
@@ -280,8 +270,16 @@ pub(crate) async fn cancel(
         )
         .await;
     match outcome {
-        Ok(_) => state.flash(&posted.viewer, "ok", "Cancel requested: running stages are stopping."),
-        Err(refusal) => state.flash(&posted.viewer, "error", format!("Not canceled: {}", refusal.message)),
+        Ok(_) => state.flash(
+            &posted.viewer,
+            "ok",
+            "Cancel requested: running stages are stopping.",
+        ),
+        Err(refusal) => state.flash(
+            &posted.viewer,
+            "error",
+            format!("Not canceled: {}", refusal.message),
+        ),
     }
     redirect(&execution_url(&id))
 }
@@ -312,7 +310,11 @@ pub(crate) async fn judgment(
         .await;
     match outcome {
         Ok(_) => state.flash(&posted.viewer, "ok", format!("Judged '{status}'.")),
-        Err(refusal) => state.flash(&posted.viewer, "error", format!("Not judged: {}", refusal.message)),
+        Err(refusal) => state.flash(
+            &posted.viewer,
+            "error",
+            format!("Not judged: {}", refusal.message),
+        ),
     }
     redirect(&execution_url(&id))
 }
@@ -404,10 +406,7 @@ pub(crate) async fn server_group_operation(
                         "error",
                         format!("Not resized: '{key}' must be a whole number of instances."),
                     );
-                    return redirect(&format!(
-                        "/applications/{}/clusters",
-                        url_component(&app)
-                    ));
+                    return redirect(&format!("/applications/{}/clusters", url_component(&app)));
                 }
             }
         }
@@ -449,8 +448,17 @@ mod tests {
 
     #[test]
     fn only_paths_of_this_site_are_followed_after_sign_in() {
-        assert_eq!(safe_next(Some("/executions/x?stage=1")), "/executions/x?stage=1");
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "x", ""] {
+        assert_eq!(
+            safe_next(Some("/executions/x?stage=1")),
+            "/executions/x?stage=1"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "x",
+            "",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/applications", "{bad}");
         }
         assert_eq!(safe_next(None), "/applications");

@@ -32,11 +32,18 @@ pub(crate) fn elapsed(start: Option<i64>, end: Option<i64>, now: i64) -> String 
     }
 }
 
-/// A URL query value or path segment, percent-encoded (everything but letters and
-/// digits, so it is safe in either place).
+/// A URL query value or path segment, percent-encoded (everything but letters, digits
+/// and `-_.~`, so it is safe in either place).
 pub(crate) fn url_component(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
 }
+
+/// What is encoded: everything but RFC 3986's unreserved characters.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// The error a failed stage recorded (`context.exception.details.errors`, or `error`),
 /// verbatim.

@@ -216,7 +216,10 @@ mod tests {
             .map(|n| (n.id.as_str(), (n.x, n.y)))
             .collect();
         assert_eq!(graph.nodes.len(), 5, "synthetic stages are not nodes");
-        assert_eq!(at["2"].0, at["3"].0, "parallel branches stand in one column");
+        assert_eq!(
+            at["2"].0, at["3"].0,
+            "parallel branches stand in one column"
+        );
         assert!(at["3"].1 > at["2"].1, "one above the other");
         assert!(at["5"].0 > at["4"].0 && at["4"].0 > at["3"].0);
         assert_eq!(graph.edges.len(), 5);

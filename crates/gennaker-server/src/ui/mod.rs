@@ -326,13 +326,10 @@ impl UiState {
         body: Option<&Value>,
     ) -> Response {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(
-                axum::http::header::USER_AGENT,
-                concat!("gennaker-ui/", env!("CARGO_PKG_VERSION")),
-            );
+        let mut builder = Request::builder().method(method).uri(path).header(
+            axum::http::header::USER_AGENT,
+            concat!("gennaker-ui/", env!("CARGO_PKG_VERSION")),
+        );
         if bytes.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }

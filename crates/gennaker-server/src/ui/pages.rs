@@ -753,7 +753,14 @@ pub(crate) async fn execution(
         Ok(found) => found,
         Err(err) => return error_page(Some(&viewer), &err),
     };
-    let page = execution_page(&state, &viewer, &execution, can_execute, params, now_millis());
+    let page = execution_page(
+        &state,
+        &viewer,
+        &execution,
+        can_execute,
+        params,
+        now_millis(),
+    );
     render(StatusCode::OK, &page)
 }
 
@@ -970,13 +977,30 @@ pub(crate) fn parameter_fields(
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
             };
-            let restricted = p.has_options.as_ref().and_then(|o| o.as_bool()).unwrap_or(false);
+            let restricted = p
+                .has_options
+                .as_ref()
+                .and_then(|o| o.as_bool())
+                .unwrap_or(false);
             ParamField {
                 name: p.name.clone(),
-                label: p.label.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| p.name.clone()),
+                label: p
+                    .label
+                    .clone()
+                    .filter(|l| !l.is_empty())
+                    .unwrap_or_else(|| p.name.clone()),
                 description: p.description.clone().unwrap_or_default(),
-                required: p.required.as_ref().and_then(|r| r.as_bool()).unwrap_or(false) && default.is_empty(),
-                options: if restricted { p.option_values() } else { Vec::new() },
+                required: p
+                    .required
+                    .as_ref()
+                    .and_then(|r| r.as_bool())
+                    .unwrap_or(false)
+                    && default.is_empty(),
+                options: if restricted {
+                    p.option_values()
+                } else {
+                    Vec::new()
+                },
                 value: String::new(),
                 default,
             }
@@ -1301,7 +1325,10 @@ async fn confirm_page(
             "unknown operation '{operation}'; the UI offers enable, disable, rollback and resize"
         ))
     })?;
-    let provider = state.app.providers.provider(params.cloud_provider.as_deref())?;
+    let provider = state
+        .app
+        .providers
+        .provider(params.cloud_provider.as_deref())?;
     let group = provider
         .server_group(account, name)
         .await?

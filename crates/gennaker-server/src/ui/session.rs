@@ -251,7 +251,11 @@ mod tests {
         tokio::time::advance(IDLE_LIMIT).await;
         assert!(sessions.find(&headers).is_none());
         assert_eq!(sessions.len(), 0);
-        assert!(sessions.find(&with_cookie("gennaker_session=forged")).is_none());
+        assert!(
+            sessions
+                .find(&with_cookie("gennaker_session=forged"))
+                .is_none()
+        );
     }
 
     #[tokio::test(start_paused = true)]
