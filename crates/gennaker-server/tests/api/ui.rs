@@ -247,7 +247,11 @@ api_test!(sign_in_run_judge_and_follow_an_execution, |backend| {
         html.contains("Waiting for judgment")
     })
     .await;
-    assert!(page.html.contains("<option>ship</option>"), "{}", page.html);
+    assert!(
+        page.html.contains(r#"<option value="ship">ship</option>"#),
+        "{}",
+        page.html
+    );
     assert!(
         page.html.contains(r#"data-status="SUCCEEDED""#),
         "Evaluate succeeded"
