@@ -1226,7 +1226,7 @@ async fn clusters_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResult
             clusters: clusters
                 .into_iter()
                 .map(|((name, provider), mut groups)| {
-                    groups.sort_by(|a, b| b.created_time.cmp(&a.created_time));
+                    groups.sort_by_key(|g| std::cmp::Reverse(g.created_time));
                     ClusterView {
                         name,
                         provider,
