@@ -367,6 +367,53 @@ pub(crate) async fn run(
     }
 }
 
+/// `POST /applications/{app}/pipelines/{name}/edit`: saves the edited JSON as a new
+/// revision through the API, which validates it first. A document with errors is not
+/// saved: the form comes back with the text as typed and each problem at its JSON path.
+pub(crate) async fn edit(
+    State(state): State<UiState>,
+    Path((app, name)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
+    let text = posted
+        .fields
+        .iter()
+        .find(|(key, _)| key == "config")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let outcome = state
+        .forward_bytes(
+            &posted.viewer,
+            Method::POST,
+            &format!("/api/v1/applications/{}/pipelines", url_component(&app)),
+            Some(text.clone().into_bytes()),
+        )
+        .await;
+    match outcome {
+        Ok(saved) => {
+            let revision = saved["pipeline"]["revision"].as_i64().unwrap_or_default();
+            let warnings = super::problems_of(&saved["warnings"]).len();
+            let mut message = format!("Saved {name}: revision {revision}.");
+            if warnings > 0 {
+                message.push_str(&format!(
+                    " {warnings} warning(s): `gennaker pipeline validate` lists them."
+                ));
+            }
+            state.flash(&posted.viewer, "ok", message);
+            redirect(&format!("/applications/{}/pipelines", url_component(&app)))
+        }
+        Err(refusal) => match pages::edit_page(&state, &posted.viewer, &app, &name).await {
+            Ok(mut page) => {
+                page.text = text;
+                page.error = refusal.message;
+                page.problems = refusal.problems;
+                render(refusal.status, &page)
+            }
+            Err(err) => error_page(Some(&posted.viewer), &err),
+        },
+    }
+}
+
 fn refill(page: &mut RunPage, entered: &Map<String, Value>) {
     for field in &mut page.fields {
         if let Some(Value::String(value)) = entered.get(&field.name) {

@@ -85,6 +85,10 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
             "/applications/{app}/pipelines/{name}/run",
             get(pages::run_form).post(actions::run),
         )
+        .route(
+            "/applications/{app}/pipelines/{name}/edit",
+            get(pages::edit_form).post(actions::edit),
+        )
         .route("/applications/{app}/clusters", get(pages::clusters))
         .route(
             "/applications/{app}/serverGroups/{account}/{name}/{operation}",
@@ -273,6 +277,39 @@ pub(crate) struct Refusal {
     pub status: StatusCode,
     /// Its message.
     pub message: String,
+    /// The problems it found in a submitted document, each at its JSON path.
+    pub problems: Vec<ProblemView>,
+}
+
+/// A problem the API found in a submitted document.
+#[derive(Debug, Clone)]
+pub(crate) struct ProblemView {
+    /// `error` or `warning`.
+    pub severity: String,
+    /// Its JSON path (`$.stages[1].waitTime`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, when the API knows.
+    pub hint: String,
+}
+
+/// The problems listed in an API answer (`error.problems`, or `warnings`).
+pub(crate) fn problems_of(list: &Value) -> Vec<ProblemView> {
+    let text = |p: &Value, key: &str| p[key].as_str().unwrap_or_default().to_owned();
+    list.as_array()
+        .map(|problems| {
+            problems
+                .iter()
+                .map(|p| ProblemView {
+                    severity: text(p, "severity"),
+                    path: text(p, "path"),
+                    message: text(p, "message"),
+                    hint: text(p, "hint"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl UiState {
@@ -285,6 +322,19 @@ impl UiState {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Refusal> {
+        let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        self.forward_bytes(viewer, method, path, body).await
+    }
+
+    /// [`UiState::forward`] with a JSON body sent as given (a document being edited,
+    /// which the API parses and reports on).
+    pub(crate) async fn forward_bytes(
+        &self,
+        viewer: &Viewer,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, Refusal> {
         let (status, bytes) = self.forward_raw(viewer, method, path, body).await?;
         let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
@@ -296,6 +346,7 @@ impl UiState {
             message: error["message"]
                 .as_str()
                 .map_or_else(|| format!("the server answered {status}"), str::to_owned),
+            problems: problems_of(&error["problems"]),
         })
     }
 
@@ -304,7 +355,7 @@ impl UiState {
         viewer: &Viewer,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, axum::body::Bytes), Refusal> {
         let response = self.forward_response(viewer, method, path, body).await;
         let status = response.status();
@@ -313,6 +364,7 @@ impl UiState {
             .map_err(|err| Refusal {
                 status: StatusCode::BAD_GATEWAY,
                 message: format!("the API's answer could not be read: {err}"),
+                problems: Vec::new(),
             })?;
         Ok((status, bytes))
     }
@@ -323,9 +375,8 @@ impl UiState {
         viewer: &Viewer,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        bytes: Option<Vec<u8>>,
     ) -> Response {
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let mut builder = Request::builder().method(method).uri(path).header(
             axum::http::header::USER_AGENT,
             concat!("gennaker-ui/", env!("CARGO_PKG_VERSION")),

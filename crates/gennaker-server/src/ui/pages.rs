@@ -847,6 +847,7 @@ pub(crate) async fn execution_live(
 pub(crate) struct PipelineRow {
     name: String,
     run_url: String,
+    edit_url: String,
     executions_url: String,
     stages: usize,
     parameters: usize,
@@ -860,6 +861,7 @@ struct PipelinesPage {
     layout: Layout,
     rows: Vec<PipelineRow>,
     can_execute: bool,
+    can_write: bool,
 }
 
 /// `/applications/{app}/pipelines`: its pipelines, their last run, and a run button
@@ -878,6 +880,7 @@ pub(crate) async fn pipelines(
 async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResult<PipelinesPage> {
     let application = authorize(&state.app, &viewer.caller, app, Access::Read).await?;
     let can_execute = may(&viewer.caller, &application, Access::Execute);
+    let can_write = may(&viewer.caller, &application, Access::Write);
     let app_url = url_component(&application.name);
     let mut rows = Vec::new();
     for pipeline in state.app.store.list_pipelines(&application.name).await? {
@@ -899,6 +902,7 @@ async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResul
         let name_url = url_component(&pipeline.name);
         rows.push(PipelineRow {
             run_url: format!("/applications/{app_url}/pipelines/{name_url}/run"),
+            edit_url: format!("/applications/{app_url}/pipelines/{name_url}/edit"),
             executions_url: format!("/applications/{app_url}/executions?pipeline={name_url}"),
             stages: count("stages"),
             parameters: count("parameterConfig"),
@@ -922,7 +926,67 @@ async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResul
         .with_flash(state, viewer),
         rows,
         can_execute,
+        can_write,
     })
+}
+
+#[derive(Template)]
+#[template(path = "ui/edit.html")]
+pub(crate) struct EditPage {
+    pub layout: Layout,
+    pub pipeline: String,
+    pub action: String,
+    pub text: String,
+    pub error: String,
+    pub problems: Vec<super::ProblemView>,
+}
+
+/// The JSON editor of a pipeline (WRITE only; editors see its secrets, as in the API).
+pub(crate) async fn edit_page(
+    state: &UiState,
+    viewer: &Viewer,
+    app: &str,
+    name: &str,
+) -> ApiResult<EditPage> {
+    let application = authorize(&state.app, &viewer.caller, app, Access::Write).await?;
+    let pipeline = crate::routes::pipelines::find(&state.app, &application.name, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline '{name}' not found in application '{}'",
+                application.name
+            ))
+        })?;
+    Ok(EditPage {
+        layout: Layout::new(
+            viewer,
+            format!("Edit {} · {}", pipeline.name, application.name),
+            Some(&application.name),
+            "pipelines",
+        )
+        .with_flash(state, viewer),
+        action: format!(
+            "/applications/{}/pipelines/{}/edit",
+            url_component(&application.name),
+            url_component(&pipeline.name)
+        ),
+        text: serde_json::to_string_pretty(&pipeline.config).unwrap_or_default(),
+        pipeline: pipeline.name,
+        error: String::new(),
+        problems: Vec::new(),
+    })
+}
+
+/// `/applications/{app}/pipelines/{name}/edit`: the pipeline as JSON, to edit.
+pub(crate) async fn edit_form(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path((app, name)): Path<(String, String)>,
+) -> Response {
+    match edit_page(&state, &viewer, &app, &name).await {
+        Ok(page) => render(StatusCode::OK, &page),
+        Err(err) => error_page(Some(&viewer), &err),
+    }
 }
 
 /// One parameter of the run form.

@@ -603,3 +603,107 @@ api_test!(
         assert!(api.body["error"]["message"].is_string());
     }
 );
+
+api_test!(
+    edit_a_pipeline_as_json_with_problems_at_their_paths,
+    |backend| {
+        let server = Server::start(backend).await;
+        server
+            .app(json!({ "name": "shop", "permissions": {
+            "READ": ["readers", "editors"], "WRITE": ["editors"], "EXECUTE": ["editors"] } }))
+            .await;
+        server
+            .save("shop", &server.admin, wait_pipeline("shop", "slow", 5))
+            .await
+            .expect(201);
+        let editor = server.user("eddie", &["editors"]).await;
+        let mut browser = Browser::new(&server);
+        assert_eq!(browser.sign_in(&editor).await.status, 303);
+        let list = browser.get("/applications/shop/pipelines").await;
+        assert!(list.html.contains("/applications/shop/pipelines/slow/edit"));
+        let form = browser.get("/applications/shop/pipelines/slow/edit").await;
+        assert_eq!(form.status, 200);
+        assert!(form.html.contains("&#34;waitTime&#34;: 5"), "{}", form.html);
+        let csrf = form.csrf();
+
+        // A stage that waits on a stage that does not exist: not saved, the problem at its path.
+        let mut broken = wait_pipeline("shop", "slow", 5);
+        broken["stages"][0]["requisiteStageRefIds"] = json!(["9"]);
+        let text = serde_json::to_string_pretty(&broken).unwrap();
+        let refused = browser
+            .post(
+                "/applications/shop/pipelines/slow/edit",
+                &[("csrf", &csrf), ("config", &text)],
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{}", refused.html);
+        assert!(refused.html.contains("Not saved"), "{}", refused.html);
+        assert!(
+            refused
+                .html
+                .contains(r#"<code class="path">$.stages[0].requisiteStageRefIds"#),
+            "{}",
+            refused.html
+        );
+        assert!(
+            refused.html.contains("&#34;9&#34;"),
+            "the text as typed comes back"
+        );
+        // Text that is not JSON: where it breaks.
+        let garbled = browser
+            .post(
+                "/applications/shop/pipelines/slow/edit",
+                &[
+                    ("csrf", &csrf),
+                    ("config", "{\"name\": \"slow\",\n  \"stages\": [}"),
+                ],
+            )
+            .await;
+        assert_eq!(garbled.status, 400);
+        assert!(garbled.html.contains("line 2"), "{}", garbled.html);
+        let revisions = server
+            .get(
+                "/api/v1/applications/shop/pipelines/slow/history",
+                &server.admin,
+            )
+            .await
+            .expect(200);
+        assert_eq!(revisions.as_array().unwrap().len(), 1, "nothing was saved");
+
+        // A valid change is saved as a new revision.
+        let fixed = serde_json::to_string(&wait_pipeline("shop", "slow", 7)).unwrap();
+        let saved = browser
+            .post(
+                "/applications/shop/pipelines/slow/edit",
+                &[("csrf", &csrf), ("config", &fixed)],
+            )
+            .await;
+        assert_eq!(saved.status, 303, "{saved:?}");
+        let list = browser.get("/applications/shop/pipelines").await;
+        assert!(
+            list.html.contains("Saved slow: revision 2."),
+            "{}",
+            list.html
+        );
+        let stored = server
+            .get("/api/v1/applications/shop/pipelines/slow", &server.admin)
+            .await
+            .expect(200);
+        assert_eq!(stored["config"]["stages"][0]["waitTime"], 7, "{stored}");
+        assert_eq!(stored["revision"], 2);
+        assert_eq!(stored["updatedBy"], "eddie");
+
+        // A reader is offered no editor, and may not open it.
+        let reader = server.user("rita", &["readers"]).await;
+        let mut rita = Browser::new(&server);
+        assert_eq!(rita.sign_in(&reader).await.status, 303);
+        let list = rita.get("/applications/shop/pipelines").await;
+        assert!(!list.html.contains("/edit"));
+        assert_eq!(
+            rita.get("/applications/shop/pipelines/slow/edit")
+                .await
+                .status,
+            403
+        );
+    }
+);
