@@ -2,8 +2,9 @@
 //! which `scripts/test.sh` installs), driven over WebDriver against the real server
 //! binary: sign in, run a pipeline from its parameter form, watch the stage graph turn
 //! green live (server-sent events, no reload), approve a manual judgment, a forged
-//! POST refused, a read-only user offered no action, and a server group rolled back
-//! from the clusters view with the traffic moving back.
+//! POST refused, a pipeline edited with an error shown at its JSON path, a read-only
+//! user offered no action, and a server group rolled back from the clusters view with
+//! the traffic moving back.
 //!
 //! Screenshots of the main pages land in `target/ui-screenshots/` for people to look at.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -380,6 +381,44 @@ async fn sign_in_run_watch_live_judge_and_refuse_a_forged_post() {
         .unwrap();
     assert_eq!(segments.len(), 4);
     screenshot(&client, "executions").await;
+
+    // Edit the pipeline with an error: not saved, the problem shown at its JSON path.
+    client
+        .goto(&server.url("/applications/shop/pipelines/release/edit"))
+        .await
+        .unwrap();
+    let mut broken = release_pipeline();
+    broken["stages"][3]["requisiteStageRefIds"] = json!(["7"]);
+    client
+        .execute(
+            "document.getElementById('config').value = arguments[0];",
+            vec![json!(serde_json::to_string_pretty(&broken).unwrap())],
+        )
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.stack button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let path = client
+        .find(Locator::Css("#edit-error .problems code.path"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        path.starts_with("$.stages[3].requisiteStageRefIds"),
+        "{path}"
+    );
+    screenshot(&client, "pipeline-edit-with-problems").await;
+    let history = api
+        .get("/api/v1/applications/shop/pipelines/release/history")
+        .await;
+    assert_eq!(history.as_array().unwrap().len(), 1, "nothing was saved");
     client.close().await.unwrap();
 }
 
