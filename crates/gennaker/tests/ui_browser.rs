@@ -23,10 +23,11 @@ use support::{BIN, Server, TOKEN};
 /// How long the page may take to show a change.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// chromedriver on 127.0.0.1, killed when dropped.
+/// chromedriver on 127.0.0.1, killed when dropped, and Chromium's profile directory.
 struct Driver {
     child: Child,
     port: u16,
+    _profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -67,7 +68,6 @@ async fn browser() -> (Driver, Client) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let driver = Driver { child, port };
     let profile = tempfile::tempdir().unwrap();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
@@ -81,8 +81,11 @@ async fn browser() -> (Driver, Client) {
             ],
         }),
     );
-    // The profile directory lives as long as the test process (Chromium writes to it).
-    std::mem::forget(profile);
+    let driver = Driver {
+        child,
+        port,
+        _profile: profile,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
