@@ -168,7 +168,12 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     // The token is copied out first: a borrowed request is not `Send` across an await.
-    let token = bearer_token(&request).map(hash_token);
+    // A request the web UI forwards carries its session's token hash as an extension
+    // (clients cannot set extensions; only code in this process can).
+    let token = match request.extensions().get::<TokenHash>() {
+        Some(forwarded) => Ok(forwarded.0.clone()),
+        None => bearer_token(&request).map(hash_token),
+    };
     let hash = token.as_ref().ok().cloned();
     let caller = match resolve_caller(&state, token).await {
         Ok(caller) => caller,

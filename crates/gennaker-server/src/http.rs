@@ -176,6 +176,7 @@ pub(crate) async fn limit_time(
 
 /// Middleware: error answers axum makes itself (405 with an empty body, plain-text
 /// rejections) get the API's JSON error body, so every client can parse every error.
+/// The web UI's error pages (HTML) are left as they are.
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -183,7 +184,9 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

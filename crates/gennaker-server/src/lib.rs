@@ -1,4 +1,4 @@
-//! Gennaker's HTTP API.
+//! Gennaker's HTTP API, and its web UI (`ui`, served at `/`).
 //!
 //! Every route except `/healthz` and `/readyz` needs a bearer token. Mutating calls are
 //! recorded in the audit log, refused ones included. The OpenAPI document at
@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod state;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(
             state.triggers.settings().max_payload_bytes,
         ));
+    // The web UI forwards its actions to the API (same checks, same audit entries).
+    let web_ui = ui::router(
+        state.clone(),
+        authenticated.clone().with_state(state.clone()),
+    );
     let mut open = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
@@ -127,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         open = open.route("/metrics", get(metrics::render));
     }
     open.merge(authenticated)
+        .merge(web_ui)
         .fallback(|| async {
             ApiError::NotFound(
                 "no such route; the API is described at /api/openapi.json".to_owned(),

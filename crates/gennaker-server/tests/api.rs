@@ -63,3 +63,5 @@ mod stage_authz;
 mod stage_walk;
 #[path = "api/surface.rs"]
 mod surface;
+#[path = "api/ui.rs"]
+mod ui;

@@ -190,6 +190,68 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
         "the instances still run"
     );
 
+    // The web UI it printed takes the same token at its sign-in form.
+    let ui = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Web UI: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no web UI line:\n{printed}"));
+    assert!(printed.contains(&format!("sign in with the admin token in {token_file}")));
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser.get(format!("{ui}signin")).send().await.unwrap();
+    let form_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = form.text().await.unwrap();
+    let csrf = html
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let signed_in = browser
+        .post(format!("{ui}signin"))
+        .header("cookie", form_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "token={}&csrf={csrf}&next=/applications/demo/executions",
+            token.trim()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("gennaker_session="))
+        .unwrap();
+    let page = browser
+        .get(format!("{ui}applications/demo/executions?pipeline=release"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert_eq!(
+        page.matches("badge st-SUCCEEDED").count(),
+        3,
+        "v1-v3 succeeded"
+    );
+    assert_eq!(page.matches("badge st-TERMINAL").count(), 1, "v4 did not");
+
     // Ctrl-C: everything stops, the demo exits 0 and removes its data directory.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(demo.id().unwrap() as i32),

@@ -231,6 +231,8 @@ fn origin(headers: &HeaderMap) -> &'static str {
         .unwrap_or_default();
     if agent.starts_with("gennaker-cli/") {
         "cli"
+    } else if agent.starts_with(crate::ui::USER_AGENT) {
+        "ui"
     } else {
         "api"
     }

@@ -154,6 +154,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         api.base(),
         data_dir.path().display()
     );
+    println!(
+        "Web UI: {}/ (sign in with the admin token in {})",
+        api.base(),
+        token_file.display()
+    );
 
     // One listener for the whole run, so a Ctrl-C is never missed between the releases
     // and the `--keep` wait.
@@ -219,6 +224,10 @@ fn print_kept(base: &str, token_file: &Path) {
         token_file.display()
     );
     println!("  gennaker cluster list {APP}");
+    println!(
+        "Or open the web UI at {base}/applications/{APP}/executions and sign in with the token printed by: cat {}",
+        token_file.display()
+    );
 }
 
 /// The demo's checks: every release ended as it should and no request failed.
