@@ -100,6 +100,9 @@ const GENERIC_KEYS: &[&str] = &[
     "restrictExecutionDuringTimeWindow",
     "restrictedExecutionWindow",
     "isNew",
+    "canary",
+    crate::canary::BASELINE_OF,
+    "baselineServerGroup",
 ];
 
 /// Registers `deploy`, `createServerGroup` and their tasks.
@@ -299,6 +302,14 @@ impl StageDefinition for CreateServerGroupStage {
         ]
     }
 
+    fn before_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        let context = &stage.context;
+        match (Strategy::of(context), cluster_ref(context, "")) {
+            (Ok(Strategy::Canary), Ok(cluster)) => crate::canary::before_stages(&cluster, context),
+            _ => Vec::new(),
+        }
+    }
+
     fn after_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
         // Invalid fields fail the stage's first task; nothing is planned for them.
         let context = &stage.context;
@@ -312,6 +323,9 @@ impl StageDefinition for CreateServerGroupStage {
             .ok()
             .flatten()
             .unwrap_or_default();
+        if strategy == Strategy::Canary {
+            return crate::canary::after_stages(&cluster, context, full);
+        }
         after_stages(strategy, &cluster, context, full)
     }
 
@@ -325,6 +339,20 @@ impl StageDefinition for CreateServerGroupStage {
         stage: &StageExecution,
         services: &Services,
     ) -> Result<CancelOutcome, TaskError> {
+        if Strategy::of(&stage.context) == Ok(Strategy::Canary) {
+            // A failed or canceled canary release always goes back to production.
+            let application = application_of(execution, &stage.context);
+            let cluster = cluster_ref(&stage.context, &application)?;
+            let result =
+                crate::canary::roll_back(&self.providers, services, execution, stage, &cluster)
+                    .await?;
+            let mut context = Map::new();
+            context.insert("rollbackResult".into(), result);
+            return Ok(CancelOutcome {
+                context,
+                messages: Vec::new(),
+            });
+        }
         let wants_rollback = stage
             .context
             .get("rollback")
@@ -648,6 +676,22 @@ impl Task for CreateTask {
             (full, true)
         };
         let mut spec = spec_of(context);
+        let mut result = TaskResult::succeeded();
+        if spec.is_empty()
+            && let Some(production) = text(context, crate::canary::BASELINE_OF)
+        {
+            // A canary release's baseline: what production runs now.
+            let production = ClusterRef {
+                cluster: production.to_owned(),
+                ..cluster.clone()
+            };
+            let (name, found) =
+                crate::canary::baseline_spec(provider.as_ref(), &production, ctx.execution).await?;
+            if let Value::Object(found) = found {
+                spec = found;
+            }
+            result = result.with_context("baselineServerGroup", json!(name));
+        }
         if spec.is_empty() {
             let cloud = cloud_provider(context).unwrap_or(Providers::DEFAULT);
             if let Some(Value::Object(found)) = found_upstream(ctx.execution, ctx.stage, cloud) {
@@ -685,7 +729,6 @@ impl Task for CreateTask {
             .await
             .map_err(task_error)?;
         let groups = json!({ region(context): [group.name] });
-        let mut result = TaskResult::succeeded();
         for (key, value) in [
             ("deploy.server.groups", groups),
             ("deploy.account.name", json!(group.account)),

@@ -7,7 +7,8 @@
 //! `cloudProvider` (default `local`) in [`Providers`].
 //!
 //! [`register`] adds Spinnaker's deployment stage types to an engine's registry:
-//! `deploy` (with the `redblack`, `highlander` and `rollingredblack` strategies),
+//! `deploy` (with the `redblack`, `highlander`, `rollingredblack` and `canary`
+//! strategies; a canary release's own `canaryTraffic` and `removeCanaryServerGroups`),
 //! `createServerGroup`, `resizeServerGroup`, `enableServerGroup`, `disableServerGroup`,
 //! `destroyServerGroup`, `rollbackServerGroup`, `rollbackCluster`, `shrinkCluster`,
 //! `scaleDownCluster`, `disableCluster`, `findImageFromCluster`, `upsertLoadBalancer`,
@@ -17,6 +18,7 @@
 //! engine's `Services::authorize`; what each needs is in the `authz` module).
 
 mod authz;
+mod canary;
 mod cluster;
 mod cluster_ops;
 mod cluster_size;
@@ -45,6 +47,7 @@ pub use provider::{DeployError, Provider, Providers, SpecProblem, TrafficRouter}
 /// save time.
 pub fn register(registry: &mut StageRegistry, providers: Providers) {
     deploy::register(registry, &providers);
+    canary::register(registry, &providers);
     server_group::register(registry, &providers);
     cluster_ops::register(registry, &providers);
     rollback::register(registry, &providers);

@@ -16,6 +16,7 @@ const STRATEGIES: &[&str] = &[
     "custom",
     "none",
     "cfrollingredblack",
+    "canary",
 ];
 
 const TARGETS: &[&str] = &[
@@ -73,7 +74,9 @@ pub(crate) fn check_cluster(
     cluster.require_account(report);
     check_cloud_provider(cluster, context, report);
     // Absent and "" both mean "none" (Deck writes "" for the canary clusters).
-    cluster.one_of("strategy", STRATEGIES, report);
+    if cluster.one_of("strategy", STRATEGIES, report) == Some("canary") {
+        crate::canary::check_canary(cluster, report);
+    }
     check_capacity(cluster, report);
     for key in [
         "maxRemainingAsgs",

@@ -19,6 +19,9 @@ pub(crate) enum Strategy {
     Highlander,
     /// Grow the new group step by step (`targetPercentages`), shifting traffic with it.
     RollingRedBlack,
+    /// A canary release: baseline and canary groups judged in steps, then red/black
+    /// (see [`crate::canary`]).
+    Canary,
 }
 
 impl Strategy {
@@ -33,8 +36,9 @@ impl Strategy {
             "redblack" => Ok(Self::RedBlack),
             "highlander" => Ok(Self::Highlander),
             "rollingredblack" => Ok(Self::RollingRedBlack),
+            "canary" => Ok(Self::Canary),
             other => Err(format!(
-                "deployment strategy '{other}' is not supported: use redblack, rollingredblack, highlander or none"
+                "deployment strategy '{other}' is not supported: use redblack, rollingredblack, highlander, canary or none"
             )),
         }
     }
@@ -133,7 +137,8 @@ pub(crate) fn after_stages(
         }
     };
     match strategy {
-        Strategy::None => {}
+        // The canary release plans its own stages (crate::canary).
+        Strategy::None | Strategy::Canary => {}
         Strategy::Highlander => stages.push((
             "shrinkCluster".into(),
             "shrinkCluster".into(),

@@ -101,6 +101,9 @@ fn runnable_case(stage_type: &str, walk: &Walk) -> Option<(Value, Outcome)> {
             ),
             Outcome::Ends,
         ),
+        // A canary release's own stages, on a cluster with no groups: nothing to weigh
+        // (TERMINAL) or to remove.
+        "canaryTraffic" | "removeCanaryServerGroups" => (cluster, Outcome::Ends),
         "disableCluster"
         | "scaleDownCluster"
         | "shrinkCluster"
