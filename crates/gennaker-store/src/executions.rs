@@ -117,6 +117,10 @@ pub struct StepCommit {
     pub pipeline_lock: Option<String>,
     /// Refuses the step when the pipeline already has enough active executions.
     pub concurrency: Option<ConcurrencyGuard>,
+    /// Notifications the step's status changes cause, queued with them (see
+    /// [`NotificationStore`](crate::NotificationStore)); one whose dedupe key exists is
+    /// ignored.
+    pub notifications: Vec<crate::NewNotification>,
 }
 
 /// What became of a step.

@@ -5,11 +5,13 @@
 //! PostgreSQL (for several servers sharing one database). Each backend has its own
 //! migrations under `migrations/<backend>`, embedded in the binary and applied on connect.
 //! [`ExecutionStore`] holds executions and the engine's durable queue; [`ResourceStore`]
-//! the infrastructure providers manage; [`SealedExecutions`] keeps the secrets in
+//! the infrastructure providers manage; [`NotificationStore`] the notifications waiting
+//! to be sent; [`SealedExecutions`] keeps the secrets in
 //! execution documents encrypted at rest.
 
 mod error;
 mod executions;
+mod notifications;
 mod records;
 mod resources;
 mod sealing;
@@ -20,6 +22,9 @@ pub use error::{Result, StoreError};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
     LeasedMessage, NewMessage, StepCommit,
+};
+pub use notifications::{
+    DeliveryOutcome, NewNotification, NotificationRecord, NotificationStatus, NotificationStore,
 };
 pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,

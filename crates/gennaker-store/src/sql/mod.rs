@@ -127,6 +127,7 @@ mod applications;
 mod audit;
 mod connect;
 mod executions;
+pub(crate) mod notifications;
 mod pipelines;
 mod resources;
 mod tokens;
