@@ -229,7 +229,7 @@ impl Planner {
             map.insert(
                 "stage".into(),
                 json!({"id": stage.id, "refId": stage.ref_id, "name": stage.name,
-                       "type": stage.stage_type, "status": stage.status}),
+                       "type": stage.stage_type, "status": event.status}),
             );
         }
         if let Value::Object(map) = &mut document {
