@@ -23,4 +23,4 @@ mod settings;
 pub use deliver::{Notifier, NotifyError};
 pub use plan::Planner;
 pub use send::SendError;
-pub use settings::{NotifySettings, RetryPolicy, SlackSettings, SmtpSettings};
+pub use settings::{NotifySettings, RetryPolicy, SlackSettings, SmtpSettings, is_mailbox};

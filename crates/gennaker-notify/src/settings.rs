@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How notifications are sent.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NotifySettings {
     /// The server's address as people reach it (`[notifications] base_url`), for the
     /// link to the execution in every message; `None` leaves the link out.
@@ -33,14 +33,14 @@ impl std::fmt::Debug for NotifySettings {
 /// posts to the workspace's incoming-webhook URL and names the notification's
 /// `address` as the `channel` (a notification whose address is itself an
 /// `https://` URL posts there instead, under the outbound policy).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SlackSettings {
     /// The incoming-webhook URL; its path is a secret token and is never logged.
     pub webhook_url: String,
 }
 
 /// The SMTP server email notifications go through.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpSettings {
     /// Its host name.
     pub host: String,
@@ -54,6 +54,12 @@ pub struct SmtpSettings {
     pub password: Option<String>,
     /// Upgrade the connection with STARTTLS before sending (required when set).
     pub starttls: bool,
+}
+
+/// Whether `text` is an email address as `from` and `to` take it (`a@b.c` or
+/// `Name <a@b.c>`), for checking settings before the first send.
+pub fn is_mailbox(text: &str) -> bool {
+    text.parse::<lettre::message::Mailbox>().is_ok()
 }
 
 impl std::fmt::Debug for SmtpSettings {

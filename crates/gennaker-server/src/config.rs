@@ -1,5 +1,6 @@
 //! The server's settings, parsed once by the binary and handed down.
 
+use gennaker_notify::NotifySettings;
 use gennaker_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct ServerConfig {
     /// is `secrets.key` in the data directory, created at first start. Servers sharing
     /// one PostgreSQL database must name the same key.
     pub secrets_key_file: Option<PathBuf>,
+    /// How pipeline and stage notifications are sent (`[notifications]`: the link base,
+    /// Slack's incoming webhook, the SMTP server).
+    pub notifications: NotifySettings,
 }
 
 impl ServerConfig {
@@ -52,6 +56,7 @@ impl ServerConfig {
             metrics_access: MetricsAccess::default(),
             outbound: OutboundPolicy::default(),
             secrets_key_file: None,
+            notifications: NotifySettings::default(),
         }
     }
 

@@ -17,6 +17,8 @@ use crate::metrics::{Metrics, MetricsSource};
 pub struct AppState {
     /// Persistent state.
     pub store: Arc<dyn Store>,
+    /// The notifications runs queue (listed per execution).
+    pub notifications: Arc<dyn gennaker_store::NotificationStore>,
     /// The execution engine (its workers run beside the HTTP server).
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.

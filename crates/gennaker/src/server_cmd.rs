@@ -11,6 +11,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
 use gennaker_local::HostSettings;
+use gennaker_notify::{NotifySettings, SlackSettings, SmtpSettings};
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
 use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use serde::de::{Unexpected, Visitor};
@@ -76,6 +77,102 @@ struct RawSettings {
     local: Option<HostSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secrets: Option<SecretsSettings>,
+    /// `[notifications]`: the link base, Slack's incoming webhook, the SMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notifications: Option<NotificationFileSettings>,
+}
+
+/// `[notifications]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationFileSettings {
+    /// The server's address as people reach it, for links in messages (default: the
+    /// listen address).
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    slack: Option<SlackFileSettings>,
+    #[serde(default)]
+    smtp: Option<SmtpFileSettings>,
+}
+
+/// `[notifications.slack]`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlackFileSettings {
+    /// The workspace's incoming-webhook URL (its path is a token: kept secret).
+    webhook_url: Secret,
+}
+
+/// `[notifications.smtp]`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpFileSettings {
+    host: String,
+    /// Default 587 with STARTTLS, 25 without.
+    #[serde(default)]
+    port: Option<u16>,
+    from: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    starttls: bool,
+}
+
+/// Checks `[notifications]` and turns it into the notifier's settings.
+fn notification_settings(file: NotificationFileSettings) -> anyhow::Result<NotifySettings> {
+    if let Some(base) = &file.base_url
+        && !(base.starts_with("http://") || base.starts_with("https://"))
+    {
+        bail!("[notifications] base_url must be an http(s) URL, not '{base}'");
+    }
+    let slack = match file.slack {
+        Some(slack) => {
+            let url = slack.webhook_url.0;
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                bail!(
+                    "[notifications.slack] webhook_url must be the incoming webhook's http(s) URL"
+                );
+            }
+            Some(SlackSettings { webhook_url: url })
+        }
+        None => None,
+    };
+    let smtp = match file.smtp {
+        Some(smtp) => {
+            if smtp.host.trim().is_empty() {
+                bail!("[notifications.smtp] host is empty; name the SMTP server");
+            }
+            if !gennaker_notify::is_mailbox(&smtp.from) {
+                bail!(
+                    "[notifications.smtp] from '{}' is not an email address (e.g. \"Gennaker <gennaker@example.com>\")",
+                    smtp.from
+                );
+            }
+            if smtp.password.is_some() != smtp.username.is_some() {
+                bail!(
+                    "[notifications.smtp] username and password go together: set both or neither"
+                );
+            }
+            Some(SmtpSettings {
+                port: smtp.port.unwrap_or(if smtp.starttls { 587 } else { 25 }),
+                host: smtp.host,
+                from: smtp.from,
+                username: smtp.username,
+                password: smtp.password.map(|Secret(p)| p),
+                starttls: smtp.starttls,
+            })
+        }
+        None => None,
+    };
+    Ok(NotifySettings {
+        base_url: file.base_url,
+        slack,
+        smtp,
+        ..NotifySettings::default()
+    })
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -331,6 +428,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         outbound: None,
         local: None,
         secrets: None,
+        notifications: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -370,6 +468,8 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         outbound: OutboundPolicy::new(&raw.outbound.unwrap_or_default())
             .context("invalid server settings")?,
         secrets_key_file: raw.secrets.and_then(|secrets| secrets.key_file),
+        notifications: notification_settings(raw.notifications.unwrap_or_default())
+            .context("invalid server settings")?,
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     Ok(Settings {

@@ -189,6 +189,7 @@ impl Server {
         workers.detach_all();
         let state = AppState {
             store: served_store,
+            notifications: Arc::new(store.clone()),
             engine,
             providers,
             more_metrics: Arc::new(gennaker_server::NoMoreMetrics),
