@@ -38,6 +38,13 @@ if ! psql "$pg_url" -qtAc 'select 1' >/dev/null 2>&1; then
 fi
 export GENNAKER_TEST_POSTGRES_URL="$pg_url"
 
+# A real SMTP server for the email notification tests: Python's aiosmtpd (PyPI).
+need_package python3 python3 python3-pip
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
