@@ -726,6 +726,60 @@ mod tests {
     }
 
     #[test]
+    fn notification_settings_are_read_checked_and_kept_out_of_debug_output() {
+        let defaults = settings(&args(None), no_env).unwrap().server;
+        assert_eq!(
+            defaults.notifications,
+            gennaker_notify::NotifySettings::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[notifications]\nbase_url = \"https://gk.example.com\"\n[notifications.slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/SLACKTOKEN\"\n[notifications.smtp]\nhost = \"mail.example.com\"\nfrom = \"Gennaker <gk@example.com>\"\nusername = \"gk\"\npassword = \"hunter2\"\nstarttls = true\n",
+        )
+        .unwrap();
+        let config = settings(&args(Some(file.clone())), no_env).unwrap().server;
+        let smtp = config.notifications.smtp.clone().unwrap();
+        assert_eq!((smtp.port, smtp.starttls), (587, true));
+        assert_eq!(smtp.password.as_deref(), Some("hunter2"));
+        assert_eq!(
+            config.notifications.base_url.as_deref(),
+            Some("https://gk.example.com")
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("SLACKTOKEN") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        for (bad, expected) in [
+            (
+                "[notifications.smtp]\nhost = \"m\"\nfrom = \"not an address\"\n",
+                "from 'not an address'",
+            ),
+            (
+                "[notifications.smtp]\nhost = \"m\"\nfrom = \"a@b.c\"\nusername = \"u\"\n",
+                "username and password go together",
+            ),
+            (
+                "[notifications.slack]\nwebhook_url = \"hooks.slack.com\"\n",
+                "webhook_url must be",
+            ),
+            (
+                "[notifications]\nbase_url = \"gk.example.com\"\n",
+                "base_url must be",
+            ),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let err = format!(
+                "{:#}",
+                settings(&args(Some(file.clone())), no_env).unwrap_err()
+            );
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn stage_limits_are_read_from_the_engine_section_within_their_ranges() {
         let defaults = settings(&args(None), no_env).unwrap().server.engine;
         assert_eq!(

@@ -160,7 +160,7 @@ async fn each_message_once_across_a_kill(backend: TestBackend) {
         &config,
         format!(
             "{}{LOOPBACK_OUTBOUND}[notifications]\nbase_url = \"https://gennaker.example.com\"\n\
-             [notifications.slack]\nwebhook_url = \"{url}/services/T0/B0/TOKEN\"\n\
+             [notifications.slack]\nwebhook_url = \"{url}/services/T0/B0/SLACKSECRET\"\n\
              [notifications.smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"Gennaker <gennaker@example.com>\"\n",
             test_host_policy(),
             smtp.port
@@ -255,7 +255,7 @@ async fn each_message_once_across_a_kill(backend: TestBackend) {
                 "manualJudgmentContinue".to_owned(),
                 1
             ),
-            ("services/T0/B0/TOKEN".to_owned(), "#releases".to_owned(), 1),
+            ("services/T0/B0/SLACKSECRET".to_owned(), "#releases".to_owned(), 1),
         ],
         "each message exactly once"
     );
@@ -278,7 +278,7 @@ async fn each_message_once_across_a_kill(backend: TestBackend) {
         "{mail}"
     );
     // The Slack token never reaches the log.
-    assert!(!server.log().contains("TOKEN"), "{}", server.log());
+    assert!(!server.log().contains("SLACKSECRET"), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
