@@ -408,16 +408,18 @@ impl SmtpServer {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("python3 with aiosmtpd (scripts/test.sh installs it)");
+        // Owned before the wait, so a failure below still stops it.
+        let server = SmtpServer {
+            child,
+            port,
+            maildir,
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return SmtpServer {
-                    child,
-                    port,
-                    maildir,
-                };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -76,12 +76,14 @@ impl Smtp {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("python3 with aiosmtpd (scripts/test.sh installs it)");
+        // Owned before the wait, so a failure below still stops it.
+        let server = Smtp { child, port, dir };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Smtp { child, port, dir };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -255,7 +257,11 @@ async fn each_message_once_across_a_kill(backend: TestBackend) {
                 "manualJudgmentContinue".to_owned(),
                 1
             ),
-            ("services/T0/B0/SLACKSECRET".to_owned(), "#releases".to_owned(), 1),
+            (
+                "services/T0/B0/SLACKSECRET".to_owned(),
+                "#releases".to_owned(),
+                1
+            ),
         ],
         "each message exactly once"
     );
