@@ -61,6 +61,11 @@ if [ -z "${GENNAKER_TEST_KUBECONFIG:-}" ] && [ -x "$k8s_dir/start-cluster" ]; th
   else
     log "the Kubernetes control plane did not start; its tests are skipped"
   fi
+# A real SMTP server for the email notification tests: Python's aiosmtpd (PyPI).
+need_package python3 python3 python3-pip
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

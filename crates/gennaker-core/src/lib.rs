@@ -43,6 +43,7 @@ pub use stage_types::{
     CatalogEntry, MAX_PIPELINE_STAGES, Origin, StageCatalog, StageRules, StageTypeDescriptor,
 };
 pub use validate::{
-    CheckContext, Fields, NOTIFICATION_EVENTS, NOTIFICATION_TYPES, TRIGGER_TYPES, is_blank,
-    is_expression, type_name, validate_pipeline_for_application, validate_pipeline_value,
+    CheckContext, Fields, NOTIFICATION_EVENTS, NOTIFICATION_TYPES, SENT_NOTIFICATION_TYPES,
+    TRIGGER_TYPES, is_blank, is_expression, type_name, validate_pipeline_for_application,
+    validate_pipeline_value,
 };

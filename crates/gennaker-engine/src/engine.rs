@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// that would plan more fails instead. Every step reads and writes the whole
     /// execution, so this bounds the cost of one step.
     pub max_execution_stages: usize,
+    /// Prepares the notifications status changes cause, written with each step;
+    /// `None` sends none.
+    pub notifications: Option<Arc<dyn crate::events::NotificationPlanner>>,
 }
 
 /// [`EngineConfig::max_execution_stages`] by default: room for a pipeline of the most
@@ -68,6 +71,7 @@ impl Default for EngineConfig {
             idle_recheck: Duration::from_secs(2),
             outbound: OutboundPolicy::default(),
             max_execution_stages: MAX_EXECUTION_STAGES,
+            notifications: None,
         }
     }
 }
@@ -115,6 +119,22 @@ impl EngineInner {
 }
 
 impl EngineInner {
+    /// The notifications a step's `events` cause, for the execution it writes at
+    /// `version`.
+    pub(crate) fn plan_notifications(
+        &self,
+        execution: &Execution,
+        version: i64,
+        events: &[ExecutionEvent],
+    ) -> Vec<gennaker_store::NewNotification> {
+        match &self.config.notifications {
+            Some(planner) if !events.is_empty() => {
+                planner.plan(execution, version, events, &self.services.expressions)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The queued form of `message`, for the execution started by `user` (claims take
     /// turns across users; the engine's per-pipeline partitions belong to none).
     pub(crate) fn new_message(

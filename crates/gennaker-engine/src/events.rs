@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use gennaker_core::execution::ExecutionStatus;
+use gennaker_core::execution::{Execution, ExecutionStatus};
+use gennaker_store::NewNotification;
+
+use crate::expressions::ExpressionSupport;
 
 /// One status change of an execution, a stage or a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,23 @@ impl ExecutionEvent {
             (Some(_), Some(_)) => "task",
         }
     }
+}
+
+/// Turns a step's status changes into notifications to send (pipeline and stage
+/// `notifications[]`). The engine calls it with the execution as the step leaves it,
+/// before the commit, and writes what it returns in the step's own transaction: a
+/// notification exists exactly when the status change that caused it does.
+pub trait NotificationPlanner: Send + Sync + std::fmt::Debug {
+    /// The notifications `events` cause. `version` is the execution version the step
+    /// writes: with the execution id it tells steps apart in dedupe keys. Must not fail
+    /// nor block: a notification that cannot be prepared is returned with the reason.
+    fn plan(
+        &self,
+        execution: &Execution,
+        version: i64,
+        events: &[ExecutionEvent],
+        expressions: &ExpressionSupport,
+    ) -> Vec<NewNotification>;
 }
 
 /// The longest a display name (stage, pipeline, task) is carried in a notice to the

@@ -39,7 +39,7 @@ pub use build::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Actor, Engine, EngineConfig, Judgment, MAX_EXECUTION_STAGES};
 pub use error::EngineError;
-pub use events::ExecutionEvent;
+pub use events::{ExecutionEvent, NotificationPlanner};
 pub use expressions::{ExpressionSupport, PipelineIds, ancestors};
 pub use gennaker_core::Access;
 pub use gennaker_core::execution::{

@@ -179,12 +179,14 @@ async fn execution_step(
             expected_version: None,
         });
     }
+    let notifications = inner.plan_notifications(&step.execution, row.version + 1, &step.events);
     let outcome = commit(
         inner,
         StepCommit {
             owner: inner.owner.clone(),
             acknowledged: ids.to_vec(),
             executions: writes,
+            notifications,
             enqueue: std::mem::take(&mut step.outgoing),
             remove: std::mem::take(&mut step.dropped_runs),
             pipeline_lock: step.pipeline_lock.clone(),
@@ -304,6 +306,7 @@ async fn abandon(
     let mut events = Vec::new();
     let mut enqueue = Vec::new();
     let mut remove = Vec::new();
+    let mut notifications = Vec::new();
     if let Some(row) = inner.executions.get_execution(partition).await?
         && let Ok(execution) = serde_json::from_str::<Execution>(&row.document)
     {
@@ -313,6 +316,7 @@ async fn abandon(
             row: execution_row(&step.execution, row.version + 1)?,
             expected_version: Some(row.version),
         });
+        notifications = inner.plan_notifications(&step.execution, row.version + 1, &step.events);
         events = step.events;
         enqueue = step.outgoing;
         remove = step.dropped_runs;
@@ -323,6 +327,7 @@ async fn abandon(
             owner: inner.owner.clone(),
             acknowledged: ids.to_vec(),
             executions: writes,
+            notifications,
             enqueue,
             remove,
             notices: inner.notices(&events),

@@ -177,6 +177,7 @@ async fn main() {
                 pipeline_lock: None,
                 concurrency: None,
                 notices: Vec::new(),
+                notifications: Vec::new(),
             })
             .await
             .unwrap();
@@ -200,6 +201,7 @@ async fn main() {
     let state = AppState {
         store: Arc::new(store.clone()) as Arc<dyn Store>,
         canary_configs: Arc::new(store.clone()),
+        notifications: Arc::new(store.clone()),
         engine,
         providers: gennaker_deploy::Providers::new(),
         triggers,

@@ -1,5 +1,6 @@
 //! The server's settings, parsed once by the binary and handed down.
 
+use gennaker_notify::NotifySettings;
 use gennaker_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// How triggers run (`[triggers]`, `[[docker.accounts]]`).
     pub triggers: gennaker_triggers::TriggerSettings,
+    /// How pipeline and stage notifications are sent (`[notifications]`: the link base,
+    /// Slack's incoming webhook, the SMTP server).
+    pub notifications: NotifySettings,
 }
 
 impl ServerConfig {
@@ -55,6 +59,7 @@ impl ServerConfig {
             outbound: OutboundPolicy::default(),
             secrets_key_file: None,
             triggers: gennaker_triggers::TriggerSettings::default(),
+            notifications: NotifySettings::default(),
         }
     }
 

@@ -66,6 +66,9 @@ pub enum ServerError {
     /// The execution engine could not start.
     #[error("the execution engine could not start: {0}")]
     Engine(#[from] EngineError),
+    /// The notification sender could not start.
+    #[error(transparent)]
+    Notifications(#[from] gennaker_notify::NotifyError),
     /// A cloud provider could not start (the local one: its data directory, its load
     /// balancers).
     #[error("the {provider} provider could not start: {message}")]
@@ -164,6 +167,7 @@ pub fn engine(
 ) -> Result<Engine, EngineError> {
     registry.set_max_pipeline_stages(config.engine.max_pipeline_stages);
     let shared = Arc::new(store.clone());
+    let planner = gennaker_notify::Planner::new(Some(link_base(config)));
     Engine::new(
         shared.clone(),
         Arc::new(SealedExecutions::new(shared, key.clone())),
@@ -175,9 +179,36 @@ pub fn engine(
             single_server: store.postgres_pool().is_none(),
             outbound: config.outbound.clone(),
             max_execution_stages: config.engine.max_execution_stages,
+            notifications: Some(Arc::new(planner)),
             ..EngineConfig::default()
         },
     )
+}
+
+/// Where messages link to: `[notifications] base_url`, or this server's own address.
+fn link_base(config: &ServerConfig) -> String {
+    config
+        .notifications
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen))
+}
+
+/// The worker sending what the engine's steps queue, on `store` (documents sealed
+/// with `key`), under the outbound policy.
+fn notifier(
+    store: &SqlStore,
+    key: &SealingKey,
+    config: &ServerConfig,
+) -> Result<gennaker_notify::Notifier, ServerError> {
+    gennaker_notify::Notifier::new(
+        Arc::new(store.clone()),
+        Some(key.clone()),
+        &config.notifications,
+        &config.outbound,
+        Arc::new(SystemClock),
+    )
+    .map_err(ServerError::from)
 }
 
 /// Stops what a [`Wiring`] started (providers' supervisors, load balancers) once the
@@ -303,9 +334,11 @@ pub async fn start(
         sqlite_lock,
     } = open;
     let engine = engine(&store, &secrets_key, &config, wiring.registry)?;
-    let workers = engine
+    let mut workers = engine
         .start(store.queue_listener().await?, stop.clone())
         .await?;
+    // Drained with the engine's workers, before the store closes.
+    workers.spawn(notifier(&store, &secrets_key, &config)?.run(engine.subscribe(), stop.clone()));
     tracing::info!(
         %address,
         database = store.backend(),
@@ -318,6 +351,7 @@ pub async fn start(
     let state = AppState {
         store: Arc::new(store.clone()),
         canary_configs: Arc::new(store.clone()),
+        notifications: Arc::new(store.clone()),
         engine,
         providers: wiring.providers,
         triggers,

@@ -49,6 +49,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::skip))
         .routes(routes!(executions::judgment))
         .routes(routes!(executions::evaluate))
+        .routes(routes!(executions::notifications))
         .routes(routes!(events::execution_events))
         .routes(routes!(events::application_events))
         .routes(routes!(infrastructure::clusters))

@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Canary configs (the same database as `store`).
     pub canary_configs: Arc<dyn CanaryConfigStore>,
+    /// The notifications runs queue (listed per execution).
+    pub notifications: Arc<dyn gennaker_store::NotificationStore>,
     /// The execution engine (its workers run beside the HTTP server).
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.

@@ -40,6 +40,14 @@ pub enum StoreError {
         /// The status as stored.
         status: String,
     },
+    /// A stored notification has a status this version does not know.
+    #[error("notification {id} has unknown status '{status}'")]
+    UnknownNotificationStatus {
+        /// The notification's id.
+        id: i64,
+        /// The status as stored.
+        status: String,
+    },
     /// The key that seals secrets at rest cannot be used.
     #[error(
         "secrets key file {path}: {problem}; set [secrets] key_file in gennaker.toml to \

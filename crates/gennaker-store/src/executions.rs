@@ -122,6 +122,10 @@ pub struct StepCommit {
     /// notification on `EVENTS_CHANNEL` (one longer than `MAX_NOTICE_BYTES` is not
     /// sent); SQLite serves a single server and drops them.
     pub notices: Vec<String>,
+    /// Notifications the step's status changes cause, queued with them (see
+    /// [`NotificationStore`](crate::NotificationStore)); one whose dedupe key exists is
+    /// ignored.
+    pub notifications: Vec<crate::NewNotification>,
 }
 
 /// What became of a step.

@@ -8,13 +8,15 @@
 //! the infrastructure providers manage; [`MetricSampleStore`] the built-in load
 //! balancer's traffic samples for canary analysis; [`CanaryConfigStore`] Kayenta's canary
 //! configs; [`TriggerStore`] the triggers' event inbox, log and seen Docker tags;
-//! [`SealedExecutions`] keeps the secrets in
+//! [`NotificationStore`] the notifications waiting to be sent; [`SealedExecutions`]
+//! keeps the secrets in
 //! execution documents encrypted at rest.
 
 mod canary_configs;
 mod error;
 mod executions;
 mod metric_samples;
+mod notifications;
 mod records;
 mod resources;
 mod sealing;
@@ -32,6 +34,9 @@ pub use executions::{
     LeasedMessage, NewMessage, StepCommit,
 };
 pub use metric_samples::{LatencyBucket, MetricSample, MetricSampleStore, RequestCounts};
+pub use notifications::{
+    DeliveryOutcome, NewNotification, NotificationRecord, NotificationStatus, NotificationStore,
+};
 pub use records::{
     ApiToken, ApplicationRecord, AuditEntry, AuditQuery, NewAuditEntry, NewToken, PipelineRecord,
     PipelineRevision, PipelineSave, Role, SaveOutcome, User,

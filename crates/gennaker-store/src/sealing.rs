@@ -278,12 +278,20 @@ impl ExecutionStore for SealedExecutions {
     }
 
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
-        if step.executions.is_empty() {
+        if step.executions.is_empty() && step.notifications.is_empty() {
             return self.inner.commit_step(step).await;
         }
         let mut sealed = step.clone();
         for write in &mut sealed.executions {
             write.row = self.key.seal_row(&write.row)?;
+        }
+        // Notifications carry what their execution does (an evaluated message, a
+        // webhook URL with a password): sealed for the same execution, so the notifier
+        // opens them with the same key.
+        for notification in &mut sealed.notifications {
+            notification.document = self
+                .key
+                .seal_document(&notification.document, &notification.execution_id)?;
         }
         self.inner.commit_step(&sealed).await
     }

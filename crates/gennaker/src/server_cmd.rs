@@ -13,6 +13,7 @@ use gennaker_canary::CanarySettings;
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
 use gennaker_kubernetes::KubernetesSettings;
 use gennaker_local::HostSettings;
+use gennaker_notify::{NotifySettings, SlackSettings, SmtpSettings};
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
 use gennaker_server::{EngineSettings, HttpSettings, MetricsAccess, ServerConfig};
 use serde::de::{Unexpected, Visitor};
@@ -90,6 +91,9 @@ struct RawSettings {
     /// `[[docker.accounts]]`: registries `docker` triggers poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     docker: Option<DockerFileSettings>,
+    /// `[notifications]`: the link base, Slack's incoming webhook, the SMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notifications: Option<NotificationFileSettings>,
 }
 
 /// `[triggers]` in gennaker.toml.
@@ -211,6 +215,99 @@ fn trigger_settings(
             });
     }
     Ok(settings)
+}
+
+/// `[notifications]` in gennaker.toml.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationFileSettings {
+    /// The server's address as people reach it, for links in messages (default: the
+    /// listen address).
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    slack: Option<SlackFileSettings>,
+    #[serde(default)]
+    smtp: Option<SmtpFileSettings>,
+}
+
+/// `[notifications.slack]`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlackFileSettings {
+    /// The workspace's incoming-webhook URL (its path is a token: kept secret).
+    webhook_url: Secret,
+}
+
+/// `[notifications.smtp]`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpFileSettings {
+    host: String,
+    /// Default 587 with STARTTLS, 25 without.
+    #[serde(default)]
+    port: Option<u16>,
+    from: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    starttls: bool,
+}
+
+/// Checks `[notifications]` and turns it into the notifier's settings.
+fn notification_settings(file: NotificationFileSettings) -> anyhow::Result<NotifySettings> {
+    if let Some(base) = &file.base_url
+        && !(base.starts_with("http://") || base.starts_with("https://"))
+    {
+        bail!("[notifications] base_url must be an http(s) URL, not '{base}'");
+    }
+    let slack = match file.slack {
+        Some(slack) => {
+            let url = slack.webhook_url.0;
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                bail!(
+                    "[notifications.slack] webhook_url must be the incoming webhook's http(s) URL"
+                );
+            }
+            Some(SlackSettings { webhook_url: url })
+        }
+        None => None,
+    };
+    let smtp = match file.smtp {
+        Some(smtp) => {
+            if smtp.host.trim().is_empty() {
+                bail!("[notifications.smtp] host is empty; name the SMTP server");
+            }
+            if !gennaker_notify::is_mailbox(&smtp.from) {
+                bail!(
+                    "[notifications.smtp] from '{}' is not an email address (e.g. \"Gennaker <gennaker@example.com>\")",
+                    smtp.from
+                );
+            }
+            if smtp.password.is_some() != smtp.username.is_some() {
+                bail!(
+                    "[notifications.smtp] username and password go together: set both or neither"
+                );
+            }
+            Some(SmtpSettings {
+                port: smtp.port.unwrap_or(if smtp.starttls { 587 } else { 25 }),
+                host: smtp.host,
+                from: smtp.from,
+                username: smtp.username,
+                password: smtp.password.map(|Secret(p)| p),
+                starttls: smtp.starttls,
+            })
+        }
+        None => None,
+    };
+    Ok(NotifySettings {
+        base_url: file.base_url,
+        slack,
+        smtp,
+        ..NotifySettings::default()
+    })
 }
 
 /// `[http]` in gennaker.toml: what one client may hold of the server.
@@ -472,6 +569,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         canary: None,
         triggers: None,
         docker: None,
+        notifications: None,
     };
     let raw: RawSettings = figment
         .merge(ServerEnv::read(env))
@@ -516,6 +614,8 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
             raw.docker.unwrap_or_default(),
         )
         .context("invalid server settings")?,
+        notifications: notification_settings(raw.notifications.unwrap_or_default())
+            .context("invalid server settings")?,
     };
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     let kubernetes = raw.kubernetes.unwrap_or_default();
@@ -781,6 +881,60 @@ mod tests {
         std::fs::write(&file, "[http]\nmax_connections = 0\n").unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("max_connections must be between 1"), "{err}");
+    }
+
+    #[test]
+    fn notification_settings_are_read_checked_and_kept_out_of_debug_output() {
+        let defaults = settings(&args(None), no_env).unwrap().server;
+        assert_eq!(
+            defaults.notifications,
+            gennaker_notify::NotifySettings::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[notifications]\nbase_url = \"https://gk.example.com\"\n[notifications.slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/SLACKTOKEN\"\n[notifications.smtp]\nhost = \"mail.example.com\"\nfrom = \"Gennaker <gk@example.com>\"\nusername = \"gk\"\npassword = \"hunter2\"\nstarttls = true\n",
+        )
+        .unwrap();
+        let config = settings(&args(Some(file.clone())), no_env).unwrap().server;
+        let smtp = config.notifications.smtp.clone().unwrap();
+        assert_eq!((smtp.port, smtp.starttls), (587, true));
+        assert_eq!(smtp.password.as_deref(), Some("hunter2"));
+        assert_eq!(
+            config.notifications.base_url.as_deref(),
+            Some("https://gk.example.com")
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("SLACKTOKEN") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        for (bad, expected) in [
+            (
+                "[notifications.smtp]\nhost = \"m\"\nfrom = \"not an address\"\n",
+                "from 'not an address'",
+            ),
+            (
+                "[notifications.smtp]\nhost = \"m\"\nfrom = \"a@b.c\"\nusername = \"u\"\n",
+                "username and password go together",
+            ),
+            (
+                "[notifications.slack]\nwebhook_url = \"hooks.slack.com\"\n",
+                "webhook_url must be",
+            ),
+            (
+                "[notifications]\nbase_url = \"gk.example.com\"\n",
+                "base_url must be",
+            ),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let err = format!(
+                "{:#}",
+                settings(&args(Some(file.clone())), no_env).unwrap_err()
+            );
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
     }
 
     #[test]

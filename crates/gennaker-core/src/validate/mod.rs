@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::Value;
 
-pub use notifications::{NOTIFICATION_EVENTS, NOTIFICATION_TYPES};
+pub use notifications::{NOTIFICATION_EVENTS, NOTIFICATION_TYPES, SENT_NOTIFICATION_TYPES};
 pub use triggers::TRIGGER_TYPES;
 
 use crate::application::validate_application_name;

@@ -10,9 +10,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{PATIENCE, START, summary};
-use super::{TestBackend, TestDatabase, database, engine, registry, requester, save_pipeline};
+use super::{
+    TestBackend, TestDatabase, database, engine_notifying, registry, requester, save_pipeline,
+};
 use crate::{
-    Engine, Execution, ExecutionStatus, ManualClock, Requester, RunRequest, Services, StageRegistry,
+    Engine, Execution, ExecutionStatus, ManualClock, NotificationPlanner, Requester, RunRequest,
+    Services, StageRegistry,
 };
 
 /// An engine with its workers running on a fresh database, and the clock it reads.
@@ -50,15 +53,35 @@ impl Harness {
         outbound: OutboundPolicy,
         extra: impl Fn(&mut StageRegistry),
     ) -> Self {
+        Self::build(backend, outbound, extra, None).await
+    }
+
+    /// The standard stages and the `test` stage, with steps queueing the
+    /// notifications `planner` plans (and webhooks calling out under `outbound`).
+    pub async fn with_notifications(
+        backend: TestBackend,
+        outbound: OutboundPolicy,
+        planner: Arc<dyn NotificationPlanner>,
+    ) -> Self {
+        Self::build(backend, outbound, |_| {}, Some(planner)).await
+    }
+
+    async fn build(
+        backend: TestBackend,
+        outbound: OutboundPolicy,
+        extra: impl Fn(&mut StageRegistry),
+        notifications: Option<Arc<dyn NotificationPlanner>>,
+    ) -> Self {
         let (db, store) = database(backend).await;
         let registry = registry(&extra);
         let clock = ManualClock::new(START);
-        let engine = engine(
+        let engine = engine_notifying(
             &store,
             Arc::new(store.clone()),
             registry.clone(),
             &clock,
             &outbound,
+            notifications,
         );
         let shutdown = CancellationToken::new();
         let listener = store.queue_listener().await.unwrap();

@@ -175,6 +175,18 @@ fn engine(
     clock: &ManualClock,
     outbound: &OutboundPolicy,
 ) -> Engine {
+    engine_notifying(store, executions, registry, clock, outbound, None)
+}
+
+/// [`engine`] whose steps queue the notifications `notifications` plans.
+fn engine_notifying(
+    store: &SqlStore,
+    executions: Arc<dyn ExecutionStore>,
+    registry: StageRegistry,
+    clock: &ManualClock,
+    outbound: &OutboundPolicy,
+    notifications: Option<Arc<dyn crate::NotificationPlanner>>,
+) -> Engine {
     Engine::new(
         Arc::new(store.clone()),
         sealed(executions),
@@ -184,6 +196,7 @@ fn engine(
             workers: 4,
             idle_recheck: Duration::from_millis(50),
             outbound: outbound.clone(),
+            notifications,
             ..EngineConfig::default()
         },
     )

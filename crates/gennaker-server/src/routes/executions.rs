@@ -624,3 +624,45 @@ mod tests {
         assert!(err.is_some_and(|e| e.contains("send JSON like {...}")));
     }
 }
+
+/// Lists the notifications an execution queued (pipeline- and stage-level), oldest
+/// first, with what became of each: `PENDING` (with the last error while retrying),
+/// `DELIVERED`, `FAILED` (with the reason) or `SKIPPED` (a type Gennaker does not send).
+/// Secrets in them are redacted.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/notifications", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = Object, description = "The execution's notifications"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let execution = load(&state, &caller, &id, Access::Read).await?;
+    let listed = state
+        .notifications
+        .execution_notifications(&execution.id)
+        .await?
+        .into_iter()
+        .map(|n| {
+            let mut document: Value = serde_json::from_str(&n.document).unwrap_or(Value::Null);
+            gennaker_core::redact::redact_value(&mut document);
+            let pending = n.status == gennaker_store::NotificationStatus::Pending;
+            json!({
+                "id": n.id,
+                "type": n.kind,
+                "event": n.event,
+                "stageId": n.stage_id,
+                "address": document.get("address").cloned().unwrap_or(Value::Null),
+                "status": n.status,
+                "attempts": n.attempts,
+                "nextAttemptAt": if pending { Some(n.next_attempt_at) } else { None },
+                "lastError": n.last_error,
+                "createdAt": n.created_at,
+                "finishedAt": n.finished_at,
+                "message": document.get("message").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(listed))
+}

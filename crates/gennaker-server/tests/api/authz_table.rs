@@ -326,6 +326,16 @@ pub(crate) fn table() -> Vec<Row> {
         ),
         row(
             Method::GET,
+            "/api/v1/executions/{id}/notifications",
+            "/api/v1/executions/{done}/notifications",
+            None,
+            false,
+            200,
+            200,
+            200,
+        ),
+        row(
+            Method::GET,
             "/api/v1/applications/{app}/events",
             "/api/v1/applications/{app}/events",
             None,

@@ -193,6 +193,7 @@ impl Server {
         let state = AppState {
             store: served_store,
             canary_configs: Arc::new(store.clone()),
+            notifications: Arc::new(store.clone()),
             engine,
             providers,
             triggers,

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqlitePool;
 // only ever travels as bound parameters.
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Sqlite};
 
-use super::{Backend, SqlStore, WritePool, key};
+use super::{Backend, SqlStore, WritePool, key, now_millis};
 use crate::error::{Result, StoreError};
 use crate::executions::{
     CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, StepCommit,
@@ -519,6 +519,12 @@ impl ExecutionStore for SqlStore {
                 sqlx::query("UPDATE queue_messages SET deliver_at = $2 WHERE partition_key = $1 AND lease_owner IS NULL AND deliver_at > $2")
                     .bind(partition).bind(step.wake_at)
                     .execute(&mut *tx).await?;
+            }
+            if !step.notifications.is_empty() {
+                let now = now_millis();
+                for notification in &step.notifications {
+                    super::notifications::insert_notification!(&mut *tx, notification, now);
+                }
             }
             refresh_partitions!(tx, &locked, &emptied);
             if let Some(sql) = db.notify_sql()

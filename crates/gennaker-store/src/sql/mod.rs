@@ -129,6 +129,7 @@ mod canary_configs;
 mod connect;
 mod executions;
 mod metric_samples;
+pub(crate) mod notifications;
 mod pipelines;
 mod resources;
 mod tokens;
