@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::audit;
 use crate::routes::{
-    access, applications, events, executions, infrastructure, pipelines, stage_types,
+    access, applications, canary, events, executions, infrastructure, pipelines, stage_types,
 };
 use crate::state::AppState;
 
@@ -41,6 +41,8 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::skip))
         .routes(routes!(executions::judgment))
         .routes(routes!(executions::evaluate))
+        .routes(routes!(canary::report))
+        .routes(routes!(canary::report_html))
         .routes(routes!(events::execution_events))
         .routes(routes!(events::application_events))
         .routes(routes!(infrastructure::clusters))

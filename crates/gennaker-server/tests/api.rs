@@ -41,6 +41,8 @@ mod authz;
 mod authz_table;
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
+#[path = "api/canary_report.rs"]
+mod canary_report;
 #[path = "api/executions.rs"]
 mod executions;
 #[path = "api/garbage.rs"]

@@ -2,6 +2,7 @@
 
 pub(crate) mod access;
 pub(crate) mod applications;
+pub(crate) mod canary;
 mod documents;
 pub(crate) mod events;
 pub(crate) mod executions;
