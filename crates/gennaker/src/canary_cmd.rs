@@ -1,4 +1,6 @@
-//! `gennaker canary judge`: Kayenta's judge on metric-set pairs, offline.
+//! `gennaker canary judge`: Kayenta's judge on metric-set pairs, offline; and
+//! `gennaker canary report`, a client of the server's canary reports
+//! (gennaker-cli's [`CanaryReportArgs`]).
 
 use std::path::{Path, PathBuf};
 
@@ -6,33 +8,40 @@ use anyhow::Context;
 use gennaker_canary::{
     CanaryConfig, JudgeOptions, MetricSetPair, ScoreThresholds, ShapeCheck, judge, render_table,
 };
-use gennaker_cli::OutputFormat;
+use gennaker_cli::{CanaryReportArgs, OutputFormat};
 use serde::de::DeserializeOwned;
 
 /// Canary commands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CanaryCommand {
     /// Judge a canary: compare experiment with control metrics as Kayenta's NetflixACAJudge does.
-    Judge {
-        /// The canary config (Kayenta's JSON).
-        #[arg(long)]
-        config: PathBuf,
-        /// Metric-set pairs: a JSON array of {"name", "tags", "values": {"control": [...], "experiment": [...]}}.
-        #[arg(long)]
-        data: PathBuf,
-        /// Score at or above which the canary passes.
-        #[arg(long, default_value_t = 75.0)]
-        pass: f64,
-        /// Score at or above which (and below pass) the canary is marginal.
-        #[arg(long, default_value_t = 50.0)]
-        marginal: f64,
-        /// Also flag distribution-shape changes the location test misses (off in Kayenta).
-        #[arg(long)]
-        shape_check: bool,
-        /// Warn when a metric has fewer points than this on either side.
-        #[arg(long)]
-        min_samples: Option<usize>,
-    },
+    Judge(JudgeArgs),
+    /// The report of a canary analysis in an execution: each interval's score and each
+    /// metric's classification with why, or the standalone HTML page (--html FILE).
+    Report(CanaryReportArgs),
+}
+
+/// `gennaker canary judge`
+#[derive(Debug, clap::Args)]
+pub(crate) struct JudgeArgs {
+    /// The canary config (Kayenta's JSON).
+    #[arg(long)]
+    config: PathBuf,
+    /// Metric-set pairs: a JSON array of {"name", "tags", "values": {"control": [...], "experiment": [...]}}.
+    #[arg(long)]
+    data: PathBuf,
+    /// Score at or above which the canary passes.
+    #[arg(long, default_value_t = 75.0)]
+    pass: f64,
+    /// Score at or above which (and below pass) the canary is marginal.
+    #[arg(long, default_value_t = 50.0)]
+    marginal: f64,
+    /// Also flag distribution-shape changes the location test misses (off in Kayenta).
+    #[arg(long)]
+    shape_check: bool,
+    /// Warn when a metric has fewer points than this on either side.
+    #[arg(long)]
+    min_samples: Option<usize>,
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
@@ -42,16 +51,16 @@ fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> 
         .with_context(|| format!("the {what} {} is not valid", path.display()))
 }
 
-/// Runs a canary command.
-pub(crate) fn run(command: CanaryCommand, output: Option<OutputFormat>) -> anyhow::Result<()> {
-    let CanaryCommand::Judge {
+/// Runs `gennaker canary judge`.
+pub(crate) fn judge_command(args: JudgeArgs, output: Option<OutputFormat>) -> anyhow::Result<()> {
+    let JudgeArgs {
         config,
         data,
         pass,
         marginal,
         shape_check,
         min_samples,
-    } = command;
+    } = args;
     if !(0.0..=100.0).contains(&marginal) || !(0.0..=100.0).contains(&pass) || marginal > pass {
         anyhow::bail!(
             "thresholds must satisfy 0 <= --marginal <= --pass <= 100 (got marginal {marginal}, pass {pass})"

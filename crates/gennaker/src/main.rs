@@ -45,11 +45,11 @@ enum Command {
 /// The command line: the client options go to the client commands, `-o` alone to the
 /// offline tools, and nothing to the server and the demo, which use none of them.
 fn command_line() -> clap::Command {
-    ClientOptions::scope(
-        Cli::command(),
-        &["expr", "canary"],
-        &["server", "demo", "demo-app"],
-    )
+    let command = ClientOptions::scope(Cli::command(), &["expr"], &["server", "demo", "demo-app"]);
+    // `canary judge` is offline (`-o` only); `canary report` is a client of the server.
+    command.mut_subcommand("canary", |canary| {
+        ClientOptions::scope(canary, &["judge"], &[])
+    })
 }
 
 fn parse() -> Cli {
@@ -86,22 +86,15 @@ fn main() -> ExitCode {
                     Ok(catalog) => catalog,
                     Err(err) => return report(Err(err)),
                 };
-                match gennaker_cli::run(&cli.client, command, &catalog).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(err) => {
-                        // Server messages quote names, which may hold control characters.
-                        let message = err.to_string();
-                        eprintln!(
-                            "error: {}",
-                            gennaker_cli::escape_controls_keep_lines(&message)
-                        );
-                        // A watched execution's outcome has its own status (see --help).
-                        ExitCode::from(err.exit_code())
-                    }
-                }
+                client(gennaker_cli::run(&cli.client, command, &catalog).await)
             }
             Command::Expr(command) => expr_cmd::run(command, cli.client.output),
-            Command::Canary(command) => report(canary_cmd::run(command, cli.client.output)),
+            Command::Canary(canary_cmd::CanaryCommand::Judge(args)) => {
+                report(canary_cmd::judge_command(args, cli.client.output))
+            }
+            Command::Canary(canary_cmd::CanaryCommand::Report(args)) => {
+                client(gennaker_cli::run_canary_report(&cli.client, args).await)
+            }
         }
     })
 }
@@ -121,6 +114,23 @@ fn offline_catalog(command: &ClientCommand) -> anyhow::Result<StageCatalog> {
     let mut catalog = gennaker::wiring::offline_catalog(&server.webhooks);
     catalog.set_max_stages(server.max_pipeline_stages);
     Ok(catalog)
+}
+
+/// The exit of a client command: its error on stderr, with the status it asks for.
+fn client(result: Result<(), gennaker_cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Server messages quote names, which may hold control characters.
+            let message = err.to_string();
+            eprintln!(
+                "error: {}",
+                gennaker_cli::escape_controls_keep_lines(&message)
+            );
+            // A watched execution's outcome has its own status (see --help).
+            ExitCode::from(err.exit_code())
+        }
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -164,6 +174,22 @@ mod tests {
         }
         let cli = parse(&["gennaker", "expr", "eval", "${1}", "-o", "json"]).unwrap();
         assert!(cli.client.output.is_some());
+        // `canary report` talks to a server: it takes every client option, anywhere.
+        for argv in [
+            &["gennaker", "--url", "http://a", "canary", "report", "x"][..],
+            &["gennaker", "canary", "--url", "http://a", "report", "x"],
+            &[
+                "gennaker", "canary", "report", "x", "--url", "http://a", "-o", "json",
+            ],
+        ] {
+            let cli = parse(argv).unwrap();
+            assert_eq!(cli.client.url.as_deref(), Some("http://a"), "{argv:?}");
+        }
+        let cli = parse(&[
+            "gennaker", "canary", "judge", "--config", "c", "--data", "d", "-o", "json",
+        ])
+        .unwrap();
+        assert!(cli.client.output.is_some());
     }
 
     #[test]
@@ -173,6 +199,9 @@ mod tests {
             &["gennaker", "demo", "--token", "t"],
             &["gennaker", "demo-app", "-o", "json"],
             &["gennaker", "expr", "eval", "${1}", "--url", "http://a"],
+            &[
+                "gennaker", "canary", "judge", "--config", "c", "--data", "d", "--url", "http://a",
+            ],
         ] {
             let err = parse(argv)
                 .err()

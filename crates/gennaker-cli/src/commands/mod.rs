@@ -3,6 +3,7 @@
 
 mod app;
 mod audit;
+pub(crate) mod canary_report;
 mod execution;
 mod infrastructure;
 mod pipeline;
