@@ -96,7 +96,7 @@ pub fn render_table(result: &JudgeResult) -> String {
 }
 
 /// Up to 6 significant digits, without trailing noise.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if !v.is_finite() {
         return if v.is_nan() {
             "NaN".to_owned()

@@ -84,6 +84,28 @@ impl ApiClient {
         self.call(Method::GET, segments, query, None).await
     }
 
+    /// GET of a document that is not JSON (the canary report's HTML): its text.
+    pub(crate) async fn get_text(&self, segments: &[&str]) -> Result<String, CliError> {
+        let url = self.endpoint(segments);
+        let mut request = self.http.get(url.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| CliError::from_transport(&err, &self.display_url))?;
+        if !status.is_success() {
+            return Err(self.failure(&Method::GET, &url, status, &text));
+        }
+        Ok(text)
+    }
+
     /// POST with a JSON body.
     pub(crate) async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
         self.call(Method::POST, segments, &[], Some(body)).await

@@ -181,6 +181,14 @@ pub enum CliError {
         /// What happened last.
         reason: String,
     },
+    /// A file the command was asked to write could not be written.
+    #[error("cannot write {}: {source}. Check that its directory exists and is writable", path.display())]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Writing the result failed (e.g. stdout closed).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

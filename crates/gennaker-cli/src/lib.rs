@@ -32,6 +32,7 @@ pub use args::{
     ExecutionCommand, PipelineCommand, RoleCommand, RunArgs, StageTypesArgs, TokenCommand,
     TriggerCommand, UserCommand,
 };
+pub use commands::canary_report::CanaryReportArgs;
 pub use config::TokenSource;
 pub use error::{
     CliError, EXIT_CANCELED, EXIT_FAILURE, EXIT_OTHER_END, EXIT_SUCCESS, EXIT_TERMINAL,
@@ -77,6 +78,24 @@ pub async fn run(
     let result = commands::dispatch(&mut ctx, command.into()).await;
     match result.and_then(|()| Ok(stdout.flush()?)) {
         // `gennaker app list | head` closes the pipe early; that is not a failure.
+        Err(CliError::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs `gennaker canary report` (a client verb the binary places under its own
+/// `canary` command), printing to stdout with the user's `config.toml` as [`run`] does.
+pub async fn run_canary_report(
+    options: &ClientOptions,
+    args: CanaryReportArgs,
+) -> Result<(), CliError> {
+    let config = config::default_config_path();
+    let mut stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let catalog = StageCatalog::default();
+    let mut ctx = commands::Context::new(options, config, &mut stdout, terminal, &catalog);
+    let result = commands::canary_report::run(&mut ctx, args).await;
+    match result.and_then(|()| Ok(stdout.flush()?)) {
         Err(CliError::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::audit;
 use crate::routes::{
-    access, applications, canary_configs, events, executions, infrastructure, pipelines,
+    access, applications, canary, canary_configs, events, executions, infrastructure, pipelines,
     stage_types, triggers,
 };
 use crate::state::AppState;
@@ -50,6 +50,8 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::judgment))
         .routes(routes!(executions::evaluate))
         .routes(routes!(executions::notifications))
+        .routes(routes!(canary::report))
+        .routes(routes!(canary::report_html))
         .routes(routes!(events::execution_events))
         .routes(routes!(events::application_events))
         .routes(routes!(infrastructure::clusters))

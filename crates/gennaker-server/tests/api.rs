@@ -43,6 +43,8 @@ mod authz_table;
 mod bootstrap;
 #[path = "api/canary_configs.rs"]
 mod canary_configs;
+#[path = "api/canary_report.rs"]
+mod canary_report;
 #[path = "api/executions.rs"]
 mod executions;
 #[path = "api/garbage.rs"]

@@ -1,6 +1,7 @@
 //! `gennaker canary judge`: Kayenta's judge on metric-set pairs, offline; and
-//! `gennaker canary config …`, the client verbs of the server's stored canary configs
-//! (gennaker-cli's [`CanaryConfigCommand`]).
+//! `gennaker canary config …` and `gennaker canary report`, the client verbs of the
+//! server's stored canary configs and canary reports (gennaker-cli's
+//! [`CanaryConfigCommand`] and [`CanaryReportArgs`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use anyhow::Context;
 use gennaker_canary::{
     CanaryConfig, JudgeOptions, MetricSetPair, ScoreThresholds, ShapeCheck, judge, render_table,
 };
-use gennaker_cli::{CanaryConfigCommand, OutputFormat};
+use gennaker_cli::{CanaryConfigCommand, CanaryReportArgs, OutputFormat};
 use serde::de::DeserializeOwned;
 
 /// Canary commands.
@@ -19,6 +20,9 @@ pub(crate) enum CanaryCommand {
     /// Manage the canary configs stored on the server: list, get, save, delete.
     #[command(subcommand)]
     Config(CanaryConfigCommand),
+    /// The report of a canary analysis in an execution: each interval's score and each
+    /// metric's classification with why, or the standalone HTML page (--html FILE).
+    Report(CanaryReportArgs),
 }
 
 /// `gennaker canary judge`

@@ -46,7 +46,8 @@ enum Command {
 /// offline tools, and nothing to the server and the demo, which use none of them.
 fn command_line() -> clap::Command {
     let command = ClientOptions::scope(Cli::command(), &["expr"], &["server", "demo", "demo-app"]);
-    // `canary judge` is offline (`-o` only); `canary config` is a client of the server.
+    // `canary judge` is offline (`-o` only); `canary config` and `canary report` are
+    // clients of the server.
     command.mut_subcommand("canary", |canary| {
         ClientOptions::scope(canary, &["judge"], &[])
     })
@@ -95,6 +96,9 @@ fn main() -> ExitCode {
             Command::Canary(canary_cmd::CanaryCommand::Config(command)) => {
                 let catalog = gennaker::wiring::offline_catalog(&[]);
                 client(gennaker_cli::run(&cli.client, command, &catalog).await)
+            }
+            Command::Canary(canary_cmd::CanaryCommand::Report(args)) => {
+                client(gennaker_cli::run_canary_report(&cli.client, args).await)
             }
         }
     })
@@ -175,11 +179,17 @@ mod tests {
         }
         let cli = parse(&["gennaker", "expr", "eval", "${1}", "-o", "json"]).unwrap();
         assert!(cli.client.output.is_some());
-        // `canary config` talks to a server: it takes every client option, anywhere.
+        // `canary config` and `canary report` talk to a server: they take every client
+        // option, anywhere.
         for argv in [
             &["gennaker", "--url", "http://a", "canary", "config", "list"][..],
             &["gennaker", "canary", "--url", "http://a", "config", "list"],
             &["gennaker", "canary", "config", "list", "--url", "http://a"],
+            &["gennaker", "--url", "http://a", "canary", "report", "x"],
+            &["gennaker", "canary", "--url", "http://a", "report", "x"],
+            &[
+                "gennaker", "canary", "report", "x", "--url", "http://a", "-o", "json",
+            ],
         ] {
             let cli = parse(argv).unwrap();
             assert_eq!(cli.client.url.as_deref(), Some("http://a"), "{argv:?}");

@@ -44,6 +44,8 @@ use gennaker_core::{
 use gennaker_engine::{StageDefinition, StageExecution, StageRegistry, SyntheticSpec, TaskSpec};
 use serde_json::{Map, Value};
 
+pub(crate) use request::RunCanaryContext;
+
 use crate::lookup::CanaryConfigLookup;
 use crate::source::MetricSources;
 

@@ -4,6 +4,7 @@
 mod app;
 mod audit;
 mod canary_config;
+pub(crate) mod canary_report;
 mod execution;
 mod infrastructure;
 mod pipeline;

@@ -2,6 +2,7 @@
 
 pub(crate) mod access;
 pub(crate) mod applications;
+pub(crate) mod canary;
 pub(crate) mod canary_configs;
 mod documents;
 pub(crate) mod events;

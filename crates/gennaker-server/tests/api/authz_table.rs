@@ -344,6 +344,27 @@ pub(crate) fn table() -> Vec<Row> {
             200,
             200,
         ),
+        // `{done}` runs a wait stage: no canary, so 404 to everyone who may read it.
+        row(
+            Method::GET,
+            "/api/v1/executions/{id}/stages/{stageId}/canary",
+            "/api/v1/executions/{done}/stages/Wait/canary",
+            None,
+            false,
+            404,
+            404,
+            404,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/executions/{id}/stages/{stageId}/canary.html",
+            "/api/v1/executions/{done}/stages/Wait/canary.html",
+            None,
+            false,
+            404,
+            404,
+            404,
+        ),
         row(
             Method::POST,
             "/api/v1/executions/{id}/evaluate",

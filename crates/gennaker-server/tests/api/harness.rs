@@ -33,6 +33,11 @@ pub(crate) struct Options {
     pub outbound: gennaker_outbound::OutboundPolicy,
     /// The engine's settings (4 workers by default).
     pub engine: EngineSettings,
+    /// When set, the canary stage is registered with these metric sources and configs.
+    pub canary: Option<(
+        gennaker_canary::MetricSources,
+        gennaker_canary::InMemoryCanaryConfigs,
+    )>,
 }
 
 impl Default for Options {
@@ -49,6 +54,7 @@ impl Default for Options {
                 workers: 4,
                 ..EngineSettings::default()
             },
+            canary: None,
         }
     }
 }
@@ -178,7 +184,10 @@ impl Server {
             .unwrap(),
         );
         let providers = gennaker_deploy::Providers::new().with(local.clone(), Some(local));
-        let registry = stage_registry(&providers);
+        let mut registry = stage_registry(&providers);
+        if let Some((sources, configs)) = options.canary.clone() {
+            gennaker_canary::stage::register(&mut registry, sources, Arc::new(configs));
+        }
         let key = gennaker_store::SealingKey::load_or_create(&config.secrets_key_path()).unwrap();
         let engine = gennaker_server::engine(&store, &key, &config, registry).unwrap();
         let mut workers = engine
