@@ -25,6 +25,8 @@ need_package() { # need_package COMMAND PACKAGE...
 need_package Rscript r-base-core
 # Prometheus: the canary's prometheus metric source is tested against a real one.
 need_package prometheus prometheus
+# Docker registry (distribution v2): docker triggers poll a real one.
+need_package docker-registry docker-registry
 # PostgreSQL: the store and server suites run on it as well as SQLite.
 need_package psql postgresql-client
 pg_url="${GENNAKER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
