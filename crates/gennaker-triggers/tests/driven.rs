@@ -7,12 +7,13 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gennaker_engine::{Clock, Engine, EngineConfig, Execution, ManualClock, StageRegistry};
-use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{ExecutionQuery, PipelineRecord, PipelineSave, SqlStore, Store};
-use gennaker_triggers::{DockerAccount, TriggerSettings, Triggers};
+use gennaker_store::testing::{FaultyStore, StoreFaults, TestBackend, TestDatabase};
+use gennaker_store::{ExecutionQuery, PipelineRecord, PipelineSave, SqlStore, Store, StoreError};
+use gennaker_triggers::{DockerAccount, Event, TriggerSettings, Triggers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -51,6 +52,18 @@ fn triggers_on(store: &SqlStore, clock: &ManualClock, settings: TriggerSettings)
         engine,
         Arc::new(clock.clone()),
         settings,
+    )
+    .unwrap()
+}
+
+/// Like [`triggers_on`], reading applications, pipelines and users through `store`.
+fn triggers_through(store: Arc<dyn Store>, sql: &SqlStore, clock: &ManualClock) -> Triggers {
+    Triggers::new(
+        store,
+        Arc::new(sql.clone()),
+        engine_on(sql, clock),
+        Arc::new(clock.clone()),
+        TriggerSettings::default(),
     )
     .unwrap()
 }
@@ -102,6 +115,106 @@ fn scheduled_times(executions: &[Execution]) -> Vec<i64> {
         .iter()
         .map(|e| e.trigger["scheduledTime"].as_i64().unwrap())
         .collect()
+}
+
+// ---------------------------------------------------------------- crash and recovery
+
+/// Fails the `nth` call (from 0) of `method`, as a server that died there would stop.
+#[derive(Debug)]
+struct CrashAt {
+    method: &'static str,
+    nth: usize,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl StoreFaults for CrashAt {
+    async fn before(&self, method: &'static str) -> Result<(), StoreError> {
+        if method == self.method && self.calls.fetch_add(1, Ordering::SeqCst) == self.nth {
+            return Err(StoreError::Conflict("injected crash".into()));
+        }
+        Ok(())
+    }
+}
+
+fn webhook(n: i64) -> Event {
+    Event::Webhook {
+        source: "ci".into(),
+        body: json!({"n": n}).to_string(),
+        signatures: Default::default(),
+        delivery: Some(format!("delivery-{n}")),
+    }
+}
+
+#[tokio::test]
+async fn an_event_whose_handler_died_half_way_is_finished_once_by_recovery() {
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let (_db, store) = database(backend).await;
+        let clock = ManualClock::new(at("2030-01-09T00:00:00Z"));
+        let engine = engine_on(&store, &clock);
+        let mut pipelines = Vec::new();
+        for name in ["a", "b", "c"] {
+            pipelines.push(
+                save(
+                    &store,
+                    name,
+                    json!([{"type": "webhook", "enabled": true, "source": "ci"}]),
+                )
+                .await,
+            );
+        }
+        let counts = || async {
+            let mut counts = Vec::new();
+            for pipeline in &pipelines {
+                counts.push(executions(&engine, pipeline).await.len());
+            }
+            counts
+        };
+        // The server dies after the first pipeline fired, before the second (its
+        // store call for the trigger user fails): the event stays pending.
+        let dying = triggers_through(
+            Arc::new(FaultyStore::new(
+                store.clone(),
+                Arc::new(CrashAt {
+                    method: "get_user",
+                    nth: 1,
+                    calls: AtomicUsize::new(0),
+                }),
+            )),
+            &store,
+            &clock,
+        );
+        dying.receive(webhook(1)).await.unwrap_err();
+        assert_eq!(counts().await.iter().sum::<usize>(), 1);
+
+        // Restarted: while the dead handler's claim lasts, recovery leaves the event.
+        let restarted = triggers_on(&store, &clock, TriggerSettings::default());
+        restarted.recover().await.unwrap();
+        assert_eq!(counts().await.iter().sum::<usize>(), 1);
+        // After it, recovery finishes it: every pipeline once.
+        clock.advance(TriggerSettings::default().event_claim + Duration::from_secs(1));
+        restarted.recover().await.unwrap();
+        assert_eq!(counts().await, [1, 1, 1]);
+        // Nothing fires again: another recovery, a redelivery, another server.
+        restarted.recover().await.unwrap();
+        let receipt = restarted.receive(webhook(1)).await.unwrap();
+        assert!(receipt.duplicate);
+        let other = triggers_on(&store, &clock, TriggerSettings::default());
+        other.receive(webhook(1)).await.unwrap();
+        clock.advance(Duration::from_secs(120));
+        other.recover().await.unwrap();
+        assert_eq!(counts().await, [1, 1, 1]);
+        // The application's log has the event once, with all three fired.
+        let log = restarted.events(APP, 100).await.unwrap();
+        assert_eq!(log.len(), 1, "{log:?}");
+        let fired = log[0]["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["fired"] == true)
+            .count();
+        assert_eq!(fired, 3, "{log:?}");
+    }
 }
 
 // ---------------------------------------------------------------- Docker registry
