@@ -28,6 +28,8 @@ need_package prometheus prometheus
 # Headless Chromium and its WebDriver: the web UI's browser tests (crates/gennaker/tests/ui_browser.rs).
 need_package chromium chromium chromium-driver
 need_package chromedriver chromium-driver
+# Docker registry (distribution v2): docker triggers poll a real one.
+need_package docker-registry docker-registry
 # PostgreSQL: the store and server suites run on it as well as SQLite.
 need_package psql postgresql-client
 pg_url="${GENNAKER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

@@ -35,6 +35,10 @@ use crate::settings::TriggerSettings;
 /// Executions that ended this long ago at most are looked at for pipeline triggers
 /// when their end event was missed (a restart).
 const PIPELINE_SWEEP_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// The least time between the starts of two cron passes (each reads every pipeline).
+const CRON_MIN_GAP_MS: i64 = 1000;
+/// The most time between two cron passes: how soon a new or changed cron trigger is seen.
+const CRON_MAX_GAP_MS: i64 = 5000;
 /// Handled events are kept this long (their firings stay de-duplicated for ever by the
 /// executions' correlation ids).
 const EVENT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -720,6 +724,7 @@ impl Triggers {
             let stop = stop.clone();
             tokio::spawn(async move {
                 loop {
+                    let started = this.inner.clock.now();
                     let next = match this.cron_pass().await {
                         Ok(next) => next,
                         Err(err) => {
@@ -728,8 +733,14 @@ impl Triggers {
                         }
                     };
                     let now = this.inner.clock.now();
-                    // Re-read the pipelines at least every 5 s: a new cron trigger goes live.
-                    let at = next.unwrap_or(now + 5000).min(now + 5000);
+                    // A pass reads every pipeline: at the next tick, but never sooner
+                    // than CRON_MIN_GAP_MS after the last pass began (Quartz ticks are
+                    // whole seconds; a slow pass is not followed at once by another),
+                    // and at least every CRON_MAX_GAP_MS (a new cron trigger goes live).
+                    let at = next
+                        .unwrap_or(now + CRON_MAX_GAP_MS)
+                        .max(started + CRON_MIN_GAP_MS)
+                        .min(now + CRON_MAX_GAP_MS);
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = this.inner.clock.sleep_until(at, Duration::from_secs(5)) => {}
