@@ -63,6 +63,8 @@ if [ -z "${GENNAKER_TEST_KUBECONFIG:-}" ] && [ -x "$k8s_dir/start-cluster" ]; th
   else
     log "the Kubernetes control plane did not start; its tests are skipped"
   fi
+fi
+
 # A real SMTP server for the email notification tests: Python's aiosmtpd (PyPI).
 need_package python3 python3 python3-pip
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
