@@ -280,6 +280,7 @@ fn each_rule_reports_its_path_and_message() {
         ("artifact duplicate", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "docker/image"}}, {"id": "a", "matchArtifact": {"type": "docker/image"}}])), E, "$.expectedArtifacts[1].id", "already used by expectedArtifacts[0]"),
         ("artifact default", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "docker/image"}, "useDefaultArtifact": true}])), E, "$.expectedArtifacts[0].defaultArtifact", "there is no defaultArtifact"),
         ("artifact match type", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": "docker/image"}])), E, "$.expectedArtifacts[0].matchArtifact", "matchArtifact must be an object"),
+        ("artifact regex", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "git/repo", "name": "acme/(web"}}])), E, "$.expectedArtifacts[0].matchArtifact.name", "'acme/(web' is not a valid regular expression"),
         ("artifact no match", with("expectedArtifacts", json!([{"id": "a"}])), W, "$.expectedArtifacts[0].matchArtifact", "no matchArtifact"),
         ("stage artifact ref", stage("deployManifest", json!({"account": "k8s", "manifestArtifactId": "missing"})), W, "$.stages[0].manifestArtifactId", "artifact id 'missing' is not declared"),
     ];
