@@ -258,7 +258,11 @@ impl ExecutionView {
                 None => format!("canceled by {by}"),
             });
         }
-        let (stage, error) = self.failure()?;
+        // An execution that failed on startup (an expected artifact could not be
+        // bound) has no failed stage; the engine recorded why.
+        let Some((stage, error)) = self.failure() else {
+            return self.cancellation_reason.clone();
+        };
         Some(match error {
             Some(error) => format!("stage '{}' failed: {error}", stage.name),
             None => format!("stage '{}' ended {}", stage.name, stage.status),

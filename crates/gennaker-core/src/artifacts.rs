@@ -214,14 +214,15 @@ pub fn resolve_expected_artifacts(
         // An expected artifact without a matchArtifact matches nothing (not everything).
         if !matcher.is_empty() {
             for candidate in received {
-                let hit = artifact_matches(matcher, candidate).map_err(
-                    |(field, pattern, reason)| ResolveError::InvalidPattern {
-                        label: label(entry),
-                        field,
-                        pattern,
-                        reason,
-                    },
-                )?;
+                let hit =
+                    artifact_matches(matcher, candidate).map_err(|(field, pattern, reason)| {
+                        ResolveError::InvalidPattern {
+                            label: label(entry),
+                            field,
+                            pattern,
+                            reason,
+                        }
+                    })?;
                 if hit {
                     matched.push(candidate);
                 }
@@ -231,9 +232,7 @@ pub fn resolve_expected_artifacts(
         let bound = match matched.as_slice() {
             [one] => Some((*one).clone()),
             [] => {
-                let from_prior = uses_prior(entry)
-                    .then(|| prior.get(&id).cloned())
-                    .flatten();
+                let from_prior = uses_prior(entry).then(|| prior.get(&id).cloned()).flatten();
                 let from_default = || {
                     truthy(object.get("useDefaultArtifact"))
                         .then(|| object.get("defaultArtifact").cloned())
@@ -296,7 +295,11 @@ pub fn bound_artifact(trigger: &Map<String, Value>, id: &str) -> Option<Value> {
         .find(|e| text(e.get("id")).as_deref() == Some(id))?;
     let mut bound = entry.get("boundArtifact")?.as_object()?.clone();
     if text(bound.get("artifactAccount")).is_none_or(|a| a.is_empty())
-        && let Some(account) = text(entry.get("matchArtifact").and_then(|m| m.get("artifactAccount")))
+        && let Some(account) = text(
+            entry
+                .get("matchArtifact")
+                .and_then(|m| m.get("artifactAccount")),
+        )
     {
         bound.insert("artifactAccount".into(), Value::String(account));
     }
@@ -363,7 +366,10 @@ mod tests {
         assert_eq!(r.artifacts, vec![git("abc")]);
         let trigger = json!({"resolvedExpectedArtifacts": r.resolved});
         let bound = bound_artifact(trigger.as_object().unwrap(), "repo-id").unwrap();
-        assert_eq!(bound["artifactAccount"], "github", "filled from matchArtifact");
+        assert_eq!(
+            bound["artifactAccount"], "github",
+            "filled from matchArtifact"
+        );
         assert!(bound_artifact(trigger.as_object().unwrap(), "other").is_none());
     }
 
@@ -433,6 +439,9 @@ mod tests {
         let err = resolve(&[expected(json!({}))], &[git("a"), git("b")], &[], &[]).unwrap_err();
         assert!(matches!(err, ResolveError::Ambiguous { count: 2, .. }));
         let message = err.to_string();
-        assert!(message.contains("acme/web@a") && message.contains("acme/web@b"), "{message}");
+        assert!(
+            message.contains("acme/web@a") && message.contains("acme/web@b"),
+            "{message}"
+        );
     }
 }

@@ -194,6 +194,36 @@ impl Provider for LocalProvider {
             .collect()
     }
 
+    /// An `http/file` artifact is fetched from its `reference` URL, as a spec's
+    /// `artifact.url` is: the host policy and the outbound policy decide at deploy time
+    /// whether that URL may be fetched.
+    fn artifact_spec(
+        &self,
+        artifact: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, DeployError> {
+        let kind = artifact
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if kind != "http/file" {
+            return Err(DeployError::Invalid(format!(
+                "the local provider runs artifacts of type 'http/file' (a URL in reference), not '{kind}'; deploy other types with the provider they are for (docker/image: kubernetes)"
+            )));
+        }
+        let Some(url) = artifact
+            .get("reference")
+            .and_then(serde_json::Value::as_str)
+            .filter(|r| !r.is_empty())
+        else {
+            return Err(DeployError::Invalid(
+                "the http/file artifact has no reference (its URL)".into(),
+            ));
+        };
+        let mut spec = serde_json::Map::new();
+        spec.insert("artifact".into(), serde_json::json!({ "url": url }));
+        Ok(spec)
+    }
+
     async fn create_server_group(
         &self,
         request: CreateServerGroup,
