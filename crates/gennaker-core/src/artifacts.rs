@@ -32,6 +32,12 @@ pub const MATCHED_FIELDS: [&str; 5] = ["type", "name", "version", "location", "r
 /// The biggest compiled `matchArtifact` regex (patterns come from pipeline configs).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// How long one artifact's summary in a message may be.
+const MAX_SUMMARY_CHARS: usize = 200;
+
+/// How many artifacts an error message lists.
+const MAX_LISTED: usize = 10;
+
 /// The two spellings of an inline artifact, interchangeable when matching.
 const BASE64_TYPES: [&str; 2] = ["embedded/base64", "remote/base64"];
 
@@ -99,35 +105,51 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A `matchArtifact` with its patterns compiled once, to test many candidates.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// The given fields: name, pattern text, compiled whole-value regex.
+    fields: Vec<(&'static str, String, Regex)>,
+}
+
+impl Matcher {
+    /// Compiles the given fields of `matcher`; `Err((field, pattern, reason))` when
+    /// one is not a valid regex.
+    pub fn new(matcher: &Map<String, Value>) -> Result<Self, (String, String, String)> {
+        let mut fields = Vec::new();
+        for field in MATCHED_FIELDS {
+            let Some(pattern) = text(matcher.get(field)).filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            let regex = compile_pattern(&pattern)
+                .map_err(|err| (field.to_owned(), pattern.clone(), err.to_string()))?;
+            fields.push((field, pattern, regex));
+        }
+        Ok(Self { fields })
+    }
+
+    /// Whether `candidate` has every given field, equal or matching as a whole.
+    pub fn matches(&self, candidate: &Value) -> bool {
+        self.fields.iter().all(|(field, pattern, regex)| {
+            let Some(value) = text(candidate.get(*field)) else {
+                return false;
+            };
+            (*field == "type"
+                && BASE64_TYPES.contains(&pattern.as_str())
+                && BASE64_TYPES.contains(&value.as_str()))
+                || *pattern == value
+                || regex.is_match(&value)
+        })
+    }
+}
+
 /// Whether `candidate` matches `matcher` (a `matchArtifact`); `Err((field, pattern,
 /// reason))` when a given field is not a valid regex.
 pub fn artifact_matches(
     matcher: &Map<String, Value>,
     candidate: &Value,
 ) -> Result<bool, (String, String, String)> {
-    for field in MATCHED_FIELDS {
-        let Some(pattern) = text(matcher.get(field)).filter(|p| !p.is_empty()) else {
-            continue;
-        };
-        let Some(value) = text(candidate.get(field)) else {
-            return Ok(false);
-        };
-        if field == "type"
-            && BASE64_TYPES.contains(&pattern.as_str())
-            && BASE64_TYPES.contains(&value.as_str())
-        {
-            continue;
-        }
-        if pattern == value {
-            continue;
-        }
-        let regex = compile_pattern(&pattern)
-            .map_err(|err| (field.to_owned(), pattern.clone(), err.to_string()))?;
-        if !regex.is_match(&value) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    Ok(Matcher::new(matcher)?.matches(candidate))
 }
 
 /// An artifact in one line: `type name@version (reference)`.
@@ -148,18 +170,30 @@ pub fn summarize(artifact: &Value) -> String {
     if !reference.is_empty() && !inline {
         line = format!("{line} ({reference})");
     }
-    if line.is_empty() { "{}".into() } else { line }
+    if line.is_empty() {
+        return "{}".into();
+    }
+    if line.chars().count() > MAX_SUMMARY_CHARS {
+        line = line.chars().take(MAX_SUMMARY_CHARS).collect::<String>() + "…";
+    }
+    line
 }
 
 fn summarize_all(artifacts: &[&Value]) -> String {
     if artifacts.is_empty() {
         return "none".into();
     }
-    artifacts
+    // Bounded: a webhook may bring thousands, and the message is stored and shown.
+    let mut listed = artifacts
         .iter()
+        .take(MAX_LISTED)
         .map(|a| summarize(a))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if artifacts.len() > MAX_LISTED {
+        listed.push_str(&format!(" and {} more", artifacts.len() - MAX_LISTED));
+    }
+    listed
 }
 
 /// `'displayName' (id …)`, or `'id'` when it has no display name.
@@ -213,20 +247,16 @@ pub fn resolve_expected_artifacts(
         let mut matched = Vec::new();
         // An expected artifact without a matchArtifact matches nothing (not everything).
         if !matcher.is_empty() {
-            for candidate in received {
-                let hit =
-                    artifact_matches(matcher, candidate).map_err(|(field, pattern, reason)| {
-                        ResolveError::InvalidPattern {
-                            label: label(entry),
-                            field,
-                            pattern,
-                            reason,
-                        }
-                    })?;
-                if hit {
-                    matched.push(candidate);
+            // Compiled once per expected artifact: a webhook may bring many artifacts.
+            let compiled = Matcher::new(matcher).map_err(|(field, pattern, reason)| {
+                ResolveError::InvalidPattern {
+                    label: label(entry),
+                    field,
+                    pattern,
+                    reason,
                 }
-            }
+            })?;
+            matched.extend(received.iter().filter(|c| compiled.matches(c)));
         }
         let wanted = || summarize(&Value::Object(matcher.clone()));
         let bound = match matched.as_slice() {
@@ -441,6 +471,16 @@ mod tests {
         let message = err.to_string();
         assert!(
             message.contains("acme/web@a") && message.contains("acme/web@b"),
+            "{message}"
+        );
+        // Many matches are listed in part: the message is stored and shown.
+        let many: Vec<Value> = (0..25).map(|i| git(&i.to_string())).collect();
+        let message = resolve(&[expected(json!({}))], &many, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("matches 25 artifacts"), "{message}");
+        assert!(
+            message.contains("and 15 more") && !message.contains("@24"),
             "{message}"
         );
     }

@@ -202,6 +202,7 @@ fn each_rule_reports_its_path_and_message() {
         ("child params", stage("pipeline", json!({"application": "shop", "pipeline": "x", "pipelineParameters": "a=b"})), E, "$.stages[0].pipelineParameters", "must be an object"),
         // deploy and clusters
         ("deploy clusters", stage("deploy", json!({})), E, "$.stages[0].clusters", "needs at least one cluster"),
+        ("deploy cluster artifact", cluster(json!({"artifactId": "nope"})), E, "$.stages[0].clusters[0].artifactId", "deploys expected artifact 'nope' but the pipeline's expectedArtifacts has no such id"),
         ("deploy cluster object", stage("deploy", json!({"clusters": ["shop-prod"]})), E, "$.stages[0].clusters[0]", "a cluster must be an object"),
         ("cluster stack", cluster(json!({"stack": "blue-green"})), E, "$.stages[0].clusters[0].stack", "stack 'blue-green' contains '-'"),
         ("cluster detail", cluster(json!({"freeFormDetails": "a/b"})), E, "$.stages[0].clusters[0].freeFormDetails", "detail 'a/b' contains '/'"),
