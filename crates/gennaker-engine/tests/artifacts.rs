@@ -104,7 +104,7 @@ engine_test!(an_ambiguous_artifact_fails_before_any_stage, |h| {
     let done = h.finished(&execution.id).await;
     assert_eq!(done.status, Terminal, "{}", summary(&done));
     assert!(done.stages.iter().all(|s| s.status == NotStarted));
-    let reason = done.cancellation_reason.clone().unwrap();
+    let reason = done.cancellation_reason.unwrap();
     assert!(reason.contains("ambiguous"), "{reason}");
     assert!(
         reason.contains("acme/web@one") && reason.contains("acme/web@two"),
