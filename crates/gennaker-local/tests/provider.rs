@@ -293,6 +293,34 @@ async fn the_artifact_is_pinned_by_its_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expected_artifacts_become_specs_only_for_http_files() {
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    let provider = env.provider().await;
+    let spec = provider
+        .artifact_spec(&json!({"type": "http/file", "name": "app",
+            "reference": "https://builds.example/app-1.4"}))
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(spec),
+        json!({"artifact": {"url": "https://builds.example/app-1.4"}})
+    );
+    let refused = provider
+        .artifact_spec(&json!({"type": "docker/image", "name": "gcr.io/acme/app",
+            "reference": "gcr.io/acme/app:1.4"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("not 'docker/image'") && refused.contains("kubernetes"),
+        "{refused}"
+    );
+    let no_url = provider
+        .artifact_spec(&json!({"type": "http/file", "name": "app"}))
+        .unwrap_err()
+        .to_string();
+    assert!(no_url.contains("has no reference"), "{no_url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_specs_are_refused_before_anything_is_stored() {
     let env = TestEnv::new(TestBackend::Sqlite).await;
     let provider = env.provider().await;
