@@ -196,7 +196,8 @@ impl Provider for LocalProvider {
 
     /// An `http/file` artifact is fetched from its `reference` URL, as a spec's
     /// `artifact.url` is: the host policy and the outbound policy decide at deploy time
-    /// whether that URL may be fetched.
+    /// whether that URL may be fetched. An `embedded/base64` one becomes
+    /// `artifact.base64` (its bytes, allowed by the same `allow_artifact_urls`).
     fn artifact_spec(
         &self,
         artifact: &serde_json::Value,
@@ -205,22 +206,31 @@ impl Provider for LocalProvider {
             .get("type")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
-        if kind != "http/file" {
-            return Err(DeployError::Invalid(format!(
-                "the local provider runs artifacts of type 'http/file' (a URL in reference), not '{kind}'; deploy other types with the provider they are for (docker/image: kubernetes)"
-            )));
-        }
-        let Some(url) = artifact
+        let key = match kind {
+            "http/file" => "url",
+            "embedded/base64" | "remote/base64" => "base64",
+            other => {
+                return Err(DeployError::Invalid(format!(
+                    "the local provider runs artifacts of type 'http/file' (a URL in reference) or 'embedded/base64' (the bytes in reference), not '{other}'; deploy other types with the provider they are for (docker/image: kubernetes)"
+                )));
+            }
+        };
+        let Some(reference) = artifact
             .get("reference")
             .and_then(serde_json::Value::as_str)
             .filter(|r| !r.is_empty())
         else {
-            return Err(DeployError::Invalid(
-                "the http/file artifact has no reference (its URL)".into(),
-            ));
+            return Err(DeployError::Invalid(format!(
+                "the {kind} artifact has no reference (its {})",
+                if key == "url" {
+                    "URL"
+                } else {
+                    "base64 content"
+                }
+            )));
         };
         let mut spec = serde_json::Map::new();
-        spec.insert("artifact".into(), serde_json::json!({ "url": url }));
+        spec.insert("artifact".into(), serde_json::json!({ key: reference }));
         Ok(spec)
     }
 
