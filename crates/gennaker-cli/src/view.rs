@@ -258,7 +258,14 @@ impl ExecutionView {
                 None => format!("canceled by {by}"),
             });
         }
-        let (stage, error) = self.failure()?;
+        // An execution that failed on startup (an expected artifact could not be
+        // bound) has no failed stage; the engine recorded why.
+        let Some((stage, error)) = self.failure() else {
+            return self
+                .cancellation_reason
+                .clone()
+                .filter(|_| self.status.is(ExecutionStatus::Terminal));
+        };
         Some(match error {
             Some(error) => format!("stage '{}' failed: {error}", stage.name),
             None => format!("stage '{}' ended {}", stage.name, stage.status),
@@ -484,6 +491,14 @@ mod tests {
         assert_eq!(
             execution.failure_reason().as_deref(),
             Some("canceled by bob")
+        );
+        // Failed on startup (an expected artifact not bound): no stage ran.
+        let mut startup = self::execution();
+        startup.status = ReportedStatus::Known(ExecutionStatus::Terminal);
+        startup.cancellation_reason = Some("Failed on startup: expected artifact 'repo'".into());
+        assert_eq!(
+            startup.failure_reason().as_deref(),
+            Some("Failed on startup: expected artifact 'repo'")
         );
         let text = describe(&execution, 5000);
         assert!(text.contains("manual by alice"), "{text}");

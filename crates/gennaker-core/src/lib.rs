@@ -5,6 +5,7 @@
 //! The core does no I/O: callers hand it text or `serde_json::Value`s.
 
 pub mod application;
+pub mod artifacts;
 pub mod document;
 pub mod execution;
 pub mod lenient;

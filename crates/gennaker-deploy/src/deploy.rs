@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use gennaker_core::artifacts::{bound_artifact, unbound_message};
 use gennaker_core::{CheckContext, Fields, Problem, StageTypeDescriptor, ValidationReport};
 use gennaker_engine::{
     Access, CancelOutcome, Execution, Services, StageDefinition, StageExecution, StageRegistry,
@@ -78,6 +79,8 @@ const GENERIC_KEYS: &[&str] = &[
     "region",
     "regions",
     "spec",
+    "artifactId",
+    "expectedArtifactId",
     "waitForUpInstancesTimeoutMs",
     "stageEnabled",
     "failPipeline",
@@ -168,6 +171,7 @@ impl StageDefinition for DeployStage {
             if let Value::Object(map) = cluster {
                 let cluster = Fields::new(map, stage.at("clusters").index(index));
                 check_provider_spec(&cluster, &self.providers, report);
+                check_cluster_artifact(&cluster, context, report);
             }
         }
     }
@@ -556,6 +560,34 @@ fn spec_of(context: &Map<String, Value>) -> Map<String, Value> {
     spec
 }
 
+/// The expected artifact a cluster deploys (`artifactId`, or `expectedArtifactId`).
+fn artifact_id(cluster: &Map<String, Value>) -> Option<&str> {
+    text(cluster, "artifactId").or_else(|| text(cluster, "expectedArtifactId"))
+}
+
+/// A cluster's `artifactId`/`expectedArtifactId` must name an expected artifact the
+/// pipeline declares (stage-level names are checked for every stage type in core).
+fn check_cluster_artifact(
+    cluster: &Fields<'_>,
+    context: &CheckContext<'_>,
+    report: &mut ValidationReport,
+) {
+    for key in ["artifactId", "expectedArtifactId"] {
+        if let Some(Value::String(id)) = cluster.get(key)
+            && !id.contains("${")
+            && !context.artifact_ids.contains(id)
+        {
+            report.push(
+                Problem::error(
+                    cluster.at(key),
+                    format!("the cluster deploys expected artifact '{id}' but the pipeline's expectedArtifacts has no such id"),
+                )
+                .with_hint("add it to expectedArtifacts (and the trigger's expectedArtifactIds) or fix the id"),
+            );
+        }
+    }
+}
+
 /// The provider's own save-time checks of a cluster's spec and account (what its
 /// operator lets pipelines run), reported as errors at the fields they name. Skipped
 /// when the provider is not known here (offline validation, or an unconfigured
@@ -697,6 +729,15 @@ impl Task for CreateTask {
             if let Some(Value::Object(found)) = found_upstream(ctx.execution, ctx.stage, cloud) {
                 spec = found;
             }
+        }
+        if let Some(id) = artifact_id(context) {
+            let artifact = bound_artifact(&ctx.execution.trigger, id)
+                .ok_or_else(|| TaskError::Permanent(unbound_message(&ctx.execution.trigger, id)))?;
+            spec.extend(
+                provider.artifact_spec(&artifact).map_err(|err| {
+                    TaskError::Permanent(format!("expected artifact '{id}': {err}"))
+                })?,
+            );
         }
         let load_balancers: Vec<String> = context
             .get("loadBalancers")

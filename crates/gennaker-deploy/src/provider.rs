@@ -78,6 +78,24 @@ pub trait Provider: Send + Sync {
         Vec::new()
     }
 
+    /// The spec fields that make a server group run `artifact` (a Spinnaker artifact a
+    /// cluster names by `artifactId`/`expectedArtifactId`, bound when the execution
+    /// started), merged over the cluster's own spec. Only the artifact types that fit
+    /// the provider are accepted; the default accepts none.
+    fn artifact_spec(
+        &self,
+        artifact: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, DeployError> {
+        Err(DeployError::Invalid(format!(
+            "the {} provider cannot deploy an artifact of type '{}'",
+            self.name(),
+            artifact
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
+        )))
+    }
+
     /// Creates the next server group of the request's cluster (sequence + 1), or
     /// returns the one this request's origin already created.
     async fn create_server_group(

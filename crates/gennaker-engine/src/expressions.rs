@@ -77,23 +77,18 @@ impl ExpressionSupport {
             })
             .register("triggerResolvedArtifact", |args, ctx| {
                 let name = string_arg(args, "an artifact name")?;
-                let artifacts = ctx.root()["trigger"]["resolvedExpectedArtifacts"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                artifacts
-                    .iter()
-                    .find(|a| {
-                        a["boundArtifact"]["name"] == name
-                            || a["displayName"] == name
-                            || a["id"] == name
+                // Spinnaker finds the bound artifact by its name; Gennaker also
+                // accepts the expected artifact's displayName or id, after the names.
+                resolved_artifact(ctx, "named", name, |a| a["boundArtifact"]["name"] == name)
+                    .or_else(|_| {
+                        resolved_artifact(ctx, "named", name, |a| {
+                            a["displayName"] == name || a["id"] == name
+                        })
                     })
-                    .map(|a| Cow::Borrowed(&a["boundArtifact"]))
-                    .ok_or_else(|| {
-                        FunctionError::new(format!(
-                            "no resolved artifact named '{name}' in the trigger"
-                        ))
-                    })
+            })
+            .register("triggerResolvedArtifactByType", |args, ctx| {
+                let kind = string_arg(args, "an artifact type")?;
+                resolved_artifact(ctx, "of type", kind, |a| a["boundArtifact"]["type"] == kind)
             });
         Self { functions, limits }
     }
@@ -176,6 +171,40 @@ impl ExpressionSupport {
         self.evaluate_with_warnings(root, text)
             .map(|evaluation| evaluation.value)
     }
+}
+
+/// The first artifact bound when the execution started
+/// (`trigger.resolvedExpectedArtifacts[].boundArtifact`) whose entry `found` accepts.
+fn resolved_artifact<'a>(
+    ctx: &CallContext<'a>,
+    how: &str,
+    what: &str,
+    found: impl Fn(&Value) -> bool,
+) -> FunctionResult<'a> {
+    let resolved = ctx.root()["trigger"]["resolvedExpectedArtifacts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    resolved
+        .iter()
+        .find(|a| found(a))
+        .map(|a| Cow::Borrowed(&a["boundArtifact"]))
+        .ok_or_else(|| {
+            let bound: Vec<String> = resolved
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {}",
+                        a["boundArtifact"]["type"].as_str().unwrap_or("?"),
+                        a["boundArtifact"]["name"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            FunctionError::new(format!(
+                "no artifact {how} '{what}' among the trigger's resolved artifacts ({}): the pipeline's expectedArtifacts bind them when the execution starts",
+                if bound.is_empty() { "none".to_owned() } else { bound.join(", ") }
+            ))
+        })
 }
 
 /// The stages whose outputs a stage can read, nearest first: its upstream siblings

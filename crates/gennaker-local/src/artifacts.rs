@@ -11,6 +11,7 @@
 //! interrupted or oversized fetch never becomes an entry and no artifact is ever held in
 //! memory whole. Concurrent fetches of one source share a single download.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use crate::access::{CACHE_DIR, SHARED_ARTIFACT};
 use crate::error::LocalError;
 use crate::lock;
 use crate::policy::DEFAULT_ARTIFACT_FETCH_TIMEOUT;
-use crate::spec::ArtifactSource;
+use crate::spec::{ArtifactSource, decode_embedded};
 
 /// The largest artifact a cache accepts unless told otherwise
 /// ([`ArtifactCache::with_max_bytes`]): 1 GiB.
@@ -122,7 +123,7 @@ impl ArtifactCache {
         source: &ArtifactSource,
         http: &reqwest::Client,
     ) -> Result<PinnedArtifact, LocalError> {
-        let joined = Joined::new(&self.in_flight, source_name(source));
+        let joined = Joined::new(&self.in_flight, &source_name(source));
         let mut shared = joined.slot.lock().await;
         if let Some(pinned) = shared.as_ref() {
             return Ok(pinned.clone());
@@ -154,12 +155,18 @@ impl ArtifactCache {
         http: &reqwest::Client,
     ) -> Result<PinnedArtifact, LocalError> {
         let name = source_name(source);
+        let name = name.as_ref();
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| LocalError::io(&self.dir, &e))?;
         let mut partial = Partial::create(&self.dir, name, self.max_bytes).await?;
         let mode = match source {
             ArtifactSource::Path(path) => copy_file(path, &mut partial).await?,
+            ArtifactSource::Base64(data) => {
+                partial.write(&decode_embedded(data)?).await?;
+                // Like a download: there to be run.
+                0o755
+            }
             ArtifactSource::Url(url) => {
                 tokio::time::timeout(self.fetch_timeout, download(url, http, &mut partial))
                     .await
@@ -186,10 +193,16 @@ impl ArtifactCache {
     }
 }
 
-fn source_name(source: &ArtifactSource) -> &str {
+/// What a source is known by (fetches in progress, logs): an embedded artifact by the
+/// hash of its text, so neither its bytes nor a prefix shared by two of them are used.
+fn source_name(source: &ArtifactSource) -> Cow<'_, str> {
     match source {
-        ArtifactSource::Path(path) => path,
-        ArtifactSource::Url(url) => url,
+        ArtifactSource::Path(path) => Cow::Borrowed(path),
+        ArtifactSource::Url(url) => Cow::Borrowed(url),
+        ArtifactSource::Base64(data) => Cow::Owned(format!(
+            "embedded:{}",
+            hex::encode(Sha256::digest(data.as_bytes()))
+        )),
     }
 }
 

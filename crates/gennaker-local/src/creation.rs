@@ -101,6 +101,9 @@ impl Creator {
                         .await?,
                 )
             }
+            Some(source @ ArtifactSource::Base64(_)) => {
+                Some(self.cache.fetch(source, &self.http).await?)
+            }
             None => None,
         };
         let registry = &self.instances.registry;

@@ -39,7 +39,7 @@ pub use policy::{
     check_account,
 };
 pub use provider::{LocalProvider, LocalSettings};
-pub use spec::{ArtifactSource, HealthCheckSpec, ProcessSpec};
+pub use spec::{ArtifactSource, HealthCheckSpec, MAX_EMBEDDED_BYTES, ProcessSpec};
 pub use targets::TARGETS_FILE;
 
 /// Locks a mutex whose updates are single assignments: a poisoned lock still holds

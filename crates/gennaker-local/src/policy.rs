@@ -248,6 +248,11 @@ impl HostPolicy {
         {
             refusals.push(refusal);
         }
+        if artifact.is_some_and(|a| a.get("base64").is_some())
+            && let Err(refusal) = self.embedded_artifact()
+        {
+            refusals.push(refusal);
+        }
         if let Some(account) = account.filter(|a| !a.contains("${"))
             && let Err(refusal) = check_account(account)
         {
@@ -266,6 +271,7 @@ impl HostPolicy {
                 self.artifact_path(path)?;
             }
             Some(ArtifactSource::Url(url)) => self.artifact_url(url)?,
+            Some(ArtifactSource::Base64(_)) => self.embedded_artifact()?,
             None => {}
         }
         if let Some(dir) = &spec.working_dir {
@@ -323,6 +329,18 @@ impl HostPolicy {
             format!(
                 "artifact url '{url}' is not allowed: the operator turned artifact URLs off ([local] allow_artifact_urls in gennaker.toml); deploy an artifact path under an allowed root instead"
             ),
+        ))
+    }
+
+    /// Embedded bytes (`artifact.base64`) come from outside this machine as a URL's
+    /// do, so the same switch allows them.
+    pub(crate) fn embedded_artifact(&self) -> Result<(), Refusal> {
+        if self.allow_artifact_urls {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            "artifact.base64",
+            "embedded artifacts are not allowed: the operator turned artifacts from outside this machine off ([local] allow_artifact_urls in gennaker.toml); deploy an artifact path under an allowed root instead".to_owned(),
         ))
     }
 

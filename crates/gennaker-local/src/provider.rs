@@ -194,6 +194,46 @@ impl Provider for LocalProvider {
             .collect()
     }
 
+    /// An `http/file` artifact is fetched from its `reference` URL, as a spec's
+    /// `artifact.url` is: the host policy and the outbound policy decide at deploy time
+    /// whether that URL may be fetched. An `embedded/base64` one becomes
+    /// `artifact.base64` (its bytes, allowed by the same `allow_artifact_urls`).
+    fn artifact_spec(
+        &self,
+        artifact: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, DeployError> {
+        let kind = artifact
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let key = match kind {
+            "http/file" => "url",
+            "embedded/base64" | "remote/base64" => "base64",
+            other => {
+                return Err(DeployError::Invalid(format!(
+                    "the local provider runs artifacts of type 'http/file' (a URL in reference) or 'embedded/base64' (the bytes in reference), not '{other}'; deploy other types with the provider they are for (docker/image: kubernetes)"
+                )));
+            }
+        };
+        let Some(reference) = artifact
+            .get("reference")
+            .and_then(serde_json::Value::as_str)
+            .filter(|r| !r.is_empty())
+        else {
+            return Err(DeployError::Invalid(format!(
+                "the {kind} artifact has no reference (its {})",
+                if key == "url" {
+                    "URL"
+                } else {
+                    "base64 content"
+                }
+            )));
+        };
+        let mut spec = serde_json::Map::new();
+        spec.insert("artifact".into(), serde_json::json!({ key: reference }));
+        Ok(spec)
+    }
+
     async fn create_server_group(
         &self,
         request: CreateServerGroup,

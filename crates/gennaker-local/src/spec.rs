@@ -18,6 +18,34 @@ pub enum ArtifactSource {
     Path(String),
     /// An `http://` or `https://` URL.
     Url(String),
+    /// The file's bytes, base64-encoded (an `embedded/base64` artifact), at most
+    /// [`MAX_EMBEDDED_BYTES`] decoded: the spec is stored with the server group.
+    Base64(String),
+}
+
+/// The largest embedded artifact (decoded): a script, not a release binary.
+pub const MAX_EMBEDDED_BYTES: usize = 256 * 1024;
+
+/// Decodes an embedded artifact, naming what is wrong.
+pub(crate) fn decode_embedded(data: &str) -> Result<Vec<u8>, LocalError> {
+    use base64::Engine as _;
+    // Checked on the text first, so an oversized one is never decoded.
+    if data.len() > MAX_EMBEDDED_BYTES.div_ceil(3) * 4 + 4 {
+        return Err(LocalError::InvalidSpec(format!(
+            "the embedded artifact is larger than {MAX_EMBEDDED_BYTES} bytes: serve it over http(s) and deploy it as an http/file artifact"
+        )));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| {
+            LocalError::InvalidSpec(format!("the embedded artifact is not valid base64: {e}"))
+        })?;
+    if bytes.len() > MAX_EMBEDDED_BYTES {
+        return Err(LocalError::InvalidSpec(format!(
+            "the embedded artifact is larger than {MAX_EMBEDDED_BYTES} bytes: serve it over http(s) and deploy it as an http/file artifact"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// How an instance's health is checked.
@@ -53,7 +81,7 @@ impl Default for HealthCheckSpec {
 /// }
 /// ```
 ///
-/// `artifact` may instead be `{"url": "https://…"}`; `command` (default: the cached
+/// `artifact` may instead be `{"url": "https://…"}` or `{"base64": "…"}` (the bytes); `command` (default: the cached
 /// artifact) and `workingDir` are optional; `healthCheck` may be `{"tcp": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -103,6 +131,9 @@ impl ProcessSpec {
                 return Err(LocalError::InvalidSpec(format!(
                     "artifact url '{url}' must be http:// or https://"
                 )));
+            }
+            Some(ArtifactSource::Base64(data)) => {
+                decode_embedded(data)?;
             }
             _ => {}
         }

@@ -293,6 +293,78 @@ async fn the_artifact_is_pinned_by_its_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expected_artifacts_become_specs_for_http_and_embedded_files() {
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    let provider = env.provider().await;
+    let spec = provider
+        .artifact_spec(&json!({"type": "http/file", "name": "app",
+            "reference": "https://builds.example/app-1.4"}))
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(spec),
+        json!({"artifact": {"url": "https://builds.example/app-1.4"}})
+    );
+    let refused = provider
+        .artifact_spec(&json!({"type": "docker/image", "name": "gcr.io/acme/app",
+            "reference": "gcr.io/acme/app:1.4"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("not 'docker/image'") && refused.contains("kubernetes"),
+        "{refused}"
+    );
+    // An embedded script that runs the demo app: cached, pinned and run like a file.
+    let script = format!("#!/bin/sh\nexec {} \"$@\"\n", demo_app().display());
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(script.as_bytes())
+    };
+    let mut spec = provider
+        .artifact_spec(
+            &json!({"type": "embedded/base64", "name": "launcher", "reference": encoded}),
+        )
+        .unwrap();
+    for (key, value) in demo_spec(&["--version", "embedded"]).as_object().unwrap() {
+        if key != "command" {
+            spec.insert(key.clone(), value.clone());
+        }
+    }
+    provider
+        .create_server_group(request(
+            "emb",
+            "s1",
+            Capacity::fixed(1),
+            serde_json::Value::Object(spec),
+        ))
+        .await
+        .unwrap();
+    wait_for(&provider, "emb-prod-v000", "up", |g| g.up_instances() == 1).await;
+    let pinned = provider.artifact("local", "emb-prod-v000").unwrap();
+    assert_eq!(std::fs::read(&pinned.path).unwrap(), script.as_bytes());
+    provider
+        .destroy_server_group("local", "emb-prod-v000")
+        .await
+        .unwrap();
+    let too_big = "A".repeat(gennaker_local::MAX_EMBEDDED_BYTES * 2);
+    let refused = provider
+        .create_server_group(request(
+            "emb",
+            "s2",
+            Capacity::fixed(1),
+            json!({"artifact": {"base64": too_big}}),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("larger than"), "{refused}");
+    let no_url = provider
+        .artifact_spec(&json!({"type": "http/file", "name": "app"}))
+        .unwrap_err()
+        .to_string();
+    assert!(no_url.contains("has no reference"), "{no_url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_specs_are_refused_before_anything_is_stored() {
     let env = TestEnv::new(TestBackend::Sqlite).await;
     let provider = env.provider().await;

@@ -202,6 +202,7 @@ fn each_rule_reports_its_path_and_message() {
         ("child params", stage("pipeline", json!({"application": "shop", "pipeline": "x", "pipelineParameters": "a=b"})), E, "$.stages[0].pipelineParameters", "must be an object"),
         // deploy and clusters
         ("deploy clusters", stage("deploy", json!({})), E, "$.stages[0].clusters", "needs at least one cluster"),
+        ("deploy cluster artifact", cluster(json!({"artifactId": "nope"})), E, "$.stages[0].clusters[0].artifactId", "deploys expected artifact 'nope' but the pipeline's expectedArtifacts has no such id"),
         ("deploy cluster object", stage("deploy", json!({"clusters": ["shop-prod"]})), E, "$.stages[0].clusters[0]", "a cluster must be an object"),
         ("cluster stack", cluster(json!({"stack": "blue-green"})), E, "$.stages[0].clusters[0].stack", "stack 'blue-green' contains '-'"),
         ("cluster detail", cluster(json!({"freeFormDetails": "a/b"})), E, "$.stages[0].clusters[0].freeFormDetails", "detail 'a/b' contains '/'"),
@@ -280,6 +281,7 @@ fn each_rule_reports_its_path_and_message() {
         ("artifact duplicate", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "docker/image"}}, {"id": "a", "matchArtifact": {"type": "docker/image"}}])), E, "$.expectedArtifacts[1].id", "already used by expectedArtifacts[0]"),
         ("artifact default", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "docker/image"}, "useDefaultArtifact": true}])), E, "$.expectedArtifacts[0].defaultArtifact", "there is no defaultArtifact"),
         ("artifact match type", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": "docker/image"}])), E, "$.expectedArtifacts[0].matchArtifact", "matchArtifact must be an object"),
+        ("artifact regex", with("expectedArtifacts", json!([{"id": "a", "matchArtifact": {"type": "git/repo", "name": "acme/(web"}}])), E, "$.expectedArtifacts[0].matchArtifact.name", "'acme/(web' is not a valid regular expression"),
         ("artifact no match", with("expectedArtifacts", json!([{"id": "a"}])), W, "$.expectedArtifacts[0].matchArtifact", "no matchArtifact"),
         ("stage artifact ref", stage("deployManifest", json!({"account": "k8s", "manifestArtifactId": "missing"})), W, "$.stages[0].manifestArtifactId", "artifact id 'missing' is not declared"),
     ];

@@ -1,7 +1,8 @@
 //! Triggers end to end on a real server process: a webhook with payload constraints
 //! and a secret fires its pipeline once (a redelivery does not fire again), a bad
 //! signature or payload starts nothing and says why in the application's trigger log,
-//! and a pipeline trigger chains A → B.
+//! and a pipeline trigger chains A → B; a git push binds the pipeline's expected
+//! artifacts, which a later stage reads and a deploy runs (fetched from 127.0.0.1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -144,4 +145,113 @@ async fn webhooks_fire_once_say_why_not_and_chain_pipelines() {
         .filter(|p| p["fired"] == true && p.get("executionId").is_some())
         .collect();
     assert_eq!(fired.len(), 2, "the build and the deploy: {text}");
+}
+
+/// Serves `file` at `GET /gennaker` on 127.0.0.1; returns its URL.
+async fn serve_file(file: &'static str) -> String {
+    let bytes = bytes_of(file).await;
+    let app = axum::Router::new().route(
+        "/gennaker",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { bytes }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/gennaker")
+}
+
+async fn bytes_of(file: &str) -> axum::body::Bytes {
+    tokio::fs::read(file).await.unwrap().into()
+}
+
+#[tokio::test]
+async fn a_git_push_binds_expected_artifacts_that_a_deploy_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gennaker.db").display());
+    // Artifact URLs on 127.0.0.1 pass the outbound policy only with the allow-list.
+    let server = Server::start_loopback(dir.path().to_path_buf(), url);
+    let api = Api::new(&server);
+    server.ready(&api.http).await;
+    api.post(
+        "/api/v1/applications",
+        json!({"name": "shop", "email": "a@b.c"}),
+    )
+    .await;
+    api.post("/api/v1/users", json!({"name": "triggers", "roles": []}))
+        .await;
+    let _leftovers = support::api::KillLeftovers("art-");
+    let binary = serve_file(support::BIN).await;
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        json!({"name": "ship", "application": "shop",
+        "expectedArtifacts": [
+            {"id": "repo-id", "displayName": "repo",
+             "matchArtifact": {"type": "git/repo", "name": "acme/web", "artifactAccount": "github"}},
+            {"id": "bin-id", "displayName": "binary",
+             "matchArtifact": {"type": "http/file", "name": "gennaker"},
+             "useDefaultArtifact": true,
+             "defaultArtifact": {"type": "http/file", "name": "gennaker", "reference": binary}}
+        ],
+        "triggers": [{"type": "git", "enabled": true, "source": "github", "project": "acme",
+                      "slug": "web", "branch": "main", "secret": "s3cr3t",
+                      "expectedArtifactIds": ["repo-id", "bin-id"]}],
+        "stages": [
+            {"refId": "1", "type": "evaluateVariables", "name": "commit",
+             "variables": [{"key": "sha", "value": "${#triggerResolvedArtifact('repo').version}"}]},
+            {"refId": "2", "type": "deploy", "name": "deploy", "requisiteStageRefIds": ["1"],
+             "clusters": [{
+                "application": "shop", "stack": "art", "account": "local", "cloudProvider": "local",
+                "capacity": {"min": 1, "max": 1, "desired": 1},
+                "artifactId": "bin-id",
+                "args": ["demo-app", "--version", "art-${sha}"],
+                "healthCheck": {"path": "/health"}, "gracePeriodSeconds": 5
+             }]}
+        ]}),
+    )
+    .await;
+
+    let push = json!({"ref": "refs/heads/main", "after": "c0ffee1234",
+        "repository": {"name": "web", "owner": {"name": "acme"},
+                       "clone_url": "https://git.example/acme/web.git"}})
+    .to_string();
+    let signature = gennaker_triggers::github_signature_256("s3cr3t", push.as_bytes());
+    let response = reqwest::Client::new()
+        .post(server.url("/webhooks/git/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "push-1")
+        .header("x-hub-signature-256", signature)
+        .body(push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let runs = wait_for(&api, "shop", "ship", 1).await;
+    assert_eq!(runs.len(), 1, "the push fires the pipeline");
+    let done = api.wait_end(runs[0]["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    let resolved = done["trigger"]["resolvedExpectedArtifacts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    assert_eq!(resolved[0]["boundArtifact"]["version"], "c0ffee1234");
+    assert_eq!(
+        resolved[0]["boundArtifact"]["reference"],
+        "https://git.example/acme/web.git"
+    );
+    assert_eq!(resolved[0]["boundArtifact"]["metadata"]["branch"], "main");
+    assert_eq!(resolved[1]["boundArtifact"]["reference"], binary.as_str());
+    assert_eq!(done["stages"][0]["outputs"]["sha"], "c0ffee1234");
+    // The deployed server group runs the downloaded binary with the commit in its args.
+    let groups = api.server_groups().await;
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert!(
+        !support::api::demo_processes("art-c0ffee1234").is_empty(),
+        "an instance runs the version named by the commit"
+    );
+    support::api::destroy_all(&api, "art-").await;
 }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::fields::Fields;
+use crate::artifacts::{MATCHED_FIELDS, compile_pattern};
 use crate::problems::{Problem, ValidationReport};
 
 /// Checks the pipeline's expected artifacts and returns every artifact id a stage or
@@ -38,6 +39,9 @@ pub(super) fn check_expected_artifacts(
             ids.insert(id.to_owned());
         }
         let matcher = artifact.object("matchArtifact", report);
+        if let Some(matcher) = &matcher {
+            check_patterns(matcher, report);
+        }
         if matcher.is_none() && !artifact.has("matchArtifact") {
             report.push(
                 Problem::warning(artifact.at("matchArtifact"), "the expected artifact has no matchArtifact, so no incoming artifact can match it")
@@ -79,4 +83,26 @@ pub(super) fn check_expected_artifacts(
         }
     }
     ids
+}
+
+/// Each `matchArtifact` field is matched as a regex over the whole value when the
+/// execution starts: one that does not compile would fail every run, so it is refused.
+fn check_patterns(matcher: &Fields<'_>, report: &mut ValidationReport) {
+    for field in MATCHED_FIELDS {
+        let Some(Value::String(pattern)) = matcher.get(field) else {
+            continue;
+        };
+        if pattern.is_empty() || pattern.contains("${") {
+            continue;
+        }
+        if let Err(err) = compile_pattern(pattern) {
+            report.push(
+                Problem::error(
+                    matcher.at(field),
+                    format!("'{pattern}' is not a valid regular expression: {err}"),
+                )
+                .with_hint("matchArtifact fields are regexes matched against the whole value: escape special characters (e.g. \\. for a dot)"),
+            );
+        }
+    }
 }

@@ -132,7 +132,7 @@ impl<'e> Step<'e> {
 
     async fn handle(&mut self, message: Message) -> Result<(), EngineError> {
         match message {
-            Message::StartExecution { .. } => self.start_execution(),
+            Message::StartExecution { .. } => self.start_execution().await,
             Message::StartStage { stage, .. } => self.start_stage(&stage).await,
             Message::RunTask {
                 stage, task, token, ..

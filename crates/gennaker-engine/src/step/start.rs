@@ -2,13 +2,16 @@
 //! stage's `stageEnabled` and expressions, its tasks and synthetic stages, and the
 //! executions that waited for a free slot.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
+use gennaker_core::artifacts::{ResolveError, resolve_expected_artifacts, uses_prior};
 use gennaker_core::execution::{
     Execution, ExecutionStatus, StageExecution, SyntheticStageOwner, TaskExecution,
 };
 use gennaker_core::lenient::truthy;
-use gennaker_store::ConcurrencyGuard;
+use gennaker_store::{ConcurrencyGuard, ExecutionQuery};
 
 use super::{ENGINE_USER, Step};
 use crate::error::EngineError;
@@ -17,7 +20,7 @@ use crate::stage::SyntheticSpec;
 use crate::task::{exception, unsupported_exception};
 
 impl Step<'_> {
-    pub(super) fn start_execution(&mut self) -> Result<(), EngineError> {
+    pub(super) async fn start_execution(&mut self) -> Result<(), EngineError> {
         if !matches!(
             self.execution.status,
             ExecutionStatus::NotStarted | ExecutionStatus::Buffered
@@ -26,6 +29,17 @@ impl Step<'_> {
         }
         if self.execution.canceled {
             self.set_execution_status(ExecutionStatus::Canceled);
+            return self.after_execution_done();
+        }
+        // Once, when it is first taken up (a buffered execution was resolved then).
+        if self.execution.status == ExecutionStatus::NotStarted
+            && let Err(error) = self.resolve_artifacts().await?
+        {
+            // Orca's startup failure: TERMINAL before any stage, the reason recorded.
+            self.execution.canceled = true;
+            self.execution.canceled_by = Some(ENGINE_USER.into());
+            self.execution.cancellation_reason = Some(format!("Failed on startup: {error}"));
+            self.set_execution_status(ExecutionStatus::Terminal);
             return self.after_execution_done();
         }
         if let Some(limit) = self.concurrency_limit() {
@@ -63,6 +77,97 @@ impl Step<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// Binds the pipeline's `expectedArtifacts` to the trigger's artifacts (see
+    /// [`gennaker_core::artifacts`]) and records the result in the trigger;
+    /// `Ok(Err(_))` when the execution cannot start (a required artifact is missing or
+    /// ambiguous).
+    async fn resolve_artifacts(&mut self) -> Result<Result<(), ResolveError>, EngineError> {
+        let expected = self
+            .execution
+            .pipeline_config
+            .get("expectedArtifacts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if expected.is_empty() {
+            return Ok(Ok(()));
+        }
+        let received = self
+            .execution
+            .trigger
+            .get("artifacts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let required: Vec<String> = self
+            .execution
+            .trigger
+            .get("expectedArtifactIds")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let prior = if expected.iter().any(uses_prior) {
+            self.prior_bindings().await?
+        } else {
+            HashMap::new()
+        };
+        let resolution = match resolve_expected_artifacts(&expected, &received, &required, &prior) {
+            Ok(resolution) => resolution,
+            Err(error) => return Ok(Err(error)),
+        };
+        let trigger = &mut self.execution.trigger;
+        trigger.insert("expectedArtifacts".into(), Value::Array(expected));
+        trigger.insert(
+            "resolvedExpectedArtifacts".into(),
+            Value::Array(resolution.resolved),
+        );
+        trigger.insert("artifacts".into(), Value::Array(resolution.artifacts));
+        Ok(Ok(()))
+    }
+
+    /// What each expected artifact id was bound to in the pipeline's most recent
+    /// SUCCEEDED execution (`usePriorArtifact`): the artifact that last got through.
+    async fn prior_bindings(&self) -> Result<HashMap<String, Value>, EngineError> {
+        let Some(pipeline) = self.execution.pipeline_config_id.clone() else {
+            return Ok(HashMap::new());
+        };
+        let rows = self
+            .engine
+            .executions
+            .list_executions(&ExecutionQuery {
+                pipeline_config_id: Some(pipeline),
+                statuses: vec![ExecutionStatus::Succeeded],
+                limit: 1,
+                ..ExecutionQuery::default()
+            })
+            .await?;
+        let mut bindings = HashMap::new();
+        for row in rows.iter().filter(|r| r.id != self.execution.id) {
+            // An unreadable old document binds nothing; it must not stall this start.
+            let Ok(document) = serde_json::from_str::<Value>(&row.document) else {
+                continue;
+            };
+            for entry in document["trigger"]["resolvedExpectedArtifacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(id), Some(bound)) = (
+                    entry.get("id").and_then(Value::as_str),
+                    entry.get("boundArtifact").filter(|b| b.is_object()),
+                ) {
+                    bindings.insert(id.to_owned(), bound.clone());
+                }
+            }
+        }
+        Ok(bindings)
     }
 
     /// How many other executions of this pipeline may be active, if limited.
