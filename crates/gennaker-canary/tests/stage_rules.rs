@@ -129,62 +129,46 @@ fn has(errors: &[(String, String)], path: &str, words: &str) -> bool {
     errors.iter().any(|(p, m)| p == path && m.contains(words))
 }
 
+/// Asserts that the reference sample after `change` has an error at `path` whose
+/// message contains `words`.
+#[track_caller]
+fn assert_refused(change: impl FnOnce(&mut Value), path: &str, words: &str) {
+    let e = errors(change, &[]);
+    assert!(has(&e, path, words), "{e:?}");
+}
+
 #[test]
 fn real_mistakes_are_errors_at_their_paths() {
     let at = "$.stages[0].canaryConfig";
-    let e = errors(|s| s["canaryConfig"]["scopes"] = json!([]), &[]);
-    assert!(
-        has(&e, &format!("{at}.scopes"), "at least one scope"),
-        "{e:?}"
+    assert_refused(
+        |s| s["canaryConfig"]["scopes"] = json!([]),
+        &format!("{at}.scopes"),
+        "at least one scope",
     );
-    let e = errors(
+    assert_refused(
         |s| {
             s["canaryConfig"]
                 .as_object_mut()
                 .unwrap()
                 .remove("lifetimeDuration");
         },
-        &[],
+        &format!("{at}.lifetimeDuration"),
+        "lifetimeDuration",
     );
-    assert!(
-        has(&e, &format!("{at}.lifetimeDuration"), "lifetimeDuration"),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("high"),
-        &[],
+        &format!("{at}.scoreThresholds.pass"),
+        "must be a number",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.scoreThresholds.pass"),
-            "must be a number"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["scoreThresholds"] = json!({"marginal": "90", "pass": "75"}),
-        &[],
+        &format!("{at}.scoreThresholds.pass"),
+        "below the marginal",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.scoreThresholds.pass"),
-            "below the marginal"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["scoreThresholds"]["pass"] = json!("150"),
-        &[],
-    );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.scoreThresholds.pass"),
-            "between 0 and 100"
-        ),
-        "{e:?}"
+        &format!("{at}.scoreThresholds.pass"),
+        "between 0 and 100",
     );
     let e = errors(|_| {}, &["builtin", "prometheus"]);
     assert!(
@@ -199,121 +183,70 @@ fn real_mistakes_are_errors_at_their_paths() {
         e[0].1.contains("builtin, prometheus"),
         "names the configured accounts: {e:?}"
     );
-    let e = errors(|s| s["canaryConfig"]["lifetimeDuration"] = json!("5m"), &[]);
-    assert!(
-        has(
-            &e,
-            &format!("{at}.lifetimeDuration"),
-            "not an ISO-8601 duration"
-        ),
-        "{e:?}"
+    assert_refused(
+        |s| s["canaryConfig"]["lifetimeDuration"] = json!("5m"),
+        &format!("{at}.lifetimeDuration"),
+        "not an ISO-8601 duration",
     );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["canaryAnalysisIntervalMins"] = json!("five"),
-        &[],
+        &format!("{at}.canaryAnalysisIntervalMins"),
+        "must be a number",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.canaryAnalysisIntervalMins"),
-            "must be a number"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["beginCanaryAnalysisAfterMins"] = json!("-1"),
-        &[],
+        &format!("{at}.beginCanaryAnalysisAfterMins"),
+        "between 0",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.beginCanaryAnalysisAfterMins"),
-            "between 0"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| {
             s["canaryConfig"]
                 .as_object_mut()
                 .unwrap()
                 .remove("canaryConfigId");
         },
-        &[],
+        &format!("{at}.canaryConfigId"),
+        "canaryConfigName",
     );
-    assert!(
-        has(&e, &format!("{at}.canaryConfigId"), "canaryConfigName"),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| {
             s["canaryConfig"]["scopes"][0]
                 .as_object_mut()
                 .unwrap()
                 .remove("controlScope");
         },
-        &[],
+        &format!("{at}.scopes[0].controlScope"),
+        "control",
     );
-    assert!(
-        has(&e, &format!("{at}.scopes[0].controlScope"), "control"),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["scopes"][0]["endTimeIso"] = json!("2024-05-01T13:00:00Z"),
-        &[],
+        &format!("{at}.scopes[0].startTimeIso"),
+        "needs scopes[0].startTimeIso",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.scopes[0].startTimeIso"),
-            "needs scopes[0].startTimeIso"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["canaryConfig"]["scopes"][0]["startTimeIso"] = json!("yesterday"),
-        &[],
+        &format!("{at}.scopes[0].startTimeIso"),
+        "not an ISO-8601 instant",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.scopes[0].startTimeIso"),
-            "not an ISO-8601 instant"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| {
             s["canaryConfig"]["lifetimeDuration"] = json!("PT1H");
             s["canaryConfig"]["canaryAnalysisIntervalMins"] = json!("0.02");
         },
-        &[],
+        &format!("{at}.canaryAnalysisIntervalMins"),
+        "judgements; at most",
     );
-    assert!(
-        has(
-            &e,
-            &format!("{at}.canaryAnalysisIntervalMins"),
-            "judgements; at most"
-        ),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| s["deployments"] = json!({"baseline": {"cluster": "app-prod"}}),
-        &[],
+        "$.stages[0].deployments",
+        "not supported yet",
     );
-    assert!(
-        has(&e, "$.stages[0].deployments", "not supported yet"),
-        "{e:?}"
-    );
-    let e = errors(
+    assert_refused(
         |s| {
             s.as_object_mut().unwrap().remove("canaryConfig");
         },
-        &[],
-    );
-    assert!(
-        has(&e, "$.stages[0].canaryConfig", "needs a canaryConfig"),
-        "{e:?}"
+        "$.stages[0].canaryConfig",
+        "needs a canaryConfig",
     );
 }
 

@@ -38,20 +38,23 @@ fn names(execution: &Execution, parent: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts `pipeline` as `name` and drives the clock until the run ends.
+async fn run_to_end(h: &stage_kit::Harness, name: &str, pipeline: Value) -> Execution {
+    let run = h.run(name, pipeline).await;
+    h.finish(&run.id).await
+}
+
+#[track_caller]
+fn assert_succeeded(done: &Execution) {
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{}", summary(done));
+}
+
 engine_test!(
     a_passing_canary_judges_every_interval_and_passes,
     |h: stage_kit::Harness| {
         let pipeline = json!({"stages": [canary_stage("PT3M", "1", "1", json!({}))]});
-        let run = h.run("canary", pipeline).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        let done = run_to_end(&h, "canary", pipeline).await;
+        assert_succeeded(&done);
         assert_eq!(names(&done, "Canary Analysis"), ["runCanaryIntervals"]);
         assert_eq!(
             names(&done, "runCanaryIntervals"),
@@ -141,16 +144,8 @@ engine_test!(
     fractional_minutes_give_fifteen_second_intervals,
     |h: stage_kit::Harness| {
         let pipeline = json!({"stages": [canary_stage("PT1M", "0.25", "0", json!({}))]});
-        let run = h.run("canary", pipeline).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        let done = run_to_end(&h, "canary", pipeline).await;
+        assert_succeeded(&done);
         assert_eq!(
             stage(&done, "Interval Wait #1").context["waitTime"],
             json!(15)
@@ -181,10 +176,7 @@ engine_test!(
     |h: stage_kit::Harness| {
         h.metrics.set_ratio("shop-canary", 3.0);
         let pipeline = json!({"stages": [canary_stage("PT3M", "1", "0", json!({}))]});
-        let run = h.run("canary", pipeline).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
+        let done = run_to_end(&h, "canary", pipeline).await;
         assert_eq!(done.status, ExecutionStatus::Terminal, "{}", summary(&done));
         let first = stage(&done, "Run Canary #1");
         assert_eq!(first.status, ExecutionStatus::Terminal);
@@ -231,16 +223,8 @@ engine_test!(
             json!({"continuePipeline": true, "failPipeline": false}),
         );
         let after = json!({"refId": "2", "name": "After", "type": "wait", "waitTime": 1, "requisiteStageRefIds": ["1"]});
-        let run = h.run("canary", json!({"stages": [canary, after]})).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        let done = run_to_end(&h, "canary", json!({"stages": [canary, after]})).await;
+        assert_succeeded(&done);
         let canary = stage(&done, "Canary Analysis");
         assert_eq!(canary.status, ExecutionStatus::FailedContinue);
         assert_eq!(canary.context["canaryScores"], json!([0.0]));
@@ -288,12 +272,7 @@ engine_test!(
             json!({"stages": [retrospective(json!({"baselineAnalysisOffsetInMins": "60"}))]});
         let run = h.run("growing", pipeline).await;
         let done = h.finished(&run.id).await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        assert_succeeded(&done);
         assert_eq!(
             names(&done, "runCanaryIntervals"),
             ["Run Canary #1", "Run Canary #2", "Run Canary #3"]
@@ -319,12 +298,7 @@ engine_test!(
         let sliding = json!({"stages": [retrospective(json!({"lookbackMins": "10"}))]});
         let run = h.run("sliding", sliding).await;
         let done = h.finished(&run.id).await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        assert_succeeded(&done);
         let windows = h.metrics.windows("shop-canary");
         for window in [(t("12:10"), t("12:20")), (t("12:20"), t("12:30"))] {
             assert!(
@@ -379,16 +353,8 @@ engine_test!(
         config.remove("canaryConfigId");
         config.remove("metricsAccountName");
         config.insert("canaryConfigName".into(), json!(CONFIG_NAME));
-        let run = h.run("by-name", json!({"stages": [canary]})).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        let done = run_to_end(&h, "by-name", json!({"stages": [canary]})).await;
+        assert_succeeded(&done);
         let judged = stage(&done, "Run Canary #1");
         assert_eq!(
             judged.context["canaryConfigId"],
@@ -408,10 +374,7 @@ engine_test!(
     |h: stage_kit::Harness| {
         let mut canary = canary_stage("PT1M", "", "0", json!({}));
         canary["canaryConfig"]["canaryConfigId"] = json!("nope");
-        let run = h.run("missing", json!({"stages": [canary]})).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
+        let done = run_to_end(&h, "missing", json!({"stages": [canary]})).await;
         assert_eq!(done.status, ExecutionStatus::Terminal);
         assert!(
             error_of(stage(&done, "Run Canary #1")).contains("no canary config with id 'nope'")
@@ -445,10 +408,7 @@ engine_test!(
 
         let mut canary = canary_stage("PT1M", "", "0", json!({}));
         canary["canaryConfig"]["metricsAccountName"] = json!("datadog");
-        let run = h.run("unknown-account", json!({"stages": [canary]})).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
+        let done = run_to_end(&h, "unknown-account", json!({"stages": [canary]})).await;
         assert_eq!(done.status, ExecutionStatus::Terminal);
         let error = error_of(stage(&done, "Run Canary #1"));
         assert!(
@@ -497,22 +457,11 @@ engine_test!(
             json!({"stages": [canary]})
         };
         // READ on the config's application is enough.
-        let run = h.run("readable", using("cfg-pricing")).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
-        assert_eq!(
-            done.status,
-            ExecutionStatus::Succeeded,
-            "{}",
-            summary(&done)
-        );
+        let done = run_to_end(&h, "readable", using("cfg-pricing")).await;
+        assert_succeeded(&done);
         // Without it, refused before any metric is read.
         let before = h.metrics.queries().len();
-        let run = h.run("unreadable", using("cfg-vault")).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
+        let done = run_to_end(&h, "unreadable", using("cfg-vault")).await;
         assert_eq!(done.status, ExecutionStatus::Terminal);
         let error = error_of(stage(&done, "Run Canary #1"));
         assert!(
@@ -523,10 +472,7 @@ engine_test!(
         // A scope that is a server group of an application alice may not read.
         let mut canary = canary_stage("PT1M", "", "0", json!({}));
         canary["canaryConfig"]["scopes"][0]["experimentScope"] = json!("vault-prod-v003");
-        let run = h.run("foreign-scope", json!({"stages": [canary]})).await;
-        let done = h
-            .drive_until(&run.id, TICK, "the end", |e| e.status.is_complete())
-            .await;
+        let done = run_to_end(&h, "foreign-scope", json!({"stages": [canary]})).await;
         assert_eq!(done.status, ExecutionStatus::Terminal);
         let error = error_of(stage(&done, "Run Canary #1"));
         assert!(

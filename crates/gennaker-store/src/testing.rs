@@ -123,6 +123,41 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with a fresh,
+/// migrated [`SqlStore`] bound to `$store`: one behaviour suite, both backends. The
+/// PostgreSQL pool is closed before its database is dropped.
+#[macro_export]
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run($store: $crate::SqlStore) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (_db, store) = $crate::testing::TestDatabase::store(
+                    $crate::testing::TestBackend::Sqlite,
+                )
+                .await
+                .unwrap();
+                run(store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let (_db, store) = $crate::testing::TestDatabase::store(
+                    $crate::testing::TestBackend::Postgres,
+                )
+                .await
+                .unwrap();
+                run(store.clone()).await;
+                store.close().await;
+            }
+        }
+    };
+}
+
 /// Shown every commit that goes through.
 type CommitObserver = Box<dyn Fn(&crate::StepCommit) + Send + Sync>;
 

@@ -2,36 +2,13 @@
 //! revisions and their cap, listings by application, optimistic writes and deletes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gennaker_store::testing::{TestBackend, TestDatabase};
 use gennaker_store::{
     CanaryConfigSave, CanaryConfigStore, ExpectedVersion, MAX_CANARY_CONFIG_BYTES,
-    MAX_CANARY_CONFIG_REVISIONS, SaveOutcome, SqlStore, StoreError,
+    MAX_CANARY_CONFIG_REVISIONS, SaveOutcome, StoreError,
 };
 use serde_json::{Value, json};
 
-/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with a fresh store.
-macro_rules! config_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn run($store: SqlStore) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
-                run(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
-                run(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
+use gennaker_store::store_test as config_test;
 
 fn save(id: Option<&str>, name: &str, apps: &[&str], config: Value) -> CanaryConfigSave {
     CanaryConfigSave {

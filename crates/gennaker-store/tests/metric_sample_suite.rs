@@ -2,31 +2,9 @@
 //! idempotent retries, windows, limits and pruning.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{LatencyBucket, MetricSample, MetricSampleStore, RequestCounts, SqlStore};
+use gennaker_store::{LatencyBucket, MetricSample, MetricSampleStore, RequestCounts};
 
-macro_rules! sample_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn run($store: SqlStore) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
-                run(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
-                run(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
+use gennaker_store::store_test as sample_test;
 
 fn sample(lb: &str, group: &str, at_ms: i64, ok: u64, failed: u64) -> MetricSample {
     MetricSample {

@@ -5,34 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gennaker_core::ExecutionStatus;
-use gennaker_store::testing::{TestBackend, TestDatabase};
 use gennaker_store::{
     CommitOutcome, DeliveryOutcome, ExecutionRow, ExecutionStore, ExecutionWrite, NewNotification,
-    NotificationStatus, NotificationStore, SqlStore, StepCommit,
+    NotificationStatus, NotificationStore, StepCommit,
 };
 
-macro_rules! notification_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn run($store: SqlStore) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
-                run(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
-                run(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
+use gennaker_store::store_test as notification_test;
 
 fn notification(key: &str, execution: &str, at: i64) -> NewNotification {
     NewNotification {

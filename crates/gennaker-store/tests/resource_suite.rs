@@ -2,33 +2,10 @@
 //! concurrency, prefix listings and deletes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gennaker_store::testing::{TestBackend, TestDatabase};
-use gennaker_store::{ExpectedVersion, ResourceStore, SqlStore, StoreError};
+use gennaker_store::{ExpectedVersion, ResourceStore, StoreError};
 use serde_json::json;
 
-/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with a fresh store.
-macro_rules! resource_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn run($store: SqlStore) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
-                run(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
-                run(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
+use gennaker_store::store_test as resource_test;
 
 resource_test!(put_get_and_versions, |store| {
     assert!(

@@ -10,7 +10,7 @@ use axum::response::Response;
 use gennaker_core::execution::{Execution, ExecutionStatus, StageExecution};
 use gennaker_core::redact::redact_value;
 use gennaker_deploy::{HealthState, ServerGroup};
-use gennaker_store::{ApplicationRecord, ExecutionQuery, now_millis};
+use gennaker_store::{ApplicationRecord, ExecutionQuery, PipelineRecord, now_millis};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -930,6 +930,56 @@ async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResul
     })
 }
 
+/// What the pipeline form pages (edit, run) share: the pipeline and its application,
+/// the page's layout and the form's action.
+struct PipelineForm {
+    application: ApplicationRecord,
+    pipeline: PipelineRecord,
+    layout: Layout,
+    action: String,
+}
+
+/// Finds pipeline `name` (or id) of `app` for a viewer with `access` there; the page is
+/// titled "`{verb}` pipeline · application" and its form posts to
+/// `/applications/{app}/pipelines/{pipeline}/{path}`.
+async fn pipeline_form(
+    state: &UiState,
+    viewer: &Viewer,
+    app: &str,
+    name: &str,
+    access: Access,
+    verb: &str,
+    path: &str,
+) -> ApiResult<PipelineForm> {
+    let application = authorize(&state.app, &viewer.caller, app, access).await?;
+    let pipeline = crate::routes::pipelines::find(&state.app, &application.name, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline '{name}' not found in application '{}'",
+                application.name
+            ))
+        })?;
+    let layout = Layout::new(
+        viewer,
+        format!("{verb} {} · {}", pipeline.name, application.name),
+        Some(&application.name),
+        "pipelines",
+    )
+    .with_flash(state, viewer);
+    let action = format!(
+        "/applications/{}/pipelines/{}/{path}",
+        url_component(&application.name),
+        url_component(&pipeline.name)
+    );
+    Ok(PipelineForm {
+        application,
+        pipeline,
+        layout,
+        action,
+    })
+}
+
 #[derive(Template)]
 #[template(path = "ui/edit.html")]
 pub(crate) struct EditPage {
@@ -948,28 +998,15 @@ pub(crate) async fn edit_page(
     app: &str,
     name: &str,
 ) -> ApiResult<EditPage> {
-    let application = authorize(&state.app, &viewer.caller, app, Access::Write).await?;
-    let pipeline = crate::routes::pipelines::find(&state.app, &application.name, name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "pipeline '{name}' not found in application '{}'",
-                application.name
-            ))
-        })?;
+    let PipelineForm {
+        pipeline,
+        layout,
+        action,
+        ..
+    } = pipeline_form(state, viewer, app, name, Access::Write, "Edit", "edit").await?;
     Ok(EditPage {
-        layout: Layout::new(
-            viewer,
-            format!("Edit {} · {}", pipeline.name, application.name),
-            Some(&application.name),
-            "pipelines",
-        )
-        .with_flash(state, viewer),
-        action: format!(
-            "/applications/{}/pipelines/{}/edit",
-            url_component(&application.name),
-            url_component(&pipeline.name)
-        ),
+        layout,
+        action,
         text: serde_json::to_string_pretty(&pipeline.config).unwrap_or_default(),
         pipeline: pipeline.name,
         error: String::new(),
@@ -1079,29 +1116,16 @@ pub(crate) async fn run_page(
     app: &str,
     name: &str,
 ) -> ApiResult<RunPage> {
-    let application = authorize(&state.app, &viewer.caller, app, Access::Execute).await?;
-    let pipeline = crate::routes::pipelines::find(&state.app, &application.name, name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "pipeline '{name}' not found in application '{}'",
-                application.name
-            ))
-        })?;
+    let PipelineForm {
+        application,
+        pipeline,
+        layout,
+        action,
+    } = pipeline_form(state, viewer, app, name, Access::Execute, "Run", "run").await?;
     Ok(RunPage {
-        layout: Layout::new(
-            viewer,
-            format!("Run {} · {}", pipeline.name, application.name),
-            Some(&application.name),
-            "pipelines",
-        )
-        .with_flash(state, viewer),
+        layout,
         description: text_of(&pipeline.config, "description"),
-        action: format!(
-            "/applications/{}/pipelines/{}/run",
-            url_component(&application.name),
-            url_component(&pipeline.name)
-        ),
+        action,
         fields: parameter_fields(&pipeline.config, &viewer.caller, &application),
         pipeline: pipeline.name,
         error: String::new(),

@@ -8,29 +8,7 @@ use gennaker_store::{
 };
 use serde_json::json;
 
-/// Defines `mod $name { sqlite(); postgres(); }`, each running `$body` with a fresh store.
-macro_rules! store_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn run($store: SqlStore) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let (_db, store) = TestDatabase::store(TestBackend::Sqlite).await.unwrap();
-                run(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let (_db, store) = TestDatabase::store(TestBackend::Postgres).await.unwrap();
-                run(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
+use gennaker_store::store_test;
 
 mod applications;
 mod audit;
