@@ -34,8 +34,10 @@ const PATIENCE: Duration = Duration::from_secs(180);
 /// How long, beyond its lease, a dead server's execution may wait for another server:
 /// once the lease has run out it queues behind the work that was ready before (here
 /// webhook calls of [`HOOK_MS`] each, on the survivors' workers), and an idle worker
-/// re-checks the queue within 2 s.
-const RESUME_SLACK_MS: i64 = 2 * HOOK_MS as i64 + 2_000;
+/// re-checks the queue within 2 s. Another 5 s absorb a loaded CI machine (seen: 0.2 s
+/// over the tight bound while the whole suite ran on 2 cores); that no live lease was
+/// taken over is checked separately, against the first call.
+const RESUME_SLACK_MS: i64 = 2 * HOOK_MS as i64 + 7_000;
 
 fn now_ms() -> i64 {
     i64::try_from(
