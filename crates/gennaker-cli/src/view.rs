@@ -275,19 +275,10 @@ impl ExecutionView {
 
 /// The error a failed stage recorded (`context.exception.details.errors`).
 pub(crate) fn stage_error(stage: &StageView) -> Option<String> {
-    let details = stage.context.get("exception")?.get("details")?;
-    let errors: Vec<&str> = details
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|e| e.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !errors.is_empty() {
-        return Some(errors.join("; "));
-    }
-    details
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    stage
+        .context
+        .get("exception")
+        .and_then(gennaker_core::exception_error)
 }
 
 /// Milliseconds as `850ms`, `12s`, `3m04s`, `1h02m`.

@@ -367,6 +367,25 @@ impl Execution {
     }
 }
 
+/// The error a failed stage recorded in its `exception` context value
+/// (`details.errors` joined with "; ", else `details.error`), verbatim: what the API's
+/// readers (the CLI, the web UI) show as the stage's failure.
+pub fn exception_error(exception: &Value) -> Option<String> {
+    let details = exception.get("details")?;
+    let errors: Vec<&str> = details
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|e| e.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !errors.is_empty() {
+        return Some(errors.join("; "));
+    }
+    details
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 impl StageExecution {
     /// Orca's `failureStatus()`: what a failure of this stage becomes.
     pub fn failure_status(&self) -> ExecutionStatus {

@@ -28,7 +28,7 @@ pub use document::{
 };
 pub use execution::{
     ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,
-    StageExecution, SyntheticStageOwner, TaskExecution,
+    StageExecution, SyntheticStageOwner, TaskExecution, exception_error,
 };
 pub use lenient::{Lenient, RefId, truthy, value_as_i64};
 pub use naming::{

@@ -1,7 +1,6 @@
 //! How the UI writes times, durations, failures and URL parts.
 
 use gennaker_core::execution::{Execution, ExecutionStatus, StageExecution};
-use serde_json::Value;
 
 /// Milliseconds since the epoch as `2026-12-05 02:10:32 UTC`.
 pub(crate) fn time(millis: i64) -> String {
@@ -48,19 +47,10 @@ const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMER
 /// The error a failed stage recorded (`context.exception.details.errors`, or `error`),
 /// verbatim.
 pub(crate) fn stage_error(stage: &StageExecution) -> Option<String> {
-    let details = stage.context.get("exception")?.get("details")?;
-    let errors: Vec<&str> = details
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|e| e.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !errors.is_empty() {
-        return Some(errors.join("; "));
-    }
-    details
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    stage
+        .context
+        .get("exception")
+        .and_then(gennaker_core::exception_error)
 }
 
 /// Why the execution did not succeed, in one line: who canceled it and why, or the
