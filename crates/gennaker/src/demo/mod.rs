@@ -6,7 +6,7 @@
 //! load balancer: v1 plainly, v2 red/black, v3 rolling red/black, v4 — which never
 //! passes its health checks — red/black with `rollback.onFailure`, so v3 keeps serving;
 //! then two canary releases judged by the built-in load balancer's metrics: v5, which
-//! answers 10% of its requests with 500, fails its analysis and is rolled back while v3
+//! answers 20% of its requests with 500, fails its analysis and is rolled back while v3
 //! keeps serving, and v6 passes and is promoted. Then it prints what happened, with the
 //! request counts and each analysis interval's score.
 
@@ -57,8 +57,9 @@ pub(crate) struct DemoArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
-    /// Requests per second sent through the load balancer during the releases.
-    #[arg(long, default_value_t = 200)]
+    /// Requests per second sent through the load balancer during the releases (at
+    /// least 50, so the canary analysis sees enough of the canary's requests).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(50..=2000))]
     rate: u32,
 }
 
@@ -181,9 +182,9 @@ const RELEASES: [Planned; 6] = [
     },
     Planned {
         version: BAD_CANARY,
-        kind: Kind::Canary { error_rate: "0.1" },
+        kind: Kind::Canary { error_rate: "0.2" },
         succeeds: false,
-        expected: "canary with 10% errors: fails its analysis, rolled back, v3 keeps serving",
+        expected: "canary with 20% errors: fails its analysis, rolled back, v3 keeps serving",
     },
     Planned {
         version: LAST_GOOD,
@@ -575,8 +576,9 @@ fn canary_config() -> Value {
 
 /// The canary release pipeline: one deploy stage with the `canary` strategy. One
 /// baseline (what production runs) and one canary instance get 20% of the traffic
-/// (10% each), then two 12-second intervals are judged on 1-second points; a score at
-/// or below marginal rolls the release back, passing both promotes it red/black.
+/// (10% each), then two 15-second intervals are judged on 2-second points (enough
+/// requests in each for a 20% error rate to show at 50 requests/s); a score at or below
+/// marginal rolls the release back, passing both promotes it red/black.
 fn canary_pipeline(exe: &std::path::Path) -> Value {
     json!({
         "application": APP,
@@ -602,9 +604,9 @@ fn canary_pipeline(exe: &std::path::Path) -> Value {
                         "canaryConfigName": CANARY_CONFIG,
                         "metricsAccountName": gennaker_canary::settings::BUILTIN_ACCOUNT,
                         "scoreThresholds": {"pass": PASS_SCORE.to_string(), "marginal": MARGINAL_SCORE.to_string()},
-                        "lifetimeDuration": "PT24S",
-                        "canaryAnalysisIntervalMins": "0.2",
-                        "scopes": [{"scopeName": "default", "step": 1}]
+                        "lifetimeDuration": "PT30S",
+                        "canaryAnalysisIntervalMins": "0.25",
+                        "scopes": [{"scopeName": "default", "step": 2}]
                     },
                     "capacity": {"min": 1, "max": 1, "desired": 1},
                     "steps": [{"setWeight": 20}, {"analysis": {}}]
