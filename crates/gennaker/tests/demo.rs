@@ -181,7 +181,7 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
             if !instructions.is_empty() || line.starts_with("Left running (--keep)") {
                 instructions.push(line.clone());
             }
-            if line.trim_start().starts_with("gennaker ") && !instructions.is_empty() {
+            if line.starts_with("Or open the web UI") && !instructions.is_empty() {
                 return true;
             }
         }
@@ -216,7 +216,18 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
     );
 
     // Pasted into a shell, the printed lines reach the kept server as the admin.
-    let script: Vec<&str> = instructions[1..].iter().map(|l| l.trim()).collect();
+    let script: Vec<&str> = instructions[1..instructions.len() - 1]
+        .iter()
+        .map(|l| l.trim())
+        .collect();
+    assert_eq!(
+        script
+            .iter()
+            .filter(|l| l.starts_with("gennaker canary report "))
+            .count(),
+        2,
+        "a report line per canary release: {script:?}"
+    );
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -240,6 +251,16 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
         "{script:?} failed:\n{answered}\ndemo:\n{printed}"
     );
     assert!(answered.contains("demo-web-v"), "{answered}");
+    // The canary reports: v5's analysis failed on the error ratio, v6's passed.
+    assert!(
+        answered.contains("Canary analysis #1 (TERMINAL)"),
+        "{answered}"
+    );
+    assert!(
+        answered.contains("Canary analysis #1 (SUCCEEDED)"),
+        "{answered}"
+    );
+    assert!(answered.contains("error ratio  High"), "{answered}");
 
     // The API itself, with the token from the file.
     let url = export

@@ -271,12 +271,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             summary.total_duration_ms = millis(started.elapsed());
             print_summary(&summary);
             // A summary that cannot be written fails the demo, but after the clean-up.
-            write_summary(&summary, args.summary_json.as_deref()).and_then(|()| check(&summary))
+            write_summary(&summary, args.summary_json.as_deref())
+                .and_then(|()| check(&summary))
+                .map(|()| summary.releases)
         }
         Err(err) => Err(err),
     };
-    if args.keep && outcome.is_ok() {
-        print_kept(api.base(), &token_file);
+    if args.keep
+        && let Ok(releases) = &outcome
+    {
+        print_kept(api.base(), &token_file, releases);
         interrupted.cancelled().await;
     }
     listener.abort();
@@ -284,7 +288,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cleaned = api.destroy_everything(APP).await;
     stop_server(server).await?;
     cleaned?;
-    outcome
+    outcome.map(|_| ())
 }
 
 async fn stop_server(server: gennaker_server::RunningServer) -> anyhow::Result<()> {
@@ -304,7 +308,7 @@ fn write_summary(summary: &Summary, path: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// What a user pastes into another shell to use the kept server.
-fn print_kept(base: &str, token_file: &Path) {
+fn print_kept(base: &str, token_file: &Path, releases: &[Release]) {
     println!(
         "\nLeft running (--keep) until Ctrl-C, which stops it all and removes the data directory. In another shell:"
     );
@@ -313,6 +317,12 @@ fn print_kept(base: &str, token_file: &Path) {
         token_file.display()
     );
     println!("  gennaker cluster list {APP}");
+    for release in releases.iter().filter(|r| r.canary_scores.is_some()) {
+        println!(
+            "  gennaker canary report {}   # {}'s analysis, metric by metric",
+            release.execution_id, release.version
+        );
+    }
     println!(
         "Or open the web UI at {base}/applications/{APP}/executions and sign in with the token printed by: cat {}",
         token_file.display()
