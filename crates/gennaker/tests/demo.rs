@@ -143,6 +143,7 @@ async fn the_demo_releases_six_versions_without_a_failed_request() {
         "canary scores: interval 1: ",
         "(≥ pass 70)",
         "rolled back: destroyed demo-web-baseline-v000, demo-web-canary-v000; serving again: demo-web-v002",
+        "rolled back: destroyed demo-web-v003; serving again: demo-web-v002",
     ] {
         assert!(
             printed.contains(line),

@@ -37,7 +37,7 @@ const CANARY_PIPELINE: &str = "canary-release";
 const CANARY_CONFIG: &str = "demo-canary";
 /// The cluster of the canary releases' canary groups (the strategy's `-canary` suffix).
 const CANARY_CLUSTER: &str = "demo-web-canary";
-/// The canary analysis' score thresholds.
+/// The score the canary analysis' last interval must reach for the canary to pass.
 const PASS_SCORE: f64 = 70.0;
 /// At or below this score an analysis interval fails the canary at once.
 const MARGINAL_SCORE: f64 = 50.0;
