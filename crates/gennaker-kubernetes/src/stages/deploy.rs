@@ -3,7 +3,10 @@
 //! kind order with server-side apply (field manager `gennaker`), versioned kinds
 //! getting `-vNNN` (identical content reuses its version), references to versioned
 //! ConfigMaps and Secrets rewritten, and the `strategy.spinnaker.io/*` annotations
-//! honoured.
+//! honoured. Artifacts bind before content is hashed (`binding`: `docker/image` by
+//! repository, ConfigMaps/Secrets by name; required ones must bind before anything is
+//! applied), and `trafficManagement` puts ReplicaSets behind their Services by their
+//! pods' labels (`traffic`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -61,12 +61,22 @@ pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
         }
         return;
     };
-    options.boolean("enableTraffic", report);
-    options.string("namespace", report);
-    if options.get("strategy").is_some_and(|s| !s.is_null()) {
+    // Deck stores unset options as null.
+    let set = |key: &str| options.get(key).is_some_and(|v| !v.is_null());
+    if set("enableTraffic") {
+        options.boolean("enableTraffic", report);
+    }
+    if set("namespace") {
+        options.string("namespace", report);
+    }
+    if set("strategy") {
         options.one_of("strategy", STRATEGIES, report);
     }
-    let services = options.strings("services", report);
+    let services = if set("services") {
+        options.strings("services", report)
+    } else {
+        Vec::new()
+    };
     for (i, text) in &services {
         if !text.contains("${")
             && let Err(why) = service_name(text)
@@ -413,6 +423,35 @@ mod tests {
             !wants_strategy(&context(true, false, "redblack")),
             "a dark deploy does not take traffic from the old version"
         );
+    }
+
+    #[test]
+    fn decks_defaults_save_cleanly_and_enabled_traffic_needs_services() {
+        let report = |traffic: Value| {
+            let stage = json!({"trafficManagement": traffic});
+            let mut report = ValidationReport::default();
+            check(
+                &Fields::new(stage.as_object().unwrap(), gennaker_core::JsonPath::root()),
+                &mut report,
+            );
+            report
+        };
+        let defaults = report(json!({"enabled": false, "options": {
+            "namespace": null, "services": [], "enableTraffic": false, "strategy": null}}));
+        assert!(defaults.problems.is_empty(), "{:?}", defaults.problems);
+        let empty =
+            report(json!({"enabled": true, "options": {"services": [], "strategy": "redblack"}}));
+        assert!(
+            empty
+                .problems
+                .iter()
+                .any(|p| p.message.contains("names no Service")),
+            "{:?}",
+            empty.problems
+        );
+        let bad = report(json!({"enabled": true, "options": {
+            "services": ["deployment web"], "strategy": "canary"}}));
+        assert_eq!(bad.problems.len(), 2, "{:?}", bad.problems);
     }
 
     #[test]
