@@ -15,6 +15,9 @@ use crate::manifest::{ManifestName, annotation};
 /// `traffic.spinnaker.io/load-balancers`: a JSON list of `"service <name>"`.
 pub const LOAD_BALANCERS: &str = "traffic.spinnaker.io/load-balancers";
 
+/// The most Services one workload is put behind (or taken out of) at once.
+pub const MAX_SERVICES: usize = 20;
+
 /// The kinds whose pods may be put behind a Service by their labels.
 pub fn has_pods(kind: &str) -> bool {
     matches!(
@@ -132,6 +135,12 @@ pub async fn selectors(
     namespace: Option<&str>,
     services: &[String],
 ) -> Result<Vec<(String, Map<String, Value>)>, TrafficError> {
+    if services.len() > MAX_SERVICES {
+        return Err(TrafficError::Invalid(format!(
+            "{} Services are named; at most {MAX_SERVICES}",
+            services.len()
+        )));
+    }
     let kind = account.resolve("v1", "Service").await?;
     let mut found = Vec::with_capacity(services.len());
     for text in services {

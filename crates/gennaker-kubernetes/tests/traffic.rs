@@ -295,6 +295,17 @@ async fn highlander_deletes_the_older_versions_and_bad_selectors_are_refused() {
         ["web-v001"],
         "nothing was deployed"
     );
+
+    // Traffic management moves ReplicaSets; a Deployment rolls its own pods.
+    let mut deployment = replica_set("nginx:1.27");
+    deployment["kind"] = json!("Deployment");
+    let only = kit
+        .run(vec![red_black("deployment", "redblack", vec![deployment])])
+        .await;
+    assert_eq!(only.status, ExecutionStatus::Terminal);
+    let why = error(&only, "deployment");
+    assert!(why.contains("applies to ReplicaSets"), "{why}");
+    assert!(why.contains("trafficManagement"), "{why}");
     kit.finish().await;
 }
 

@@ -176,7 +176,10 @@ impl Task for DeployTask {
             ));
         }
         binding::unbound_required(stage, &candidates, &would_bind)?;
-        let traffic = TrafficOptions::of(ctx)?;
+        let traffic = TrafficOptions::of(
+            ctx,
+            planned.iter().any(|p| p.kind.resource.kind == "ReplicaSet"),
+        )?;
 
         let started_secs = ctx.task.start_time.unwrap_or(ctx.now) / 1000;
         let mut bindings: HashMap<Binding, String> = HashMap::new();

@@ -24,8 +24,8 @@ use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts};
 use crate::manifest::{MONIKER_APPLICATION, MONIKER_CLUSTER, annotation, kind_key};
 use crate::status::{Stability, stability};
 use crate::traffic::{
-    TrafficError, attach, has_pods, load_balancers, selectors, service_name, set_load_balancers,
-    set_traffic,
+    MAX_SERVICES, TrafficError, attach, has_pods, load_balancers, selectors, service_name,
+    set_load_balancers, set_traffic,
 };
 
 /// The task acting on the older versions after a deploy with a strategy.
@@ -36,9 +36,6 @@ const PLAN: &str = "trafficPlan";
 
 /// The strategies Spinnaker's Deck stores.
 const STRATEGIES: &[&str] = &["redblack", "bluegreen", "highlander", "none"];
-
-/// The most Services one deploy puts its workloads behind.
-const MAX_SERVICES: usize = 20;
 
 pub(super) fn register(registry: &mut StageRegistry, accounts: &Arc<KubernetesAccounts>) {
     registry.task(StrategyTask {
@@ -122,8 +119,9 @@ pub(super) struct TrafficOptions {
 
 impl TrafficOptions {
     /// Reads the stage's `trafficManagement` (disabled: Orca's `enableTraffic: true`,
-    /// so a manifest's own annotation still puts it behind its Services).
-    pub(super) fn of(ctx: &TaskContext<'_>) -> Result<Self, TaskError> {
+    /// so a manifest's own annotation still puts it behind its Services);
+    /// `has_replica_set` says whether the stage deploys one.
+    pub(super) fn of(ctx: &TaskContext<'_>, has_replica_set: bool) -> Result<Self, TaskError> {
         let traffic = ctx.stage.context.get("trafficManagement");
         if !truthy(traffic.and_then(|t| t.get("enabled"))) {
             return Ok(Self {
@@ -146,19 +144,6 @@ impl TrafficOptions {
                 "stage '{stage}' field \"trafficManagement.options.services\": traffic management is enabled but names no Service; add \"service <name>\""
             )));
         }
-        if services.len() > MAX_SERVICES {
-            return Err(TaskError::Permanent(format!(
-                "stage '{stage}' field \"trafficManagement.options.services\": at most {MAX_SERVICES} Services"
-            )));
-        }
-        let has_replica_set = ctx
-            .stage
-            .context
-            .get("manifests")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|m| m.get("kind").and_then(Value::as_str) == Some("ReplicaSet"));
         if !has_replica_set {
             return Err(TaskError::Permanent(format!(
                 "stage '{stage}' field \"trafficManagement\": traffic management (services and strategies) applies to ReplicaSets, and the stage deploys none; deploy a ReplicaSet, or disable traffic management and let the Deployment's own rollout move traffic"
