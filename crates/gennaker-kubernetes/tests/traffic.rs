@@ -405,6 +405,10 @@ async fn a_red_black_deploy_repeated_at_every_step_or_crashing_after_every_commi
             .run()
             .await;
         outcome.assert_succeeded();
+        println!(
+            "{fault:?}: {} repeated steps, {} restarts",
+            outcome.repeated, outcome.restarts
+        );
         assert_eq!(
             stage(&outcome.execution, "find").outputs["artifacts"][0]["reference"],
             "nginx:1.26",

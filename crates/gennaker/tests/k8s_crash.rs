@@ -272,7 +272,9 @@ async fn sigkill_during_a_red_black_deploy_manifest_leaves_one_new_version_and_m
     let mut kills = 0;
     let began = Instant::now();
     while kills < KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(20..500))).await;
+        // The first kill early (the apply itself), the others anywhere after it.
+        let pause = if kills == 0 { 0..150 } else { 100..900 };
+        tokio::time::sleep(Duration::from_millis(rng.random_range(pause))).await;
         let execution = api.get(&format!("/api/v1/executions/{id}")).await;
         if execution["status"] != "RUNNING" && execution["status"] != "NOT_STARTED" {
             break;
