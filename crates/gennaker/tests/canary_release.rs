@@ -144,6 +144,12 @@ fn canary_config(name: &str, query: Value) -> Value {
     })
 }
 
+/// The warm-up of an analysis on Prometheus (minutes): a new instance reaches it through
+/// the target file within about 5 s (its discovery batches updates), then needs two
+/// scrapes for a rate; and the canary group's name is the one of the previous release's
+/// canary, whose last samples a window starting at once would still see.
+const PROMETHEUS_WARMUP: &str = "0.15";
+
 /// The error ratio of one server group as Prometheus computes it from the demo app's
 /// counters (`or vector(0)`: a group that never failed has no 500 series).
 const PROMQL_ERRORS: &str = "PromQL:(sum(rate(demo_requests_total{server_group=\"${scope}\",status=\"500\"}[4s])) or vector(0)) / sum(rate(demo_requests_total{server_group=\"${scope}\"}[4s]))";
@@ -165,8 +171,9 @@ fn cluster(strategy: &str) -> Value {
 }
 
 /// `install` deploys production (red/black); `release` is the canary release judged
-/// with `config` on `account`, `intervals` judgements of 6 s in its one analysis.
-fn pipelines(config: &str, account: &str, intervals: u32) -> [Value; 2] {
+/// with `config` on `account`, `intervals` judgements of 6 s in its one analysis after
+/// `warmup` minutes.
+fn pipelines(config: &str, account: &str, intervals: u32, warmup: &str) -> [Value; 2] {
     let parameters = json!([
         {"name": "version", "required": true},
         {"name": "errorRate", "default": "0"}
@@ -180,7 +187,7 @@ fn pipelines(config: &str, account: &str, intervals: u32) -> [Value; 2] {
     canary["canary"] = json!({
         "analysis": {"canaryConfigName": config, "metricsAccountName": account,
                      "scoreThresholds": {"pass": "75", "marginal": "50"},
-                     "canaryAnalysisIntervalMins": "0.1",
+                     "canaryAnalysisIntervalMins": "0.1", "beginCanaryAnalysisAfterMins": warmup,
                      "scopes": [{"scopeName": "default", "step": "1"}]},
         "capacity": {"desired": 1},
         "steps": [{"setWeight": 20},
@@ -210,6 +217,24 @@ impl Api {
     async fn run_to_end(&self, pipeline: &str, version: &str, error_rate: &str) -> Value {
         let id = self.run(pipeline, version, error_rate).await;
         self.wait_end(&id).await
+    }
+
+    /// The canary report of the execution's analysis (for failure messages).
+    async fn report(&self, execution: &Value) -> Value {
+        let Some(analysis) = stages_of(execution, "kayentaCanary").first().cloned() else {
+            return Value::Null;
+        };
+        self.attempt(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/executions/{}/stages/{}/canary",
+                execution["id"].as_str().unwrap(),
+                analysis["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await
+        .1
     }
 
     async fn weights(&self) -> BTreeMap<String, u64> {
@@ -262,7 +287,7 @@ impl Api {
 
 /// Creates `shop`, its load balancer, the canary configs and the pipelines; returns
 /// the load balancer's URL.
-async fn set_up(api: &Api, config: &str, account: &str, intervals: u32) -> String {
+async fn set_up(api: &Api, config: &str, account: &str, intervals: u32, warmup: &str) -> String {
     api.post(
         "/api/v1/applications",
         json!({"name": "shop", "email": "team@example.com"}),
@@ -291,7 +316,7 @@ async fn set_up(api: &Api, config: &str, account: &str, intervals: u32) -> Strin
         ),
     )
     .await;
-    for pipeline in pipelines(config, account, intervals) {
+    for pipeline in pipelines(config, account, intervals, warmup) {
         let saved = api
             .post("/api/v1/applications/shop/pipelines", pipeline)
             .await;
@@ -505,7 +530,12 @@ async fn bad_then_good(api: &Api, lb: String, v1: &str, bad: &str, good: &str) {
     );
 
     let promoted = api.run_to_end("release", good, "0").await;
-    assert_eq!(promoted["status"], "SUCCEEDED", "{promoted:#}");
+    assert_eq!(
+        promoted["status"],
+        "SUCCEEDED",
+        "{promoted:#}\n{:#}",
+        api.report(&promoted).await
+    );
     let scores = judged(&promoted);
     assert!(
         scores.len() >= 2 && scores.iter().all(|(_, s)| *s >= 75.0),
@@ -584,31 +614,36 @@ async fn prometheus_judges_a_bad_canary_rolled_back_and_a_good_one_promoted_unde
     );
     let api = Api::new(&server);
     server.ready(&api.http).await;
-    let lb = set_up(&api, PROMETHEUS_CONFIG, "prom", 2).await;
+    let lb = set_up(&api, PROMETHEUS_CONFIG, "prom", 2, PROMETHEUS_WARMUP).await;
     bad_then_good(&api, lb, "pq-v1", "pq-bad", "pq-v2").await;
 
-    // Prometheus saw every group through the target file, by the demo app's labels.
-    let seen: Value = http
-        .get(format!(
-            "{}/api/v1/label/server_group/values",
-            prometheus.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for group in [
+    // Prometheus saw every group through the target file, by the demo app's labels
+    // (the promoted group's first requests may still be one scrape away).
+    let groups = [
         "shop-web-v000",
         "shop-web-v001",
         "shop-web-baseline-v000",
         "shop-web-canary-v000",
-    ] {
-        assert!(
-            seen["data"].as_array().unwrap().contains(&json!(group)),
-            "{group}: {seen}"
-        );
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Value = http
+            .get(format!(
+                "{}/api/v1/label/server_group/values",
+                prometheus.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let seen = seen["data"].as_array().cloned().unwrap_or_default();
+        if groups.iter().all(|g| seen.contains(&json!(g))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{groups:?} not all in {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     destroy_all(&api, "pq-").await;
     drop(server);
@@ -620,7 +655,7 @@ async fn builtin_source_judges_a_bad_canary_rolled_back_and_a_good_one_promoted_
     let (_dir, server) = start_server("");
     let api = Api::new(&server);
     server.ready(&api.http).await;
-    let lb = set_up(&api, BUILTIN_CONFIG, "builtin", 2).await;
+    let lb = set_up(&api, BUILTIN_CONFIG, "builtin", 2, "0").await;
     bad_then_good(&api, lb, "bq-v1", "bq-bad", "bq-v2").await;
     destroy_all(&api, "bq-").await;
     drop(server);
@@ -632,7 +667,7 @@ async fn sigkill_between_judgements_resumes_the_analysis_without_judging_twice()
     let (dir, mut server) = start_server("");
     let api = Api::new(&server);
     server.ready(&api.http).await;
-    let lb = set_up(&api, BUILTIN_CONFIG, "builtin", 3).await;
+    let lb = set_up(&api, BUILTIN_CONFIG, "builtin", 3, "0").await;
     let installed = api.run_to_end("install", "kq-v1", "0").await;
     assert_eq!(installed["status"], "SUCCEEDED", "{installed:#}");
 
