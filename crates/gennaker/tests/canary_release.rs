@@ -715,9 +715,30 @@ async fn sigkill_between_judgements_resumes_the_analysis_without_judging_twice()
     server.kill();
     server.spawn();
     server.ready(&api.http).await;
-    *url.write().unwrap() = api.balancer_url().await;
+    let after = api.balancer_url().await;
+    eprintln!(
+        "balancer before the kill {}, after {after}",
+        url.read().unwrap()
+    );
+    *url.write().unwrap() = after;
     let done = api.wait_end(&id).await;
-    let (total, _served, _failures) = load.stop().await;
+    let (total, _served, failures) = load.stop().await;
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for failure in &failures {
+        let kind = match &failure.status {
+            Ok(status) => format!("{status} {:?}", failure.instance),
+            Err(err) => err.chars().take(80).collect(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!("load: {total} requests, failures {kinds:#?}");
+    // The balancer runs in the server: while it is down requests find nothing to
+    // connect to, but once it listens again every one is served (adopted instances
+    // are routed at once, not after their next health check).
+    assert!(
+        failures.iter().all(|f| f.status.is_err()),
+        "only requests sent while the server was down failed: {kinds:#?}"
+    );
     assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
 
     // Three judgements, one each; the first is the one recorded before the kill.
