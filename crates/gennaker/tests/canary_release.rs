@@ -342,7 +342,7 @@ impl Answer {
     }
 
     /// Whether a canary instance of `version` answered this (its own failure share).
-    fn from_canary_of(&self, version: &str) -> bool {
+    fn answered_by_canary_of(&self, version: &str) -> bool {
         self.version.as_deref() == Some(version)
             && self
                 .instance
@@ -563,7 +563,10 @@ async fn bad_then_good(api: &Api, lb: String, v1: &str, bad: &str, good: &str) {
         2,
         "disabled v1 keeps its two instances (no scaleDown), no baseline"
     );
-    let outside: Vec<&Answer> = failures.iter().filter(|a| !a.from_canary_of(bad)).collect();
+    let outside: Vec<&Answer> = failures
+        .iter()
+        .filter(|a| !a.answered_by_canary_of(bad))
+        .collect();
     let own = failures.len() - outside.len();
     assert!(
         outside.is_empty(),
