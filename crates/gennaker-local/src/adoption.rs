@@ -4,15 +4,18 @@
 //! before its first process runs), so after a crash at any point a restarted server finds
 //! every group it may have started processes for. Each recorded instance whose process
 //! still runs (same pid AND start time, or found by its marker when its pid was never
-//! recorded) is adopted; the missing ones are started again; processes carrying this
-//! data directory's marker that belong to no instance are stopped.
+//! recorded) is adopted and probed at once; the missing ones are started again;
+//! processes carrying this data directory's marker that belong to no instance are
+//! stopped.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::LocalError;
 use crate::group::{Group, Live};
+use crate::health;
 use crate::instances::Instances;
 use crate::process::{InstanceProcess, marked_processes, start_time};
 use crate::records::InstanceRecord;
@@ -29,6 +32,7 @@ pub(crate) async fn restore_groups(instances: &Arc<Instances>) -> Result<(), Loc
         .map(|(pid, key)| (key, pid))
         .collect();
     let mut restored = Vec::new();
+    let mut adopted = Vec::new();
     for record in registry.load_records().await? {
         let spec = ProcessSpec::parse(&record.spec).map_err(|e| LocalError::Corrupt {
             kind: "server group",
@@ -40,12 +44,16 @@ pub(crate) async fn restore_groups(instances: &Arc<Instances>) -> Result<(), Loc
         registry.insert(group.clone());
         for (index, instance) in &recorded {
             let start = adopt(&group, *index, instance, &mut marked);
+            if matches!(start, Start::Adopted(_)) {
+                adopted.push((group.clone(), *index));
+            }
             group.state().live.insert(*index, Live::starting());
             instances.start_supervisor(&group, *index, start);
         }
         restored.push(group);
     }
     stop_orphans(marked).await;
+    probe_adopted(instances, adopted).await;
     for group in restored {
         registry.persist(&group).await;
         instances
@@ -56,8 +64,26 @@ pub(crate) async fn restore_groups(instances: &Arc<Instances>) -> Result<(), Loc
                 reason: e.to_string(),
             })?;
     }
-    instances.traffic.sync_all();
     Ok(())
+}
+
+/// Probes every adopted instance once, all together, so the load balancers route those
+/// that answer as soon as they listen again: health lives only in memory, and the
+/// supervisor of an instance that was up probes it next a whole health interval later.
+async fn probe_adopted(instances: &Arc<Instances>, adopted: Vec<(Arc<Group>, u32)>) {
+    let mut probes = tokio::task::JoinSet::new();
+    for (group, index) in adopted {
+        let Some(port) = group.state().record.instances.get(&index).map(|i| i.port) else {
+            continue;
+        };
+        let instances = instances.clone();
+        probes.spawn(async move {
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let result = health::probe(&instances.http, address, &group.spec.health_check).await;
+            instances.record_probe(&group, index, &result);
+        });
+    }
+    while probes.join_next().await.is_some() {}
 }
 
 /// How instance `index`'s supervision begins: with its process when that still runs

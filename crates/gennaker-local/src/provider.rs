@@ -131,8 +131,10 @@ impl LocalProvider {
             shutdown,
         )?);
         let creator = Arc::new(Creator::new(instances.clone(), cache)?);
-        traffic.restore().await?;
+        // Groups first: the listeners then start with the adopted instances that answer
+        // in their tables, instead of refusing requests until those are probed.
         restore_groups(&instances).await?;
+        traffic.restore().await?;
         // Adopted instances are saved only when something changes: list them now.
         registry.write_targets().await;
         Ok(Self {

@@ -775,3 +775,67 @@ async fn the_prometheus_target_file_follows_the_instances() {
         .unwrap();
     assert_eq!(read(), Vec::<serde_json::Value>::new());
 }
+
+/// After a restart, the instances adopted are routed as soon as the load balancer
+/// listens again: health is re-learnt by a probe at adoption, not after a whole
+/// `health_interval`, so no request finds the balancer without backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_provider_routes_its_adopted_instances_as_soon_as_it_listens() {
+    use gennaker_deploy::{LoadBalancerSpec, TrafficRouter};
+    use gennaker_local::lb::LoadBalancers;
+    use gennaker_local::{HostPolicy, LocalProvider, LocalSettings};
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+
+    let env = TestEnv::new(TestBackend::Sqlite).await;
+    // Probes of instances that came up are far apart, as in production.
+    let start = |lbs: LoadBalancers| {
+        LocalProvider::start(
+            Arc::new(env.store.clone()),
+            &env.data,
+            lbs,
+            LocalSettings {
+                host: HostPolicy::new(&env.host_settings()).unwrap(),
+                health_interval: Duration::from_secs(60),
+                ..fast_settings()
+            },
+            CancellationToken::new(),
+        )
+    };
+    let first_lbs = LoadBalancers::default();
+    let first = start(first_lbs.clone()).await.unwrap();
+    let spec = LoadBalancerSpec {
+        name: "web-lb".to_owned(),
+        account: "local".to_owned(),
+        application: "web".to_owned(),
+        listen: "127.0.0.1:0".to_owned(),
+        allowed_cidrs: Vec::new(),
+        ejection_failures: 5,
+    };
+    let address = first.upsert_load_balancer(spec).await.unwrap().address;
+    first
+        .create_server_group(request(
+            "web",
+            "s1",
+            Capacity::fixed(2),
+            demo_spec(&["--version", "v1"]),
+        ))
+        .await
+        .unwrap();
+    wait_for(&first, "web-prod-v000", "up", |g| g.up_instances() == 2).await;
+    // The server goes away: supervision and the listener end, the instances live on.
+    first.shutdown().await;
+    first_lbs.shutdown().await;
+
+    let second = start(LoadBalancers::default()).await.unwrap();
+    let table = second.routes("local", "web-lb").unwrap();
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(
+        table[0].backends.len(),
+        2,
+        "both adopted instances are routed at once: {table:?}"
+    );
+    let answer = reqwest::get(format!("http://{address}/")).await.unwrap();
+    assert_eq!(answer.status(), 200, "the first request is served");
+    second.destroy_all().await.unwrap();
+}

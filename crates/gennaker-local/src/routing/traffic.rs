@@ -51,8 +51,9 @@ impl Traffic {
         }
     }
 
-    /// Re-creates the listeners of every stored load balancer (after a restart). One
-    /// that cannot listen any more is logged and kept, so it can be fixed by an upsert.
+    /// Re-creates the listeners of every stored load balancer (after a restart), each
+    /// with its routing table of the server groups restored before. One that cannot
+    /// listen any more is logged and kept, so it can be fixed by an upsert.
     pub(crate) async fn restore(&self) -> Result<(), LocalError> {
         for resource in self
             .registry
@@ -66,10 +67,15 @@ impl Traffic {
                     key: resource.key.clone(),
                     reason: e.to_string(),
                 })?;
-            if let Err(e) = self.listen(&record).await {
+            let listening = self.listen(&record).await;
+            if let Err(e) = &listening {
                 tracing::error!(load_balancer = %record.spec.name, error = %e, "load balancer not restored");
             }
-            lock(&self.balancers).insert(resource.key, record);
+            lock(&self.balancers).insert(resource.key.clone(), record);
+            if listening.is_ok() {
+                // Its routing table at once: the groups are restored already.
+                self.sync(&resource.key);
+            }
         }
         Ok(())
     }
@@ -85,14 +91,6 @@ impl Traffic {
         };
         for name in names {
             self.sync(&record_key(&account, &name));
-        }
-    }
-
-    /// Hands fresh routing tables to every load balancer.
-    pub(crate) fn sync_all(&self) {
-        let keys: Vec<String> = lock(&self.balancers).keys().cloned().collect();
-        for key in keys {
-            self.sync(&key);
         }
     }
 
