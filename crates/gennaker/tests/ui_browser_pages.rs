@@ -119,7 +119,11 @@ async fn edit_twice_see_the_diff_and_restore_the_first_revision() {
     assert!(has(&lines, "d-del", "\"waitTime\": 10"), "{lines:?}");
     assert!(has(&lines, "d-add", "\"waitTime\": 20"), "{lines:?}");
     assert!(
-        has(&lines, "d-add", "\"description\": \"Waits longer, then ships.\","),
+        has(
+            &lines,
+            "d-add",
+            "\"description\": \"Waits longer, then ships.\","
+        ),
         "{lines:?}"
     );
     // The stage that did not change is context, not a change.
@@ -161,9 +165,7 @@ async fn edit_twice_see_the_diff_and_restore_the_first_revision() {
         flash,
         "Restored revision 1 of release: it is revision 4 now."
     );
-    let current = api
-        .get("/api/v1/applications/shop/pipelines/release")
-        .await;
+    let current = api.get("/api/v1/applications/shop/pipelines/release").await;
     assert_eq!(current["revision"], 4);
     assert_eq!(current["config"]["stages"][0]["waitTime"], 5);
     let history = api
@@ -173,9 +175,7 @@ async fn edit_twice_see_the_diff_and_restore_the_first_revision() {
     assert_eq!(history[0]["author"], "admin");
     // Now the current revision is the first one again: no change between them.
     client
-        .goto(&server.url(
-            "/applications/shop/pipelines/release/history?from=1&to=4",
-        ))
+        .goto(&server.url("/applications/shop/pipelines/release/history?from=1&to=4"))
         .await
         .unwrap();
     assert!(diff_lines(&client).await.is_empty());
@@ -236,7 +236,8 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     let http = reqwest::Client::new();
     server.ready(&http).await;
     let api = Api::new(&server);
-    api.post("/api/v1/roles", json!({"name": "operators"})).await;
+    api.post("/api/v1/roles", json!({"name": "operators"}))
+        .await;
     api.post(
         "/api/v1/applications",
         json!({"name": "shop", "permissions": {
@@ -331,7 +332,10 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     assert_eq!(listener, address);
     assert_eq!(cell(&client, "shop-web-v001", ".weight").await, "100%");
     assert_eq!(cell(&client, "shop-web-v000", ".weight").await, "0%");
-    assert_eq!(cell(&client, "shop-web-v001", ".error-ratio").await, "50.0%");
+    assert_eq!(
+        cell(&client, "shop-web-v001", ".error-ratio").await,
+        "50.0%"
+    );
     assert_eq!(cell(&client, "shop-web-v000", ".error-ratio").await, "0.0%");
     assert_eq!(
         cell(&client, "shop-web-v000", ".badge").await,
@@ -360,7 +364,11 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     screenshot(&client, "clusters-traffic").await;
 
     // Destroy the disabled v000, confirming; it runs as a recorded task.
-    click(&client, "article.card a.button[href*='shop-web-v000/destroy']").await;
+    click(
+        &client,
+        "article.card a.button[href*='shop-web-v000/destroy']",
+    )
+    .await;
     let heading = text_of(&client, "main h1").await;
     assert_eq!(heading, "Destroy shop-web-v000?");
     screenshot(&client, "confirm-destroy").await;
@@ -381,7 +389,10 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     assert_eq!(task["type"], "ORCHESTRATION");
     assert_eq!(task["authentication"]["user"], "admin");
     assert_eq!(task["stages"][0]["type"], "destroyServerGroup");
-    assert!(demo_processes("uibv1").is_empty(), "v000's instance stopped");
+    assert!(
+        demo_processes("uibv1").is_empty(),
+        "v000's instance stopped"
+    );
     client
         .goto(&server.url("/applications/shop/clusters"))
         .await

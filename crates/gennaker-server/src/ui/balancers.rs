@@ -98,8 +98,7 @@ fn backend_names(balancer: &LoadBalancer, groups: &[ServerGroup]) -> BTreeSet<St
         groups
             .iter()
             .filter(|g| {
-                g.account == balancer.spec.account
-                    && g.load_balancers.iter().any(|lb| *lb == balancer.spec.name)
+                g.account == balancer.spec.account && g.load_balancers.contains(&balancer.spec.name)
             })
             .map(|g| g.name.clone()),
     );

@@ -229,8 +229,11 @@ pub(crate) async fn history_page(
     let diff = if params.from.is_some() || params.to.is_some() || revisions.len() > 1 {
         let older = find_revision(&revisions, from)?;
         let newer = find_revision(&revisions, to)?;
-        let (hunks, added, removed, truncated) =
-            line_diff(&pretty(&older.config), &pretty(&newer.config), MAX_DIFF_LINES);
+        let (hunks, added, removed, truncated) = line_diff(
+            &pretty(&older.config),
+            &pretty(&newer.config),
+            MAX_DIFF_LINES,
+        );
         Some(DiffView {
             from,
             to,
@@ -339,7 +342,8 @@ pub(crate) async fn restore(
             };
             match history_page(&state, &posted.viewer, &app, &name, &params).await {
                 Ok(mut page) => {
-                    page.error = format!("Revision {revision} was not restored: {}", refusal.message);
+                    page.error =
+                        format!("Revision {revision} was not restored: {}", refusal.message);
                     page.problems = refusal.problems;
                     render(refusal.status, &page)
                 }

@@ -172,7 +172,10 @@ async fn stylesheet() -> Response {
 /// The canary report's own style sheet (scoped to `.gk-canary`), as the standalone
 /// report page inlines it.
 async fn canary_stylesheet() -> Response {
-    asset("text/css; charset=utf-8", gennaker_canary::report::REPORT_CSS)
+    asset(
+        "text/css; charset=utf-8",
+        gennaker_canary::report::REPORT_CSS,
+    )
 }
 
 async fn script() -> Response {
