@@ -19,6 +19,7 @@ use similar::{ChangeTag, TextDiff};
 
 use super::actions::Posted;
 use super::format::{self, url_component};
+use super::graph::shorten;
 use super::pages::{Layout, may};
 use super::{ProblemView, UiState, Viewer, error_page, redirect, render};
 use crate::auth::Access;
@@ -27,12 +28,13 @@ use crate::routes::applications::authorize;
 use crate::routes::pipelines::for_caller;
 
 /// Revisions listed at most (the newest); older ones are still compared by number.
-const MAX_LISTED: usize = 200;
+const MAX_LISTED: usize = 100;
 /// Unchanged lines shown around each change.
 const CONTEXT_LINES: usize = 3;
-/// Diff lines shown at most, so two very different large documents still give a page
-/// of bounded size.
-const MAX_DIFF_LINES: usize = 3_000;
+/// Diff lines shown at most, and characters of each, so two very different large
+/// documents still give a page of bounded size (well under 150 KB).
+const MAX_DIFF_LINES: usize = 500;
+const MAX_LINE_CHARS: usize = 300;
 /// The diff gives up looking for the smallest one after this long (the result is still
 /// a correct diff, only perhaps a longer one).
 const DIFF_DEADLINE: Duration = Duration::from_millis(500);
@@ -158,7 +160,10 @@ pub(crate) fn line_diff(old: &str, new: &str, max_lines: usize) -> (Vec<Hunk>, u
                     kind,
                     old: number(change.old_index()),
                     new: number(change.new_index()),
-                    text: change.value().trim_end_matches(['\n', '\r']).to_owned(),
+                    text: shorten(
+                        change.value().trim_end_matches(['\n', '\r']),
+                        MAX_LINE_CHARS,
+                    ),
                 });
             }
         }

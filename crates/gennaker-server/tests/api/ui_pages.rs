@@ -162,3 +162,32 @@ api_test!(
         assert_eq!(report.status, 404, "{}", report.html);
     }
 );
+
+api_test!(a_large_diff_is_cut_and_the_page_stays_small, |backend| {
+    let server = Server::start(backend).await;
+    server.app(json!({ "name": "shop" })).await;
+    let many = |wait: u64| {
+        let stages: Vec<Value> = (1..=120)
+            .map(|i| json!({"refId": i.to_string(), "type": "wait", "name": format!("Wait {i}"), "waitTime": wait}))
+            .collect();
+        json!({"application": "shop", "name": "release", "stages": stages})
+    };
+    server
+        .save("shop", &server.admin, many(1))
+        .await
+        .expect(201);
+    server
+        .save("shop", &server.admin, many(2))
+        .await
+        .expect(200);
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.admin).await;
+    let page = browser
+        .get("/applications/shop/pipelines/release/history")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("+120"), "every change is counted");
+    assert!(page.html.contains("The diff is cut here"), "{}", page.html);
+    assert_eq!(page.html.matches("<tr class=\"d-").count(), 500);
+    assert!(page.html.len() < 150 * 1024, "{} bytes", page.html.len());
+});
