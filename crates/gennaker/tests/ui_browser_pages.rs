@@ -19,7 +19,9 @@ use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs, M
 use gennaker_server::{NoMoreMetrics, ServerConfig, Shutdown, Wiring};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, demo_processes, destroy_all, start_server};
-use support::browser::{browser, click, screenshot, sign_in_at, text_of, until};
+use support::browser::{
+    arrived_at, browser, click, count_now, screenshot, sign_in_at, text_of, until,
+};
 use support::{BIN, TOKEN};
 
 fn release_pipeline(wait: u64) -> Value {
@@ -105,7 +107,7 @@ async fn edit_twice_see_the_diff_and_restore_the_first_revision() {
         .unwrap();
     click(&client, "a.history").await;
     assert_eq!(
-        client.current_url().await.unwrap().path(),
+        arrived_at(&client, "/applications/shop/pipelines/release/history").await,
         "/applications/shop/pipelines/release/history"
     );
     let rows = client
@@ -150,8 +152,12 @@ async fn edit_twice_see_the_diff_and_restore_the_first_revision() {
         .await
         .unwrap();
     click(&client, "#compare").await;
-    let title = text_of(&client, "#diff-title").await;
-    assert!(title.starts_with("Revision 1 → revision 3"), "{title}");
+    until(&client, "the diff of revisions 1 and 3", |c| async move {
+        text_of(&c, "#diff-title")
+            .await
+            .starts_with("Revision 1 → revision 3")
+    })
+    .await;
     let lines = diff_lines(&client).await;
     assert!(has(&lines, "d-del", "\"waitTime\": 5"), "{lines:?}");
     assert!(has(&lines, "d-add", "\"waitTime\": 20"), "{lines:?}");
@@ -291,20 +297,8 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
         .goto(&server.url("/applications/shop/clusters"))
         .await
         .unwrap();
-    assert!(
-        !client
-            .find_all(Locator::Css("a.button[href*='/rollback']"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        client
-            .find_all(Locator::Css("a.button[href*='/destroy']"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(count_now(&client, "a.button[href*='/rollback']").await, 1);
+    assert_eq!(count_now(&client, "a.button[href*='/destroy']").await, 0);
     let (status, _) = Api::with_token(&server, &otto)
         .attempt(
             reqwest::Method::POST,
@@ -314,6 +308,7 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
         .await;
     assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
     click(&client, "form.signout button").await;
+    arrived_at(&client, "/signin").await;
     sign_in_at(&client, &base, TOKEN).await;
 
     // The load balancers page: the listener, each group's share and its traffic of
@@ -369,13 +364,17 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
         "article.card a.button[href*='shop-web-v000/destroy']",
     )
     .await;
+    arrived_at(
+        &client,
+        "/applications/shop/serverGroups/local/shop-web-v000/destroy",
+    )
+    .await;
     let heading = text_of(&client, "main h1").await;
     assert_eq!(heading, "Destroy shop-web-v000?");
     screenshot(&client, "confirm-destroy").await;
     click(&client, "#confirm").await;
-    let url = client.current_url().await.unwrap();
-    let id = url
-        .path()
+    let id = arrived_at(&client, "/executions/")
+        .await
         .strip_prefix("/executions/")
         .expect("the destroy opens its task")
         .to_owned();
@@ -397,8 +396,11 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
         .goto(&server.url("/applications/shop/clusters"))
         .await
         .unwrap();
-    let cards = client.find_all(Locator::Css("article.card")).await.unwrap();
-    assert_eq!(cards.len(), 1, "only v001 is left");
+    assert_eq!(
+        count_now(&client, "article.card").await,
+        1,
+        "only v001 is left"
+    );
     client.close().await.unwrap();
     destroy_all(&api, "uibv").await;
 }
@@ -534,12 +536,8 @@ async fn the_execution_page_links_a_canary_stage_to_its_report() {
     })
     .await;
     click(&client, "a.canary-report").await;
-    let url = client.current_url().await.unwrap();
-    assert!(
-        url.path().starts_with(&format!("/executions/{id}/stages/"))
-            && url.path().ends_with("/canary"),
-        "{url}"
-    );
+    let path = arrived_at(&client, &format!("/executions/{id}/stages/")).await;
+    assert!(path.ends_with("/canary"), "{path}");
     // Inside the UI's frame: the application's navigation and a way back.
     assert_eq!(text_of(&client, "nav.appnav .appname").await, "web");
     assert_eq!(text_of(&client, "nav.crumbs a").await, "release");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -93,7 +94,48 @@ pub(crate) async fn browser() -> (Driver, Client) {
             Err(err) => panic!("cannot start a Chromium session: {err}"),
         }
     };
+    // Elements are looked for until they appear (a click that submits a form returns
+    // before the next page has loaded); checks that something is absent use
+    // `count_now`.
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            None,
+            None,
+            Some(Duration::from_secs(10)),
+        ))
+        .await
+        .unwrap();
     (driver, client)
+}
+
+/// Waits until the browser is on a page whose path starts with `prefix`, and returns
+/// that path.
+pub(crate) async fn arrived_at(client: &Client, prefix: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let path = client.current_url().await.unwrap().path().to_owned();
+        if path.starts_with(prefix) {
+            return path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser never arrived at {prefix}: it is on {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many elements match `css` now, without waiting for any to appear.
+pub(crate) async fn count_now(client: &Client, css: &str) -> usize {
+    client
+        .execute(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap() as usize
 }
 
 /// Where screenshots go: `target/ui-screenshots/`.
@@ -150,8 +192,11 @@ pub(crate) async fn sign_in_at(client: &Client, base: &str, token: &str) {
         .click()
         .await
         .unwrap();
-    let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/applications", "signed in");
+    assert_eq!(
+        arrived_at(client, "/applications").await,
+        "/applications",
+        "signed in"
+    );
 }
 
 /// The text of the first element matching `css`.
