@@ -202,6 +202,7 @@ async fn main() {
         store: Arc::new(store.clone()) as Arc<dyn Store>,
         canary_configs: Arc::new(store.clone()),
         notifications: Arc::new(store.clone()),
+        metric_samples: Arc::new(store.clone()),
         engine,
         providers: gennaker_deploy::Providers::new(),
         triggers,

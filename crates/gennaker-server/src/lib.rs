@@ -352,6 +352,7 @@ pub async fn start(
         store: Arc::new(store.clone()),
         canary_configs: Arc::new(store.clone()),
         notifications: Arc::new(store.clone()),
+        metric_samples: Arc::new(store.clone()),
         engine,
         providers: wiring.providers,
         triggers,

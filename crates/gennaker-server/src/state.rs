@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gennaker_deploy::Providers;
 use gennaker_engine::Engine;
-use gennaker_store::{CanaryConfigStore, Store};
+use gennaker_store::{CanaryConfigStore, MetricSampleStore, Store};
 use gennaker_triggers::Triggers;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,9 @@ pub struct AppState {
     pub canary_configs: Arc<dyn CanaryConfigStore>,
     /// The notifications runs queue (listed per execution).
     pub notifications: Arc<dyn gennaker_store::NotificationStore>,
+    /// The built-in load balancers' stored traffic samples (the same database as
+    /// `store`), for the web UI's recent error ratios.
+    pub metric_samples: Arc<dyn MetricSampleStore>,
     /// The execution engine (its workers run beside the HTTP server).
     pub engine: Engine,
     /// The clouds deployment stages and infrastructure routes act on.

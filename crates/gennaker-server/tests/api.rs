@@ -67,3 +67,5 @@ mod stage_walk;
 mod surface;
 #[path = "api/ui.rs"]
 mod ui;
+#[path = "api/ui_pages.rs"]
+mod ui_pages;

@@ -217,6 +217,7 @@ pub(crate) struct ServerGroupOperation {
 
 /// Resizes, enables, disables, destroys or rolls back one server group (`rollback`
 /// returns traffic to the cluster's previous server group, then disables this one).
+/// EXECUTE on the application; `destroy` needs WRITE as well.
 #[utoipa::path(post, path = "/api/v1/applications/{app}/serverGroups/{name}/{operation}", tag = "infrastructure",
     params(("app" = String, Path, description = "Application name"), ("name" = String, Path, description = "Server group"),
         ("operation" = String, Path, description = "`resize`, `enable`, `disable`, `destroy` or `rollback`")),
@@ -229,6 +230,10 @@ pub(crate) async fn server_group_operation(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let application = authorize(&state, &caller, &app, Access::Execute).await?;
+    if operation == "destroy" {
+        // Destroying cannot be undone: it also takes the right to change the application.
+        authorize(&state, &caller, &app, Access::Write).await?;
+    }
     let body: ServerGroupOperation = if body.iter().all(u8::is_ascii_whitespace) {
         ServerGroupOperation::default()
     } else {

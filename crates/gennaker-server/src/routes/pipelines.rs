@@ -109,7 +109,7 @@ pub(crate) async fn find(
 /// `config` as `caller` may see it. Secrets in a pipeline document (a webhook's
 /// `Authorization` header, a password in a URL) are its editors' to see: those who may
 /// change it (WRITE) read them to edit them; READ alone shows them redacted.
-fn for_caller(config: &mut Value, caller: &Caller, application: &ApplicationRecord) {
+pub(crate) fn for_caller(config: &mut Value, caller: &Caller, application: &ApplicationRecord) {
     if caller
         .require(&application.name, &application.config, Access::Write)
         .is_err()

@@ -16,8 +16,11 @@
 //! sign-in, cookies and CSRF work.
 
 mod actions;
+mod balancers;
+mod canary;
 mod format;
 mod graph;
+mod history;
 mod pages;
 mod session;
 
@@ -102,8 +105,31 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
             "/executions/{id}/stages/{stage}/judgment",
             post(actions::judgment),
         )
+        .merge(page_routes())
         .layer(from_fn(security_headers))
         .with_state(state)
+}
+
+/// Pipeline history and restore, load balancers, and canary reports.
+fn page_routes() -> Router<UiState> {
+    Router::new()
+        .route("/static/canary.css", get(canary_stylesheet))
+        .route(
+            "/applications/{app}/pipelines/{name}/history",
+            get(history::history),
+        )
+        .route(
+            "/applications/{app}/pipelines/{name}/history/{revision}/restore",
+            post(history::restore),
+        )
+        .route(
+            "/applications/{app}/loadBalancers",
+            get(balancers::load_balancers),
+        )
+        .route(
+            "/executions/{id}/stages/{stage}/canary",
+            get(canary::report_page),
+        )
 }
 
 /// Middleware: what every UI answer carries. The content security policy allows only
@@ -131,11 +157,25 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-const STYLESHEET: &str = include_str!("../../static/ui.css");
+/// The UI's style sheet: the frame's rules, then those of the history, load balancer
+/// and canary pages.
+const STYLESHEET: &str = concat!(
+    include_str!("../../static/ui.css"),
+    include_str!("../../static/pages.css")
+);
 const SCRIPT: &str = include_str!("../../static/ui.js");
 
 async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+/// The canary report's own style sheet (scoped to `.gk-canary`), as the standalone
+/// report page inlines it.
+async fn canary_stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        gennaker_canary::report::REPORT_CSS,
+    )
 }
 
 async fn script() -> Response {

@@ -67,7 +67,7 @@ impl Layout {
         }
     }
 
-    fn with_flash(mut self, state: &UiState, viewer: &Viewer) -> Self {
+    pub(crate) fn with_flash(mut self, state: &UiState, viewer: &Viewer) -> Self {
         self.flash = state.take_flash(viewer);
         self
     }
@@ -95,7 +95,7 @@ pub(crate) struct PlainError {
 }
 
 /// Whether the caller may do `access` on the application.
-fn may(caller: &Caller, application: &ApplicationRecord, access: Access) -> bool {
+pub(crate) fn may(caller: &Caller, application: &ApplicationRecord, access: Access) -> bool {
     caller
         .require(&application.name, &application.config, access)
         .is_ok()
@@ -848,6 +848,7 @@ pub(crate) struct PipelineRow {
     name: String,
     run_url: String,
     edit_url: String,
+    history_url: String,
     executions_url: String,
     stages: usize,
     parameters: usize,
@@ -903,6 +904,7 @@ async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResul
         rows.push(PipelineRow {
             run_url: format!("/applications/{app_url}/pipelines/{name_url}/run"),
             edit_url: format!("/applications/{app_url}/pipelines/{name_url}/edit"),
+            history_url: format!("/applications/{app_url}/pipelines/{name_url}/history"),
             executions_url: format!("/applications/{app_url}/executions?pipeline={name_url}"),
             stages: count("stages"),
             parameters: count("parameterConfig"),
@@ -1165,6 +1167,8 @@ pub(crate) struct GroupView {
     disabled: bool,
     up: usize,
     load_balancers: String,
+    /// Its traffic share behind each load balancer: (load balancer, percent).
+    traffic: Vec<(String, u32)>,
     instances: Vec<InstanceView>,
     /// (label, confirmation page URL).
     actions: Vec<(String, String)>,
@@ -1224,10 +1228,30 @@ fn artifact_of(group: &ServerGroup) -> (String, String) {
     (artifact, graph::shorten(&args, 60))
 }
 
-fn group_view(app_url: &str, group: &ServerGroup, can_execute: bool) -> GroupView {
+/// What the viewer may do to server groups: EXECUTE runs operations; destroying one
+/// also needs WRITE.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupRights {
+    execute: bool,
+    write: bool,
+}
+
+impl GroupRights {
+    const NONE: GroupRights = GroupRights {
+        execute: false,
+        write: false,
+    };
+}
+
+fn group_view(
+    app_url: &str,
+    group: &ServerGroup,
+    rights: GroupRights,
+    traffic: Vec<(String, u32)>,
+) -> GroupView {
     let (artifact, version) = artifact_of(group);
     let mut actions = Vec::new();
-    if can_execute {
+    if rights.execute {
         let base = format!(
             "/applications/{app_url}/serverGroups/{}/{}",
             url_component(&group.account),
@@ -1241,6 +1265,9 @@ fn group_view(app_url: &str, group: &ServerGroup, can_execute: bool) -> GroupVie
             actions.push(("Roll back".to_owned(), format!("{base}/rollback{provider}")));
         }
         actions.push(("Resize".to_owned(), format!("{base}/resize{provider}")));
+        if rights.write {
+            actions.push(("Destroy".to_owned(), format!("{base}/destroy{provider}")));
+        }
     }
     GroupView {
         name: group.name.clone(),
@@ -1253,6 +1280,7 @@ fn group_view(app_url: &str, group: &ServerGroup, can_execute: bool) -> GroupVie
         disabled: group.disabled,
         up: group.up_instances(),
         load_balancers: group.load_balancers.join(", "),
+        traffic,
         instances: group
             .instances
             .iter()
@@ -1292,7 +1320,11 @@ pub(crate) async fn clusters(
 
 async fn clusters_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResult<ClustersPage> {
     let application = authorize(&state.app, &viewer.caller, app, Access::Read).await?;
-    let can_execute = may(&viewer.caller, &application, Access::Execute);
+    let rights = GroupRights {
+        execute: may(&viewer.caller, &application, Access::Execute),
+        write: may(&viewer.caller, &application, Access::Write),
+    };
+    let mut shares = super::balancers::traffic_shares(state, &application.name).await?;
     let app_url = url_component(&application.name);
     let mut grouped: BTreeMap<String, BTreeMap<(String, String), Vec<ServerGroup>>> =
         BTreeMap::new();
@@ -1320,7 +1352,12 @@ async fn clusters_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResult
                         provider,
                         groups: groups
                             .iter()
-                            .map(|g| group_view(&app_url, g, can_execute))
+                            .map(|g| {
+                                let traffic = shares
+                                    .remove(&(g.account.clone(), g.name.clone()))
+                                    .unwrap_or_default();
+                                group_view(&app_url, g, rights, traffic)
+                            })
                             .collect(),
                     }
                 })
@@ -1380,6 +1417,10 @@ pub(crate) fn explain(operation: &str) -> Option<(&'static str, &'static str)> {
             "Resize",
             "Instances are started or stopped until the server group has the desired count.",
         ),
+        "destroy" => (
+            "Destroy",
+            "Its instances are stopped, it leaves its load balancers and it is deleted: this cannot be undone (a new deploy creates a new server group).",
+        ),
         _ => return None,
     })
 }
@@ -1410,9 +1451,12 @@ async fn confirm_page(
     let application = authorize(&state.app, &viewer.caller, app, Access::Execute).await?;
     let (verb, explanation) = explain(operation).ok_or_else(|| {
         ApiError::NotFound(format!(
-            "unknown operation '{operation}'; the UI offers enable, disable, rollback and resize"
+            "unknown operation '{operation}'; the UI offers enable, disable, rollback, resize and destroy"
         ))
     })?;
+    if operation == "destroy" {
+        authorize(&state.app, &viewer.caller, app, Access::Write).await?;
+    }
     let provider = state
         .app
         .providers
@@ -1428,6 +1472,10 @@ async fn confirm_page(
             ))
         })?;
     let app_url = url_component(&application.name);
+    let traffic = super::balancers::traffic_shares(state, &application.name)
+        .await?
+        .remove(&(group.account.clone(), group.name.clone()))
+        .unwrap_or_default();
     Ok(ConfirmPage {
         layout: Layout::new(
             viewer,
@@ -1437,7 +1485,7 @@ async fn confirm_page(
         ),
         account: group.account.clone(),
         provider: group.cloud_provider.clone(),
-        group: group_view(&app_url, &group, false),
+        group: group_view(&app_url, &group, GroupRights::NONE, traffic),
         operation: operation.to_owned(),
         verb: verb.to_owned(),
         explanation: explanation.to_owned(),

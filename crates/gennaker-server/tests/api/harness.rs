@@ -203,6 +203,7 @@ impl Server {
             store: served_store,
             canary_configs: Arc::new(store.clone()),
             notifications: Arc::new(store.clone()),
+            metric_samples: Arc::new(store.clone()),
             engine,
             providers,
             triggers,

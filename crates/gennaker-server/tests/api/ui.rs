@@ -5,7 +5,7 @@ use crate::harness::*;
 
 /// A cookie-keeping client that does not follow redirects, like a browser seen from
 /// the server.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     server: &'a Server,
     client: reqwest::Client,
     cookies: Vec<(String, String)>,
@@ -13,16 +13,16 @@ struct Browser<'a> {
 
 /// A UI answer: status, `Location`, `Set-Cookie` headers and the body.
 #[derive(Debug)]
-struct Page {
-    status: u16,
-    location: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: String,
     set_cookies: Vec<String>,
-    html: String,
+    pub(crate) html: String,
 }
 
 impl Page {
     /// The page's CSRF token (the first hidden `csrf` field).
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf" value=""#;
         let start = self.html.find(marker).expect("no csrf field") + marker.len();
         let end = self.html[start..].find('"').unwrap();
@@ -31,7 +31,7 @@ impl Page {
 }
 
 impl<'a> Browser<'a> {
-    fn new(server: &'a Server) -> Self {
+    pub(crate) fn new(server: &'a Server) -> Self {
         Browser {
             server,
             client: reqwest::Client::builder()
@@ -86,12 +86,12 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.client.get(format!("{}{path}", self.server.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let request = self
             .client
             .post(format!("{}{path}", self.server.base))
@@ -100,7 +100,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Signs in with `token` through the form; returns the answer to the form's POST.
-    async fn sign_in(&mut self, token: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, token: &str) -> Page {
         let form = self.get("/signin?next=%2Fapplications").await;
         assert_eq!(form.status, 200, "{form:?}");
         let csrf = form.csrf();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod api;
+pub(crate) mod browser;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
