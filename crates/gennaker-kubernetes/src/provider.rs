@@ -12,7 +12,7 @@
 //! the pod template and on the pods), honouring weights the router fixed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use gennaker_core::naming::next_sequence;
@@ -35,6 +35,9 @@ use crate::{KubernetesAccounts, cluster::Cascade};
 pub struct KubernetesProvider {
     pub(crate) accounts: KubernetesAccounts,
     caches: BTreeMap<String, AccountCache>,
+    /// The namespace of each group this provider created, by account and name: read
+    /// live until the watch has reported it.
+    created: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for KubernetesProvider {
@@ -70,7 +73,11 @@ impl KubernetesProvider {
             .filter_map(|name| accounts.get(name))
             .map(|account| (account.name.clone(), AccountCache::start(account)))
             .collect();
-        Arc::new(Self { accounts, caches })
+        Arc::new(Self {
+            accounts,
+            caches,
+            created: Mutex::new(BTreeMap::new()),
+        })
     }
 
     pub(crate) fn account(&self, name: &str) -> Result<Arc<Account>, DeployError> {
@@ -579,6 +586,9 @@ impl Provider for KubernetesProvider {
             }
             Err(err) => return Err(deploy_error(err)),
         }
+        if let Ok(mut created) = self.created.lock() {
+            created.insert((account.name.clone(), name.clone()), namespace.clone());
+        }
         tracing::info!(account = %account.name, namespace = %namespace, server_group = %name, "kubernetes server group created");
         // The watch reports it in a moment; the answer comes from what was created.
         let mut group = bare_view(&account.name, &manifest)?;
@@ -696,7 +706,13 @@ impl Provider for KubernetesProvider {
         .into_iter()
         .filter(|g| g.name == name)
         .collect();
-        Ok(if found.len() == 1 { found.pop() } else { None })
+        if found.len() == 1 {
+            if let Ok(mut created) = self.created.lock() {
+                created.remove(&(account.to_owned(), name.to_owned()));
+            }
+            return Ok(found.pop());
+        }
+        self.created_not_yet_watched(account, name).await
     }
 
     async fn server_groups(&self, application: &str) -> Result<Vec<ServerGroup>, DeployError> {
@@ -714,6 +730,21 @@ impl Provider for KubernetesProvider {
                 .filter(|g| g.moniker.app == application),
             );
         }
+        let pending: Vec<(String, String)> = self
+            .created
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        for (account, name) in pending {
+            if all.iter().any(|g| g.account == account && g.name == name) {
+                continue;
+            }
+            if let Some(group) = self.server_group(&account, &name).await?
+                && group.moniker.app == application
+            {
+                all.push(group);
+            }
+        }
         all.sort_by(|a, b| {
             (a.cluster(), a.created_time, &a.name).cmp(&(b.cluster(), b.created_time, &b.name))
         });
@@ -722,6 +753,36 @@ impl Provider for KubernetesProvider {
 }
 
 impl KubernetesProvider {
+    /// A group this provider created that the watch has not reported yet, read live
+    /// (without pods); forgotten once the watch has it or it is gone.
+    async fn created_not_yet_watched(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<ServerGroup>, DeployError> {
+        let key = (account.to_owned(), name.to_owned());
+        let namespace = self.created.lock().ok().and_then(|c| c.get(&key).cloned());
+        let Some(namespace) = namespace else {
+            return Ok(None);
+        };
+        let at = Located {
+            account: self.account(account)?,
+            kind: "ReplicaSet",
+            namespace,
+            name: name.to_owned(),
+        };
+        match self.live(&at).await {
+            Ok(workload) => bare_view(account, &workload).map(Some),
+            Err(DeployError::NotFound { .. }) => {
+                if let Ok(mut created) = self.created.lock() {
+                    created.remove(&key);
+                }
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Records whether the generic stages enabled the workload.
     async fn mark(&self, at: &Located, enabled: bool) -> Result<(), DeployError> {
         let kind = at
