@@ -506,6 +506,10 @@ pub enum ClusterCommand {
     List {
         /// Application name.
         app: String,
+        /// The cloud provider to ask: `local` unless given (`kubernetes`: the server's
+        /// Kubernetes accounts).
+        #[arg(long)]
+        cloud_provider: Option<String>,
     },
 }
 
@@ -516,6 +520,10 @@ pub enum LoadBalancerCommand {
     List {
         /// Application name.
         app: String,
+        /// The cloud provider to ask: `local` unless given (`kubernetes`: the server's
+        /// Kubernetes accounts).
+        #[arg(long)]
+        cloud_provider: Option<String>,
     },
 }
 
@@ -529,6 +537,12 @@ pub struct ServerGroupTarget {
     /// Follow the operation to its end; exit with its outcome.
     #[arg(long)]
     pub watch: bool,
+    /// The server group's cloud provider: `local` unless given (`kubernetes`).
+    #[arg(long)]
+    pub cloud_provider: Option<String>,
+    /// The server group's account: `local` unless given (a Kubernetes account's name).
+    #[arg(long)]
+    pub account: Option<String>,
 }
 
 /// `gennaker servergroup …`
@@ -540,6 +554,10 @@ pub enum ServerGroupCommand {
         app: String,
         /// Server group name.
         name: String,
+        /// The cloud provider to ask: `local` unless given (`kubernetes`: the server's
+        /// Kubernetes accounts).
+        #[arg(long)]
+        cloud_provider: Option<String>,
     },
     /// Set how many instances run.
     Resize {

@@ -156,6 +156,11 @@ impl Account {
         &self.client
     }
 
+    /// The namespaces the account may act in, sorted; empty: all of them.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces.iter().cloned().collect()
+    }
+
     /// Refuses a namespace (or the cluster scope, `None`) outside the account's
     /// allow-list, naming the list.
     pub fn check_namespace(&self, namespace: Option<&str>) -> Result<(), String> {

@@ -20,19 +20,28 @@
 //!   `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
 //!   `rollingRestartManifest`, `enableManifest`, `disableManifest`,
 //!   `findArtifactsFromResource`; static and dynamic targets) acting through the
-//!   accounts.
+//!   accounts;
+//! - [`KubernetesProvider`]: the accounts as a generic deployment provider and traffic
+//!   router ([`provider`], [`router`]): the clusters view from a watch cache
+//!   ([`watch`], [`view`]), the generic server-group stages, and canary traffic through
+//!   ingress-nginx canary Ingresses.
 
 pub mod artifacts;
 pub mod cluster;
 mod error;
 pub mod manifest;
+pub mod provider;
+pub mod router;
 pub mod settings;
 mod stages;
 pub mod status;
 pub mod traffic;
 pub mod versioning;
+pub mod view;
+pub mod watch;
 
 pub use cluster::{Account, KubernetesAccounts};
 pub use error::{KubeError, SettingsError};
+pub use provider::KubernetesProvider;
 pub use settings::{AccountSettings, KubernetesSettings};
 pub use stages::{PROVIDER, register};

@@ -84,7 +84,8 @@ pub struct WiringSettings {
 /// preconfigured webhooks; the local provider under the operator's host policy
 /// (re-creating its load balancers and adopting the instances a previous run left,
 /// their traffic samples stored for canary analysis); the manifest stages acting
-/// through the Kubernetes accounts; the canary stage reading the metrics accounts.
+/// through the Kubernetes accounts, which are also a generic provider (clusters view,
+/// server-group stages, canary traffic through ingress-nginx); the canary stage reading the metrics accounts.
 /// A setting that cannot be used (a missing root, a run-as user the server cannot
 /// switch to, an unreadable kubeconfig, a bad metrics account) stops the start with
 /// the setting named.
@@ -138,12 +139,14 @@ async fn wire(
         message: err.to_string(),
     })?;
     let shared = Arc::new(local.clone());
-    let providers = Providers::new().with(shared.clone(), Some(shared));
-    let mut registry = stage_registry(providers.clone(), &settings.webhooks);
-    let mut clouds = providers.names();
+    let mut providers = Providers::new().with(shared.clone(), Some(shared));
     if !kubernetes.is_empty() {
-        clouds.push(gennaker_kubernetes::PROVIDER.to_owned());
+        // The clusters view, the generic server-group stages and canary traffic.
+        let cluster = gennaker_kubernetes::KubernetesProvider::start(kubernetes.clone());
+        providers = providers.with(cluster.clone(), Some(cluster));
     }
+    let mut registry = stage_registry(providers.clone(), &settings.webhooks);
+    let clouds = providers.names();
     gennaker_kubernetes::register(&mut registry, kubernetes);
     gennaker_canary::stage::register(
         &mut registry,

@@ -80,10 +80,16 @@ pub(super) async fn clusters(
     ctx: &mut Context<'_>,
     command: ClusterCommand,
 ) -> Result<(), CliError> {
-    let ClusterCommand::List { app } = command;
+    let ClusterCommand::List {
+        app,
+        cloud_provider,
+    } = command;
     let raw = ctx
         .client()?
-        .get(&["applications", &app, "serverGroups"], &[])
+        .get(
+            &["applications", &app, "serverGroups"],
+            &provider_query(cloud_provider),
+        )
         .await?;
     emit(ctx.out, ctx.format, raw, |groups: &Vec<ServerGroupView>| {
         if groups.is_empty() {
@@ -126,10 +132,16 @@ pub(super) async fn load_balancers(
     ctx: &mut Context<'_>,
     command: LoadBalancerCommand,
 ) -> Result<(), CliError> {
-    let LoadBalancerCommand::List { app } = command;
+    let LoadBalancerCommand::List {
+        app,
+        cloud_provider,
+    } = command;
     let raw = ctx
         .client()?
-        .get(&["applications", &app, "loadBalancers"], &[])
+        .get(
+            &["applications", &app, "loadBalancers"],
+            &provider_query(cloud_provider),
+        )
         .await?;
     emit(
         ctx.out,
@@ -169,7 +181,11 @@ pub(super) async fn server_group(
     command: ServerGroupCommand,
 ) -> Result<(), CliError> {
     let (operation, target, body) = match command {
-        ServerGroupCommand::Get { app, name } => return get(ctx, &app, &name).await,
+        ServerGroupCommand::Get {
+            app,
+            name,
+            cloud_provider,
+        } => return get(ctx, &app, &name, cloud_provider).await,
         ServerGroupCommand::Resize {
             target,
             desired,
@@ -191,10 +207,25 @@ pub(super) async fn server_group(
     operate(ctx, operation, &target, &body).await
 }
 
-async fn get(ctx: &mut Context<'_>, app: &str, name: &str) -> Result<(), CliError> {
+/// `?cloudProvider=…` when one is given.
+fn provider_query(cloud_provider: Option<String>) -> Vec<(&'static str, String)> {
+    cloud_provider
+        .map(|p| vec![("cloudProvider", p)])
+        .unwrap_or_default()
+}
+
+async fn get(
+    ctx: &mut Context<'_>,
+    app: &str,
+    name: &str,
+    cloud_provider: Option<String>,
+) -> Result<(), CliError> {
     let raw = ctx
         .client()?
-        .get(&["applications", app, "serverGroups", name], &[])
+        .get(
+            &["applications", app, "serverGroups", name],
+            &provider_query(cloud_provider),
+        )
         .await?;
     emit(ctx.out, ctx.format, raw, |group: &ServerGroupView| {
         let summary = details(vec![
@@ -240,6 +271,15 @@ async fn operate(
     body: &Value,
 ) -> Result<(), CliError> {
     let client = ctx.client()?;
+    let mut body = body.clone();
+    if let Some(map) = body.as_object_mut() {
+        if let Some(provider) = &target.cloud_provider {
+            map.insert("cloudProvider".into(), json!(provider));
+        }
+        if let Some(account) = &target.account {
+            map.insert("account".into(), json!(account));
+        }
+    }
     let raw = client
         .post(
             &[
@@ -249,7 +289,7 @@ async fn operate(
                 &target.name,
                 operation,
             ],
-            body,
+            &body,
         )
         .await?;
     let execution = raw

@@ -141,6 +141,16 @@ impl Kit {
     /// A fresh namespace `prefix-<random>` with the kubelet playing, and an engine
     /// whose account `k8s` is limited to it (and whose `extra` accounts are added).
     pub async fn new(prefix: &str, extra: Vec<AccountSettings>) -> Option<Self> {
+        Self::with_stages(prefix, extra, |_, _| {}).await
+    }
+
+    /// Like [`new`](Self::new), with the stages `stages` registers over the accounts
+    /// (beside the manifest stages).
+    pub async fn with_stages(
+        prefix: &str,
+        extra: Vec<AccountSettings>,
+        stages: impl Fn(&mut gennaker_engine::StageRegistry, &KubernetesAccounts),
+    ) -> Option<Self> {
         let cluster = cluster()?;
         let client = cluster.admin().await;
         let namespace = format!("{prefix}-{}", &uuid_like()[..8]);
@@ -167,6 +177,7 @@ impl Kit {
         let registered = accounts.clone();
         let h = Harness::with_stages(TestBackend::Sqlite, move |registry| {
             gennaker_kubernetes::register(registry, registered.clone());
+            stages(registry, &registered);
         })
         .await;
         let behaviour = Arc::new(Mutex::new(Behaviour::Ready));
@@ -431,6 +442,31 @@ fn pod_status(pod: &Value, mode: Behaviour) -> Value {
                        {"type": "ContainersReady", "status": ready},
                        {"type": "Ready", "status": ready}],
         "containerStatuses": containers}})
+}
+
+/// Reports pod `name` of `namespace` Ready or not, as a kubelet would (through the
+/// pods/status subresource).
+pub async fn set_ready(client: &kube::Client, namespace: &str, name: &str, ready: bool) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = serde_json::to_value(pods.get(name).await.unwrap()).unwrap();
+    let mut status = pod_status(&pod, Behaviour::Ready);
+    if !ready {
+        for condition in status["status"]["conditions"].as_array_mut().unwrap() {
+            if condition["type"] == "Ready" || condition["type"] == "ContainersReady" {
+                condition["status"] = json!("False");
+                condition["message"] = json!("readiness probe failed");
+            }
+        }
+        for container in status["status"]["containerStatuses"]
+            .as_array_mut()
+            .unwrap()
+        {
+            container["ready"] = json!(false);
+        }
+    }
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 /// The stage's error message.

@@ -1,0 +1,315 @@
+//! The Kubernetes traffic router: Services as load balancers, and traffic split by
+//! ingress-nginx canary Ingresses.
+//!
+//! A load balancer is a Service (`web`, or Spinnaker's `service web`); the server
+//! groups naming it in `traffic.spinnaker.io/load-balancers` take its traffic while
+//! enabled. Fixing weights (a canary release's steps) records them on the Service
+//! (`traffic.gennaker.io/weights`), keeps in the Service only the named groups of the
+//! cluster with the largest share, and sends the other named groups' share through a
+//! canary Service `<service>-canary` and, beside every Ingress routing to the Service,
+//! a canary Ingress `<ingress>-canary` with `nginx.ingress.kubernetes.io/canary:
+//! "true"` and `canary-weight` (and `canary-by-header` when the Service's
+//! `traffic.gennaker.io/canary-by-header` annotation asks for it). Empty weights
+//! remove the canary Ingresses and Service and put every enabled group back.
+//!
+//! Services and Ingresses themselves are manifests: `upsertLoadBalancer` and
+//! `deleteLoadBalancer` refuse, pointing at `deployManifest` / `deleteManifest`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use gennaker_deploy::{DeployError, LoadBalancer, LoadBalancerSpec, ServerGroup, TrafficRouter};
+use serde_json::{Value, json};
+
+use crate::cluster::{Cascade, DeleteOptions, PatchBody};
+use crate::error::KubeError;
+use crate::manifest::annotation;
+use crate::provider::{KubernetesProvider, Located, deploy_error};
+use crate::view;
+
+/// The Service a load balancer name means (`web` or `service web`).
+fn service_name(balancer: &str) -> &str {
+    balancer.strip_prefix("service ").unwrap_or(balancer).trim()
+}
+
+impl KubernetesProvider {
+    /// The namespace of Service `name` in the account (one of its namespaces).
+    async fn balancer_namespace(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<String>, DeployError> {
+        let snapshot = self.snapshot(account).await?;
+        let namespaces: Vec<&str> = snapshot
+            .services
+            .iter()
+            .filter(|s| view::text(s, "/metadata/name") == name)
+            .map(|s| view::text(s, "/metadata/namespace"))
+            .collect();
+        match namespaces.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).to_owned())),
+            many => Err(DeployError::Invalid(format!(
+                "load balancer '{name}' is ambiguous in account '{account}': there is a Service '{name}' in namespaces {}; limit the account's namespaces",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    async fn groups(&self, account: &str) -> Result<Vec<ServerGroup>, DeployError> {
+        let snapshot = self.snapshot(account).await?;
+        Ok(view::server_groups(
+            account,
+            &snapshot.workloads,
+            &snapshot.pods,
+            &snapshot.services,
+        ))
+    }
+
+    /// Creates, updates or removes the canary Service and Ingresses of `service`.
+    async fn route_canary(
+        &self,
+        account: &str,
+        namespace: &str,
+        service: &Value,
+        weight: Option<u32>,
+    ) -> Result<(), DeployError> {
+        let account = self.account(account)?;
+        let name = view::text(service, "/metadata/name");
+        let canary_name = format!("{name}-canary");
+        let services = account
+            .resolve("v1", "Service")
+            .await
+            .map_err(deploy_error)?;
+        let ingresses = account
+            .resolve("networking.k8s.io/v1", "Ingress")
+            .await
+            .map_err(deploy_error)?;
+        let live = account
+            .list(&ingresses, Some(namespace), "")
+            .await
+            .map_err(deploy_error)?;
+        let primaries: Vec<&Value> = live
+            .iter()
+            .filter(|i| !view::is_canary_ingress(i))
+            .filter(|i| view::ingress_backends(i).iter().any(|b| b == name))
+            .collect();
+        let delete = DeleteOptions {
+            cascade: Cascade::Background,
+            grace_period_seconds: None,
+        };
+        match weight {
+            Some(weight) => {
+                if primaries.is_empty() {
+                    return Err(DeployError::Invalid(format!(
+                        "load balancer '{name}' in namespace '{namespace}' has no Ingress routing to it: a canary split needs an ingress-nginx Ingress whose backend is Service '{name}'; deploy one with deployManifest"
+                    )));
+                }
+                let manifest = view::canary_service(service, &canary_name);
+                account
+                    .apply(&services, Some(namespace), &canary_name, &manifest)
+                    .await
+                    .map_err(deploy_error)?;
+                let header = annotation(service, view::CANARY_BY_HEADER);
+                for primary in primaries {
+                    let canary = view::canary_ingress(primary, name, &canary_name, weight, header);
+                    let ingress_name = view::text(&canary, "/metadata/name").to_owned();
+                    account
+                        .apply(&ingresses, Some(namespace), &ingress_name, &canary)
+                        .await
+                        .map_err(deploy_error)?;
+                }
+            }
+            None => {
+                for canary in live.iter().filter(|i| {
+                    view::string_map(i, "/metadata/labels")
+                        .get(view::CANARY_OF)
+                        .is_some_and(|of| of == name)
+                }) {
+                    account
+                        .delete(
+                            &ingresses,
+                            Some(namespace),
+                            view::text(canary, "/metadata/name"),
+                            &delete,
+                        )
+                        .await
+                        .map_err(deploy_error)?;
+                }
+                account
+                    .delete(&services, Some(namespace), &canary_name, &delete)
+                    .await
+                    .map_err(deploy_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for KubernetesProvider {
+    async fn upsert_load_balancer(
+        &self,
+        spec: LoadBalancerSpec,
+    ) -> Result<LoadBalancer, DeployError> {
+        Err(DeployError::Unsupported(format!(
+            "load balancer '{}': on Kubernetes a load balancer is a Service (and its Ingress); deploy it with a deployManifest stage",
+            spec.name
+        )))
+    }
+
+    async fn delete_load_balancer(&self, _account: &str, name: &str) -> Result<(), DeployError> {
+        Err(DeployError::Unsupported(format!(
+            "load balancer '{name}': on Kubernetes a load balancer is a Service (and its Ingress); delete it with a deleteManifest stage"
+        )))
+    }
+
+    async fn load_balancer(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<LoadBalancer>, DeployError> {
+        let name = service_name(name);
+        if self.accounts.get(account).is_none() {
+            return Ok(None);
+        }
+        let Some(namespace) = self.balancer_namespace(account, name).await? else {
+            return Ok(None);
+        };
+        let Some(service) = self
+            .service(&*self.account(account)?, &namespace, name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let groups = self.groups(account).await?;
+        Ok(Some(view::load_balancer(account, &service, &groups)))
+    }
+
+    async fn load_balancers(&self, application: &str) -> Result<Vec<LoadBalancer>, DeployError> {
+        let mut all = Vec::new();
+        for account in self.accounts.names() {
+            let snapshot = self.snapshot(account).await?;
+            let groups = view::server_groups(
+                account,
+                &snapshot.workloads,
+                &snapshot.pods,
+                &snapshot.services,
+            );
+            for service in &snapshot.services {
+                let name = view::text(service, "/metadata/name");
+                let named = groups.iter().any(|g| {
+                    g.moniker.app == application && g.load_balancers.iter().any(|b| b == name)
+                });
+                if view::application_of(service) == application || named {
+                    all.push(view::load_balancer(account, service, &groups));
+                }
+            }
+        }
+        all.sort_by(|a, b| (&a.spec.account, &a.spec.name).cmp(&(&b.spec.account, &b.spec.name)));
+        Ok(all)
+    }
+
+    async fn set_weights(
+        &self,
+        account: &str,
+        load_balancer: &str,
+        weights: BTreeMap<String, u32>,
+    ) -> Result<LoadBalancer, DeployError> {
+        let name = service_name(load_balancer);
+        let namespace = self
+            .balancer_namespace(account, name)
+            .await?
+            .ok_or_else(|| DeployError::no_load_balancer(name))?;
+        let kube_account = self.account(account)?;
+        let services = kube_account
+            .resolve("v1", "Service")
+            .await
+            .map_err(deploy_error)?;
+        let pin = (!weights.is_empty()).then_some(&weights);
+        let recorded = pin.map_or(Value::Null, |w| {
+            json!(serde_json::to_string(w).unwrap_or_default())
+        });
+        let service = match kube_account
+            .patch(
+                &services,
+                Some(&namespace),
+                name,
+                PatchBody::Merge(json!({"metadata": {"annotations": {view::WEIGHTS: recorded}}})),
+            )
+            .await
+        {
+            Ok(service) => service,
+            Err(KubeError::Refused { code: 404, .. }) => {
+                return Err(DeployError::no_load_balancer(name));
+            }
+            Err(err) => return Err(deploy_error(err)),
+        };
+        let groups = self.groups(account).await?;
+        let cluster_of = |group: &str| {
+            groups
+                .iter()
+                .find(|g| g.name == group)
+                .map(ServerGroup::cluster)
+        };
+        let stable = pin.and_then(|pin| view::stable_cluster(pin, &cluster_of));
+        let selector = view::string_map(&service, "/spec/selector");
+        let snapshot = self.snapshot(account).await?;
+        // Canary side first, so the stable side shrinks only once the canary can serve.
+        let mut moves: Vec<(view::Side, &Value)> = Vec::new();
+        for workload in &snapshot.workloads {
+            if view::text(workload, "/metadata/namespace") != namespace
+                || !view::traffic_services(workload).iter().any(|s| s == name)
+            {
+                continue;
+            }
+            let Some(group) = groups
+                .iter()
+                .find(|g| g.name == view::text(workload, "/metadata/name"))
+            else {
+                continue;
+            };
+            let side = view::side(
+                pin,
+                stable.as_deref(),
+                &group.name,
+                &group.cluster(),
+                !group.disabled,
+            );
+            moves.push((side, workload));
+        }
+        let weight = pin.map(|pin| view::canary_weight(pin, &cluster_of));
+        let canary = weight.filter(|w| *w > 0);
+        if canary.is_some() {
+            self.route_canary(account, &namespace, &service, canary)
+                .await?;
+        }
+        moves.sort_by_key(|(side, _)| match side {
+            view::Side::Canary => 0,
+            view::Side::Stable => 1,
+            view::Side::Out => 2,
+        });
+        for (side, workload) in moves {
+            let changes =
+                view::label_changes(&selector, name, &view::template_labels(workload), side);
+            let at = Located {
+                account: kube_account.clone(),
+                kind: match view::text(workload, "/kind") {
+                    "Deployment" => "Deployment",
+                    "StatefulSet" => "StatefulSet",
+                    "DaemonSet" => "DaemonSet",
+                    _ => "ReplicaSet",
+                },
+                namespace: namespace.clone(),
+                name: view::text(workload, "/metadata/name").to_owned(),
+            };
+            self.relabel(&at, workload, &changes).await?;
+        }
+        if canary.is_none() {
+            self.route_canary(account, &namespace, &service, None)
+                .await?;
+        }
+        tracing::info!(account = %account, load_balancer = %name, weights = ?weights, canary_weight = ?canary, "kubernetes traffic weights set");
+        Ok(view::load_balancer(account, &service, &groups))
+    }
+}

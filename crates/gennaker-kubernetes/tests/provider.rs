@@ -1,0 +1,459 @@
+//! The Kubernetes accounts as a generic provider on a real API server (see `support`;
+//! skipped, with one line saying how to point them at a cluster, when there is none):
+//! the clusters view from the watch cache with pod health, the generic server-group
+//! stages, and a canary release through ingress-nginx canary Ingresses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gennaker_canary::source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
+use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs};
+use gennaker_deploy::{HealthState, Provider, Providers, ServerGroup, TrafficRouter};
+use gennaker_kubernetes::KubernetesProvider;
+use gennaker_kubernetes::view::{CANARY_OF, NGINX, WEIGHTS};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use support::{Kit, set_ready, succeeded};
+
+/// The same series for every scope: a canary as good as its baseline.
+#[derive(Debug)]
+struct Flat;
+
+#[async_trait::async_trait]
+impl MetricSource for Flat {
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    async fn query(
+        &self,
+        _config: &CanaryConfig,
+        metric: &CanaryMetricConfig,
+        scope: &ScopeQuery,
+    ) -> Result<Vec<MetricSet>, SourceError> {
+        let span = scope.end.as_second() - scope.start.as_second();
+        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
+        Ok(vec![MetricSet {
+            tags: BTreeMap::new(),
+            values: (0..points).map(|i| 10.0 + (i % 5) as f64 * 0.1).collect(),
+            start: scope.start,
+            step_seconds: scope.step_seconds,
+            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
+        }])
+    }
+}
+
+/// A kit whose engine also runs the deployment stages (through the provider) and the
+/// canary stage (judging [`Flat`] series), and the provider itself.
+async fn kit(prefix: &str) -> Option<(Kit, Arc<KubernetesProvider>)> {
+    let holder: Arc<Mutex<Option<Arc<KubernetesProvider>>>> = Arc::default();
+    let held = holder.clone();
+    let kit = Kit::with_stages(prefix, vec![], move |registry, accounts| {
+        let provider = KubernetesProvider::start(accounts.clone());
+        *held.lock().unwrap() = Some(provider.clone());
+        gennaker_deploy::register(
+            registry,
+            Providers::new().with(provider.clone(), Some(provider)),
+        );
+        let mut sources = MetricSources::new();
+        sources.insert("flat", Arc::new(Flat));
+        let configs = InMemoryCanaryConfigs::new();
+        let config: CanaryConfig = serde_json::from_value(json!({
+            "name": "shop-canary", "applications": ["shop"],
+            "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+            "metrics": [{"name": "errors", "query": {"type": "builtin", "metricName": "errors"},
+                         "groups": ["errors"], "scopeName": "default",
+                         "analysisConfigurations": {"canary": {"direction": "increase"}}}],
+            "classifier": {"groupWeights": {"errors": 100}}
+        }))
+        .unwrap();
+        configs.insert("cfg-1", "shop-canary", &["shop"], config);
+        gennaker_canary::stage::register(registry, sources, Arc::new(configs));
+    })
+    .await?;
+    let provider = holder.lock().unwrap().clone().unwrap();
+    Some((kit, provider))
+}
+
+/// Service `shop-web` (selecting `frontedBy: shop-web`) and Ingress `shop` routing to it.
+async fn service_and_ingress(kit: &Kit) {
+    let services: Api<Service> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "shop-web", "annotations": {"moniker.spinnaker.io/application": "shop"}},
+                "spec": {"selector": {"frontedBy": "shop-web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "shop"},
+                "spec": {"ingressClassName": "nginx", "rules": [{"host": "shop.example", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "shop-web", "port": {"number": 80}}}}]}}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// A deploy stage of cluster `shop-prod` running `image` behind `shop-web`.
+fn deploy(kit: &Kit, image: &str, extra: Value) -> Value {
+    let mut cluster = json!({
+        "application": "shop", "stack": "prod", "account": "k8s", "cloudProvider": "kubernetes",
+        "capacity": {"min": 2, "max": 2, "desired": 2}, "namespace": kit.namespace,
+        "containers": [{"name": "web", "image": image}], "loadBalancers": ["shop-web"],
+    });
+    if let (Value::Object(c), Value::Object(e)) = (&mut cluster, extra) {
+        c.extend(e);
+    }
+    json!({"name": "Deploy", "type": "deploy", "clusters": [cluster]})
+}
+
+/// A generic server-group stage on `group`.
+fn on_group(name: &str, stage_type: &str, group: &str, extra: Value) -> Value {
+    let mut stage = json!({"name": name, "type": stage_type, "serverGroupName": group,
+        "cluster": "shop-prod", "moniker": {"app": "shop", "stack": "prod"},
+        "credentials": "k8s", "cloudProvider": "kubernetes"});
+    if let (Value::Object(s), Value::Object(e)) = (&mut stage, extra) {
+        s.extend(e);
+    }
+    stage
+}
+
+/// Polls the provider's view (bounded) until `done` holds for `group`.
+async fn view_until(
+    provider: &KubernetesProvider,
+    group: &str,
+    what: &str,
+    done: impl Fn(Option<&ServerGroup>) -> bool,
+) -> Option<ServerGroup> {
+    for _ in 0..200 {
+        let groups = provider.server_groups("shop").await.unwrap();
+        let found = groups.into_iter().find(|g| g.name == group);
+        if done(found.as_ref()) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the clusters view never showed {what} for {group}");
+}
+
+async fn pod_labels(kit: &Kit, group: &str) -> Vec<BTreeMap<String, String>> {
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    pods.list(&ListParams::default().labels(&format!("gennaker.io/server-group={group}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.metadata.labels.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_view_shows_workloads_with_health_and_the_generic_stages_change_them() {
+    let Some((kit, provider)) = kit("view").await else {
+        return;
+    };
+    service_and_ingress(&kit).await;
+    let first = kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await;
+    succeeded(&first);
+
+    // The view: the ReplicaSet as a server group, its pods as instances, in traffic.
+    let group = view_until(&provider, "shop-prod-v000", "two Up instances", |g| {
+        g.is_some_and(|g| g.up_instances() == 2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(group.cluster(), "shop-prod");
+    assert_eq!(group.cloud_provider, "kubernetes");
+    assert!(!group.disabled);
+    assert_eq!(group.load_balancers, ["shop-web"]);
+    assert_eq!(group.capacity.desired, 2);
+    for labels in pod_labels(&kit, "shop-prod-v000").await {
+        assert_eq!(labels["frontedBy"], "shop-web", "{labels:?}");
+    }
+    let balancer = provider
+        .load_balancer("k8s", "shop-web")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(balancer.spec.application, "shop");
+    assert_eq!(
+        balancer.weights,
+        BTreeMap::from([("shop-prod-v000".to_owned(), 100)])
+    );
+
+    // A pod the kubelet reports not Ready is Down, with why.
+    let pod = group.instances[0].id.clone();
+    set_ready(&kit.client, &kit.namespace, &pod, false).await;
+    let group = view_until(&provider, "shop-prod-v000", "one Down instance", |g| {
+        g.is_some_and(|g| g.up_instances() == 1)
+    })
+    .await
+    .unwrap();
+    let down = group.instances.iter().find(|i| i.id == pod).unwrap();
+    assert_eq!(down.health, HealthState::Down);
+    assert!(
+        down.reason.as_deref().unwrap().contains("not ready"),
+        "{down:?}"
+    );
+    set_ready(&kit.client, &kit.namespace, &pod, true).await;
+
+    // Resize, disable, enable through the generic stages.
+    let ops = kit
+        .run(vec![
+            on_group(
+                "grow",
+                "resizeServerGroup",
+                "shop-prod-v000",
+                json!({"action": "scale_exact", "capacity": {"min": 1, "max": 4, "desired": 3}}),
+            ),
+            on_group("disable", "disableServerGroup", "shop-prod-v000", json!({})),
+        ])
+        .await;
+    succeeded(&ops);
+    let rs = kit
+        .get("apps/v1", "ReplicaSet", "shop-prod-v000")
+        .await
+        .unwrap();
+    assert_eq!(rs["spec"]["replicas"], 3);
+    assert!(
+        rs["spec"]["template"]["metadata"]["labels"]
+            .get("frontedBy")
+            .is_none()
+    );
+    let group = view_until(&provider, "shop-prod-v000", "disabled, 3 instances", |g| {
+        g.is_some_and(|g| g.disabled && g.instances.len() == 3)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            group.capacity.min,
+            group.capacity.desired,
+            group.capacity.max
+        ),
+        (1, 3, 4)
+    );
+    for labels in pod_labels(&kit, "shop-prod-v000").await {
+        assert!(!labels.contains_key("frontedBy"), "{labels:?}");
+    }
+
+    let ops = kit
+        .run(vec![on_group(
+            "enable",
+            "enableServerGroup",
+            "shop-prod-v000",
+            json!({}),
+        )])
+        .await;
+    succeeded(&ops);
+    view_until(&provider, "shop-prod-v000", "enabled", |g| {
+        g.is_some_and(|g| !g.disabled)
+    })
+    .await;
+    for labels in pod_labels(&kit, "shop-prod-v000").await {
+        assert_eq!(labels["frontedBy"], "shop-web", "{labels:?}");
+    }
+
+    // A DaemonSet cannot be resized: the stage says so.
+    let daemons: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(kit.client.clone(), &kit.namespace);
+    daemons
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "shop-agent", "annotations": {"moniker.spinnaker.io/application": "shop"}},
+                "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                         "template": {"metadata": {"labels": {"app": "agent"}},
+                                      "spec": {"containers": [{"name": "a", "image": "busybox"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    view_until(&provider, "shop-agent", "the DaemonSet", |g| g.is_some()).await;
+    let refused = kit
+        .run(vec![on_group(
+            "grow agent",
+            "resizeServerGroup",
+            "shop-agent",
+            json!({"cluster": "shop-agent", "moniker": {"app": "shop", "detail": "agent"},
+                   "action": "scale_exact", "capacity": {"min": 2, "max": 2, "desired": 2}}),
+        )])
+        .await;
+    assert_eq!(refused.status, gennaker_engine::ExecutionStatus::Terminal);
+    let error = support::error(&refused, "grow agent");
+    assert!(error.contains("DaemonSet"), "{error}");
+
+    // Destroy: the ReplicaSet goes, and the view forgets it.
+    let ops = kit
+        .run(vec![on_group(
+            "destroy",
+            "destroyServerGroup",
+            "shop-prod-v000",
+            json!({}),
+        )])
+        .await;
+    succeeded(&ops);
+    assert!(
+        kit.get("apps/v1", "ReplicaSet", "shop-prod-v000")
+            .await
+            .is_none()
+    );
+    view_until(&provider, "shop-prod-v000", "no group", |g| g.is_none()).await;
+    kit.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_release_creates_steps_and_removes_the_nginx_canary_ingress() {
+    let Some((kit, provider)) = kit("canary").await else {
+        return;
+    };
+    service_and_ingress(&kit).await;
+    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
+    view_until(&provider, "shop-prod-v000", "two Up instances", |g| {
+        g.is_some_and(|g| g.up_instances() == 2)
+    })
+    .await;
+
+    // Watch the canary Ingress while the release runs: every weight it had.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let watching = tokio::spawn({
+        let seen = seen.clone();
+        let ingresses: Api<Ingress> = Api::namespaced(kit.client.clone(), &kit.namespace);
+        async move {
+            loop {
+                if let Some(canary) = ingresses.get_opt("shop-canary").await.unwrap() {
+                    let annotations = canary.metadata.annotations.unwrap_or_default();
+                    let weight = annotations
+                        .get(&format!("{NGINX}canary-weight"))
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(&weight) {
+                        seen.push(weight);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let release = deploy(
+        &kit,
+        "nginx:1.28",
+        json!({
+            "strategy": "canary",
+            "canary": {
+                "analysis": {"canaryConfigName": "shop-canary", "metricsAccountName": "flat",
+                             "scoreThresholds": {"pass": "80", "marginal": "50"},
+                             "canaryAnalysisIntervalMins": "0.25",
+                             "scopes": [{"scopeName": "default", "step": "5"}]},
+                "steps": [{"setWeight": 10}, {"analysis": {"lifetimeDuration": "PT30S"}},
+                          {"setWeight": 50}, {"pause": {"duration": "10s"}}]
+            }
+        }),
+    );
+    let run = kit.h.run("release", kit.pipeline(vec![release])).await;
+    // While the canary takes 50%: its Ingress and Service, and which pods they reach.
+    let at_half = kit
+        .h
+        .drive_until(&run.id, Duration::from_secs(1), "the 50% step", |e| {
+            e.stages
+                .iter()
+                .any(|s| s.name == "Set canary weight 50%" && s.status.is_complete())
+                || e.status.is_complete()
+        })
+        .await;
+    assert!(
+        !at_half.status.is_complete(),
+        "{}",
+        gennaker_engine::testing::summary(&at_half)
+    );
+    let canary = kit
+        .get("networking.k8s.io/v1", "Ingress", "shop-canary")
+        .await
+        .unwrap();
+    let annotations = &canary["metadata"]["annotations"];
+    assert_eq!(annotations[format!("{NGINX}canary")], "true");
+    assert_eq!(annotations[format!("{NGINX}canary-weight")], "50");
+    assert_eq!(
+        canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "shop-web-canary"
+    );
+    let canary_service = kit.get("v1", "Service", "shop-web-canary").await.unwrap();
+    assert_eq!(canary_service["spec"]["selector"][CANARY_OF], "shop-web");
+    for group in ["shop-prod-baseline-v000", "shop-prod-canary-v000"] {
+        for labels in pod_labels(&kit, group).await {
+            assert_eq!(labels[CANARY_OF], "shop-web", "{group}: {labels:?}");
+            assert!(!labels.contains_key("frontedBy"), "{group}: {labels:?}");
+        }
+    }
+    for labels in pod_labels(&kit, "shop-prod-v000").await {
+        assert_eq!(labels["frontedBy"], "shop-web", "{labels:?}");
+    }
+    let service = kit.get("v1", "Service", "shop-web").await.unwrap();
+    assert!(service["metadata"]["annotations"][WEIGHTS].is_string());
+
+    let done = kit
+        .h
+        .drive_until(&run.id, Duration::from_secs(2), "the release to end", |e| {
+            e.status.is_complete()
+        })
+        .await;
+    succeeded(&done);
+    watching.abort();
+    let weights = seen.lock().unwrap().clone();
+    assert_eq!(
+        weights,
+        ["10", "50"],
+        "the canary Ingress's weights in order"
+    );
+
+    // Promoted: the canary Ingress and Service are gone, the new version alone serves.
+    assert!(
+        kit.get("networking.k8s.io/v1", "Ingress", "shop-canary")
+            .await
+            .is_none()
+    );
+    assert!(kit.get("v1", "Service", "shop-web-canary").await.is_none());
+    assert_eq!(
+        kit.names("apps/v1", "ReplicaSet").await,
+        ["shop-prod-v000", "shop-prod-v001"]
+    );
+    let service = kit.get("v1", "Service", "shop-web").await.unwrap();
+    assert!(service["metadata"]["annotations"].get(WEIGHTS).is_none());
+    let new = view_until(&provider, "shop-prod-v001", "v001 serving", |g| {
+        g.is_some_and(|g| !g.disabled && g.up_instances() == 2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(new.spec["containers"][0]["image"], "nginx:1.28");
+    view_until(&provider, "shop-prod-v000", "v000 disabled", |g| {
+        g.is_some_and(|g| g.disabled)
+    })
+    .await;
+    for labels in pod_labels(&kit, "shop-prod-v001").await {
+        assert_eq!(labels["frontedBy"], "shop-web", "{labels:?}");
+    }
+    for labels in pod_labels(&kit, "shop-prod-v000").await {
+        assert!(!labels.contains_key("frontedBy"), "{labels:?}");
+    }
+    kit.finish().await;
+}
