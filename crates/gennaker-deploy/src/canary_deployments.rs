@@ -86,7 +86,10 @@ fn planned_only(
     _context: &gennaker_core::CheckContext<'_>,
     report: &mut ValidationReport,
 ) {
-    let stage_type = stage.get("type").and_then(Value::as_str).unwrap_or_default();
+    let stage_type = stage
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     report.push(
         gennaker_core::Problem::error(
             stage.at("type"),
@@ -164,7 +167,9 @@ impl Deployments {
             .get("serverGroupPairs")
             .and_then(Value::as_array)
             .filter(|l| !l.is_empty())
-            .ok_or("deployments.serverGroupPairs must hold at least one {control, experiment} pair")?;
+            .ok_or(
+                "deployments.serverGroupPairs must hold at least one {control, experiment} pair",
+            )?;
         if list.len() > MAX_PAIRS {
             return Err(format!(
                 "deployments.serverGroupPairs holds {} pairs; at most {MAX_PAIRS}",
@@ -205,7 +210,9 @@ impl Deployments {
             None | Some(Value::Null) => 0,
             Some(Value::String(s)) if s.trim().is_empty() => 0,
             Some(Value::String(s)) => iso_seconds(s).ok_or_else(|| {
-                format!("deployments.delayBeforeCleanup '{s}' is not an ISO-8601 duration (e.g. PT1H)")
+                format!(
+                    "deployments.delayBeforeCleanup '{s}' is not an ISO-8601 duration (e.g. PT1H)"
+                )
             })?,
             Some(other) => {
                 return Err(format!(
@@ -528,7 +535,10 @@ mod tests {
         assert!(plan[2].after.is_empty());
         let control = &plan[1].context["clusters"][0];
         assert_eq!(control["strategy"], "highlander");
-        assert!(control.get("command").is_none(), "production's spec, not the new one");
+        assert!(
+            control.get("command").is_none(),
+            "production's spec, not the new one"
+        );
         assert!(control.get("artifact").is_none());
         let experiment = &plan[2].context["clusters"][0];
         assert_eq!(experiment["strategy"], "highlander");

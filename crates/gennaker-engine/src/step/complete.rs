@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use gennaker_core::execution::{ExecutionStatus, StageExecution, SyntheticStageOwner};
 use gennaker_core::lenient::truthy;
 
-use super::{ENGINE_USER, Step};
 use super::start::ON_FAILURE_MARKER;
+use super::{ENGINE_USER, Step};
 use crate::error::EngineError;
 use crate::message::Message;
 
@@ -109,7 +109,12 @@ impl Step<'_> {
                 && s.synthetic_stage_owner == Some(SyntheticStageOwner::StageAfter)
                 && s.status == ExecutionStatus::NotStarted
         };
-        let removed = self.execution.stages.iter().filter(|s| unstarted_after(s)).count();
+        let removed = self
+            .execution
+            .stages
+            .iter()
+            .filter(|s| unstarted_after(s))
+            .count();
         let max = self.engine.config.max_execution_stages;
         if self.execution.stages.len() - removed + specs.len() > max {
             let stage = &mut self.execution.stages[index];

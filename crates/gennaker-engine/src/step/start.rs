@@ -454,7 +454,6 @@ impl Step<'_> {
         self.execution.stages.splice(position..position, created);
         initial
     }
-
 }
 
 /// The ref-id marker of on-failure stages (before stages have `<`, after stages `>`).
