@@ -9,16 +9,27 @@
 //! - [`manifest`], [`versioning`], [`status`]: Spinnaker's naming, moniker and artifact
 //!   annotations, `-vNNN` versioning with its `strategy.spinnaker.io/*` annotations, and
 //!   the "stable" rules per kind: pure logic;
-//! - [`register`]: the manifest stage types (`deployManifest`, `deleteManifest`,
+//! - [`traffic`]: Spinnaker's traffic by pod labels (a Service's selector copied into
+//!   a workload's pods; enable/disable add or remove it) and the
+//!   `traffic.spinnaker.io/load-balancers` annotation;
+//! - [`artifacts`]: artifact binding into manifests (`docker/image` by repository,
+//!   `kubernetes/configMap` / `kubernetes/secret` by name) and the artifacts a live
+//!   workload references: pure logic;
+//! - [`register`]: the manifest stage types (`deployManifest` with
+//!   `trafficManagement` red/black and highlander, `deleteManifest`,
 //!   `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
-//!   `rollingRestartManifest`) acting through the accounts.
+//!   `rollingRestartManifest`, `enableManifest`, `disableManifest`,
+//!   `findArtifactsFromResource`; static and dynamic targets) acting through the
+//!   accounts.
 
+pub mod artifacts;
 pub mod cluster;
 mod error;
 pub mod manifest;
 pub mod settings;
 mod stages;
 pub mod status;
+pub mod traffic;
 pub mod versioning;
 
 pub use cluster::{Account, KubernetesAccounts};

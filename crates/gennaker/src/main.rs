@@ -26,8 +26,9 @@ struct Cli {
 enum Command {
     /// Run the Gennaker server (API, engine, providers).
     Server(server_cmd::ServerArgs),
-    /// A real release on the embedded defaults: four versions of a demo service behind
-    /// a load balancer, under traffic (red/black, rolling, an automatic rollback).
+    /// A real release on the embedded defaults: six versions of a demo service behind
+    /// a load balancer, under traffic (red/black, rolling, an automatic rollback, and
+    /// two canary releases judged by automated canary analysis).
     Demo(demo::DemoArgs),
     /// The demo's HTTP service (what `gennaker demo` deploys).
     #[command(hide = true, disable_version_flag = true)]
@@ -227,5 +228,15 @@ mod tests {
                 "{argv:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_demo_refuses_a_rate_too_low_for_its_canary_analysis() {
+        let err = parse(&["gennaker", "demo", "--rate", "10"])
+            .err()
+            .unwrap_or_else(|| panic!("--rate 10 parsed"));
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("50..=2000"), "{err}");
+        assert!(parse(&["gennaker", "demo", "--rate", "50"]).is_ok());
     }
 }

@@ -7,21 +7,27 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{BIN, KillInstances, instances_of};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod support;
 
-/// The longest the four releases may take before the test gives up.
+/// The longest the six releases may take before the test gives up.
 const DEMO_PATIENCE: Duration = Duration::from_secs(300);
 /// The longest the clean-up after Ctrl-C may take.
 const CLEAN_UP_PATIENCE: Duration = Duration::from_secs(120);
 
-/// README's first command: `gennaker demo` releases four versions under traffic, rolls
-/// the broken one back, reports zero failed requests and leaves no process behind.
+/// The canary analysis' marginal score in the demo's canary releases.
+const MARGINAL: f64 = 50.0;
+/// Its pass score.
+const PASS: f64 = 70.0;
+
+/// README's first command: `gennaker demo` releases six versions under traffic, rolls
+/// the broken one and the bad canary back, promotes the good canary, reports zero failed
+/// requests outside the bad canary's own share and leaves no process behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_releases_four_versions_without_a_failed_request() {
+async fn the_demo_releases_six_versions_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let summary_path = dir.path().join("summary.json");
     let output = tokio::process::Command::new(BIN)
@@ -37,6 +43,10 @@ async fn the_demo_releases_four_versions_without_a_failed_request() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
     assert_eq!(summary["requests_failed"], 0, "{summary:#}");
+    assert!(
+        summary["canary_requests_failed"].as_u64().unwrap() > 0,
+        "the bad canary answered some of its share with 500: {summary:#}"
+    );
     assert!(
         summary["requests_total"].as_u64().unwrap() > 1000,
         "{summary:#}"
@@ -59,6 +69,8 @@ async fn the_demo_releases_four_versions_without_a_failed_request() {
         ("v2", "redblack", "SUCCEEDED"),
         ("v3", "rollingredblack", "SUCCEEDED"),
         ("v4", "redblack", "TERMINAL"),
+        ("v5", "canary", "TERMINAL"),
+        ("v6", "canary", "SUCCEEDED"),
     ];
     assert_eq!(
         releases,
@@ -67,8 +79,72 @@ async fn the_demo_releases_four_versions_without_a_failed_request() {
             .map(|(v, s, st)| (v.to_string(), s.to_string(), st.to_string()))
             .collect::<Vec<_>>()
     );
-    assert_eq!(summary["serving_version_at_end"], "v3");
-    for line in ["Summary", "Load balancer:", "0 failed"] {
+    let release = |version: &str| {
+        summary["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["version"] == version)
+            .unwrap()
+            .clone()
+    };
+    for version in ["v1", "v2", "v3", "v4"] {
+        assert!(
+            release(version).get("canary_scores").is_none(),
+            "{summary:#}"
+        );
+    }
+    // The bad canary: its analysis stopped at a score at or below marginal, and the
+    // rollback removed baseline and canary and gave v3's group the traffic back.
+    let bad = release("v5");
+    let scores = bad["canary_scores"].as_array().unwrap();
+    assert!(!scores.is_empty(), "{bad:#}");
+    assert!(
+        scores.last().unwrap().as_f64().unwrap() <= MARGINAL,
+        "{bad:#}"
+    );
+    let destroyed: Vec<&str> = bad["rollback"]["destroyedServerGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        destroyed,
+        ["demo-web-baseline-v000", "demo-web-canary-v000"],
+        "{bad:#}"
+    );
+    assert_eq!(
+        bad["rollback"]["trafficRestoredTo"],
+        json!(["demo-web-v002"])
+    );
+    // The good canary: every interval judged above marginal, the last at pass, and
+    // promoted (no rollback, its version serves at the end).
+    let good = release("v6");
+    let scores: Vec<f64> = good["canary_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 2, "two intervals: {good:#}");
+    assert!(scores.iter().all(|s| *s > MARGINAL), "{good:#}");
+    assert!(*scores.last().unwrap() >= PASS, "{good:#}");
+    assert!(good.get("rollback").is_none(), "{good:#}");
+    assert_eq!(summary["serving_version_at_end"], "v6");
+    let served = &summary["served_by_version"];
+    assert!(served["v5"].as_u64().unwrap() > 0, "{summary:#}");
+    assert!(served["v6"].as_u64().unwrap() > 0, "{summary:#}");
+    for line in [
+        "Summary",
+        "Load balancer:",
+        "0 failed (",
+        "(≤ marginal 50)",
+        "canary scores: interval 1: ",
+        "(≥ pass 70)",
+        "rolled back: destroyed demo-web-baseline-v000, demo-web-canary-v000; serving again: demo-web-v002",
+        "rolled back: destroyed demo-web-v003; serving again: demo-web-v002",
+    ] {
         assert!(
             printed.contains(line),
             "the summary shows '{line}':\n{printed}"
@@ -106,7 +182,7 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
             if !instructions.is_empty() || line.starts_with("Left running (--keep)") {
                 instructions.push(line.clone());
             }
-            if line.trim_start().starts_with("gennaker ") && !instructions.is_empty() {
+            if line.starts_with("Or open the web UI") && !instructions.is_empty() {
                 return true;
             }
         }
@@ -141,7 +217,18 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
     );
 
     // Pasted into a shell, the printed lines reach the kept server as the admin.
-    let script: Vec<&str> = instructions[1..].iter().map(|l| l.trim()).collect();
+    let script: Vec<&str> = instructions[1..instructions.len() - 1]
+        .iter()
+        .map(|l| l.trim())
+        .collect();
+    assert_eq!(
+        script
+            .iter()
+            .filter(|l| l.starts_with("gennaker canary report "))
+            .count(),
+        2,
+        "a report line per canary release: {script:?}"
+    );
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -165,6 +252,16 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
         "{script:?} failed:\n{answered}\ndemo:\n{printed}"
     );
     assert!(answered.contains("demo-web-v"), "{answered}");
+    // The canary reports: v5's analysis failed on the error ratio, v6's passed.
+    assert!(
+        answered.contains("Canary analysis #1 (TERMINAL)"),
+        "{answered}"
+    );
+    assert!(
+        answered.contains("Canary analysis #1 (SUCCEEDED)"),
+        "{answered}"
+    );
+    assert!(answered.contains("error ratio  High"), "{answered}");
 
     // The API itself, with the token from the file.
     let url = export
@@ -239,7 +336,7 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
         .unwrap();
     let page = browser
         .get(format!("{ui}applications/demo/executions?pipeline=release"))
-        .header("cookie", session)
+        .header("cookie", session.clone())
         .send()
         .await
         .unwrap();
@@ -251,6 +348,19 @@ async fn a_kept_demo_is_usable_with_what_it_prints_until_ctrl_c() {
         "v1-v3 succeeded"
     );
     assert_eq!(page.matches("badge st-TERMINAL").count(), 1, "v4 did not");
+    let page = browser
+        .get(format!(
+            "{ui}applications/demo/executions?pipeline=canary-release"
+        ))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches("badge st-SUCCEEDED").count(), 1, "v6 passed");
+    assert_eq!(page.matches("badge st-TERMINAL").count(), 1, "v5 did not");
 
     // Ctrl-C: everything stops, the demo exits 0 and removes its data directory.
     nix::sys::signal::kill(

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, destroy_all, start_server};
@@ -102,7 +103,47 @@ async fn browser() -> (Driver, Client) {
             Err(err) => panic!("cannot start a Chromium session: {err}"),
         }
     };
+    // Elements are looked for until they appear (a click that submits a form returns
+    // before the next page has loaded); checks that something is absent use `absent`.
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            None,
+            None,
+            Some(Duration::from_secs(10)),
+        ))
+        .await
+        .unwrap();
     (driver, client)
+}
+
+/// Waits until the browser is on a page whose path starts with `prefix`, and returns
+/// that path.
+async fn arrived_at(client: &Client, prefix: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let path = client.current_url().await.unwrap().path().to_owned();
+        if path.starts_with(prefix) {
+            return path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser never arrived at {prefix}: it is on {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many elements match `css` now, without waiting for any to appear.
+async fn count_now(client: &Client, css: &str) -> usize {
+    client
+        .execute(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap() as usize
 }
 
 /// Where screenshots go: `target/ui-screenshots/`.
@@ -179,8 +220,11 @@ async fn sign_in(client: &Client, server: &Server, token: &str) {
         .click()
         .await
         .unwrap();
-    let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/applications", "signed in");
+    assert_eq!(
+        arrived_at(client, "/applications").await,
+        "/applications",
+        "signed in"
+    );
 }
 
 fn release_pipeline() -> Value {
@@ -262,9 +306,8 @@ async fn sign_in_run_watch_live_judge_and_refuse_a_forged_post() {
         .click()
         .await
         .unwrap();
-    let url = client.current_url().await.unwrap();
-    let id = url
-        .path()
+    let id = arrived_at(&client, "/executions/")
+        .await
         .strip_prefix("/executions/")
         .expect("the run opens its execution")
         .to_owned();
@@ -472,8 +515,8 @@ async fn a_read_only_user_is_offered_no_action() {
     })
     .await;
     // The only button on the page is "Sign out"; the only form, its.
-    let buttons = client.find_all(Locator::Css("main button")).await.unwrap();
-    assert!(buttons.is_empty(), "{} buttons", buttons.len());
+    let buttons = count_now(&client, "main button").await;
+    assert_eq!(buttons, 0, "{buttons} buttons");
     let forms = client.find_all(Locator::Css("form")).await.unwrap();
     assert_eq!(forms.len(), 1);
     assert_eq!(
@@ -485,13 +528,7 @@ async fn a_read_only_user_is_offered_no_action() {
         .goto(&server.url("/applications/shop/pipelines"))
         .await
         .unwrap();
-    assert!(
-        client
-            .find_all(Locator::Css("a[href$='/run']"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(count_now(&client, "a[href$='/run']").await, 0);
     client.close().await.unwrap();
     api.post(&format!("/api/v1/executions/{id}/cancel"), json!({}))
         .await;
@@ -601,9 +638,8 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
         .click()
         .await
         .unwrap();
-    let url = client.current_url().await.unwrap();
-    let id = url
-        .path()
+    let id = arrived_at(&client, "/executions/")
+        .await
         .strip_prefix("/executions/")
         .expect("the rollback opens its task")
         .to_owned();

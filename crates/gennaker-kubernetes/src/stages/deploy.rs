@@ -3,7 +3,10 @@
 //! kind order with server-side apply (field manager `gennaker`), versioned kinds
 //! getting `-vNNN` (identical content reuses its version), references to versioned
 //! ConfigMaps and Secrets rewritten, and the `strategy.spinnaker.io/*` annotations
-//! honoured.
+//! honoured. Artifacts bind before content is hashed (`binding`: `docker/image` by
+//! repository, ConfigMaps/Secrets by name; required ones must bind before anything is
+//! applied), and `trafficManagement` puts ReplicaSets behind their Services by their
+//! pods' labels (`traffic`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +17,16 @@ use gennaker_core::{Fields, Problem, ValidationReport};
 use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult, truthy};
 use serde_json::{Map, Value, json};
 
-use super::{account, authorize, authorize_application};
+use super::traffic::TrafficOptions;
+use super::{account, authorize, authorize_application, binding};
+use crate::artifacts::bind;
 use crate::cluster::{Cascade, DeleteOptions, KubernetesAccounts, Resolved};
 use crate::manifest::{
     MONIKER_SEQUENCE, Moniker, annotate, artifact, deploy_priority, identity, kind_key,
     target_namespace,
 };
 use crate::settings::is_dns_label;
+use crate::traffic::TrafficError;
 use crate::versioning::{
     Binding, CONTENT_HASH, LiveVersion, Strategy, choose_version, content_hash, rewrite_references,
     versioned_name, versions_to_delete,
@@ -108,17 +114,7 @@ pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
         moniker.string("app", report);
         moniker.string("cluster", report);
     }
-    if let Some(traffic) = stage.object("trafficManagement", report)
-        && traffic.boolean("enabled", report) == Some(true)
-    {
-        report.push(
-            Problem::warning(
-                traffic.at("enabled"),
-                "traffic management (services, red/black, highlander) is not supported yet: a run stops (TERMINAL) at this stage",
-            )
-            .with_hint("set \"enabled\": false, or switch the Service with a later patchManifest stage"),
-        );
-    }
+    super::traffic::check(stage, report);
 }
 
 struct DeployTask {
@@ -145,17 +141,6 @@ impl Task for DeployTask {
                 "stage '{stage}' field \"source\": manifests from artifacts are not supported yet; put them inline in \"manifests\""
             )));
         }
-        if ctx
-            .stage
-            .context
-            .get("trafficManagement")
-            .and_then(|t| t.get("enabled"))
-            .is_some_and(|e| truthy(Some(e)))
-        {
-            return Err(TaskError::Unsupported(format!(
-                "stage '{stage}' field \"trafficManagement.enabled\": traffic management is not supported yet"
-            )));
-        }
         let account = account(&self.accounts, ctx)?;
         let manifests = manifests(ctx)?;
         let moniker =
@@ -178,12 +163,30 @@ impl Task for DeployTask {
         }
         // A stable sort: manifests of one priority keep the order the stage gave.
         planned.sort_by_key(|p| deploy_priority(&p.kind.resource.kind));
+        let candidates = binding::candidates(ctx)?;
+        // Before anything is applied: every required artifact must bind somewhere.
+        let mut would_bind = Vec::new();
+        for p in &planned {
+            let mut copy = p.manifest.clone();
+            would_bind.extend(bind(
+                &mut copy,
+                &candidates,
+                p.namespace.as_deref(),
+                &account.name,
+            ));
+        }
+        binding::unbound_required(stage, &candidates, &would_bind)?;
+        let traffic = TrafficOptions::of(
+            ctx,
+            planned.iter().any(|p| p.kind.resource.kind == "ReplicaSet"),
+        )?;
 
         let started_secs = ctx.task.start_time.unwrap_or(ctx.now) / 1000;
         let mut bindings: HashMap<Binding, String> = HashMap::new();
         let mut applied = Vec::new();
         let mut names_by_namespace: Map<String, Value> = Map::new();
         let mut artifacts = Vec::new();
+        let mut bound: Vec<usize> = Vec::new();
         for Planned {
             mut manifest,
             kind,
@@ -203,6 +206,20 @@ impl Task for DeployTask {
                 .map_err(|why| TaskError::Permanent(format!("manifest {label}: {why}")))?;
             set_namespace(&mut manifest, ns);
             rewrite_references(&mut manifest, ns, &bindings);
+            for i in bind(&mut manifest, &candidates, ns, &account.name) {
+                if !bound.contains(&i) {
+                    bound.push(i);
+                }
+            }
+            traffic
+                .attach(&account, &mut manifest, &kind_name, ns)
+                .await
+                .map_err(|why| match why {
+                    TrafficError::Kube(err) => TaskError::from(err),
+                    TrafficError::Invalid(why) => {
+                        TaskError::Permanent(format!("stage '{stage}' manifest {label}: {why}"))
+                    }
+                })?;
 
             let (name, version, source, live_versions) = if strategy.versioned {
                 let live: Vec<Value> = account.list(&kind, ns, MONIKER_SEQUENCE).await?;
@@ -326,7 +343,14 @@ impl Task for DeployTask {
             applied.push(shown(result));
         }
         let names = Value::Object(names_by_namespace);
+        bound.sort_unstable();
+        let bound: Vec<Value> = bound
+            .into_iter()
+            .filter_map(|i| candidates.get(i).map(|c| c.artifact.clone()))
+            .collect();
         Ok(TaskResult::succeeded()
+            .with_context("outputs.boundArtifacts", Value::Array(bound.clone()))
+            .with_output("boundArtifacts", Value::Array(bound))
             .with_context("outputs.manifestNamesByNamespace", names.clone())
             .with_context("outputs.manifests", Value::Array(applied.clone()))
             .with_context("outputs.createdArtifacts", Value::Array(artifacts.clone()))
@@ -420,7 +444,7 @@ fn created_before(object: &Value, started_secs: i64) -> bool {
 
 /// An applied object as the stage records it: Secret values and managed fields left
 /// out (the execution is stored and shown).
-fn shown(mut object: Value) -> Value {
+pub(super) fn shown(mut object: Value) -> Value {
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }

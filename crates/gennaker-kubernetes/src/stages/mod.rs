@@ -1,6 +1,7 @@
 //! Spinnaker's manifest stage types, in its stored JSON: `deployManifest`,
 //! `deleteManifest`, `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
-//! `rollingRestartManifest`, and the tasks they are made of.
+//! `rollingRestartManifest`, `enableManifest`, `disableManifest`,
+//! `findArtifactsFromResource`, and the tasks they are made of.
 //!
 //! Every task is idempotent (it looks for its own effect first: server-side apply,
 //! content-hashed versions, a patch marker, a recorded undo target, a restart stamp
@@ -10,8 +11,12 @@
 //!
 //! [`Services::authorize`]: gennaker_engine::Services::authorize
 
+mod binding;
 mod deploy;
+mod enable;
 mod ops;
+mod target;
+mod traffic;
 mod wait;
 
 use std::sync::Arc;
@@ -39,6 +44,9 @@ pub fn register(registry: &mut StageRegistry, accounts: KubernetesAccounts) {
     deploy::register(registry, &accounts);
     wait::register(registry, &accounts);
     ops::register(registry, &accounts);
+    target::register(registry, &accounts);
+    traffic::register(registry, &accounts);
+    enable::register(registry, &accounts);
 }
 
 /// One manifest stage type: its strings, its rules and its tasks.
@@ -65,7 +73,7 @@ const STAGE_TYPES: &[StageKind] = &[
         label: "Delete (Manifest)",
         description: "delete Kubernetes resources by name or label selector",
         check: ops::check_delete,
-        tasks: &[ops::DELETE],
+        tasks: &[target::RESOLVE, ops::DELETE],
         deferred: &[],
     },
     StageKind {
@@ -73,7 +81,7 @@ const STAGE_TYPES: &[StageKind] = &[
         label: "Scale (Manifest)",
         description: "set a Kubernetes workload's replicas and wait until it is stable",
         check: ops::check_scale,
-        tasks: &[ops::SCALE, wait::WAIT],
+        tasks: &[target::RESOLVE, ops::SCALE, wait::WAIT],
         deferred: &[],
     },
     StageKind {
@@ -81,7 +89,7 @@ const STAGE_TYPES: &[StageKind] = &[
         label: "Patch (Manifest)",
         description: "patch a Kubernetes resource (strategic, merge or JSON patch) and wait until it is stable",
         check: ops::check_patch,
-        tasks: &[ops::PATCH, wait::WAIT],
+        tasks: &[target::RESOLVE, ops::PATCH, wait::WAIT],
         deferred: &[],
     },
     StageKind {
@@ -89,7 +97,7 @@ const STAGE_TYPES: &[StageKind] = &[
         label: "Undo Rollout (Manifest)",
         description: "roll a Deployment back a number of revisions and wait until it is stable",
         check: ops::check_undo,
-        tasks: &[ops::RESOLVE_UNDO, ops::UNDO, wait::WAIT],
+        tasks: &[target::RESOLVE, ops::RESOLVE_UNDO, ops::UNDO, wait::WAIT],
         deferred: &[],
     },
     StageKind {
@@ -97,7 +105,31 @@ const STAGE_TYPES: &[StageKind] = &[
         label: "Rolling Restart (Manifest)",
         description: "restart a Deployment's, StatefulSet's or DaemonSet's pods by rolling them",
         check: ops::check_target,
-        tasks: &[ops::RESTART],
+        tasks: &[target::RESOLVE, ops::RESTART],
+        deferred: &[],
+    },
+    StageKind {
+        stage_type: "enableManifest",
+        label: "Enable (Manifest)",
+        description: "put a Kubernetes workload behind its Services (by its pods' labels) and wait until it is stable",
+        check: enable::check,
+        tasks: &[target::RESOLVE, enable::ENABLE, wait::WAIT],
+        deferred: &[],
+    },
+    StageKind {
+        stage_type: "disableManifest",
+        label: "Disable (Manifest)",
+        description: "take a Kubernetes workload out of its Services (by its pods' labels) and wait until it is stable",
+        check: enable::check,
+        tasks: &[target::RESOLVE, enable::DISABLE, wait::WAIT],
+        deferred: &[],
+    },
+    StageKind {
+        stage_type: "findArtifactsFromResource",
+        label: "Find Artifacts From Resource (Manifest)",
+        description: "read the images and ConfigMaps/Secrets a Kubernetes workload uses, as artifacts",
+        check: ops::check_target,
+        tasks: &[target::RESOLVE, enable::FIND],
         deferred: &[],
     },
 ];
@@ -122,8 +154,13 @@ impl StageDefinition for ManifestStage {
         (self.kind.check)(stage, report);
     }
 
-    fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
-        self.kind.tasks.iter().map(|t| TaskSpec::new(t)).collect()
+    fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
+        let mut tasks: Vec<TaskSpec> = self.kind.tasks.iter().map(|t| TaskSpec::new(t)).collect();
+        // Older versions leave the Services only once the new one is stable.
+        if self.kind.stage_type == "deployManifest" && traffic::wants_strategy(&stage.context) {
+            tasks.push(TaskSpec::new(traffic::STRATEGY));
+        }
+        tasks
     }
 
     fn deferred_context_keys(&self) -> &'static [&'static str] {
@@ -202,25 +239,24 @@ struct Target {
     full: String,
 }
 
-/// The static target of a non-deploy stage: `manifestName` in `location`.
+/// The target of a non-deploy stage: `manifestName` in `location`, or the one a
+/// dynamic target (`cluster` + `criteria`) was resolved to.
 async fn static_target(account: &Account, ctx: &TaskContext<'_>) -> Result<Target, TaskError> {
-    if ctx
-        .stage
-        .context
-        .get("criteria")
-        .is_some_and(|c| !c.is_null() && c != "")
-    {
-        return Err(TaskError::Unsupported(format!(
-            "stage '{}' field \"criteria\": dynamic targets (cluster + criteria) are not supported yet; name the resource in \"manifestName\"",
-            ctx.stage.name
-        )));
-    }
-    let text = ctx.str("manifestName").ok_or_else(|| {
-        TaskError::Permanent(format!(
-            "stage '{}' names no resource: set \"manifestName\" to \"<kind> <name>\"",
-            ctx.stage.name
-        ))
-    })?;
+    let text = if target::is_dynamic(&ctx.stage.context) {
+        ctx.str(target::RESOLVED).ok_or_else(|| {
+            TaskError::Permanent(format!(
+                "stage '{}' has a dynamic target (cluster + criteria) that was not resolved",
+                ctx.stage.name
+            ))
+        })?
+    } else {
+        ctx.str("manifestName").ok_or_else(|| {
+            TaskError::Permanent(format!(
+                "stage '{}' names no resource: set \"manifestName\" to \"<kind> <name>\"",
+                ctx.stage.name
+            ))
+        })?
+    };
     let name = ManifestName::parse(text)
         .map_err(|e| TaskError::Permanent(format!("field \"manifestName\": {e}")))?;
     let kind = account.resolve(&name.api_version, &name.kind).await?;

@@ -58,13 +58,7 @@ pub(super) fn check_target(stage: &Fields<'_>, report: &mut ValidationReport) {
         .get("criteria")
         .is_some_and(|c| !c.is_null() && c != "")
     {
-        report.push(
-            Problem::warning(
-                stage.at("criteria"),
-                "dynamic targets (cluster + criteria) are not supported yet: a run stops (TERMINAL) at this stage",
-            )
-            .with_hint("name the resource in \"manifestName\": \"<kind> <name>\""),
-        );
+        super::target::check_dynamic(stage, report);
         return;
     }
     match stage.required_string("manifestName", "the resource to act on", report) {
@@ -321,7 +315,7 @@ impl Task for OpTask {
     }
 }
 
-fn required(live: Option<Value>, target: &Target) -> Result<Value, TaskError> {
+pub(super) fn required(live: Option<Value>, target: &Target) -> Result<Value, TaskError> {
     live.ok_or_else(|| {
         TaskError::Permanent(format!(
             "{} does not exist in namespace '{}'",

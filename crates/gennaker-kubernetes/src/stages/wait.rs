@@ -14,6 +14,7 @@ use super::account;
 use crate::cluster::{Account, KubernetesAccounts, Resolved};
 use crate::manifest::ManifestName;
 use crate::status::{Stability, pod_failure, stability};
+pub(super) use crate::traffic::{match_labels, owned_by};
 
 /// The wait task's name (Orca's).
 pub(super) const WAIT: &str = "waitForManifestToStabilize";
@@ -198,30 +199,4 @@ pub(super) fn revision(rs: &Value) -> i64 {
         .and_then(Value::as_str)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
-}
-
-/// Whether `object` has an owner reference to `uid`.
-pub(super) fn owned_by(object: &Value, uid: &str) -> bool {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
-}
-
-/// `spec.selector.matchLabels` as a label selector (`a=b,c=d`).
-pub(super) fn match_labels(workload: &Value) -> String {
-    workload
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|labels| {
-            labels
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
 }

@@ -192,7 +192,7 @@ const REFRESH_PARTITION: &str = "UPDATE queue_partitions SET ready_at = (\
 const ANY_READY: &str = "SELECT partition_key FROM queue_partitions WHERE ready_at <= $1 LIMIT 1";
 
 /// The tenants with a partition ready at `$1`, least recently served first.
-const READY_TENANTS: &str = "SELECT t.tenant FROM queue_tenants t \
+const READY_TENANTS: &str = "SELECT t.tenant, t.served_seq FROM queue_tenants t \
                              WHERE EXISTS (SELECT 1 FROM queue_partitions p WHERE p.tenant = t.tenant AND p.ready_at <= $1) \
                              ORDER BY t.served_seq, t.tenant";
 
@@ -564,7 +564,13 @@ impl ExecutionStore for SqlStore {
             let mut tx = db.begin_write().await?;
             // A lease covers times before `lease_until`, as a message is due from
             // `deliver_at` on, so a worker woken at `next_delivery()` finds it claimable.
-            let tenants: Vec<String> = sqlx::query_scalar(READY_TENANTS).bind(now).fetch_all(&mut *tx).await?;
+            let ready_tenants: Vec<(String, i64)> = sqlx::query_as(READY_TENANTS).bind(now).fetch_all(&mut *tx).await?;
+            // A tenant alone in the line that was served before already ranks behind
+            // any newcomer (they start at 0), and there is no one else to order it
+            // against: its row is left alone, so concurrent claims (other servers) do
+            // not queue on it. The order among several is kept exactly.
+            let keep_line = ready_tenants.len() > 1 || ready_tenants.iter().any(|(_, seq)| *seq == 0);
+            let tenants: Vec<String> = ready_tenants.into_iter().map(|(tenant, _)| tenant).collect();
             let pick = format!(
                 "SELECT partition_key FROM queue_partitions WHERE tenant = $1 AND ready_at <= $2 \
                  ORDER BY ready_at, partition_key LIMIT $3{}",
@@ -606,7 +612,7 @@ impl ExecutionStore for SqlStore {
                     break;
                 }
             }
-            if !served.is_empty() {
+            if keep_line && !served.is_empty() {
                 // The tenants served go to the back of the line, in the order served;
                 // rows are written in key order so concurrent claims cannot deadlock.
                 let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(served_seq), 0) + 1 FROM queue_tenants")

@@ -7,6 +7,8 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::load::Counts;
+
 /// How often the demo polls an execution it follows.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -126,6 +128,17 @@ impl DemoApi {
             .ok_or_else(|| anyhow!("the server did not say which execution runs the task"))
     }
 
+    /// Creates a canary config (Kayenta's JSON) for the `kayentaCanary` stages to name.
+    pub(crate) async fn create_canary_config(&self, config: &Value) -> anyhow::Result<()> {
+        self.post("/api/v1/canaryConfigs", config).await?;
+        Ok(())
+    }
+
+    /// The execution as the API shows it.
+    pub(crate) async fn execution(&self, id: &str) -> anyhow::Result<Value> {
+        self.get(&format!("/api/v1/executions/{id}")).await
+    }
+
     /// Saves a pipeline config.
     pub(crate) async fn save_pipeline(&self, pipeline: &Value) -> anyhow::Result<()> {
         let app = pipeline["application"].as_str().unwrap_or_default();
@@ -160,12 +173,12 @@ impl DemoApi {
         id: &str,
         limit: Duration,
         mut progress: impl FnMut(String),
-        traffic: impl Fn() -> Option<(u64, u64)>,
+        traffic: impl Fn() -> Option<Counts>,
     ) -> anyhow::Result<String> {
         let deadline = Instant::now() + limit;
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         loop {
-            let execution = self.get(&format!("/api/v1/executions/{id}")).await?;
+            let execution = self.execution(id).await?;
             for stage in execution["stages"].as_array().into_iter().flatten() {
                 let stage_id = stage["id"].as_str().unwrap_or_default().to_owned();
                 let status = stage["status"].as_str().unwrap_or_default().to_owned();
@@ -188,11 +201,24 @@ impl DemoApi {
                 {
                     line.push_str(&format!(" ({group})"));
                 }
+                if let Some(score) = stage["context"]["canaryScore"].as_f64() {
+                    line.push_str(&format!(" — canary score {score:.0}"));
+                }
                 if let Some(error) = stage["context"]["exception"]["details"]["error"].as_str() {
                     line.push_str(&format!(" — {error}"));
                 }
-                if let Some((total, failed)) = traffic() {
-                    line.push_str(&format!("   [traffic: {total} requests, {failed} failed]"));
+                if let Some(counts) = traffic() {
+                    line.push_str(&format!(
+                        "   [traffic: {} requests, {} failed",
+                        counts.total, counts.failed
+                    ));
+                    if counts.canary_failed > 0 {
+                        line.push_str(&format!(
+                            ", {} failed at the bad canary",
+                            counts.canary_failed
+                        ));
+                    }
+                    line.push(']');
                 }
                 progress(line);
                 seen.insert(stage_id, status);
@@ -206,6 +232,30 @@ impl DemoApi {
             }
             if Instant::now() > deadline {
                 bail!("execution {id} did not finish within {}s", limit.as_secs());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for the rollback a failed execution runs after it ends (its deploy stage's
+    /// cancel routine) to finish, and returns the `rollbackResult` it recorded.
+    pub(crate) async fn rollback_result(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let execution = self.execution(id).await?;
+            let recorded = execution["stages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|stage| stage["context"].get("rollbackResult"));
+            if let Some(result) = recorded {
+                return Ok(result.clone());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "execution {id} recorded no rollback within {}s; see `gennaker execution get {id}`",
+                    limit.as_secs()
+                );
             }
             tokio::time::sleep(POLL).await;
         }

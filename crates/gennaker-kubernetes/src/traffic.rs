@@ -1,0 +1,429 @@
+//! Traffic as Spinnaker manages it on Kubernetes: a workload is "enabled" behind a
+//! Service when its pods carry the Service's selector labels. A deploy with traffic
+//! copies the selector into the pod template (so the new pods join the Service's
+//! endpoints as each becomes Ready — the Service itself never changes); disabling
+//! removes those labels from the workload's template and from every pod it owns,
+//! enabling adds them back. The workload lists its Services in the annotation
+//! `traffic.spinnaker.io/load-balancers`, so a later enable/disable finds them.
+
+use serde_json::{Map, Value, json};
+
+use crate::cluster::{Account, PatchBody, Resolved};
+use crate::error::KubeError;
+use crate::manifest::{ManifestName, annotation};
+
+/// `traffic.spinnaker.io/load-balancers`: a JSON list of `"service <name>"`.
+pub const LOAD_BALANCERS: &str = "traffic.spinnaker.io/load-balancers";
+
+/// The most Services one workload is put behind (or taken out of) at once.
+pub const MAX_SERVICES: usize = 20;
+
+/// The kinds whose pods may be put behind a Service by their labels.
+pub fn has_pods(kind: &str) -> bool {
+    matches!(
+        kind,
+        "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet" | "Pod"
+    )
+}
+
+/// The Services a manifest's annotation lists (empty when none).
+pub fn load_balancers(manifest: &Value) -> Result<Vec<String>, String> {
+    let Some(text) = annotation(manifest, LOAD_BALANCERS) else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str::<Vec<String>>(text).map_err(|_| {
+        format!(
+            "annotation {LOAD_BALANCERS} is '{text}': it must be a JSON list like [\"service my-svc\"]"
+        )
+    })
+}
+
+/// Reads `"service my-svc"` (the only kind Spinnaker puts traffic behind).
+pub fn service_name(text: &str) -> Result<String, String> {
+    let name = ManifestName::parse(text)?;
+    if name.kind != "Service" {
+        return Err(format!(
+            "'{text}' is not a Service: traffic goes through Services (\"service <name>\")"
+        ));
+    }
+    Ok(name.name)
+}
+
+/// Writes the stage's `services` into the manifest's annotation; a manifest that
+/// already lists other Services is refused, as Spinnaker refuses it.
+pub fn set_load_balancers(manifest: &mut Value, services: &[String]) -> Result<(), String> {
+    let present = load_balancers(manifest)?;
+    if !present.is_empty() {
+        if present == services {
+            return Ok(());
+        }
+        return Err(format!(
+            "the manifest already has annotation {LOAD_BALANCERS} set to {present:?}, which differs from the stage's services {services:?}; remove one of them"
+        ));
+    }
+    let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Err("the manifest has no metadata".into());
+    };
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(LOAD_BALANCERS.into(), json!(json!(services).to_string()));
+    }
+    Ok(())
+}
+
+/// Where a kind's pods get their labels: a Pod's own, else its template's.
+fn pod_labels_pointer(kind: &str) -> &'static str {
+    if kind == "Pod" {
+        "/metadata/labels"
+    } else {
+        "/spec/template/metadata/labels"
+    }
+}
+
+/// Copies a Service's `selector` into the labels of the manifest's pods (template,
+/// or a bare Pod's own). The selector must be non-empty and share no key with
+/// labels the manifest sets itself: otherwise disabling (removing the keys) would
+/// strip the workload's own labels (spinnaker#4923).
+pub fn attach(
+    manifest: &mut Value,
+    kind: &str,
+    service: &str,
+    selector: &Map<String, Value>,
+) -> Result<(), String> {
+    if selector.is_empty() {
+        return Err(format!(
+            "service {service} has no selector, so no pods can be put behind it by their labels; give it a selector with a label only its workloads' traffic uses (e.g. frontedBy: {service})"
+        ));
+    }
+    let pointer = pod_labels_pointer(kind);
+    let existing = manifest.pointer(pointer).and_then(Value::as_object);
+    if let Some(common) = selector
+        .keys()
+        .find(|key| existing.is_some_and(|labels| labels.contains_key(*key)))
+    {
+        return Err(format!(
+            "service {service}'s selector label '{common}' is also set by the workload itself: the Service selector must have no label keys in common with the workload, so that disabling it removes only traffic labels; select on a dedicated label (e.g. frontedBy: {service})"
+        ));
+    }
+    let mut path: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    let labels = object_at(manifest, &mut path).ok_or_else(|| {
+        format!("the manifest's {pointer} is not an object: cannot label its pods")
+    })?;
+    for (key, value) in selector {
+        labels.insert(key.clone(), value.clone());
+    }
+    Ok(())
+}
+
+fn object_at<'a>(value: &'a mut Value, path: &mut [&str]) -> Option<&'a mut Map<String, Value>> {
+    let mut current = value;
+    for key in path.iter() {
+        current = current
+            .as_object_mut()?
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    current.as_object_mut()
+}
+
+/// The selectors of `services` (`"service x"`) in `namespace`; a missing Service or
+/// one without a selector is an error naming it.
+pub async fn selectors(
+    account: &Account,
+    namespace: Option<&str>,
+    services: &[String],
+) -> Result<Vec<(String, Map<String, Value>)>, TrafficError> {
+    if services.len() > MAX_SERVICES {
+        return Err(TrafficError::Invalid(format!(
+            "{} Services are named; at most {MAX_SERVICES}",
+            services.len()
+        )));
+    }
+    let kind = account.resolve("v1", "Service").await?;
+    let mut found = Vec::with_capacity(services.len());
+    for text in services {
+        let name = service_name(text).map_err(TrafficError::Invalid)?;
+        let live = account
+            .get(&kind, namespace, &name)
+            .await?
+            .ok_or_else(|| {
+                TrafficError::Invalid(format!(
+                    "service {name} does not exist in namespace '{}': create it (in this stage's manifests or before) or leave it out of the services",
+                    namespace.unwrap_or_default()
+                ))
+            })?;
+        let selector = live
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if selector.is_empty() {
+            return Err(TrafficError::Invalid(format!(
+                "service {name} has no selector, so traffic cannot be moved by pod labels"
+            )));
+        }
+        found.push((name, selector));
+    }
+    Ok(found)
+}
+
+/// Why traffic could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    /// The API server refused or failed.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// The workload or Services do not allow it; what to change.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What an enable or disable changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Whether the workload's template (or a Pod's labels) changed.
+    pub workload: bool,
+    /// The pods relabelled.
+    pub pods: Vec<String>,
+}
+
+/// Puts `workload` (live, of `kind`) behind (`enable`) or out of the Services whose
+/// `selectors` are given: its pod template's labels, then every pod it owns (a
+/// ReplicaSet's or a bare Pod). Idempotent: only what differs is patched.
+pub async fn set_traffic(
+    account: &Account,
+    kind: &Resolved,
+    namespace: Option<&str>,
+    workload: &Value,
+    selectors: &[(String, Map<String, Value>)],
+    enable: bool,
+) -> Result<Moved, TrafficError> {
+    let kind_name = kind.resource.kind.as_str();
+    if !has_pods(kind_name) {
+        return Err(TrafficError::Invalid(format!(
+            "a {kind_name} has no pods to put behind a Service; enable and disable act on ReplicaSets, Deployments, StatefulSets, DaemonSets and Pods"
+        )));
+    }
+    let name = workload
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let wanted = wanted_labels(selectors, enable);
+    let mut moved = Moved::default();
+    let pointer = pod_labels_pointer(kind_name);
+    if let Some(change) = difference(workload.pointer(pointer), &wanted) {
+        let body = if kind_name == "Pod" {
+            json!({"metadata": {"labels": change}})
+        } else {
+            json!({"spec": {"template": {"metadata": {"labels": change}}}})
+        };
+        account
+            .patch(kind, namespace, name, PatchBody::Merge(body))
+            .await?;
+        moved.workload = true;
+    }
+    if kind_name != "ReplicaSet" {
+        // A Deployment's, StatefulSet's or DaemonSet's controller rolls its pods to
+        // the new template itself; a Pod was patched above.
+        return Ok(moved);
+    }
+    let Some(uid) = workload.pointer("/metadata/uid").and_then(Value::as_str) else {
+        return Ok(moved);
+    };
+    let pods_kind = account.resolve("v1", "Pod").await?;
+    for pod in account
+        .list(&pods_kind, namespace, &match_labels(workload))
+        .await?
+    {
+        if !owned_by(&pod, uid) || pod.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let Some(change) = difference(pod.pointer("/metadata/labels"), &wanted) else {
+            continue;
+        };
+        let pod_name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match account
+            .patch(
+                &pods_kind,
+                namespace,
+                &pod_name,
+                PatchBody::Merge(json!({"metadata": {"labels": change}})),
+            )
+            .await
+        {
+            Ok(_) => moved.pods.push(pod_name),
+            // Gone meanwhile: nothing left to move.
+            Err(KubeError::Refused { code: 404, .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(moved)
+}
+
+/// The labels an enable sets (`Some(value)`) or a disable removes (`None`).
+fn wanted_labels(
+    selectors: &[(String, Map<String, Value>)],
+    enable: bool,
+) -> Vec<(String, Option<Value>)> {
+    let mut wanted: Vec<(String, Option<Value>)> = Vec::new();
+    for (_, selector) in selectors {
+        for (key, value) in selector {
+            if !wanted.iter().any(|(k, _)| k == key) {
+                wanted.push((key.clone(), enable.then(|| value.clone())));
+            }
+        }
+    }
+    wanted
+}
+
+/// The merge patch of `labels` that gets them to `wanted`, or `None` when they are
+/// there already.
+fn difference(labels: Option<&Value>, wanted: &[(String, Option<Value>)]) -> Option<Value> {
+    let mut change = Map::new();
+    for (key, value) in wanted {
+        let current = labels.and_then(|l| l.get(key));
+        match (current, value) {
+            (Some(now), Some(want)) if now == want => {}
+            (None, None) => {}
+            (_, Some(want)) => {
+                change.insert(key.clone(), want.clone());
+            }
+            (Some(_), None) => {
+                change.insert(key.clone(), Value::Null);
+            }
+        }
+    }
+    (!change.is_empty()).then_some(Value::Object(change))
+}
+
+/// Whether `object` has an owner reference to `uid`.
+pub fn owned_by(object: &Value, uid: &str) -> bool {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
+}
+
+/// `spec.selector.matchLabels` as a label selector (`a=b,c=d`).
+pub fn match_labels(workload: &Value) -> String {
+    workload
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a live workload is behind a Service with this selector (its pod labels
+/// hold every key and value).
+pub fn selected_by(workload: &Value, kind: &str, selector: &Map<String, Value>) -> bool {
+    let labels = workload.pointer(pod_labels_pointer(kind));
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {}}}})
+    }
+
+    fn selector(pairs: Value) -> Map<String, Value> {
+        pairs.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_service_selector_is_copied_into_the_pod_template() {
+        let mut manifest = rs();
+        attach(
+            &mut manifest,
+            "ReplicaSet",
+            "web",
+            &selector(json!({"frontedBy": "web"})),
+        )
+        .unwrap();
+        assert_eq!(
+            manifest["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "web", "frontedBy": "web"})
+        );
+        assert!(selected_by(
+            &manifest,
+            "ReplicaSet",
+            &selector(json!({"frontedBy": "web"}))
+        ));
+        let mut pod = json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {}});
+        attach(
+            &mut pod,
+            "Pod",
+            "web",
+            &selector(json!({"frontedBy": "web"})),
+        )
+        .unwrap();
+        assert_eq!(pod["metadata"]["labels"]["frontedBy"], "web");
+    }
+
+    #[test]
+    fn selectors_sharing_a_key_with_the_workload_or_empty_are_refused() {
+        let mut manifest = rs();
+        let why = attach(
+            &mut manifest,
+            "ReplicaSet",
+            "web",
+            &selector(json!({"app": "web"})),
+        )
+        .unwrap_err();
+        assert!(why.contains("'app'"), "{why}");
+        assert!(why.contains("frontedBy"), "{why}");
+        let why = attach(&mut manifest, "ReplicaSet", "web", &Map::new()).unwrap_err();
+        assert!(why.contains("no selector"), "{why}");
+    }
+
+    #[test]
+    fn the_load_balancers_annotation_is_written_once_and_conflicts_are_refused() {
+        let mut manifest = rs();
+        let services = vec!["service web".to_owned()];
+        set_load_balancers(&mut manifest, &services).unwrap();
+        assert_eq!(load_balancers(&manifest).unwrap(), services);
+        set_load_balancers(&mut manifest, &services).unwrap();
+        let why = set_load_balancers(&mut manifest, &["service other".to_owned()]).unwrap_err();
+        assert!(why.contains("already has annotation"), "{why}");
+        assert!(service_name("deployment web").is_err());
+        assert_eq!(service_name("service web").unwrap(), "web");
+    }
+
+    #[test]
+    fn only_the_labels_that_differ_are_patched() {
+        let selectors = vec![("web".to_owned(), selector(json!({"frontedBy": "web"})))];
+        let on = wanted_labels(&selectors, true);
+        let off = wanted_labels(&selectors, false);
+        let labelled = json!({"app": "web", "frontedBy": "web"});
+        let bare = json!({"app": "web"});
+        assert_eq!(difference(Some(&labelled), &on), None);
+        assert_eq!(
+            difference(Some(&labelled), &off),
+            Some(json!({"frontedBy": null}))
+        );
+        assert_eq!(difference(Some(&bare), &off), None);
+        assert_eq!(difference(None, &on), Some(json!({"frontedBy": "web"})));
+    }
+}

@@ -1,0 +1,434 @@
+//! Traffic, enable/disable, dynamic targets and artifact binding on a real API server
+//! (see `support`): skipped, with one line saying how to point them at a cluster,
+//! when there is none. Traffic is what the cluster's own endpoints controller makes
+//! of the pods' labels and readiness: the Service's Endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gennaker_engine::testing::stage;
+use gennaker_engine::{Execution, ExecutionStatus, RunRequest};
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+use support::{Behaviour, Kit, error, succeeded};
+
+/// The label the Service selects on: one the workload does not set itself.
+const FRONTED_BY: &str = "frontedBy";
+
+fn service() -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {FRONTED_BY: "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+}
+
+fn replica_set(image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}}}
+    })
+}
+
+fn red_black(name: &str, strategy: &str, manifests: Vec<Value>) -> Value {
+    json!({"name": name, "type": "deployManifest", "source": "text", "manifests": manifests,
+           "moniker": {"app": "shop"},
+           "trafficManagement": {"enabled": true, "options": {
+               "enableTraffic": true, "services": ["service web"], "strategy": strategy}}})
+}
+
+/// The pods a ReplicaSet owns, by name.
+async fn pods_of(kit: &Kit, rs: &str) -> BTreeSet<String> {
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    pods.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.name == rs)
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// The Service's endpoints: (ready pods, not-ready pods).
+async fn endpoints(kit: &Kit) -> (BTreeSet<String>, BTreeSet<String>) {
+    let api: Api<Endpoints> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let Some(found) = api.get_opt("web").await.unwrap() else {
+        return Default::default();
+    };
+    let names = |addresses: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+        addresses
+            .iter()
+            .flatten()
+            .filter_map(|a| a.target_ref.as_ref().and_then(|r| r.name.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut ready = BTreeSet::new();
+    let mut not_ready = BTreeSet::new();
+    for subset in found.subsets.iter().flatten() {
+        ready.extend(names(&subset.addresses));
+        not_ready.extend(names(&subset.not_ready_addresses));
+    }
+    (ready, not_ready)
+}
+
+/// Waits (bounded, real time: the endpoints controller works on its own) until the
+/// Service's endpoints are `ready` and `not_ready`; returns what they are last.
+async fn endpoints_become(
+    kit: &Kit,
+    ready: &BTreeSet<String>,
+    not_ready: &BTreeSet<String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut seen = Default::default();
+    for _ in 0..300 {
+        seen = endpoints(kit).await;
+        if &seen.0 == ready && &seen.1 == not_ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+fn template_label(rs: &Value) -> Option<&str> {
+    rs.pointer(&format!("/spec/template/metadata/labels/{FRONTED_BY}"))
+        .and_then(Value::as_str)
+}
+
+async fn pod_labelled(kit: &Kit, pod: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let pod = pods.get(pod).await.unwrap();
+    pod.metadata
+        .labels
+        .unwrap_or_default()
+        .contains_key(FRONTED_BY)
+}
+
+/// Starts a run of `stages` without driving it.
+async fn start(kit: &Kit, stages: Vec<Value>) -> Execution {
+    kit.h.run("k8s", kit.pipeline(stages)).await
+}
+
+async fn finish(kit: &Kit, run: &Execution) -> Execution {
+    kit.h
+        .drive_until(
+            &run.id,
+            Duration::from_secs(2),
+            "the execution to end",
+            |e| e.status.is_complete(),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_black_moves_traffic_only_when_the_new_pods_are_ready_then_disables_the_old_version() {
+    let Some(kit) = Kit::new("redblack", vec![]).await else {
+        return;
+    };
+    let first = kit
+        .run(vec![red_black(
+            "v0",
+            "redblack",
+            vec![service(), replica_set("nginx:1.25")],
+        )])
+        .await;
+    succeeded(&first);
+    let v0_pods = pods_of(&kit, "web-v000").await;
+    assert_eq!(v0_pods.len(), 2);
+    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    assert_eq!(ready, v0_pods, "the first version serves once Ready");
+    let live = kit.get("v1", "Service", "web").await.unwrap();
+    assert_eq!(live["spec"]["selector"], json!({FRONTED_BY: "web"}));
+
+    // The new version's pods stay Pending: the deploy waits, traffic stays put.
+    kit.behave(Behaviour::Nothing);
+    let run = start(
+        &kit,
+        vec![red_black(
+            "v1",
+            "redblack",
+            vec![service(), replica_set("nginx:1.26")],
+        )],
+    )
+    .await;
+    let waiting = kit
+        .h
+        .drive_until(
+            &run.id,
+            Duration::from_secs(2),
+            "the deploy to wait for the new pods",
+            |e| {
+                e.stages
+                    .iter()
+                    .any(|s| s.name == "v1" && s.context.contains_key("waitingFor"))
+            },
+        )
+        .await;
+    assert_eq!(waiting.status, ExecutionStatus::Running);
+    let mut v1_pods = BTreeSet::new();
+    for _ in 0..100 {
+        v1_pods = pods_of(&kit, "web-v001").await;
+        if v1_pods.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v1_pods.len(), 2);
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(
+        template_label(&v1),
+        Some("web"),
+        "the new version is labelled"
+    );
+    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    assert_eq!(ready, v0_pods, "only the old, Ready pods serve");
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(
+        template_label(&v0),
+        Some("web"),
+        "the old version is not disabled before the new one is ready"
+    );
+
+    // The kubelet marks them Ready: traffic moves, then the old version is disabled.
+    kit.behave(Behaviour::Ready);
+    let done = finish(&kit, &run).await;
+    succeeded(&done);
+    let (ready, not_ready) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+    assert_eq!(ready, v1_pods);
+    assert!(not_ready.is_empty(), "{not_ready:?}");
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(template_label(&v0), None, "the old version is disabled");
+    assert_eq!(
+        v0["spec"]["replicas"], 2,
+        "red/black keeps it for a rollback"
+    );
+    for pod in &v0_pods {
+        assert!(!pod_labelled(&kit, pod).await, "{pod} still has the label");
+    }
+    let outputs = &stage(&done, "v1").outputs;
+    assert_eq!(outputs["disabledManifests"], json!(["replicaSet web-v000"]));
+    assert_eq!(outputs["deletedManifests"], json!([]));
+
+    // Rollback moves traffic first: the old version is enabled, then the new one
+    // disabled; both found by dynamic targets, resolved once and recorded.
+    let dynamic = |name: &str, kind: &str, criteria: &str| {
+        json!({"name": name, "type": kind, "cluster": "replicaSet web", "criteria": criteria,
+               "kind": "replicaSet", "app": "shop"})
+    };
+    let rollback = kit
+        .run(vec![
+            dynamic("enable old", "enableManifest", "second_newest"),
+            dynamic("disable new", "disableManifest", "newest"),
+        ])
+        .await;
+    succeeded(&rollback);
+    assert_eq!(
+        stage(&rollback, "enable old").context["resolvedManifestName"],
+        "replicaSet web-v000"
+    );
+    assert_eq!(
+        stage(&rollback, "disable new").context["resolvedManifestName"],
+        "replicaSet web-v001"
+    );
+    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    assert_eq!(ready, v0_pods, "traffic is back on the old version");
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(template_label(&v1), None);
+    kit.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highlander_deletes_the_older_versions_and_bad_selectors_are_refused() {
+    let Some(kit) = Kit::new("highlander", vec![]).await else {
+        return;
+    };
+    let first = kit
+        .run(vec![red_black(
+            "v0",
+            "highlander",
+            vec![service(), replica_set("nginx:1.25")],
+        )])
+        .await;
+    succeeded(&first);
+    let second = kit
+        .run(vec![red_black(
+            "v1",
+            "highlander",
+            vec![service(), replica_set("nginx:1.26")],
+        )])
+        .await;
+    succeeded(&second);
+    assert_eq!(kit.names("apps/v1", "ReplicaSet").await, ["web-v001"]);
+    let v1_pods = pods_of(&kit, "web-v001").await;
+    let (ready, _) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+    assert_eq!(ready, v1_pods);
+    assert_eq!(
+        stage(&second, "v1").outputs["deletedManifests"],
+        json!(["replicaSet web-v000"])
+    );
+
+    // A Service selecting on the workload's own label cannot be moved by labels.
+    let mut own = service();
+    own["metadata"]["name"] = json!("own");
+    own["spec"]["selector"] = json!({"app": "web"});
+    let mut stage_json = red_black("bad", "redblack", vec![own, replica_set("nginx:1.27")]);
+    stage_json["trafficManagement"]["options"]["services"] = json!(["service own"]);
+    let bad = kit.run(vec![stage_json]).await;
+    assert_eq!(bad.status, ExecutionStatus::Terminal);
+    let why = error(&bad, "bad");
+    assert!(why.contains("no label keys in common"), "{why}");
+    assert!(why.contains("'app'"), "{why}");
+    assert_eq!(
+        kit.names("apps/v1", "ReplicaSet").await,
+        ["web-v001"],
+        "nothing was deployed"
+    );
+
+    // Traffic management moves ReplicaSets; a Deployment rolls its own pods.
+    let mut deployment = replica_set("nginx:1.27");
+    deployment["kind"] = json!("Deployment");
+    let only = kit
+        .run(vec![red_black("deployment", "redblack", vec![deployment])])
+        .await;
+    assert_eq!(only.status, ExecutionStatus::Terminal);
+    let why = error(&only, "deployment");
+    assert!(why.contains("applies to ReplicaSets"), "{why}");
+    assert!(why.contains("trafficManagement"), "{why}");
+    kit.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_image_artifacts_replace_images_and_are_found_again_in_the_workload() {
+    let Some(kit) = Kit::new("artifacts", vec![]).await else {
+        return;
+    };
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
+                        "data": {"greeting": "hello"}});
+    let mut rs = replica_set("registry.example.com/shop/web:latest");
+    rs["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "web-config"}}]);
+    let mut deploy = json!({"name": "deploy", "type": "deployManifest", "source": "text",
+        "manifests": [config, rs], "moniker": {"app": "shop"}, "requiredArtifactIds": ["image"]});
+    let find = json!({"name": "find", "type": "findArtifactsFromResource",
+                      "manifestName": "replicaSet web-v000"});
+    let mut pipeline = kit.pipeline(vec![deploy.clone(), find]);
+    pipeline["expectedArtifacts"] = json!([{"id": "image", "displayName": "web image",
+        "matchArtifact": {"type": "docker/image", "name": "registry.example.com/shop/web"}}]);
+    let built = json!({"type": "docker/image", "name": "registry.example.com/shop/web",
+                       "reference": "registry.example.com/shop/web:1.4.2", "version": "1.4.2"});
+    let request = RunRequest {
+        artifacts: vec![built.clone()],
+        ..RunRequest::default()
+    };
+    let run = kit.h.run_with("k8s", pipeline, request).await;
+    let run = finish(&kit, &run).await;
+    succeeded(&run);
+    let live = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/web:1.4.2"
+    );
+    assert_eq!(
+        stage(&run, "deploy").outputs["boundArtifacts"][0]["reference"],
+        "registry.example.com/shop/web:1.4.2"
+    );
+    let found = stage(&run, "find").outputs["artifacts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(found.contains(&json!({"type": "docker/image", "name": "registry.example.com/shop/web",
+        "reference": "registry.example.com/shop/web:1.4.2", "version": "1.4.2", "customKind": false})),
+        "{found:?}");
+    assert!(
+        found.iter().any(|a| a["type"] == "kubernetes/configMap"
+            && a["name"] == "web-config"
+            && a["version"] == "v000"
+            && a["reference"] == "web-config-v000"),
+        "{found:?}"
+    );
+
+    // A required artifact that binds nothing fails the deploy before anything is applied.
+    deploy["name"] = json!("unbound");
+    deploy["manifests"][1]["metadata"]["name"] = json!("api");
+    deploy
+        .as_object_mut()
+        .unwrap()
+        .remove("requiredArtifactIds");
+    deploy["requiredArtifacts"] = json!([{"artifact": {"type": "docker/image",
+        "name": "registry.example.com/shop/other", "reference": "registry.example.com/shop/other:2"}}]);
+    let unbound = kit.run(vec![deploy]).await;
+    assert_eq!(unbound.status, ExecutionStatus::Terminal);
+    let why = error(&unbound, "unbound");
+    assert!(why.contains("registry.example.com/shop/other"), "{why}");
+    assert!(why.contains("bound nothing"), "{why}");
+    assert_eq!(kit.names("apps/v1", "ReplicaSet").await, ["web-v000"]);
+    kit.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_red_black_deploy_repeated_at_every_step_or_crashing_after_every_commit_moves_traffic_once()
+ {
+    use gennaker_engine::testing::{Fault, FaultRun, TestBackend};
+    for fault in [Fault::RepeatEveryStep, Fault::CrashAfterEveryCommit] {
+        let Some(kit) = Kit::new("rbfaults", vec![]).await else {
+            return;
+        };
+        let first = kit
+            .run(vec![red_black(
+                "v0",
+                "redblack",
+                vec![service(), replica_set("nginx:1.25")],
+            )])
+            .await;
+        succeeded(&first);
+        let pipeline = kit.pipeline(vec![
+            red_black("v1", "redblack", vec![service(), replica_set("nginx:1.26")]),
+            json!({"name": "find", "type": "findArtifactsFromResource",
+                   "cluster": "replicaSet web", "criteria": "newest", "app": "shop"}),
+        ]);
+        let accounts = kit.accounts.clone();
+        let outcome = FaultRun::new(TestBackend::Sqlite, fault, pipeline)
+            .with_stages(move |registry| gennaker_kubernetes::register(registry, accounts.clone()))
+            .clock_step(Duration::from_secs(1))
+            .run()
+            .await;
+        outcome.assert_succeeded();
+        println!(
+            "{fault:?}: {} repeated steps, {} restarts",
+            outcome.repeated, outcome.restarts
+        );
+        assert_eq!(
+            stage(&outcome.execution, "find").outputs["artifacts"][0]["reference"],
+            "nginx:1.26",
+            "{fault:?}"
+        );
+        assert_eq!(
+            kit.names("apps/v1", "ReplicaSet").await,
+            ["web-v000", "web-v001"],
+            "{fault:?}: exactly one new version"
+        );
+        let v1_pods = pods_of(&kit, "web-v001").await;
+        assert_eq!(v1_pods.len(), 2, "{fault:?}");
+        let (ready, not_ready) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+        assert_eq!(
+            ready, v1_pods,
+            "{fault:?}: the Service ends on the new version"
+        );
+        assert!(not_ready.is_empty(), "{fault:?}: {not_ready:?}");
+        let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+        assert_eq!(template_label(&v0), None, "{fault:?}");
+        kit.finish().await;
+    }
+}
