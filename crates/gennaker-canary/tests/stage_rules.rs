@@ -238,8 +238,13 @@ fn real_mistakes_are_errors_at_their_paths() {
     );
     assert_refused(
         |s| s["deployments"] = json!({"baseline": {"cluster": "app-prod"}}),
-        "$.stages[0].deployments",
-        "not supported yet",
+        "$.stages[0].deployments.serverGroupPairs",
+        "at least one {control, experiment} pair",
+    );
+    assert_refused(
+        |s| s["deployments"] = json!({"baseline": {"cluster": "app-prod"}}),
+        "$.stages[0].deployments.baseline.application",
+        "the production application",
     );
     assert_refused(
         |s| {

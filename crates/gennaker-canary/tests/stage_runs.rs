@@ -388,8 +388,10 @@ engine_test!(
 );
 
 engine_test!(
-    deployments_and_unknown_accounts_are_refused_at_run,
+    deployments_need_the_deployment_stages_and_unknown_accounts_are_refused_at_run,
     |h: stage_kit::Harness| {
+        // Without the deployment layer's stage types (a server with no cloud provider)
+        // the groups cannot be deployed: the stage fails at once, analysing nothing.
         let canary = canary_stage(
             "PT1M",
             "",
@@ -401,8 +403,12 @@ engine_test!(
         assert_eq!(done.status, ExecutionStatus::Terminal);
         let error = error_of(stage(&done, "Canary Analysis"));
         assert!(
-            error.contains("deployments") && error.contains("not supported yet"),
+            error.contains("deployCanaryServerGroups") && error.contains("cannot run"),
             "{error}"
+        );
+        assert_eq!(
+            stage(&done, "runCanaryIntervals").status,
+            ExecutionStatus::NotStarted
         );
         assert!(h.metrics.queries().is_empty());
 

@@ -49,7 +49,7 @@ use crate::strategy::{Strategy, after_stages};
 pub(crate) const CREATE_SERVER_GROUP: &str = "createServerGroup";
 
 /// Cluster fields that are not part of the provider's process spec.
-const GENERIC_KEYS: &[&str] = &[
+pub(crate) const GENERIC_KEYS: &[&str] = &[
     "application",
     "stack",
     "freeFormDetails",

@@ -12,13 +12,16 @@
 //! `createServerGroup`, `resizeServerGroup`, `enableServerGroup`, `disableServerGroup`,
 //! `destroyServerGroup`, `rollbackServerGroup`, `rollbackCluster`, `shrinkCluster`,
 //! `scaleDownCluster`, `disableCluster`, `findImageFromCluster`, `upsertLoadBalancer`,
-//! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`; and the
+//! `deleteLoadBalancer`, `upsertSecurityGroup`, and Gennaker's `shiftTraffic`; the
+//! `deployCanaryServerGroups` and `cleanupCanaryClusters` a `kayentaCanary` stage with
+//! `deployments` plans (see `canary_deployments`); and the
 //! `clusterSize` precondition of `checkPreconditions`. Every one of them checks, right
 //! before it acts, that the execution may act on the resource's application (the
 //! engine's `Services::authorize`; what each needs is in the `authz` module).
 
 mod authz;
 mod canary;
+mod canary_deployments;
 mod cluster;
 mod cluster_ops;
 mod cluster_size;
@@ -48,6 +51,7 @@ pub use provider::{DeployError, Provider, Providers, SpecProblem, TrafficRouter}
 pub fn register(registry: &mut StageRegistry, providers: Providers) {
     deploy::register(registry, &providers);
     canary::register(registry, &providers);
+    canary_deployments::register(registry, &providers);
     server_group::register(registry, &providers);
     cluster_ops::register(registry, &providers);
     rollback::register(registry, &providers);

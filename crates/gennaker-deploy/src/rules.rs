@@ -244,6 +244,8 @@ impl CloudStageType {
     pub(crate) fn descriptor(&self) -> StageTypeDescriptor {
         let origin = if GENNAKER_TYPES.contains(&self.stage_type) {
             Origin::Gennaker
+        } else if KAYENTA_TYPES.contains(&self.stage_type) {
+            Origin::Kayenta
         } else {
             Origin::Clouddriver
         };
@@ -265,6 +267,12 @@ impl CloudStageType {
 
 /// Deployment stage types Gennaker has and Spinnaker has not.
 const GENNAKER_TYPES: &[&str] = &["shiftTraffic"];
+
+/// Deployment stage types orca-kayenta defines (the canary stage's deployments).
+const KAYENTA_TYPES: &[&str] = &[
+    crate::canary_deployments::DEPLOY_CANARY_SERVER_GROUPS,
+    crate::canary_deployments::CLEANUP_CANARY_CLUSTERS,
+];
 
 /// Implements [`gennaker_engine::StageDefinition::descriptor`] and `check` from the
 /// stage's `kind: CloudStageType` field.

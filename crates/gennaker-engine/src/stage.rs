@@ -98,6 +98,14 @@ pub trait StageDefinition: Send + Sync {
         Vec::new()
     }
 
+    /// Synthetic stages to run when the stage fails (Orca's `onFailureStages`): once its
+    /// before stages, tasks or after stages have halted (or failed with
+    /// `continuePipeline`), these replace its after stages that had not started, run,
+    /// and the stage then ends with its failure all the same. Planned at most once.
+    fn on_failure_stages(&self, _stage: &StageExecution) -> Vec<SyntheticSpec> {
+        Vec::new()
+    }
+
     /// Whether [`cancel`](Self::cancel) does anything (saves a queue hop when not).
     fn has_cancel_routine(&self) -> bool {
         false

@@ -705,3 +705,76 @@ engine_test!(evaluate_against_a_real_execution, |h| {
     );
     h.stop().await;
 });
+
+engine_test!(
+    on_failure_stages_run_in_place_of_after_stages_and_the_failure_stands,
+    |h| {
+        let execution = h
+            .run(
+                "on-failure",
+                json!({"stages": [
+                    s("1", "ok", &[], json!({"after": 1, "onFailure": 1})),
+                    s("2", "broken", &["1"], json!({"outcome": "fail", "after": 1, "onFailure": 2})),
+                ]}),
+            )
+            .await;
+        let done = h.finished(&execution.id).await;
+        assert_eq!(done.status, Terminal, "{}", summary(&done));
+        // A stage that succeeds runs its after stages and never plans the others.
+        assert_eq!(status_of(&done, "ok after 1"), Succeeded);
+        assert!(done.stages.iter().all(|s| s.name != "ok on failure 1"));
+        // One that fails runs them, in order, instead of its after stages, and fails.
+        assert_eq!(status_of(&done, "broken"), Terminal);
+        assert!(done.stages.iter().all(|s| s.name != "broken after 1"));
+        let first = stage(&done, "broken on failure 1");
+        let second = stage(&done, "broken on failure 2");
+        assert_eq!((first.status, second.status), (Succeeded, Succeeded));
+        assert_eq!(first.ref_id, "2!1");
+        assert!(second.start_time.unwrap() >= first.end_time.unwrap());
+        assert!(stage(&done, "broken").end_time.unwrap() >= second.end_time.unwrap());
+        assert!(h.queue_is_empty().await);
+        h.stop().await;
+    }
+);
+
+engine_test!(
+    a_failed_continue_stage_runs_its_on_failure_stages_before_the_pipeline_goes_on,
+    |h| {
+        let execution = h
+            .run(
+                "soft-on-failure",
+                json!({"stages": [
+                    s("1", "flaky", &[], json!({"outcome": "fail", "failPipeline": false,
+                                                "continuePipeline": true, "onFailure": 1,
+                                                "onFailureOutcome": "fail"})),
+                    s("2", "next", &["1"], json!({})),
+                ]}),
+            )
+            .await;
+        let done = h.finished(&execution.id).await;
+        assert_eq!(
+            status_of(&done, "flaky"),
+            FailedContinue,
+            "{}",
+            summary(&done)
+        );
+        assert_eq!(
+            status_of(&done, "flaky on failure 1"),
+            Terminal,
+            "a failing on-failure stage is not planned again"
+        );
+        assert_eq!(
+            done.stages
+                .iter()
+                .filter(|s| s.name == "flaky on failure 1")
+                .count(),
+            1
+        );
+        assert_eq!(status_of(&done, "next"), Succeeded);
+        assert!(
+            stage(&done, "next").start_time.unwrap()
+                >= stage(&done, "flaky on failure 1").end_time.unwrap()
+        );
+        h.stop().await;
+    }
+);

@@ -21,6 +21,7 @@ const FIXTURES: &[(&str, &[(&str, &str)])] = &[
     ("check-preconditions.json", &[]),
     ("child-pipeline.json", &[]),
     ("kayenta-canary.json", &[]),
+    ("kayenta-canary-automatic.json", &[]),
     ("evaluate-variables-stage-enabled.json", &[]),
     (
         "k8s-deploy-manifest.json",

@@ -76,7 +76,9 @@ fn plan(stage: &StageExecution) -> Result<Vec<SyntheticSpec>, String> {
             "'{RUN_CANARY_INTERVALS}' is planned by a {KAYENTA_CANARY} stage and cannot run on its own; use a {KAYENTA_CANARY} stage"
         ));
     }
-    let settings = read_run_settings(&stage.context)?;
+    let mut context = stage.context.clone();
+    super::deployments::apply_deployed_scopes(&mut context)?;
+    let settings = read_run_settings(&context)?;
     // Real time is anchored at this stage's start, as Orca's `Instant.now()` when it
     // plans; the engine set the start before planning.
     let anchor = match settings.start {

@@ -4,11 +4,19 @@
 //!
 //! ```text
 //! kayentaCanary                       task aggregateCanaryResults
-//!  └─ before: runCanaryIntervals
-//!       ├─ wait "Warmup Wait"          (beginCanaryAnalysisAfterMins > 0, real time)
-//!       ├─ wait "Interval Wait #i"     (real time only)
-//!       └─ runCanary "Run Canary #i"   task runCanary: fetch both sides, judge
+//!  ├─ before: deployCanaryServerGroups (with deployments; see below)
+//!  ├─ before: runCanaryIntervals
+//!  │    ├─ wait "Warmup Wait"          (beginCanaryAnalysisAfterMins > 0, real time)
+//!  │    ├─ wait "Interval Wait #i"     (real time only)
+//!  │    └─ runCanary "Run Canary #i"   task runCanary: fetch both sides, judge
+//!  └─ after and on failure: cleanupCanaryClusters (with deployments)
 //! ```
+//!
+//! With `deployments` (Kayenta's "Real Time (Automatic)", see [`deployments`]) the
+//! stage deploys a control (production's version) and an experiment next to
+//! production first, analyses them (every scope is overwritten with the first pair's
+//! groups) and removes them after success and after failure. Those two stage types
+//! belong to the deployment layer and are planned here by name.
 //!
 //! Each `runCanary` fetches every metric of the canary config for the control and the
 //! experiment through the metric source of `metricsAccountName`, pairs the series by
@@ -25,11 +33,12 @@
 //!   STOPPED) and the pipeline goes on as configured;
 //! * times are counted in seconds, so fractional minutes (`"0.25"`) work (see
 //!   [`crate::aggregate::CanaryTiming`]);
-//! * `deployments` (Kayenta's "Real Time (Automatic)") is refused at save and at run
-//!   as not supported yet.
+//! * a control or experiment cluster that is the production cluster is refused at
+//!   save: its highlander deploy and cleanup would destroy production.
 
 mod aggregate_task;
 mod authz;
+pub mod deployments;
 mod intervals;
 mod mixer;
 mod request;
@@ -92,13 +101,9 @@ impl StageDefinition for KayentaCanaryStage {
         )
     }
 
-    fn check(
-        &self,
-        stage: &Fields<'_>,
-        _context: &CheckContext<'_>,
-        report: &mut ValidationReport,
-    ) {
+    fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
         settings::read(stage, &self.accounts, settings::Mode::Save, report);
+        deployments::check(stage, context.cloud_providers, report);
     }
 
     fn tasks(&self, _stage: &StageExecution) -> Vec<TaskSpec> {
@@ -117,13 +122,64 @@ impl StageDefinition for KayentaCanaryStage {
                 context.insert(key.to_owned(), value.clone());
             }
         }
-        vec![SyntheticSpec {
+        let mut stages = Vec::new();
+        if deployments::automatic(&stage.context) {
+            stages.push(SyntheticSpec {
+                stage_type: deployments::DEPLOY_CANARY_SERVER_GROUPS.to_owned(),
+                name: "Deploy Canary Server Groups".to_owned(),
+                context: deployments_context(stage),
+                after: Vec::new(),
+            });
+            // The scopes come from what was just deployed (its output, nearest first).
+            context.insert(
+                deployments::DEPLOYED_SCOPES.to_owned(),
+                Value::String(format!("${{{}}}", deployments::DEPLOYED_SERVER_GROUPS)),
+            );
+        }
+        let after = if stages.is_empty() {
+            Vec::new()
+        } else {
+            vec![0]
+        };
+        stages.push(SyntheticSpec {
             stage_type: RUN_CANARY_INTERVALS.to_owned(),
             name: RUN_CANARY_INTERVALS.to_owned(),
             context,
-            after: Vec::new(),
-        }]
+            after,
+        });
+        stages
     }
+
+    fn after_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        cleanup(stage)
+    }
+
+    /// Orca's on-failure stages: the groups go whether the canary passed or not.
+    fn on_failure_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        cleanup(stage)
+    }
+}
+
+/// The context of the planned deployment stages: the stage's `deployments`.
+fn deployments_context(stage: &StageExecution) -> Map<String, Value> {
+    let mut context = Map::new();
+    if let Some(deployments) = stage.context.get("deployments") {
+        context.insert("deployments".to_owned(), deployments.clone());
+    }
+    context
+}
+
+/// `cleanupCanaryClusters`, when the stage deploys its own groups.
+fn cleanup(stage: &StageExecution) -> Vec<SyntheticSpec> {
+    if !deployments::automatic(&stage.context) {
+        return Vec::new();
+    }
+    vec![SyntheticSpec {
+        stage_type: deployments::CLEANUP_CANARY_CLUSTERS.to_owned(),
+        name: "Cleanup Canary Clusters".to_owned(),
+        context: deployments_context(stage),
+        after: Vec::new(),
+    }]
 }
 
 /// The settings of an evaluated stage context, or every problem in one message.

@@ -85,15 +85,8 @@ pub(crate) fn read(
     report: &mut ValidationReport,
 ) -> Option<Settings> {
     let before = report.errors().count();
-    if stage.has("deployments") {
-        report.push(
-            Problem::error(
-                stage.at("deployments"),
-                "deployments (Kayenta's \"Real Time (Automatic)\": deploy baseline and canary server groups for the analysis) is not supported yet",
-            )
-            .with_hint("deploy the baseline and the canary with deploy stages before this stage, name them in canaryConfig.scopes, and remove \"deployments\""),
-        );
-    }
+    // With deployments the scopes are the groups deployed: they need no names.
+    let automatic = super::deployments::automatic(stage.map);
     stage.one_of(
         "analysisType",
         &["realTime", "realTimeAutomatic", "retrospective"],
@@ -148,7 +141,7 @@ pub(crate) fn read(
         None => Value::Object(serde_json::Map::new()),
     };
     let thresholds = thresholds(&config, mode, report);
-    let (scopes, start, end, step_secs) = scopes(&config, mode, report);
+    let (scopes, start, end, step_secs) = scopes(&config, mode, automatic, report);
     let timing = timing(&config, start, end, mode, report);
     if report.errors().count() > before {
         return None;
@@ -314,7 +307,12 @@ type ScopeParts = (
     u64,
 );
 
-fn scopes(config: &Fields<'_>, mode: Mode, report: &mut ValidationReport) -> ScopeParts {
+fn scopes(
+    config: &Fields<'_>,
+    mode: Mode,
+    automatic: bool,
+    report: &mut ValidationReport,
+) -> ScopeParts {
     let items = config.objects("scopes", "a canary scope", report);
     if items.is_empty() {
         report.push(
@@ -342,11 +340,21 @@ fn scopes(config: &Fields<'_>, mode: Mode, report: &mut ValidationReport) -> Sco
                 format!("scope name '{name}' is used twice; give each scope its own scopeName"),
             ));
         }
-        let control = scope.required_string("controlScope", "the control (baseline) scope", report);
-        let experiment =
-            scope.required_string("experimentScope", "the experiment (canary) scope", report);
-        let control = control.and_then(|_| text(scope, "controlScope", mode, report));
-        let experiment = experiment.and_then(|_| text(scope, "experimentScope", mode, report));
+        let (control, experiment) = if automatic {
+            (
+                Some(text(scope, "controlScope", mode, report).unwrap_or_default()),
+                Some(text(scope, "experimentScope", mode, report).unwrap_or_default()),
+            )
+        } else {
+            let control =
+                scope.required_string("controlScope", "the control (baseline) scope", report);
+            let experiment =
+                scope.required_string("experimentScope", "the experiment (canary) scope", report);
+            (
+                control.and_then(|_| text(scope, "controlScope", mode, report)),
+                experiment.and_then(|_| text(scope, "experimentScope", mode, report)),
+            )
+        };
         let control_location = text(scope, "controlLocation", mode, report).unwrap_or_default();
         let experiment_location =
             text(scope, "experimentLocation", mode, report).unwrap_or_default();
@@ -437,8 +445,23 @@ fn timestamp(
     }
 }
 
-/// `lifetimeDuration` (ISO-8601, e.g. `PT0H5M`, days as 24 hours like Java's
-/// `Duration.parse`) or the legacy `lifetimeHours`, as seconds.
+/// An ISO-8601 duration (`PT1H`, `PT0H5M`, `P1D`; days as 24 hours like Java's
+/// `Duration.parse`) in seconds; `None` when it is not one.
+pub(crate) fn iso_duration_secs(duration: &str) -> Option<f64> {
+    let duration = duration.trim();
+    if !duration.starts_with(['P', 'p']) {
+        return None;
+    }
+    duration
+        .parse::<jiff::Span>()
+        .ok()?
+        .total(jiff::SpanTotal::from(jiff::Unit::Second).days_are_24_hours())
+        .ok()
+        .filter(|secs| secs.is_finite())
+}
+
+/// `lifetimeDuration` (ISO-8601, e.g. `PT0H5M`) or the legacy `lifetimeHours`, as
+/// seconds.
 fn lifetime(
     config: &Fields<'_>,
     mode: Mode,
@@ -448,15 +471,7 @@ fn lifetime(
         if duration.contains("${") {
             return Ok(None);
         }
-        let total = duration
-            .parse::<jiff::Span>()
-            .ok()
-            .filter(|_| duration.starts_with(['P', 'p']))
-            .and_then(|span| {
-                span.total(jiff::SpanTotal::from(jiff::Unit::Second).days_are_24_hours())
-                    .ok()
-            });
-        return match total {
+        return match iso_duration_secs(&duration) {
             Some(secs) => seconds(config, "lifetimeDuration", secs, "minutes", report).map(Some),
             None => {
                 report.push(

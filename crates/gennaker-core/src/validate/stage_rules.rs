@@ -144,9 +144,16 @@ fn check_kayenta(stage: &Fields<'_>, report: &mut ValidationReport) {
             "canaryConfig needs scopes naming the control and experiment",
         ));
     }
+    // With deployments ("Real Time (Automatic)") the scopes are the groups deployed.
+    let automatic = stage.has("deployments");
     for (_, scope) in scopes {
-        scope.required_string("controlScope", "the control (baseline) scope", report);
-        scope.required_string("experimentScope", "the experiment (canary) scope", report);
+        if automatic {
+            scope.string("controlScope", report);
+            scope.string("experimentScope", report);
+        } else {
+            scope.required_string("controlScope", "the control (baseline) scope", report);
+            scope.required_string("experimentScope", "the experiment (canary) scope", report);
+        }
         for key in [
             "scopeName",
             "controlLocation",

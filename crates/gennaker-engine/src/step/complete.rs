@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use gennaker_core::execution::{ExecutionStatus, StageExecution, SyntheticStageOwner};
 use gennaker_core::lenient::truthy;
 
+use super::start::ON_FAILURE_MARKER;
 use super::{ENGINE_USER, Step};
 use crate::error::EngineError;
 use crate::message::Message;
@@ -48,6 +49,11 @@ impl Step<'_> {
         } else {
             ExecutionStatus::Succeeded
         };
+        let failed = status.is_halt() || status == ExecutionStatus::FailedContinue;
+        if failed && self.plan_on_failure_stages(index)? {
+            // The stage completes, with its failure, once they have run.
+            return Ok(());
+        }
         self.set_stage_status(index, status);
         if status != ExecutionStatus::Succeeded {
             self.adopt_child_exception(index, stage_id);
@@ -59,6 +65,82 @@ impl Step<'_> {
             self.queue_cancel_routine(index)?;
         }
         self.after_stage_done(index)
+    }
+
+    /// Plans and starts the failed stage's on-failure stages, unless it has none or
+    /// planned them already (their ref ids carry `!`, so a repeated completion, also
+    /// after a restart, finds them). Its after stages that had not started go: they
+    /// were for success. `false`: nothing was planned and the stage completes now.
+    fn plan_on_failure_stages(&mut self, index: usize) -> Result<bool, EngineError> {
+        if self.execution.status != ExecutionStatus::Running {
+            return Ok(false);
+        }
+        let stage = &self.execution.stages[index];
+        let Some(definition) = self.engine.registry.definition(&stage.stage_type).cloned() else {
+            return Ok(false);
+        };
+        let id = stage.id.clone();
+        let marker = format!("{}{ON_FAILURE_MARKER}", stage.ref_id);
+        let planned = self.execution.stages.iter().any(|s| {
+            s.parent_stage_id.as_deref() == Some(id.as_str()) && s.ref_id.starts_with(&marker)
+        });
+        if planned {
+            return Ok(false);
+        }
+        let specs = definition.on_failure_stages(stage);
+        // As Orca: stages that already ran after the tasks (e.g. the same cleanup, which
+        // has just failed) are not planned again.
+        let ran_after: Vec<&str> = self
+            .execution
+            .stages
+            .iter()
+            .filter(|s| {
+                s.parent_stage_id.as_deref() == Some(id.as_str())
+                    && s.synthetic_stage_owner == Some(SyntheticStageOwner::StageAfter)
+                    && s.status.is_complete()
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if specs.is_empty() || specs.iter().any(|s| ran_after.contains(&s.name.as_str())) {
+            return Ok(false);
+        }
+        let unstarted_after = |s: &StageExecution| {
+            s.parent_stage_id.as_deref() == Some(id.as_str())
+                && s.synthetic_stage_owner == Some(SyntheticStageOwner::StageAfter)
+                && s.status == ExecutionStatus::NotStarted
+        };
+        let removed = self
+            .execution
+            .stages
+            .iter()
+            .filter(|s| unstarted_after(s))
+            .count();
+        let max = self.engine.config.max_execution_stages;
+        if self.execution.stages.len() - removed + specs.len() > max {
+            let stage = &mut self.execution.stages[index];
+            stage.context.insert(
+                "onFailureStagesError".into(),
+                Value::String(format!(
+                    "the stage's {} on-failure stages were not run: the execution would hold more than {max} stages",
+                    specs.len()
+                )),
+            );
+            return Ok(false);
+        }
+        self.execution.stages.retain(|s| !unstarted_after(s));
+        let initial = self.add_synthetic_marked(
+            &id,
+            SyntheticStageOwner::StageAfter,
+            specs,
+            ON_FAILURE_MARKER,
+        );
+        for stage in initial {
+            self.send(Message::StartStage {
+                execution: self.execution.id.clone(),
+                stage,
+            })?;
+        }
+        Ok(true)
     }
 
     /// A stage that failed because one of its synthetic stages did shows that stage's

@@ -400,14 +400,26 @@ impl Step<'_> {
         owner: SyntheticStageOwner,
         specs: Vec<SyntheticSpec>,
     ) -> Vec<String> {
-        let Some(parent_index) = self.index(parent_id) else {
-            return Vec::new();
-        };
-        let parent_ref = self.execution.stages[parent_index].ref_id.clone();
         let marker = match owner {
             SyntheticStageOwner::StageBefore => '<',
             SyntheticStageOwner::StageAfter => '>',
         };
+        self.add_synthetic_marked(parent_id, owner, specs, marker)
+    }
+
+    /// Adds synthetic stages whose ref ids are the parent's, `marker` and their place;
+    /// returns the ids of those that wait for none.
+    pub(super) fn add_synthetic_marked(
+        &mut self,
+        parent_id: &str,
+        owner: SyntheticStageOwner,
+        specs: Vec<SyntheticSpec>,
+        marker: char,
+    ) -> Vec<String> {
+        let Some(parent_index) = self.index(parent_id) else {
+            return Vec::new();
+        };
+        let parent_ref = self.execution.stages[parent_index].ref_id.clone();
         let ref_of = |i: usize| format!("{parent_ref}{marker}{}", i + 1);
         let mut initial = Vec::new();
         let mut created = Vec::new();
@@ -442,7 +454,12 @@ impl Step<'_> {
         self.execution.stages.splice(position..position, created);
         initial
     }
+}
 
+/// The ref-id marker of on-failure stages (before stages have `<`, after stages `>`).
+pub(super) const ON_FAILURE_MARKER: char = '!';
+
+impl Step<'_> {
     pub(super) fn start_tasks_or_after(&mut self, stage_id: &str) -> Result<(), EngineError> {
         let Some(index) = self.index(stage_id) else {
             return Ok(());

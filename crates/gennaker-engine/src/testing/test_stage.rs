@@ -16,9 +16,32 @@ use crate::{
 /// The task's `outcome` is `succeed` (default), `fail`, `transient:N` (N transient
 /// errors, then success), `poll:N` (RUNNING N times), or `forever` (RUNNING until
 /// canceled). It counts its runs in the context (`runs`) and outputs `<refId>Done`.
-/// With `synthetic: N` it first runs N synthetic `test` stages side by side.
+/// With `synthetic: N` it first runs N synthetic `test` stages side by side; with
+/// `after: N` it runs N after its tasks, and with `onFailure: N` N when it fails, one
+/// after another (their `outcome` is the stage's `onFailureOutcome`).
 #[derive(Debug)]
 pub struct TestStage;
+
+/// `count` synthetic `test` stages named `<stage> <what> <i>`, one after another.
+fn chain(stage: &StageExecution, key: &str, what: &str) -> Vec<SyntheticSpec> {
+    let count = stage.context.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let mut context = serde_json::Map::new();
+    if key == "onFailure"
+        && let Some(outcome) = stage.context.get("onFailureOutcome")
+    {
+        context.insert("outcome".to_owned(), outcome.clone());
+    }
+    let stages = (0..count)
+        .map(|i| {
+            (
+                "test".to_owned(),
+                format!("{} {what} {}", stage.name, i + 1),
+                context.clone(),
+            )
+        })
+        .collect();
+    crate::sequential(stages)
+}
 
 impl StageDefinition for TestStage {
     fn descriptor(&self) -> gennaker_core::StageTypeDescriptor {
@@ -53,6 +76,14 @@ impl StageDefinition for TestStage {
                 after: Vec::new(),
             })
             .collect()
+    }
+
+    fn after_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        chain(stage, "after", "after")
+    }
+
+    fn on_failure_stages(&self, stage: &StageExecution) -> Vec<SyntheticSpec> {
+        chain(stage, "onFailure", "on failure")
     }
 }
 
@@ -93,7 +124,7 @@ impl Task for TestTask {
         };
         result.map(|r| {
             r.with_context("runs", json!(runs)).with_output(
-                format!("{}Done", ctx.stage.ref_id.replace(['<', '>'], "_")),
+                format!("{}Done", ctx.stage.ref_id.replace(['<', '>', '!'], "_")),
                 json!(true),
             )
         })
