@@ -19,7 +19,9 @@ mod actions;
 mod format;
 mod graph;
 mod pages;
+mod password_signin;
 mod session;
+mod signin_limit;
 
 use std::sync::Arc;
 
@@ -62,6 +64,8 @@ pub(crate) struct UiState {
     api: Router,
     /// Open sessions.
     sessions: Arc<Sessions>,
+    /// Recent wrong passwords, by user name.
+    signin_limit: Arc<signin_limit::SigninLimiter>,
 }
 
 /// The UI's routes, to merge into the API's router.
@@ -70,6 +74,7 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
         app,
         api,
         sessions: Arc::new(Sessions::default()),
+        signin_limit: Arc::new(signin_limit::SigninLimiter::default()),
     };
     Router::new()
         .route("/", get(pages::home))
