@@ -16,6 +16,7 @@
 //! sign-in, cookies and CSRF work.
 
 mod actions;
+mod controls;
 mod format;
 mod graph;
 mod pages;
@@ -107,6 +108,14 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
             "/executions/{id}/stages/{stage}/judgment",
             post(actions::judgment),
         )
+        // Execution controls, executions filters, password sign-in, audit log (ui-a).
+        .route("/executions/{id}/pause", post(controls::pause))
+        .route("/executions/{id}/resume", post(controls::resume))
+        .route(
+            "/executions/{id}/stages/{stage}/restart",
+            post(controls::restart),
+        )
+        .route("/executions/{id}/stages/{stage}/skip", post(controls::skip))
         .layer(from_fn(security_headers))
         .with_state(state)
 }

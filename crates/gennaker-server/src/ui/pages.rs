@@ -497,6 +497,8 @@ pub(crate) struct LivePart {
     judgments: Vec<JudgmentView>,
     can_execute: bool,
     detail: Option<StageDetail>,
+    /// Pause/resume, restart and skip buttons (EXECUTE only).
+    controls: super::controls::Controls,
 }
 
 #[derive(Template)]
@@ -718,6 +720,7 @@ pub(crate) fn live_part(
         graph,
         stages,
         judgments,
+        controls: super::controls::controls(execution, can_execute),
         can_execute,
         detail,
     }
