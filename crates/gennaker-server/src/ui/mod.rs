@@ -16,7 +16,9 @@
 //! sign-in, cookies and CSRF work.
 
 mod actions;
+mod audit;
 mod controls;
+mod filters;
 mod format;
 mod graph;
 mod pages;
@@ -116,6 +118,7 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
             post(controls::restart),
         )
         .route("/executions/{id}/stages/{stage}/skip", post(controls::skip))
+        .route("/audit", get(audit::audit))
         .layer(from_fn(security_headers))
         .with_state(state)
 }
