@@ -101,8 +101,16 @@ mod tests {
     #[test]
     fn weak_or_odd_passwords_are_refused_with_a_reason() {
         assert!(password_problem("short").unwrap().contains("at least 12"));
-        assert!(password_problem(&"x".repeat(2000)).unwrap().contains("too long"));
-        assert!(password_problem(" twelve chars ok").unwrap().contains("space"));
+        assert!(
+            password_problem(&"x".repeat(2000))
+                .unwrap()
+                .contains("too long")
+        );
+        assert!(
+            password_problem(" twelve chars ok")
+                .unwrap()
+                .contains("space")
+        );
         assert_eq!(password_problem("twelve chars ok"), None);
     }
 }

@@ -79,8 +79,13 @@ async fn browser_with(extra: &[&str]) -> (Driver, Client) {
         .unwrap();
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = [
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-first-run",
+        "--disable-extensions",
     ]
     .iter()
     .chain(extra)
@@ -650,15 +655,38 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     destroy_all(&api, "uiv").await;
 }
 
-/// Clicks the first element matching `css`.
+/// Clicks the first element matching `css` (a link or a form's button) and waits for
+/// the page it leads to. The element is looked up again if the page's live part
+/// replaced it meanwhile.
 async fn click(client: &Client, css: &str) {
     client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|err| panic!("no {css} on the page: {err}"))
-        .click()
+        .execute("window.__beforeClick = true;", vec![])
         .await
         .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match clicked {
+            Ok(()) => break,
+            Err(err) if Instant::now() > deadline => panic!(
+                "cannot click {css}: {err}\n{}",
+                client.source().await.unwrap_or_default()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    until(client, "the next page", |c| async move {
+        c.execute(
+            "return window.__beforeClick === undefined && document.readyState === 'complete';",
+            vec![],
+        )
+        .await
+        .is_ok_and(|done| done == json!(true))
+    })
+    .await;
 }
 
 /// Waits until the execution page shows `status`, reloading it (a control's answer is
@@ -729,7 +757,7 @@ async fn pause_resume_skip_a_wait_and_restart_a_failed_stage_from_the_page() {
     // Pause: the page comes back PAUSED, offering Resume (and no skip or pause).
     click(&client, "button[data-control=pause]").await;
     until_status(&client, "PAUSED").await;
-    assert!(flash(&client).await.starts_with("Pause requested"));
+    assert!(flash(&client).await.starts_with("Paused"));
     assert!(
         client
             .find_all(Locator::Css("button[data-control=pause]"))
@@ -747,7 +775,9 @@ async fn pause_resume_skip_a_wait_and_restart_a_failed_stage_from_the_page() {
 
     // Skip the hour-long wait: the judgment comes up.
     until(&client, "the skip button", |c| async move {
-        c.find(Locator::Css("button[data-control=skip]")).await.is_ok()
+        c.find(Locator::Css("button[data-control=skip]"))
+            .await
+            .is_ok()
     })
     .await;
     click(&client, "button[data-control=skip]").await;
@@ -831,15 +861,24 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
     let api = Api::new(&server);
     api.post("/api/v1/applications", json!({"name": "shop"}))
         .await;
-    api.post("/api/v1/applications/shop/pipelines", quick_pipeline("tick"))
-        .await;
-    api.post("/api/v1/applications/shop/pipelines", quick_pipeline("nightly"))
-        .await;
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        quick_pipeline("tick"),
+    )
+    .await;
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        quick_pipeline("nightly"),
+    )
+    .await;
     // 26 manual runs (more than a page) and 2 cron-triggered ones.
     let mut ids = Vec::new();
     for _ in 0..26 {
         let run = api
-            .post("/api/v1/applications/shop/pipelines/tick/executions", json!({}))
+            .post(
+                "/api/v1/applications/shop/pipelines/tick/executions",
+                json!({}),
+            )
             .await;
         ids.push(run["id"].as_str().unwrap().to_owned());
     }
@@ -899,9 +938,7 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
 
     // Manual runs span two pages; the next page keeps the filter.
     client
-        .goto(&server.url(
-            "/applications/shop/executions?trigger=manual&from=2000-01-01T00:00",
-        ))
+        .goto(&server.url("/applications/shop/executions?trigger=manual&from=2000-01-01T00:00"))
         .await
         .unwrap();
     let first = listed(&client).await;
@@ -910,7 +947,10 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
     click(&client, "nav.pager a[rel=next]").await;
     let url = client.current_url().await.unwrap();
     let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    assert!(query.contains(&("trigger".into(), "manual".into())), "{url}");
+    assert!(
+        query.contains(&("trigger".into(), "manual".into())),
+        "{url}"
+    );
     assert!(query.contains(&("page".into(), "2".into())), "{url}");
     assert_eq!(listed(&client).await, ["tick"]);
 
@@ -936,7 +976,12 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
 }
 
 /// Signs in with a user name and password; returns the page's path after it.
-async fn sign_in_with_password(client: &Client, server: &Server, user: &str, password: &str) -> String {
+async fn sign_in_with_password(
+    client: &Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+) -> String {
     client.goto(&server.url("/signin")).await.unwrap();
     client
         .find(Locator::Css("#user"))
@@ -957,13 +1002,13 @@ async fn sign_in_with_password(client: &Client, server: &Server, user: &str, pas
 }
 
 async fn signin_error(client: &Client) -> String {
-    client
-        .find(Locator::Css("#signin-error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    match client.find(Locator::Css("#signin-error")).await {
+        Ok(error) => error.text().await.unwrap(),
+        Err(err) => panic!(
+            "no sign-in error ({err}):\n{}",
+            client.source().await.unwrap_or_default()
+        ),
+    }
 }
 
 #[tokio::test]
@@ -1049,18 +1094,26 @@ async fn password_sign_in_is_limited_and_the_audit_log_is_for_admins() {
     for attempt in 0..5 {
         let path = sign_in_with_password(&client, &server, "pat", "not the password").await;
         assert_eq!(path, "/signin", "attempt {attempt}");
+        let error = signin_error(&client).await;
         assert!(
-            signin_error(&client).await.starts_with("Wrong user name or password"),
-            "attempt {attempt}"
+            error.starts_with("Wrong user name or password"),
+            "attempt {attempt}: {error}"
         );
     }
     screenshot(&client, "signin-wrong-password").await;
     sign_in_with_password(&client, &server, "pat", password).await;
     let limited = signin_error(&client).await;
-    assert!(limited.starts_with("Too many wrong passwords for 'pat'"), "{limited}");
+    assert!(
+        limited.starts_with("Too many wrong passwords for 'pat'"),
+        "{limited}"
+    );
     // A user without a password cannot use one.
     sign_in_with_password(&client, &server, "admin", "whatever it may be").await;
-    assert!(signin_error(&client).await.starts_with("Wrong user name or password"));
+    assert!(
+        signin_error(&client)
+            .await
+            .starts_with("Wrong user name or password")
+    );
 
     // The admin (API token) has the audit log: the sign-ins are in it.
     sign_in(&client, &server, TOKEN).await;
@@ -1145,6 +1198,22 @@ async fn low_contrast(client: &Client) -> Vec<String> {
         .collect()
 }
 
+/// POSTs `body` to `path` until the API accepts it (the stage it acts on may not be
+/// running yet).
+async fn once_accepted(api: &Api, path: &str, body: Value) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, answer) = api
+            .attempt(reqwest::Method::POST, path, Some(body.clone()))
+            .await;
+        if status.is_success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path}: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn dark_theme_pages_are_readable() {
     let (_dir, server) = start_server();
@@ -1179,23 +1248,18 @@ async fn dark_theme_pages_are_readable() {
         .as_str()
         .unwrap()
         .to_owned();
-    api.post(&format!("/api/v1/executions/{failed}/stages/1/skip"), json!({}))
-        .await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (status, _) = api
-            .attempt(
-                reqwest::Method::POST,
-                &format!("/api/v1/executions/{failed}/stages/2/judgment"),
-                Some(json!({"judgmentStatus": "stop"})),
-            )
-            .await;
-        if status.is_success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the judgment never waited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    once_accepted(
+        &api,
+        &format!("/api/v1/executions/{failed}/stages/1/skip"),
+        json!({}),
+    )
+    .await;
+    once_accepted(
+        &api,
+        &format!("/api/v1/executions/{failed}/stages/2/judgment"),
+        json!({"judgmentStatus": "stop"}),
+    )
+    .await;
     assert_eq!(api.wait_end(&failed).await["status"], "TERMINAL");
 
     // Chromium with the system's dark preference (headless: this flag sets it).
@@ -1212,10 +1276,16 @@ async fn dark_theme_pages_are_readable() {
     let pages = [
         ("dark-signin", "/signin".to_owned()),
         ("dark-applications", "/applications".to_owned()),
-        ("dark-executions", "/applications/shop/executions".to_owned()),
+        (
+            "dark-executions",
+            "/applications/shop/executions".to_owned(),
+        ),
         ("dark-pipelines", "/applications/shop/pipelines".to_owned()),
         ("dark-execution-judgment", format!("/executions/{waiting}")),
-        ("dark-execution-failed", format!("/executions/{failed}?stage=2")),
+        (
+            "dark-execution-failed",
+            format!("/executions/{failed}?stage=2"),
+        ),
         ("dark-clusters", "/applications/shop/clusters".to_owned()),
         ("dark-audit", "/audit".to_owned()),
     ];
@@ -1230,10 +1300,17 @@ async fn dark_theme_pages_are_readable() {
             )
             .await
             .unwrap();
-        assert_eq!(background, json!("rgb(13, 17, 23)"), "{name}: the dark background");
+        assert_eq!(
+            background,
+            json!("rgb(13, 17, 23)"),
+            "{name}: the dark background"
+        );
         screenshot(&client, name).await;
         let low = low_contrast(&client).await;
-        assert!(low.is_empty(), "{name}: text with too little contrast: {low:?}");
+        assert!(
+            low.is_empty(),
+            "{name}: text with too little contrast: {low:?}"
+        );
     }
     client.close().await.unwrap();
     api.post(&format!("/api/v1/executions/{waiting}/cancel"), json!({}))

@@ -97,7 +97,10 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: UserCommand) -> Result<(
             }
             let password = read_password(&name)?;
             ctx.client()?
-                .put(&["users", &name, "password"], &json!({"password": password}))
+                .put(
+                    &["users", &name, "password"],
+                    &json!({"password": password}),
+                )
                 .await?;
             ctx.say(&format!(
                 "Set the password of {name}: they can sign in to the web UI with it."
@@ -114,10 +117,11 @@ fn read_password(name: &str) -> Result<String, CliError> {
         eprintln!("Password for {name} (one line; it is shown as you type, so prefer `< file`):");
     }
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|err| CliError::Usage(format!("cannot read the password from standard input: {err}")))?;
+    stdin.lock().read_line(&mut line).map_err(|err| {
+        CliError::Usage(format!(
+            "cannot read the password from standard input: {err}"
+        ))
+    })?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
         return Err(CliError::Usage(format!(

@@ -216,9 +216,7 @@ pub(crate) async fn set_password(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     if let Some(problem) = crate::passwords::password_problem(&body.password) {
-        return Err(ApiError::bad_request(format!(
-            "user '{name}': {problem}"
-        )));
+        return Err(ApiError::bad_request(format!("user '{name}': {problem}")));
     }
     if state.store.get_user(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("user '{name}' not found")));

@@ -111,8 +111,7 @@ async fn audit_page(state: &UiState, viewer: &Viewer, params: AuditParams) -> Ap
         .then(|| rows.last().map(|last| format!("{base}&before={}", last.id)))
         .flatten();
     Ok(AuditPage {
-        layout: Layout::new(viewer, "Audit log".to_owned(), None, "")
-            .with_flash(state, viewer),
+        layout: Layout::new(viewer, "Audit log".to_owned(), None, "").with_flash(state, viewer),
         actor,
         target,
         rows: rows.into_iter().map(row).collect(),

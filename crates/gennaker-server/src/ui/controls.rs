@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::Response;
 use gennaker_core::execution::{Execution, ExecutionStatus, StageExecution};
+use std::time::Duration;
 
 use super::actions::Posted;
 use super::format::url_component;
@@ -102,13 +103,44 @@ pub(crate) fn controls(execution: &Execution, can_execute: bool) -> Controls {
     Controls { buttons }
 }
 
-/// Forwards a control to the API and comes back to the execution with its outcome.
-async fn forward(state: &UiState, posted: &Posted, id: &str, api_path: &str, done: &str) -> Response {
+/// How long a control waits for the engine to apply it before showing the page.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+/// How often it looks meanwhile.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+/// Waits (at most [`SETTLE_LIMIT`]) until the engine has applied a control, so the page
+/// the browser is sent to shows its effect — and a restarted execution's page, running
+/// again, follows it live. A control still queued after that is shown as it is.
+async fn settle(state: &UiState, id: &str, applied: impl Fn(&Execution) -> bool) {
+    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        match state.app.engine.execution(id).await {
+            Ok(Some(execution)) if !applied(&execution) => {
+                tokio::time::sleep(SETTLE_POLL).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Forwards a control to the API and comes back to the execution with its outcome
+/// (once `applied` holds, or the wait for it ends).
+async fn forward(
+    state: &UiState,
+    posted: &Posted,
+    id: &str,
+    api_path: &str,
+    done: &str,
+    applied: impl Fn(&Execution) -> bool,
+) -> Response {
     let outcome = state
         .forward(&posted.viewer, Method::POST, api_path, None)
         .await;
     match outcome {
-        Ok(_) => state.flash(&posted.viewer, "ok", done),
+        Ok(_) => {
+            settle(state, id, applied).await;
+            state.flash(&posted.viewer, "ok", done);
+        }
         Err(refusal) => state.flash(
             &posted.viewer,
             "error",
@@ -125,7 +157,15 @@ pub(crate) async fn pause(
     posted: Posted,
 ) -> Response {
     let path = format!("/api/v1/executions/{}/pause", url_component(&id));
-    forward(&state, &posted, &id, &path, "Pause requested: no new task starts.").await
+    forward(
+        &state,
+        &posted,
+        &id,
+        &path,
+        "Paused: no new task starts.",
+        |e| e.status != ExecutionStatus::Running,
+    )
+    .await
 }
 
 /// `POST /executions/{id}/resume`.
@@ -135,7 +175,10 @@ pub(crate) async fn resume(
     posted: Posted,
 ) -> Response {
     let path = format!("/api/v1/executions/{}/resume", url_component(&id));
-    forward(&state, &posted, &id, &path, "Resumed.").await
+    forward(&state, &posted, &id, &path, "Resumed.", |e| {
+        e.status != ExecutionStatus::Paused
+    })
+    .await
 }
 
 /// `POST /executions/{id}/stages/{stage}/restart`.
@@ -149,7 +192,18 @@ pub(crate) async fn restart(
         url_component(&id),
         url_component(&stage)
     );
-    forward(&state, &posted, &id, &path, "Restart requested: the stage runs again.").await
+    forward(
+        &state,
+        &posted,
+        &id,
+        &path,
+        "Restarted: the stage runs again.",
+        |e| {
+            e.stage(&stage)
+                .is_none_or(|s| !s.status.is_complete() || s.status == ExecutionStatus::Succeeded)
+        },
+    )
+    .await
 }
 
 /// `POST /executions/{id}/stages/{stage}/skip`.
@@ -163,5 +217,16 @@ pub(crate) async fn skip(
         url_component(&id),
         url_component(&stage)
     );
-    forward(&state, &posted, &id, &path, "Skip requested: the wait ends.").await
+    forward(
+        &state,
+        &posted,
+        &id,
+        &path,
+        "Skipped: the wait ended.",
+        |e| {
+            e.stage(&stage)
+                .is_none_or(|s| s.status != ExecutionStatus::Running)
+        },
+    )
+    .await
 }

@@ -187,8 +187,14 @@ mod tests {
         let err = filters("carrier-pigeon", "", "", "")
             .apply(&mut query, 0)
             .unwrap_err();
-        assert!(err.to_string().contains("unknown trigger type 'carrier-pigeon'"), "{err}");
-        let err = filters("", "", "yesterday", "").apply(&mut query, 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown trigger type 'carrier-pigeon'"),
+            "{err}"
+        );
+        let err = filters("", "", "yesterday", "")
+            .apply(&mut query, 0)
+            .unwrap_err();
         assert!(err.to_string().contains("YYYY-MM-DDTHH:MM"), "{err}");
         let err = filters("", "2w", "", "").apply(&mut query, 0).unwrap_err();
         assert!(err.to_string().contains("unknown period '2w'"), "{err}");

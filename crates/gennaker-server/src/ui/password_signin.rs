@@ -46,7 +46,15 @@ pub(crate) async fn signin(
         );
     }
     if let Some(wait) = state.signin_limit.blocked_for(name) {
-        audit(state, "anonymous", name, "denied", 429, "too many wrong passwords").await;
+        audit(
+            state,
+            "anonymous",
+            name,
+            "denied",
+            429,
+            "too many wrong passwords",
+        )
+        .await;
         return signin_page_for(
             headers,
             StatusCode::TOO_MANY_REQUESTS,
@@ -69,7 +77,15 @@ pub(crate) async fn signin(
     let matches = verify_password(password, hash).await;
     let Some(account) = account.filter(|_| matches) else {
         state.signin_limit.failed(name);
-        audit(state, "anonymous", name, "denied", 401, "wrong user name or password").await;
+        audit(
+            state,
+            "anonymous",
+            name,
+            "denied",
+            401,
+            "wrong user name or password",
+        )
+        .await;
         return signin_page_for(
             headers,
             StatusCode::UNAUTHORIZED,

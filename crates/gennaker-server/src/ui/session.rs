@@ -153,7 +153,9 @@ impl Sessions {
 
     /// Closes a session; returns the id of the token made for it, if one was.
     pub(crate) fn close(&self, key: &str) -> Option<String> {
-        self.lock().remove(key).and_then(|session| session.own_token)
+        self.lock()
+            .remove(key)
+            .and_then(|session| session.own_token)
     }
 
     /// Leaves a message for the session's next page.

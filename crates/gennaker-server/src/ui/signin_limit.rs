@@ -102,7 +102,11 @@ mod tests {
         assert_eq!(wait, WINDOW - Duration::from_secs(40));
         assert_eq!(limiter.blocked_for("otto"), None, "other names are not");
         tokio::time::advance(wait).await;
-        assert_eq!(limiter.blocked_for("rita"), None, "the oldest failure aged out");
+        assert_eq!(
+            limiter.blocked_for("rita"),
+            None,
+            "the oldest failure aged out"
+        );
         limiter.failed("rita");
         assert!(limiter.blocked_for("rita").is_some());
         limiter.succeeded("rita");

@@ -210,7 +210,12 @@ impl Backend {
             return Ok(None);
         };
         let user = self
-            .user_from_row(UserRow { name_key, name, admin, created_at })
+            .user_from_row(UserRow {
+                name_key,
+                name,
+                admin,
+                created_at,
+            })
             .await?;
         Ok(Some((user, hash)))
     }

@@ -218,7 +218,11 @@ queue_test!(list_executions_by_trigger_type_and_creation_time, |store| {
         ..query(100)
     })
     .await;
-    assert_eq!(ids_of(&window), ["w1", "c1"], "from inclusive, to exclusive");
+    assert_eq!(
+        ids_of(&window),
+        ["w1", "c1"],
+        "from inclusive, to exclusive"
+    );
     let combined = list(ExecutionQuery {
         trigger_type: Some("cron".to_owned()),
         created_after: Some(300),
