@@ -655,6 +655,22 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     destroy_all(&api, "uiv").await;
 }
 
+/// Signs in with a token like [`sign_in`], but waits for the page the form leads to
+/// before looking at where it is.
+async fn sign_in_waiting(client: &Client, server: &Server, token: &str) {
+    client.goto(&server.url("/signin")).await.unwrap();
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click(client, "button[type=submit]").await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/applications", "signed in");
+}
+
 /// Clicks the first element matching `css` (a link or a form's button) and waits for
 /// the page it leads to. The element is looked up again if the page's live part
 /// replaced it meanwhile.
@@ -741,7 +757,7 @@ async fn pause_resume_skip_a_wait_and_restart_a_failed_stage_from_the_page() {
         .await;
     let id = started["id"].as_str().unwrap().to_owned();
     let (_driver, client) = browser().await;
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_waiting(&client, &server, TOKEN).await;
     client
         .goto(&server.url(&format!("/executions/{id}")))
         .await
@@ -896,7 +912,7 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
     }
 
     let (_driver, client) = browser().await;
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_waiting(&client, &server, TOKEN).await;
     client
         .goto(&server.url("/applications/shop/executions"))
         .await
@@ -1116,7 +1132,7 @@ async fn password_sign_in_is_limited_and_the_audit_log_is_for_admins() {
     );
 
     // The admin (API token) has the audit log: the sign-ins are in it.
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_waiting(&client, &server, TOKEN).await;
     click(&client, "header a[href='/audit']").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/audit");
     let rows = client
@@ -1290,7 +1306,7 @@ async fn dark_theme_pages_are_readable() {
         ("dark-audit", "/audit".to_owned()),
     ];
     assert!(low_contrast(&client).await.is_empty(), "sign-in page");
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_waiting(&client, &server, TOKEN).await;
     for (name, path) in &pages {
         client.goto(&server.url(path)).await.unwrap();
         let background = client

@@ -66,18 +66,18 @@ fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<i64, ApiError
             "the filter '{field}' ('{text}') is not a time: use YYYY-MM-DDTHH:MM or YYYY-MM-DD, in UTC"
         ))
     };
-    let civil = match text.parse::<jiff::civil::DateTime>() {
-        Ok(time) => time,
-        Err(_) => {
-            let date = text.parse::<jiff::civil::Date>().map_err(|_| bad())?;
-            let start = date.to_datetime(jiff::civil::Time::midnight());
-            if end_of_day {
-                start
-                    .checked_add(jiff::Span::new().days(1))
-                    .map_err(|_| bad())?
-            } else {
-                start
-            }
+    // A bare date (jiff would read it as midnight too) may mean the end of that day.
+    let civil = if text.contains(['T', 't', ' ']) {
+        text.parse::<jiff::civil::DateTime>().map_err(|_| bad())?
+    } else {
+        let date = text.parse::<jiff::civil::Date>().map_err(|_| bad())?;
+        let start = date.to_datetime(jiff::civil::Time::midnight());
+        if end_of_day {
+            start
+                .checked_add(jiff::Span::new().days(1))
+                .map_err(|_| bad())?
+        } else {
+            start
         }
     };
     civil
