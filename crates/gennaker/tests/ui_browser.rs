@@ -425,8 +425,10 @@ async fn sign_in_run_watch_live_judge_and_refuse_a_forged_post() {
         .click()
         .await
         .unwrap();
+    // The click may return before the answer's page has loaded: wait for it.
     let path = client
-        .find(Locator::Css("#edit-error .problems code.path"))
+        .wait()
+        .for_element(Locator::Css("#edit-error .problems code.path"))
         .await
         .unwrap()
         .text()
