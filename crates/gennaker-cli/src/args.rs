@@ -435,6 +435,17 @@ pub enum UserCommand {
         #[arg(long, conflicts_with = "roles")]
         clear: bool,
     },
+    /// Set a user's password for the web UI's sign-in (admins only). The password is
+    /// read from standard input (its first line), never from the command line, so it
+    /// stays out of shell history and process lists: `gennaker user set-password rita
+    /// < file`.
+    SetPassword {
+        /// User name.
+        name: String,
+        /// Remove the password instead: the user signs in with an API token only.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 /// `gennaker role …`

@@ -22,6 +22,7 @@ mod extract;
 mod http;
 mod metrics;
 mod openapi;
+mod passwords;
 mod routes;
 mod state;
 mod ui;

@@ -64,6 +64,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(access::list_users, access::create_user))
         .routes(routes!(access::get_user, access::delete_user))
         .routes(routes!(access::set_roles))
+        .routes(routes!(access::set_password, access::remove_password))
         .routes(routes!(access::list_roles, access::create_role))
         .routes(routes!(access::delete_role))
         .routes(routes!(access::list_tokens, access::create_token))

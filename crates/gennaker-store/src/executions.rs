@@ -157,6 +157,12 @@ pub struct ExecutionQuery {
     pub limit: i64,
     /// Oldest first instead of newest first.
     pub oldest_first: bool,
+    /// Only executions whose trigger has this `type` (`manual`, `cron`, `webhook`…).
+    pub trigger_type: Option<String>,
+    /// Only executions created at or after this time (epoch milliseconds).
+    pub created_after: Option<i64>,
+    /// Only executions created before this time (epoch milliseconds).
+    pub created_before: Option<i64>,
 }
 
 /// Storage for executions and the engine's queue.

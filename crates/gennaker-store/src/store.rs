@@ -98,6 +98,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_user_roles(&self, name: &str, roles: &[String]) -> Result<User>;
     /// Deletes a user and their tokens.
     async fn delete_user(&self, name: &str) -> Result<()>;
+    /// Sets a user's password hash (a PHC string), or removes it (`None`).
+    async fn set_user_password(&self, name: &str, password_hash: Option<&str>) -> Result<()>;
+    /// A user and their password hash, when the user exists and has a password.
+    async fn user_password(&self, name: &str) -> Result<Option<(User, String)>>;
 
     /// Creates a role.
     async fn create_role(&self, name: &str, description: &str) -> Result<Role>;
@@ -160,6 +164,8 @@ macro_rules! forward_store {
             list_users() -> Vec<$crate::User>;
             set_user_roles(name: &str, roles: &[String]) -> $crate::User;
             delete_user(name: &str) -> ();
+            set_user_password(name: &str, password_hash: Option<&str>) -> ();
+            user_password(name: &str) -> Option<($crate::User, String)>;
             create_role(name: &str, description: &str) -> $crate::Role;
             list_roles() -> Vec<$crate::Role>;
             delete_role(name: &str) -> ();

@@ -4,7 +4,11 @@
 //! green live (server-sent events, no reload), approve a manual judgment, a forged
 //! POST refused, a pipeline edited with an error shown at its JSON path, a read-only
 //! user offered no action, and a server group rolled back from the clusters view with
-//! the traffic moving back.
+//! the traffic moving back. Then the execution controls (pause, resume, skip a wait,
+//! restart a failed stage), the executions list's trigger and time filters in the URL
+//! with pagination, password sign-in with its limit on wrong passwords, the audit log
+//! (admins only), and the main pages in the dark theme with their text contrast
+//! checked (WCAG AA).
 //!
 //! Screenshots of the main pages land in `target/ui-screenshots/` for people to look at.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -56,6 +60,11 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// Starts chromedriver and a headless Chromium session on it.
 async fn browser() -> (Driver, Client) {
+    browser_with(&[]).await
+}
+
+/// [`browser`] with more Chromium flags.
+async fn browser_with(extra: &[&str]) -> (Driver, Client) {
     let chromedriver = which("chromedriver").unwrap_or_else(|| {
         panic!("chromedriver is not installed: run scripts/test.sh, or `apt-get install chromium chromium-driver`")
     });
@@ -70,16 +79,26 @@ async fn browser() -> (Driver, Client) {
         .spawn()
         .unwrap();
     let profile = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-first-run",
+        "--disable-extensions",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".to_owned(),
         json!({
             "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
+            "args": args,
         }),
     );
     let driver = Driver {
@@ -449,8 +468,10 @@ async fn sign_in_run_watch_live_judge_and_refuse_a_forged_post() {
         .click()
         .await
         .unwrap();
+    // The click may return before the answer's page has loaded: wait for it.
     let path = client
-        .find(Locator::Css("#edit-error .problems code.path"))
+        .wait()
+        .for_element(Locator::Css("#edit-error .problems code.path"))
         .await
         .unwrap()
         .text()
@@ -670,4 +691,682 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     screenshot(&client, "clusters-after-rollback").await;
     client.close().await.unwrap();
     destroy_all(&api, "uiv").await;
+}
+
+/// Signs in with a token like [`sign_in`], but waits for the page the form leads to
+/// before looking at where it is.
+async fn sign_in_waiting(client: &Client, server: &Server, token: &str) {
+    client.goto(&server.url("/signin")).await.unwrap();
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click(client, "button[type=submit]").await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/applications", "signed in");
+}
+
+/// Clicks the first element matching `css` (a link or a form's button) and waits for
+/// the page it leads to. The element is looked up again if the page's live part
+/// replaced it meanwhile.
+async fn click(client: &Client, css: &str) {
+    client
+        .execute("window.__beforeClick = true;", vec![])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match clicked {
+            Ok(()) => break,
+            Err(err) if Instant::now() > deadline => panic!(
+                "cannot click {css}: {err}\n{}",
+                client.source().await.unwrap_or_default()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    until(client, "the next page", |c| async move {
+        c.execute(
+            "return window.__beforeClick === undefined && document.readyState === 'complete';",
+            vec![],
+        )
+        .await
+        .is_ok_and(|done| done == json!(true))
+    })
+    .await;
+}
+
+/// Waits until the execution page shows `status`, reloading it (a control's answer is
+/// a redirect to the page; later changes arrive live).
+async fn until_status(client: &Client, status: &'static str) {
+    until(client, status, move |c| async move {
+        c.find(Locator::Css(&format!("[data-execution-status={status}]")))
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
+/// The text of the page's flash message.
+async fn flash(client: &Client) -> String {
+    client
+        .find(Locator::Css("p.flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn controlled_pipeline() -> Value {
+    json!({
+        "application": "shop",
+        "name": "controlled",
+        "stages": [
+            {"refId": "1", "type": "wait", "name": "Soak", "waitTime": 3600},
+            {"refId": "2", "requisiteStageRefIds": ["1"], "type": "manualJudgment",
+             "name": "Approve", "instructions": "Go?"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn pause_resume_skip_a_wait_and_restart_a_failed_stage_from_the_page() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    api.post("/api/v1/applications", json!({"name": "shop"}))
+        .await;
+    api.post("/api/v1/applications/shop/pipelines", controlled_pipeline())
+        .await;
+    let started = api
+        .post(
+            "/api/v1/applications/shop/pipelines/controlled/executions",
+            json!({}),
+        )
+        .await;
+    let id = started["id"].as_str().unwrap().to_owned();
+    let (_driver, client) = browser().await;
+    sign_in_waiting(&client, &server, TOKEN).await;
+    client
+        .goto(&server.url(&format!("/executions/{id}")))
+        .await
+        .unwrap();
+    until(&client, "the wait running", |c| async move {
+        node_statuses(&c)
+            .await
+            .iter()
+            .any(|(name, status)| name.starts_with("Soak") && status == "RUNNING")
+    })
+    .await;
+
+    // Pause: the page comes back PAUSED, offering Resume (and no skip or pause).
+    click(&client, "button[data-control=pause]").await;
+    until_status(&client, "PAUSED").await;
+    assert!(flash(&client).await.starts_with("Paused"));
+    assert!(
+        client
+            .find_all(Locator::Css("button[data-control=pause]"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    screenshot(&client, "execution-paused").await;
+    assert_eq!(
+        api.get(&format!("/api/v1/executions/{id}")).await["status"],
+        "PAUSED"
+    );
+    click(&client, "button[data-control=resume]").await;
+    until_status(&client, "RUNNING").await;
+
+    // Skip the hour-long wait: the judgment comes up.
+    until(&client, "the skip button", |c| async move {
+        c.find(Locator::Css("button[data-control=skip]"))
+            .await
+            .is_ok()
+    })
+    .await;
+    click(&client, "button[data-control=skip]").await;
+    until(&client, "the judgment form", |c| async move {
+        c.find(Locator::Css("section.judgment button[value=stop]"))
+            .await
+            .is_ok()
+    })
+    .await;
+    let soak = api.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(soak["stages"][0]["status"], "SUCCEEDED");
+    assert_eq!(soak["stages"][0]["context"]["skipRemainingWait"], true);
+
+    // Stop the judgment: the stage fails, and a restart is offered.
+    click(&client, "section.judgment button[value=stop]").await;
+    until_status(&client, "TERMINAL").await;
+    until(&client, "the restart button", |c| async move {
+        c.find(Locator::Css("button[data-control=restart]"))
+            .await
+            .is_ok()
+    })
+    .await;
+    screenshot(&client, "execution-restart-offered").await;
+    click(&client, "button[data-control=restart]").await;
+    until(&client, "the judgment asked again", |c| async move {
+        c.find(Locator::Css("section.judgment button[value=continue]"))
+            .await
+            .is_ok()
+    })
+    .await;
+    click(&client, "section.judgment button[value=continue]").await;
+    until_status(&client, "SUCCEEDED").await;
+    let done = api.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    let approve = &done["stages"][1];
+    assert_eq!(approve["context"]["judgmentStatus"], "continue");
+    assert_eq!(approve["context"]["restartDetails"]["restartedBy"], "admin");
+    // Each control is in the audit log, as the admin, through the API's own routes.
+    let audit = api.get("/api/v1/audit?actor=admin&limit=50").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for suffix in ["/pause", "/resume", "/skip", "/restart"] {
+        assert!(
+            actions.iter().any(|a| a.ends_with(suffix)),
+            "{suffix} in {actions:?}"
+        );
+    }
+    client.close().await.unwrap();
+}
+
+fn quick_pipeline(name: &str) -> Value {
+    json!({
+        "application": "shop",
+        "name": name,
+        "stages": [{"refId": "1", "type": "wait", "name": "Tick", "waitTime": 0}]
+    })
+}
+
+/// The pipeline names of the executions list's rows.
+async fn listed(client: &Client) -> Vec<String> {
+    let mut names = Vec::new();
+    for cell in client
+        .find_all(Locator::Css("table.executions tbody tr td:first-child"))
+        .await
+        .unwrap()
+    {
+        names.push(cell.text().await.unwrap());
+    }
+    names
+}
+
+#[tokio::test]
+async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    api.post("/api/v1/applications", json!({"name": "shop"}))
+        .await;
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        quick_pipeline("tick"),
+    )
+    .await;
+    api.post(
+        "/api/v1/applications/shop/pipelines",
+        quick_pipeline("nightly"),
+    )
+    .await;
+    // 26 manual runs (more than a page) and 2 cron-triggered ones.
+    let mut ids = Vec::new();
+    for _ in 0..26 {
+        let run = api
+            .post(
+                "/api/v1/applications/shop/pipelines/tick/executions",
+                json!({}),
+            )
+            .await;
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    for _ in 0..2 {
+        let run = api
+            .post(
+                "/api/v1/applications/shop/pipelines/nightly/executions",
+                json!({"trigger": {"type": "cron"}}),
+            )
+            .await;
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(api.wait_end(id).await["status"], "SUCCEEDED");
+    }
+
+    let (_driver, client) = browser().await;
+    sign_in_waiting(&client, &server, TOKEN).await;
+    client
+        .goto(&server.url("/applications/shop/executions"))
+        .await
+        .unwrap();
+    // Choose "cron" and "last hour" in the form: only the cron runs, in a permalink.
+    client
+        .find(Locator::Css("select#trigger"))
+        .await
+        .unwrap()
+        .select_by_value("cron")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("select#within"))
+        .await
+        .unwrap()
+        .select_by_value("1h")
+        .await
+        .unwrap();
+    click(&client, "form.filters button[type=submit]").await;
+    let url = client.current_url().await.unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert!(query.contains(&("trigger".into(), "cron".into())), "{url}");
+    assert!(query.contains(&("within".into(), "1h".into())), "{url}");
+    assert_eq!(listed(&client).await, ["nightly", "nightly"]);
+    screenshot(&client, "executions-filtered").await;
+
+    // The permalink opened afresh shows the same, with the form filled in.
+    client.goto(url.as_str()).await.unwrap();
+    assert_eq!(listed(&client).await, ["nightly", "nightly"]);
+    let chosen = client
+        .find(Locator::Css("select#trigger option[selected]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(chosen.as_deref(), Some("cron"));
+
+    // Manual runs span two pages; the next page keeps the filter.
+    client
+        .goto(&server.url("/applications/shop/executions?trigger=manual&from=2000-01-01T00:00"))
+        .await
+        .unwrap();
+    let first = listed(&client).await;
+    assert_eq!(first.len(), 25);
+    assert!(first.iter().all(|name| name == "tick"));
+    click(&client, "nav.pager a[rel=next]").await;
+    let url = client.current_url().await.unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert!(
+        query.contains(&("trigger".into(), "manual".into())),
+        "{url}"
+    );
+    assert!(query.contains(&("page".into(), "2".into())), "{url}");
+    assert_eq!(listed(&client).await, ["tick"]);
+
+    // A window that ended long ago holds nothing; a bad time says how to write one.
+    client
+        .goto(&server.url("/applications/shop/executions?to=2000-01-01"))
+        .await
+        .unwrap();
+    assert!(listed(&client).await.is_empty());
+    client
+        .goto(&server.url("/applications/shop/executions?from=last+tuesday"))
+        .await
+        .unwrap();
+    let message = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(message.contains("YYYY-MM-DDTHH:MM"), "{message}");
+    client.close().await.unwrap();
+}
+
+/// Signs in with a user name and password; returns the page's path after it.
+async fn sign_in_with_password(
+    client: &Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+) -> String {
+    client.goto(&server.url("/signin")).await.unwrap();
+    client
+        .find(Locator::Css("#user"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    click(client, "button[type=submit]").await;
+    client.current_url().await.unwrap().path().to_owned()
+}
+
+async fn signin_error(client: &Client) -> String {
+    match client.find(Locator::Css("#signin-error")).await {
+        Ok(error) => error.text().await.unwrap(),
+        Err(err) => panic!(
+            "no sign-in error ({err}):\n{}",
+            client.source().await.unwrap_or_default()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn password_sign_in_is_limited_and_the_audit_log_is_for_admins() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    api.post("/api/v1/applications", json!({"name": "shop"}))
+        .await;
+    api.post("/api/v1/users", json!({"name": "pat", "roles": []}))
+        .await;
+    let password = "a long and secret phrase";
+    let (status, body) = api
+        .attempt(
+            reqwest::Method::PUT,
+            "/api/v1/users/pat/password",
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("at least 12"), "{body}");
+    let (status, _) = api
+        .attempt(
+            reqwest::Method::PUT,
+            "/api/v1/users/pat/password",
+            Some(json!({"password": password})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let user = api.get("/api/v1/users/pat").await;
+    assert!(!user.to_string().contains("argon2"), "{user}");
+
+    let (_driver, client) = browser().await;
+    // The right password signs in; pat is no admin: no audit log link, and a 403.
+    assert_eq!(
+        sign_in_with_password(&client, &server, "pat", password).await,
+        "/applications"
+    );
+    let user_name = client
+        .find(Locator::Css("header .user strong"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(user_name, "pat");
+    assert!(
+        client
+            .find_all(Locator::Css("a[href='/audit']"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client.goto(&server.url("/audit")).await.unwrap();
+    let refused = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("not an admin"), "{refused}");
+    let status = client
+        .execute("return fetch('/audit').then(r => r.status);", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+    // Signing out revokes the session's own token.
+    click(&client, "form.signout button").await;
+    let tokens = api.get("/api/v1/tokens?user=pat").await;
+    let session_tokens: Vec<&Value> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "web UI sign-in")
+        .collect();
+    assert_eq!(session_tokens.len(), 1, "{tokens:#}");
+    assert!(session_tokens[0]["revokedAt"].is_i64(), "{tokens:#}");
+
+    // Wrong passwords: a clear error each time, then no more tries for a while, even
+    // with the right one.
+    for attempt in 0..5 {
+        let path = sign_in_with_password(&client, &server, "pat", "not the password").await;
+        assert_eq!(path, "/signin", "attempt {attempt}");
+        let error = signin_error(&client).await;
+        assert!(
+            error.starts_with("Wrong user name or password"),
+            "attempt {attempt}: {error}"
+        );
+    }
+    screenshot(&client, "signin-wrong-password").await;
+    sign_in_with_password(&client, &server, "pat", password).await;
+    let limited = signin_error(&client).await;
+    assert!(
+        limited.starts_with("Too many wrong passwords for 'pat'"),
+        "{limited}"
+    );
+    // A user without a password cannot use one.
+    sign_in_with_password(&client, &server, "admin", "whatever it may be").await;
+    assert!(
+        signin_error(&client)
+            .await
+            .starts_with("Wrong user name or password")
+    );
+
+    // The admin (API token) has the audit log: the sign-ins are in it.
+    sign_in_waiting(&client, &server, TOKEN).await;
+    click(&client, "header a[href='/audit']").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/audit");
+    let rows = client
+        .find_all(Locator::Css("table.audit tbody tr"))
+        .await
+        .unwrap();
+    assert!(rows.len() >= 10, "{} rows", rows.len());
+    screenshot(&client, "audit-log").await;
+    client
+        .find(Locator::Css("#target"))
+        .await
+        .unwrap()
+        .send_keys("users/pat")
+        .await
+        .unwrap();
+    click(&client, "form.filters button[type=submit]").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().contains("target=users%2Fpat"), "{url}");
+    let mut outcomes = Vec::new();
+    for row in client
+        .find_all(Locator::Css("table.audit tbody tr"))
+        .await
+        .unwrap()
+    {
+        outcomes.push(row.attr("class").await.unwrap().unwrap_or_default());
+    }
+    // Five wrong passwords and the refused try, the sign-in and the password set, the
+    // short password refused.
+    let count = |kind: &str| outcomes.iter().filter(|o| *o == kind).count();
+    assert_eq!(count("outcome-denied"), 6, "{outcomes:?}");
+    assert_eq!(count("outcome-success"), 2, "{outcomes:?}");
+    assert_eq!(count("outcome-failed"), 1, "{outcomes:?}");
+    let page = client.source().await.unwrap();
+    assert!(!page.contains(password), "the password is never shown");
+    client.close().await.unwrap();
+}
+
+/// Every piece of text on the page whose contrast with the background behind it is
+/// below WCAG AA (4.5:1; 3:1 for large or bold text), as "text: ratio".
+async fn low_contrast(client: &Client) -> Vec<String> {
+    let found = client
+        .execute(
+            r#"
+            const parse = c => { const m = c.match(/[\d.]+/g) || []; return m.map(Number); };
+            const lum = ([r, g, b]) => {
+              const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+              return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+            };
+            const background = el => {
+              for (let e = el; e; e = e.parentElement) {
+                const c = parse(getComputedStyle(e).backgroundColor);
+                if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+              }
+              return parse(getComputedStyle(document.documentElement).backgroundColor);
+            };
+            const bad = [];
+            for (const el of document.querySelectorAll('body *')) {
+              if (el.closest('svg') || ['SCRIPT', 'STYLE', 'OPTION'].includes(el.tagName)) continue;
+              const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+              const r = el.getBoundingClientRect();
+              if (!own || r.width === 0 || r.height === 0) continue;
+              const style = getComputedStyle(el);
+              const fg = lum(parse(style.color)), bg = lum(background(el));
+              const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+              const large = parseFloat(style.fontSize) >= 24 || (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+              if (ratio < (large ? 3 : 4.5)) bad.push(el.textContent.trim().slice(0, 40) + ': ' + ratio.toFixed(2));
+            }
+            return bad;
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// POSTs `body` to `path` until the API accepts it (the stage it acts on may not be
+/// running yet).
+async fn once_accepted(api: &Api, path: &str, body: Value) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, answer) = api
+            .attempt(reqwest::Method::POST, path, Some(body.clone()))
+            .await;
+        if status.is_success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path}: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn dark_theme_pages_are_readable() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    api.post(
+        "/api/v1/applications",
+        json!({"name": "shop", "description": "The shop"}),
+    )
+    .await;
+    api.post("/api/v1/applications/shop/pipelines", release_pipeline())
+        .await;
+    api.post("/api/v1/applications/shop/pipelines", controlled_pipeline())
+        .await;
+    let waiting = api
+        .post(
+            "/api/v1/applications/shop/pipelines/release/executions",
+            json!({"parameters": {"version": "v7"}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // One that failed (a judgment stopped), to show the failure and the restart.
+    let failed = api
+        .post(
+            "/api/v1/applications/shop/pipelines/controlled/executions",
+            json!({}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    once_accepted(
+        &api,
+        &format!("/api/v1/executions/{failed}/stages/1/skip"),
+        json!({}),
+    )
+    .await;
+    once_accepted(
+        &api,
+        &format!("/api/v1/executions/{failed}/stages/2/judgment"),
+        json!({"judgmentStatus": "stop"}),
+    )
+    .await;
+    assert_eq!(api.wait_end(&failed).await["status"], "TERMINAL");
+
+    // Chromium with the system's dark preference (headless: this flag sets it).
+    let (_driver, client) = browser_with(&["--force-dark-mode"]).await;
+    client.goto(&server.url("/signin")).await.unwrap();
+    let dark = client
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dark, json!(true), "the dark preference is emulated");
+    let pages = [
+        ("dark-signin", "/signin".to_owned()),
+        ("dark-applications", "/applications".to_owned()),
+        (
+            "dark-executions",
+            "/applications/shop/executions".to_owned(),
+        ),
+        ("dark-pipelines", "/applications/shop/pipelines".to_owned()),
+        ("dark-execution-judgment", format!("/executions/{waiting}")),
+        (
+            "dark-execution-failed",
+            format!("/executions/{failed}?stage=2"),
+        ),
+        ("dark-clusters", "/applications/shop/clusters".to_owned()),
+        ("dark-audit", "/audit".to_owned()),
+    ];
+    assert!(low_contrast(&client).await.is_empty(), "sign-in page");
+    sign_in_waiting(&client, &server, TOKEN).await;
+    for (name, path) in &pages {
+        client.goto(&server.url(path)).await.unwrap();
+        let background = client
+            .execute(
+                "return getComputedStyle(document.body).backgroundColor;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            background,
+            json!("rgb(13, 17, 23)"),
+            "{name}: the dark background"
+        );
+        screenshot(&client, name).await;
+        let low = low_contrast(&client).await;
+        assert!(
+            low.is_empty(),
+            "{name}: text with too little contrast: {low:?}"
+        );
+    }
+    client.close().await.unwrap();
+    api.post(&format!("/api/v1/executions/{waiting}/cancel"), json!({}))
+        .await;
 }

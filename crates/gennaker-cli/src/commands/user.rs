@@ -88,7 +88,47 @@ pub(super) async fn run(ctx: &mut Context<'_>, command: UserCommand) -> Result<(
                 .await?;
             confirm(ctx, raw, format!("Roles of {name}: {}.", list(&roles)))
         }
+        UserCommand::SetPassword { name, remove } => {
+            if remove {
+                ctx.client()?.delete(&["users", &name, "password"]).await?;
+                return ctx.say(&format!(
+                    "Removed the password of {name}: they sign in with an API token."
+                ));
+            }
+            let password = read_password(&name)?;
+            ctx.client()?
+                .put(
+                    &["users", &name, "password"],
+                    &json!({"password": password}),
+                )
+                .await?;
+            ctx.say(&format!(
+                "Set the password of {name}: they can sign in to the web UI with it."
+            ))
+        }
     }
+}
+
+/// The first line of standard input (without its line ending).
+fn read_password(name: &str) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Password for {name} (one line; it is shown as you type, so prefer `< file`):");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).map_err(|err| {
+        CliError::Usage(format!(
+            "cannot read the password from standard input: {err}"
+        ))
+    })?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no password on standard input: pipe it in, e.g. `gennaker user set-password {name} < password.txt`, or use --remove"
+        )));
+    }
+    Ok(password)
 }
 
 /// A confirmation for people, or the returned record for scripts.

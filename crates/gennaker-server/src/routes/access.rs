@@ -40,6 +40,20 @@ pub(crate) struct RolesBody {
     pub roles: Vec<String>,
 }
 
+/// A user's new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    /// The password (at least 12 characters); only its Argon2id hash is stored.
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordBody { password: <redacted> }")
+    }
+}
+
 /// A new role.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +202,41 @@ pub(crate) async fn set_roles(
     let user = state.store.set_user_roles(&name, &body.roles).await?;
     state.access_changes.notify();
     Ok(Json(user))
+}
+
+/// Sets a user's password for the web UI's sign-in (admins only). Only its hash is
+/// stored; it is never returned or logged.
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "access", params(("name" = String, Path, description = "User name")), request_body = PasswordBody,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PasswordBody>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    if let Some(problem) = crate::passwords::password_problem(&body.password) {
+        return Err(ApiError::bad_request(format!("user '{name}': {problem}")));
+    }
+    if state.store.get_user(&name).await?.is_none() {
+        return Err(ApiError::NotFound(format!("user '{name}' not found")));
+    }
+    let hash = crate::passwords::hash_password(body.password).await?;
+    state.store.set_user_password(&name, Some(&hash)).await?;
+    Ok(audited(StatusCode::NO_CONTENT, json!({ "user": name })))
+}
+
+/// Removes a user's password: they sign in with an API token only (admins only).
+#[utoipa::path(delete, path = "/api/v1/users/{name}/password", tag = "access", params(("name" = String, Path, description = "User name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    state.store.set_user_password(&name, None).await?;
+    Ok(audited(StatusCode::NO_CONTENT, json!({ "user": name })))
 }
 
 /// Lists roles (admins only).

@@ -346,6 +346,7 @@ pub(crate) async fn list(
         statuses: parse_statuses(params.status.as_deref().unwrap_or_default())?,
         limit,
         oldest_first: false,
+        ..Default::default()
     };
     let applications = match params.application.filter(|a| !a.is_empty()) {
         Some(app) => {

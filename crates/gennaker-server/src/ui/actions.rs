@@ -45,7 +45,7 @@ impl Posted {
     }
 }
 
-fn refused_csrf() -> Response {
+pub(crate) fn refused_csrf() -> Response {
     plain_error(
         StatusCode::FORBIDDEN,
         "This form did not come from a page of this site, or it has expired (its CSRF token is missing or wrong): reload the page and try again.",
@@ -100,6 +100,7 @@ impl FromRequest<UiState> for Posted {
 struct SigninPage {
     csrf: String,
     next: String,
+    user: String,
     error: String,
 }
 
@@ -125,13 +126,30 @@ pub(crate) struct NextParams {
     next: Option<String>,
 }
 
-fn signin_page(headers: &HeaderMap, status: StatusCode, next: &str, error: String) -> Response {
+pub(crate) fn signin_page(
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: &str,
+    error: String,
+) -> Response {
+    signin_page_for(headers, status, next, "", error)
+}
+
+/// The sign-in form with the user name entered before.
+pub(crate) fn signin_page_for(
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: &str,
+    user: &str,
+    error: String,
+) -> Response {
     let csrf = random_token();
     let mut response = render(
         status,
         &SigninPage {
             csrf: csrf.clone(),
             next: next.to_owned(),
+            user: user.to_owned(),
             error,
         },
     );
@@ -157,11 +175,16 @@ pub(crate) async fn signin_form(
     signin_page(&headers, StatusCode::OK, &next, String::new())
 }
 
-/// The sign-in form's fields.
-#[derive(Debug, Deserialize)]
+/// The sign-in form's fields: an API token, or a user name and password. (No
+/// `Debug`: it holds secrets.)
+#[derive(Deserialize)]
 pub(crate) struct SigninForm {
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -191,12 +214,16 @@ pub(crate) async fn signin(
         return refused_csrf();
     }
     let token = form.token.trim();
+    if token.is_empty() && !form.user.trim().is_empty() {
+        return super::password_signin::signin(&state, &headers, &next, form.user, form.password)
+            .await;
+    }
     if token.is_empty() || token.len() > 512 {
         return signin_page(
             &headers,
             StatusCode::BAD_REQUEST,
             &next,
-            "Enter an API token (it starts with gnk_).".to_owned(),
+            "Enter your user name and password, or an API token (it starts with gnk_).".to_owned(),
         );
     }
     let hash = hash_token(token);
@@ -222,13 +249,18 @@ pub(crate) async fn signin(
     }
 }
 
-/// `POST /signout`: ends the session.
+/// `POST /signout`: ends the session (and revokes the token a password sign-in made
+/// for it).
 pub(crate) async fn signout(
     State(state): State<UiState>,
     headers: HeaderMap,
     posted: Posted,
 ) -> Response {
-    state.sessions().close(&posted.viewer.session.key);
+    if let Some(token) = state.sessions().close(&posted.viewer.session.key)
+        && let Err(err) = state.app.store.revoke_token(&token).await
+    {
+        tracing::warn!(error = %err, "the token of a signed-out web UI session could not be revoked; it expires by itself");
+    }
     redirect_with_cookies("/signin", &[set_cookie(&headers, SESSION_COOKIE, "", None)])
 }
 

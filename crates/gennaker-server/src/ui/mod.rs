@@ -16,13 +16,18 @@
 //! sign-in, cookies and CSRF work.
 
 mod actions;
+mod audit;
 mod balancers;
 mod canary;
+mod controls;
+mod filters;
 mod format;
 mod graph;
 mod history;
 mod pages;
+mod password_signin;
 mod session;
+mod signin_limit;
 
 use std::sync::Arc;
 
@@ -65,6 +70,8 @@ pub(crate) struct UiState {
     api: Router,
     /// Open sessions.
     sessions: Arc<Sessions>,
+    /// Recent wrong passwords, by user name.
+    signin_limit: Arc<signin_limit::SigninLimiter>,
 }
 
 /// The UI's routes, to merge into the API's router.
@@ -73,6 +80,7 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
         app,
         api,
         sessions: Arc::new(Sessions::default()),
+        signin_limit: Arc::new(signin_limit::SigninLimiter::default()),
     };
     Router::new()
         .route("/", get(pages::home))
@@ -106,6 +114,15 @@ pub(crate) fn router(app: AppState, api: Router) -> Router<AppState> {
             post(actions::judgment),
         )
         .merge(page_routes())
+        // Execution controls, executions filters, password sign-in, audit log (ui-a).
+        .route("/executions/{id}/pause", post(controls::pause))
+        .route("/executions/{id}/resume", post(controls::resume))
+        .route(
+            "/executions/{id}/stages/{stage}/restart",
+            post(controls::restart),
+        )
+        .route("/executions/{id}/stages/{stage}/skip", post(controls::skip))
+        .route("/audit", get(audit::audit))
         .layer(from_fn(security_headers))
         .with_state(state)
 }

@@ -48,6 +48,8 @@ pub(crate) struct Layout {
     /// Which of the application's sections is shown (`executions`, `pipelines`,
     /// `clusters`).
     pub section: &'static str,
+    /// Whether the user is an admin (the audit log is linked).
+    pub admin: bool,
 }
 
 impl Layout {
@@ -64,6 +66,7 @@ impl Layout {
             flash: None,
             app: app.map(str::to_owned),
             section,
+            admin: viewer.caller.admin,
         }
     }
 
@@ -222,6 +225,7 @@ async fn applications_page(
                 statuses: Vec::new(),
                 limit: RECENT,
                 oldest_first: false,
+                ..Default::default()
             })
             .await?;
         rows.push(AppRow {
@@ -321,6 +325,8 @@ struct ExecutionsPage {
     pipeline: String,
     statuses: Vec<&'static str>,
     status: String,
+    /// Trigger type and time filters.
+    more: super::filters::FiltersView,
     rows: Vec<ExecutionRow>,
     page: usize,
     page_links: PageLinks,
@@ -335,6 +341,9 @@ pub(crate) struct ExecutionsParams {
     status: String,
     #[serde(default)]
     page: Option<usize>,
+    /// Trigger type and time.
+    #[serde(flatten)]
+    more: super::filters::MoreFilters,
 }
 
 /// `/applications/{app}/executions`: newest first, filtered by pipeline and status,
@@ -370,20 +379,19 @@ async fn executions_page(
     };
     let page = params.page.unwrap_or(1).clamp(1, MAX_PAGES);
     let pipeline = params.pipeline.trim().to_owned();
-    let found = state
-        .app
-        .engine
-        .executions(&ExecutionQuery {
-            application: Some(application.name.clone()),
-            pipeline_config_id: None,
-            pipeline_name: (!pipeline.is_empty()).then(|| pipeline.clone()),
-            statuses,
-            limit: i64::try_from(page * PAGE_SIZE + 1).unwrap_or(i64::MAX),
-            oldest_first: false,
-        })
-        .await?;
-    let has_next = found.len() > page * PAGE_SIZE && page < MAX_PAGES;
     let now = now_millis();
+    let mut query = ExecutionQuery {
+        application: Some(application.name.clone()),
+        pipeline_config_id: None,
+        pipeline_name: (!pipeline.is_empty()).then(|| pipeline.clone()),
+        statuses,
+        limit: i64::try_from(page * PAGE_SIZE + 1).unwrap_or(i64::MAX),
+        oldest_first: false,
+        ..Default::default()
+    };
+    let (more, more_url) = params.more.apply(&mut query, now)?;
+    let found = state.app.engine.executions(&query).await?;
+    let has_next = found.len() > page * PAGE_SIZE && page < MAX_PAGES;
     let rows = found
         .iter()
         .skip((page - 1) * PAGE_SIZE)
@@ -400,7 +408,7 @@ async fn executions_page(
         .collect();
     pipelines.sort();
     let base = format!(
-        "/applications/{}/executions?pipeline={}&status={}",
+        "/applications/{}/executions?pipeline={}&status={}{more_url}",
         url_component(&application.name),
         url_component(&pipeline),
         url_component(&status)
@@ -420,6 +428,7 @@ async fn executions_page(
             .map(|s| s.as_str())
             .collect(),
         status,
+        more,
         rows,
         page,
         page_links: PageLinks {
@@ -497,6 +506,8 @@ pub(crate) struct LivePart {
     judgments: Vec<JudgmentView>,
     can_execute: bool,
     detail: Option<StageDetail>,
+    /// Pause/resume, restart and skip buttons (EXECUTE only).
+    controls: super::controls::Controls,
 }
 
 #[derive(Template)]
@@ -718,6 +729,7 @@ pub(crate) fn live_part(
         graph,
         stages,
         judgments,
+        controls: super::controls::controls(execution, can_execute),
         can_execute,
         detail,
     }
@@ -895,6 +907,7 @@ async fn pipelines_page(state: &UiState, viewer: &Viewer, app: &str) -> ApiResul
                 statuses: Vec::new(),
                 limit: 1,
                 oldest_first: false,
+                ..Default::default()
             })
             .await?
             .into_iter()

@@ -52,6 +52,8 @@ pub(crate) struct Flash {
 #[derive(Debug)]
 struct Session {
     token_hash: String,
+    /// The token opened for this session by a password sign-in, revoked at sign-out.
+    own_token: Option<String>,
     csrf: String,
     created: Instant,
     seen: Instant,
@@ -98,6 +100,12 @@ impl Sessions {
 
     /// Opens a session for the token with this hash; returns the cookie's id.
     pub(crate) fn open(&self, token_hash: String) -> String {
+        self.open_with(token_hash, None)
+    }
+
+    /// Opens a session on a token made for it (a password sign-in), whose id
+    /// [`Sessions::close`] returns so that sign-out revokes it.
+    pub(crate) fn open_with(&self, token_hash: String, own_token: Option<String>) -> String {
         let id = random_token();
         let now = Instant::now();
         let mut open = self.lock();
@@ -114,6 +122,7 @@ impl Sessions {
             hash_token(&id),
             Session {
                 token_hash,
+                own_token,
                 csrf: random_token(),
                 created: now,
                 seen: now,
@@ -142,9 +151,11 @@ impl Sessions {
         })
     }
 
-    /// Closes a session.
-    pub(crate) fn close(&self, key: &str) {
-        self.lock().remove(key);
+    /// Closes a session; returns the id of the token made for it, if one was.
+    pub(crate) fn close(&self, key: &str) -> Option<String> {
+        self.lock()
+            .remove(key)
+            .and_then(|session| session.own_token)
     }
 
     /// Leaves a message for the session's next page.

@@ -351,8 +351,14 @@ impl From<MessageRow> for LeasedMessage {
     }
 }
 
+/// An execution's trigger type, read from its document (the engine always sets one;
+/// `manual` for a document without).
+const SQLITE_TRIGGER_TYPE: &str = "COALESCE(json_extract(document, '$.trigger.type'), 'manual')";
+/// The same on PostgreSQL, where documents are text too.
+const POSTGRES_TRIGGER_TYPE: &str = "COALESCE(document::jsonb #>> '{trigger,type}', 'manual')";
+
 macro_rules! push_execution_filters {
-    ($builder:ident, $query:ident) => {{
+    ($builder:ident, $query:ident, $trigger_type:expr) => {{
         $builder.push(" WHERE 1 = 1");
         if let Some(application) = &$query.application {
             $builder
@@ -377,6 +383,17 @@ macro_rules! push_execution_filters {
             }
             $builder.push(")");
         }
+        if let Some(kind) = &$query.trigger_type {
+            $builder
+                .push(format!(" AND {} = ", $trigger_type))
+                .push_bind(kind.clone());
+        }
+        if let Some(after) = $query.created_after {
+            $builder.push(" AND created_at >= ").push_bind(after);
+        }
+        if let Some(before) = $query.created_before {
+            $builder.push(" AND created_at < ").push_bind(before);
+        }
         let order = if $query.oldest_first { "ASC" } else { "DESC" };
         $builder.push(format!(" ORDER BY created_at {order}, id {order} LIMIT "));
         $builder.push_bind($query.limit.clamp(1, 10_000));
@@ -398,12 +415,12 @@ impl ExecutionStore for SqlStore {
         let rows: Vec<ExecutionDbRow> = match &self.backend {
             Backend::Sqlite(db) => {
                 let mut builder = QueryBuilder::<Sqlite>::new(&head);
-                push_execution_filters!(builder, query);
+                push_execution_filters!(builder, query, SQLITE_TRIGGER_TYPE);
                 builder.build_query_as().fetch_all(db).await?
             }
             Backend::Postgres(db) => {
                 let mut builder = QueryBuilder::<Postgres>::new(&head);
-                push_execution_filters!(builder, query);
+                push_execution_filters!(builder, query, POSTGRES_TRIGGER_TYPE);
                 builder.build_query_as().fetch_all(db).await?
             }
         };

@@ -182,6 +182,44 @@ impl Backend {
         })
     }
 
+    pub(super) async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: Option<&str>,
+    ) -> Result<()> {
+        on_db!(self, db => {
+            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name_key = $2")
+                .bind(password_hash).bind(key(name))
+                .execute(db)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::not_found("user", name));
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) async fn user_password(&self, name: &str) -> Result<Option<(User, String)>> {
+        let row: Option<(String, String, bool, i64, Option<String>)> = on_db!(self, db => {
+            sqlx::query_as("SELECT name_key, name, admin, created_at, password_hash FROM users WHERE name_key = $1")
+                .bind(key(name))
+                .fetch_optional(db)
+                .await?
+        });
+        let Some((name_key, name, admin, created_at, Some(hash))) = row else {
+            return Ok(None);
+        };
+        let user = self
+            .user_from_row(UserRow {
+                name_key,
+                name,
+                admin,
+                created_at,
+            })
+            .await?;
+        Ok(Some((user, hash)))
+    }
+
     pub(super) async fn create_role(&self, name: &str, description: &str) -> Result<Role> {
         let now = now_millis();
         let name = key(name);

@@ -179,6 +179,59 @@ queue_test!(list_executions_filters_and_orders, |store| {
     assert!(nothing.is_empty());
 });
 
+queue_test!(list_executions_by_trigger_type_and_creation_time, |store| {
+    let triggered = |id: &str, kind: &str, created_at: i64| ExecutionRow {
+        document: format!(r#"{{"id":"{id}","trigger":{{"type":"{kind}","user":"x"}}}}"#),
+        ..execution(id, "shop", created_at)
+    };
+    insert_all(
+        &store,
+        vec![
+            triggered("m1", "manual", 100),
+            triggered("c1", "cron", 200),
+            triggered("w1", "webhook", 300),
+            triggered("c2", "cron", 400),
+            // A document without a trigger counts as manual.
+            execution("o1", "shop", 500),
+        ],
+    )
+    .await;
+    let list = |query: ExecutionQuery| {
+        let store = store.clone();
+        async move { store.list_executions(&query).await.unwrap() }
+    };
+    let cron = list(ExecutionQuery {
+        trigger_type: Some("cron".to_owned()),
+        ..query(100)
+    })
+    .await;
+    assert_eq!(ids_of(&cron), ["c2", "c1"]);
+    let manual = list(ExecutionQuery {
+        trigger_type: Some("manual".to_owned()),
+        ..query(100)
+    })
+    .await;
+    assert_eq!(ids_of(&manual), ["o1", "m1"]);
+    let window = list(ExecutionQuery {
+        created_after: Some(200),
+        created_before: Some(400),
+        ..query(100)
+    })
+    .await;
+    assert_eq!(
+        ids_of(&window),
+        ["w1", "c1"],
+        "from inclusive, to exclusive"
+    );
+    let combined = list(ExecutionQuery {
+        trigger_type: Some("cron".to_owned()),
+        created_after: Some(300),
+        ..query(100)
+    })
+    .await;
+    assert_eq!(ids_of(&combined), ["c2"]);
+});
+
 queue_test!(update_with_the_right_version_commits, |store| {
     let v1 = pipeline_execution(
         "e1",

@@ -183,3 +183,25 @@ store_test!(the_first_admin_comes_with_its_token_once, |store| {
         "{err}"
     );
 });
+
+store_test!(user_passwords_are_set_read_and_removed, |store| {
+    store.create_user("Pat", false, &[]).await.unwrap();
+    assert!(
+        store.user_password("pat").await.unwrap().is_none(),
+        "no password yet"
+    );
+    store
+        .set_user_password("PAT", Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA"))
+        .await
+        .unwrap();
+    let (user, hash) = store.user_password("pat").await.unwrap().unwrap();
+    assert_eq!(user.name, "Pat");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    store.set_user_password("pat", None).await.unwrap();
+    assert!(store.user_password("pat").await.unwrap().is_none());
+    assert!(matches!(
+        store.set_user_password("nobody", Some("x")).await,
+        Err(StoreError::NotFound { kind: "user", .. })
+    ));
+    assert!(store.user_password("nobody").await.unwrap().is_none());
+});
