@@ -15,189 +15,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::TimeoutConfiguration;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, destroy_all, start_server};
+use support::browser::{
+    PATIENCE, arrived_at, browser, browser_with, count_now, screenshot, sign_in_at, until,
+};
 use support::{BIN, Server, TOKEN};
-
-/// How long the page may take to show a change.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// chromedriver on 127.0.0.1, killed when dropped, and Chromium's profile directory.
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
-}
-
-/// Starts chromedriver and a headless Chromium session on it.
-async fn browser() -> (Driver, Client) {
-    browser_with(&[]).await
-}
-
-/// [`browser`] with more Chromium flags.
-async fn browser_with(extra: &[&str]) -> (Driver, Client) {
-    let chromedriver = which("chromedriver").unwrap_or_else(|| {
-        panic!("chromedriver is not installed: run scripts/test.sh, or `apt-get install chromium chromium-driver`")
-    });
-    let chromium = which("chromium").unwrap_or_else(|| {
-        panic!("chromium is not installed: run scripts/test.sh, or `apt-get install chromium chromium-driver`")
-    });
-    let port = free_port();
-    let child = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let mut args: Vec<String> = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--no-first-run",
-        "--disable-extensions",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    args.push(format!("--user-data-dir={}", profile.path().display()));
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({
-            "binary": chromium,
-            "args": args,
-        }),
-    );
-    let driver = Driver {
-        child,
-        port,
-        _profile: profile,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-        {
-            Ok(client) => break client,
-            Err(err) if Instant::now() < deadline => {
-                let _ = err;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(err) => panic!("cannot start a Chromium session: {err}"),
-        }
-    };
-    // Elements are looked for until they appear (a click that submits a form returns
-    // before the next page has loaded); checks that something is absent use `absent`.
-    client
-        .update_timeouts(TimeoutConfiguration::new(
-            None,
-            None,
-            Some(Duration::from_secs(10)),
-        ))
-        .await
-        .unwrap();
-    (driver, client)
-}
-
-/// Waits until the browser is on a page whose path starts with `prefix`, and returns
-/// that path.
-async fn arrived_at(client: &Client, prefix: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let path = client.current_url().await.unwrap().path().to_owned();
-        if path.starts_with(prefix) {
-            return path;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the browser never arrived at {prefix}: it is on {path}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// How many elements match `css` now, without waiting for any to appear.
-async fn count_now(client: &Client, css: &str) -> usize {
-    client
-        .execute(
-            "return document.querySelectorAll(arguments[0]).length;",
-            vec![json!(css)],
-        )
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap() as usize
-}
-
-/// Where screenshots go: `target/ui-screenshots/`.
-fn screenshot_dir() -> PathBuf {
-    // BIN is target/<profile>/gennaker.
-    let target = Path::new(BIN).parent().and_then(Path::parent).unwrap();
-    let dir = target.join("ui-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Waits until `check` holds on the page (polling the DOM; the page is not reloaded).
-async fn until<F, Fut>(client: &Client, what: &str, check: F)
-where
-    F: Fn(Client) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if check(client.clone()).await {
-            return;
-        }
-        if Instant::now() > deadline {
-            let source = client.source().await.unwrap_or_default();
-            panic!("the page never showed {what}:\n{source}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The `data-status` of every stage node in the graph, by stage name.
 async fn node_statuses(client: &Client) -> Vec<(String, String)> {
@@ -219,31 +45,6 @@ async fn node_statuses(client: &Client) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-async fn sign_in(client: &Client, server: &Server, token: &str) {
-    client.goto(&server.url("/applications")).await.unwrap();
-    // Not signed in: the sign-in form, which comes back to the page asked for.
-    assert!(client.current_url().await.unwrap().path() == "/signin");
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert_eq!(
-        arrived_at(client, "/applications").await,
-        "/applications",
-        "signed in"
-    );
 }
 
 fn release_pipeline() -> Value {
@@ -285,7 +86,7 @@ async fn sign_in_run_watch_live_judge_and_refuse_a_forged_post() {
     // The sign-in form.
     client.goto(&server.url("/signin")).await.unwrap();
     screenshot(&client, "signin").await;
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     screenshot(&client, "applications").await;
 
     // Run from the form generated from the parameters.
@@ -523,7 +324,7 @@ async fn a_read_only_user_is_offered_no_action() {
         .to_owned();
 
     let (_driver, client) = browser().await;
-    sign_in(&client, &server, &token).await;
+    sign_in_at(&client, &server.url(""), &token).await;
     client
         .goto(&server.url(&format!("/executions/{id}")))
         .await
@@ -624,7 +425,7 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     assert_eq!(served_version(&http, &address).await, "uiv2");
 
     let (_driver, client) = browser().await;
-    sign_in(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     client
         .goto(&server.url("/applications/shop/clusters"))
         .await
@@ -691,22 +492,6 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     screenshot(&client, "clusters-after-rollback").await;
     client.close().await.unwrap();
     destroy_all(&api, "uiv").await;
-}
-
-/// Signs in with a token like [`sign_in`], but waits for the page the form leads to
-/// before looking at where it is.
-async fn sign_in_waiting(client: &Client, server: &Server, token: &str) {
-    client.goto(&server.url("/signin")).await.unwrap();
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    click(client, "button[type=submit]").await;
-    let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/applications", "signed in");
 }
 
 /// Clicks the first element matching `css` (a link or a form's button) and waits for
@@ -795,7 +580,7 @@ async fn pause_resume_skip_a_wait_and_restart_a_failed_stage_from_the_page() {
         .await;
     let id = started["id"].as_str().unwrap().to_owned();
     let (_driver, client) = browser().await;
-    sign_in_waiting(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     client
         .goto(&server.url(&format!("/executions/{id}")))
         .await
@@ -950,7 +735,7 @@ async fn executions_filter_by_trigger_and_time_in_the_url_and_page() {
     }
 
     let (_driver, client) = browser().await;
-    sign_in_waiting(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     client
         .goto(&server.url("/applications/shop/executions"))
         .await
@@ -1170,7 +955,7 @@ async fn password_sign_in_is_limited_and_the_audit_log_is_for_admins() {
     );
 
     // The admin (API token) has the audit log: the sign-ins are in it.
-    sign_in_waiting(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     click(&client, "header a[href='/audit']").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/audit");
     let rows = client
@@ -1344,7 +1129,7 @@ async fn dark_theme_pages_are_readable() {
         ("dark-audit", "/audit".to_owned()),
     ];
     assert!(low_contrast(&client).await.is_empty(), "sign-in page");
-    sign_in_waiting(&client, &server, TOKEN).await;
+    sign_in_at(&client, &server.url(""), TOKEN).await;
     for (name, path) in &pages {
         client.goto(&server.url(path)).await.unwrap();
         let background = client

@@ -48,6 +48,11 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// Starts chromedriver and a headless Chromium session on it.
 pub(crate) async fn browser() -> (Driver, Client) {
+    browser_with(&[]).await
+}
+
+/// [`browser`] with more Chromium flags.
+pub(crate) async fn browser_with(extra: &[&str]) -> (Driver, Client) {
     let chromedriver = which("chromedriver").unwrap_or_else(|| {
         panic!("chromedriver is not installed: run scripts/test.sh, or `apt-get install chromium chromium-driver`")
     });
@@ -62,16 +67,26 @@ pub(crate) async fn browser() -> (Driver, Client) {
         .spawn()
         .unwrap();
     let profile = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-first-run",
+        "--disable-extensions",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".to_owned(),
         json!({
             "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
+            "args": args,
         }),
     );
     let driver = Driver {
@@ -88,15 +103,15 @@ pub(crate) async fn browser() -> (Driver, Client) {
             .await
         {
             Ok(client) => break client,
-            Err(_) if Instant::now() < deadline => {
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(err) => panic!("cannot start a Chromium session: {err}"),
         }
     };
     // Elements are looked for until they appear (a click that submits a form returns
-    // before the next page has loaded); checks that something is absent use
-    // `count_now`.
+    // before the next page has loaded); checks that something is absent use `absent`.
     client
         .update_timeouts(TimeoutConfiguration::new(
             None,
