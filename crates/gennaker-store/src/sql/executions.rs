@@ -11,7 +11,8 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Sqlite};
 use super::{Backend, SqlStore, WritePool, key, now_millis};
 use crate::error::{Result, StoreError};
 use crate::executions::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, StepCommit,
+    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, NextLease,
+    StepCommit,
 };
 
 /// The PostgreSQL channel a commit that enqueues messages notifies, so idle workers on
@@ -383,34 +384,14 @@ macro_rules! push_execution_filters {
     }};
 }
 
-#[async_trait]
-impl ExecutionStore for SqlStore {
-    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        on_db!(&self.backend, db => {
-            let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
-            row.map(ExecutionRow::try_from).transpose()
-        })
-    }
-
-    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
-        let head = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
-        let rows: Vec<ExecutionDbRow> = match &self.backend {
-            Backend::Sqlite(db) => {
-                let mut builder = QueryBuilder::<Sqlite>::new(&head);
-                push_execution_filters!(builder, query);
-                builder.build_query_as().fetch_all(db).await?
-            }
-            Backend::Postgres(db) => {
-                let mut builder = QueryBuilder::<Postgres>::new(&head);
-                push_execution_filters!(builder, query);
-                builder.build_query_as().fetch_all(db).await?
-            }
-        };
-        rows.into_iter().map(ExecutionRow::try_from).collect()
-    }
-
-    async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
+impl SqlStore {
+    /// Commits `step` and then, when `next` names a partition this transaction locked
+    /// and that partition is claimable, leases its due messages to `step.owner`.
+    async fn commit_leasing(
+        &self,
+        step: &StepCommit,
+        next: Option<&NextLease>,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
         on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let (Some(lock), Some(sql)) = (&step.pipeline_lock, db.pipeline_lock_sql()) {
@@ -421,7 +402,7 @@ impl ExecutionStore for SqlStore {
                     .bind(&guard.pipeline_config_id).bind(&guard.execution_id)
                     .fetch_one(&mut *tx).await?;
                 if active >= guard.max_active {
-                    return Ok(CommitOutcome::ConcurrencyLimited);
+                    return Ok((CommitOutcome::ConcurrencyLimited, Vec::new()));
                 }
             }
             // Every partition this step changes, with the tenant of those it adds to.
@@ -461,7 +442,7 @@ impl ExecutionStore for SqlStore {
                     .execute(&mut *tx).await?
                     .rows_affected();
                 if deleted == 0 {
-                    return Ok(CommitOutcome::Stale(format!("the lease on message {id} was lost")));
+                    return Ok((CommitOutcome::Stale(format!("the lease on message {id} was lost")), Vec::new()));
                 }
             }
             for write in &step.executions {
@@ -472,7 +453,7 @@ impl ExecutionStore for SqlStore {
                             let existing: Option<String> = sqlx::query_scalar("SELECT id FROM executions WHERE correlation_id = $1")
                                 .bind(correlation).fetch_optional(&mut *tx).await?;
                             if let Some(existing) = existing {
-                                return Ok(CommitOutcome::DuplicateCorrelation(existing));
+                                return Ok((CommitOutcome::DuplicateCorrelation(existing), Vec::new()));
                             }
                         }
                         let inserted = sqlx::query("INSERT INTO executions (id, application_key, application, pipeline_config_id, pipeline_name, status, created_at, start_time, end_time, correlation_id, version, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
@@ -484,7 +465,7 @@ impl ExecutionStore for SqlStore {
                         match inserted {
                             Ok(_) => {}
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                                return Ok(CommitOutcome::Stale(format!("execution {} already exists", row.id)));
+                                return Ok((CommitOutcome::Stale(format!("execution {} already exists", row.id)), Vec::new()));
                             }
                             Err(e) => return Err(StoreError::from(e)),
                         }
@@ -497,7 +478,7 @@ impl ExecutionStore for SqlStore {
                             .execute(&mut *tx).await?
                             .rows_affected();
                         if updated == 0 {
-                            return Ok(CommitOutcome::Stale(format!("execution {} changed since version {expected}", row.id)));
+                            return Ok((CommitOutcome::Stale(format!("execution {} changed since version {expected}", row.id)), Vec::new()));
                         }
                     }
                 }
@@ -527,8 +508,29 @@ impl ExecutionStore for SqlStore {
                 }
             }
             refresh_partitions!(tx, &locked, &emptied);
+            let mut leased: Vec<LeasedMessage> = Vec::new();
+            if let Some(next) = next.filter(|n| locked.contains(&n.partition)) {
+                // The row is locked by this transaction and was just recomputed.
+                let ready_at: Option<i64> = sqlx::query_scalar("SELECT ready_at FROM queue_partitions WHERE partition_key = $1")
+                    .bind(&next.partition).fetch_optional(&mut *tx).await?;
+                if ready_at.is_some_and(|at| at <= next.now) {
+                    let rows: Vec<MessageRow> = sqlx::query_as(LEASE_PARTITION)
+                        .bind(&next.partition).bind(next.now).bind(&step.owner).bind(next.lease_until).bind(next.limit.max(1))
+                        .fetch_all(&mut *tx).await?;
+                    if !rows.is_empty() {
+                        refresh_partitions!(tx, std::iter::once(&next.partition));
+                    }
+                    leased.extend(rows.into_iter().map(LeasedMessage::from));
+                    leased.sort_by_key(|m| (m.deliver_at, m.id));
+                }
+            }
+            // Other servers' idle workers need waking only for work this worker did not
+            // take up itself.
+            let others_have_work = !step.wake.is_empty()
+                || step.enqueue.iter().any(|m| !leased.iter().any(|l| l.partition == m.partition))
+                || step.enqueue.len() > leased.len();
             if let Some(sql) = db.notify_sql()
-                && (!step.enqueue.is_empty() || !step.wake.is_empty())
+                && others_have_work
             {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -539,8 +541,48 @@ impl ExecutionStore for SqlStore {
                 }
             }
             tx.commit().await?;
-            Ok(CommitOutcome::Committed)
+            Ok((CommitOutcome::Committed, leased))
         })
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for SqlStore {
+    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        on_db!(&self.backend, db => {
+            let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
+            row.map(ExecutionRow::try_from).transpose()
+        })
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
+        let head = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
+        let rows: Vec<ExecutionDbRow> = match &self.backend {
+            Backend::Sqlite(db) => {
+                let mut builder = QueryBuilder::<Sqlite>::new(&head);
+                push_execution_filters!(builder, query);
+                builder.build_query_as().fetch_all(db).await?
+            }
+            Backend::Postgres(db) => {
+                let mut builder = QueryBuilder::<Postgres>::new(&head);
+                push_execution_filters!(builder, query);
+                builder.build_query_as().fetch_all(db).await?
+            }
+        };
+        rows.into_iter().map(ExecutionRow::try_from).collect()
+    }
+
+    async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
+        Ok(self.commit_leasing(step, None).await?.0)
+    }
+
+    async fn commit_step_and_lease(
+        &self,
+        step: &StepCommit,
+        next: &NextLease,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
+        self.commit_leasing(step, Some(next)).await
     }
 
     async fn claim_messages(
