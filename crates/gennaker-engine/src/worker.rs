@@ -155,7 +155,9 @@ async fn process_leased(
         }
     }
     let result = if let Some(pipeline) = partition.strip_prefix(PIPELINE_PARTITION_PREFIX) {
-        start_waiting_step(inner, pipeline, &ids).await.map(|()| None)
+        start_waiting_step(inner, pipeline, &ids)
+            .await
+            .map(|()| None)
     } else {
         let step = ExecutionStep {
             execution_id: &partition,

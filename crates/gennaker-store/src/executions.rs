@@ -185,8 +185,9 @@ pub trait ExecutionStore: Send + Sync + std::fmt::Debug {
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome>;
     /// Commits one step like [`commit_step`](Self::commit_step) and, in the same
     /// transaction, leases to `step.owner` the messages of `next.partition` that are
-    /// due, when that partition is claimable (no other worker's lease is live in it);
-    /// they come back ordered by due time. What is not leased here is claimed as usual,
+    /// due, when the step acknowledged messages of that partition (so this worker held
+    /// it) and no other worker's lease in it is live; they come back ordered by due
+    /// time. What is not leased here is claimed as usual,
     /// so leasing nothing (this default) is always correct.
     async fn commit_step_and_lease(
         &self,

@@ -165,11 +165,12 @@ impl QueueDialect for PgPool {
 // when it began, so a statement issued after the lock sees the previous holder's leases.
 
 /// Creates a partition's row, or locks the existing one until commit, and returns its
-/// tenant (an existing partition keeps the one it was created for). A new row is
-/// recomputed before its transaction commits; till then it is never ready.
+/// tenant (an existing partition keeps the one it was created for) and its `ready_at`.
+/// A new row (`ready_at` = `$3`, never a real time) is recomputed before its
+/// transaction commits; till then it is never ready.
 const UPSERT_PARTITION: &str = "INSERT INTO queue_partitions (partition_key, tenant, ready_at) VALUES ($1, $2, $3) \
                                 ON CONFLICT (partition_key) DO UPDATE SET tenant = queue_partitions.tenant \
-                                RETURNING tenant";
+                                RETURNING tenant, ready_at";
 
 /// Adds a tenant (least recently served of all, as it never was). Tenants stay: one
 /// row per user who has started an execution, which bounds a claim's walk over them.
@@ -204,6 +205,16 @@ const LEASE_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease
                                             ORDER BY deliver_at, id LIMIT $5) \
                                RETURNING id, partition_key, payload, attempts, deliver_at";
 
+/// Leases a partition's first `$5` messages due at `$2` to `$3` until `$4`, unless a
+/// lease of another worker in it is live: the worker that just acknowledged messages
+/// of the partition carries on with it.
+const CARRY_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+                               WHERE id IN (SELECT id FROM queue_messages WHERE partition_key = $1 AND deliver_at <= $2 \
+                                            ORDER BY deliver_at, id LIMIT $5) \
+                               AND NOT EXISTS (SELECT 1 FROM queue_messages WHERE partition_key = $1 \
+                                               AND lease_until > $2 AND lease_owner <> $3) \
+                               RETURNING id, partition_key, payload, attempts, deliver_at";
+
 /// Locks the partitions a transaction changes (partition → `Some(tenant)` for those
 /// receiving messages, `None` for the others), in key order, creating missing ones that
 /// receive messages and skipping missing ones that do not (they have no messages to
@@ -215,13 +226,15 @@ macro_rules! lock_partitions {
         for (partition, tenant) in $partitions {
             match tenant {
                 Some(tenant) => {
-                    let tenant: String = sqlx::query_scalar(UPSERT_PARTITION)
+                    let (tenant, ready_at): (String, i64) = sqlx::query_as(UPSERT_PARTITION)
                         .bind(partition)
                         .bind(tenant)
                         .bind(i64::MAX)
                         .fetch_one(&mut *$tx)
                         .await?;
-                    if ensured.insert(tenant.clone()) {
+                    // An existing partition's tenant was added with it (tenants stay).
+                    let created = ready_at == i64::MAX;
+                    if created && ensured.insert(tenant.clone()) {
                         sqlx::query(ENSURE_TENANT)
                             .bind(tenant)
                             .execute(&mut *$tx)
@@ -385,8 +398,8 @@ macro_rules! push_execution_filters {
 }
 
 impl SqlStore {
-    /// Commits `step` and then, when `next` names a partition this transaction locked
-    /// and that partition is claimable, leases its due messages to `step.owner`.
+    /// Commits `step` and then, when `next` names a partition whose messages the step
+    /// acknowledged, leases its due messages to `step.owner`.
     async fn commit_leasing(
         &self,
         step: &StepCommit,
@@ -409,6 +422,8 @@ impl SqlStore {
             let mut partitions = std::collections::BTreeMap::<String, Option<String>>::new();
             // Those that may lose messages (acknowledged or removed).
             let mut emptied = std::collections::BTreeSet::<String>::new();
+            // Those whose messages this step acknowledged.
+            let mut acknowledged_in = std::collections::BTreeSet::<String>::new();
             // In chunks, well below either database's limit on bound parameters.
             for chunk in step.acknowledged.chunks(500) {
                 let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -419,7 +434,8 @@ impl SqlStore {
                 }
                 for partition in query.fetch_all(&mut *tx).await? {
                     partitions.entry(partition.clone()).or_default();
-                    emptied.insert(partition);
+                    emptied.insert(partition.clone());
+                    acknowledged_in.insert(partition);
                 }
             }
             for (partition, _) in &step.remove {
@@ -507,23 +523,20 @@ impl SqlStore {
                     super::notifications::insert_notification!(&mut *tx, notification, now);
                 }
             }
-            refresh_partitions!(tx, &locked, &emptied);
+            // Carrying on needs no claim: the step's acknowledged messages prove this
+            // worker held the partition (a lease taken over would have made the step
+            // stale), and the statement itself checks that no other lease is live.
             let mut leased: Vec<LeasedMessage> = Vec::new();
-            if let Some(next) = next.filter(|n| locked.contains(&n.partition)) {
-                // The row is locked by this transaction and was just recomputed.
-                let ready_at: Option<i64> = sqlx::query_scalar("SELECT ready_at FROM queue_partitions WHERE partition_key = $1")
-                    .bind(&next.partition).fetch_optional(&mut *tx).await?;
-                if ready_at.is_some_and(|at| at <= next.now) {
-                    let rows: Vec<MessageRow> = sqlx::query_as(LEASE_PARTITION)
-                        .bind(&next.partition).bind(next.now).bind(&step.owner).bind(next.lease_until).bind(next.limit.max(1))
-                        .fetch_all(&mut *tx).await?;
-                    if !rows.is_empty() {
-                        refresh_partitions!(tx, std::iter::once(&next.partition));
-                    }
-                    leased.extend(rows.into_iter().map(LeasedMessage::from));
-                    leased.sort_by_key(|m| (m.deliver_at, m.id));
-                }
+            if let Some(next) = next.filter(|n| acknowledged_in.contains(&n.partition)) {
+                let rows: Vec<MessageRow> = sqlx::query_as(CARRY_PARTITION)
+                    .bind(&next.partition).bind(next.now).bind(&step.owner).bind(next.lease_until).bind(next.limit.max(1))
+                    .fetch_all(&mut *tx).await?;
+                leased.extend(rows.into_iter().map(LeasedMessage::from));
+                leased.sort_by_key(|m| (m.deliver_at, m.id));
             }
+            // A partition that received or kept messages is not empty.
+            emptied.retain(|p| !step.enqueue.iter().any(|m| &m.partition == p) && !leased.iter().any(|m| &m.partition == p));
+            refresh_partitions!(tx, &locked, &emptied);
             // Other servers' idle workers need waking only for work this worker did not
             // take up itself.
             let others_have_work = !step.wake.is_empty()
@@ -771,6 +784,10 @@ mod tests {
             (pick, vec!["s:flood", "t:500", "t:1"]),
             (
                 LEASE_PARTITION.to_owned(),
+                vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"],
+            ),
+            (
+                CARRY_PARTITION.to_owned(),
                 vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"],
             ),
             (REFRESH_PARTITION.to_owned(), vec!["s:f0001"]),
