@@ -1,11 +1,15 @@
 //! Engine throughput and stage-to-stage latency on SQLite and PostgreSQL, printed as
 //! one JSON line. Run with `cargo bench -p gennaker-engine --bench throughput`.
 //!
-//! A 10-stage pipeline runs with 1, 100 and 1,000 executions in flight. Two pipelines
-//! are measured: `evaluateVariables` stages (what the issue asks for; their task is
-//! pure, so the engine runs a whole chain within one committed step), and `wait`
-//! stages of 0 s (every stage is a separate trip through the durable queue: the cost
-//! of a stage that does I/O).
+//! A 10-stage pipeline runs with 1, 100 and 1,000 executions in flight (and 10,000 for
+//! the `wait` pipeline). Two pipelines are measured: `evaluateVariables` stages (their
+//! task is pure, so the engine runs a whole chain within one committed step), and
+//! `wait` stages of 0 s (every stage is a separate trip through the durable queue: the
+//! cost of a stage that does I/O).
+//!
+//! `GENNAKER_BENCH_BACKENDS` (default `sqlite,postgres`) and `GENNAKER_BENCH_IN_FLIGHT`
+//! (default `1,100,1000,10000`; the `evaluateVariables` pipeline skips 10,000) narrow a
+//! run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -192,7 +196,10 @@ async fn backend(kind: TestBackend) -> Value {
         let mut config = gennaker_core::Pipeline::from_value(record.config.clone()).unwrap();
         config.id = Some(record.id.clone());
         let mut runs = Vec::new();
-        for in_flight in [1usize, 100, 1000] {
+        for in_flight in in_flight_list() {
+            if stage_kind != "wait" && in_flight > 1000 {
+                continue;
+            }
             if in_flight == 1 {
                 // One at a time, 50 times, for a stable single-execution figure.
                 let started = Instant::now();
@@ -231,15 +238,34 @@ async fn backend(kind: TestBackend) -> Value {
     json!({"backend": if kind == TestBackend::Sqlite { "sqlite" } else { "postgres" }, "pipelines": results})
 }
 
+fn in_flight_list() -> Vec<usize> {
+    std::env::var("GENNAKER_BENCH_IN_FLIGHT")
+        .unwrap_or_else(|_| "1,100,1000,10000".to_owned())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("GENNAKER_BENCH_IN_FLIGHT: numbers, comma-separated")
+        })
+        .collect()
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    let wanted =
+        std::env::var("GENNAKER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     let report = runtime.block_on(async {
-        let sqlite = backend(TestBackend::Sqlite).await;
-        let postgres = backend(TestBackend::Postgres).await;
-        json!({"bench": "engine_throughput", "stages_per_pipeline": 10, "backends": [sqlite, postgres]})
+        let mut backends = Vec::new();
+        if wanted.contains("sqlite") {
+            backends.push(backend(TestBackend::Sqlite).await);
+        }
+        if wanted.contains("postgres") {
+            backends.push(backend(TestBackend::Postgres).await);
+        }
+        json!({"bench": "engine_throughput", "stages_per_pipeline": 10, "backends": backends})
     });
     println!("{report}");
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gennaker_store::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionWrite, LeasedMessage, StepCommit,
+    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionWrite, LeasedMessage, NextLease,
+    StepCommit,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -20,6 +21,15 @@ use gennaker_core::execution::{Execution, ExecutionStatus};
 /// After this many failed deliveries a message's execution is failed rather than
 /// retried forever (a zombie is worse than a clear failure).
 const MAX_DELIVERIES: i32 = 10;
+
+/// The most messages of one partition a worker leases at once.
+const CLAIM_PER_PARTITION: i64 = 64;
+
+/// The most steps a worker runs on one execution in a row by leasing its next due
+/// messages with each commit (a queue-hop stage's task, due at once): each such step
+/// saves a claim and a read of the execution, and the bound keeps the tenants' turns
+/// (a claim serves the tenant waiting longest) from being skipped for long.
+const MAX_CARRIED_STEPS: usize = 8;
 
 /// The stored row for an execution at `version`.
 pub(crate) fn execution_row(
@@ -61,7 +71,7 @@ pub(crate) async fn run(inner: Arc<EngineInner>, shutdown: CancellationToken) {
         let lease_until = now + millis(inner.config.lease);
         let claimed = inner
             .executions
-            .claim_messages(&inner.owner, now, lease_until, 1, 64)
+            .claim_messages(&inner.owner, now, lease_until, 1, CLAIM_PER_PARTITION)
             .await;
         match claimed {
             Ok(messages) if !messages.is_empty() => process(&inner, messages).await,
@@ -88,7 +98,34 @@ async fn idle(inner: &EngineInner, shutdown: &CancellationToken) {
     }
 }
 
+/// Processes claimed messages; while a step's own commit leases the execution's next
+/// due messages (a task queued to run now, as every queue-hop stage does), goes on
+/// with them, up to [`MAX_CARRIED_STEPS`] steps, then leaves the rest to the queue so
+/// other executions and tenants get their turn.
 async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
+    let mut leased = leased;
+    let mut known = None;
+    for step in 1..=MAX_CARRIED_STEPS {
+        let carry = step < MAX_CARRIED_STEPS;
+        match process_leased(inner, leased, known, carry).await {
+            Some((next, row)) if !next.is_empty() => {
+                leased = next;
+                known = Some(row);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Runs one step on leased messages (`known` is their execution as the previous step
+/// of this worker committed it, saving a read); with `carry`, returns the messages its
+/// commit leased to this worker and the execution as committed.
+async fn process_leased(
+    inner: &Arc<EngineInner>,
+    leased: Vec<LeasedMessage>,
+    known: Option<ExecutionRow>,
+    carry: bool,
+) -> Option<(Vec<LeasedMessage>, ExecutionRow)> {
     let ids: Vec<i64> = leased.iter().map(|m| m.id).collect();
     let _heartbeat = AbortOnDrop({
         let inner = inner.clone();
@@ -118,53 +155,83 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
         }
     }
     let result = if let Some(pipeline) = partition.strip_prefix(PIPELINE_PARTITION_PREFIX) {
-        start_waiting_step(inner, pipeline, &ids).await
-    } else {
-        execution_step(inner, &partition, messages, &ids, false).await
-    };
-    if let Err(e) = result {
-        let backoff = Duration::from_millis(100).saturating_mul(1 << attempts.clamp(0, 10) as u32);
-        if attempts >= MAX_DELIVERIES {
-            error!(partition, error = %e, "engine: giving up on a step after {attempts} attempts");
-            if let Err(e) = abandon(inner, &partition, &ids, &e.to_string()).await {
-                error!(partition, error = %e, "engine: cannot fail the execution either");
-            }
-            return;
-        }
-        warn!(partition, attempts, error = %e, "engine: step failed; it will be retried");
-        let at = inner.clock.now() + millis(backoff.min(Duration::from_secs(60)));
-        if let Err(e) = inner
-            .executions
-            .release_messages(&inner.owner, &ids, at)
+        start_waiting_step(inner, pipeline, &ids)
             .await
-        {
-            warn!(error = %e, "engine: cannot release messages; their leases will expire");
+            .map(|()| None)
+    } else {
+        let step = ExecutionStep {
+            execution_id: &partition,
+            messages,
+            ids: &ids,
+            known,
+            carry,
+        };
+        execution_step(inner, step, false).await
+    };
+    let e = match result {
+        Ok(carried) => return carried,
+        Err(e) => e,
+    };
+    let backoff = Duration::from_millis(100).saturating_mul(1 << attempts.clamp(0, 10) as u32);
+    if attempts >= MAX_DELIVERIES {
+        error!(partition, error = %e, "engine: giving up on a step after {attempts} attempts");
+        if let Err(e) = abandon(inner, &partition, &ids, &e.to_string()).await {
+            error!(partition, error = %e, "engine: cannot fail the execution either");
         }
+        return None;
     }
+    warn!(partition, attempts, error = %e, "engine: step failed; it will be retried");
+    let at = inner.clock.now() + millis(backoff.min(Duration::from_secs(60)));
+    if let Err(e) = inner
+        .executions
+        .release_messages(&inner.owner, &ids, at)
+        .await
+    {
+        warn!(error = %e, "engine: cannot release messages; their leases will expire");
+    }
+    None
 }
 
+/// One step's input: an execution's leased messages.
+struct ExecutionStep<'a> {
+    execution_id: &'a str,
+    messages: Vec<Message>,
+    ids: &'a [i64],
+    /// The execution as this worker's previous step committed it, if it carries on.
+    known: Option<ExecutionRow>,
+    /// Lease the execution's next due messages with the commit.
+    carry: bool,
+}
+
+/// Runs and commits one step; returns what the commit leased to carry on with.
 async fn execution_step(
     inner: &Arc<EngineInner>,
-    execution_id: &str,
-    messages: Vec<Message>,
-    ids: &[i64],
+    input: ExecutionStep<'_>,
     force_buffer: bool,
-) -> Result<(), EngineError> {
-    let Some(row) = inner.executions.get_execution(execution_id).await? else {
+) -> Result<Option<(Vec<LeasedMessage>, ExecutionRow)>, EngineError> {
+    let ExecutionStep {
+        execution_id,
+        messages,
+        ids,
+        known,
+        carry,
+    } = input;
+    let row = match known {
+        Some(row) => Some(row),
+        None => inner.executions.get_execution(execution_id).await?,
+    };
+    let Some(row) = row else {
         warn!(
             execution_id,
             "engine: messages for an unknown execution are dropped"
         );
-        return commit(
-            inner,
-            StepCommit {
-                owner: inner.owner.clone(),
-                acknowledged: ids.to_vec(),
-                ..StepCommit::default()
-            },
-        )
-        .await
-        .map(|_| ());
+        let empty = StepCommit {
+            owner: inner.owner.clone(),
+            acknowledged: ids.to_vec(),
+            ..StepCommit::default()
+        };
+        commit(inner, empty, None).await?;
+        return Ok(None);
     };
     let execution: Execution = serde_json::from_str(&row.document)?;
     let mut step = Step::new(inner, execution, messages.clone(), force_buffer);
@@ -180,7 +247,18 @@ async fn execution_step(
         });
     }
     let notifications = inner.plan_notifications(&step.execution, row.version + 1, &step.events);
-    let outcome = commit(
+    // Only a step that queued its own execution's next message has anything to carry
+    // on with.
+    let next = (carry && step.outgoing.iter().any(|m| m.partition == execution_id)).then(|| {
+        let now = inner.clock.now();
+        NextLease {
+            partition: execution_id.to_owned(),
+            now,
+            lease_until: now + millis(inner.config.lease),
+            limit: CLAIM_PER_PARTITION,
+        }
+    });
+    let (outcome, leased) = commit(
         inner,
         StepCommit {
             owner: inner.owner.clone(),
@@ -194,6 +272,7 @@ async fn execution_step(
             notices: inner.notices(&step.events),
             ..StepCommit::default()
         },
+        next.as_ref(),
     )
     .await?;
     match outcome {
@@ -202,10 +281,21 @@ async fn execution_step(
                 // Nobody listening is fine.
                 let _ = inner.events.send(event);
             }
-            Ok(())
+            if leased.is_empty() {
+                return Ok(None);
+            }
+            let committed = execution_row(&step.execution, row.version + 1)?;
+            Ok(Some((leased, committed)))
         }
         CommitOutcome::ConcurrencyLimited if !force_buffer => {
-            Box::pin(execution_step(inner, execution_id, messages, ids, true)).await
+            let retry = ExecutionStep {
+                execution_id,
+                messages,
+                ids,
+                known: None,
+                carry,
+            };
+            Box::pin(execution_step(inner, retry, true)).await
         }
         other => {
             debug!(execution_id, ?other, "engine: step must be redone");
@@ -215,21 +305,36 @@ async fn execution_step(
                 .release_messages(&inner.owner, ids, at)
                 .await?;
             inner.notify.notify_one();
-            Ok(())
+            Ok(None)
         }
     }
 }
 
-/// Commits a step and wakes a worker for each partition it queued messages for.
-async fn commit(inner: &EngineInner, step: StepCommit) -> Result<CommitOutcome, EngineError> {
-    let queued = step.enqueue.len();
-    let outcome = inner.executions.commit_step(&step).await?;
+/// Commits a step (leasing `next` with it, if given) and wakes a worker for each
+/// partition it queued messages for that this worker did not lease.
+async fn commit(
+    inner: &EngineInner,
+    step: StepCommit,
+    next: Option<&NextLease>,
+) -> Result<(CommitOutcome, Vec<LeasedMessage>), EngineError> {
+    let (outcome, leased) = match next {
+        Some(next) => inner.executions.commit_step_and_lease(&step, next).await?,
+        None => (inner.executions.commit_step(&step).await?, Vec::new()),
+    };
     if outcome == CommitOutcome::Committed {
-        for _ in 0..queued.min(inner.config.workers) {
+        let mut partitions: Vec<&str> = step
+            .enqueue
+            .iter()
+            .map(|m| m.partition.as_str())
+            .filter(|p| !leased.iter().any(|l| l.partition == *p))
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for _ in 0..partitions.len().min(inner.config.workers) {
             inner.notify.notify_one();
         }
     }
-    Ok(outcome)
+    Ok((outcome, leased))
 }
 
 async fn start_waiting_step(
@@ -275,7 +380,7 @@ async fn start_waiting_step(
             inner.new_message(m, inner.clock.now(), user)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let outcome = commit(
+    let (outcome, _) = commit(
         inner,
         StepCommit {
             owner: inner.owner.clone(),
@@ -284,6 +389,7 @@ async fn start_waiting_step(
             pipeline_lock: Some(pipeline.to_owned()),
             ..StepCommit::default()
         },
+        None,
     )
     .await?;
     if outcome != CommitOutcome::Committed {
@@ -321,7 +427,7 @@ async fn abandon(
         enqueue = step.outgoing;
         remove = step.dropped_runs;
     }
-    let outcome = commit(
+    let (outcome, _) = commit(
         inner,
         StepCommit {
             owner: inner.owner.clone(),
@@ -333,6 +439,7 @@ async fn abandon(
             notices: inner.notices(&events),
             ..StepCommit::default()
         },
+        None,
     )
     .await?;
     if outcome == CommitOutcome::Committed {

@@ -9,6 +9,10 @@
 //! the CPU time the proxy itself used per request (load balancer threads, nginx
 //! processes), which contention does not distort the way it distorts throughput.
 //!
+//! With `wrk` installed (`apt-get install -y wrk nginx-light`), the same rounds are
+//! repeated with wrk (`-t1`, an external load generator) against both, alternating, and
+//! reported under `wrk`.
+//!
 //! Knobs (environment): `LB_BENCH_SECONDS` (10), `LB_BENCH_CONNECTIONS` (32),
 //! `LB_BENCH_BACKENDS` (3), `LB_BENCH_WORKERS` (1), `LB_BENCH_ROUNDS` (2).
 
@@ -101,9 +105,12 @@ fn main() {
         address
     });
     let nginx_binary = which_nginx();
+    let wrk_binary = which_binary("wrk");
     let nginx_dir = tempfile::tempdir().unwrap();
     let mut builtin_runs = Vec::new();
     let mut nginx_runs = Vec::new();
+    let mut wrk_builtin_runs = Vec::new();
+    let mut wrk_nginx_runs = Vec::new();
     for _ in 0..rounds {
         builtin_runs.push(load_rt.block_on(drive(
             lb_address,
@@ -111,6 +118,11 @@ fn main() {
             duration,
             Box::new(|| threads_cpu_seconds("lb")),
         )));
+        if let Some(wrk) = &wrk_binary {
+            wrk_builtin_runs.push(run_wrk(wrk, lb_address, connections, duration, &|| {
+                threads_cpu_seconds("lb")
+            }));
+        }
         let Some(binary) = &nginx_binary else {
             continue;
         };
@@ -119,12 +131,18 @@ fn main() {
         let pid = child.id();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let run = if load_rt.block_on(wait_until_listening(address)) {
-            load_rt.block_on(drive(
+            let run = load_rt.block_on(drive(
                 address,
                 connections,
                 duration,
                 Box::new(move || process_tree_cpu_seconds(pid)),
-            ))
+            ));
+            if let Some(wrk) = &wrk_binary {
+                wrk_nginx_runs.push(run_wrk(wrk, address, connections, duration, &|| {
+                    process_tree_cpu_seconds(pid)
+                }));
+            }
+            run
         } else {
             json!({
                 "error": "nginx did not start",
@@ -143,22 +161,18 @@ fn main() {
         Some(_) => best(&nginx_runs),
     };
 
-    let ratio = match (
-        builtin["requests_per_second"].as_f64(),
-        nginx["requests_per_second"].as_f64(),
-    ) {
-        (Some(lb), Some(ngx)) if ngx > 0.0 => json!({
-            "throughput_lb_over_nginx": round3(lb / ngx),
-            "p99_lb_minus_nginx_ms": round3(
-                builtin["p99_ms"].as_f64().unwrap_or(0.0) - nginx["p99_ms"].as_f64().unwrap_or(0.0)
-            ),
-            "cpu_per_request_lb_over_nginx": match (builtin["cpu_us_per_request"].as_f64(), nginx["cpu_us_per_request"].as_f64()) {
-                (Some(lb), Some(ngx)) if ngx > 0.0 => json!(round3(lb / ngx)),
-                _ => Value::Null,
-            },
-            "target": "throughput >= 0.9, p99 difference <= 1 ms",
-        }),
-        _ => Value::Null,
+    let ratio = compare(&builtin, &nginx);
+    let wrk = match wrk_binary {
+        None => json!({"missing": true, "install": "apt-get install -y wrk"}),
+        Some(_) => {
+            let (lb, ngx) = (best(&wrk_builtin_runs), best(&wrk_nginx_runs));
+            json!({
+                "builtin_lb": lb,
+                "nginx": ngx,
+                "comparison": compare(&lb, &ngx),
+                "all_runs": { "builtin_lb": wrk_builtin_runs, "nginx": wrk_nginx_runs },
+            })
+        }
     };
     let report = json!({
         "bench": "lb_vs_nginx",
@@ -171,9 +185,96 @@ fn main() {
         "nginx": nginx,
         "all_runs": { "builtin_lb": builtin_runs, "nginx": nginx_runs },
         "comparison": ratio,
+        "wrk": wrk,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     drop(lb_rt);
+}
+
+/// The load balancer's figures over nginx's, beside the targets.
+fn compare(builtin: &Value, nginx: &Value) -> Value {
+    match (
+        builtin["requests_per_second"].as_f64(),
+        nginx["requests_per_second"].as_f64(),
+    ) {
+        (Some(lb), Some(ngx)) if ngx > 0.0 => json!({
+            "throughput_lb_over_nginx": round3(lb / ngx),
+            "p99_lb_minus_nginx_ms": round3(
+                builtin["p99_ms"].as_f64().unwrap_or(0.0) - nginx["p99_ms"].as_f64().unwrap_or(0.0)
+            ),
+            "cpu_per_request_lb_over_nginx": match (builtin["cpu_us_per_request"].as_f64(), nginx["cpu_us_per_request"].as_f64()) {
+                (Some(lb), Some(ngx)) if ngx > 0.0 => json!(round3(lb / ngx)),
+                _ => Value::Null,
+            },
+            "target": "throughput >= 1.0, p99 difference <= 0.5 ms, CPU per request <= 1.1",
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// Runs `wrk -t1` against `address` for `duration`, with the proxy's CPU time (`cpu`)
+/// read before and after; its figures are read from wrk's `--latency` report.
+fn run_wrk(
+    wrk: &std::path::Path,
+    address: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    cpu: &dyn Fn() -> f64,
+) -> Value {
+    let cpu_before = cpu();
+    let output = std::process::Command::new(wrk)
+        .args([
+            "-t1".to_owned(),
+            format!("-c{connections}"),
+            format!("-d{}s", duration.as_secs().max(1)),
+            "--latency".to_owned(),
+            format!("http://{address}/"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let used = cpu() - cpu_before;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let number_after = |label: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    // "     99%    4.30ms" (us, ms or s).
+    let percentile_ms = |label: &str| -> Option<f64> {
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))?
+            .trim()
+            .to_owned();
+        let (number, scale) = if let Some(n) = value.strip_suffix("us") {
+            (n, 0.001)
+        } else if let Some(n) = value.strip_suffix("ms") {
+            (n, 1.0)
+        } else {
+            (value.strip_suffix('s')?, 1000.0)
+        };
+        number.parse::<f64>().ok().map(|n| round3(n * scale))
+    };
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    json!({
+        "requests_per_second": number_after("Requests/sec:"),
+        "requests": requests,
+        "errors": errors,
+        "proxy_cpu_seconds": round3(used),
+        "cpu_us_per_request": requests.filter(|r| *r > 0.0).map(|r| round3(used * 1e6 / r)),
+        "p50_ms": percentile_ms("50%"),
+        "p90_ms": percentile_ms("90%"),
+        "p99_ms": percentile_ms("99%"),
+    })
 }
 
 /// The run with the highest throughput (the one least disturbed by other load).
@@ -367,10 +468,14 @@ async fn drive(
 }
 
 fn which_nginx() -> Option<std::path::PathBuf> {
+    which_binary("nginx")
+}
+
+fn which_binary(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join("nginx"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
 

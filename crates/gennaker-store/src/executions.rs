@@ -82,6 +82,21 @@ pub struct LeasedMessage {
     pub deliver_at: i64,
 }
 
+/// What [`ExecutionStore::commit_step_and_lease`] leases once the step is written: the
+/// worker that queued a partition's next message carries on with it, saving a claim
+/// (and the other workers a wake-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextLease {
+    /// The partition whose due messages are leased (the step's own, typically).
+    pub partition: String,
+    /// Messages due at or before this time are leased (epoch ms).
+    pub now: i64,
+    /// Until when (epoch ms).
+    pub lease_until: i64,
+    /// At most this many, oldest first.
+    pub limit: i64,
+}
+
 /// Refuses a step that would start too many executions of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConcurrencyGuard {
@@ -174,6 +189,20 @@ pub trait ExecutionStore: Send + Sync + std::fmt::Debug {
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>>;
     /// Commits one engine step atomically; see [`StepCommit`].
     async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome>;
+    /// Commits one step like [`commit_step`](Self::commit_step) and, in the same
+    /// transaction, leases to `step.owner` the messages of `next.partition` that are
+    /// due, when the step acknowledged messages of that partition (so this worker held
+    /// it) and no other worker's lease in it is live; they come back ordered by due
+    /// time. What is not leased here is claimed as usual,
+    /// so leasing nothing (this default) is always correct.
+    async fn commit_step_and_lease(
+        &self,
+        step: &StepCommit,
+        next: &NextLease,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
+        let _ = next;
+        Ok((self.commit_step(step).await?, Vec::new()))
+    }
     /// Leases the due messages of up to `partitions` partitions that no other worker
     /// holds (at most `per_partition` each, oldest first), until `lease_until`.
     ///

@@ -31,7 +31,7 @@ pub use canary_configs::{
 pub use error::{Result, StoreError};
 pub use executions::{
     CommitOutcome, ConcurrencyGuard, ExecutionQuery, ExecutionRow, ExecutionStore, ExecutionWrite,
-    LeasedMessage, NewMessage, StepCommit,
+    LeasedMessage, NewMessage, NextLease, StepCommit,
 };
 pub use metric_samples::{LatencyBucket, MetricSample, MetricSampleStore, RequestCounts};
 pub use notifications::{

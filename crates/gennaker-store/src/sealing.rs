@@ -29,7 +29,8 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 use crate::executions::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, StepCommit,
+    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, NextLease,
+    StepCommit,
 };
 
 /// How sealed values of this format start.
@@ -253,6 +254,23 @@ impl SealedExecutions {
     pub fn new(inner: Arc<dyn ExecutionStore>, key: SealingKey) -> Self {
         Self { inner, key }
     }
+
+    /// The step as stored: its execution documents and notifications sealed.
+    fn seal_step(&self, step: &StepCommit) -> Result<StepCommit> {
+        let mut sealed = step.clone();
+        for write in &mut sealed.executions {
+            write.row = self.key.seal_row(&write.row)?;
+        }
+        // Notifications carry what their execution does (an evaluated message, a
+        // webhook URL with a password): sealed for the same execution, so the notifier
+        // opens them with the same key.
+        for notification in &mut sealed.notifications {
+            notification.document = self
+                .key
+                .seal_document(&notification.document, &notification.execution_id)?;
+        }
+        Ok(sealed)
+    }
 }
 
 #[async_trait]
@@ -281,19 +299,20 @@ impl ExecutionStore for SealedExecutions {
         if step.executions.is_empty() && step.notifications.is_empty() {
             return self.inner.commit_step(step).await;
         }
-        let mut sealed = step.clone();
-        for write in &mut sealed.executions {
-            write.row = self.key.seal_row(&write.row)?;
+        self.inner.commit_step(&self.seal_step(step)?).await
+    }
+
+    async fn commit_step_and_lease(
+        &self,
+        step: &StepCommit,
+        next: &NextLease,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
+        if step.executions.is_empty() && step.notifications.is_empty() {
+            return self.inner.commit_step_and_lease(step, next).await;
         }
-        // Notifications carry what their execution does (an evaluated message, a
-        // webhook URL with a password): sealed for the same execution, so the notifier
-        // opens them with the same key.
-        for notification in &mut sealed.notifications {
-            notification.document = self
-                .key
-                .seal_document(&notification.document, &notification.execution_id)?;
-        }
-        self.inner.commit_step(&sealed).await
+        self.inner
+            .commit_step_and_lease(&self.seal_step(step)?, next)
+            .await
     }
 
     async fn claim_messages(

@@ -3,7 +3,8 @@
 //! of ten chained `wait 0` stages (each stage takes a queue hop, as webhook, deploy,
 //! judgment and canary stages do), submitted round-robin to the servers. The figure is
 //! stage completions per second from the first execution's start to the last one's end
-//! (read from the executions), with how many tasks each server ran.
+//! (read from the executions), with how many tasks each server ran, and how many
+//! executions per second `POST …/executions` accepted.
 //!
 //! Run: `cargo bench -p gennaker --bench multi_server` (PostgreSQL from
 //! GENNAKER_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test;
@@ -213,6 +214,9 @@ async fn measure(servers: usize, executions: usize) -> Value {
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "stage_completions_per_s": (completions / seconds).round(),
         "submit_seconds": (submit_seconds * 1000.0).round() / 1000.0,
+        // POST …/executions accepted per second from CLIENTS keep-alive clients (the
+        // servers run the executions meanwhile).
+        "submissions_per_s": (executions as f64 / submit_seconds).round(),
         "tasks_by_server": by_server.into_values().collect::<Vec<_>>(),
     })
 }

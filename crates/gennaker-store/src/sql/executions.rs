@@ -11,7 +11,8 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Sqlite};
 use super::{Backend, SqlStore, WritePool, key, now_millis};
 use crate::error::{Result, StoreError};
 use crate::executions::{
-    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, StepCommit,
+    CommitOutcome, ExecutionQuery, ExecutionRow, ExecutionStore, LeasedMessage, NextLease,
+    StepCommit,
 };
 
 /// The PostgreSQL channel a commit that enqueues messages notifies, so idle workers on
@@ -164,11 +165,12 @@ impl QueueDialect for PgPool {
 // when it began, so a statement issued after the lock sees the previous holder's leases.
 
 /// Creates a partition's row, or locks the existing one until commit, and returns its
-/// tenant (an existing partition keeps the one it was created for). A new row is
-/// recomputed before its transaction commits; till then it is never ready.
+/// tenant (an existing partition keeps the one it was created for) and its `ready_at`.
+/// A new row (`ready_at` = `$3`, never a real time) is recomputed before its
+/// transaction commits; till then it is never ready.
 const UPSERT_PARTITION: &str = "INSERT INTO queue_partitions (partition_key, tenant, ready_at) VALUES ($1, $2, $3) \
                                 ON CONFLICT (partition_key) DO UPDATE SET tenant = queue_partitions.tenant \
-                                RETURNING tenant";
+                                RETURNING tenant, ready_at";
 
 /// Adds a tenant (least recently served of all, as it never was). Tenants stay: one
 /// row per user who has started an execution, which bounds a claim's walk over them.
@@ -203,6 +205,16 @@ const LEASE_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease
                                             ORDER BY deliver_at, id LIMIT $5) \
                                RETURNING id, partition_key, payload, attempts, deliver_at";
 
+/// Leases a partition's first `$5` messages due at `$2` to `$3` until `$4`, unless a
+/// lease of another worker in it is live: the worker that just acknowledged messages
+/// of the partition carries on with it.
+const CARRY_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+                               WHERE id IN (SELECT id FROM queue_messages WHERE partition_key = $1 AND deliver_at <= $2 \
+                                            ORDER BY deliver_at, id LIMIT $5) \
+                               AND NOT EXISTS (SELECT 1 FROM queue_messages WHERE partition_key = $1 \
+                                               AND lease_until > $2 AND lease_owner <> $3) \
+                               RETURNING id, partition_key, payload, attempts, deliver_at";
+
 /// Locks the partitions a transaction changes (partition → `Some(tenant)` for those
 /// receiving messages, `None` for the others), in key order, creating missing ones that
 /// receive messages and skipping missing ones that do not (they have no messages to
@@ -214,13 +226,15 @@ macro_rules! lock_partitions {
         for (partition, tenant) in $partitions {
             match tenant {
                 Some(tenant) => {
-                    let tenant: String = sqlx::query_scalar(UPSERT_PARTITION)
+                    let (tenant, ready_at): (String, i64) = sqlx::query_as(UPSERT_PARTITION)
                         .bind(partition)
                         .bind(tenant)
                         .bind(i64::MAX)
                         .fetch_one(&mut *$tx)
                         .await?;
-                    if ensured.insert(tenant.clone()) {
+                    // An existing partition's tenant was added with it (tenants stay).
+                    let created = ready_at == i64::MAX;
+                    if created && ensured.insert(tenant.clone()) {
                         sqlx::query(ENSURE_TENANT)
                             .bind(tenant)
                             .execute(&mut *$tx)
@@ -400,34 +414,14 @@ macro_rules! push_execution_filters {
     }};
 }
 
-#[async_trait]
-impl ExecutionStore for SqlStore {
-    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        on_db!(&self.backend, db => {
-            let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
-            row.map(ExecutionRow::try_from).transpose()
-        })
-    }
-
-    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
-        let head = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
-        let rows: Vec<ExecutionDbRow> = match &self.backend {
-            Backend::Sqlite(db) => {
-                let mut builder = QueryBuilder::<Sqlite>::new(&head);
-                push_execution_filters!(builder, query, SQLITE_TRIGGER_TYPE);
-                builder.build_query_as().fetch_all(db).await?
-            }
-            Backend::Postgres(db) => {
-                let mut builder = QueryBuilder::<Postgres>::new(&head);
-                push_execution_filters!(builder, query, POSTGRES_TRIGGER_TYPE);
-                builder.build_query_as().fetch_all(db).await?
-            }
-        };
-        rows.into_iter().map(ExecutionRow::try_from).collect()
-    }
-
-    async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
+impl SqlStore {
+    /// Commits `step` and then, when `next` names a partition whose messages the step
+    /// acknowledged, leases its due messages to `step.owner`.
+    async fn commit_leasing(
+        &self,
+        step: &StepCommit,
+        next: Option<&NextLease>,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
         on_db!(&self.backend, db => {
             let mut tx = db.begin_write().await?;
             if let (Some(lock), Some(sql)) = (&step.pipeline_lock, db.pipeline_lock_sql()) {
@@ -438,13 +432,15 @@ impl ExecutionStore for SqlStore {
                     .bind(&guard.pipeline_config_id).bind(&guard.execution_id)
                     .fetch_one(&mut *tx).await?;
                 if active >= guard.max_active {
-                    return Ok(CommitOutcome::ConcurrencyLimited);
+                    return Ok((CommitOutcome::ConcurrencyLimited, Vec::new()));
                 }
             }
             // Every partition this step changes, with the tenant of those it adds to.
             let mut partitions = std::collections::BTreeMap::<String, Option<String>>::new();
             // Those that may lose messages (acknowledged or removed).
             let mut emptied = std::collections::BTreeSet::<String>::new();
+            // Those whose messages this step acknowledged.
+            let mut acknowledged_in = std::collections::BTreeSet::<String>::new();
             // In chunks, well below either database's limit on bound parameters.
             for chunk in step.acknowledged.chunks(500) {
                 let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -455,7 +451,8 @@ impl ExecutionStore for SqlStore {
                 }
                 for partition in query.fetch_all(&mut *tx).await? {
                     partitions.entry(partition.clone()).or_default();
-                    emptied.insert(partition);
+                    emptied.insert(partition.clone());
+                    acknowledged_in.insert(partition);
                 }
             }
             for (partition, _) in &step.remove {
@@ -478,7 +475,7 @@ impl ExecutionStore for SqlStore {
                     .execute(&mut *tx).await?
                     .rows_affected();
                 if deleted == 0 {
-                    return Ok(CommitOutcome::Stale(format!("the lease on message {id} was lost")));
+                    return Ok((CommitOutcome::Stale(format!("the lease on message {id} was lost")), Vec::new()));
                 }
             }
             for write in &step.executions {
@@ -489,7 +486,7 @@ impl ExecutionStore for SqlStore {
                             let existing: Option<String> = sqlx::query_scalar("SELECT id FROM executions WHERE correlation_id = $1")
                                 .bind(correlation).fetch_optional(&mut *tx).await?;
                             if let Some(existing) = existing {
-                                return Ok(CommitOutcome::DuplicateCorrelation(existing));
+                                return Ok((CommitOutcome::DuplicateCorrelation(existing), Vec::new()));
                             }
                         }
                         let inserted = sqlx::query("INSERT INTO executions (id, application_key, application, pipeline_config_id, pipeline_name, status, created_at, start_time, end_time, correlation_id, version, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
@@ -501,7 +498,7 @@ impl ExecutionStore for SqlStore {
                         match inserted {
                             Ok(_) => {}
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                                return Ok(CommitOutcome::Stale(format!("execution {} already exists", row.id)));
+                                return Ok((CommitOutcome::Stale(format!("execution {} already exists", row.id)), Vec::new()));
                             }
                             Err(e) => return Err(StoreError::from(e)),
                         }
@@ -514,7 +511,7 @@ impl ExecutionStore for SqlStore {
                             .execute(&mut *tx).await?
                             .rows_affected();
                         if updated == 0 {
-                            return Ok(CommitOutcome::Stale(format!("execution {} changed since version {expected}", row.id)));
+                            return Ok((CommitOutcome::Stale(format!("execution {} changed since version {expected}", row.id)), Vec::new()));
                         }
                     }
                 }
@@ -543,9 +540,27 @@ impl ExecutionStore for SqlStore {
                     super::notifications::insert_notification!(&mut *tx, notification, now);
                 }
             }
+            // Carrying on needs no claim: the step's acknowledged messages prove this
+            // worker held the partition (a lease taken over would have made the step
+            // stale), and the statement itself checks that no other lease is live.
+            let mut leased: Vec<LeasedMessage> = Vec::new();
+            if let Some(next) = next.filter(|n| acknowledged_in.contains(&n.partition)) {
+                let rows: Vec<MessageRow> = sqlx::query_as(CARRY_PARTITION)
+                    .bind(&next.partition).bind(next.now).bind(&step.owner).bind(next.lease_until).bind(next.limit.max(1))
+                    .fetch_all(&mut *tx).await?;
+                leased.extend(rows.into_iter().map(LeasedMessage::from));
+                leased.sort_by_key(|m| (m.deliver_at, m.id));
+            }
+            // A partition that received or kept messages is not empty.
+            emptied.retain(|p| !step.enqueue.iter().any(|m| &m.partition == p) && !leased.iter().any(|m| &m.partition == p));
             refresh_partitions!(tx, &locked, &emptied);
+            // Other servers' idle workers need waking only for work this worker did not
+            // take up itself.
+            let others_have_work = !step.wake.is_empty()
+                || step.enqueue.iter().any(|m| !leased.iter().any(|l| l.partition == m.partition))
+                || step.enqueue.len() > leased.len();
             if let Some(sql) = db.notify_sql()
-                && (!step.enqueue.is_empty() || !step.wake.is_empty())
+                && others_have_work
             {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -556,8 +571,48 @@ impl ExecutionStore for SqlStore {
                 }
             }
             tx.commit().await?;
-            Ok(CommitOutcome::Committed)
+            Ok((CommitOutcome::Committed, leased))
         })
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for SqlStore {
+    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        on_db!(&self.backend, db => {
+            let row: Option<ExecutionDbRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
+            row.map(ExecutionRow::try_from).transpose()
+        })
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
+        let head = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
+        let rows: Vec<ExecutionDbRow> = match &self.backend {
+            Backend::Sqlite(db) => {
+                let mut builder = QueryBuilder::<Sqlite>::new(&head);
+                push_execution_filters!(builder, query, SQLITE_TRIGGER_TYPE);
+                builder.build_query_as().fetch_all(db).await?
+            }
+            Backend::Postgres(db) => {
+                let mut builder = QueryBuilder::<Postgres>::new(&head);
+                push_execution_filters!(builder, query, POSTGRES_TRIGGER_TYPE);
+                builder.build_query_as().fetch_all(db).await?
+            }
+        };
+        rows.into_iter().map(ExecutionRow::try_from).collect()
+    }
+
+    async fn commit_step(&self, step: &StepCommit) -> Result<CommitOutcome> {
+        Ok(self.commit_leasing(step, None).await?.0)
+    }
+
+    async fn commit_step_and_lease(
+        &self,
+        step: &StepCommit,
+        next: &NextLease,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
+        self.commit_leasing(step, Some(next)).await
     }
 
     async fn claim_messages(
@@ -746,6 +801,10 @@ mod tests {
             (pick, vec!["s:flood", "t:500", "t:1"]),
             (
                 LEASE_PARTITION.to_owned(),
+                vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"],
+            ),
+            (
+                CARRY_PARTITION.to_owned(),
                 vec!["s:f0001", "t:500", "s:w1", "t:900", "t:64"],
             ),
             (REFRESH_PARTITION.to_owned(), vec!["s:f0001"]),

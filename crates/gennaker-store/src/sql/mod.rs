@@ -8,6 +8,10 @@
 //! (applications, pipelines, users and roles, tokens, audit), each method named after
 //! the `Store` method it implements; `SqlStore` passes every call on to them.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, PoisonError, Weak};
+
 use serde_json::Value;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -50,7 +54,7 @@ macro_rules! on_db {
 /// of waiting for each other. PostgreSQL locks rows with `FOR UPDATE` in the queries.
 trait WritePool {
     type Db: sqlx::Database;
-    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>>;
+    async fn begin_write(&self) -> Result<WriteTx<Self::Db>>;
     /// Reads an application's name and, on PostgreSQL, locks its row until the transaction
     /// ends, which serialises changes to that application's pipelines.
     fn lock_application_sql(&self) -> &'static str;
@@ -59,10 +63,68 @@ trait WritePool {
     fn lock_user_sql(&self) -> &'static str;
 }
 
+/// A write transaction; on SQLite it holds this process's write gate for the database
+/// file until it ends.
+struct WriteTx<DB: sqlx::Database> {
+    tx: Transaction<'static, DB>,
+    // After `tx`: fields drop in order, so the gate opens once the transaction ended.
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<DB: sqlx::Database> WriteTx<DB> {
+    async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+/// The write gate of one SQLite database file: this process's writers queue on it,
+/// woken the moment it opens, instead of in SQLite's busy handler, which sleeps 1, 2,
+/// 5, 10… ms between tries however soon the lock is free (with the engine's workers
+/// all writing, those sleeps were most of a step's time). Writers in other processes
+/// still meet in the busy handler. A gate lives while someone holds or awaits it.
+fn sqlite_write_gate(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    type Gates = HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>;
+    static GATES: LazyLock<std::sync::Mutex<Gates>> = LazyLock::new(Default::default);
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(gate) = gates.get(&file).and_then(Weak::upgrade) {
+        return gate;
+    }
+    // Tests open many databases: forget the gates nobody holds.
+    if gates.len() >= 64 {
+        gates.retain(|_, gate| gate.strong_count() > 0);
+    }
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    gates.insert(file, Arc::downgrade(&gate));
+    gate
+}
+
 impl WritePool for SqlitePool {
     type Db = Sqlite;
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<WriteTx<Sqlite>> {
+        let gate = sqlite_write_gate(self).lock_owned().await;
+        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx {
+            tx,
+            _gate: Some(gate),
+        })
     }
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1"
@@ -74,8 +136,11 @@ impl WritePool for SqlitePool {
 
 impl WritePool for PgPool {
     type Db = Postgres;
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.begin().await?)
+    async fn begin_write(&self) -> Result<WriteTx<Postgres>> {
+        Ok(WriteTx {
+            tx: self.begin().await?,
+            _gate: None,
+        })
     }
     fn lock_application_sql(&self) -> &'static str {
         "SELECT name FROM applications WHERE name_key = $1 FOR UPDATE"

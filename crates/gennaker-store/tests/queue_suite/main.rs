@@ -41,6 +41,7 @@ macro_rules! queue_test {
     };
 }
 
+mod carrying;
 mod claiming;
 mod concurrency;
 mod delivery;
