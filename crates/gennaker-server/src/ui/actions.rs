@@ -399,9 +399,10 @@ pub(crate) async fn run(
     }
 }
 
-/// `POST /applications/{app}/pipelines/{name}/edit`: saves the edited JSON as a new
-/// revision through the API, which validates it first. A document with errors is not
-/// saved: the form comes back with the text as typed and each problem at its JSON path.
+/// `POST /applications/{app}/pipelines/{name}/edit`: saves the edited JSON (or YAML,
+/// with `format=yaml`) as a new revision through the API, which validates it first. A
+/// document with errors is not saved: the form comes back with the text as typed and
+/// each problem at its JSON path (or where the YAML does not parse).
 pub(crate) async fn edit(
     State(state): State<UiState>,
     Path((app, name)): Path<(String, String)>,
@@ -413,12 +414,28 @@ pub(crate) async fn edit(
         .find(|(key, _)| key == "config")
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
+    let yaml = pages::wants_yaml(Some(&posted.field("format")));
+    let body = if yaml {
+        match gennaker_core::parse_document(&text, gennaker_core::DocumentFormat::Yaml) {
+            Ok(document) => serde_json::to_vec(&document).unwrap_or_default(),
+            Err(syntax) => {
+                let refusal = super::Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    message: format!("the YAML does not parse at {syntax}"),
+                    problems: Vec::new(),
+                };
+                return edit_refused(&state, &posted, &app, &name, text, yaml, refusal).await;
+            }
+        }
+    } else {
+        text.clone().into_bytes()
+    };
     let outcome = state
         .forward_bytes(
             &posted.viewer,
             Method::POST,
             &format!("/api/v1/applications/{}/pipelines", url_component(&app)),
-            Some(text.clone().into_bytes()),
+            Some(body),
         )
         .await;
     match outcome {
@@ -434,15 +451,28 @@ pub(crate) async fn edit(
             state.flash(&posted.viewer, "ok", message);
             redirect(&format!("/applications/{}/pipelines", url_component(&app)))
         }
-        Err(refusal) => match pages::edit_page(&state, &posted.viewer, &app, &name).await {
-            Ok(mut page) => {
-                page.text = text;
-                page.error = refusal.message;
-                page.problems = refusal.problems;
-                render(refusal.status, &page)
-            }
-            Err(err) => error_page(Some(&posted.viewer), &err),
-        },
+        Err(refusal) => edit_refused(&state, &posted, &app, &name, text, yaml, refusal).await,
+    }
+}
+
+/// The editor again, with the text as typed and why it was not saved.
+async fn edit_refused(
+    state: &UiState,
+    posted: &Posted,
+    app: &str,
+    name: &str,
+    text: String,
+    yaml: bool,
+    refusal: super::Refusal,
+) -> Response {
+    match pages::edit_page(state, &posted.viewer, app, name, yaml).await {
+        Ok(mut page) => {
+            page.text = text;
+            page.error = refusal.message;
+            page.problems = refusal.problems;
+            render(refusal.status, &page)
+        }
+        Err(err) => error_page(Some(&posted.viewer), &err),
     }
 }
 

@@ -1002,16 +1002,31 @@ pub(crate) struct EditPage {
     pub pipeline: String,
     pub action: String,
     pub text: String,
+    /// Whether the text is YAML (else JSON).
+    pub yaml: bool,
     pub error: String,
     pub problems: Vec<super::ProblemView>,
 }
 
-/// The JSON editor of a pipeline (WRITE only; editors see its secrets, as in the API).
+/// `?format=yaml` on the editor.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct EditParams {
+    format: Option<String>,
+}
+
+/// Whether a `format` value asks for YAML.
+pub(crate) fn wants_yaml(format: Option<&str>) -> bool {
+    format.is_some_and(|f| f.eq_ignore_ascii_case("yaml"))
+}
+
+/// The JSON or YAML editor of a pipeline (WRITE only; editors see its secrets, as in
+/// the API).
 pub(crate) async fn edit_page(
     state: &UiState,
     viewer: &Viewer,
     app: &str,
     name: &str,
+    yaml: bool,
 ) -> ApiResult<EditPage> {
     let PipelineForm {
         pipeline,
@@ -1022,20 +1037,28 @@ pub(crate) async fn edit_page(
     Ok(EditPage {
         layout,
         action,
-        text: serde_json::to_string_pretty(&pipeline.config).unwrap_or_default(),
+        text: if yaml {
+            gennaker_core::to_yaml_string(&pipeline.config).unwrap_or_default()
+        } else {
+            serde_json::to_string_pretty(&pipeline.config).unwrap_or_default()
+        },
+        yaml,
         pipeline: pipeline.name,
         error: String::new(),
         problems: Vec::new(),
     })
 }
 
-/// `/applications/{app}/pipelines/{name}/edit`: the pipeline as JSON, to edit.
+/// `/applications/{app}/pipelines/{name}/edit[?format=yaml]`: the pipeline as JSON (or
+/// YAML), to edit.
 pub(crate) async fn edit_form(
     State(state): State<UiState>,
     viewer: Viewer,
     Path((app, name)): Path<(String, String)>,
+    Query(params): Query<EditParams>,
 ) -> Response {
-    match edit_page(&state, &viewer, &app, &name).await {
+    let yaml = wants_yaml(params.format.as_deref());
+    match edit_page(&state, &viewer, &app, &name, yaml).await {
         Ok(page) => render(StatusCode::OK, &page),
         Err(err) => error_page(Some(&viewer), &err),
     }

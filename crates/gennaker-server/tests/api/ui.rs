@@ -604,6 +604,90 @@ api_test!(
     }
 );
 
+api_test!(edit_a_pipeline_as_yaml, |backend| {
+    let server = Server::start(backend).await;
+    server.app(json!({ "name": "shop" })).await;
+    server
+        .save("shop", &server.admin, wait_pipeline("shop", "slow", 5))
+        .await
+        .expect(201);
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.sign_in(&server.admin).await.status, 303);
+    let json_form = browser.get("/applications/shop/pipelines/slow/edit").await;
+    assert!(
+        json_form.html.contains("edit/?format=yaml") || json_form.html.contains("edit?format=yaml"),
+        "the JSON editor links to the YAML one: {}",
+        json_form.html
+    );
+    let form = browser
+        .get("/applications/shop/pipelines/slow/edit?format=yaml")
+        .await;
+    assert_eq!(form.status, 200);
+    assert!(form.html.contains("waitTime: 5"), "{}", form.html);
+    assert!(form.html.contains(r#"name="format" value="yaml""#));
+    let csrf = form.csrf();
+
+    // YAML that does not parse: where it breaks, nothing saved.
+    let garbled = browser
+        .post(
+            "/applications/shop/pipelines/slow/edit",
+            &[
+                ("csrf", &csrf),
+                ("format", "yaml"),
+                ("config", "name: slow\nstages: [\n  - {"),
+            ],
+        )
+        .await;
+    assert_eq!(garbled.status, 400, "{}", garbled.html);
+    assert!(
+        garbled.html.contains("YAML does not parse at line"),
+        "{}",
+        garbled.html
+    );
+    // A problem in valid YAML is shown at its JSON path.
+    let mut broken = wait_pipeline("shop", "slow", 5);
+    broken["stages"][0]["requisiteStageRefIds"] = json!(["9"]);
+    let refused = browser
+        .post(
+            "/applications/shop/pipelines/slow/edit",
+            &[
+                ("csrf", &csrf),
+                ("format", "yaml"),
+                ("config", &gennaker_core::to_yaml_string(&broken).unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    assert!(
+        refused
+            .html
+            .contains(r#"<code class="path">$.stages[0].requisiteStageRefIds"#),
+        "{}",
+        refused.html
+    );
+    // Valid YAML is saved as a new revision.
+    let saved = browser
+        .post(
+            "/applications/shop/pipelines/slow/edit",
+            &[
+                ("csrf", &csrf),
+                ("format", "yaml"),
+                (
+                    "config",
+                    &gennaker_core::to_yaml_string(&wait_pipeline("shop", "slow", 9)).unwrap(),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{saved:?}");
+    let stored = server
+        .get("/api/v1/applications/shop/pipelines/slow", &server.admin)
+        .await
+        .expect(200);
+    assert_eq!(stored["config"]["stages"][0]["waitTime"], 9, "{stored}");
+    assert_eq!(stored["revision"], 2);
+});
+
 api_test!(
     edit_a_pipeline_as_json_with_problems_at_their_paths,
     |backend| {
