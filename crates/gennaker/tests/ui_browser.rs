@@ -8,7 +8,8 @@
 //! restart a failed stage), the executions list's trigger and time filters in the URL
 //! with pagination, password sign-in with its limit on wrong passwords, the audit log
 //! (admins only), and the main pages in the dark theme with their text contrast
-//! checked (WCAG AA).
+//! checked (WCAG AA), and at 200% zoom: no sideways scrolling, every control named and
+//! reached with the Tab key.
 //!
 //! Screenshots of the main pages land in `target/ui-screenshots/` for people to look at.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -21,7 +22,7 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, destroy_all, start_server};
 use support::browser::{
-    PATIENCE, arrived_at, browser, browser_with, count_now, screenshot, sign_in_at, until,
+    PATIENCE, arrived_at, browser, browser_with, click, count_now, screenshot, sign_in_at, until,
 };
 use support::{BIN, Server, TOKEN};
 
@@ -492,40 +493,6 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
     screenshot(&client, "clusters-after-rollback").await;
     client.close().await.unwrap();
     destroy_all(&api, "uiv").await;
-}
-
-/// Clicks the first element matching `css` (a link or a form's button) and waits for
-/// the page it leads to. The element is looked up again if the page's live part
-/// replaced it meanwhile.
-async fn click(client: &Client, css: &str) {
-    client
-        .execute("window.__beforeClick = true;", vec![])
-        .await
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let clicked = match client.find(Locator::Css(css)).await {
-            Ok(element) => element.click().await.map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        match clicked {
-            Ok(()) => break,
-            Err(err) if Instant::now() > deadline => panic!(
-                "cannot click {css}: {err}\n{}",
-                client.source().await.unwrap_or_default()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    until(client, "the next page", |c| async move {
-        c.execute(
-            "return window.__beforeClick === undefined && document.readyState === 'complete';",
-            vec![],
-        )
-        .await
-        .is_ok_and(|done| done == json!(true))
-    })
-    .await;
 }
 
 /// Waits until the execution page shows `status`, reloading it (a control's answer is
@@ -1150,6 +1117,152 @@ async fn dark_theme_pages_are_readable() {
             low.is_empty(),
             "{name}: text with too little contrast: {low:?}"
         );
+    }
+    client.close().await.unwrap();
+    api.post(&format!("/api/v1/executions/{waiting}/cancel"), json!({}))
+        .await;
+}
+
+/// Every visible control on the page without an accessible name (its HTML), in document
+/// order.
+const STAMP_CONTROLS: &str = r#"
+const controls = Array.from(document.querySelectorAll('a[href], button, input, select, textarea, summary'))
+  .filter(e => e.type !== 'hidden' && e.offsetParent !== null);
+return controls.map(e => {
+  const named = (e.labels && e.labels.length > 0) || e.getAttribute('aria-label')
+    || e.getAttribute('aria-labelledby') || e.getAttribute('title')
+    || (e.tagName !== 'INPUT' && e.tagName !== 'SELECT' && e.tagName !== 'TEXTAREA' && e.textContent.trim() !== '')
+    || (e.tagName === 'INPUT' && (e.type === 'submit' || e.type === 'button') && e.value);
+  return named ? '' : e.outerHTML.slice(0, 120);
+});
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_labelled_keyboard_reachable_and_fit_at_200_percent_zoom() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    api.post(
+        "/api/v1/applications",
+        json!({"name": "shop", "description": "The shop"}),
+    )
+    .await;
+    api.post("/api/v1/applications/shop/pipelines", release_pipeline())
+        .await;
+    let waiting = api
+        .post(
+            "/api/v1/applications/shop/pipelines/release/executions",
+            json!({"parameters": {"version": "v7"}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // 200% zoom of the usual 1280-pixel window shows what a 640-pixel one does.
+    let (_driver, client) = browser().await;
+    client.set_window_size(640, 1000).await.unwrap();
+    client.goto(&server.url("/signin")).await.unwrap();
+    let width = client
+        .execute("return window.innerWidth;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_u64().unwrap() <= 700,
+        "zoomed: {width} CSS pixels wide"
+    );
+    sign_in_at(&client, &server.url(""), TOKEN).await;
+    let pages = [
+        ("zoom-applications", "/applications".to_owned()),
+        (
+            "zoom-executions",
+            "/applications/shop/executions".to_owned(),
+        ),
+        ("zoom-pipelines", "/applications/shop/pipelines".to_owned()),
+        (
+            "zoom-run",
+            "/applications/shop/pipelines/release/run".to_owned(),
+        ),
+        ("zoom-execution", format!("/executions/{waiting}")),
+        ("zoom-clusters", "/applications/shop/clusters".to_owned()),
+    ];
+    for (name, path) in &pages {
+        client.goto(&server.url(path)).await.unwrap();
+        screenshot(&client, name).await;
+        let overflow = client
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 1,
+            "{name}: the page scrolls sideways by {overflow} px at 200% zoom"
+        );
+        let unnamed: Vec<String> = client
+            .execute(STAMP_CONTROLS, vec![])
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            .collect();
+        assert!(
+            unnamed.is_empty(),
+            "{name}: controls without a name: {unnamed:?}"
+        );
+        // Tab through the page: every control is reached from the keyboard. Controls are
+        // told apart by what they are and where they lead (the live part of a page may
+        // replace its elements meanwhile).
+        let all: std::collections::BTreeSet<String> = client
+            .execute(
+                "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().slice(0, 40); return Array.from(document.querySelectorAll('a[href], button, input, select, textarea, summary')).filter(e => e.type !== 'hidden' && e.offsetParent !== null).map(sig);",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let mut reached = std::collections::BTreeSet::new();
+        client
+            .execute(
+                "document.activeElement && document.activeElement.blur();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // Date and time fields take a Tab per part: room for those, stopping once all
+        // are reached.
+        for _ in 0..all.len() * 6 + 10 {
+            if all.is_subset(&reached) {
+                break;
+            }
+            client
+                .active_element()
+                .await
+                .unwrap()
+                .send_keys("\u{E004}")
+                .await
+                .unwrap();
+            let focused = client
+                .execute(
+                    "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().slice(0, 40); const e = document.activeElement; return e ? sig(e) : null;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if let Some(signature) = focused.as_str() {
+                reached.insert(signature.to_owned());
+            }
+        }
+        let missed: Vec<&String> = all.difference(&reached).collect();
+        assert!(missed.is_empty(), "{name}: Tab never reaches {missed:?}");
     }
     client.close().await.unwrap();
     api.post(&format!("/api/v1/executions/{waiting}/cancel"), json!({}))

@@ -33,6 +33,8 @@ enum Outcome {
     SucceedsWhenJudged,
     /// It acts on a cluster that does not exist: it may fail, for a real reason.
     Ends,
+    /// Another stage plans it: a pipeline naming it on its own is not saved.
+    PlannedOnly,
 }
 
 /// What the walk's stages point at.
@@ -104,6 +106,9 @@ fn runnable_case(stage_type: &str, walk: &Walk) -> Option<(Value, Outcome)> {
         // A canary release's own stages, on a cluster with no groups: nothing to weigh
         // (TERMINAL) or to remove.
         "canaryTraffic" | "removeCanaryServerGroups" => (cluster, Outcome::Ends),
+        // A kayentaCanary's deploy and cleanup stages are planned by it: a pipeline that
+        // names one on its own is refused, at the stage's type.
+        "deployCanaryServerGroups" | "cleanupCanaryClusters" => (cluster, Outcome::PlannedOnly),
         "disableCluster"
         | "scaleDownCluster"
         | "shrinkCluster"
@@ -324,6 +329,17 @@ api_test!(every_runnable_stage_type_runs, |backend| {
 
     for stage_type in runnable {
         let (fields, outcome) = runnable_case(stage_type, &walk).unwrap();
+        if outcome == Outcome::PlannedOnly {
+            let refused = server
+                .save(app, &server.admin, one_stage(app, stage_type, &fields))
+                .await;
+            assert_eq!(refused.status, 400, "{stage_type}: {refused:?}");
+            assert_eq!(
+                refused.body["error"]["problems"][0]["path"], "$.stages[0].type",
+                "{stage_type}: {refused:?}"
+            );
+            continue;
+        }
         let (warnings, id) = save_and_start(&server, app, stage_type, &fields).await;
         assert!(
             warnings.iter().all(|w| w["path"] != "$.stages[0].type"),
@@ -346,7 +362,7 @@ api_test!(every_runnable_stage_type_runs, |backend| {
                     "{stage_type} ended {status} without saying why: {ended:#}"
                 );
             }
-            Outcome::Ends => {}
+            Outcome::Ends | Outcome::PlannedOnly => {}
         }
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the webhook stage called");

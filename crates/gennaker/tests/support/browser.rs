@@ -214,24 +214,53 @@ pub(crate) async fn sign_in_at(client: &Client, base: &str, token: &str) {
     );
 }
 
-/// The text of the first element matching `css`.
+/// The text of the first element matching `css` (looked up again if the page replaced
+/// it meanwhile).
 pub(crate) async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|err| panic!("no {css}: {err}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match text {
+            Ok(text) => return text,
+            Err(err) if Instant::now() > deadline => panic!("no {css}: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
-/// Clicks the first element matching `css`.
+/// Clicks the first element matching `css` (a link or a form's button) and waits for
+/// the page it leads to. The element is looked up again if the page's live part
+/// replaced it meanwhile.
 pub(crate) async fn click(client: &Client, css: &str) {
     client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|err| panic!("no {css}: {err}"))
-        .click()
+        .execute("window.__beforeClick = true;", vec![])
         .await
         .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match clicked {
+            Ok(()) => break,
+            Err(err) if Instant::now() > deadline => panic!(
+                "cannot click {css}: {err}\n{}",
+                client.source().await.unwrap_or_default()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    until(client, "the next page", |c| async move {
+        c.execute(
+            "return window.__beforeClick === undefined && document.readyState === 'complete';",
+            vec![],
+        )
+        .await
+        .is_ok_and(|done| done == json!(true))
+    })
+    .await;
 }
