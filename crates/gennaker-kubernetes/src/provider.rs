@@ -19,7 +19,7 @@ use gennaker_core::naming::next_sequence;
 use gennaker_deploy::{Capacity, CreateServerGroup, DeployError, Provider, ServerGroup};
 use serde_json::{Map, Value, json};
 
-use crate::cluster::{Account, DeleteOptions, PatchBody};
+use crate::cluster::{Account, DeleteOptions, PatchBody, Resolved};
 use crate::error::KubeError;
 use crate::manifest::{
     LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, MONIKER_APPLICATION, MONIKER_CLUSTER, MONIKER_DETAIL,
@@ -54,6 +54,30 @@ pub(crate) struct Located {
     pub(crate) kind: &'static str,
     pub(crate) namespace: String,
     pub(crate) name: String,
+}
+
+impl Located {
+    /// The workload's kind as the API server serves it.
+    async fn resolved(&self) -> Result<Resolved, DeployError> {
+        self.account
+            .resolve("apps/v1", self.kind)
+            .await
+            .map_err(deploy_error)
+    }
+
+    /// Merge-patches the workload with `body`; returns it as patched.
+    async fn merge_patch(&self, body: Value) -> Result<Value, DeployError> {
+        let kind = self.resolved().await?;
+        self.account
+            .patch(
+                &kind,
+                Some(&self.namespace),
+                &self.name,
+                PatchBody::Merge(body),
+            )
+            .await
+            .map_err(deploy_error)
+    }
 }
 
 pub(crate) fn deploy_error(err: KubeError) -> DeployError {
@@ -155,11 +179,7 @@ impl KubernetesProvider {
 
     /// The live workload.
     pub(crate) async fn live(&self, at: &Located) -> Result<Value, DeployError> {
-        let kind = at
-            .account
-            .resolve("apps/v1", at.kind)
-            .await
-            .map_err(deploy_error)?;
+        let kind = at.resolved().await?;
         at.account
             .get(&kind, Some(&at.namespace), &at.name)
             .await
@@ -190,22 +210,8 @@ impl KubernetesProvider {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |v| json!(v))))
             .collect();
-        let kind = at
-            .account
-            .resolve("apps/v1", at.kind)
-            .await
-            .map_err(deploy_error)?;
-        at.account
-            .patch(
-                &kind,
-                Some(&at.namespace),
-                &at.name,
-                PatchBody::Merge(
-                    json!({"spec": {"template": {"metadata": {"labels": labels.clone()}}}}),
-                ),
-            )
-            .await
-            .map_err(deploy_error)?;
+        at.merge_patch(json!({"spec": {"template": {"metadata": {"labels": labels.clone()}}}}))
+            .await?;
         if at.kind != "ReplicaSet" {
             return Ok(());
         }
@@ -609,24 +615,10 @@ impl Provider for KubernetesProvider {
                 "server group '{name}' is a DaemonSet: it runs one pod per node and cannot be resized"
             )));
         }
-        let kind = at
-            .account
-            .resolve("apps/v1", at.kind)
-            .await
-            .map_err(deploy_error)?;
-        let patched = at
-            .account
-            .patch(
-                &kind,
-                Some(&at.namespace),
-                name,
-                PatchBody::Merge(json!({
+        let patched = at.merge_patch(json!({
                     "metadata": {"annotations": {view::CAPACITY: json!({"min": capacity.min, "max": capacity.max}).to_string()}},
                     "spec": {"replicas": capacity.desired},
-                })),
-            )
-            .await
-            .map_err(deploy_error)?;
+                })).await?;
         let mut group = self.view_of(account, name).await?;
         group.capacity = view::capacity(&patched);
         Ok(group)
@@ -667,11 +659,7 @@ impl Provider for KubernetesProvider {
             Err(DeployError::NotFound { .. }) => return Ok(()),
             other => other?,
         }
-        let kind = at
-            .account
-            .resolve("apps/v1", at.kind)
-            .await
-            .map_err(deploy_error)?;
+        let kind = at.resolved().await?;
         at.account
             .delete(
                 &kind,
@@ -785,22 +773,8 @@ impl KubernetesProvider {
 
     /// Records whether the generic stages enabled the workload.
     async fn mark(&self, at: &Located, enabled: bool) -> Result<(), DeployError> {
-        let kind = at
-            .account
-            .resolve("apps/v1", at.kind)
-            .await
-            .map_err(deploy_error)?;
-        at.account
-            .patch(
-                &kind,
-                Some(&at.namespace),
-                &at.name,
-                PatchBody::Merge(
-                    json!({"metadata": {"annotations": {view::ENABLED: enabled.to_string()}}}),
-                ),
-            )
-            .await
-            .map_err(deploy_error)?;
+        at.merge_patch(json!({"metadata": {"annotations": {view::ENABLED: enabled.to_string()}}}))
+            .await?;
         Ok(())
     }
 }
