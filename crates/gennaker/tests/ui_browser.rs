@@ -1020,12 +1020,9 @@ async fn once_accepted(api: &Api, path: &str, body: Value) {
     }
 }
 
-#[tokio::test]
-async fn dark_theme_pages_are_readable() {
-    let (_dir, server) = start_server();
-    let http = reqwest::Client::new();
-    server.ready(&http).await;
-    let api = Api::new(&server);
+/// Application `shop` with its release pipeline, and a run of it waiting for its
+/// judgment: the execution's id.
+async fn shop_with_a_waiting_release(api: &Api) -> String {
     api.post(
         "/api/v1/applications",
         json!({"name": "shop", "description": "The shop"}),
@@ -1033,17 +1030,25 @@ async fn dark_theme_pages_are_readable() {
     .await;
     api.post("/api/v1/applications/shop/pipelines", release_pipeline())
         .await;
-    api.post("/api/v1/applications/shop/pipelines", controlled_pipeline())
-        .await;
-    let waiting = api
-        .post(
-            "/api/v1/applications/shop/pipelines/release/executions",
-            json!({"parameters": {"version": "v7"}}),
-        )
-        .await["id"]
+    api.post(
+        "/api/v1/applications/shop/pipelines/release/executions",
+        json!({"parameters": {"version": "v7"}}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test]
+async fn dark_theme_pages_are_readable() {
+    let (_dir, server) = start_server();
+    let http = reqwest::Client::new();
+    server.ready(&http).await;
+    let api = Api::new(&server);
+    let waiting = shop_with_a_waiting_release(&api).await;
+    api.post("/api/v1/applications/shop/pipelines", controlled_pipeline())
+        .await;
     // One that failed (a judgment stopped), to show the failure and the restart.
     let failed = api
         .post(
@@ -1143,22 +1148,7 @@ async fn pages_are_labelled_keyboard_reachable_and_fit_at_200_percent_zoom() {
     let http = reqwest::Client::new();
     server.ready(&http).await;
     let api = Api::new(&server);
-    api.post(
-        "/api/v1/applications",
-        json!({"name": "shop", "description": "The shop"}),
-    )
-    .await;
-    api.post("/api/v1/applications/shop/pipelines", release_pipeline())
-        .await;
-    let waiting = api
-        .post(
-            "/api/v1/applications/shop/pipelines/release/executions",
-            json!({"parameters": {"version": "v7"}}),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let waiting = shop_with_a_waiting_release(&api).await;
 
     // 200% zoom of the usual 1280-pixel window shows what a 640-pixel one does.
     let (_driver, client) = browser().await;
