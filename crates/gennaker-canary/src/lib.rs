@@ -36,6 +36,8 @@ mod shape;
 pub mod source;
 pub mod stage;
 mod stats;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod validate;
 mod zeroin;
 

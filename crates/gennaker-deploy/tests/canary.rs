@@ -14,85 +14,11 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gennaker_canary::source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs};
 use gennaker_engine::testing::{self, Fault, FaultOutcome, FaultRun, TestBackend, stage};
-use gennaker_engine::{Execution, ExecutionStatus, StageRegistry, fault_test};
+use gennaker_engine::{Execution, ExecutionStatus, fault_test};
 use serde_json::{Value, json};
 use support::FakeCloud;
-
-/// The metrics account of the test source.
-const ACCOUNT: &str = "cloud-metrics";
-
-/// Series per scope: a fixed pattern around 10, tripled for a group whose spec has
-/// `"bad": true`; as many points as the window holds.
-#[derive(Debug)]
-struct CloudMetrics {
-    cloud: Arc<FakeCloud>,
-}
-
-#[async_trait::async_trait]
-impl MetricSource for CloudMetrics {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let bad = self
-            .cloud
-            .peek(&scope.scope)
-            .is_some_and(|g| g.spec.get("bad") == Some(&json!(true)));
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        let ratio = if bad { 3.0 } else { 1.0 };
-        let values = (0..points)
-            .map(|i| ratio * (10.0 + ((i * 7) % 5) as f64 * 0.1))
-            .collect();
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values,
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
-
-/// One metric (`errors`, an increase fails it).
-fn canary_config() -> CanaryConfig {
-    serde_json::from_value(json!({
-        "name": "shop-canary", "applications": ["shop"],
-        "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
-        "metrics": [{"name": "errors", "query": {"type": "builtin", "metricName": "errors"},
-                     "groups": ["errors"], "scopeName": "default",
-                     "analysisConfigurations": {"canary": {"direction": "increase"}}}],
-        "classifier": {"groupWeights": {"errors": 100}}
-    }))
-    .unwrap()
-}
-
-/// The deploy stages on `cloud` and the canary stage judging from it.
-fn stages(cloud: &Arc<FakeCloud>) -> impl Fn(&mut StageRegistry) + Send + Sync + 'static {
-    let deploy = support::deploy_stages(cloud);
-    let mut sources = MetricSources::new();
-    sources.insert(
-        ACCOUNT,
-        Arc::new(CloudMetrics {
-            cloud: cloud.clone(),
-        }),
-    );
-    let configs = Arc::new(InMemoryCanaryConfigs::new());
-    configs.insert("cfg-1", "shop-canary", &["shop"], canary_config());
-    move |registry| {
-        deploy(registry);
-        gennaker_canary::stage::register(registry, sources.clone(), configs.clone());
-    }
-}
+use support::canary::{ACCOUNT, Seen, canary_stages};
 
 /// The engine kit with both, and the cloud holding production `shop-prod-v000` (v1,
 /// two instances behind `shop-lb`).
@@ -104,7 +30,8 @@ struct Harness {
 impl Harness {
     async fn new(backend: TestBackend) -> Self {
         let cloud = seeded_cloud().await;
-        let kit = testing::Harness::with_stages(backend, stages(&cloud)).await;
+        let kit =
+            testing::Harness::with_stages(backend, canary_stages(&cloud, &Seen::default())).await;
         Harness { kit, cloud }
     }
 }
@@ -407,7 +334,7 @@ async fn run_under(
 ) -> (FaultOutcome, Arc<FakeCloud>) {
     let cloud = seeded_cloud().await;
     let outcome = FaultRun::new(backend, fault, release(bad, json!({})))
-        .with_stages(stages(&cloud))
+        .with_stages(canary_stages(&cloud, &Seen::default()))
         .clock_step(Duration::from_secs(3))
         .run()
         .await;

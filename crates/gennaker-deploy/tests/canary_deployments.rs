@@ -12,97 +12,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gennaker_canary::source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs};
 use gennaker_engine::testing::{self, Fault, FaultRun, TestBackend, stage};
-use gennaker_engine::{Execution, ExecutionStatus, StageRegistry, fault_test};
+use gennaker_engine::{Execution, ExecutionStatus, fault_test};
 use gennaker_store::Store;
 use serde_json::{Value, json};
 use support::FakeCloud;
-
-const ACCOUNT: &str = "cloud-metrics";
-
-/// Series per scope, tripled for a `"bad"` group; records each scope's `artifact`.
-#[derive(Debug)]
-struct CloudMetrics {
-    cloud: Arc<FakeCloud>,
-    seen: Arc<Mutex<BTreeMap<String, Value>>>,
-}
-
-#[async_trait::async_trait]
-impl MetricSource for CloudMetrics {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let group = self.cloud.peek(&scope.scope);
-        let bad = group
-            .as_ref()
-            .is_some_and(|g| g.spec.get("bad") == Some(&json!(true)));
-        let artifact = group.map_or(Value::Null, |g| g.spec["artifact"].clone());
-        self.seen
-            .lock()
-            .unwrap()
-            .insert(scope.scope.clone(), artifact);
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        let ratio = if bad { 3.0 } else { 1.0 };
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values: (0..points)
-                .map(|i| ratio * (10.0 + ((i * 7) % 5) as f64 * 0.1))
-                .collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
-
-fn canary_config() -> CanaryConfig {
-    serde_json::from_value(json!({
-        "name": "shop-canary", "applications": ["shop"],
-        "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
-        "metrics": [{"name": "errors", "query": {"type": "builtin", "metricName": "errors"},
-                     "groups": ["errors"], "scopeName": "default",
-                     "analysisConfigurations": {"canary": {"direction": "increase"}}}],
-        "classifier": {"groupWeights": {"errors": 100}}
-    }))
-    .unwrap()
-}
-
-type Seen = Arc<Mutex<BTreeMap<String, Value>>>;
-
-/// The deploy stages on `cloud` and the canary stage judging from it.
-fn stages(
-    cloud: &Arc<FakeCloud>,
-    seen: &Seen,
-) -> impl Fn(&mut StageRegistry) + Send + Sync + 'static {
-    let deploy = support::deploy_stages(cloud);
-    let mut sources = MetricSources::new();
-    sources.insert(
-        ACCOUNT,
-        Arc::new(CloudMetrics {
-            cloud: cloud.clone(),
-            seen: seen.clone(),
-        }),
-    );
-    let configs = Arc::new(InMemoryCanaryConfigs::new());
-    configs.insert("cfg-1", "shop-canary", &["shop"], canary_config());
-    move |registry| {
-        deploy(registry);
-        gennaker_canary::stage::register(registry, sources.clone(), configs.clone());
-    }
-}
+use support::canary::{ACCOUNT, Seen, canary_stages};
 
 /// Production `shop-prod-v000` (v1, two instances behind `shop-lb`).
 async fn seeded_cloud() -> Arc<FakeCloud> {
@@ -187,7 +105,7 @@ impl Harness {
     async fn new(backend: TestBackend) -> Self {
         let cloud = seeded_cloud().await;
         let seen = Seen::default();
-        let kit = testing::Harness::with_stages(backend, stages(&cloud, &seen)).await;
+        let kit = testing::Harness::with_stages(backend, canary_stages(&cloud, &seen)).await;
         Harness { kit, cloud, seen }
     }
 }
@@ -510,7 +428,7 @@ gennaker_engine::engine_test!(deployments_are_checked_when_saved, |h: Harness| {
 async fn run_under(backend: TestBackend, bad: bool, fault: Fault) -> (Execution, Arc<FakeCloud>) {
     let cloud = seeded_cloud().await;
     let outcome = FaultRun::new(backend, fault, pipeline(bad, |_| {}))
-        .with_stages(stages(&cloud, &Seen::default()))
+        .with_stages(canary_stages(&cloud, &Seen::default()))
         .clock_step(Duration::from_secs(3))
         .run()
         .await;

@@ -3,54 +3,17 @@
 //! writing the standalone page.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use gennaker_canary::source::{MetricSet, MetricSource, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs, MetricSources};
+use gennaker_canary::testing::canary_fixture;
 use gennaker_server::{NoMoreMetrics, ServerConfig, Shutdown, Wiring};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gennaker");
 const ADMIN: &str = "gnk_canary_report_admin_0123456789";
-
-/// The canary's `errors` are three times the baseline's; `latency` is the same.
-#[derive(Debug)]
-struct Metrics;
-
-#[async_trait::async_trait]
-impl MetricSource for Metrics {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        let ratio = if scope.scope == "web-canary" && metric.name == "errors" {
-            3.0
-        } else {
-            1.0
-        };
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values: (0..points)
-                .map(|i| ratio * (5.0 + (i % 4) as f64 * 0.2))
-                .collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
 
 struct Nothing;
 
@@ -61,20 +24,7 @@ impl Shutdown for Nothing {
 }
 
 fn registry() -> gennaker_engine::StageRegistry {
-    let mut sources = MetricSources::new();
-    sources.insert("fake", Arc::new(Metrics));
-    let configs = InMemoryCanaryConfigs::new();
-    let config: CanaryConfig = serde_json::from_value(json!({
-        "name": "web-canary", "applications": ["web"],
-        "metrics": [
-            {"name": "errors", "query": {"type": "builtin", "metricName": "errors"}, "groups": ["errors"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}},
-            {"name": "latency", "query": {"type": "builtin", "metricName": "latency"}, "groups": ["latency"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}}
-        ]
-    }))
-    .unwrap();
-    configs.insert("cfg-web", "web-canary", &["web"], config);
+    let (sources, configs) = canary_fixture("cfg-web", "web-canary", "web").unwrap();
     let mut registry = gennaker_engine::StageRegistry::standard();
     gennaker_canary::stage::register(&mut registry, sources, Arc::new(configs));
     registry

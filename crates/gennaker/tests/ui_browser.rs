@@ -22,7 +22,8 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, destroy_all, start_server};
 use support::browser::{
-    PATIENCE, arrived_at, browser, browser_with, click, count_now, screenshot, sign_in_at, until,
+    PATIENCE, arrived_at, browser, browser_with, click, confirm_task, count_now, screenshot,
+    sign_in_at, until,
 };
 use support::{BIN, Server, TOKEN};
 
@@ -454,27 +455,7 @@ async fn roll_back_a_server_group_from_the_clusters_view() {
         .await
         .unwrap();
     screenshot(&client, "confirm-rollback").await;
-    client
-        .find(Locator::Css("#confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let id = arrived_at(&client, "/executions/")
-        .await
-        .strip_prefix("/executions/")
-        .expect("the rollback opens its task")
-        .to_owned();
-    until(&client, "the rollback SUCCEEDED", |c| async move {
-        c.find(Locator::Css("[data-execution-status=SUCCEEDED]"))
-            .await
-            .is_ok()
-    })
-    .await;
-    let task = api.get(&format!("/api/v1/executions/{id}")).await;
-    assert_eq!(task["type"], "ORCHESTRATION");
-    assert_eq!(task["authentication"]["user"], "admin");
+    let task = confirm_task(&client, &api).await;
     assert_eq!(task["stages"][0]["type"], "rollbackServerGroup");
     // The traffic moved back to v1.
     assert_eq!(served_version(&http, &address).await, "uiv1");

@@ -9,18 +9,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fantoccini::{Client, Locator};
 use futures::future::BoxFuture;
-use gennaker_canary::source::{MetricSet, MetricSource, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs, MetricSources};
+use gennaker_canary::testing::canary_fixture;
 use gennaker_server::{NoMoreMetrics, ServerConfig, Shutdown, Wiring};
 use serde_json::{Value, json};
 use support::api::{Api, KillLeftovers, demo_processes, destroy_all, start_server};
 use support::browser::{
-    arrived_at, browser, click, count_now, screenshot, sign_in_at, text_of, until,
+    arrived_at, browser, click, confirm_task, count_now, screenshot, sign_in_at, text_of, until,
 };
 use support::{BIN, TOKEN};
 
@@ -372,21 +370,7 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     let heading = text_of(&client, "main h1").await;
     assert_eq!(heading, "Destroy shop-web-v000?");
     screenshot(&client, "confirm-destroy").await;
-    click(&client, "#confirm").await;
-    let id = arrived_at(&client, "/executions/")
-        .await
-        .strip_prefix("/executions/")
-        .expect("the destroy opens its task")
-        .to_owned();
-    until(&client, "the destroy SUCCEEDED", |c| async move {
-        c.find(Locator::Css("[data-execution-status=SUCCEEDED]"))
-            .await
-            .is_ok()
-    })
-    .await;
-    let task = api.get(&format!("/api/v1/executions/{id}")).await;
-    assert_eq!(task["type"], "ORCHESTRATION");
-    assert_eq!(task["authentication"]["user"], "admin");
+    let task = confirm_task(&client, &api).await;
     assert_eq!(task["stages"][0]["type"], "destroyServerGroup");
     assert!(
         demo_processes("uibv1").is_empty(),
@@ -405,41 +389,6 @@ async fn load_balancers_traffic_shares_and_destroy_from_the_clusters_view() {
     destroy_all(&api, "uibv").await;
 }
 
-/// The canary's `errors` are three times the baseline's; `latency` is the same.
-#[derive(Debug)]
-struct Metrics;
-
-#[async_trait::async_trait]
-impl MetricSource for Metrics {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        let ratio = if scope.scope == "web-canary" && metric.name == "errors" {
-            3.0
-        } else {
-            1.0
-        };
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values: (0..points)
-                .map(|i| ratio * (5.0 + (i % 4) as f64 * 0.2))
-                .collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
-
 struct Nothing;
 
 impl Shutdown for Nothing {
@@ -449,20 +398,7 @@ impl Shutdown for Nothing {
 }
 
 fn canary_registry() -> gennaker_engine::StageRegistry {
-    let mut sources = MetricSources::new();
-    sources.insert("fake", Arc::new(Metrics));
-    let configs = InMemoryCanaryConfigs::new();
-    let config: CanaryConfig = serde_json::from_value(json!({
-        "name": "web-canary", "applications": ["web"],
-        "metrics": [
-            {"name": "errors", "query": {"type": "builtin", "metricName": "errors"}, "groups": ["errors"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}},
-            {"name": "latency", "query": {"type": "builtin", "metricName": "latency"}, "groups": ["latency"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}}
-        ]
-    }))
-    .unwrap();
-    configs.insert("cfg-web", "web-canary", &["web"], config);
+    let (sources, configs) = canary_fixture("cfg-web", "web-canary", "web").unwrap();
     let mut registry = gennaker_engine::StageRegistry::standard();
     gennaker_canary::stage::register(&mut registry, sources, Arc::new(configs));
     registry

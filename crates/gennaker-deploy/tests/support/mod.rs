@@ -1,6 +1,7 @@
 //! The engine's test kit with the deployment stages, acting on a fake cloud.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod canary;
 pub(crate) mod cloud;
 
 use std::ops::Deref;

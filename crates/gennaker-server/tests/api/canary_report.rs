@@ -2,66 +2,13 @@
 //! engine with a deterministic metric source, then its report as JSON and HTML, as
 //! a reader, an outsider and for stages that are not canaries.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use gennaker_canary::source::{MetricSet, MetricSource, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs, MetricSources};
+use gennaker_canary::testing::canary_fixture;
+use gennaker_canary::{InMemoryCanaryConfigs, MetricSources};
 
 use crate::harness::*;
 
-/// The canary's `errors` are three times the baseline's; `latency` is the same.
-#[derive(Debug)]
-struct Metrics;
-
-#[async_trait::async_trait]
-impl MetricSource for Metrics {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        let ratio = if scope.scope == "shop-canary" && metric.name == "errors" {
-            3.0
-        } else {
-            1.0
-        };
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values: (0..points)
-                .map(|i| ratio * (10.0 + (i % 5) as f64 * 0.1))
-                .collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
-
 fn canary() -> (MetricSources, InMemoryCanaryConfigs) {
-    let mut sources = MetricSources::new();
-    sources.insert("fake", Arc::new(Metrics));
-    let configs = InMemoryCanaryConfigs::new();
-    let config: CanaryConfig = serde_json::from_value(json!({
-        "name": "shop-canary", "applications": ["shop"],
-        "metrics": [
-            {"name": "errors", "query": {"type": "builtin", "metricName": "errors"}, "groups": ["errors"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}},
-            {"name": "latency", "query": {"type": "builtin", "metricName": "latency"}, "groups": ["latency"],
-             "analysisConfigurations": {"canary": {"direction": "increase"}}}
-        ],
-        "classifier": {"groupWeights": {"errors": 50, "latency": 50}}
-    }))
-    .unwrap();
-    configs.insert("cfg-1", "shop-canary", &["shop"], config);
-    (sources, configs)
+    canary_fixture("cfg-1", "shop-canary", "shop").unwrap()
 }
 
 /// Two retrospective one-minute windows; the first scores 50 (errors High) and stops.

@@ -264,3 +264,25 @@ pub(crate) async fn click(client: &Client, css: &str) {
     })
     .await;
 }
+
+/// Confirms the action the page asks about, follows it to the task it opens and waits
+/// for that task to succeed; returns the task as the API shows it, after checking it
+/// is an orchestration run by the admin.
+pub(crate) async fn confirm_task(client: &Client, api: &super::api::Api) -> serde_json::Value {
+    click(client, "#confirm").await;
+    let id = arrived_at(client, "/executions/")
+        .await
+        .strip_prefix("/executions/")
+        .expect("the action opens its task")
+        .to_owned();
+    until(client, "the task SUCCEEDED", |c| async move {
+        c.find(Locator::Css("[data-execution-status=SUCCEEDED]"))
+            .await
+            .is_ok()
+    })
+    .await;
+    let task = api.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(task["type"], "ORCHESTRATION");
+    assert_eq!(task["authentication"]["user"], "admin");
+    task
+}
