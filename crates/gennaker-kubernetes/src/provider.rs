@@ -26,6 +26,7 @@ use crate::manifest::{
     MONIKER_SEQUENCE, MONIKER_STACK, annotation,
 };
 use crate::stages::PROVIDER;
+use crate::traffic::{self, Label, TrafficError};
 use crate::view;
 use crate::watch::{AccountCache, Snapshot};
 use crate::{KubernetesAccounts, cluster::Cascade};
@@ -187,9 +188,8 @@ impl KubernetesProvider {
             .ok_or_else(|| DeployError::no_server_group(&at.name))
     }
 
-    /// Sets and removes pod labels on a workload's template and, for a ReplicaSet,
-    /// on the pods it owns (the template reaches only new pods). Label keys of the
-    /// workload's own selector are never touched.
+    /// Sets (`Some`) and removes (`None`) pod labels on a workload, through the one
+    /// relabel the manifest stages use too ([`traffic::relabel`]).
     pub(crate) async fn relabel(
         &self,
         at: &Located,
@@ -199,66 +199,22 @@ impl KubernetesProvider {
         if changes.is_empty() {
             return Ok(());
         }
-        let selector = view::string_map(workload, "/spec/selector/matchLabels");
-        if let Some(key) = changes.keys().find(|k| selector.contains_key(*k)) {
-            return Err(DeployError::Invalid(format!(
-                "{} '{}' in namespace '{}' selects its pods by label '{key}', which a Service's selector also uses: a Service selector must have no label keys in common with the workload's selector (give the Service a dedicated label, e.g. frontedBy: <service>)",
-                at.kind, at.name, at.namespace
-            )));
-        }
-        let labels: Map<String, Value> = changes
+        let changes: Vec<(String, Label)> = changes
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |v| json!(v))))
+            .map(|(key, value)| {
+                let label = value
+                    .as_ref()
+                    .map_or(Label::Removed, |value| Label::Set(json!(value)));
+                (key.clone(), label)
+            })
             .collect();
-        at.merge_patch(json!({"spec": {"template": {"metadata": {"labels": labels.clone()}}}}))
-            .await?;
-        if at.kind != "ReplicaSet" {
-            return Ok(());
-        }
-        let pods = at
-            .account
-            .resolve("v1", "Pod")
+        let kind = at.resolved().await?;
+        traffic::relabel(&at.account, &kind, Some(&at.namespace), workload, &changes)
             .await
-            .map_err(deploy_error)?;
-        let query = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let uid = view::text(workload, "/metadata/uid");
-        for pod in at
-            .account
-            .list(&pods, Some(&at.namespace), &query)
-            .await
-            .map_err(deploy_error)?
-        {
-            let owned = pod
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|o| o.iter().any(|o| view::text(o, "/uid") == uid));
-            if !owned {
-                continue;
-            }
-            let current = view::string_map(&pod, "/metadata/labels");
-            if changes.iter().all(|(k, v)| current.get(k) == v.as_ref()) {
-                continue;
-            }
-            let name = view::text(&pod, "/metadata/name");
-            match at
-                .account
-                .patch(
-                    &pods,
-                    Some(&at.namespace),
-                    name,
-                    PatchBody::Merge(json!({"metadata": {"labels": labels.clone()}})),
-                )
-                .await
-            {
-                // A pod deleted meanwhile needs no label.
-                Err(KubeError::Refused { code: 404, .. }) | Ok(_) => {}
-                Err(err) => return Err(deploy_error(err)),
-            }
-        }
+            .map_err(|err| match err {
+                TrafficError::Kube(err) => deploy_error(err),
+                TrafficError::Invalid(why) => DeployError::Invalid(why),
+            })?;
         Ok(())
     }
 

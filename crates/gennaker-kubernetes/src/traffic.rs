@@ -4,7 +4,11 @@
 //! endpoints as each becomes Ready — the Service itself never changes); disabling
 //! removes those labels from the workload's template and from every pod it owns,
 //! enabling adds them back. The workload lists its Services in the annotation
-//! `traffic.spinnaker.io/load-balancers`, so a later enable/disable finds them.
+//! `traffic.spinnaker.io/load-balancers`, so a later enable/disable finds them; a
+//! blue/green version deployed with preview Services also lists those in
+//! `traffic.gennaker.io/preview-load-balancers` (its pods carry only their labels until
+//! it is promoted, see [`promotion`]). Every relabel — of the manifest stages and of
+//! the generic provider's enable, disable and weights — goes through [`relabel`].
 
 use serde_json::{Map, Value, json};
 
@@ -26,15 +30,27 @@ pub fn has_pods(kind: &str) -> bool {
     )
 }
 
+/// `traffic.gennaker.io/preview-load-balancers`: the preview Services (a JSON list of
+/// `"service <name>"`) of a version deployed blue/green with a preview; a Gennaker
+/// extension beside Spinnaker's annotation, which keeps listing the active Services.
+pub const PREVIEW_LOAD_BALANCERS: &str = "traffic.gennaker.io/preview-load-balancers";
+
 /// The Services a manifest's annotation lists (empty when none).
 pub fn load_balancers(manifest: &Value) -> Result<Vec<String>, String> {
-    let Some(text) = annotation(manifest, LOAD_BALANCERS) else {
+    listed(manifest, LOAD_BALANCERS)
+}
+
+/// The preview Services a manifest's annotation lists (empty when none).
+pub fn preview_load_balancers(manifest: &Value) -> Result<Vec<String>, String> {
+    listed(manifest, PREVIEW_LOAD_BALANCERS)
+}
+
+fn listed(manifest: &Value, key: &str) -> Result<Vec<String>, String> {
+    let Some(text) = annotation(manifest, key) else {
         return Ok(Vec::new());
     };
     serde_json::from_str::<Vec<String>>(text).map_err(|_| {
-        format!(
-            "annotation {LOAD_BALANCERS} is '{text}': it must be a JSON list like [\"service my-svc\"]"
-        )
+        format!("annotation {key} is '{text}': it must be a JSON list like [\"service my-svc\"]")
     })
 }
 
@@ -52,13 +68,43 @@ pub fn service_name(text: &str) -> Result<String, String> {
 /// Writes the stage's `services` into the manifest's annotation; a manifest that
 /// already lists other Services is refused, as Spinnaker refuses it.
 pub fn set_load_balancers(manifest: &mut Value, services: &[String]) -> Result<(), String> {
-    let present = load_balancers(manifest)?;
+    set_listed(manifest, LOAD_BALANCERS, "services", services)
+}
+
+/// Writes the stage's `previewServices` into the manifest's preview annotation; a
+/// manifest listing other preview Services (or any, when the stage names none) is
+/// refused: without the stage's blue/green strategy nobody would promote it.
+pub fn set_preview_load_balancers(manifest: &mut Value, services: &[String]) -> Result<(), String> {
+    if services.is_empty() {
+        let present = preview_load_balancers(manifest)?;
+        if !present.is_empty() {
+            return Err(format!(
+                "the manifest sets annotation {PREVIEW_LOAD_BALANCERS} to {present:?} but the stage names no previewServices: set them in trafficManagement.options.previewServices (with strategy \"bluegreen\"), not in the manifest"
+            ));
+        }
+        return Ok(());
+    }
+    set_listed(
+        manifest,
+        PREVIEW_LOAD_BALANCERS,
+        "previewServices",
+        services,
+    )
+}
+
+fn set_listed(
+    manifest: &mut Value,
+    key: &str,
+    field: &str,
+    services: &[String],
+) -> Result<(), String> {
+    let present = listed(manifest, key)?;
     if !present.is_empty() {
         if present == services {
             return Ok(());
         }
         return Err(format!(
-            "the manifest already has annotation {LOAD_BALANCERS} set to {present:?}, which differs from the stage's services {services:?}; remove one of them"
+            "the manifest already has annotation {key} set to {present:?}, which differs from the stage's {field} {services:?}; remove one of them"
         ));
     }
     let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
@@ -68,7 +114,7 @@ pub fn set_load_balancers(manifest: &mut Value, services: &[String]) -> Result<(
         .entry("annotations")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Some(annotations) = annotations.as_object_mut() {
-        annotations.insert(LOAD_BALANCERS.into(), json!(json!(services).to_string()));
+        annotations.insert(key.into(), json!(json!(services).to_string()));
     }
     Ok(())
 }
@@ -189,9 +235,20 @@ pub struct Moved {
     pub pods: Vec<String>,
 }
 
+/// What a relabel does to one label key of a workload's pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label {
+    /// Sets it to this value.
+    Set(Value),
+    /// Removes it, whatever its value.
+    Removed,
+    /// Removes it when it has this value: a pod the key puts behind another Service
+    /// (same key, other value) stays there.
+    RemovedIf(Value),
+}
+
 /// Puts `workload` (live, of `kind`) behind (`enable`) or out of the Services whose
-/// `selectors` are given: its pod template's labels, then every pod it owns (a
-/// ReplicaSet's or a bare Pod). Idempotent: only what differs is patched.
+/// `selectors` are given.
 pub async fn set_traffic(
     account: &Account,
     kind: &Resolved,
@@ -199,6 +256,44 @@ pub async fn set_traffic(
     workload: &Value,
     selectors: &[(String, Map<String, Value>)],
     enable: bool,
+) -> Result<Moved, TrafficError> {
+    relabel(
+        account,
+        kind,
+        namespace,
+        workload,
+        &wanted_labels(selectors, enable),
+    )
+    .await
+}
+
+/// The label changes that promote a blue/green version: into every `active`
+/// Service and out of the `preview` ones, in one patch per object (a preview
+/// selector sharing a key with an active one is replaced by the active value).
+pub fn promotion(
+    active: &[(String, Map<String, Value>)],
+    preview: &[(String, Map<String, Value>)],
+) -> Vec<(String, Label)> {
+    let mut changes = wanted_labels(active, true);
+    for (key, label) in wanted_labels(preview, false) {
+        if !changes.iter().any(|(k, _)| *k == key) {
+            changes.push((key, label));
+        }
+    }
+    changes
+}
+
+/// Applies `changes` to `workload`'s (live, of `kind`) pod labels: its pod template
+/// (a Pod's own labels), then every pod a ReplicaSet owns (the template reaches only
+/// new pods; a Deployment's, StatefulSet's or DaemonSet's controller rolls its pods
+/// itself). Idempotent: only what differs is patched. A key of the workload's own
+/// selector is never touched.
+pub async fn relabel(
+    account: &Account,
+    kind: &Resolved,
+    namespace: Option<&str>,
+    workload: &Value,
+    changes: &[(String, Label)],
 ) -> Result<Moved, TrafficError> {
     let kind_name = kind.resource.kind.as_str();
     if !has_pods(kind_name) {
@@ -210,10 +305,21 @@ pub async fn set_traffic(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let wanted = wanted_labels(selectors, enable);
+    let own = workload
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object);
+    if let Some((key, _)) = changes
+        .iter()
+        .find(|(key, _)| own.is_some_and(|own| own.contains_key(key)))
+    {
+        return Err(TrafficError::Invalid(format!(
+            "{kind_name} '{name}' in namespace '{}' selects its pods by label '{key}', which a Service's selector also uses: a Service selector must have no label keys in common with the workload's selector (give the Service a dedicated label, e.g. frontedBy: <service>)",
+            namespace.unwrap_or_default()
+        )));
+    }
     let mut moved = Moved::default();
     let pointer = pod_labels_pointer(kind_name);
-    if let Some(change) = difference(workload.pointer(pointer), &wanted) {
+    if let Some(change) = difference(workload.pointer(pointer), changes) {
         let body = if kind_name == "Pod" {
             json!({"metadata": {"labels": change}})
         } else {
@@ -225,8 +331,6 @@ pub async fn set_traffic(
         moved.workload = true;
     }
     if kind_name != "ReplicaSet" {
-        // A Deployment's, StatefulSet's or DaemonSet's controller rolls its pods to
-        // the new template itself; a Pod was patched above.
         return Ok(moved);
     }
     let Some(uid) = workload.pointer("/metadata/uid").and_then(Value::as_str) else {
@@ -240,7 +344,7 @@ pub async fn set_traffic(
         if !owned_by(&pod, uid) || pod.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
         }
-        let Some(change) = difference(pod.pointer("/metadata/labels"), &wanted) else {
+        let Some(change) = difference(pod.pointer("/metadata/labels"), changes) else {
             continue;
         };
         let pod_name = pod
@@ -266,17 +370,21 @@ pub async fn set_traffic(
     Ok(moved)
 }
 
-/// The labels an enable sets (`Some(value)`) or a disable removes (`None`).
-fn wanted_labels(
-    selectors: &[(String, Map<String, Value>)],
-    enable: bool,
-) -> Vec<(String, Option<Value>)> {
-    let mut wanted: Vec<(String, Option<Value>)> = Vec::new();
+/// The labels an enable sets or a disable removes (each only where it has the
+/// Service's value).
+fn wanted_labels(selectors: &[(String, Map<String, Value>)], enable: bool) -> Vec<(String, Label)> {
+    let mut wanted: Vec<(String, Label)> = Vec::new();
     for (_, selector) in selectors {
         for (key, value) in selector {
-            if !wanted.iter().any(|(k, _)| k == key) {
-                wanted.push((key.clone(), enable.then(|| value.clone())));
-            }
+            let label = if enable {
+                if wanted.iter().any(|(k, _)| k == key) {
+                    continue;
+                }
+                Label::Set(value.clone())
+            } else {
+                Label::RemovedIf(value.clone())
+            };
+            wanted.push((key.clone(), label));
         }
     }
     wanted
@@ -284,19 +392,22 @@ fn wanted_labels(
 
 /// The merge patch of `labels` that gets them to `wanted`, or `None` when they are
 /// there already.
-fn difference(labels: Option<&Value>, wanted: &[(String, Option<Value>)]) -> Option<Value> {
+fn difference(labels: Option<&Value>, wanted: &[(String, Label)]) -> Option<Value> {
     let mut change = Map::new();
-    for (key, value) in wanted {
+    for (key, label) in wanted {
         let current = labels.and_then(|l| l.get(key));
-        match (current, value) {
-            (Some(now), Some(want)) if now == want => {}
-            (None, None) => {}
-            (_, Some(want)) => {
-                change.insert(key.clone(), want.clone());
+        let remove = match label {
+            Label::Set(want) => {
+                if current != Some(want) {
+                    change.insert(key.clone(), want.clone());
+                }
+                continue;
             }
-            (Some(_), None) => {
-                change.insert(key.clone(), Value::Null);
-            }
+            Label::Removed => current.is_some(),
+            Label::RemovedIf(value) => current == Some(value),
+        };
+        if remove {
+            change.insert(key.clone(), Value::Null);
         }
     }
     (!change.is_empty()).then_some(Value::Object(change))
@@ -418,12 +529,64 @@ mod tests {
         let off = wanted_labels(&selectors, false);
         let labelled = json!({"app": "web", "frontedBy": "web"});
         let bare = json!({"app": "web"});
+        let elsewhere = json!({"app": "web", "frontedBy": "web-preview"});
         assert_eq!(difference(Some(&labelled), &on), None);
         assert_eq!(
             difference(Some(&labelled), &off),
             Some(json!({"frontedBy": null}))
         );
         assert_eq!(difference(Some(&bare), &off), None);
+        assert_eq!(
+            difference(Some(&elsewhere), &off),
+            None,
+            "a disable leaves a pod that the key puts behind another Service"
+        );
         assert_eq!(difference(None, &on), Some(json!({"frontedBy": "web"})));
+        assert_eq!(
+            difference(Some(&labelled), &[("frontedBy".into(), Label::Removed)]),
+            Some(json!({"frontedBy": null}))
+        );
+    }
+
+    #[test]
+    fn a_promotion_moves_the_pods_from_the_preview_to_the_active_services_in_one_patch() {
+        let active = vec![("web".to_owned(), selector(json!({"frontedBy": "web"})))];
+        let same_key = vec![(
+            "web-preview".to_owned(),
+            selector(json!({"frontedBy": "web-preview"})),
+        )];
+        let own_key = vec![(
+            "web-preview".to_owned(),
+            selector(json!({"previewOf": "web"})),
+        )];
+        let previewed = json!({"app": "web", "frontedBy": "web-preview"});
+        assert_eq!(
+            difference(Some(&previewed), &promotion(&active, &same_key)),
+            Some(json!({"frontedBy": "web"}))
+        );
+        let previewed = json!({"app": "web", "previewOf": "web"});
+        assert_eq!(
+            difference(Some(&previewed), &promotion(&active, &own_key)),
+            Some(json!({"frontedBy": "web", "previewOf": null}))
+        );
+        let promoted = json!({"app": "web", "frontedBy": "web"});
+        assert_eq!(
+            difference(Some(&promoted), &promotion(&active, &same_key)),
+            None,
+            "a repeated promotion patches nothing"
+        );
+    }
+
+    #[test]
+    fn the_preview_annotation_is_written_only_from_the_stage() {
+        let mut manifest = rs();
+        set_preview_load_balancers(&mut manifest, &[]).unwrap();
+        assert!(preview_load_balancers(&manifest).unwrap().is_empty());
+        let preview = vec!["service web-preview".to_owned()];
+        set_preview_load_balancers(&mut manifest, &preview).unwrap();
+        assert_eq!(preview_load_balancers(&manifest).unwrap(), preview);
+        assert!(load_balancers(&manifest).unwrap().is_empty());
+        let why = set_preview_load_balancers(&mut manifest, &[]).unwrap_err();
+        assert!(why.contains("previewServices"), "{why}");
     }
 }

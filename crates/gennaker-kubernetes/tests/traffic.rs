@@ -63,9 +63,9 @@ async fn pods_of(kit: &Kit, rs: &str) -> BTreeSet<String> {
 }
 
 /// The Service's endpoints: (ready pods, not-ready pods).
-async fn endpoints(kit: &Kit) -> (BTreeSet<String>, BTreeSet<String>) {
+async fn endpoints(kit: &Kit, service: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let api: Api<Endpoints> = Api::namespaced(kit.client.clone(), &kit.namespace);
-    let Some(found) = api.get_opt("web").await.unwrap() else {
+    let Some(found) = api.get_opt(service).await.unwrap() else {
         return Default::default();
     };
     let names = |addresses: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
@@ -88,12 +88,13 @@ async fn endpoints(kit: &Kit) -> (BTreeSet<String>, BTreeSet<String>) {
 /// Service's endpoints are `ready` and `not_ready`; returns what they are last.
 async fn endpoints_become(
     kit: &Kit,
+    service: &str,
     ready: &BTreeSet<String>,
     not_ready: &BTreeSet<String>,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut seen = Default::default();
     for _ in 0..300 {
-        seen = endpoints(kit).await;
+        seen = endpoints(kit, service).await;
         if &seen.0 == ready && &seen.1 == not_ready {
             break;
         }
@@ -147,7 +148,7 @@ async fn red_black_moves_traffic_only_when_the_new_pods_are_ready_then_disables_
     succeeded(&first);
     let v0_pods = pods_of(&kit, "web-v000").await;
     assert_eq!(v0_pods.len(), 2);
-    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &BTreeSet::new()).await;
     assert_eq!(ready, v0_pods, "the first version serves once Ready");
     let live = kit.get("v1", "Service", "web").await.unwrap();
     assert_eq!(live["spec"]["selector"], json!({FRONTED_BY: "web"}));
@@ -192,7 +193,7 @@ async fn red_black_moves_traffic_only_when_the_new_pods_are_ready_then_disables_
         Some("web"),
         "the new version is labelled"
     );
-    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &BTreeSet::new()).await;
     assert_eq!(ready, v0_pods, "only the old, Ready pods serve");
     let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
     assert_eq!(
@@ -205,7 +206,7 @@ async fn red_black_moves_traffic_only_when_the_new_pods_are_ready_then_disables_
     kit.behave(Behaviour::Ready);
     let done = finish(&kit, &run).await;
     succeeded(&done);
-    let (ready, not_ready) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+    let (ready, not_ready) = endpoints_become(&kit, "web", &v1_pods, &BTreeSet::new()).await;
     assert_eq!(ready, v1_pods);
     assert!(not_ready.is_empty(), "{not_ready:?}");
     let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
@@ -242,7 +243,7 @@ async fn red_black_moves_traffic_only_when_the_new_pods_are_ready_then_disables_
         stage(&rollback, "disable new").context["resolvedManifestName"],
         "replicaSet web-v001"
     );
-    let (ready, _) = endpoints_become(&kit, &v0_pods, &BTreeSet::new()).await;
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &BTreeSet::new()).await;
     assert_eq!(ready, v0_pods, "traffic is back on the old version");
     let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
     assert_eq!(template_label(&v1), None);
@@ -272,7 +273,7 @@ async fn highlander_deletes_the_older_versions_and_bad_selectors_are_refused() {
     succeeded(&second);
     assert_eq!(kit.names("apps/v1", "ReplicaSet").await, ["web-v001"]);
     let v1_pods = pods_of(&kit, "web-v001").await;
-    let (ready, _) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+    let (ready, _) = endpoints_become(&kit, "web", &v1_pods, &BTreeSet::new()).await;
     assert_eq!(ready, v1_pods);
     assert_eq!(
         stage(&second, "v1").outputs["deletedManifests"],
@@ -421,7 +422,7 @@ async fn a_red_black_deploy_repeated_at_every_step_or_crashing_after_every_commi
         );
         let v1_pods = pods_of(&kit, "web-v001").await;
         assert_eq!(v1_pods.len(), 2, "{fault:?}");
-        let (ready, not_ready) = endpoints_become(&kit, &v1_pods, &BTreeSet::new()).await;
+        let (ready, not_ready) = endpoints_become(&kit, "web", &v1_pods, &BTreeSet::new()).await;
         assert_eq!(
             ready, v1_pods,
             "{fault:?}: the Service ends on the new version"
@@ -429,6 +430,278 @@ async fn a_red_black_deploy_repeated_at_every_step_or_crashing_after_every_commi
         assert!(not_ready.is_empty(), "{fault:?}: {not_ready:?}");
         let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
         assert_eq!(template_label(&v0), None, "{fault:?}");
+        kit.finish().await;
+    }
+}
+
+/// The preview Service: same label key as the active one, another value, so a pod is
+/// behind one or the other.
+fn preview_service() -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-preview"},
+           "spec": {"selector": {FRONTED_BY: "web-preview"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+}
+
+/// A blue/green deploy with the preview Service: dark on the active `web` unless
+/// `enable_traffic` (automatic promotion).
+fn blue_green(name: &str, image: &str, enable_traffic: bool) -> Value {
+    let mut stage = red_black(
+        name,
+        "bluegreen",
+        vec![service(), preview_service(), replica_set(image)],
+    );
+    stage["trafficManagement"]["options"]["enableTraffic"] = json!(enable_traffic);
+    stage["trafficManagement"]["options"]["previewServices"] = json!(["service web-preview"]);
+    stage
+}
+
+fn newest(name: &str, stage_type: &str, criteria: &str) -> Value {
+    json!({"name": name, "type": stage_type, "cluster": "replicaSet web", "criteria": criteria,
+           "kind": "replicaSet", "app": "shop"})
+}
+
+async fn pods_labelled(kit: &Kit, pods: &BTreeSet<String>) -> Vec<Option<String>> {
+    let api: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let mut labels = Vec::new();
+    for pod in pods {
+        let pod = api.get(pod).await.unwrap();
+        labels.push(pod.metadata.labels.unwrap_or_default().remove(FRONTED_BY));
+    }
+    labels
+}
+
+/// Waits (bounded, real time) until the controller counts `ready` Ready pods of `rs`.
+async fn ready_replicas_become(kit: &Kit, rs: &str, ready: i64) {
+    for _ in 0..200 {
+        let live = kit.get("apps/v1", "ReplicaSet", rs).await.unwrap();
+        if live["status"]["readyReplicas"].as_i64().unwrap_or(0) == ready {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{rs} never had {ready} Ready pods");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_with_a_preview_serves_the_new_version_in_the_preview_until_it_is_promoted() {
+    let Some(kit) = Kit::new("bluegreen", vec![]).await else {
+        return;
+    };
+    let none = BTreeSet::new();
+    // Without a preview, blue/green is red/black, as in Spinnaker.
+    let first = kit
+        .run(vec![red_black(
+            "v0",
+            "bluegreen",
+            vec![service(), preview_service(), replica_set("nginx:1.25")],
+        )])
+        .await;
+    succeeded(&first);
+    let v0_pods = pods_of(&kit, "web-v000").await;
+    assert_eq!(v0_pods.len(), 2);
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(ready, v0_pods);
+
+    // The new version joins only the preview; the active Service keeps the old one.
+    let second = kit.run(vec![blue_green("v1", "nginx:1.26", false)]).await;
+    succeeded(&second);
+    let v1_pods = pods_of(&kit, "web-v001").await;
+    assert_eq!(v1_pods.len(), 2);
+    let (ready, _) = endpoints_become(&kit, "web-preview", &v1_pods, &none).await;
+    assert_eq!(ready, v1_pods, "the preview serves the new version");
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(
+        ready, v0_pods,
+        "the active Service still serves the old one"
+    );
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(template_label(&v1), Some("web-preview"));
+    assert_eq!(
+        v1["metadata"]["annotations"]["traffic.gennaker.io/preview-load-balancers"],
+        r#"["service web-preview"]"#
+    );
+    assert_eq!(
+        v1["metadata"]["annotations"]["traffic.spinnaker.io/load-balancers"],
+        r#"["service web"]"#
+    );
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(template_label(&v0), Some("web"));
+    for name in ["web", "web-preview"] {
+        let live = kit.get("v1", "Service", name).await.unwrap();
+        assert_eq!(
+            live["spec"]["selector"],
+            json!({FRONTED_BY: name}),
+            "Services never change"
+        );
+    }
+    assert_eq!(stage(&second, "v1").outputs["disabledManifests"], json!([]));
+
+    // Promotion waits for every new pod to be Ready before the active Service moves.
+    let flaky = v1_pods.iter().next().unwrap().clone();
+    support::set_ready(&kit.client, &kit.namespace, &flaky, false).await;
+    ready_replicas_become(&kit, "web-v001", 1).await;
+    let run = start(&kit, vec![newest("promote", "enableManifest", "newest")]).await;
+    let waiting = kit
+        .h
+        .drive_until(
+            &run.id,
+            Duration::from_secs(2),
+            "the promotion to wait for the new pods",
+            |e| {
+                e.stages.iter().any(|s| {
+                    s.name == "promote"
+                        && s.context
+                            .get("waitingFor")
+                            .is_some_and(|w| w.to_string().contains("1 of 2 pods Ready"))
+                })
+            },
+        )
+        .await;
+    assert_eq!(waiting.status, ExecutionStatus::Running);
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(ready, v0_pods, "traffic stays on the old version meanwhile");
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(template_label(&v1), Some("web-preview"));
+
+    support::set_ready(&kit.client, &kit.namespace, &flaky, true).await;
+    let done = finish(&kit, &run).await;
+    succeeded(&done);
+    let (ready, not_ready) = endpoints_become(&kit, "web", &v1_pods, &none).await;
+    assert_eq!(
+        ready, v1_pods,
+        "the active Service moved to the new version"
+    );
+    assert!(not_ready.is_empty(), "{not_ready:?}");
+    let (ready, _) = endpoints_become(&kit, "web-preview", &none, &none).await;
+    assert!(ready.is_empty(), "the promoted version left the preview");
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(template_label(&v0), None, "the old version is disabled");
+    assert_eq!(v0["spec"]["replicas"], 2, "and kept for a rollback");
+    assert_eq!(pods_labelled(&kit, &v0_pods).await, [None, None]);
+    let outputs = &stage(&done, "promote").outputs;
+    assert_eq!(outputs["promotedManifests"], json!(["replicaSet web-v001"]));
+    assert_eq!(outputs["disabledManifests"], json!(["replicaSet web-v000"]));
+
+    // Rollback moves traffic first: the old version is enabled (a plain enable: it
+    // was not deployed with a preview), then the new one disabled.
+    let rollback = kit
+        .run(vec![
+            newest("enable old", "enableManifest", "second_newest"),
+            newest("disable new", "disableManifest", "newest"),
+        ])
+        .await;
+    succeeded(&rollback);
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(ready, v0_pods, "traffic is back on the old version");
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(template_label(&v1), None);
+
+    // With enableTraffic the promotion is automatic once the new version is stable.
+    let auto = kit.run(vec![blue_green("v2", "nginx:1.27", true)]).await;
+    succeeded(&auto);
+    let v2_pods = pods_of(&kit, "web-v002").await;
+    let (ready, _) = endpoints_become(&kit, "web", &v2_pods, &none).await;
+    assert_eq!(ready, v2_pods);
+    let (ready, _) = endpoints_become(&kit, "web-preview", &none, &none).await;
+    assert!(ready.is_empty());
+    let outputs = &stage(&auto, "v2").outputs;
+    assert_eq!(outputs["promotedManifests"], json!(["replicaSet web-v002"]));
+    assert_eq!(
+        outputs["disabledManifests"],
+        json!(["replicaSet web-v000", "replicaSet web-v001"])
+    );
+    kit.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blue_green_promotion_repeated_at_every_step_or_crashing_after_every_commit_moves_traffic_once()
+ {
+    use gennaker_engine::Judgment;
+    use gennaker_engine::testing::{Fault, FaultRun, TestBackend};
+    for fault in [Fault::RepeatEveryStep, Fault::CrashAfterEveryCommit] {
+        let Some(kit) = Kit::new("bgfaults", vec![]).await else {
+            return;
+        };
+        let none = BTreeSet::new();
+        let first = kit
+            .run(vec![red_black(
+                "v0",
+                "bluegreen",
+                vec![service(), preview_service(), replica_set("nginx:1.25")],
+            )])
+            .await;
+        succeeded(&first);
+        let v0_pods = pods_of(&kit, "web-v000").await;
+        let pipeline = kit.pipeline(vec![
+            blue_green("v1", "nginx:1.26", false),
+            json!({"name": "judge", "type": "manualJudgment"}),
+            newest("promote", "enableManifest", "newest"),
+            newest("find", "findArtifactsFromResource", "newest"),
+        ]);
+        let accounts = kit.accounts.clone();
+        let outcome = FaultRun::new(TestBackend::Sqlite, fault, pipeline)
+            .with_stages(move |registry| gennaker_kubernetes::register(registry, accounts.clone()))
+            .judging(
+                "judge",
+                Judgment {
+                    judgment_status: "continue".into(),
+                    judgment_input: None,
+                },
+            )
+            .clock_step(Duration::from_secs(1))
+            .run()
+            .await;
+        outcome.assert_succeeded();
+        println!(
+            "{fault:?}: {} repeated steps, {} restarts",
+            outcome.repeated, outcome.restarts
+        );
+        assert_eq!(
+            stage(&outcome.execution, "find").outputs["artifacts"][0]["reference"],
+            "nginx:1.26",
+            "{fault:?}"
+        );
+        assert_eq!(
+            stage(&outcome.execution, "promote").outputs["promotedManifests"],
+            json!(["replicaSet web-v001"]),
+            "{fault:?}"
+        );
+        assert_eq!(
+            kit.names("apps/v1", "ReplicaSet").await,
+            ["web-v000", "web-v001"],
+            "{fault:?}: exactly one new version"
+        );
+        let v1_pods = pods_of(&kit, "web-v001").await;
+        assert_eq!(v1_pods.len(), 2, "{fault:?}");
+        let (ready, not_ready) = endpoints_become(&kit, "web", &v1_pods, &none).await;
+        assert_eq!(ready, v1_pods, "{fault:?}: the active Service ends on v1");
+        assert!(not_ready.is_empty(), "{fault:?}: {not_ready:?}");
+        let (ready, _) = endpoints_become(&kit, "web-preview", &none, &none).await;
+        assert!(
+            ready.is_empty(),
+            "{fault:?}: nothing is left in the preview"
+        );
+        let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+        assert_eq!(template_label(&v1), Some("web"), "{fault:?}");
+        assert_eq!(
+            v1["metadata"]["generation"], 2,
+            "{fault:?}: the new version's template moved once (preview → active)"
+        );
+        assert_eq!(
+            pods_labelled(&kit, &v1_pods).await,
+            [Some("web".to_owned()), Some("web".to_owned())],
+            "{fault:?}"
+        );
+        let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+        assert_eq!(template_label(&v0), None, "{fault:?}");
+        assert_eq!(
+            v0["metadata"]["generation"], 2,
+            "{fault:?}: the old version was disabled once"
+        );
+        assert_eq!(
+            pods_labelled(&kit, &v0_pods).await,
+            [None, None],
+            "{fault:?}"
+        );
         kit.finish().await;
     }
 }

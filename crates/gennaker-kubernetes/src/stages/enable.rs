@@ -4,22 +4,32 @@
 //! workload's `traffic.spinnaker.io/load-balancers` annotation lists. The target is
 //! static (`manifestName`) or dynamic (`cluster` + `criteria`, resolved once).
 //!
+//! Enabling a ReplicaSet deployed blue/green with preview Services (it lists them in
+//! `traffic.gennaker.io/preview-load-balancers`) promotes it: once all its pods are
+//! Ready it joins the active Services and leaves the preview ones, then the other
+//! versions of its cluster are disabled as red/black does; which ones is decided
+//! once and recorded (`promotionPlan`). Disabling one takes it out of both.
+//!
 //! Also `findArtifactsFromResource`: the images and ConfigMaps/Secrets a live
 //! workload references, as artifacts in `outputs.artifacts`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gennaker_core::{Fields, ValidationReport};
-use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult};
+use gennaker_engine::{StageExecution, StageRegistry, Task, TaskContext, TaskError, TaskResult};
 use serde_json::{Value, json};
 
 use super::deploy::shown;
 use super::ops::required;
-use super::{account, authorize, names_by_namespace, static_target};
+use super::traffic::{Older, POLL, Step, apply, versions_plan, waiting_for_promotion};
+use super::{Target, account, authorize, names_by_namespace, static_target};
 use crate::artifacts::found_in;
-use crate::cluster::KubernetesAccounts;
-use crate::traffic::{TrafficError, load_balancers, selectors, service_name, set_traffic};
+use crate::cluster::{Account, KubernetesAccounts};
+use crate::traffic::{
+    TrafficError, load_balancers, preview_load_balancers, selectors, service_name, set_traffic,
+};
 
 /// `enableManifest`'s task.
 pub(super) const ENABLE: &str = "enableManifest";
@@ -27,6 +37,12 @@ pub(super) const ENABLE: &str = "enableManifest";
 pub(super) const DISABLE: &str = "disableManifest";
 /// `findArtifactsFromResource`'s task.
 pub(super) const FIND: &str = "findArtifactsFromResource";
+
+/// Where a promotion's decided steps are recorded.
+const PROMOTION: &str = "promotionPlan";
+
+/// How long a promotion may wait for the new version's pods (Orca's stability wait).
+const TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 pub(super) fn register(registry: &mut StageRegistry, accounts: &Arc<KubernetesAccounts>) {
     for enable in [true, false] {
@@ -66,6 +82,14 @@ impl Task for TrafficTask {
         if self.enable { ENABLE } else { DISABLE }
     }
 
+    fn backoff(&self, _stage: &StageExecution) -> Duration {
+        POLL
+    }
+
+    fn timeout(&self, _stage: &StageExecution) -> Option<Duration> {
+        Some(TIMEOUT)
+    }
+
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let stage = &ctx.stage.name;
         let account = account(&self.accounts, ctx)?;
@@ -73,7 +97,7 @@ impl Task for TrafficTask {
         let ns = target.namespace.as_deref();
         let live = required(account.get(&target.kind, ns, &target.name).await?, &target)?;
         authorize(ctx, &account, ns, &target.full, Some(&live)).await?;
-        let mut services: Vec<String> = ctx
+        let named: Vec<String> = ctx
             .stage
             .context
             .get("loadBalancers")
@@ -83,9 +107,21 @@ impl Task for TrafficTask {
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect();
+        let unreadable = |why| TaskError::Permanent(format!("{}: {why}", target.full));
+        let mut services = named.clone();
         if services.is_empty() {
-            services = load_balancers(&live)
-                .map_err(|why| TaskError::Permanent(format!("{}: {why}", target.full)))?;
+            services = load_balancers(&live).map_err(unreadable)?;
+        }
+        let preview = if target.kind.resource.kind == "ReplicaSet" {
+            preview_load_balancers(&live).map_err(unreadable)?
+        } else {
+            Vec::new()
+        };
+        if self.enable && !preview.is_empty() {
+            return promote(ctx, &account, &target, &live, services).await;
+        }
+        if named.is_empty() {
+            services.extend(preview);
         }
         if services.is_empty() {
             return Err(TaskError::Permanent(format!(
@@ -120,6 +156,47 @@ impl Task for TrafficTask {
             .with_context("outputs.manifestNamesByNamespace", names.clone())
             .with_output("manifestNamesByNamespace", names))
     }
+}
+
+/// Promotes a blue/green version (see the module's doc): waits for its pods, records
+/// the plan, then does it.
+async fn promote(
+    ctx: &TaskContext<'_>,
+    account: &Account,
+    target: &Target,
+    live: &Value,
+    services: Vec<String>,
+) -> Result<TaskResult, TaskError> {
+    let ns = target.namespace.as_deref();
+    let plan: Vec<Step> = match ctx.stage.context.get(PROMOTION) {
+        Some(recorded) => serde_json::from_value(recorded.clone()).map_err(|err| {
+            TaskError::Permanent(format!(
+                "stage '{}' has an unreadable {PROMOTION}: {err}",
+                ctx.stage.name
+            ))
+        })?,
+        None => versions_plan(account, &[live], true, Older::Disable).await?,
+    };
+    if let Some(waiting) = waiting_for_promotion(ctx, account, &target.kind, &plan).await? {
+        return Ok(TaskResult::running_after(POLL).with_context("waitingFor", json!([waiting])));
+    }
+    if !ctx.stage.context.contains_key(PROMOTION) {
+        // Recorded before anything moves, so a repeat acts on these versions.
+        return Ok(TaskResult::running_after(Duration::ZERO).with_context(PROMOTION, json!(plan)));
+    }
+    let done = apply(ctx, account, &target.kind, &plan, &services, &[]).await?;
+    tracing::info!(
+        execution = %ctx.execution.id,
+        stage = %ctx.stage.name,
+        resource = %target.full,
+        "blue/green version promoted"
+    );
+    let names = names_by_namespace(ns, &target.full);
+    Ok(done
+        .result()
+        .with_context("loadBalancers", json!(services))
+        .with_context("outputs.manifestNamesByNamespace", names.clone())
+        .with_output("manifestNamesByNamespace", names))
 }
 
 struct FindTask {

@@ -1,5 +1,6 @@
 //! `deployManifest`'s `trafficManagement`: `{enabled, options: {enableTraffic,
-//! services: ["service my-svc"], strategy: redblack|bluegreen|highlander|none}}`.
+//! services: ["service my-svc"], strategy: redblack|bluegreen|highlander|none,
+//! previewServices: ["service my-svc-preview"]}}`.
 //!
 //! The deploy writes the Services into each ReplicaSet's
 //! `traffic.spinnaker.io/load-balancers` annotation and, with `enableTraffic`, copies
@@ -10,6 +11,17 @@
 //! one with nothing available is deleted instead), highlander disables and deletes
 //! them. Which ReplicaSets and what to do is decided once and recorded
 //! (`trafficPlan`), so a restart does not pick up a version deployed meanwhile.
+//!
+//! `previewServices` (a Gennaker extension, Argo Rollouts' `previewService`; only
+//! with `bluegreen`) makes the new version join only those Services: they are
+//! written into `traffic.gennaker.io/preview-load-balancers` and their selectors, not
+//! the active ones, into its pod template, while the older versions keep serving the
+//! active `services`. It is promoted ([`promote`]: active labels on, preview labels
+//! off, in one patch per object, only once all its pods are Ready; then the older
+//! versions are disabled as red/black does) by the strategy at once when
+//! `enableTraffic` is true (Argo's `autoPromotionEnabled: true`), else by an
+//! `enableManifest` of it (e.g. after a manual judgment); the strategy then only
+//! takes the older versions out of the preview.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +32,13 @@ use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult, t
 use serde_json::{Map, Value, json};
 
 use super::{account, authorize};
-use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts};
+use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts, Resolved};
 use crate::manifest::{MONIKER_APPLICATION, MONIKER_CLUSTER, annotation, kind_key};
 use crate::status::{Stability, stability};
 use crate::traffic::{
-    MAX_SERVICES, TrafficError, attach, has_pods, load_balancers, selectors, service_name,
-    set_load_balancers, set_traffic,
+    MAX_SERVICES, Moved, TrafficError, attach, has_pods, load_balancers, preview_load_balancers,
+    promotion, relabel, selectors, service_name, set_load_balancers, set_preview_load_balancers,
+    set_traffic,
 };
 
 /// The task acting on the older versions after a deploy with a strategy.
@@ -33,6 +46,9 @@ pub(super) const STRATEGY: &str = "applyTrafficStrategy";
 
 /// Where the decided actions are recorded.
 const PLAN: &str = "trafficPlan";
+
+/// How often a promotion looks again for the new version's pods to be Ready.
+pub(super) const POLL: Duration = Duration::from_secs(2);
 
 /// The strategies Spinnaker's Deck stores.
 const STRATEGIES: &[&str] = &["redblack", "bluegreen", "highlander", "none"];
@@ -96,17 +112,101 @@ pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
             format!("at most {MAX_SERVICES} Services"),
         ));
     }
+    if set("previewServices") {
+        let strategy = options.get("strategy").and_then(Value::as_str);
+        check_preview(&options, enabled, strategy, &services, report);
+    }
+}
+
+/// Save-time rules of `previewServices`: Services, none of them active, only with
+/// traffic management enabled and the `bluegreen` strategy.
+fn check_preview(
+    options: &Fields<'_>,
+    enabled: bool,
+    strategy: Option<&str>,
+    services: &[(usize, &str)],
+    report: &mut ValidationReport,
+) {
+    let preview = options.strings("previewServices", report);
+    if preview.is_empty() {
+        return;
+    }
+    if !enabled {
+        report.push(
+            Problem::error(
+                options.at("previewServices"),
+                "preview Services need traffic management: it is disabled",
+            )
+            .with_hint("set trafficManagement.enabled to true, or remove previewServices"),
+        );
+    }
+    if strategy.is_none_or(|s| s != "bluegreen" && !s.contains("${")) {
+        report.push(
+            Problem::error(
+                options.at("previewServices"),
+                format!(
+                    "preview Services are part of the blue/green strategy, not of '{}'",
+                    strategy.unwrap_or("none")
+                ),
+            )
+            .with_hint("set options.strategy to \"bluegreen\", or remove previewServices"),
+        );
+    }
+    if preview.len() > MAX_SERVICES {
+        report.push(Problem::error(
+            options.at("previewServices"),
+            format!("at most {MAX_SERVICES} preview Services"),
+        ));
+    }
+    for (i, text) in &preview {
+        if text.contains("${") {
+            continue;
+        }
+        let at = options.at("previewServices").index(*i);
+        match service_name(text) {
+            Err(why) => report.push(Problem::error(at, why)),
+            Ok(name) => {
+                if services
+                    .iter()
+                    .any(|(_, s)| service_name(s).is_ok_and(|s| s == name))
+                {
+                    report.push(Problem::error(
+                        at,
+                        format!(
+                            "service {name} is both an active and a preview Service: the preview shows the new version before the active Services move to it; name another Service"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Whether a deploy stage acts on older versions after it is stable.
 pub(super) fn wants_strategy(context: &Map<String, Value>) -> bool {
     let traffic = context.get("trafficManagement");
+    let strategy = traffic
+        .and_then(|t| t.pointer("/options/strategy"))
+        .and_then(Value::as_str);
     truthy(traffic.and_then(|t| t.get("enabled")))
-        && truthy(traffic.and_then(|t| t.pointer("/options/enableTraffic")))
-        && traffic
-            .and_then(|t| t.pointer("/options/strategy"))
-            .and_then(Value::as_str)
-            .is_some_and(|s| matches!(s, "redblack" | "bluegreen" | "highlander"))
+        && strategy.is_some_and(|s| matches!(s, "redblack" | "bluegreen" | "highlander"))
+        && (truthy(traffic.and_then(|t| t.pointer("/options/enableTraffic")))
+            || (strategy == Some("bluegreen")
+                && !stage_list(context, "previewServices").is_empty()))
+}
+
+/// A list of Services of the stage's `trafficManagement.options`.
+fn stage_list(context: &Map<String, Value>, key: &str) -> Vec<String> {
+    context
+        .get("trafficManagement")
+        .and_then(|t| t.get("options"))
+        .and_then(|o| o.get(key))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What a deploy stage's `trafficManagement` asks of each manifest.
@@ -115,6 +215,8 @@ pub(super) struct TrafficOptions {
     services: Vec<String>,
     /// Whether the workloads' pods get the Services' selector labels.
     enable_traffic: bool,
+    /// The blue/green preview Services: a new ReplicaSet joins only these.
+    preview: Vec<String>,
 }
 
 impl TrafficOptions {
@@ -127,18 +229,21 @@ impl TrafficOptions {
             return Ok(Self {
                 services: Vec::new(),
                 enable_traffic: true,
+                preview: Vec::new(),
             });
         }
         let options = traffic.and_then(|t| t.get("options"));
-        let services: Vec<String> = options
-            .and_then(|o| o.get("services"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
+        let services = stage_list(&ctx.stage.context, "services");
+        let preview = stage_list(&ctx.stage.context, "previewServices");
         let stage = &ctx.stage.name;
+        let strategy = options
+            .and_then(|o| o.get("strategy"))
+            .and_then(Value::as_str);
+        if !preview.is_empty() && strategy != Some("bluegreen") {
+            return Err(TaskError::Permanent(format!(
+                "stage '{stage}' field \"trafficManagement.options.previewServices\": preview Services are part of the blue/green strategy; set options.strategy to \"bluegreen\" or remove previewServices"
+            )));
+        }
         if services.is_empty() {
             return Err(TaskError::Permanent(format!(
                 "stage '{stage}' field \"trafficManagement.options.services\": traffic management is enabled but names no Service; add \"service <name>\""
@@ -152,6 +257,7 @@ impl TrafficOptions {
         Ok(Self {
             services,
             enable_traffic: truthy(options.and_then(|o| o.get("enableTraffic"))),
+            preview,
         })
     }
 
@@ -172,6 +278,17 @@ impl TrafficOptions {
         if kind == "ReplicaSet" && !self.services.is_empty() {
             set_load_balancers(manifest, &self.services).map_err(TrafficError::Invalid)?;
         }
+        if kind == "ReplicaSet" {
+            set_preview_load_balancers(manifest, &self.preview).map_err(TrafficError::Invalid)?;
+        }
+        if kind == "ReplicaSet" && !self.preview.is_empty() {
+            // Blue/green with a preview: the new pods join only the preview Services;
+            // the active ones move at promotion.
+            for (name, selector) in selectors(account, namespace, &self.preview).await? {
+                attach(manifest, kind, &name, &selector).map_err(TrafficError::Invalid)?;
+            }
+            return Ok(());
+        }
         let services = load_balancers(manifest).map_err(TrafficError::Invalid)?;
         if services.is_empty() || !self.enable_traffic {
             return Ok(());
@@ -187,9 +304,9 @@ struct StrategyTask {
     accounts: Arc<KubernetesAccounts>,
 }
 
-/// What is done to one older version.
+/// What is done to one version: a new one promoted, an older one taken out.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Step {
+pub(super) struct Step {
     /// `replicaSet web-v001`.
     #[serde(rename = "manifestName")]
     manifest_name: String,
@@ -199,6 +316,12 @@ struct Step {
     disable: bool,
     /// Delete it.
     delete: bool,
+    /// Promote it (a new blue/green version): active Services on, preview off.
+    #[serde(default)]
+    promote: bool,
+    /// Take it out of the stage's preview Services.
+    #[serde(default, rename = "leavePreview")]
+    leave_preview: bool,
 }
 
 #[async_trait]
@@ -220,57 +343,193 @@ impl Task for StrategyTask {
                 ctx.stage.name
             ))
         })?;
-        let services = stage_services(ctx);
         let kind = account.resolve("apps/v1", "ReplicaSet").await?;
-        let mut disabled = Vec::new();
-        let mut deleted = Vec::new();
-        for step in &plan {
-            let ns = Some(step.location.as_str());
-            let name = step
-                .manifest_name
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default();
-            let Some(live) = account.get(&kind, ns, name).await? else {
-                continue;
-            };
-            authorize(ctx, &account, ns, &step.manifest_name, Some(&live)).await?;
-            if step.disable {
-                let mut listed = load_balancers(&live).unwrap_or_default();
-                if listed.is_empty() {
-                    listed.clone_from(&services);
-                }
-                let found = selectors(&account, ns, &listed)
-                    .await
-                    .map_err(|err| traffic_error(ctx, &step.manifest_name, err))?;
-                set_traffic(&account, &kind, ns, &live, &found, false)
-                    .await
-                    .map_err(|err| traffic_error(ctx, &step.manifest_name, err))?;
-                disabled.push(step.manifest_name.clone());
-            }
-            if step.delete {
-                let options = DeleteOptions {
-                    cascade: Cascade::Background,
-                    grace_period_seconds: None,
-                };
-                account.delete(&kind, ns, name, &options).await?;
-                deleted.push(step.manifest_name.clone());
-            }
-            tracing::info!(
-                execution = %ctx.execution.id,
-                stage = %ctx.stage.name,
-                resource = %step.manifest_name,
-                disable = step.disable,
-                delete = step.delete,
-                "older version taken out of traffic"
-            );
+        if let Some(waiting) = waiting_for_promotion(ctx, &account, &kind, &plan).await? {
+            return Ok(TaskResult::running_after(POLL).with_context("waitingFor", json!([waiting])));
         }
-        Ok(TaskResult::succeeded()
-            .with_context("outputs.disabledManifests", json!(disabled))
-            .with_context("outputs.deletedManifests", json!(deleted))
-            .with_output("disabledManifests", json!(disabled))
-            .with_output("deletedManifests", json!(deleted)))
+        let context = &ctx.stage.context;
+        let services = stage_list(context, "services");
+        let preview = stage_list(context, "previewServices");
+        let done = apply(ctx, &account, &kind, &plan, &services, &preview).await?;
+        Ok(done.result())
     }
+}
+
+/// Why a version `plan` promotes is not ready for it yet (`None`: all are).
+pub(super) async fn waiting_for_promotion(
+    ctx: &TaskContext<'_>,
+    account: &Account,
+    kind: &Resolved,
+    plan: &[Step],
+) -> Result<Option<String>, TaskError> {
+    for step in plan.iter().filter(|s| s.promote) {
+        let ns = Some(step.location.as_str());
+        let Some(live) = account.get(kind, ns, step.name()).await? else {
+            return Err(TaskError::Permanent(format!(
+                "stage '{}' cannot promote {}: it is gone",
+                ctx.stage.name, step.manifest_name
+            )));
+        };
+        if let Some(waiting) = not_ready(&step.manifest_name, &live) {
+            return Ok(Some(waiting));
+        }
+    }
+    Ok(None)
+}
+
+/// What a plan did.
+#[derive(Default)]
+pub(super) struct Applied {
+    promoted: Vec<String>,
+    disabled: Vec<String>,
+    deleted: Vec<String>,
+    relabelled_pods: Vec<String>,
+}
+
+impl Applied {
+    /// The task's success, with what was promoted, disabled and deleted.
+    pub(super) fn result(self) -> TaskResult {
+        let mut result = TaskResult::succeeded();
+        if !self.promoted.is_empty() {
+            result = result
+                .with_context("outputs.promotedManifests", json!(self.promoted))
+                .with_output("promotedManifests", json!(self.promoted))
+                .with_context("relabelledPods", json!(self.relabelled_pods));
+        }
+        result
+            .with_context("outputs.disabledManifests", json!(self.disabled))
+            .with_context("outputs.deletedManifests", json!(self.deleted))
+            .with_output("disabledManifests", json!(self.disabled))
+            .with_output("deletedManifests", json!(self.deleted))
+    }
+}
+
+impl Step {
+    /// `web-v001` of `replicaSet web-v001`.
+    fn name(&self) -> &str {
+        self.manifest_name
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+    }
+}
+
+/// `Some(why)` while a blue/green version is not ready to be promoted: the active
+/// Services move to it only once every pod it wants is Ready and available. Counted
+/// from its status rather than by [`stability`], which also wants every pod to carry
+/// the template's labels: a promotion that crashed between relabelling the template
+/// and its pods must still go on.
+fn not_ready(name: &str, live: &Value) -> Option<String> {
+    let count = |p: &str| live.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let desired = live
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = count("/status/readyReplicas");
+    let available = count("/status/availableReplicas");
+    (ready < desired || available < desired).then(|| {
+        format!(
+            "{name}: {ready} of {desired} pods Ready, {available} available (the active Services move to it once all are)"
+        )
+    })
+}
+
+/// Does the recorded `plan`: promotions first (traffic moves before anything is
+/// taken out of it), then the older versions, in order; every step is idempotent.
+/// `services` are the Services an older version leaves when it lists none itself,
+/// `preview` the ones `leavePreview` steps leave.
+pub(super) async fn apply(
+    ctx: &TaskContext<'_>,
+    account: &Account,
+    kind: &Resolved,
+    plan: &[Step],
+    services: &[String],
+    preview: &[String],
+) -> Result<Applied, TaskError> {
+    let mut done = Applied::default();
+    let ordered = plan
+        .iter()
+        .filter(|s| s.promote)
+        .chain(plan.iter().filter(|s| !s.promote));
+    for step in ordered {
+        let ns = Some(step.location.as_str());
+        let Some(live) = account.get(kind, ns, step.name()).await? else {
+            continue;
+        };
+        authorize(ctx, account, ns, &step.manifest_name, Some(&live)).await?;
+        let error = |err| traffic_error(ctx, &step.manifest_name, err);
+        if step.promote {
+            let moved = promote(account, kind, ns, &live, services)
+                .await
+                .map_err(error)?;
+            done.relabelled_pods.extend(moved.pods);
+            done.promoted.push(step.manifest_name.clone());
+        }
+        if step.leave_preview && !preview.is_empty() {
+            let found = selectors(account, ns, preview).await.map_err(error)?;
+            set_traffic(account, kind, ns, &live, &found, false)
+                .await
+                .map_err(error)?;
+        }
+        if step.disable {
+            let mut listed = load_balancers(&live).unwrap_or_default();
+            if listed.is_empty() {
+                listed = services.to_vec();
+            }
+            let found = selectors(account, ns, &listed).await.map_err(error)?;
+            set_traffic(account, kind, ns, &live, &found, false)
+                .await
+                .map_err(error)?;
+            done.disabled.push(step.manifest_name.clone());
+        }
+        if step.delete {
+            let options = DeleteOptions {
+                cascade: Cascade::Background,
+                grace_period_seconds: None,
+            };
+            account.delete(kind, ns, step.name(), &options).await?;
+            done.deleted.push(step.manifest_name.clone());
+        }
+        tracing::info!(
+            execution = %ctx.execution.id,
+            stage = %ctx.stage.name,
+            resource = %step.manifest_name,
+            promote = step.promote,
+            leave_preview = step.leave_preview,
+            disable = step.disable,
+            delete = step.delete,
+            "traffic strategy step done"
+        );
+    }
+    Ok(done)
+}
+
+/// Promotes a blue/green version (live): into the active Services (`services`, else
+/// the ones its annotation lists) and out of its preview ones, in one patch of its
+/// template and one of each of its pods.
+pub(super) async fn promote(
+    account: &Account,
+    kind: &Resolved,
+    namespace: Option<&str>,
+    live: &Value,
+    services: &[String],
+) -> Result<Moved, TrafficError> {
+    let active = if services.is_empty() {
+        load_balancers(live).map_err(TrafficError::Invalid)?
+    } else {
+        services.to_vec()
+    };
+    let preview = preview_load_balancers(live).map_err(TrafficError::Invalid)?;
+    let active = selectors(account, namespace, &active).await?;
+    let preview = selectors(account, namespace, &preview).await?;
+    relabel(
+        account,
+        kind,
+        namespace,
+        live,
+        &promotion(&active, &preview),
+    )
+    .await
 }
 
 fn traffic_error(ctx: &TaskContext<'_>, target: &str, err: TrafficError) -> TaskError {
@@ -283,72 +542,82 @@ fn traffic_error(ctx: &TaskContext<'_>, target: &str, err: TrafficError) -> Task
     }
 }
 
-fn stage_services(ctx: &TaskContext<'_>) -> Vec<String> {
-    ctx.stage
-        .context
-        .get("trafficManagement")
-        .and_then(|t| t.pointer("/options/services"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect()
+/// What a plan does to the older versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Older {
+    /// Disable them (one that never served is deleted): red/black, blue/green.
+    Disable,
+    /// Disable and delete them: highlander.
+    DisableAndDelete,
+    /// Take them out of the preview Services only: a new blue/green version waiting
+    /// for its promotion.
+    LeavePreview,
 }
 
-/// For every ReplicaSet the deploy applied, the other live ReplicaSets of its
-/// application and cluster, and what the strategy does to each.
+/// The deploy's plan: for every ReplicaSet it applied, what its strategy does.
 async fn plan(ctx: &TaskContext<'_>, account: &Account) -> Result<Vec<Step>, TaskError> {
-    let strategy = ctx
-        .stage
-        .context
+    let context = &ctx.stage.context;
+    let strategy = context
         .get("trafficManagement")
         .and_then(|t| t.pointer("/options/strategy"))
         .and_then(Value::as_str)
         .unwrap_or("none");
-    let deployed: Vec<&Value> = ctx
-        .stage
-        .context
+    let preview = strategy == "bluegreen" && !stage_list(context, "previewServices").is_empty();
+    let automatic = truthy(
+        context
+            .get("trafficManagement")
+            .and_then(|t| t.pointer("/options/enableTraffic")),
+    );
+    let deployed: Vec<&Value> = context
         .get("outputs.manifests")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|m| m.get("kind").and_then(Value::as_str) == Some("ReplicaSet"))
         .collect();
+    let older = match strategy {
+        "highlander" => Older::DisableAndDelete,
+        _ if preview && !automatic => Older::LeavePreview,
+        _ => Older::Disable,
+    };
+    versions_plan(account, &deployed, preview && automatic, older).await
+}
+
+/// For the ReplicaSets `new` (promoted first when `promote`), the other live
+/// ReplicaSets of their application and cluster, and what is done to each.
+pub(super) async fn versions_plan(
+    account: &Account,
+    new: &[&Value],
+    promote: bool,
+    older: Older,
+) -> Result<Vec<Step>, TaskError> {
     let name_of = |o: &Value| {
         o.pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned()
     };
-    let deployed_names: Vec<(String, String)> = deployed
-        .iter()
-        .map(|m| {
-            (
-                m.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                name_of(m),
-            )
-        })
-        .collect();
+    let namespace_of = |o: &Value| {
+        o.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let new_names: Vec<(String, String)> =
+        new.iter().map(|m| (namespace_of(m), name_of(m))).collect();
     let kind = account.resolve("apps/v1", "ReplicaSet").await?;
     let mut steps: Vec<Step> = Vec::new();
-    for new in deployed {
-        let namespace = new
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    for new in new {
+        let namespace = namespace_of(new);
         let (Some(application), Some(cluster)) = (
             annotation(new, MONIKER_APPLICATION),
             annotation(new, MONIKER_CLUSTER),
         ) else {
             continue;
         };
-        for old in account.list(&kind, Some(namespace), "").await? {
+        for old in account.list(&kind, Some(&namespace), "").await? {
             let name = name_of(&old);
-            if deployed_names.contains(&(namespace.to_owned(), name.clone()))
+            if new_names.contains(&(namespace.clone(), name.clone()))
                 || old.pointer("/metadata/deletionTimestamp").is_some()
                 || annotation(&old, MONIKER_APPLICATION) != Some(application)
                 || annotation(&old, MONIKER_CLUSTER) != Some(cluster)
@@ -362,20 +631,34 @@ async fn plan(ctx: &TaskContext<'_>, account: &Account) -> Result<Vec<Step>, Tas
             {
                 continue;
             }
-            let (disable, delete) = match strategy {
-                "highlander" => (true, true),
-                _ if never_ready(&old) => (false, true),
-                _ => (true, false),
+            let (disable, delete, leave_preview) = match older {
+                Older::DisableAndDelete => (true, true, false),
+                Older::LeavePreview => (false, false, true),
+                Older::Disable if never_ready(&old) => (false, true, false),
+                Older::Disable => (true, false, false),
             };
             steps.push(Step {
                 manifest_name,
-                location: namespace.to_owned(),
+                location: namespace.clone(),
                 disable,
                 delete,
+                promote: false,
+                leave_preview,
             });
         }
     }
     steps.sort_by(|a, b| a.manifest_name.cmp(&b.manifest_name));
+    if promote {
+        let promoted = new.iter().map(|m| Step {
+            manifest_name: format!("{} {}", kind_key("ReplicaSet"), name_of(m)),
+            location: namespace_of(m),
+            disable: false,
+            delete: false,
+            promote: true,
+            leave_preview: false,
+        });
+        steps.splice(0..0, promoted);
+    }
     Ok(steps)
 }
 
@@ -437,6 +720,127 @@ mod tests {
         let bad = report(json!({"enabled": true, "options": {
             "services": ["deployment web"], "strategy": "canary"}}));
         assert_eq!(bad.problems.len(), 2, "{:?}", bad.problems);
+    }
+
+    fn problems(traffic: Value) -> Vec<(String, String)> {
+        let stage = json!({"trafficManagement": traffic});
+        let mut report = ValidationReport::default();
+        check(
+            &Fields::new(stage.as_object().unwrap(), gennaker_core::JsonPath::root()),
+            &mut report,
+        );
+        report
+            .problems
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    }
+
+    fn blue_green(enabled: bool, strategy: &str, services: Value, preview: Value) -> Value {
+        json!({"enabled": enabled, "options": {"enableTraffic": false, "services": services,
+            "strategy": strategy, "previewServices": preview}})
+    }
+
+    #[test]
+    fn preview_services_are_checked_at_save_time_with_their_json_paths() {
+        let web = json!(["service web"]);
+        assert_eq!(
+            problems(blue_green(
+                true,
+                "bluegreen",
+                web.clone(),
+                json!(["service web-preview"])
+            )),
+            [],
+        );
+        assert_eq!(
+            problems(blue_green(true, "bluegreen", web.clone(), json!([]))),
+            [],
+            "an empty preview is no preview"
+        );
+        let at = "$.trafficManagement.options.previewServices";
+        let wrong = problems(blue_green(
+            true,
+            "redblack",
+            web.clone(),
+            json!(["service p"]),
+        ));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert_eq!(wrong[0].0, at);
+        assert!(wrong[0].1.contains("blue/green"), "{wrong:?}");
+        let off = problems(blue_green(
+            false,
+            "bluegreen",
+            json!([]),
+            json!(["service p"]),
+        ));
+        assert_eq!(off.len(), 1, "{off:?}");
+        assert_eq!(off[0].0, at);
+        assert!(off[0].1.contains("disabled"), "{off:?}");
+        let bad = problems(blue_green(
+            true,
+            "bluegreen",
+            web,
+            json!(["service web-preview", "deployment web", "service web", 3]),
+        ));
+        let paths: Vec<&str> = bad.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.trafficManagement.options.previewServices[3]",
+                "$.trafficManagement.options.previewServices[1]",
+                "$.trafficManagement.options.previewServices[2]",
+            ],
+            "{bad:?}"
+        );
+        assert!(bad[2].1.contains("both an active and a preview"), "{bad:?}");
+        let many: Vec<String> = (0..=MAX_SERVICES)
+            .map(|i| format!("service p{i}"))
+            .collect();
+        let too_many = problems(blue_green(
+            true,
+            "bluegreen",
+            json!(["service web"]),
+            json!(many),
+        ));
+        assert_eq!(too_many.len(), 1, "{too_many:?}");
+        assert_eq!(too_many[0].0, at);
+    }
+
+    #[test]
+    fn a_preview_runs_the_strategy_even_without_enable_traffic() {
+        let context = |strategy: &str, preview: Value| {
+            blue_green(true, strategy, json!(["service web"]), preview)
+        };
+        let wants = |traffic: Value| {
+            wants_strategy(json!({"trafficManagement": traffic}).as_object().unwrap())
+        };
+        assert!(wants(context("bluegreen", json!(["service web-preview"]))));
+        assert!(
+            !wants(context("bluegreen", json!([]))),
+            "blue/green without a preview is red/black: a dark deploy moves nothing"
+        );
+        assert!(!wants(context("redblack", json!(["service web-preview"]))));
+    }
+
+    #[test]
+    fn a_version_is_promoted_only_once_all_its_pods_are_ready_and_available() {
+        let rs = |ready: i64, available: i64| {
+            json!({"spec": {"replicas": 2}, "status": {"replicas": 2,
+                "readyReplicas": ready, "availableReplicas": available}})
+        };
+        assert_eq!(not_ready("replicaSet web-v001", &rs(2, 2)), None);
+        let why = not_ready("replicaSet web-v001", &rs(1, 2)).unwrap();
+        assert!(why.contains("1 of 2 pods Ready"), "{why}");
+        assert!(not_ready("replicaSet web-v001", &rs(2, 1)).is_some());
+    }
+
+    #[test]
+    fn plans_recorded_before_blue_green_read_back_unchanged() {
+        let stored = json!([{"manifestName": "replicaSet web-v000", "location": "shop",
+                             "disable": true, "delete": false}]);
+        let plan: Vec<Step> = serde_json::from_value(stored).unwrap();
+        assert!(!plan[0].promote && !plan[0].leave_preview && plan[0].disable);
     }
 
     #[test]
