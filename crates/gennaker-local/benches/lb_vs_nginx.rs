@@ -222,6 +222,8 @@ fn run_wrk(
     cpu: &dyn Fn() -> f64,
 ) -> Value {
     let cpu_before = cpu();
+    let backends_before = threads_cpu_seconds("backends");
+    let machine_before = machine_cpu_seconds();
     let output = std::process::Command::new(wrk)
         .args([
             "-t1".to_owned(),
@@ -234,6 +236,9 @@ fn run_wrk(
         .output()
         .unwrap();
     let used = cpu() - cpu_before;
+    let backends_used = threads_cpu_seconds("backends") - backends_before;
+    let (busy, idle) = machine_cpu_seconds();
+    let (busy, idle) = (busy - machine_before.0, idle - machine_before.1);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let number_after = |label: &str| -> Option<f64> {
         text.lines()
@@ -271,6 +276,12 @@ fn run_wrk(
         "errors": errors,
         "proxy_cpu_seconds": round3(used),
         "cpu_us_per_request": requests.filter(|r| *r > 0.0).map(|r| round3(used * 1e6 / r)),
+        // What else a request costs on this machine (the same backends for both
+        // proxies; wrk, the kernel's loopback): the proxy is bounded by the cores
+        // it shares with them.
+        "backends_cpu_us_per_request": requests.filter(|r| *r > 0.0).map(|r| round3(backends_used * 1e6 / r)),
+        "machine_busy_cpu_us_per_request": requests.filter(|r| *r > 0.0).map(|r| round3(busy * 1e6 / r)),
+        "machine_idle_share": if busy + idle > 0.0 { json!(round3(idle / (busy + idle))) } else { Value::Null },
         "p50_ms": percentile_ms("50%"),
         "p90_ms": percentile_ms("90%"),
         "p99_ms": percentile_ms("99%"),
@@ -300,6 +311,23 @@ fn threads_cpu_seconds(name: &str) -> f64 {
         })
         .map(|task| stat_cpu_seconds(&task.path().join("stat")))
         .sum()
+}
+
+/// CPU seconds of the whole machine so far: (busy, idle), from `/proc/stat`.
+fn machine_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    let total: f64 = ticks.iter().take(8).sum();
+    ((total - idle) / 100.0, idle / 100.0)
 }
 
 /// CPU seconds used so far by a process and its children (nginx's workers).

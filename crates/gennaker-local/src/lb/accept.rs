@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::core::ListenerCore;
@@ -24,15 +25,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// requests (at most the configured drain timeout) and closes them.
 pub(crate) async fn serve(core: Arc<ListenerCore>, listener: TcpListener, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
-    let close_now = CancellationToken::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let connections = Connections {
+    let mut connections = Connections {
         core: &core,
         builder: &builder,
         graceful: &graceful,
-        close_now: &close_now,
+        tasks: JoinSet::new(),
     };
     loop {
         tokio::select! {
@@ -48,6 +48,8 @@ pub(crate) async fn serve(core: Arc<ListenerCore>, listener: TcpListener, stop: 
                     }
                 }
             },
+            // Reaps ended connections, so the set holds only open ones.
+            Some(_) = connections.tasks.join_next() => {}
         }
     }
     // Connections the kernel has already completed would be reset when the socket
@@ -59,6 +61,7 @@ pub(crate) async fn serve(core: Arc<ListenerCore>, listener: TcpListener, stop: 
         }
     }
     drop(listener);
+    let Connections { mut tasks, .. } = connections;
     let drain_timeout = core.config.drain_timeout;
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await
@@ -69,8 +72,9 @@ pub(crate) async fn serve(core: Arc<ListenerCore>, listener: TcpListener, stop: 
             seconds = drain_timeout.as_secs_f64(),
             "connections still busy after the drain timeout; closing them"
         );
-        close_now.cancel();
     }
+    // Closes whatever is still open (nothing after a graceful shutdown that finished).
+    tasks.shutdown().await;
 }
 
 /// What serving one accepted connection needs.
@@ -78,11 +82,14 @@ struct Connections<'a> {
     core: &'a Arc<ListenerCore>,
     builder: &'a auto::Builder<TokioExecutor>,
     graceful: &'a GracefulShutdown,
-    close_now: &'a CancellationToken,
+    /// The open connections' tasks, aborted if they outlast the drain timeout. Owning
+    /// them (instead of each task also waiting on a "close now" signal) keeps every
+    /// wake-up of a busy connection down to polling the connection itself.
+    tasks: JoinSet<()>,
 }
 
 impl Connections<'_> {
-    fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+    fn serve(&mut self, stream: TcpStream, peer: SocketAddr) {
         let ip = peer.ip().to_canonical();
         if !self.core.allows(ip) {
             self.core.count_refused();
@@ -104,15 +111,9 @@ impl Connections<'_> {
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned(),
         );
-        let close_now = self.close_now.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "client connection ended with an error");
-                    }
-                }
-                () = close_now.cancelled() => {}
+        self.tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "client connection ended with an error");
             }
         });
     }

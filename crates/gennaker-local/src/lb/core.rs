@@ -102,7 +102,12 @@ impl ListenerCore {
 
     /// Milliseconds since the listener started, on tokio's clock; never 0.
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis())
+        self.ms_at(Instant::now())
+    }
+
+    /// [`ListenerCore::now_ms`] at `at` (a time already read, saving a clock read).
+    pub(crate) fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
     }

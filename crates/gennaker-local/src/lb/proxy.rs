@@ -67,8 +67,12 @@ pub(crate) async fn forward(
     // The last failed attempt, counted as an error if no retry succeeds.
     let mut failed_attempt: Option<InFlight> = None;
 
-    for _ in 0..MAX_ATTEMPTS {
-        let now_ms = core.now_ms();
+    for attempt in 0..MAX_ATTEMPTS {
+        let now_ms = if attempt == 0 {
+            core.ms_at(started)
+        } else {
+            core.now_ms()
+        };
         let Some((group, backend)) = table.pick(now_ms, &tried) else {
             break;
         };

@@ -104,6 +104,41 @@ async fn remove_lets_requests_in_flight_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_past_the_drain_timeout_is_cut_off() {
+    let config = gennaker_local::lb::LbConfig {
+        drain_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let lbs = LoadBalancers::new(config, CancellationToken::new());
+    let held = spawn_backend("held").await;
+    let lb = lbs.upsert(spec("stuck")).await.unwrap();
+    lbs.set_backends("stuck", vec![group("v001", 1, &[&held])])
+        .unwrap();
+    let request = tokio::spawn(async move { get(&client(), lb, "/hold").await });
+    eventually("the held request", || {
+        held.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let started = Instant::now();
+    assert!(lbs.remove("stuck").await);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < PATIENCE,
+        "remove waited {took:?} for a request that never ends"
+    );
+    // Its connection was closed: the client gets an error, not a hang.
+    let outcome = tokio::time::timeout(PATIENCE, request)
+        .await
+        .expect("the client was left hanging")
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "the cut-off request answered: {outcome:?}"
+    );
+    held.release.send_replace(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_to_a_new_address_under_load_fails_no_request() {
     let lbs = LoadBalancers::new(test_config(), CancellationToken::new());
     let a = spawn_backend("a").await;
