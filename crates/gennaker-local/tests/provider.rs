@@ -521,6 +521,32 @@ async fn creating_after_each_step_stays_idempotent() {
 }
 
 /// End to end through the real load balancer.
+/// Polls `web-lb` until its weights are `expected`; fails with the last ones after
+/// ten seconds.
+async fn weights_become(
+    provider: &gennaker_local::LocalProvider,
+    expected: std::collections::BTreeMap<String, u32>,
+) -> gennaker_deploy::LoadBalancer {
+    use gennaker_deploy::TrafficRouter;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let routed = provider
+            .load_balancer("local", "web-lb")
+            .await
+            .unwrap()
+            .unwrap();
+        if routed.weights == expected {
+            return routed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "weights {:?}, expected {expected:?}",
+            routed.weights
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_balancer_weights_follow_up_instances_and_overrides() {
     use gennaker_deploy::{LoadBalancerSpec, TrafficRouter};
@@ -560,18 +586,15 @@ async fn load_balancer_weights_follow_up_instances_and_overrides() {
         .unwrap();
     wait_for(&provider, "web-prod-v000", "up", |g| g.up_instances() == 3).await;
     wait_for(&provider, "web-prod-v001", "up", |g| g.up_instances() == 1).await;
-    let routed = provider
-        .load_balancer("local", "web-lb")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        routed.weights,
+    // The routing table follows health changes a moment after the groups show them.
+    let routed = weights_become(
+        &provider,
         BTreeMap::from([
             ("web-prod-v000".to_owned(), 75),
-            ("web-prod-v001".to_owned(), 25)
-        ])
-    );
+            ("web-prod-v001".to_owned(), 25),
+        ]),
+    )
+    .await;
     let body = get_json(&format!("http://{}/", routed.address)).await;
     assert!(body["version"] == "v1" || body["version"] == "v2");
 
@@ -600,15 +623,11 @@ async fn load_balancer_weights_follow_up_instances_and_overrides() {
         .disable_server_group("local", "web-prod-v000")
         .await
         .unwrap();
-    let routed = provider
-        .load_balancer("local", "web-lb")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        routed.weights,
-        BTreeMap::from([("web-prod-v001".to_owned(), 100)])
-    );
+    weights_become(
+        &provider,
+        BTreeMap::from([("web-prod-v001".to_owned(), 100)]),
+    )
+    .await;
     provider.destroy_all().await.unwrap();
     assert!(
         provider
