@@ -711,6 +711,85 @@ mod tests {
         assert_eq!(fetched.sha256.len(), 64);
     }
 
+    /// Serves `/big` (over the outbound cap, no length announced), `/small`, `/down`
+    /// (503) and `/gone` (404) on 127.0.0.1.
+    async fn file_server() -> String {
+        use axum::body::Body;
+        use axum::http::StatusCode;
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/big",
+                get(|| async {
+                    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1024]));
+                    Body::from_stream(futures::stream::iter(chunks))
+                }),
+            )
+            .route("/small", get(|| async { "kind: List\nitems: []\n" }))
+            .route(
+                "/down",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "later") }),
+            )
+            .route("/gone", get(|| async { (StatusCode::NOT_FOUND, "no") }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn http_files_are_bounded_and_their_statuses_named() {
+        let base = file_server().await;
+        let outbound = OutboundPolicy::new(&gennaker_outbound::OutboundSettings {
+            allow: vec!["127.0.0.1/32".into()],
+            max_response_bytes: 32 * 1024,
+            ..gennaker_outbound::OutboundSettings::default()
+        })
+        .unwrap();
+        let http = outbound.client().unwrap();
+        let accounts = ArtifactAccounts::default();
+        let fetch = |path: &str| {
+            let artifact = json!({"type": "http/file", "reference": format!("{base}{path}")});
+            let (accounts, http, outbound) = (&accounts, &http, &outbound);
+            async move { accounts.fetch(&artifact, http, outbound).await }
+        };
+        assert_eq!(
+            fetch("/small").await.unwrap().bytes,
+            b"kind: List\nitems: []\n".to_vec()
+        );
+        let err = fetch("/big").await.unwrap_err();
+        assert!(
+            matches!(err, FetchError::TooLarge { max: 32768, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("[outbound] max_response_bytes"),
+            "{err}"
+        );
+        let err = fetch("/down").await.unwrap_err();
+        assert!(
+            err.is_transient() && err.to_string().ends_with("answered HTTP 503"),
+            "{err}"
+        );
+        let err = fetch("/gone").await.unwrap_err();
+        assert!(
+            !err.is_transient() && err.to_string().contains("HTTP 404 (no file there"),
+            "{err}"
+        );
+        // Not in the allow-list: refused before any connection, with the entry to add.
+        let refused = OutboundPolicy::default();
+        let artifact = json!({"type": "http/file", "reference": format!("{base}/small")});
+        let err = accounts
+            .fetch(&artifact, &http, &refused)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Refused(_)), "{err}");
+        assert!(
+            err.to_string().contains("allow = [\"127.0.0.1/32\"]"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn only_unavailability_is_worth_retrying() {
         let status = |status| FetchError::Status {
