@@ -1,6 +1,7 @@
 //! Expected artifacts: matching an incoming artifact against `matchArtifact`, binding a
 //! pipeline's `expectedArtifacts` when an execution starts, and finding what an
-//! expected artifact id was bound to.
+//! expected artifact id stands for at a stage (bound when the execution started, or
+//! produced by an upstream stage).
 //!
 //! The rules are Spinnaker's (kork's `ExpectedArtifact.matches`, Orca's
 //! `ArtifactUtils.resolveArtifacts`):
@@ -24,7 +25,9 @@ use std::collections::HashMap;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
+use crate::execution::StageExecution;
 use crate::lenient::truthy;
+use crate::redact::redact_url_passwords;
 
 /// The fields of `matchArtifact` that are compared (kork's list).
 pub const MATCHED_FIELDS: [&str; 5] = ["type", "name", "version", "location", "reference"];
@@ -323,17 +326,103 @@ pub fn bound_artifact(trigger: &Map<String, Value>, id: &str) -> Option<Value> {
         .as_array()?
         .iter()
         .find(|e| text(e.get("id")).as_deref() == Some(id))?;
-    let mut bound = entry.get("boundArtifact")?.as_object()?.clone();
-    if text(bound.get("artifactAccount")).is_none_or(|a| a.is_empty())
+    let bound = entry.get("boundArtifact")?.as_object()?.clone();
+    Some(with_match_account(bound, entry))
+}
+
+/// Fills a missing `artifactAccount` of `artifact` from the expected artifact's
+/// `matchArtifact`, as Orca does.
+fn with_match_account(mut artifact: Map<String, Value>, expected: &Value) -> Value {
+    if text(artifact.get("artifactAccount")).is_none_or(|a| a.is_empty())
         && let Some(account) = text(
-            entry
+            expected
                 .get("matchArtifact")
                 .and_then(|m| m.get("artifactAccount")),
         )
     {
-        bound.insert("artifactAccount".into(), Value::String(account));
+        artifact.insert("artifactAccount".into(), Value::String(account));
     }
-    Some(Value::Object(bound))
+    Value::Object(artifact)
+}
+
+/// The artifact `stage` produced for its own expected artifact `id`: the one its
+/// outputs bound (`outputs.resolvedExpectedArtifacts`, Orca's `bindProducedArtifacts`),
+/// else the first of its `outputs.artifacts` matching the expected artifact it declares
+/// (`expectedArtifacts`, or the older singular `expectedArtifact`), else that expected
+/// artifact's default (with `useDefaultArtifact`).
+pub fn produced_artifact(stage: &StageExecution, id: &str) -> Option<Value> {
+    let has_id = |e: &&Value| text(e.get("id")).as_deref() == Some(id);
+    if let Some(bound) = stage
+        .outputs
+        .get("resolvedExpectedArtifacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(has_id)
+        .and_then(|e| Some((e, e.get("boundArtifact")?.as_object()?.clone())))
+    {
+        return Some(with_match_account(bound.1, bound.0));
+    }
+    let declared = stage
+        .context
+        .get("expectedArtifacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(stage.context.get("expectedArtifact"))
+        .find(has_id)?;
+    let matched = declared
+        .get("matchArtifact")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .and_then(|m| Matcher::new(m).ok())
+        .and_then(|matcher| {
+            stage
+                .outputs
+                .get("artifacts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|a| matcher.matches(a))
+                .cloned()
+        });
+    let fallback = || {
+        truthy(declared.get("useDefaultArtifact"))
+            .then(|| declared.get("defaultArtifact").cloned())
+            .flatten()
+    };
+    let artifact = matched.or_else(fallback)?;
+    Some(with_match_account(artifact.as_object()?.clone(), declared))
+}
+
+/// What expected artifact `id` stands for at a stage whose upstream stages are
+/// `upstream` (nearest first): what it was bound to when the execution started
+/// ([`bound_artifact`]), else what the nearest upstream stage declaring it produced
+/// ([`produced_artifact`]).
+pub fn artifact_for_id(
+    trigger: &Map<String, Value>,
+    upstream: &[&StageExecution],
+    id: &str,
+) -> Option<Value> {
+    bound_artifact(trigger, id).or_else(|| upstream.iter().find_map(|s| produced_artifact(s, id)))
+}
+
+/// An artifact as a stage records what it used: its identity without inline content
+/// (an `embedded/base64` reference is the content itself) and without a password in
+/// a URL.
+pub fn artifact_identity(artifact: &Value) -> Value {
+    let mut kept = Map::new();
+    let inline = text(artifact.get("type")).is_some_and(|t| BASE64_TYPES.contains(&t.as_str()));
+    for key in MATCHED_FIELDS.iter().copied().chain(["artifactAccount"]) {
+        if key == "reference" && inline {
+            continue;
+        }
+        if let Some(value) = text(artifact.get(key)).filter(|v| !v.is_empty()) {
+            let value = redact_url_passwords(&value).into_owned();
+            kept.insert(key.to_owned(), Value::String(value));
+        }
+    }
+    Value::Object(kept)
 }
 
 /// What [`bound_artifact`] says when `id` is not bound, for a stage's error.
@@ -462,6 +551,83 @@ mod tests {
         // Not required: left unbound, no failure.
         let r = resolve(&[expected(json!({}))], &[], &[], &[]).unwrap();
         assert!(r.resolved.is_empty());
+    }
+
+    fn stage(context: Value, outputs: Value) -> StageExecution {
+        serde_json::from_value(json!({
+            "id": "s1", "refId": "1", "type": "bakeManifest", "name": "bake",
+            "status": "SUCCEEDED", "context": context, "outputs": outputs
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_upstream_stage_produces_the_artifact_it_declares() {
+        let baked = json!({"type": "embedded/base64", "name": "manifest", "reference": "YTogMQ=="});
+        let declares = json!({"expectedArtifacts": [{"id": "baked",
+            "matchArtifact": {"type": "embedded/base64", "name": "manifest", "artifactAccount": "embedded-artifact"}}]});
+        let bake = stage(
+            declares.clone(),
+            json!({"artifacts": [{"type": "docker/image", "name": "x"}, baked]}),
+        );
+        let found = produced_artifact(&bake, "baked").unwrap();
+        assert_eq!(found["reference"], "YTogMQ==");
+        assert_eq!(found["artifactAccount"], "embedded-artifact");
+        assert!(produced_artifact(&bake, "other").is_none());
+
+        // Bound in the outputs (Orca's bindProducedArtifacts) wins over matching again.
+        let bound = stage(
+            declares.clone(),
+            json!({"artifacts": [baked], "resolvedExpectedArtifacts": [
+                {"id": "baked", "boundArtifact": {"type": "embedded/base64", "name": "other", "reference": "Yjog"}}]}),
+        );
+        assert_eq!(produced_artifact(&bound, "baked").unwrap()["name"], "other");
+
+        // Nothing produced: the declared default, only with useDefaultArtifact.
+        let nothing = stage(declares, json!({}));
+        assert!(produced_artifact(&nothing, "baked").is_none());
+        let defaulted = stage(
+            json!({"expectedArtifacts": [{"id": "baked", "useDefaultArtifact": true,
+                "matchArtifact": {"type": "embedded/base64"}, "defaultArtifact": baked}]}),
+            json!({}),
+        );
+        assert_eq!(
+            produced_artifact(&defaulted, "baked").unwrap()["name"],
+            "manifest"
+        );
+
+        // The trigger's binding comes first, then the nearest producer.
+        let trigger = json!({"resolvedExpectedArtifacts": [{"id": "baked",
+            "boundArtifact": {"type": "http/file", "reference": "https://h/x"}}]});
+        let near = stage(
+            json!({"expectedArtifact": {"id": "baked", "matchArtifact": {"name": "manifest"}}}),
+            json!({"artifacts": [{"type": "embedded/base64", "name": "manifest", "reference": "bmVhcg=="}]}),
+        );
+        let upstream = [&near, &bake];
+        assert_eq!(
+            artifact_for_id(trigger.as_object().unwrap(), &upstream, "baked").unwrap()["type"],
+            "http/file"
+        );
+        assert_eq!(
+            artifact_for_id(&Map::new(), &upstream, "baked").unwrap()["reference"],
+            "bmVhcg=="
+        );
+    }
+
+    #[test]
+    fn a_recorded_artifact_keeps_no_inline_content_nor_url_password() {
+        let inline = json!({"type": "embedded/base64", "name": "m", "reference": "c2VjcmV0",
+            "metadata": {"x": 1}});
+        assert_eq!(
+            artifact_identity(&inline),
+            json!({"type": "embedded/base64", "name": "m"})
+        );
+        let http = json!({"type": "http/file", "reference": "https://u:pw@h.example/m.yaml",
+            "artifactAccount": "web", "version": ""});
+        assert_eq!(
+            artifact_identity(&http),
+            json!({"type": "http/file", "reference": "https://u:***@h.example/m.yaml", "artifactAccount": "web"})
+        );
     }
 
     #[test]

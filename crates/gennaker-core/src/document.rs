@@ -80,6 +80,9 @@ fn json_position(text: &str, line: usize, column: usize) -> (u64, u64) {
     (line.max(1) as u64, column.max(1) as u64)
 }
 
+/// The most documents [`parse_yaml_documents`] reads from one stream.
+pub const MAX_YAML_DOCUMENTS: usize = 1_000;
+
 fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
@@ -112,12 +115,34 @@ fn parse_yaml(text: &str) -> Result<Value, SyntaxError> {
         SyntaxError {
             line,
             column,
-            message: yaml_message(&err),
+            message: yaml_message(&err, 1),
         }
     })
 }
 
-fn yaml_message(err: &serde_saphyr::Error) -> String {
+/// Parses a stream of YAML documents separated by `---` (as `kubectl apply -f` reads a
+/// file of manifests) under the budget of [`parse_document`], each document a value;
+/// empty and null documents are left out. More than `max_documents` (at most
+/// [`MAX_YAML_DOCUMENTS`]) is an error.
+pub fn parse_yaml_documents(text: &str, max_documents: usize) -> Result<Vec<Value>, SyntaxError> {
+    let max_documents = max_documents.clamp(1, MAX_YAML_DOCUMENTS);
+    let mut options = yaml_options();
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_documents = max_documents;
+    }
+    serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|err| {
+        let (line, column) = err
+            .location()
+            .map_or((1, 1), |loc| (loc.line().max(1), loc.column().max(1)));
+        SyntaxError {
+            line,
+            column,
+            message: yaml_message(&err, max_documents),
+        }
+    })
+}
+
+fn yaml_message(err: &serde_saphyr::Error, max_documents: usize) -> String {
     use serde_saphyr::budget::BudgetBreach;
     let mut inner = err;
     while let serde_saphyr::Error::AliasError { error, .. }
@@ -138,9 +163,12 @@ fn yaml_message(err: &serde_saphyr::Error) -> String {
             | BudgetBreach::RecordedAnchorEvents { .. } => {
                 "the document is too large once its aliases are expanded".to_owned()
             }
-            BudgetBreach::Documents { .. } => {
+            BudgetBreach::Documents { .. } if max_documents == 1 => {
                 "the file holds more than one YAML document ('---'); put one document per file"
                     .to_owned()
+            }
+            BudgetBreach::Documents { .. } => {
+                format!("the file holds more than {max_documents} YAML documents ('---')")
             }
             other => format!("the document exceeds a size limit ({other:?})"),
         };
@@ -202,4 +230,32 @@ pub fn to_json_pretty(value: &Value) -> String {
     // Serializing a `Value` to a String cannot fail: its keys are strings and it holds no
     // non-finite floats.
     serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_yaml_stream_is_read_document_by_document_skipping_empty_ones() {
+        let text = "a: 1\n---\n---\n# only a comment\n---\nb: [x, z]\n...\n";
+        assert_eq!(
+            parse_yaml_documents(text, 10).unwrap(),
+            vec![json!({"a": 1}), json!({"b": ["x", "z"]})]
+        );
+        assert!(parse_yaml_documents("", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_yaml_stream_is_bounded_in_documents_and_reports_where_it_is_broken() {
+        let three = "a: 1\n---\nb: 2\n---\nc: 3\n";
+        let err = parse_yaml_documents(three, 2).unwrap_err();
+        assert!(err.message.contains("more than 2 YAML documents"), "{err}");
+        let err = parse_yaml_documents("a: 1\n---\nb: [1, 2\n", 10).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+        assert!(parse_yaml_documents(bomb, 10).is_err());
+    }
 }

@@ -23,8 +23,8 @@ pub use application::{
     check_application_access, validate_application_name, validate_application_value,
 };
 pub use document::{
-    DocumentFormat, SyntaxError, YamlWriteError, detect_format, parse_document, to_json_pretty,
-    to_yaml_string,
+    DocumentFormat, MAX_YAML_DOCUMENTS, SyntaxError, YamlWriteError, detect_format, parse_document,
+    parse_yaml_documents, to_json_pretty, to_yaml_string,
 };
 pub use execution::{
     ALL_STATUSES, Authentication, Execution, ExecutionStatus, ExecutionType, PausedDetails,

@@ -15,6 +15,9 @@
 //! - [`artifacts`]: artifact binding into manifests (`docker/image` by repository,
 //!   `kubernetes/configMap` / `kubernetes/secret` by name) and the artifacts a live
 //!   workload references: pure logic;
+//! - [`fetch`]: reading an artifact's content (`embedded/base64`, `http/file` under
+//!   the outbound policy, `github/file` through `[[artifacts.github.accounts]]`) for
+//!   manifests and patch bodies from artifacts;
 //! - [`register`]: the manifest stage types (`deployManifest` with
 //!   `trafficManagement` red/black and highlander, `deleteManifest`,
 //!   `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
@@ -29,6 +32,7 @@
 pub mod artifacts;
 pub mod cluster;
 mod error;
+pub mod fetch;
 pub mod manifest;
 pub mod provider;
 pub mod router;
@@ -42,6 +46,7 @@ pub mod watch;
 
 pub use cluster::{Account, KubernetesAccounts};
 pub use error::{KubeError, SettingsError};
+pub use fetch::ArtifactAccounts;
 pub use provider::KubernetesProvider;
-pub use settings::{AccountSettings, KubernetesSettings};
-pub use stages::{PROVIDER, register};
+pub use settings::{AccountSettings, ArtifactSettings, KubernetesSettings};
+pub use stages::{PROVIDER, register, register_with_artifacts};

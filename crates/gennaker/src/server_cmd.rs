@@ -11,7 +11,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use gennaker_canary::CanarySettings;
 use gennaker_engine::{PreconfiguredWebhook, PreconfiguredWebhookStage};
-use gennaker_kubernetes::KubernetesSettings;
+use gennaker_kubernetes::{ArtifactSettings, KubernetesSettings};
 use gennaker_local::HostSettings;
 use gennaker_notify::{NotifySettings, SlackSettings, SmtpSettings};
 use gennaker_outbound::{OutboundPolicy, OutboundSettings};
@@ -82,6 +82,9 @@ struct RawSettings {
     /// `[[kubernetes.accounts]]`: the clusters manifest stages deploy to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kubernetes: Option<KubernetesSettings>,
+    /// `[[artifacts.github.accounts]]`: the accounts manifest artifacts are read through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    artifacts: Option<ArtifactSettings>,
     /// `[canary]`: the metrics accounts canary analyses read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     canary: Option<CanarySettings>,
@@ -393,6 +396,7 @@ struct Settings {
     webhooks: Vec<PreconfiguredWebhookStage>,
     local: HostSettings,
     kubernetes: KubernetesSettings,
+    artifacts: ArtifactSettings,
     canary: CanarySettings,
     log_format: LogFormat,
 }
@@ -566,6 +570,7 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
         local: None,
         secrets: None,
         kubernetes: None,
+        artifacts: None,
         canary: None,
         triggers: None,
         docker: None,
@@ -620,11 +625,14 @@ fn settings(args: &ServerArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::
     let webhooks = preconfigured_webhooks(raw.webhooks).context("invalid server settings")?;
     let kubernetes = raw.kubernetes.unwrap_or_default();
     kubernetes.validate().context("invalid server settings")?;
+    let artifacts = raw.artifacts.unwrap_or_default();
+    artifacts.validate().context("invalid server settings")?;
     Ok(Settings {
         server: config,
         webhooks,
         local: raw.local.unwrap_or_default(),
         kubernetes,
+        artifacts,
         canary: raw.canary.unwrap_or_default(),
         log_format: raw.log_format.unwrap_or(LogFormat::Human),
     })
@@ -776,6 +784,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         webhooks,
         local,
         kubernetes,
+        artifacts,
         canary,
         log_format,
     } = settings(&args, |name| std::env::var(name).ok())?;
@@ -785,6 +794,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         webhooks,
         local,
         kubernetes,
+        artifacts,
         canary,
     };
     let server = gennaker::wiring::start_server(config, &wiring)
@@ -1087,6 +1097,34 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
         assert!(err.contains("kubernetes.accounts[0].token"), "{err}");
+    }
+
+    #[test]
+    fn github_artifact_accounts_are_read_and_checked_and_their_tokens_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gennaker.toml");
+        std::fs::write(
+            &file,
+            "[[artifacts.github.accounts]]\nname = \"github\"\ntoken = \"ghp_3f9a\"\n\n[[artifacts.github.accounts]]\nname = \"ghe\"\napi_base_url = \"https://ghe.example.com/api/v3\"\n",
+        )
+        .unwrap();
+        let read = settings(&args(Some(file.clone())), no_env).unwrap();
+        let accounts = &read.artifacts.github.accounts;
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[0].api_base_url, "https://api.github.com");
+        assert_eq!(accounts[0].token.as_deref(), Some("ghp_3f9a"));
+        assert_eq!(accounts[1].api_base_url, "https://ghe.example.com/api/v3");
+        assert!(!format!("{read:?}").contains("ghp_3f9a"));
+        std::fs::write(
+            &file,
+            "[[artifacts.github.accounts]]\nname = \"gh\"\napi_base_url = \"api.github.com\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", settings(&args(Some(file)), no_env).unwrap_err());
+        assert!(
+            err.contains("artifacts.github.accounts[0].api_base_url"),
+            "{err}"
+        );
     }
 
     #[test]

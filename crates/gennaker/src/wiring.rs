@@ -11,7 +11,9 @@ use gennaker_deploy::Providers;
 use gennaker_engine::{
     PreconfiguredWebhook, PreconfiguredWebhookStage, StageRegistry, WebhookConfigError,
 };
-use gennaker_kubernetes::{KubernetesAccounts, KubernetesSettings};
+use gennaker_kubernetes::{
+    ArtifactAccounts, ArtifactSettings, KubernetesAccounts, KubernetesSettings,
+};
 use gennaker_local::lb::{LbConfig, LoadBalancers};
 use gennaker_local::{HostPolicy, HostSettings, LocalProvider, LocalSettings};
 use gennaker_server::{
@@ -76,6 +78,9 @@ pub struct WiringSettings {
     pub local: HostSettings,
     /// `[[kubernetes.accounts]]`: the clusters manifest stages deploy to.
     pub kubernetes: KubernetesSettings,
+    /// `[[artifacts.github.accounts]]`: the GitHub APIs manifest stages read
+    /// `github/file` artifacts from.
+    pub artifacts: ArtifactSettings,
     /// `[canary]`: the metrics accounts canary analyses read.
     pub canary: CanarySettings,
 }
@@ -85,10 +90,11 @@ pub struct WiringSettings {
 /// (re-creating its load balancers and adopting the instances a previous run left,
 /// their traffic samples stored for canary analysis); the manifest stages acting
 /// through the Kubernetes accounts, which are also a generic provider (clusters view,
-/// server-group stages, canary traffic through ingress-nginx); the canary stage reading the metrics accounts.
+/// server-group stages, canary traffic through ingress-nginx), reading manifests from
+/// artifacts through the artifact accounts; the canary stage reading the metrics accounts.
 /// A setting that cannot be used (a missing root, a run-as user the server cannot
-/// switch to, an unreadable kubeconfig, a bad metrics account) stops the start with
-/// the setting named.
+/// switch to, an unreadable kubeconfig, a bad metrics or artifact account) stops the
+/// start with the setting named.
 pub async fn start_server(
     config: ServerConfig,
     settings: &WiringSettings,
@@ -99,12 +105,17 @@ pub async fn start_server(
             provider: gennaker_kubernetes::PROVIDER,
             message: err.to_string(),
         })?;
+    let artifacts =
+        ArtifactAccounts::new(&settings.artifacts).map_err(|err| ServerError::Provider {
+            provider: gennaker_kubernetes::PROVIDER,
+            message: err.to_string(),
+        })?;
     let host = HostPolicy::new(&settings.local).map_err(|err| ServerError::Provider {
         provider: "local",
         message: err.to_string(),
     })?;
     let open = gennaker_server::open(&config).await?;
-    let wiring = wire(&open, &config, settings, host, kubernetes).await?;
+    let wiring = wire(&open, &config, settings, host, kubernetes, artifacts).await?;
     gennaker_server::start(open, config, wiring).await
 }
 
@@ -114,6 +125,7 @@ async fn wire(
     settings: &WiringSettings,
     host: HostPolicy,
     kubernetes: KubernetesAccounts,
+    artifacts: ArtifactAccounts,
 ) -> Result<Wiring, ServerError> {
     let load_balancers = LoadBalancers::new(LbConfig::default(), open.stop.child_token());
     let metric_sources = metric_sources(open, &settings.canary, &load_balancers)?;
@@ -147,7 +159,7 @@ async fn wire(
     }
     let mut registry = stage_registry(providers.clone(), &settings.webhooks);
     let clouds = providers.names();
-    gennaker_kubernetes::register(&mut registry, kubernetes);
+    gennaker_kubernetes::register_with_artifacts(&mut registry, kubernetes, artifacts);
     gennaker_canary::stage::register(
         &mut registry,
         metric_sources,

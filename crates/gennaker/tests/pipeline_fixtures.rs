@@ -31,10 +31,6 @@ const FIXTURES: &[(&str, &[(&str, &str)])] = &[
                 "'bakeManifest' is a Spinnaker stage Gennaker cannot run yet",
             ),
             (
-                "$.stages[1].source",
-                "manifests from artifacts are not supported yet",
-            ),
-            (
                 "$.stages[1].account",
                 "no Kubernetes account is configured on this server",
             ),

@@ -1,6 +1,7 @@
-//! `deployManifest`: inline `manifests` (expressions evaluated unless
-//! `skipExpressionEvaluation`), `moniker`, `namespaceOverride`; applied in Spinnaker's
-//! kind order with server-side apply (field manager `gennaker`), versioned kinds
+//! `deployManifest`: inline `manifests` or those read from an artifact (`source`;
+//! expressions evaluated unless `skipExpressionEvaluation`), `moniker`,
+//! `namespaceOverride`; applied in Spinnaker's kind order with server-side apply
+//! (field manager `gennaker`), versioned kinds
 //! getting `-vNNN` (identical content reuses its version), references to versioned
 //! ConfigMaps and Secrets rewritten, and the `strategy.spinnaker.io/*` annotations
 //! honoured. Artifacts bind before content is hashed (`binding`: `docker/image` by
@@ -17,6 +18,7 @@ use gennaker_core::{Fields, Problem, ValidationReport};
 use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult, truthy};
 use serde_json::{Map, Value, json};
 
+use super::source::{RECORD, RESOLVE_DEPLOY, from_artifact};
 use super::traffic::TrafficOptions;
 use super::{account, authorize, authorize_application, binding};
 use crate::artifacts::bind;
@@ -36,7 +38,7 @@ use crate::versioning::{
 pub(super) const DEPLOY: &str = "deployManifest";
 
 /// The most manifests one stage may deploy.
-const MAX_MANIFESTS: usize = 200;
+pub(super) const MAX_MANIFESTS: usize = 200;
 
 /// How soon a recreate looks again for the old object to be gone.
 const RECREATE_POLL: Duration = Duration::from_secs(1);
@@ -50,15 +52,8 @@ pub(super) fn register(registry: &mut StageRegistry, accounts: &Arc<KubernetesAc
 /// Save-time rules of `deployManifest`.
 pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
     let source = stage.one_of("source", &["text", "artifact"], report);
-    if source == Some("artifact") {
-        report.push(
-            Problem::warning(
-                stage.at("source"),
-                "manifests from artifacts are not supported yet: the pipeline is accepted, but a run stops (TERMINAL) at this stage",
-            )
-            .with_hint("put the manifests inline: \"source\": \"text\" with \"manifests\""),
-        );
-    } else {
+    // From an artifact: checked in `source`.
+    if source != Some("artifact") {
         match stage.array("manifests", report) {
             None if !stage.has("manifests") => report.push(
                 Problem::error(
@@ -136,9 +131,9 @@ impl Task for DeployTask {
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
         let stage = &ctx.stage.name;
-        if ctx.str("source") == Some("artifact") {
-            return Err(TaskError::Unsupported(format!(
-                "stage '{stage}' field \"source\": manifests from artifacts are not supported yet; put them inline in \"manifests\""
+        if from_artifact(&ctx.stage.context) && !ctx.stage.context.contains_key(RECORD) {
+            return Err(TaskError::Permanent(format!(
+                "stage '{stage}' reads its manifests from an artifact, but no {RESOLVE_DEPLOY} task read it: restart the stage"
             )));
         }
         let account = account(&self.accounts, ctx)?;

@@ -1,7 +1,8 @@
 //! Spinnaker's manifest stage types, in its stored JSON: `deployManifest`,
 //! `deleteManifest`, `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
 //! `rollingRestartManifest`, `enableManifest`, `disableManifest`,
-//! `findArtifactsFromResource`, and the tasks they are made of.
+//! `findArtifactsFromResource`, and the tasks they are made of. Deploys and patches
+//! read their manifests or patch body inline, or from an artifact ([`source`]).
 //!
 //! Every task is idempotent (it looks for its own effect first: server-side apply,
 //! content-hashed versions, a patch marker, a recorded undo target, a restart stamp
@@ -15,6 +16,7 @@ mod binding;
 mod deploy;
 mod enable;
 mod ops;
+mod source;
 mod target;
 mod traffic;
 mod wait;
@@ -30,17 +32,31 @@ use gennaker_engine::{
 use serde_json::Value;
 
 use crate::cluster::{Account, KubernetesAccounts, Resolved};
+use crate::fetch::ArtifactAccounts;
 use crate::manifest::{ManifestName, owner};
 
 /// The cloud provider name the manifest stages act through.
 pub const PROVIDER: &str = "kubernetes";
 
-/// Registers the manifest stage types and their tasks, acting through `accounts`.
+/// Registers the manifest stage types and their tasks, acting through `accounts`
+/// (with no artifact account: manifests from `github/file` artifacts cannot be read;
+/// see [`register_with_artifacts`]).
 pub fn register(registry: &mut StageRegistry, accounts: KubernetesAccounts) {
+    register_with_artifacts(registry, accounts, ArtifactAccounts::default());
+}
+
+/// Registers the manifest stage types and their tasks, acting through `accounts` and
+/// reading manifests from artifacts through `artifacts`.
+pub fn register_with_artifacts(
+    registry: &mut StageRegistry,
+    accounts: KubernetesAccounts,
+    artifacts: ArtifactAccounts,
+) {
     let accounts = Arc::new(accounts);
     for kind in STAGE_TYPES {
         registry.stage(ManifestStage { kind });
     }
+    source::register(registry, &Arc::new(artifacts));
     deploy::register(registry, &accounts);
     wait::register(registry, &accounts);
     ops::register(registry, &accounts);
@@ -152,10 +168,25 @@ impl StageDefinition for ManifestStage {
     fn check(&self, stage: &Fields<'_>, context: &CheckContext<'_>, report: &mut ValidationReport) {
         check_common(stage, context, report);
         (self.kind.check)(stage, report);
+        if matches!(self.kind.stage_type, "deployManifest" | "patchManifest") {
+            source::check(stage, context, report);
+        }
     }
 
     fn tasks(&self, stage: &StageExecution) -> Vec<TaskSpec> {
         let mut tasks: Vec<TaskSpec> = self.kind.tasks.iter().map(|t| TaskSpec::new(t)).collect();
+        // The artifact is read (once) before the task that uses it.
+        let reader = match self.kind.stage_type {
+            "deployManifest" => Some((deploy::DEPLOY, source::RESOLVE_DEPLOY)),
+            "patchManifest" => Some((ops::PATCH, source::RESOLVE_PATCH)),
+            _ => None,
+        };
+        if source::from_artifact(&stage.context)
+            && let Some((user, reader)) = reader
+            && let Some(at) = tasks.iter().position(|t| t.implementing_class == user)
+        {
+            tasks.insert(at, TaskSpec::new(reader));
+        }
         // Older versions leave the Services only once the new one is stable.
         if self.kind.stage_type == "deployManifest" && traffic::wants_strategy(&stage.context) {
             tasks.push(TaskSpec::new(traffic::STRATEGY));

@@ -1,6 +1,6 @@
 //! The stages that change resources already there: `deleteManifest`,
-//! `scaleManifest`, `patchManifest`, `undoRolloutManifest`,
-//! `rollingRestartManifest`.
+//! `scaleManifest`, `patchManifest` (its body inline, or read from an artifact by
+//! `source`), `undoRolloutManifest`, `rollingRestartManifest`.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use gennaker_core::{Fields, Problem, ValidationReport};
 use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult};
 use serde_json::{Map, Value, json};
 
+use super::source::{RECORD, RESOLVE_PATCH, from_artifact};
 use super::wait::{match_labels, owned_by, revision};
 use super::{Target, account, authorize, names_by_namespace, static_target};
 use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts, PatchBody};
@@ -136,11 +137,8 @@ pub(super) fn check_patch(stage: &Fields<'_>, report: &mut ValidationReport) {
     let strategy = stage
         .object("options", report)
         .and_then(|o| o.one_of("mergeStrategy", &["strategic", "merge", "json"], report));
+    // From an artifact: checked in `source`.
     if stage.get("source").and_then(Value::as_str) == Some("artifact") {
-        report.push(Problem::warning(
-            stage.at("source"),
-            "patch bodies from artifacts are not supported yet: a run stops (TERMINAL) at this stage",
-        ));
         return;
     }
     match stage.get("patchBody") {
@@ -266,6 +264,12 @@ impl Task for OpTask {
                 );
                 let applied =
                     crate::manifest::annotation(&live, PATCHED_BY) == Some(marker.as_str());
+                if from_artifact(&ctx.stage.context) && !ctx.stage.context.contains_key(RECORD) {
+                    return Err(TaskError::Permanent(format!(
+                        "stage '{}' reads its patch body from an artifact, but no {RESOLVE_PATCH} task read it: restart the stage",
+                        ctx.stage.name
+                    )));
+                }
                 if !applied {
                     let body = patch_body(ctx, &live, &marker)?;
                     account.patch(&target.kind, ns, &target.name, body).await?;

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use gennaker_engine::testing::{Harness, TestBackend};
 use gennaker_engine::{Execution, ExecutionStatus};
-use gennaker_kubernetes::{AccountSettings, KubernetesAccounts, KubernetesSettings};
+use gennaker_kubernetes::{
+    AccountSettings, ArtifactAccounts, KubernetesAccounts, KubernetesSettings,
+};
+use gennaker_outbound::OutboundPolicy;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -151,6 +154,34 @@ impl Kit {
         extra: Vec<AccountSettings>,
         stages: impl Fn(&mut gennaker_engine::StageRegistry, &KubernetesAccounts),
     ) -> Option<Self> {
+        Self::build(
+            prefix,
+            extra,
+            stages,
+            OutboundPolicy::default(),
+            ArtifactAccounts::default(),
+        )
+        .await
+    }
+
+    /// Like [`new`](Self::new), with the engine's outbound requests (webhooks,
+    /// `http/file` artifacts) under `outbound` and manifest artifacts read through
+    /// `artifacts`.
+    pub async fn with_artifacts(
+        prefix: &str,
+        outbound: OutboundPolicy,
+        artifacts: ArtifactAccounts,
+    ) -> Option<Self> {
+        Self::build(prefix, vec![], |_, _| {}, outbound, artifacts).await
+    }
+
+    async fn build(
+        prefix: &str,
+        extra: Vec<AccountSettings>,
+        stages: impl Fn(&mut gennaker_engine::StageRegistry, &KubernetesAccounts),
+        outbound: OutboundPolicy,
+        artifacts: ArtifactAccounts,
+    ) -> Option<Self> {
         let cluster = cluster()?;
         let client = cluster.admin().await;
         let namespace = format!("{prefix}-{}", &uuid_like()[..8]);
@@ -175,8 +206,12 @@ impl Kit {
             .await
             .unwrap();
         let registered = accounts.clone();
-        let h = Harness::with_stages(TestBackend::Sqlite, move |registry| {
-            gennaker_kubernetes::register(registry, registered.clone());
+        let h = Harness::with_outbound(TestBackend::Sqlite, outbound, move |registry| {
+            gennaker_kubernetes::register_with_artifacts(
+                registry,
+                registered.clone(),
+                artifacts.clone(),
+            );
             stages(registry, &registered);
         })
         .await;
