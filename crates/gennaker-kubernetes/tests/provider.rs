@@ -575,7 +575,7 @@ async fn ingresses_are_load_balancers_with_their_services_and_a_canary_ingress_w
             ("shop-prod-canary-v000".to_owned(), 10)
         ])
     );
-    assert!(primary.details.get("canaryWeight").is_none());
+    assert!(!primary.details.contains_key("canaryWeight"));
     let one = provider
         .load_balancer("k8s", "ingress shop-canary")
         .await
@@ -670,7 +670,7 @@ async fn a_rollback_puts_the_restored_version_behind_the_service_before_disablin
                     let name = pod.metadata.name.clone().unwrap_or_default();
                     let labels = pod.metadata.labels.unwrap_or_default();
                     let group = labels.get("gennaker.io/server-group");
-                    let serving = labels.get("frontedBy").is_some()
+                    let serving = labels.contains_key("frontedBy")
                         && !gone
                         && pod.metadata.deletion_timestamp.is_none();
                     match group {
