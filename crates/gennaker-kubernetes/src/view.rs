@@ -1018,6 +1018,49 @@ mod tests {
     }
 
     #[test]
+    fn an_ingress_is_a_load_balancer_of_the_services_it_routes_to() {
+        let service = json!({"metadata": {"name": "web", "namespace": "shop",
+                                          "annotations": {MONIKER_APPLICATION: "shop"}},
+                             "spec": {"selector": {"frontedBy": "web"}}});
+        let ingress = json!({"metadata": {"name": "edge", "namespace": "shop",
+                "annotations": {"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8, 192.168.0.0/16"}},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+                     "rules": [{"host": "shop.example"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}});
+        let workload = rs(
+            "shop-v000",
+            json!({MONIKER_APPLICATION: "shop"}),
+            json!({"frontedBy": "web"}),
+        );
+        let groups = server_groups(
+            "k8s",
+            std::slice::from_ref(&workload),
+            &[pod("p1", "shop-v000", "True", "Running")],
+            std::slice::from_ref(&service),
+        );
+        let balancer = ingress_load_balancer(
+            "k8s",
+            &ingress,
+            std::slice::from_ref(&service),
+            std::slice::from_ref(&workload),
+            &groups,
+        );
+        assert_eq!(balancer.spec.name, "ingress edge");
+        assert_eq!(balancer.backends, ["service web"]);
+        assert_eq!(
+            balancer.address, "203.0.113.7",
+            "what the controller reports"
+        );
+        assert_eq!(balancer.spec.listen, "shop.example");
+        assert_eq!(
+            balancer.spec.allowed_cidrs,
+            ["10.0.0.0/8", "192.168.0.0/16"]
+        );
+        assert_eq!(balancer.weights, [("shop-v000".to_owned(), 100)].into());
+        assert!(!balancer.details.contains_key("canaryWeight"));
+    }
+
+    #[test]
     fn the_canary_ingress_routes_the_primarys_rules_to_the_canary_service() {
         let primary = json!({"metadata": {"name": "shop", "namespace": "shop"},
             "spec": {"ingressClassName": "nginx", "tls": [{"hosts": ["shop.example"]}],
