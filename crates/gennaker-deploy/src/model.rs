@@ -202,4 +202,12 @@ pub struct LoadBalancer {
     /// Traffic share per server group name, as routed now (sums to 100 when any
     /// group takes traffic).
     pub weights: BTreeMap<String, u32>,
+    /// What it routes to in front of the server groups, where that is another load
+    /// balancer (a Kubernetes Ingress's Services, `service web`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
+    /// Provider-specific facts worth showing (a Kubernetes Ingress's `kind`,
+    /// `namespace`, `hosts`, and for an ingress-nginx canary its `canaryWeight`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Value>,
 }

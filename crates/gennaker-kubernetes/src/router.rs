@@ -12,6 +12,10 @@
 //! `traffic.gennaker.io/canary-by-header` annotation asks for it). Empty weights
 //! remove the canary Ingresses and Service and put every enabled group back.
 //!
+//! The clusters view shows Services as load balancers by their names and Ingresses as
+//! `ingress <name>`, with the Services they route to and the share of each server
+//! group behind them (a canary Ingress with its `canaryWeight`).
+//!
 //! Services and Ingresses themselves are manifests: `upsertLoadBalancer` and
 //! `deleteLoadBalancer` refuse, pointing at `deployManifest` / `deleteManifest`.
 
@@ -146,6 +150,49 @@ impl KubernetesProvider {
     }
 }
 
+impl KubernetesProvider {
+    /// Ingress `name` of the account as a load balancer (a name used in two
+    /// namespaces is refused, naming them).
+    async fn ingress_balancer(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<LoadBalancer>, DeployError> {
+        let snapshot = self.snapshot(account).await?;
+        let found: Vec<&Value> = snapshot
+            .ingresses
+            .iter()
+            .filter(|i| view::text(i, "/metadata/name") == name)
+            .collect();
+        let ingress = match found.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            many => {
+                return Err(DeployError::Invalid(format!(
+                    "load balancer 'ingress {name}' is ambiguous in account '{account}': there is an Ingress '{name}' in namespaces {}; limit the account's namespaces",
+                    many.iter()
+                        .map(|i| view::text(i, "/metadata/namespace"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        };
+        let groups = view::server_groups(
+            account,
+            &snapshot.workloads,
+            &snapshot.pods,
+            &snapshot.services,
+        );
+        Ok(Some(view::ingress_load_balancer(
+            account,
+            ingress,
+            &snapshot.services,
+            &snapshot.workloads,
+            &groups,
+        )))
+    }
+}
+
 #[async_trait]
 impl TrafficRouter for KubernetesProvider {
     async fn upsert_load_balancer(
@@ -169,10 +216,13 @@ impl TrafficRouter for KubernetesProvider {
         account: &str,
         name: &str,
     ) -> Result<Option<LoadBalancer>, DeployError> {
-        let name = service_name(name);
         if self.accounts.get(account).is_none() {
             return Ok(None);
         }
+        if let Some(ingress) = name.strip_prefix("ingress ") {
+            return self.ingress_balancer(account, ingress.trim()).await;
+        }
+        let name = service_name(name);
         let Some(namespace) = self.balancer_namespace(account, name).await? else {
             return Ok(None);
         };
@@ -196,6 +246,7 @@ impl TrafficRouter for KubernetesProvider {
                 &snapshot.pods,
                 &snapshot.services,
             );
+            let mut shown: Vec<(&str, &str)> = Vec::new();
             for service in &snapshot.services {
                 let name = view::text(service, "/metadata/name");
                 let named = groups.iter().any(|g| {
@@ -203,6 +254,30 @@ impl TrafficRouter for KubernetesProvider {
                 });
                 if view::application_of(service) == application || named {
                     all.push(view::load_balancer(account, service, &groups));
+                    shown.push((view::text(service, "/metadata/namespace"), name));
+                }
+            }
+            // An Ingress is the application's when it says so or routes to one of its
+            // Services or server groups.
+            for ingress in &snapshot.ingresses {
+                let balancer = view::ingress_load_balancer(
+                    account,
+                    ingress,
+                    &snapshot.services,
+                    &snapshot.workloads,
+                    &groups,
+                );
+                let namespace = view::text(ingress, "/metadata/namespace");
+                let routes_to_ours = view::ingress_backends(ingress)
+                    .iter()
+                    .any(|b| shown.contains(&(namespace, b.as_str())));
+                let serves_ours = balancer.weights.keys().any(|name| {
+                    groups
+                        .iter()
+                        .any(|g| &g.name == name && g.moniker.app == application)
+                });
+                if balancer.spec.application == application || routes_to_ours || serves_ours {
+                    all.push(balancer);
                 }
             }
         }
@@ -216,6 +291,11 @@ impl TrafficRouter for KubernetesProvider {
         load_balancer: &str,
         weights: BTreeMap<String, u32>,
     ) -> Result<LoadBalancer, DeployError> {
+        if load_balancer.starts_with("ingress ") {
+            return Err(DeployError::Invalid(format!(
+                "load balancer '{load_balancer}': traffic weights are set on the Service an Ingress routes to (its canary Ingress follows them); name the Service instead"
+            )));
+        }
         let name = service_name(load_balancer);
         let namespace = self
             .balancer_namespace(account, name)

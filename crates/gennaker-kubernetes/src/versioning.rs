@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use gennaker_core::{Fields, Problem, ValidationReport};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -80,6 +81,62 @@ impl Strategy {
             use_source_capacity: flag(USE_SOURCE_CAPACITY)?.unwrap_or(false),
         };
         Ok(strategy)
+    }
+}
+
+/// Spinnaker's rule for the strategies that disable the older version
+/// (`trafficManagement.options.strategy` red/black or blue/green): a manifest that sets
+/// `max-version-history` must keep at least 2 versions, or the cleanup after the deploy
+/// would delete the version the strategy just disabled, leaving nothing to roll back to.
+/// Checked at save time on the manifests given inline (expressions are known only at
+/// run time).
+pub fn check_history_for_strategy(stage: &Fields<'_>, report: &mut ValidationReport) {
+    let traffic = stage.map.get("trafficManagement");
+    let enabled = traffic
+        .and_then(|t| t.get("enabled"))
+        .is_some_and(|e| e.as_bool() == Some(true) || e.as_str() == Some("true"));
+    let strategy = traffic
+        .and_then(|t| t.pointer("/options/strategy"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let label = match strategy {
+        "redblack" => "red/black",
+        "bluegreen" => "blue/green",
+        _ => return,
+    };
+    if !enabled {
+        return;
+    }
+    let Some(manifests) = stage.map.get("manifests").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, manifest) in manifests.iter().enumerate() {
+        let Some(text) = annotation(manifest, MAX_VERSION_HISTORY) else {
+            continue;
+        };
+        let Ok(keep) = text.trim().parse::<u32>() else {
+            continue;
+        };
+        if keep >= 2 {
+            continue;
+        }
+        let at = stage
+            .at("manifests")
+            .index(i)
+            .key("metadata")
+            .key("annotations")
+            .key(MAX_VERSION_HISTORY);
+        report.push(
+            Problem::error(
+                at,
+                format!(
+                    "{MAX_VERSION_HISTORY} is {keep}, which conflicts with the {label} strategy: it disables the older version and keeps it for a rollback, so at least 2 versions must be kept"
+                ),
+            )
+            .with_hint(
+                "set the annotation to \"2\" or more, or remove it (or choose another strategy in trafficManagement.options.strategy)",
+            ),
+        );
     }
 }
 
@@ -301,6 +358,46 @@ pub fn rewrite_references(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn history_problems(strategy: &str, keep: &str) -> Vec<(String, String, Option<String>)> {
+        let stage = json!({"type": "deployManifest", "manifests": [
+            {"kind": "ConfigMap", "metadata": {"name": "c"}},
+            {"kind": "ReplicaSet", "metadata": {"name": "web",
+                "annotations": {MAX_VERSION_HISTORY: keep}}}],
+            "trafficManagement": {"enabled": true, "options": {
+                "strategy": strategy, "services": ["service web"]}}});
+        let fields = Fields::new(
+            stage.as_object().unwrap(),
+            gennaker_core::JsonPath::root().key("stages").index(0),
+        );
+        let mut report = ValidationReport::default();
+        check_history_for_strategy(&fields, &mut report);
+        report
+            .errors()
+            .map(|p| (p.path.clone(), p.message.clone(), p.hint.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn red_black_needs_a_max_version_history_of_at_least_two() {
+        let problems = history_problems("redblack", "1");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (path, message, hint) = &problems[0];
+        assert_eq!(
+            path,
+            "$.stages[0].manifests[1].metadata.annotations['strategy.spinnaker.io/max-version-history']"
+        );
+        assert!(message.contains("red/black"), "{message}");
+        assert!(message.contains("at least 2"), "{message}");
+        assert!(
+            hint.as_deref().unwrap().contains("\"2\" or more"),
+            "{hint:?}"
+        );
+        assert_eq!(history_problems("bluegreen", "1").len(), 1);
+        assert!(history_problems("redblack", "2").is_empty());
+        assert!(history_problems("highlander", "1").is_empty());
+        assert!(history_problems("redblack", "${keep}").is_empty());
+    }
 
     #[test]
     fn kinds_and_annotations_decide_what_is_versioned() {

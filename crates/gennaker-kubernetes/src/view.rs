@@ -1,6 +1,7 @@
 //! Live Kubernetes objects in the generic deployment model: workloads as server
-//! groups (their pods as instances with health), Services as load balancers, and
-//! which side of a load balancer's traffic a workload belongs on. Pure: no I/O.
+//! groups (their pods as instances with health), Services and Ingresses
+//! (`ingress <name>`, with the Services they route to) as load balancers, and which
+//! side of a load balancer's traffic a workload belongs on. Pure: no I/O.
 //!
 //! A workload joins the Services its `traffic.spinnaker.io/load-balancers`
 //! annotation names (Spinnaker's form, `["service web"]`) by carrying each Service's
@@ -545,6 +546,169 @@ pub fn load_balancer(account: &str, service: &Value, groups: &[ServerGroup]) -> 
         },
         address,
         weights,
+        backends: Vec::new(),
+        details: BTreeMap::new(),
+    }
+}
+
+/// The name an Ingress has as a load balancer: `ingress <name>` (a Service keeps its
+/// bare name, as workloads' `traffic.spinnaker.io/load-balancers` name it).
+pub fn ingress_balancer_name(ingress: &str) -> String {
+    format!("ingress {ingress}")
+}
+
+/// The enabled server groups whose pods Service `service` takes: those naming it in
+/// their traffic annotation or whose pod labels its selector picks (a canary Service's
+/// groups), by their workloads in its namespace.
+fn groups_behind<'a>(
+    service: &Value,
+    workloads: &[Value],
+    groups: &'a [ServerGroup],
+) -> Vec<&'a ServerGroup> {
+    let name = text(service, "/metadata/name");
+    let namespace = text(service, "/metadata/namespace");
+    let mut behind: Vec<&ServerGroup> = Vec::new();
+    for workload in workloads
+        .iter()
+        .filter(|w| text(w, "/metadata/namespace") == namespace)
+    {
+        let in_it = traffic_services(workload).iter().any(|s| s == name)
+            || selects(service, &template_labels(workload));
+        if !in_it {
+            continue;
+        }
+        let workload_name = text(workload, "/metadata/name");
+        if let Some(group) = groups
+            .iter()
+            .find(|g| g.name == workload_name && !g.disabled)
+            && !behind.iter().any(|b| b.name == group.name)
+        {
+            behind.push(group);
+        }
+    }
+    behind
+}
+
+/// The traffic share of each server group behind Service `service`: the weights the
+/// router fixed, else by `Up` instances of the enabled groups behind it.
+fn service_shares(
+    service: &Value,
+    workloads: &[Value],
+    groups: &[ServerGroup],
+) -> BTreeMap<String, u32> {
+    if let Some(pin) = pinned(service) {
+        return percentages(&pin);
+    }
+    let up: BTreeMap<String, u32> = groups_behind(service, workloads, groups)
+        .into_iter()
+        .map(|g| {
+            (
+                g.name.clone(),
+                u32::try_from(g.up_instances()).unwrap_or(u32::MAX),
+            )
+        })
+        .collect();
+    percentages(&up)
+}
+
+/// The hosts an Ingress's rules name, in order.
+fn ingress_hosts(ingress: &Value) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for rule in ingress
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let host = text(rule, "/host");
+        if !host.is_empty() && !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+        }
+    }
+    hosts
+}
+
+/// An Ingress as a load balancer `ingress <name>`: the Services its rules and default
+/// backend route to as its backends, the traffic share of each server group behind
+/// them (each Service's share, averaged over its Services), its address (what the
+/// ingress controller reports, else its first host), ingress-nginx's source-range
+/// allow-list, and for an ingress-nginx canary its `canaryWeight` in `details`.
+pub fn ingress_load_balancer(
+    account: &str,
+    ingress: &Value,
+    services: &[Value],
+    workloads: &[Value],
+    groups: &[ServerGroup],
+) -> LoadBalancer {
+    let namespace = text(ingress, "/metadata/namespace");
+    let backends = ingress_backends(ingress);
+    let service = |name: &str| {
+        services.iter().find(|s| {
+            text(s, "/metadata/namespace") == namespace && text(s, "/metadata/name") == name
+        })
+    };
+    let mut summed: BTreeMap<String, u32> = BTreeMap::new();
+    for found in backends.iter().filter_map(|name| service(name)) {
+        for (group, share) in service_shares(found, workloads, groups) {
+            *summed.entry(group).or_default() += share;
+        }
+    }
+    let hosts = ingress_hosts(ingress);
+    let status_address = [
+        "/status/loadBalancer/ingress/0/ip",
+        "/status/loadBalancer/ingress/0/hostname",
+    ]
+    .iter()
+    .map(|p| text(ingress, p))
+    .find(|a| !a.is_empty());
+    let listen = hosts.first().cloned().unwrap_or_else(|| "*".to_owned());
+    let address = status_address.map_or_else(|| listen.clone(), str::to_owned);
+    let allowed_cidrs = ["whitelist-source-range", "allowlist-source-range"]
+        .iter()
+        .filter_map(|key| annotation(ingress, &format!("{NGINX}{key}")))
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|cidr| !cidr.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut details = BTreeMap::from([
+        ("kind".to_owned(), json!("ingress")),
+        ("namespace".to_owned(), json!(namespace)),
+        ("hosts".to_owned(), json!(hosts)),
+    ]);
+    let class = text(ingress, "/spec/ingressClassName");
+    if !class.is_empty() {
+        details.insert("ingressClassName".to_owned(), json!(class));
+    }
+    if is_canary_ingress(ingress) {
+        let weight = annotation(ingress, &format!("{NGINX}canary-weight"))
+            .and_then(|w| w.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        details.insert("canaryWeight".to_owned(), json!(weight));
+        if let Some(header) = annotation(ingress, &format!("{NGINX}canary-by-header")) {
+            details.insert("canaryByHeader".to_owned(), json!(header));
+        }
+    }
+    // A canary Ingress the router made belongs to its Service's application.
+    let application = match string_map(ingress, "/metadata/labels").get(CANARY_OF) {
+        Some(of) if annotation(ingress, MONIKER_APPLICATION).is_none() => {
+            service(of).map_or_else(|| application_of(ingress), application_of)
+        }
+        _ => application_of(ingress),
+    };
+    LoadBalancer {
+        spec: LoadBalancerSpec {
+            name: ingress_balancer_name(text(ingress, "/metadata/name")),
+            account: account.to_owned(),
+            application,
+            listen,
+            allowed_cidrs,
+            ejection_failures: 0,
+        },
+        address,
+        weights: percentages(&summed),
+        backends: backends.iter().map(|b| format!("service {b}")).collect(),
+        details,
     }
 }
 
@@ -851,6 +1015,49 @@ mod tests {
         );
         assert!(label_changes(&selector, "web", &stable, Side::Stable).is_empty());
         assert!(label_changes(&selector, "web", &none, Side::Out).is_empty());
+    }
+
+    #[test]
+    fn an_ingress_is_a_load_balancer_of_the_services_it_routes_to() {
+        let service = json!({"metadata": {"name": "web", "namespace": "shop",
+                                          "annotations": {MONIKER_APPLICATION: "shop"}},
+                             "spec": {"selector": {"frontedBy": "web"}}});
+        let ingress = json!({"metadata": {"name": "edge", "namespace": "shop",
+                "annotations": {"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8, 192.168.0.0/16"}},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+                     "rules": [{"host": "shop.example"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}});
+        let workload = rs(
+            "shop-v000",
+            json!({MONIKER_APPLICATION: "shop"}),
+            json!({"frontedBy": "web"}),
+        );
+        let groups = server_groups(
+            "k8s",
+            std::slice::from_ref(&workload),
+            &[pod("p1", "shop-v000", "True", "Running")],
+            std::slice::from_ref(&service),
+        );
+        let balancer = ingress_load_balancer(
+            "k8s",
+            &ingress,
+            std::slice::from_ref(&service),
+            std::slice::from_ref(&workload),
+            &groups,
+        );
+        assert_eq!(balancer.spec.name, "ingress edge");
+        assert_eq!(balancer.backends, ["service web"]);
+        assert_eq!(
+            balancer.address, "203.0.113.7",
+            "what the controller reports"
+        );
+        assert_eq!(balancer.spec.listen, "shop.example");
+        assert_eq!(
+            balancer.spec.allowed_cidrs,
+            ["10.0.0.0/8", "192.168.0.0/16"]
+        );
+        assert_eq!(balancer.weights, [("shop-v000".to_owned(), 100)].into());
+        assert!(!balancer.details.contains_key("canaryWeight"));
     }
 
     #[test]

@@ -10,14 +10,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use gennaker_canary::source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
 use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs};
-use gennaker_deploy::{HealthState, Provider, Providers, ServerGroup, TrafficRouter};
+use gennaker_deploy::{HealthState, LoadBalancer, Provider, Providers, ServerGroup, TrafficRouter};
+use gennaker_engine::testing::{Fault, FaultRun, TestBackend};
 use gennaker_kubernetes::KubernetesProvider;
 use gennaker_kubernetes::view::{CANARY_OF, NGINX, WEIGHTS};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use support::{Kit, set_ready, succeeded};
 
@@ -55,30 +58,39 @@ async fn kit(prefix: &str) -> Option<(Kit, Arc<KubernetesProvider>)> {
     let holder: Arc<Mutex<Option<Arc<KubernetesProvider>>>> = Arc::default();
     let held = holder.clone();
     let kit = Kit::with_stages(prefix, vec![], move |registry, accounts| {
-        let provider = KubernetesProvider::start(accounts.clone());
-        *held.lock().unwrap() = Some(provider.clone());
-        gennaker_deploy::register(
-            registry,
-            Providers::new().with(provider.clone(), Some(provider)),
-        );
-        let mut sources = MetricSources::new();
-        sources.insert("flat", Arc::new(Flat));
-        let configs = InMemoryCanaryConfigs::new();
-        let config: CanaryConfig = serde_json::from_value(json!({
-            "name": "shop-canary", "applications": ["shop"],
-            "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
-            "metrics": [{"name": "errors", "query": {"type": "builtin", "metricName": "errors"},
-                         "groups": ["errors"], "scopeName": "default",
-                         "analysisConfigurations": {"canary": {"direction": "increase"}}}],
-            "classifier": {"groupWeights": {"errors": 100}}
-        }))
-        .unwrap();
-        configs.insert("cfg-1", "shop-canary", &["shop"], config);
-        gennaker_canary::stage::register(registry, sources, Arc::new(configs));
+        *held.lock().unwrap() = Some(register_generic(registry, accounts));
     })
     .await?;
     let provider = holder.lock().unwrap().clone().unwrap();
     Some((kit, provider))
+}
+
+/// Registers the deployment stages through a new provider over `accounts` (its own
+/// watches: a restarted engine starts from nothing in memory) and the canary stage.
+fn register_generic(
+    registry: &mut gennaker_engine::StageRegistry,
+    accounts: &gennaker_kubernetes::KubernetesAccounts,
+) -> Arc<KubernetesProvider> {
+    let provider = KubernetesProvider::start(accounts.clone());
+    gennaker_deploy::register(
+        registry,
+        Providers::new().with(provider.clone(), Some(provider.clone())),
+    );
+    let mut sources = MetricSources::new();
+    sources.insert("flat", Arc::new(Flat));
+    let configs = InMemoryCanaryConfigs::new();
+    let config: CanaryConfig = serde_json::from_value(json!({
+        "name": "shop-canary", "applications": ["shop"],
+        "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+        "metrics": [{"name": "errors", "query": {"type": "builtin", "metricName": "errors"},
+                     "groups": ["errors"], "scopeName": "default",
+                     "analysisConfigurations": {"canary": {"direction": "increase"}}}],
+        "classifier": {"groupWeights": {"errors": 100}}
+    }))
+    .unwrap();
+    configs.insert("cfg-1", "shop-canary", &["shop"], config);
+    gennaker_canary::stage::register(registry, sources, Arc::new(configs));
+    provider
 }
 
 /// Service `shop-web` (selecting `frontedBy: shop-web`) and Ingress `shop` routing to it.
@@ -122,6 +134,62 @@ fn deploy(kit: &Kit, image: &str, extra: Value) -> Value {
         c.extend(e);
     }
     json!({"name": "Deploy", "type": "deploy", "clusters": [cluster]})
+}
+
+/// A canary release of `nginx:1.28` in cluster `shop-prod`: 10%, an analysis, 50%,
+/// then the `more` steps.
+fn canary_release(kit: &Kit, more: Value) -> Value {
+    let mut steps = vec![
+        json!({"setWeight": 10}),
+        json!({"analysis": {"lifetimeDuration": "PT30S"}}),
+        json!({"setWeight": 50}),
+    ];
+    steps.extend(more.as_array().cloned().unwrap_or_default());
+    deploy(
+        kit,
+        "nginx:1.28",
+        json!({
+            "strategy": "canary",
+            "canary": {
+                "analysis": {"canaryConfigName": "shop-canary", "metricsAccountName": "flat",
+                             "scoreThresholds": {"pass": "80", "marginal": "50"},
+                             "canaryAnalysisIntervalMins": "0.25",
+                             "scopes": [{"scopeName": "default", "step": "5"}]},
+                "steps": steps
+            }
+        }),
+    )
+}
+
+/// Watches canary Ingress `shop-canary`: every `canary-weight` it has, in order.
+fn canary_weights(kit: &Kit) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ingresses: Api<Ingress> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let watching = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            let changes = watcher(ingresses, watcher::Config::default()).applied_objects();
+            let mut changes = std::pin::pin!(changes);
+            while let Some(changed) = changes.next().await {
+                let Ok(ingress) = changed else { continue };
+                if ingress.metadata.name.as_deref() != Some("shop-canary") {
+                    continue;
+                }
+                let weight = ingress
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .get(&format!("{NGINX}canary-weight"))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut seen = seen.lock().unwrap();
+                if seen.last() != Some(&weight) {
+                    seen.push(weight);
+                }
+            }
+        }
+    });
+    (seen, watching)
 }
 
 /// A generic server-group stage on `group`.
@@ -334,42 +402,8 @@ async fn a_canary_release_creates_steps_and_removes_the_nginx_canary_ingress() {
     .await;
 
     // Watch the canary Ingress while the release runs: every weight it had.
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let watching = tokio::spawn({
-        let seen = seen.clone();
-        let ingresses: Api<Ingress> = Api::namespaced(kit.client.clone(), &kit.namespace);
-        async move {
-            loop {
-                if let Some(canary) = ingresses.get_opt("shop-canary").await.unwrap() {
-                    let annotations = canary.metadata.annotations.unwrap_or_default();
-                    let weight = annotations
-                        .get(&format!("{NGINX}canary-weight"))
-                        .cloned()
-                        .unwrap_or_default();
-                    let mut seen = seen.lock().unwrap();
-                    if seen.last() != Some(&weight) {
-                        seen.push(weight);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
-    let release = deploy(
-        &kit,
-        "nginx:1.28",
-        json!({
-            "strategy": "canary",
-            "canary": {
-                "analysis": {"canaryConfigName": "shop-canary", "metricsAccountName": "flat",
-                             "scoreThresholds": {"pass": "80", "marginal": "50"},
-                             "canaryAnalysisIntervalMins": "0.25",
-                             "scopes": [{"scopeName": "default", "step": "5"}]},
-                "steps": [{"setWeight": 10}, {"analysis": {"lifetimeDuration": "PT30S"}},
-                          {"setWeight": 50}, {"pause": {"duration": "10s"}}]
-            }
-        }),
-    );
+    let (seen, watching) = canary_weights(&kit);
+    let release = canary_release(&kit, json!([{"pause": {"duration": "10s"}}]));
     let run = kit.h.run("release", kit.pipeline(vec![release])).await;
     // While the canary takes 50%: its Ingress and Service, and which pods they reach.
     let at_half = kit
@@ -456,4 +490,414 @@ async fn a_canary_release_creates_steps_and_removes_the_nginx_canary_ingress() {
         assert!(!labels.contains_key("frontedBy"), "{labels:?}");
     }
     kit.finish().await;
+}
+
+/// Polls the provider's load balancers of `shop` (bounded) until `done` holds.
+async fn balancers_until(
+    provider: &KubernetesProvider,
+    what: &str,
+    done: impl Fn(&[LoadBalancer]) -> bool,
+) -> Vec<LoadBalancer> {
+    let mut last = Vec::new();
+    for _ in 0..200 {
+        last = provider.load_balancers("shop").await.unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the load balancers never showed {what}: {last:#?}");
+}
+
+fn named<'a>(balancers: &'a [LoadBalancer], name: &str) -> Option<&'a LoadBalancer> {
+    balancers.iter().find(|b| b.spec.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingresses_are_load_balancers_with_their_services_and_a_canary_ingress_with_its_weight() {
+    let Some((kit, provider)) = kit("ingress").await else {
+        return;
+    };
+    service_and_ingress(&kit).await;
+    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
+    let canary_cluster = json!({"freeFormDetails": "canary",
+        "capacity": {"min": 1, "max": 1, "desired": 1}});
+    succeeded(
+        &kit.run(vec![deploy(&kit, "nginx:1.28", canary_cluster)])
+            .await,
+    );
+
+    // Unpinned: the Ingress routes to the Service, whose share follows Up instances.
+    let balancers = balancers_until(&provider, "the Ingress sharing by Up instances", |b| {
+        named(b, "ingress shop").is_some_and(|i| i.weights.len() == 2)
+    })
+    .await;
+    let ingress = named(&balancers, "ingress shop").unwrap();
+    assert_eq!(ingress.backends, ["service shop-web"]);
+    assert_eq!(ingress.spec.application, "shop");
+    assert_eq!(ingress.address, "shop.example");
+    assert_eq!(ingress.details["kind"], "ingress");
+    assert_eq!(ingress.details["hosts"], json!(["shop.example"]));
+    assert_eq!(ingress.details["ingressClassName"], "nginx");
+    assert_eq!(
+        ingress.weights,
+        BTreeMap::from([
+            ("shop-prod-v000".to_owned(), 67),
+            ("shop-prod-canary-v000".to_owned(), 33)
+        ])
+    );
+    assert!(named(&balancers, "shop-web").is_some(), "the Service too");
+
+    // Weights fixed across two clusters: the canary Ingress appears with its weight,
+    // routing to the canary Service and through it to the canary cluster's group.
+    let pin = BTreeMap::from([
+        ("shop-prod-v000".to_owned(), 90),
+        ("shop-prod-canary-v000".to_owned(), 10),
+    ]);
+    provider.set_weights("k8s", "shop-web", pin).await.unwrap();
+    let balancers = balancers_until(&provider, "the canary Ingress", |b| {
+        named(b, "ingress shop-canary").is_some_and(|c| !c.weights.is_empty())
+    })
+    .await;
+    let canary = named(&balancers, "ingress shop-canary").unwrap();
+    assert_eq!(canary.backends, ["service shop-web-canary"]);
+    assert_eq!(canary.details["canaryWeight"], 10);
+    assert_eq!(canary.spec.application, "shop");
+    assert_eq!(
+        canary.weights,
+        BTreeMap::from([("shop-prod-canary-v000".to_owned(), 100)])
+    );
+    let primary = named(&balancers, "ingress shop").unwrap();
+    assert_eq!(
+        primary.weights,
+        BTreeMap::from([
+            ("shop-prod-v000".to_owned(), 90),
+            ("shop-prod-canary-v000".to_owned(), 10)
+        ])
+    );
+    assert!(!primary.details.contains_key("canaryWeight"));
+    let one = provider
+        .load_balancer("k8s", "ingress shop-canary")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.details["canaryWeight"], 10);
+    let why = provider
+        .set_weights("k8s", "ingress shop", BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("name the Service"), "{why}");
+
+    // Weights released: the canary Ingress is gone from the view with the Ingress.
+    provider
+        .set_weights("k8s", "shop-web", BTreeMap::new())
+        .await
+        .unwrap();
+    balancers_until(&provider, "no canary Ingress", |b| {
+        named(b, "ingress shop-canary").is_none()
+            && named(b, "ingress shop").is_some_and(|i| i.weights.len() == 2)
+    })
+    .await;
+    kit.finish().await;
+}
+
+/// The groups whose pods Service `shop-web` selects, from pod labels.
+async fn serving(kit: &Kit) -> BTreeMap<String, usize> {
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let mut serving = BTreeMap::new();
+    for pod in pods.list(&ListParams::default()).await.unwrap().items {
+        let labels = pod.metadata.labels.unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_none()
+            && labels.get("frontedBy").map(String::as_str) == Some("shop-web")
+            && let Some(group) = labels.get("gennaker.io/server-group")
+        {
+            *serving.entry(group.clone()).or_default() += 1;
+        }
+    }
+    serving
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_puts_the_restored_version_behind_the_service_before_disabling_the_newer() {
+    let Some((kit, provider)) = kit("rollback").await else {
+        return;
+    };
+    service_and_ingress(&kit).await;
+    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
+    succeeded(
+        &kit.run(vec![deploy(
+            &kit,
+            "nginx:1.28",
+            json!({"strategy": "redblack"}),
+        )])
+        .await,
+    );
+    view_until(&provider, "shop-prod-v000", "v000 disabled", |g| {
+        g.is_some_and(|g| g.disabled)
+    })
+    .await;
+    assert_eq!(
+        serving(&kit).await,
+        BTreeMap::from([("shop-prod-v001".to_owned(), 2)])
+    );
+
+    // Every change to the pods' labels while the rollback runs: which groups the
+    // Service selects after each.
+    let states: Arc<Mutex<Vec<BTreeMap<String, usize>>>> = Arc::default();
+    let watching = tokio::spawn({
+        let states = states.clone();
+        let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+        async move {
+            let mut labelled: BTreeMap<String, String> = BTreeMap::new();
+            // Recorded from the end of the first list on: during it, pods come one by one.
+            let mut listed = false;
+            let changes = watcher(pods, watcher::Config::default());
+            let mut changes = std::pin::pin!(changes);
+            while let Some(changed) = changes.next().await {
+                let (pod, gone) = match changed {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        (Some(pod), false)
+                    }
+                    Ok(watcher::Event::Delete(pod)) => (Some(pod), true),
+                    Ok(watcher::Event::InitDone) => {
+                        listed = true;
+                        (None, false)
+                    }
+                    Ok(watcher::Event::Init) | Err(_) => continue,
+                };
+                if let Some(pod) = pod {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let labels = pod.metadata.labels.unwrap_or_default();
+                    let group = labels.get("gennaker.io/server-group");
+                    let serving = labels.contains_key("frontedBy")
+                        && !gone
+                        && pod.metadata.deletion_timestamp.is_none();
+                    match group {
+                        Some(group) if serving => {
+                            labelled.insert(name, group.clone());
+                        }
+                        _ => {
+                            labelled.remove(&name);
+                        }
+                    }
+                }
+                if !listed {
+                    continue;
+                }
+                let mut now: BTreeMap<String, usize> = BTreeMap::new();
+                for group in labelled.values() {
+                    *now.entry(group.clone()).or_default() += 1;
+                }
+                let mut states = states.lock().unwrap();
+                if states.last() != Some(&now) {
+                    states.push(now);
+                }
+            }
+        }
+    });
+    // Wait until the watch has listed the pods, so it sees every change after.
+    for _ in 0..100 {
+        if !states.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rollback = kit
+        .run(vec![on_group(
+            "rollback",
+            "rollbackServerGroup",
+            "shop-prod-v001",
+            json!({"rollbackType": "EXPLICIT",
+                   "rollbackContext": {"rollbackServerGroupName": "shop-prod-v001",
+                                       "restoreServerGroupName": "shop-prod-v000"}}),
+        )])
+        .await;
+    succeeded(&rollback);
+    let end = BTreeMap::from([("shop-prod-v000".to_owned(), 2)]);
+    for _ in 0..100 {
+        if states.lock().unwrap().last() == Some(&end) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watching.abort();
+    let states = states.lock().unwrap().clone();
+    println!("the groups the Service selects, in order: {states:?}");
+    assert_eq!(states.last(), Some(&end), "{states:?}");
+    // Traffic first: v001 loses its pods only once both of v000's serve, and the
+    // Service never selects nothing.
+    let first_drop = states
+        .iter()
+        .position(|s| s.get("shop-prod-v001").copied().unwrap_or(0) < 2)
+        .unwrap();
+    assert_eq!(
+        states[first_drop].get("shop-prod-v000"),
+        Some(&2),
+        "v000 serves before v001 is taken out: {states:?}"
+    );
+    assert!(states.iter().all(|s| !s.is_empty()), "{states:?}");
+    let group = view_until(&provider, "shop-prod-v001", "v001 disabled", |g| {
+        g.is_some_and(|g| g.disabled)
+    })
+    .await
+    .unwrap();
+    assert_eq!(group.capacity.desired, 2, "the rolled-back group is kept");
+    view_until(&provider, "shop-prod-v000", "v000 enabled", |g| {
+        g.is_some_and(|g| !g.disabled && g.up_instances() == 2)
+    })
+    .await;
+    kit.finish().await;
+}
+
+/// Runs `stages` under both faults, each time in a fresh namespace prepared by
+/// `prepare`, the engine's providers started anew with each engine; then `check`.
+async fn under_faults<P, C>(prefix: &str, prepare: P, stages: fn(&Kit) -> Vec<Value>, check: C)
+where
+    P: AsyncFn(&Kit, &KubernetesProvider),
+    C: AsyncFn(&Kit, &KubernetesProvider, Fault, &[String]),
+{
+    for fault in [Fault::RepeatEveryStep, Fault::CrashAfterEveryCommit] {
+        let Some((kit, provider)) = kit(prefix).await else {
+            return;
+        };
+        prepare(&kit, &provider).await;
+        let (seen, watching) = canary_weights(&kit);
+        let accounts = kit.accounts.clone();
+        let outcome = FaultRun::new(TestBackend::Sqlite, fault, kit.pipeline(stages(&kit)))
+            .with_stages(move |registry| {
+                register_generic(registry, &accounts);
+            })
+            .clock_step(Duration::from_secs(5))
+            .run()
+            .await;
+        outcome.assert_succeeded();
+        println!(
+            "{prefix} {fault:?}: {} repeated steps, {} restarts",
+            outcome.repeated, outcome.restarts
+        );
+        watching.abort();
+        let seen = seen.lock().unwrap().clone();
+        check(&kit, &provider, fault, &seen).await;
+        kit.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_server_group_operations_repeated_or_crashing_after_every_commit_act_once() {
+    under_faults(
+        "sgfaults",
+        async |kit, provider| {
+            service_and_ingress(kit).await;
+            succeeded(&kit.run(vec![deploy(kit, "nginx:1.27", json!({}))]).await);
+            view_until(provider, "shop-prod-v000", "two Up instances", |g| {
+                g.is_some_and(|g| g.up_instances() == 2)
+            })
+            .await;
+        },
+        |kit| {
+            vec![
+                deploy(kit, "nginx:1.28", json!({})),
+                on_group(
+                    "grow",
+                    "resizeServerGroup",
+                    "shop-prod-v001",
+                    json!({"action": "scale_exact", "capacity": {"min": 1, "max": 4, "desired": 3}}),
+                ),
+                on_group("disable old", "disableServerGroup", "shop-prod-v000", json!({})),
+                on_group("enable old", "enableServerGroup", "shop-prod-v000", json!({})),
+                on_group("disable old again", "disableServerGroup", "shop-prod-v000", json!({})),
+                on_group("destroy old", "destroyServerGroup", "shop-prod-v000", json!({})),
+            ]
+        },
+        async |kit, provider, fault, _| {
+            assert_eq!(
+                kit.names("apps/v1", "ReplicaSet").await,
+                ["shop-prod-v001"],
+                "{fault:?}: one new version, the old one gone"
+            );
+            let v1 = kit
+                .get("apps/v1", "ReplicaSet", "shop-prod-v001")
+                .await
+                .unwrap();
+            assert_eq!(v1["spec"]["replicas"], 3, "{fault:?}");
+            assert_eq!(
+                v1["spec"]["template"]["metadata"]["labels"]["frontedBy"],
+                "shop-web",
+                "{fault:?}"
+            );
+            let group = view_until(provider, "shop-prod-v001", "three Up instances", |g| {
+                g.is_some_and(|g| g.up_instances() == 3)
+            })
+            .await
+            .unwrap();
+            assert!(!group.disabled, "{fault:?}");
+            assert_eq!(
+                (group.capacity.min, group.capacity.max),
+                (1, 4),
+                "{fault:?}"
+            );
+            for labels in pod_labels(kit, "shop-prod-v001").await {
+                assert_eq!(labels["frontedBy"], "shop-web", "{fault:?}: {labels:?}");
+            }
+            view_until(provider, "shop-prod-v000", "no v000", |g| g.is_none()).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nginx_canary_ingress_repeated_or_crashing_after_every_commit_is_made_set_and_removed_once()
+ {
+    under_faults(
+        "lbfaults",
+        async |kit, provider| {
+            service_and_ingress(kit).await;
+            succeeded(&kit.run(vec![deploy(kit, "nginx:1.27", json!({}))]).await);
+            view_until(provider, "shop-prod-v000", "two Up instances", |g| {
+                g.is_some_and(|g| g.up_instances() == 2)
+            })
+            .await;
+        },
+        |kit| vec![canary_release(kit, json!([]))],
+        async |kit, provider, fault, seen| {
+            assert_eq!(
+                seen,
+                ["10", "50"],
+                "{fault:?}: the canary Ingress's weights, each set once, in order"
+            );
+            assert!(
+                kit.get("networking.k8s.io/v1", "Ingress", "shop-canary")
+                    .await
+                    .is_none(),
+                "{fault:?}: the canary Ingress is removed"
+            );
+            assert!(
+                kit.get("v1", "Service", "shop-web-canary").await.is_none(),
+                "{fault:?}: the canary Service is removed"
+            );
+            assert_eq!(
+                kit.names("apps/v1", "ReplicaSet").await,
+                ["shop-prod-v000", "shop-prod-v001"],
+                "{fault:?}: baseline and canary gone, one new version"
+            );
+            let service = kit.get("v1", "Service", "shop-web").await.unwrap();
+            assert!(
+                service["metadata"]["annotations"].get(WEIGHTS).is_none(),
+                "{fault:?}"
+            );
+            view_until(provider, "shop-prod-v001", "v001 serving", |g| {
+                g.is_some_and(|g| !g.disabled && g.up_instances() == 2)
+            })
+            .await;
+            for labels in pod_labels(kit, "shop-prod-v001").await {
+                assert_eq!(labels["frontedBy"], "shop-web", "{fault:?}: {labels:?}");
+                assert!(!labels.contains_key(CANARY_OF), "{fault:?}: {labels:?}");
+            }
+            for labels in pod_labels(kit, "shop-prod-v000").await {
+                assert!(!labels.contains_key("frontedBy"), "{fault:?}: {labels:?}");
+            }
+        },
+    )
+    .await;
 }

@@ -1,7 +1,8 @@
 //! The clusters view of a Kubernetes account through the real `gennaker server` and
 //! `gennaker` CLI processes, on the real test API server (`../shared/k8s`, or the one
 //! `GENNAKER_TEST_KUBECONFIG` names; skipped with one line saying so when there is
-//! none): a ReplicaSet as a server group, its pods as instances, one Ready and one not.
+//! none): a ReplicaSet as a server group, its pods as instances, one Ready and one not;
+//! a Service and an Ingress routing to it as load balancers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -11,7 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api as KubeApi, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::api::Api;
@@ -230,6 +232,87 @@ async fn the_clusters_api_and_cli_show_kubernetes_workloads_with_health() {
             .unwrap_or_else(|| panic!("{shown}"));
         assert!(line.contains(health), "{shown}");
     }
+
+    // An Ingress is a load balancer of its own, routing through its Service to the
+    // group: in the API and the CLI.
+    let services: KubeApi<Service> = KubeApi::namespaced(client.clone(), &namespace);
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kview-web", "annotations": {"moniker.spinnaker.io/application": "kview"}},
+                "spec": {"selector": {"app": "kview"}, "ports": [{"port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let ingresses: KubeApi<Ingress> = KubeApi::namespaced(client.clone(), &namespace);
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kview"},
+                "spec": {"ingressClassName": "nginx", "rules": [{"host": "kview.example", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "kview-web", "port": {"number": 80}}}}]}}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut ingress = Value::Null;
+    for _ in 0..200 {
+        let balancers = api
+            .get("/api/v1/applications/kview/loadBalancers?cloudProvider=kubernetes")
+            .await;
+        ingress = balancers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "ingress kview")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if !ingress["weights"].as_object().is_none_or(|w| w.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ingress["backends"],
+        json!(["service kview-web"]),
+        "{ingress:#}"
+    );
+    assert_eq!(
+        ingress["weights"],
+        json!({"kview-prod-v000": 100}),
+        "{ingress:#}"
+    );
+    assert_eq!(ingress["address"], "kview.example", "{ingress:#}");
+    assert_eq!(ingress["details"]["kind"], "ingress", "{ingress:#}");
+    let table = cli(
+        &server,
+        dir.path(),
+        &[
+            "loadbalancer",
+            "list",
+            "kview",
+            "--cloud-provider",
+            "kubernetes",
+        ],
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains("ingress kview"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("via service kview-web: kview-prod-v000 100%"),
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("kview-web")),
+        "the Service too: {table}"
+    );
 
     drop(server);
     let _ = namespaces

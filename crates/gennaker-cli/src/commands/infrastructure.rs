@@ -74,6 +74,32 @@ struct LoadBalancerView {
     allowed_cidrs: Vec<String>,
     #[serde(default)]
     weights: BTreeMap<String, u32>,
+    /// What it routes to in front of the server groups (a Kubernetes Ingress's Services).
+    #[serde(default)]
+    backends: Vec<String>,
+    #[serde(default)]
+    details: BTreeMap<String, Value>,
+}
+
+impl LoadBalancerView {
+    /// The TRAFFIC cell: an ingress-nginx canary's weight, the Services it goes
+    /// through, then each server group's share.
+    fn traffic(&self) -> String {
+        let shares: Vec<String> = self
+            .weights
+            .iter()
+            .map(|(group, weight)| format!("{group} {weight}%"))
+            .collect();
+        let mut cell = String::new();
+        if let Some(weight) = self.details.get("canaryWeight").and_then(Value::as_u64) {
+            cell.push_str(&format!("canary {weight}% "));
+        }
+        if !self.backends.is_empty() {
+            cell.push_str(&format!("via {}: ", self.backends.join(", ")));
+        }
+        cell.push_str(&output::list(&shares));
+        cell
+    }
 }
 
 pub(super) async fn clusters(
@@ -153,16 +179,11 @@ pub(super) async fn load_balancers(
                 balancers
                     .iter()
                     .map(|lb| {
-                        let traffic: Vec<String> = lb
-                            .weights
-                            .iter()
-                            .map(|(group, weight)| format!("{group} {weight}%"))
-                            .collect();
                         [
                             lb.name.clone(),
                             lb.account.clone(),
                             format!("http://{}", lb.address),
-                            output::list(&traffic),
+                            lb.traffic(),
                             if lb.allowed_cidrs.is_empty() {
                                 "everyone".to_owned()
                             } else {
@@ -307,4 +328,30 @@ async fn operate(
         "Started: {operation} {} (execution {execution}); follow it with `gennaker execution watch {execution}`.",
         target.name
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ingress_shows_its_services_and_a_canary_its_weight() {
+        let view: LoadBalancerView = serde_json::from_value(json!({
+            "name": "ingress shop-canary", "account": "k8s", "address": "shop.example",
+            "weights": {"shop-prod-canary-v000": 100},
+            "backends": ["service shop-web-canary"],
+            "details": {"kind": "ingress", "canaryWeight": 10}
+        }))
+        .unwrap();
+        assert_eq!(
+            view.traffic(),
+            "canary 10% via service shop-web-canary: shop-prod-canary-v000 100%"
+        );
+        let plain: LoadBalancerView = serde_json::from_value(json!({
+            "name": "shop-lb", "account": "local", "address": "127.0.0.1:8080",
+            "weights": {"shop-prod-v000": 100}
+        }))
+        .unwrap();
+        assert_eq!(plain.traffic(), "shop-prod-v000 100%");
+    }
 }

@@ -438,6 +438,8 @@ impl TrafficRouter for FakeCloud {
                 spec: spec.clone(),
                 address,
                 weights: BTreeMap::new(),
+                backends: Vec::new(),
+                details: BTreeMap::new(),
             },
         );
         Ok(Self::view(&state, &spec.account, &spec.name).unwrap())

@@ -110,6 +110,7 @@ pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
         moniker.string("cluster", report);
     }
     super::traffic::check(stage, report);
+    crate::versioning::check_history_for_strategy(stage, report);
 }
 
 struct DeployTask {

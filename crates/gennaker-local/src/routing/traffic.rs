@@ -285,6 +285,8 @@ impl Traffic {
             spec: record.spec.clone(),
             address: record.address.clone().unwrap_or_default(),
             weights: shares(&self.routes_of(key).unwrap_or_default()),
+            backends: Vec::new(),
+            details: BTreeMap::new(),
         }
     }
 
