@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gennaker_core::naming::next_sequence;
 use gennaker_deploy::{Capacity, CreateServerGroup, DeployError, Provider, ServerGroup};
+use gennaker_engine::TaskError;
 use serde_json::{Map, Value, json};
 
 use crate::cluster::{Account, DeleteOptions, PatchBody, Resolved};
@@ -25,7 +26,7 @@ use crate::manifest::{
     LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, MONIKER_APPLICATION, MONIKER_CLUSTER, MONIKER_DETAIL,
     MONIKER_SEQUENCE, MONIKER_STACK, annotation,
 };
-use crate::stages::PROVIDER;
+use crate::stages::{self, PROVIDER};
 use crate::traffic::{self, Label, TrafficError};
 use crate::view;
 use crate::watch::{AccountCache, Snapshot};
@@ -586,6 +587,21 @@ impl Provider for KubernetesProvider {
         name: &str,
     ) -> Result<ServerGroup, DeployError> {
         let at = self.located(account, name).await?;
+        if at.kind == "ReplicaSet" {
+            let live = self.live(&at).await?;
+            let preview = traffic::preview_load_balancers(&live).map_err(|why| {
+                DeployError::Invalid(format!(
+                    "server group '{name}' in namespace '{}': {why}",
+                    at.namespace
+                ))
+            })?;
+            if !preview.is_empty() {
+                self.promote(&at, &live).await?;
+                let mut group = self.view_of(account, name).await?;
+                group.disabled = false;
+                return Ok(group);
+            }
+        }
         self.mark(&at, true).await?;
         self.place(&at, true).await?;
         let mut group = self.view_of(account, name).await?;
@@ -725,6 +741,65 @@ impl KubernetesProvider {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Enables a ReplicaSet deployed blue/green with preview Services as
+    /// `enableManifest` does: a version with a failing pod is refused with the pod's
+    /// reason and events, one not all Ready yet is retried, then it moves from the
+    /// preview to the active Services ([`stages::promote`]) and the other enabled
+    /// versions of its cluster are disabled. It is marked disabled until the end, so
+    /// a stage repeated after a crash in between promotes it again (every step is
+    /// idempotent) instead of finding it enabled and stopping short.
+    async fn promote(&self, at: &Located, live: &Value) -> Result<(), DeployError> {
+        let full = format!("replicaSet {}", at.name);
+        let ns = Some(at.namespace.as_str());
+        let failing = stages::failing_pod(&at.account, "ReplicaSet", live, ns)
+            .await
+            .map_err(|err| match err {
+                TaskError::Transient(why) => DeployError::Unavailable(why),
+                TaskError::Permanent(why) | TaskError::Unsupported(why) => {
+                    DeployError::Invalid(why)
+                }
+            })?;
+        if let Some(failure) = failing {
+            return Err(DeployError::Invalid(format!(
+                "server group '{}' in namespace '{}' cannot be promoted from its preview: it will not become ready: {failure}; the active Services stay on the current version (fix the version and deploy again, or disable it)",
+                at.name, at.namespace
+            )));
+        }
+        if let Some(waiting) = stages::not_ready(&full, live) {
+            return Err(DeployError::Unavailable(waiting));
+        }
+        self.mark(at, false).await?;
+        let kind = at.resolved().await?;
+        stages::promote(&at.account, &kind, ns, live, &[])
+            .await
+            .map_err(|err| match err {
+                TrafficError::Kube(err) => deploy_error(err),
+                TrafficError::Invalid(why) => DeployError::Invalid(why),
+            })?;
+        let cluster = view::moniker(live).map(|m| m.cluster());
+        let snapshot = self.snapshot(&at.account.name).await?;
+        let older: Vec<String> = view::server_groups(
+            &at.account.name,
+            &snapshot.workloads,
+            &snapshot.pods,
+            &snapshot.services,
+        )
+        .into_iter()
+        .filter(|g| g.name != at.name && !g.disabled && Some(g.cluster()) == cluster)
+        .map(|g| g.name)
+        .collect();
+        for name in older {
+            match self.disable_server_group(&at.account.name, &name).await {
+                // Gone since the cache saw it: nothing to disable.
+                Err(DeployError::NotFound { .. }) | Ok(_) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.mark(at, true).await?;
+        tracing::info!(account = %at.account.name, namespace = %at.namespace, server_group = %at.name, "blue/green server group promoted");
+        Ok(())
     }
 
     /// Records whether the generic stages enabled the workload.

@@ -35,6 +35,44 @@ pub fn has_pods(kind: &str) -> bool {
 /// extension beside Spinnaker's annotation, which keeps listing the active Services.
 pub const PREVIEW_LOAD_BALANCERS: &str = "traffic.gennaker.io/preview-load-balancers";
 
+/// `traffic.gennaker.io/scale-down-delay-seconds`: how long after its promotion the
+/// older versions a blue/green version disabled are scaled to 0 (Argo Rollouts'
+/// `scaleDownDelaySeconds`; a Gennaker extension written by the deploy from
+/// `trafficManagement.options.scaleDownDelaySeconds`, so a later `enableManifest`
+/// finds it).
+pub const SCALE_DOWN_DELAY: &str = "traffic.gennaker.io/scale-down-delay-seconds";
+
+/// The longest `scaleDownDelaySeconds` (a day): a promotion's task waits it out.
+pub const MAX_SCALE_DOWN_DELAY_SECONDS: u64 = 24 * 60 * 60;
+
+/// A manifest's scale-down delay (`None` when it has none: the older versions keep
+/// their pods).
+pub fn scale_down_delay(manifest: &Value) -> Result<Option<u64>, String> {
+    let Some(text) = annotation(manifest, SCALE_DOWN_DELAY) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_SCALE_DOWN_DELAY_SECONDS => Ok(Some(seconds)),
+        _ => Err(format!(
+            "annotation {SCALE_DOWN_DELAY} is '{text}': it must be a whole number of seconds from 0 to {MAX_SCALE_DOWN_DELAY_SECONDS}"
+        )),
+    }
+}
+
+/// Writes the stage's `scaleDownDelaySeconds` into the manifest's annotation (the
+/// stage's value wins over one the manifest carries).
+pub fn set_scale_down_delay(manifest: &mut Value, seconds: u64) {
+    let Some(metadata) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(SCALE_DOWN_DELAY.into(), json!(seconds.to_string()));
+    }
+}
+
 /// The Services a manifest's annotation lists (empty when none).
 pub fn load_balancers(manifest: &Value) -> Result<Vec<String>, String> {
     listed(manifest, LOAD_BALANCERS)
@@ -545,6 +583,20 @@ mod tests {
         assert_eq!(
             difference(Some(&labelled), &[("frontedBy".into(), Label::Removed)]),
             Some(json!({"frontedBy": null}))
+        );
+    }
+
+    #[test]
+    fn a_scale_down_delay_is_read_back_bounded() {
+        let mut rs = json!({"metadata": {"name": "web-v001"}});
+        assert_eq!(scale_down_delay(&rs), Ok(None));
+        set_scale_down_delay(&mut rs, 30);
+        assert_eq!(scale_down_delay(&rs), Ok(Some(30)));
+        let too_long = json!({"metadata": {"annotations": {SCALE_DOWN_DELAY: "86401"}}});
+        let why = scale_down_delay(&too_long).unwrap_err();
+        assert!(
+            why.contains(SCALE_DOWN_DELAY) && why.contains("86400"),
+            "{why}"
         );
     }
 

@@ -98,15 +98,25 @@ pub fn selects(service: &Value, labels: &BTreeMap<String, String>) -> bool {
 }
 
 /// Whether a workload takes traffic: what the generic stages last set, else
-/// Spinnaker's rule (it names Services and one of `services` selects it).
+/// Spinnaker's rule (it names Services and one of `services` selects it). A
+/// blue/green version's preview Services do not count: behind them only, it waits
+/// for its promotion, which the generic enable does.
 pub fn is_enabled(workload: &Value, services: &[&Value]) -> bool {
     match annotation(workload, ENABLED) {
         Some("false") => false,
         Some("true") => true,
         _ => {
             let labels = template_labels(workload);
+            let preview: Vec<String> = crate::traffic::preview_load_balancers(workload)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| crate::traffic::service_name(s).ok())
+                .collect();
             traffic_services(workload).is_empty()
-                || services.iter().any(|service| selects(service, &labels))
+                || services.iter().any(|service| {
+                    !preview.iter().any(|p| p == text(service, "/metadata/name"))
+                        && selects(service, &labels)
+                })
                 || labels.contains_key(CANARY_OF)
         }
     }
@@ -911,6 +921,18 @@ mod tests {
             json!({}),
         );
         assert!(is_enabled(&explicit, &[&service]));
+        let preview = json!({"metadata": {"name": "web-preview", "namespace": "shop"},
+                             "spec": {"selector": {"frontedBy": "web-preview"}}});
+        let previewed = rs(
+            "a-v003",
+            json!({LOAD_BALANCERS: "[\"service web\"]",
+                   crate::traffic::PREVIEW_LOAD_BALANCERS: "[\"service web-preview\"]"}),
+            json!({"frontedBy": "web-preview"}),
+        );
+        assert!(
+            !is_enabled(&previewed, &[&service, &preview]),
+            "behind its preview only, a version waits for its promotion"
+        );
         let groups = server_groups(
             "k8s",
             &[rs(

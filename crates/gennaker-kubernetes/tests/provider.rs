@@ -901,3 +901,176 @@ async fn the_nginx_canary_ingress_repeated_or_crashing_after_every_commit_is_mad
     )
     .await;
 }
+
+/// A `deployManifest` of ReplicaSet `shop-prod` (cluster `shop-prod`) running `image`,
+/// blue/green behind Service `web`, and with `preview` only behind `web-preview`.
+fn blue_green(name: &str, image: &str, preview: bool) -> Value {
+    let service = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"selector": {"frontedBy": name}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    };
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "shop-prod"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "shop"}},
+            "template": {"metadata": {"labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}}}});
+    let mut options = json!({"enableTraffic": !preview, "services": ["service web"],
+                             "strategy": "bluegreen"});
+    if preview {
+        options["previewServices"] = json!(["service web-preview"]);
+    }
+    json!({"name": name, "type": "deployManifest", "source": "text",
+           "manifests": [service("web"), service("web-preview"), rs],
+           "moniker": {"app": "shop"},
+           "trafficManagement": {"enabled": true, "options": options}})
+}
+
+async fn fronted_by(kit: &Kit, rs: &str) -> Vec<Option<String>> {
+    let live = kit.get("apps/v1", "ReplicaSet", rs).await.unwrap();
+    let uid = live["metadata"]["uid"].clone();
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let mut labels = vec![
+        live["spec"]["template"]["metadata"]["labels"]["frontedBy"]
+            .as_str()
+            .map(str::to_owned),
+    ];
+    for pod in pods.list(&ListParams::default()).await.unwrap().items {
+        let pod = serde_json::to_value(pod).unwrap();
+        if pod["metadata"]["ownerReferences"][0]["uid"] == uid
+            && pod["metadata"]["deletionTimestamp"].is_null()
+        {
+            labels.push(
+                pod["metadata"]["labels"]["frontedBy"]
+                    .as_str()
+                    .map(str::to_owned),
+            );
+        }
+    }
+    labels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generic_enable_of_a_preview_version_promotes_it_as_enable_manifest_does() {
+    let Some((kit, provider)) = kit("bggeneric").await else {
+        return;
+    };
+    succeeded(&kit.run(vec![blue_green("v0", "nginx:1.25", false)]).await);
+    succeeded(&kit.run(vec![blue_green("v1", "nginx:1.26", true)]).await);
+    let web = Some("web".to_owned());
+    let preview = Some("web-preview".to_owned());
+    assert_eq!(
+        fronted_by(&kit, "shop-prod-v000").await,
+        [web.clone(), web.clone(), web.clone()]
+    );
+    view_until(
+        &provider,
+        "shop-prod-v001",
+        "the preview version, disabled",
+        |g| g.is_some_and(|g| g.disabled && g.instances.len() == 2),
+    )
+    .await
+    .unwrap();
+
+    // A crash-looping new version is refused at once, with the pod's reason.
+    kit.behave(support::Behaviour::CrashLoop);
+    let pods: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let uid = kit
+        .get("apps/v1", "ReplicaSet", "shop-prod-v001")
+        .await
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    let victim = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| serde_json::to_value(p).unwrap())
+        .find(|p| p["metadata"]["ownerReferences"][0]["uid"] == uid)
+        .unwrap();
+    pods.delete(
+        victim["metadata"]["name"].as_str().unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let mut crashing = false;
+    for _ in 0..200 {
+        let listed = pods.list(&ListParams::default()).await.unwrap();
+        crashing = serde_json::to_string(&listed.items)
+            .unwrap()
+            .contains("CrashLoopBackOff");
+        if crashing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(crashing, "the replacement pod never crash-looped");
+    let refused = kit
+        .run(vec![on_group(
+            "promote",
+            "enableServerGroup",
+            "shop-prod-v001",
+            json!({}),
+        )])
+        .await;
+    let why = support::error(&refused, "promote");
+    assert!(
+        why.contains("cannot be promoted from its preview") && why.contains("CrashLoopBackOff"),
+        "{why}"
+    );
+    assert_eq!(
+        fronted_by(&kit, "shop-prod-v000").await,
+        [web.clone(), web.clone(), web.clone()]
+    );
+    assert_eq!(fronted_by(&kit, "shop-prod-v001").await[0], preview);
+
+    // Once every pod is Ready the generic enable promotes it: active on, preview off,
+    // the older version disabled (kept for a rollback).
+    kit.behave(support::Behaviour::Ready);
+    for _ in 0..200 {
+        let live = kit
+            .get("apps/v1", "ReplicaSet", "shop-prod-v001")
+            .await
+            .unwrap();
+        if live["status"]["readyReplicas"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let promoted = kit
+        .run(vec![on_group(
+            "promote",
+            "enableServerGroup",
+            "shop-prod-v001",
+            json!({}),
+        )])
+        .await;
+    succeeded(&promoted);
+    assert_eq!(
+        fronted_by(&kit, "shop-prod-v001").await,
+        [web.clone(), web.clone(), web]
+    );
+    assert_eq!(fronted_by(&kit, "shop-prod-v000").await, [None, None, None]);
+    let v0 = kit
+        .get("apps/v1", "ReplicaSet", "shop-prod-v000")
+        .await
+        .unwrap();
+    assert_eq!(v0["spec"]["replicas"], 2);
+    view_until(
+        &provider,
+        "shop-prod-v000",
+        "the older version disabled",
+        |g| g.is_some_and(|g| g.disabled),
+    )
+    .await
+    .unwrap();
+    view_until(
+        &provider,
+        "shop-prod-v001",
+        "the promoted version enabled",
+        |g| g.is_some_and(|g| !g.disabled),
+    )
+    .await
+    .unwrap();
+    kit.finish().await;
+}

@@ -631,8 +631,11 @@ async fn a_blue_green_promotion_repeated_at_every_step_or_crashing_after_every_c
             .await;
         succeeded(&first);
         let v0_pods = pods_of(&kit, "web-v000").await;
+        // The older version is scaled down 30 s (engine clock) after the promotion.
+        let mut deploy = blue_green("v1", "nginx:1.26", false);
+        deploy["trafficManagement"]["options"]["scaleDownDelaySeconds"] = json!(30);
         let pipeline = kit.pipeline(vec![
-            blue_green("v1", "nginx:1.26", false),
+            deploy,
             json!({"name": "judge", "type": "manualJudgment"}),
             newest("promote", "enableManifest", "newest"),
             newest("find", "findArtifactsFromResource", "newest"),
@@ -660,10 +663,21 @@ async fn a_blue_green_promotion_repeated_at_every_step_or_crashing_after_every_c
             "nginx:1.26",
             "{fault:?}"
         );
+        let promoted = stage(&outcome.execution, "promote");
         assert_eq!(
-            stage(&outcome.execution, "promote").outputs["promotedManifests"],
+            promoted.outputs["promotedManifests"],
             json!(["replicaSet web-v001"]),
             "{fault:?}"
+        );
+        assert_eq!(
+            promoted.outputs["scaledDownManifests"],
+            json!(["replicaSet web-v000"]),
+            "{fault:?}"
+        );
+        let waited = promoted.end_time.unwrap() - promoted.start_time.unwrap();
+        assert!(
+            waited >= 30_000,
+            "{fault:?}: scaled down after the delay ({waited} ms)"
         );
         assert_eq!(
             kit.names("apps/v1", "ReplicaSet").await,
@@ -694,14 +708,102 @@ async fn a_blue_green_promotion_repeated_at_every_step_or_crashing_after_every_c
         let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
         assert_eq!(template_label(&v0), None, "{fault:?}");
         assert_eq!(
-            v0["metadata"]["generation"], 2,
-            "{fault:?}: the old version was disabled once"
+            v0["metadata"]["generation"], 3,
+            "{fault:?}: the old version was disabled once, then scaled down once"
         );
+        assert_eq!(v0["spec"]["replicas"], 0, "{fault:?}");
+        let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
         assert_eq!(
-            pods_labelled(&kit, &v0_pods).await,
-            [None, None],
-            "{fault:?}"
+            v1["spec"]["replicas"], 2,
+            "{fault:?}: the promoted one keeps its pods"
+        );
+        let mut left = v0_pods.clone();
+        for _ in 0..200 {
+            left = pods_of(&kit, "web-v000").await;
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            left.is_empty(),
+            "{fault:?}: the old pods {v0_pods:?} are gone: {left:?}"
         );
         kit.finish().await;
     }
+}
+
+/// Waits (bounded, real time) until `rs` owns a pod the played kubelet reports in
+/// CrashLoopBackOff; returns its name.
+async fn crash_looping_pod(kit: &Kit, rs: &str) -> String {
+    let api: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    for _ in 0..200 {
+        for pod in pods_of(kit, rs).await {
+            let live = serde_json::to_value(api.get(&pod).await.unwrap()).unwrap();
+            if live.to_string().contains("CrashLoopBackOff") {
+                return pod;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{rs} never had a crash-looping pod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_of_a_crash_looping_version_fails_at_once_and_traffic_stays_put() {
+    let Some(kit) = Kit::new("bgcrash", vec![]).await else {
+        return;
+    };
+    let none = BTreeSet::new();
+    succeeded(
+        &kit.run(vec![red_black(
+            "v0",
+            "bluegreen",
+            vec![service(), preview_service(), replica_set("nginx:1.25")],
+        )])
+        .await,
+    );
+    let v0_pods = pods_of(&kit, "web-v000").await;
+    succeeded(&kit.run(vec![blue_green("v1", "nginx:1.26", false)]).await);
+    // After the deploy was stable, one of the new pods starts crash-looping.
+    kit.behave(Behaviour::CrashLoop);
+    let api: Api<Pod> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    let replaced = pods_of(&kit, "web-v001").await.into_iter().next().unwrap();
+    api.delete(&replaced, &Default::default()).await.unwrap();
+    let crashing = crash_looping_pod(&kit, "web-v001").await;
+
+    let run = start(&kit, vec![newest("promote", "enableManifest", "newest")]).await;
+    let failed = finish(&kit, &run).await;
+    assert_eq!(failed.status, ExecutionStatus::Terminal);
+    let why = error(&failed, "promote");
+    assert!(
+        why.contains("cannot promote replicaSet web-v001")
+            && why.contains(&crashing)
+            && why.contains("CrashLoopBackOff")
+            && why.contains("the active Services stay on the current version"),
+        "{why}"
+    );
+    assert!(!why.contains("timed out"), "it fails at once: {why}");
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(
+        ready, v0_pods,
+        "the active Service still serves the old version"
+    );
+    let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+    assert_eq!(
+        template_label(&v1),
+        Some("web-preview"),
+        "still in the preview"
+    );
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(
+        template_label(&v0),
+        Some("web"),
+        "the old version is not disabled"
+    );
+    assert_eq!(
+        pods_labelled(&kit, &v0_pods).await,
+        [Some("web".to_owned()), Some("web".to_owned())]
+    );
+    kit.finish().await;
 }

@@ -8,7 +8,9 @@
 //! `traffic.gennaker.io/preview-load-balancers`) promotes it: once all its pods are
 //! Ready it joins the active Services and leaves the preview ones, then the other
 //! versions of its cluster are disabled as red/black does; which ones is decided
-//! once and recorded (`promotionPlan`). Disabling one takes it out of both.
+//! once and recorded (`promotionPlan`); one whose pods fail is refused at once, and
+//! one with a scale-down delay scales those versions to 0 after it. Disabling one
+//! takes it out of both.
 //!
 //! Also `findArtifactsFromResource`: the images and ConfigMaps/Secrets a live
 //! workload references, as artifacts in `outputs.artifacts`.
@@ -23,7 +25,10 @@ use serde_json::{Value, json};
 
 use super::deploy::shown;
 use super::ops::required;
-use super::traffic::{Older, POLL, Step, apply, versions_plan, waiting_for_promotion};
+use super::traffic::{
+    Older, POLL, Step, applied, apply, scale_down_wait, scaling_down, versions_plan,
+    waiting_for_promotion,
+};
 use super::{Target, account, authorize, names_by_namespace, static_target};
 use crate::artifacts::found_in;
 use crate::cluster::{Account, KubernetesAccounts};
@@ -86,8 +91,8 @@ impl Task for TrafficTask {
         POLL
     }
 
-    fn timeout(&self, _stage: &StageExecution) -> Option<Duration> {
-        Some(TIMEOUT)
+    fn timeout(&self, stage: &StageExecution) -> Option<Duration> {
+        Some(TIMEOUT + scale_down_wait(stage))
     }
 
     async fn execute(&self, ctx: &TaskContext<'_>) -> Result<TaskResult, TaskError> {
@@ -167,7 +172,6 @@ async fn promote(
     live: &Value,
     services: Vec<String>,
 ) -> Result<TaskResult, TaskError> {
-    let ns = target.namespace.as_deref();
     let plan: Vec<Step> = match ctx.stage.context.get(PROMOTION) {
         Some(recorded) => serde_json::from_value(recorded.clone()).map_err(|err| {
             TaskError::Permanent(format!(
@@ -177,6 +181,9 @@ async fn promote(
         })?,
         None => versions_plan(account, &[live], true, Older::Disable).await?,
     };
+    if let Some(result) = scaling_down(ctx, account, &target.kind, &plan).await? {
+        return Ok(with_target(result, target, &services));
+    }
     if let Some(waiting) = waiting_for_promotion(ctx, account, &target.kind, &plan).await? {
         return Ok(TaskResult::running_after(POLL).with_context("waitingFor", json!([waiting])));
     }
@@ -191,12 +198,16 @@ async fn promote(
         resource = %target.full,
         "blue/green version promoted"
     );
-    let names = names_by_namespace(ns, &target.full);
-    Ok(done
-        .result()
+    Ok(with_target(applied(ctx, done), target, &services))
+}
+
+/// A promotion's result with the Services it moved to and the version it promoted.
+fn with_target(result: TaskResult, target: &Target, services: &[String]) -> TaskResult {
+    let names = names_by_namespace(target.namespace.as_deref(), &target.full);
+    result
         .with_context("loadBalancers", json!(services))
         .with_context("outputs.manifestNamesByNamespace", names.clone())
-        .with_output("manifestNamesByNamespace", names))
+        .with_output("manifestNamesByNamespace", names)
 }
 
 struct FindTask {

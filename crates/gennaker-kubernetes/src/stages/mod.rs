@@ -21,6 +21,9 @@ mod target;
 mod traffic;
 mod wait;
 
+pub(crate) use traffic::{not_ready, promote};
+pub(crate) use wait::failing_pod;
+
 use std::sync::Arc;
 
 use gennaker_core::{

@@ -21,7 +21,13 @@
 //! versions are disabled as red/black does) by the strategy at once when
 //! `enableTraffic` is true (Argo's `autoPromotionEnabled: true`), else by an
 //! `enableManifest` of it (e.g. after a manual judgment); the strategy then only
-//! takes the older versions out of the preview.
+//! takes the older versions out of the preview. A version with a failing pod is
+//! never promoted: the task fails at once with the pod's reason and events.
+//!
+//! `scaleDownDelaySeconds` (Argo's; with `previewServices` only) is written into the
+//! new version's `traffic.gennaker.io/scale-down-delay-seconds`; whichever task
+//! promotes it then records when to scale the older versions it disabled to 0
+//! (`scaleDownAt`, engine time) and waits for it, so a restart resumes the wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,13 +37,16 @@ use gennaker_core::{Fields, Problem, ValidationReport};
 use gennaker_engine::{StageRegistry, Task, TaskContext, TaskError, TaskResult, truthy};
 use serde_json::{Map, Value, json};
 
+use super::wait::failing_pod;
 use super::{account, authorize};
-use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts, Resolved};
+use crate::cluster::{Account, Cascade, DeleteOptions, KubernetesAccounts, PatchBody, Resolved};
+use crate::error::KubeError;
 use crate::manifest::{MONIKER_APPLICATION, MONIKER_CLUSTER, annotation, kind_key};
 use crate::status::{Stability, stability};
 use crate::traffic::{
-    MAX_SERVICES, Moved, TrafficError, attach, has_pods, load_balancers, preview_load_balancers,
-    promotion, relabel, selectors, service_name, set_load_balancers, set_preview_load_balancers,
+    MAX_SCALE_DOWN_DELAY_SECONDS, MAX_SERVICES, Moved, TrafficError, attach, has_pods,
+    load_balancers, preview_load_balancers, promotion, relabel, scale_down_delay, selectors,
+    service_name, set_load_balancers, set_preview_load_balancers, set_scale_down_delay,
     set_traffic,
 };
 
@@ -115,6 +124,38 @@ pub(super) fn check(stage: &Fields<'_>, report: &mut ValidationReport) {
     if set("previewServices") {
         let strategy = options.get("strategy").and_then(Value::as_str);
         check_preview(&options, enabled, strategy, &services, report);
+    }
+    if set("scaleDownDelaySeconds") {
+        check_scale_down_delay(&options, report);
+    }
+}
+
+/// Save-time rules of `scaleDownDelaySeconds`: seconds, bounded, and only beside
+/// preview Services (only a promotion scales the older versions down).
+fn check_scale_down_delay(options: &Fields<'_>, report: &mut ValidationReport) {
+    let at = options.at("scaleDownDelaySeconds");
+    if let Some(seconds) = options.non_negative("scaleDownDelaySeconds", report)
+        && seconds > MAX_SCALE_DOWN_DELAY_SECONDS
+    {
+        report.push(Problem::error(
+            at.clone(),
+            format!(
+                "scaleDownDelaySeconds is {seconds}; at most {MAX_SCALE_DOWN_DELAY_SECONDS} (a day)"
+            ),
+        ));
+    }
+    let previewed = options
+        .get("previewServices")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    if !previewed {
+        report.push(
+            Problem::error(
+                at,
+                "scaleDownDelaySeconds scales down the older versions after a blue/green promotion, and there is none without previewServices",
+            )
+            .with_hint("add \"previewServices\": [\"service my-svc-preview\"] with strategy \"bluegreen\", or remove scaleDownDelaySeconds"),
+        );
     }
 }
 
@@ -217,6 +258,8 @@ pub(super) struct TrafficOptions {
     enable_traffic: bool,
     /// The blue/green preview Services: a new ReplicaSet joins only these.
     preview: Vec<String>,
+    /// `scaleDownDelaySeconds`, written into a previewed ReplicaSet's annotation.
+    scale_down_delay: Option<u64>,
 }
 
 impl TrafficOptions {
@@ -230,6 +273,7 @@ impl TrafficOptions {
                 services: Vec::new(),
                 enable_traffic: true,
                 preview: Vec::new(),
+                scale_down_delay: None,
             });
         }
         let options = traffic.and_then(|t| t.get("options"));
@@ -254,10 +298,24 @@ impl TrafficOptions {
                 "stage '{stage}' field \"trafficManagement\": traffic management (services and strategies) applies to ReplicaSets, and the stage deploys none; deploy a ReplicaSet, or disable traffic management and let the Deployment's own rollout move traffic"
             )));
         }
+        let scale_down_delay = match options.and_then(|o| o.get("scaleDownDelaySeconds")) {
+            None | Some(Value::Null) => None,
+            Some(value) => match gennaker_core::lenient::value_as_u64(value) {
+                Some(seconds) if seconds <= MAX_SCALE_DOWN_DELAY_SECONDS && !preview.is_empty() => {
+                    Some(seconds)
+                }
+                _ => {
+                    return Err(TaskError::Permanent(format!(
+                        "stage '{stage}' field \"trafficManagement.options.scaleDownDelaySeconds\" is {value}: it must be a whole number of seconds from 0 to {MAX_SCALE_DOWN_DELAY_SECONDS}, beside previewServices"
+                    )));
+                }
+            },
+        };
         Ok(Self {
             services,
             enable_traffic: truthy(options.and_then(|o| o.get("enableTraffic"))),
             preview,
+            scale_down_delay,
         })
     }
 
@@ -280,6 +338,11 @@ impl TrafficOptions {
         }
         if kind == "ReplicaSet" {
             set_preview_load_balancers(manifest, &self.preview).map_err(TrafficError::Invalid)?;
+        }
+        if kind == "ReplicaSet"
+            && let Some(seconds) = self.scale_down_delay
+        {
+            set_scale_down_delay(manifest, seconds);
         }
         if kind == "ReplicaSet" && !self.preview.is_empty() {
             // Blue/green with a preview: the new pods join only the preview Services;
@@ -344,6 +407,9 @@ impl Task for StrategyTask {
             ))
         })?;
         let kind = account.resolve("apps/v1", "ReplicaSet").await?;
+        if let Some(result) = scaling_down(ctx, &account, &kind, &plan).await? {
+            return Ok(result);
+        }
         if let Some(waiting) = waiting_for_promotion(ctx, &account, &kind, &plan).await? {
             return Ok(TaskResult::running_after(POLL).with_context("waitingFor", json!([waiting])));
         }
@@ -351,11 +417,14 @@ impl Task for StrategyTask {
         let services = stage_list(context, "services");
         let preview = stage_list(context, "previewServices");
         let done = apply(ctx, &account, &kind, &plan, &services, &preview).await?;
-        Ok(done.result())
+        Ok(applied(ctx, done))
     }
 }
 
-/// Why a version `plan` promotes is not ready for it yet (`None`: all are).
+/// Why a version `plan` promotes is not ready for it yet (`None`: all are). A version
+/// with a failing pod (Failed, CrashLoopBackOff, ImagePullBackOff…) fails the task at
+/// once with the pod's reason and events, as `waitForManifestToStabilize` does, and
+/// nothing moves: the active Services stay on the current version.
 pub(super) async fn waiting_for_promotion(
     ctx: &TaskContext<'_>,
     account: &Account,
@@ -370,6 +439,12 @@ pub(super) async fn waiting_for_promotion(
                 ctx.stage.name, step.manifest_name
             )));
         };
+        if let Some(failure) = failing_pod(account, "ReplicaSet", &live, ns).await? {
+            return Err(TaskError::Permanent(format!(
+                "stage '{}' cannot promote {} in namespace '{}': it will not become ready: {failure}; the active Services stay on the current version (fix the version and deploy again, or disable it)",
+                ctx.stage.name, step.manifest_name, step.location
+            )));
+        }
         if let Some(waiting) = not_ready(&step.manifest_name, &live) {
             return Ok(Some(waiting));
         }
@@ -378,12 +453,102 @@ pub(super) async fn waiting_for_promotion(
 }
 
 /// What a plan did.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Applied {
     promoted: Vec<String>,
     disabled: Vec<String>,
     deleted: Vec<String>,
+    #[serde(rename = "relabelledPods")]
     relabelled_pods: Vec<String>,
+    #[serde(default, rename = "scaledDown")]
+    scaled_down: Vec<String>,
+    /// The promoted version's `scaleDownDelaySeconds`.
+    #[serde(skip)]
+    scale_down_delay: Option<u64>,
+}
+
+/// Where a promotion waiting to scale the older versions down records when (engine
+/// time, milliseconds), so a restart resumes the wait rather than starting it again.
+const SCALE_DOWN_AT: &str = "scaleDownAt";
+
+/// Where that promotion records its delay (the task's timeout grows by it).
+const SCALE_DOWN_DELAY_SECONDS: &str = "scaleDownDelaySeconds";
+
+/// Where that promotion records what it did before the wait.
+const APPLIED: &str = "trafficApplied";
+
+/// How much longer than its own timeout a promotion task may run: the scale-down
+/// delay it recorded.
+pub(super) fn scale_down_wait(stage: &gennaker_engine::StageExecution) -> Duration {
+    Duration::from_secs(
+        stage
+            .context
+            .get(SCALE_DOWN_DELAY_SECONDS)
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    )
+}
+
+/// The task's result once `done` is applied: its success, or, when the promoted
+/// version has a scale-down delay and older versions were disabled, the recorded
+/// time to scale them to 0 and a wait for it ([`scaling_down`] goes on from there).
+pub(super) fn applied(ctx: &TaskContext<'_>, done: Applied) -> TaskResult {
+    let Some(seconds) = done.scale_down_delay.filter(|_| !done.disabled.is_empty()) else {
+        return done.result();
+    };
+    let millis = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    TaskResult::running_after(Duration::from_secs(seconds))
+        .with_context(APPLIED, json!(done))
+        .with_context(SCALE_DOWN_DELAY_SECONDS, json!(seconds))
+        .with_context(SCALE_DOWN_AT, json!(ctx.now.saturating_add(millis)))
+}
+
+/// `None` unless the promotion already applied its plan and waits to scale down;
+/// then: still waiting, or the older versions the plan disabled scaled to 0 (each
+/// only when it is not already) and the task's success.
+pub(super) async fn scaling_down(
+    ctx: &TaskContext<'_>,
+    account: &Account,
+    kind: &Resolved,
+    plan: &[Step],
+) -> Result<Option<TaskResult>, TaskError> {
+    let Some(at) = ctx.stage.context.get(SCALE_DOWN_AT).and_then(Value::as_i64) else {
+        return Ok(None);
+    };
+    if ctx.now < at {
+        let left = u64::try_from(at - ctx.now).unwrap_or(0);
+        return Ok(Some(TaskResult::running_after(Duration::from_millis(left))));
+    }
+    let recorded = ctx.stage.context.get(APPLIED).cloned().unwrap_or_default();
+    let mut done: Applied = serde_json::from_value(recorded).map_err(|err| {
+        TaskError::Permanent(format!(
+            "stage '{}' has an unreadable {APPLIED}: {err}",
+            ctx.stage.name
+        ))
+    })?;
+    for step in plan.iter().filter(|s| s.disable) {
+        let ns = Some(step.location.as_str());
+        let Some(live) = account.get(kind, ns, step.name()).await? else {
+            continue;
+        };
+        authorize(ctx, account, ns, &step.manifest_name, Some(&live)).await?;
+        if live.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0) {
+            let body = PatchBody::Merge(json!({"spec": {"replicas": 0}}));
+            match account.patch(kind, ns, step.name(), body).await {
+                // Deleted meanwhile: nothing left to scale down.
+                Err(KubeError::Refused { code: 404, .. }) | Ok(_) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        tracing::info!(
+            execution = %ctx.execution.id,
+            stage = %ctx.stage.name,
+            resource = %step.manifest_name,
+            "older blue/green version scaled down"
+        );
+        done.scaled_down.push(step.manifest_name.clone());
+    }
+    Ok(Some(done.result()))
 }
 
 impl Applied {
@@ -395,6 +560,11 @@ impl Applied {
                 .with_context("outputs.promotedManifests", json!(self.promoted))
                 .with_output("promotedManifests", json!(self.promoted))
                 .with_context("relabelledPods", json!(self.relabelled_pods));
+        }
+        if !self.scaled_down.is_empty() {
+            result = result
+                .with_context("outputs.scaledDownManifests", json!(self.scaled_down))
+                .with_output("scaledDownManifests", json!(self.scaled_down));
         }
         result
             .with_context("outputs.disabledManifests", json!(self.disabled))
@@ -419,7 +589,7 @@ impl Step {
 /// from its status rather than by [`stability`], which also wants every pod to carry
 /// the template's labels: a promotion that crashed between relabelling the template
 /// and its pods must still go on.
-fn not_ready(name: &str, live: &Value) -> Option<String> {
+pub(crate) fn not_ready(name: &str, live: &Value) -> Option<String> {
     let count = |p: &str| live.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     let desired = live
         .pointer("/spec/replicas")
@@ -464,6 +634,10 @@ pub(super) async fn apply(
                 .map_err(error)?;
             done.relabelled_pods.extend(moved.pods);
             done.promoted.push(step.manifest_name.clone());
+            let delay = scale_down_delay(&live).map_err(|why| {
+                traffic_error(ctx, &step.manifest_name, TrafficError::Invalid(why))
+            })?;
+            done.scale_down_delay = done.scale_down_delay.max(delay);
         }
         if step.leave_preview && !preview.is_empty() {
             let found = selectors(account, ns, preview).await.map_err(error)?;
@@ -507,7 +681,7 @@ pub(super) async fn apply(
 /// Promotes a blue/green version (live): into the active Services (`services`, else
 /// the ones its annotation lists) and out of its preview ones, in one patch of its
 /// template and one of each of its pods.
-pub(super) async fn promote(
+pub(crate) async fn promote(
     account: &Account,
     kind: &Resolved,
     namespace: Option<&str>,
@@ -739,6 +913,33 @@ mod tests {
     fn blue_green(enabled: bool, strategy: &str, services: Value, preview: Value) -> Value {
         json!({"enabled": enabled, "options": {"enableTraffic": false, "services": services,
             "strategy": strategy, "previewServices": preview}})
+    }
+
+    #[test]
+    fn a_scale_down_delay_is_bounded_and_needs_preview_services_at_save_time() {
+        let with_delay = |preview: Value, delay: Value| {
+            let mut traffic = blue_green(true, "bluegreen", json!(["service web"]), preview);
+            traffic["options"]["scaleDownDelaySeconds"] = delay;
+            problems(traffic)
+        };
+        let preview = json!(["service web-preview"]);
+        assert_eq!(with_delay(preview.clone(), json!(30)), []);
+        assert_eq!(with_delay(preview.clone(), json!("${delay}")), []);
+        assert_eq!(with_delay(json!([]), json!(null)), [], "Deck's unset value");
+        let at = "$.trafficManagement.options.scaleDownDelaySeconds";
+        for bad in [
+            json!(-1),
+            json!("soon"),
+            json!(MAX_SCALE_DOWN_DELAY_SECONDS + 1),
+        ] {
+            let found = with_delay(preview.clone(), bad.clone());
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert_eq!(found[0].0, at, "{bad}");
+        }
+        let alone = with_delay(json!([]), json!(30));
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert_eq!(alone[0].0, at);
+        assert!(alone[0].1.contains("previewServices"), "{alone:?}");
     }
 
     #[test]

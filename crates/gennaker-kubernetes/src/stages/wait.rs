@@ -122,7 +122,9 @@ fn targets(ctx: &TaskContext<'_>) -> Result<Vec<(String, String)>, TaskError> {
 /// The pods a workload runs now: a ReplicaSet's own, a Deployment's newest
 /// ReplicaSet's (old pods going away may crash without failing the rollout), a
 /// StatefulSet's or DaemonSet's own; the first failing one's reason and events.
-async fn failing_pod(
+/// Also what stops a blue/green promotion waiting on a version that will never be
+/// ready.
+pub(crate) async fn failing_pod(
     account: &Account,
     kind: &str,
     live: &Value,
