@@ -839,6 +839,25 @@ async fn a_promotion_of_a_crash_looping_version_fails_at_once_and_traffic_stays_
         )
         .await
         .unwrap();
+    // Its pods gone (the crash-looping one with them), only the scale is left to
+    // refuse it.
+    let mut left = vec![crashing];
+    for _ in 0..200 {
+        left = (api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter())
+        .filter_map(|p| p.metadata.name)
+        .filter(|name| name.starts_with("web-v001-"))
+        .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "the pods of web-v001 are gone: {left:?}");
     let run = start(&kit, vec![newest("promote", "enableManifest", "newest")]).await;
     let refused = finish(&kit, &run).await;
     assert_eq!(refused.status, ExecutionStatus::Terminal);
