@@ -602,6 +602,21 @@ impl Provider for KubernetesProvider {
                 return Ok(group);
             }
         }
+        let live = self.live(&at).await?;
+        if stages::scaled_to_zero(&live) {
+            return Err(DeployError::Invalid(format!(
+                "server group '{name}' in namespace '{}' cannot be enabled: {}; its load balancers stay as they are",
+                at.namespace,
+                stages::SCALED_TO_ZERO
+            )));
+        }
+        // Not Ready yet (e.g. a rollback's restore just resized it): retried.
+        if let Some(why) = stages::no_ready_pod(at.kind, &live) {
+            return Err(DeployError::Unavailable(format!(
+                "server group '{name}' in namespace '{}' is not enabled yet: {why}",
+                at.namespace
+            )));
+        }
         self.mark(&at, true).await?;
         self.place(&at, true).await?;
         let mut group = self.view_of(account, name).await?;
@@ -765,6 +780,14 @@ impl KubernetesProvider {
             return Err(DeployError::Invalid(format!(
                 "server group '{}' in namespace '{}' cannot be promoted from its preview: it will not become ready: {failure}; the active Services stay on the current version (fix the version and deploy again, or disable it)",
                 at.name, at.namespace
+            )));
+        }
+        if stages::scaled_to_zero(live) {
+            return Err(DeployError::Invalid(format!(
+                "server group '{}' in namespace '{}' cannot be promoted from its preview: {}; the active Services stay on the current version",
+                at.name,
+                at.namespace,
+                stages::SCALED_TO_ZERO
             )));
         }
         if let Some(waiting) = stages::not_ready(&full, live) {

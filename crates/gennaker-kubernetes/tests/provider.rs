@@ -1072,5 +1072,34 @@ async fn the_generic_enable_of_a_preview_version_promotes_it_as_enable_manifest_
     )
     .await
     .unwrap();
+
+    // The older version scaled to 0 (as a scale-down delay does): enabling it would
+    // put the Services on no pod, so the generic enable refuses and says what to do.
+    let serving = fronted_by(&kit, "shop-prod-v001").await;
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(kit.client.clone(), &kit.namespace);
+    replica_sets
+        .patch(
+            "shop-prod-v000",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    let refused = kit
+        .run(vec![on_group(
+            "roll back",
+            "enableServerGroup",
+            "shop-prod-v000",
+            json!({}),
+        )])
+        .await;
+    let why = support::error(&refused, "roll back");
+    assert!(
+        why.contains("shop-prod-v000") && why.contains("scale it up first"),
+        "{why}"
+    );
+    assert_eq!(fronted_by(&kit, "shop-prod-v001").await, serving);
+    assert_eq!(fronted_by(&kit, "shop-prod-v000").await[0], None);
     kit.finish().await;
 }

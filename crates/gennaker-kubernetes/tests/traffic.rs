@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use gennaker_engine::testing::stage;
 use gennaker_engine::{Execution, ExecutionStatus, RunRequest};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::{Behaviour, Kit, error, succeeded};
 
@@ -729,6 +730,27 @@ async fn a_blue_green_promotion_repeated_at_every_step_or_crashing_after_every_c
             left.is_empty(),
             "{fault:?}: the old pods {v0_pods:?} are gone: {left:?}"
         );
+
+        // A rollback after the scale-down (a plain enable: v0 had no preview) is
+        // refused, saying to scale it up first; the new version keeps serving.
+        let rollback = kit
+            .run(vec![
+                newest("enable old", "enableManifest", "second_newest"),
+                newest("disable new", "disableManifest", "newest"),
+            ])
+            .await;
+        assert_eq!(rollback.status, ExecutionStatus::Terminal, "{fault:?}");
+        let why = error(&rollback, "enable old");
+        assert!(
+            why.contains("cannot enable replicaSet web-v000")
+                && why.contains("scaled to 0")
+                && why.contains("scale it up first"),
+            "{fault:?}: {why}"
+        );
+        let (ready, _) = endpoints_become(&kit, "web", &v1_pods, &none).await;
+        assert_eq!(ready, v1_pods, "{fault:?}: traffic stays on v1");
+        let v1 = kit.get("apps/v1", "ReplicaSet", "web-v001").await.unwrap();
+        assert_eq!(template_label(&v1), Some("web"), "{fault:?}: not disabled");
         kit.finish().await;
     }
 }
@@ -805,5 +827,51 @@ async fn a_promotion_of_a_crash_looping_version_fails_at_once_and_traffic_stays_
         pods_labelled(&kit, &v0_pods).await,
         [Some("web".to_owned()), Some("web".to_owned())]
     );
+
+    // Scaled to 0, "all its pods Ready" holds trivially: the promotion is refused
+    // rather than moving the active Service to no pod.
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(kit.client.clone(), &kit.namespace);
+    replica_sets
+        .patch(
+            "web-v001",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    // Its pods gone (the crash-looping one with them), only the scale is left to
+    // refuse it.
+    let mut left = vec![crashing];
+    for _ in 0..200 {
+        left = (api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter())
+        .filter_map(|p| p.metadata.name)
+        .filter(|name| name.starts_with("web-v001-"))
+        .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "the pods of web-v001 are gone: {left:?}");
+    let run = start(&kit, vec![newest("promote", "enableManifest", "newest")]).await;
+    let refused = finish(&kit, &run).await;
+    assert_eq!(refused.status, ExecutionStatus::Terminal);
+    let why = error(&refused, "promote");
+    assert!(
+        why.contains("cannot promote replicaSet web-v001")
+            && why.contains("scaled to 0")
+            && why.contains("scale it up first")
+            && why.contains("the active Services stay on the current version"),
+        "{why}"
+    );
+    let (ready, _) = endpoints_become(&kit, "web", &v0_pods, &none).await;
+    assert_eq!(ready, v0_pods, "the active Service still serves v0");
+    let v0 = kit.get("apps/v1", "ReplicaSet", "web-v000").await.unwrap();
+    assert_eq!(template_label(&v0), Some("web"), "v0 is not disabled");
     kit.finish().await;
 }

@@ -8,9 +8,11 @@
 //! `traffic.gennaker.io/preview-load-balancers`) promotes it: once all its pods are
 //! Ready it joins the active Services and leaves the preview ones, then the other
 //! versions of its cluster are disabled as red/black does; which ones is decided
-//! once and recorded (`promotionPlan`); one whose pods fail is refused at once, and
-//! one with a scale-down delay scales those versions to 0 after it. Disabling one
-//! takes it out of both.
+//! once and recorded (`promotionPlan`); one whose pods fail or that is scaled to 0
+//! is refused at once, and one with a scale-down delay scales those versions to 0
+//! after it. Disabling one takes it out of both. A plain enable (e.g. a rollback's
+//! enable of the old version, before the new one is disabled) of a workload scaled
+//! to 0 or with no Ready pod is refused: the Services would be left with no pod.
 //!
 //! Also `findArtifactsFromResource`: the images and ConfigMaps/Secrets a live
 //! workload references, as artifacts in `outputs.artifacts`.
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use super::deploy::shown;
 use super::ops::required;
 use super::traffic::{
-    Older, POLL, Step, applied, apply, scale_down_wait, scaling_down, versions_plan,
+    Older, POLL, Step, applied, apply, no_ready_pod, scale_down_wait, scaling_down, versions_plan,
     waiting_for_promotion,
 };
 use super::{Target, account, authorize, names_by_namespace, static_target};
@@ -124,6 +126,15 @@ impl Task for TrafficTask {
         };
         if self.enable && !preview.is_empty() {
             return promote(ctx, &account, &target, &live, services).await;
+        }
+        if self.enable
+            && let Some(why) = no_ready_pod(&target.kind.resource.kind, &live)
+        {
+            return Err(TaskError::Permanent(format!(
+                "stage '{stage}' cannot enable {} in namespace '{}': {why}; its Services stay as they are",
+                target.full,
+                ns.unwrap_or_default()
+            )));
         }
         if named.is_empty() {
             services.extend(preview);

@@ -21,7 +21,7 @@ mod target;
 mod traffic;
 mod wait;
 
-pub(crate) use traffic::{not_ready, promote};
+pub(crate) use traffic::{SCALED_TO_ZERO, no_ready_pod, not_ready, promote, scaled_to_zero};
 pub(crate) use wait::failing_pod;
 
 use std::sync::Arc;

@@ -421,7 +421,8 @@ impl Task for StrategyTask {
     }
 }
 
-/// Why a version `plan` promotes is not ready for it yet (`None`: all are). A version
+/// Why a version `plan` promotes is not ready for it yet (`None`: all are). One
+/// scaled to 0 is refused (it would never have a pod to serve). A version
 /// with a failing pod (Failed, CrashLoopBackOff, ImagePullBackOff…) fails the task at
 /// once with the pod's reason and events, as `waitForManifestToStabilize` does, and
 /// nothing moves: the active Services stay on the current version.
@@ -439,6 +440,12 @@ pub(super) async fn waiting_for_promotion(
                 ctx.stage.name, step.manifest_name
             )));
         };
+        if scaled_to_zero(&live) {
+            return Err(TaskError::Permanent(format!(
+                "stage '{}' cannot promote {} in namespace '{}': {SCALED_TO_ZERO}; the active Services stay on the current version",
+                ctx.stage.name, step.manifest_name, step.location
+            )));
+        }
         if let Some(failure) = failing_pod(account, "ReplicaSet", &live, ns).await? {
             return Err(TaskError::Permanent(format!(
                 "stage '{}' cannot promote {} in namespace '{}': it will not become ready: {failure}; the active Services stay on the current version (fix the version and deploy again, or disable it)",
@@ -582,6 +589,42 @@ impl Step {
             .nth(1)
             .unwrap_or_default()
     }
+}
+
+/// Why no traffic may move to a workload scaled to 0: "every pod Ready" holds at 0
+/// pods, and the active Services would then select none.
+pub(crate) const SCALED_TO_ZERO: &str = "it is scaled to 0 replicas, so the active Services would select no pod; scale it up first (scaleManifest, or resize the server group), then enable it once its pods are Ready";
+
+/// Whether the workload `live` wants no pod at all (`spec.replicas: 0`).
+pub(crate) fn scaled_to_zero(live: &Value) -> bool {
+    live.pointer("/spec/replicas").and_then(Value::as_i64) == Some(0)
+}
+
+/// `Some(why)` when enabling the workload `live` of `kind` would put its Services
+/// on no Ready pod of it: it is scaled to 0 ([`SCALED_TO_ZERO`]), or none of its
+/// pods is Ready. A rollback enables the old version and then disables the new
+/// one, so such an enable would leave the Services with nothing to serve. Kinds
+/// without `spec.replicas` (DaemonSets, Pods) are not judged.
+pub(crate) fn no_ready_pod(kind: &str, live: &Value) -> Option<String> {
+    if !matches!(kind, "ReplicaSet" | "Deployment" | "StatefulSet") {
+        return None;
+    }
+    if scaled_to_zero(live) {
+        return Some(SCALED_TO_ZERO.to_owned());
+    }
+    let desired = live
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = live
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (ready == 0).then(|| {
+        format!(
+            "none of its {desired} pods is Ready, so the Services would select no pod of it; wait until they are (e.g. waitForManifestToStabilize after scaling it up), then enable it"
+        )
+    })
 }
 
 /// `Some(why)` while a blue/green version is not ready to be promoted: the active
@@ -1034,6 +1077,32 @@ mod tests {
         let why = not_ready("replicaSet web-v001", &rs(1, 2)).unwrap();
         assert!(why.contains("1 of 2 pods Ready"), "{why}");
         assert!(not_ready("replicaSet web-v001", &rs(2, 1)).is_some());
+    }
+
+    #[test]
+    fn traffic_never_moves_to_a_version_scaled_to_0_or_with_no_ready_pod() {
+        let rs = |replicas: i64, ready: i64| {
+            json!({"spec": {"replicas": replicas}, "status": {"replicas": replicas,
+                "readyReplicas": ready, "availableReplicas": ready}})
+        };
+        let zero = rs(0, 0);
+        assert_eq!(
+            not_ready("replicaSet web-v000", &zero),
+            None,
+            "all of 0 pods are Ready: why a promotion must check"
+        );
+        assert!(scaled_to_zero(&zero));
+        assert!(!scaled_to_zero(&rs(2, 0)));
+        assert!(!scaled_to_zero(&json!({"spec": {}})), "unset is 1");
+        let why = no_ready_pod("ReplicaSet", &zero).unwrap();
+        assert!(
+            why.contains("scaled to 0") && why.contains("scale it up first"),
+            "{why}"
+        );
+        let why = no_ready_pod("Deployment", &rs(2, 0)).unwrap();
+        assert!(why.contains("none of its 2 pods is Ready"), "{why}");
+        assert_eq!(no_ready_pod("StatefulSet", &rs(2, 1)), None);
+        assert_eq!(no_ready_pod("DaemonSet", &json!({"status": {}})), None);
     }
 
     #[test]

@@ -393,7 +393,6 @@ async fn play_kubelet(
         if stop.is_cancelled() {
             return;
         }
-        let mode = *behaviour.lock().unwrap();
         if let Ok(list) = pods.list(&ListParams::default()).await {
             for pod in list.items {
                 let value = serde_json::to_value(&pod).unwrap();
@@ -410,6 +409,12 @@ async fn play_kubelet(
                         "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
                     let _ = bind(&client, &namespace, &name, binding).await;
                 }
+                // Read now, after the list came back, never before it: a pod in the
+                // list was created before the API server answered, so a `behave`
+                // that came before the pod (e.g. `Nothing` before a deploy) is seen
+                // here. A mode read before the list could predate the `behave` and
+                // still be applied to the pods it was meant to leave alone.
+                let mode = *behaviour.lock().unwrap();
                 let phase = value.pointer("/status/phase").and_then(Value::as_str);
                 if phase == Some("Running") || mode == Behaviour::Nothing {
                     continue;
