@@ -40,6 +40,10 @@ const COMMIT_STEP_CALL: &str = "SELECT leased_id, leased_partition, leased_paylo
      FROM gennaker_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
 
+/// Batches of at most this many statements keep their prepared statements in the
+/// connection's cache.
+const MAX_KEPT_STATEMENTS: usize = 64;
+
 /// A new partition's `ready_at` until the commit recomputes it: never a real time.
 const UNSET_READY: i64 = i64::MAX;
 
@@ -444,7 +448,10 @@ pub(super) async fn sqlite(
     let mut leased: Vec<LeasedMessage> = Vec::new();
     let failed = {
         let Batch { sql, args, checks } = batch;
-        let query = sqlx::query_with(AssertSqlSafe(sql), args);
+        // A step's shape repeats (a queue hop's is always the same text), so its
+        // prepared statements are kept; a rare large step's are not.
+        let keep = checks.len() <= MAX_KEPT_STATEMENTS;
+        let query = sqlx::query_with(AssertSqlSafe(sql), args).persistent(keep);
         let mut results = (&mut *tx).fetch_many(query);
         let mut statement = 0;
         loop {
