@@ -40,6 +40,29 @@ const COMMIT_STEP_CALL: &str = "SELECT leased_id, leased_partition, leased_paylo
      FROM gennaker_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
 
+/// Largest step (bytes of its documents, payloads and notices) sent as one call of
+/// `gennaker_commit_step`. sqlx's rustls adapter writes each 16 KiB TLS record with its
+/// own `send`, and sqlx sets no `TCP_NODELAY`: the second record of a larger request
+/// waits for the server's delayed ACK (40 ms on Linux), far more than the round trips
+/// the call saves. Larger steps go statement by statement (docs/PERFORMANCE.md).
+pub(super) const MAX_CALL_BYTES: usize = 12 * 1024;
+
+/// Bytes of `step`'s variable-length data, a lower bound of its call's size.
+pub(super) fn call_bytes(step: &StepCommit) -> usize {
+    let documents: usize = step
+        .executions
+        .iter()
+        .map(|w| w.row.document.len() + w.row.id.len() + w.row.application.len())
+        .sum();
+    let payloads: usize = step
+        .enqueue
+        .iter()
+        .map(|m| m.payload.len() + m.partition.len())
+        .sum();
+    let notices: usize = step.notices.iter().map(String::len).sum();
+    documents + payloads + notices
+}
+
 /// Batches of at most this many statements keep their prepared statements in the
 /// connection's cache.
 const MAX_KEPT_STATEMENTS: usize = 64;

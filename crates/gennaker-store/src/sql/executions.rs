@@ -420,7 +420,8 @@ impl SqlStore {
     ///
     /// A step that neither takes the pipeline lock nor checks concurrency nor queues
     /// notifications (every step of a queue hop) is sent as one batch: one call of
-    /// `gennaker_commit_step` on PostgreSQL, one multi-statement text on SQLite (see
+    /// `gennaker_commit_step` on PostgreSQL (if smaller than
+    /// [`super::batched::MAX_CALL_BYTES`]), one multi-statement text on SQLite (see
     /// [`super::batched`]). The others send their statements one by one.
     async fn commit_leasing(
         &self,
@@ -432,7 +433,12 @@ impl SqlStore {
             && step.notifications.is_empty();
         match &self.backend {
             Backend::Sqlite(db) if batched => super::batched::sqlite(db, step, next).await,
-            Backend::Postgres(db) if batched => super::batched::postgres(db, step, next).await,
+            Backend::Postgres(db)
+                if batched
+                    && super::batched::call_bytes(step) <= super::batched::MAX_CALL_BYTES =>
+            {
+                super::batched::postgres(db, step, next).await
+            }
             _ => self.commit_statements(step, next).await,
         }
     }

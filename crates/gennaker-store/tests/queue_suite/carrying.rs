@@ -178,3 +178,39 @@ queue_test!(
         assert!(others.iter().all(|m| m.partition != "p1"));
     }
 );
+
+// A step larger than one PostgreSQL call may carry (its statements then go one by one):
+// it commits and leases the same, and a stale one writes nothing.
+queue_test!(a_large_step_commits_and_leases_like_a_small_one, |store| {
+    enqueue(&store, vec![message("p", "a", 10)]).await;
+    let held = store.claim_messages("w1", 10, 5_000, 1, 8).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let big = "x".repeat(20 * 1024);
+    let step = StepCommit {
+        owner: "w1".to_owned(),
+        acknowledged: vec![held[0].id],
+        enqueue: vec![message("p", &big, 20), message("q", &big, 20)],
+        ..StepCommit::default()
+    };
+    let stale = StepCommit {
+        acknowledged: vec![held[0].id, i64::MAX],
+        ..step.clone()
+    };
+    let (outcome, leased) = store
+        .commit_step_and_lease(&stale, &next("p", 20))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CommitOutcome::Stale(_)), "{outcome:?}");
+    assert!(leased.is_empty());
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+
+    let (outcome, leased) = store
+        .commit_step_and_lease(&step, &next("p", 20))
+        .await
+        .unwrap();
+    assert_eq!(outcome, CommitOutcome::Committed);
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].partition, "p");
+    assert_eq!(leased[0].payload, big);
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+});
