@@ -108,13 +108,30 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
     for step in 1..=MAX_CARRIED_STEPS {
         let carry = step < MAX_CARRIED_STEPS;
         match process_leased(inner, leased, known, carry).await {
-            Some((next, row)) if !next.is_empty() => {
-                leased = next;
-                known = Some(row);
+            Some(Carried {
+                messages,
+                known: committed,
+            }) if !messages.is_empty() => {
+                leased = messages;
+                known = Some(committed);
             }
             _ => return,
         }
     }
+}
+
+/// An execution as this worker's last step committed it: the next step of a worker
+/// that carries on starts from it, neither reading nor parsing the stored document.
+struct Known {
+    execution: Execution,
+    /// The version the commit wrote.
+    version: i64,
+}
+
+/// What a step's commit leased to this worker to carry on with.
+struct Carried {
+    messages: Vec<LeasedMessage>,
+    known: Known,
 }
 
 /// Runs one step on leased messages (`known` is their execution as the previous step
@@ -123,9 +140,9 @@ async fn process(inner: &Arc<EngineInner>, leased: Vec<LeasedMessage>) {
 async fn process_leased(
     inner: &Arc<EngineInner>,
     leased: Vec<LeasedMessage>,
-    known: Option<ExecutionRow>,
+    known: Option<Known>,
     carry: bool,
-) -> Option<(Vec<LeasedMessage>, ExecutionRow)> {
+) -> Option<Carried> {
     let ids: Vec<i64> = leased.iter().map(|m| m.id).collect();
     let _heartbeat = AbortOnDrop({
         let inner = inner.clone();
@@ -198,7 +215,7 @@ struct ExecutionStep<'a> {
     messages: Vec<Message>,
     ids: &'a [i64],
     /// The execution as this worker's previous step committed it, if it carries on.
-    known: Option<ExecutionRow>,
+    known: Option<Known>,
     /// Lease the execution's next due messages with the commit.
     carry: bool,
 }
@@ -208,7 +225,7 @@ async fn execution_step(
     inner: &Arc<EngineInner>,
     input: ExecutionStep<'_>,
     force_buffer: bool,
-) -> Result<Option<(Vec<LeasedMessage>, ExecutionRow)>, EngineError> {
+) -> Result<Option<Carried>, EngineError> {
     let ExecutionStep {
         execution_id,
         messages,
@@ -216,11 +233,17 @@ async fn execution_step(
         known,
         carry,
     } = input;
-    let row = match known {
-        Some(row) => Some(row),
-        None => inner.executions.get_execution(execution_id).await?,
+    let known = match known {
+        Some(known) => Some(known),
+        None => match inner.executions.get_execution(execution_id).await? {
+            Some(row) => Some(Known {
+                execution: serde_json::from_str(&row.document)?,
+                version: row.version,
+            }),
+            None => None,
+        },
     };
-    let Some(row) = row else {
+    let Some(Known { execution, version }) = known else {
         warn!(
             execution_id,
             "engine: messages for an unknown execution are dropped"
@@ -233,12 +256,11 @@ async fn execution_step(
         commit(inner, empty, None).await?;
         return Ok(None);
     };
-    let execution: Execution = serde_json::from_str(&row.document)?;
     let mut step = Step::new(inner, execution, messages.clone(), force_buffer);
     step.run().await?;
     let mut writes = vec![ExecutionWrite {
-        row: execution_row(&step.execution, row.version + 1)?,
-        expected_version: Some(row.version),
+        row: execution_row(&step.execution, version + 1)?,
+        expected_version: Some(version),
     }];
     for child in &step.inserts {
         writes.push(ExecutionWrite {
@@ -246,7 +268,7 @@ async fn execution_step(
             expected_version: None,
         });
     }
-    let notifications = inner.plan_notifications(&step.execution, row.version + 1, &step.events);
+    let notifications = inner.plan_notifications(&step.execution, version + 1, &step.events);
     // Only a step that queued its own execution's next message has anything to carry
     // on with.
     let next = (carry && step.outgoing.iter().any(|m| m.partition == execution_id)).then(|| {
@@ -277,15 +299,20 @@ async fn execution_step(
     .await?;
     match outcome {
         CommitOutcome::Committed => {
-            for event in step.events {
+            for event in std::mem::take(&mut step.events) {
                 // Nobody listening is fine.
                 let _ = inner.events.send(event);
             }
             if leased.is_empty() {
                 return Ok(None);
             }
-            let committed = execution_row(&step.execution, row.version + 1)?;
-            Ok(Some((leased, committed)))
+            Ok(Some(Carried {
+                messages: leased,
+                known: Known {
+                    execution: step.execution,
+                    version: version + 1,
+                },
+            }))
         }
         CommitOutcome::ConcurrencyLimited if !force_buffer => {
             let retry = ExecutionStep {

@@ -178,13 +178,13 @@ const ENSURE_TENANT: &str =
     "INSERT INTO queue_tenants (tenant, served_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING";
 
 /// Drops a partition's row once its last message is gone.
-const DROP_EMPTY_PARTITION: &str = "DELETE FROM queue_partitions WHERE partition_key = $1 \
+pub(super) const DROP_EMPTY_PARTITION: &str = "DELETE FROM queue_partitions WHERE partition_key = $1 \
                                     AND NOT EXISTS (SELECT 1 FROM queue_messages WHERE partition_key = $1)";
 
 /// A partition is ready at the later of its earliest due time and its latest lease
 /// (expired leases included: they lie in the past, so they hold nothing up). Both are
 /// read from an index on (partition_key, …).
-const REFRESH_PARTITION: &str = "UPDATE queue_partitions SET ready_at = (\
+pub(super) const REFRESH_PARTITION: &str = "UPDATE queue_partitions SET ready_at = (\
                                    SELECT CASE WHEN l.until > d.due THEN l.until ELSE d.due END FROM \
                                    (SELECT MIN(deliver_at) AS due FROM queue_messages WHERE partition_key = $1) d, \
                                    (SELECT MAX(lease_until) AS until FROM queue_messages WHERE partition_key = $1) l\
@@ -208,7 +208,7 @@ const LEASE_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease
 /// Leases a partition's first `$5` messages due at `$2` to `$3` until `$4`, unless a
 /// lease of another worker in it is live: the worker that just acknowledged messages
 /// of the partition carries on with it.
-const CARRY_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+pub(super) const CARRY_PARTITION: &str = "UPDATE queue_messages SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
                                WHERE id IN (SELECT id FROM queue_messages WHERE partition_key = $1 AND deliver_at <= $2 \
                                             ORDER BY deliver_at, id LIMIT $5) \
                                AND NOT EXISTS (SELECT 1 FROM queue_messages WHERE partition_key = $1 \
@@ -345,7 +345,7 @@ impl TryFrom<ExecutionDbRow> for ExecutionRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct MessageRow {
+pub(super) struct MessageRow {
     id: i64,
     partition_key: String,
     payload: String,
@@ -417,7 +417,34 @@ macro_rules! push_execution_filters {
 impl SqlStore {
     /// Commits `step` and then, when `next` names a partition whose messages the step
     /// acknowledged, leases its due messages to `step.owner`.
+    ///
+    /// A step that neither takes the pipeline lock nor checks concurrency nor queues
+    /// notifications (every step of a queue hop) is sent as one batch: one call of
+    /// `gennaker_commit_step` on PostgreSQL (if smaller than
+    /// [`super::batched::MAX_CALL_BYTES`]), one multi-statement text on SQLite (see
+    /// [`super::batched`]). The others send their statements one by one.
     async fn commit_leasing(
+        &self,
+        step: &StepCommit,
+        next: Option<&NextLease>,
+    ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
+        let batched = step.pipeline_lock.is_none()
+            && step.concurrency.is_none()
+            && step.notifications.is_empty();
+        match &self.backend {
+            Backend::Sqlite(db) if batched => super::batched::sqlite(db, step, next).await,
+            Backend::Postgres(db)
+                if batched
+                    && super::batched::call_bytes(step) <= super::batched::MAX_CALL_BYTES =>
+            {
+                super::batched::postgres(db, step, next).await
+            }
+            _ => self.commit_statements(step, next).await,
+        }
+    }
+
+    /// [`commit_leasing`](Self::commit_leasing), one statement at a time.
+    async fn commit_statements(
         &self,
         step: &StepCommit,
         next: Option<&NextLease>,
@@ -625,6 +652,18 @@ impl ExecutionStore for SqlStore {
     ) -> Result<Vec<LeasedMessage>> {
         let wanted = usize::try_from(partitions.max(1)).unwrap_or(usize::MAX);
         let per_partition = per_partition.max(1);
+        if let Backend::Postgres(db) = &self.backend {
+            // The same statements in one round trip (`gennaker_claim`, migration 0014).
+            return super::batched::postgres_claim(
+                db,
+                owner,
+                now,
+                lease_until,
+                partitions,
+                per_partition,
+            )
+            .await;
+        }
         on_db!(&self.backend, db => {
             // Idle workers ask often; when nothing is ready they need no write lock
             // (which on SQLite would queue them with every other writer).

@@ -190,6 +190,7 @@ forward_store!(SqlStore, self => self.backend);
 
 mod applications;
 mod audit;
+mod batched;
 mod canary_configs;
 mod connect;
 mod executions;

@@ -127,3 +127,90 @@ queue_test!(only_a_partition_the_step_held_is_carried_on, |store| {
     // p lost its last message and its row: nothing else is claimable.
     assert_eq!(store.next_delivery().await.unwrap(), Some(5_000));
 });
+
+// A commit goes as one batch (one multi-statement text on SQLite, one function call on
+// PostgreSQL): one of more statements than sqlx streams back at once is whole, and one
+// whose last check fails leaves nothing of its earlier statements.
+queue_test!(
+    a_step_of_many_statements_commits_whole_or_not_at_all,
+    |store| {
+        let first: Vec<NewMessage> = (0..120)
+            .map(|i| message(&format!("p{}", i % 3), &format!("a{i}"), 10))
+            .collect();
+        enqueue(&store, first).await;
+        let held = store.claim_messages("w1", 10, 5_000, 3, 64).await.unwrap();
+        assert_eq!(held.len(), 120);
+        let mut ids: Vec<i64> = held.iter().map(|m| m.id).collect();
+        let step = StepCommit {
+            owner: "w1".to_owned(),
+            acknowledged: ids.clone(),
+            enqueue: (0..120)
+                .map(|i| message(&format!("p{}", i % 3), &format!("b{i}"), 20))
+                .collect(),
+            ..StepCommit::default()
+        };
+        // A message no one holds, acknowledged last: the step is stale, and none of it is
+        // written.
+        ids.push(i64::MAX);
+        let stale = StepCommit {
+            acknowledged: ids,
+            ..step.clone()
+        };
+        let (outcome, leased) = store
+            .commit_step_and_lease(&stale, &next("p1", 20))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CommitOutcome::Stale(_)), "{outcome:?}");
+        assert!(leased.is_empty());
+        assert_eq!(store.queue_depth().await.unwrap(), 120);
+
+        let (outcome, leased) = store
+            .commit_step_and_lease(&step, &next("p1", 20))
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed);
+        assert_eq!(leased.len(), 40);
+        assert!(leased.iter().all(|m| m.partition == "p1"));
+        assert_eq!(store.queue_depth().await.unwrap(), 120);
+        // p1 is held by w1; the other two partitions' new messages are claimable.
+        let others = store.claim_messages("w2", 20, 5_000, 3, 64).await.unwrap();
+        assert_eq!(others.len(), 80);
+        assert!(others.iter().all(|m| m.partition != "p1"));
+    }
+);
+
+// A step larger than one PostgreSQL call may carry (its statements then go one by one):
+// it commits and leases the same, and a stale one writes nothing.
+queue_test!(a_large_step_commits_and_leases_like_a_small_one, |store| {
+    enqueue(&store, vec![message("p", "a", 10)]).await;
+    let held = store.claim_messages("w1", 10, 5_000, 1, 8).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let big = "x".repeat(20 * 1024);
+    let step = StepCommit {
+        owner: "w1".to_owned(),
+        acknowledged: vec![held[0].id],
+        enqueue: vec![message("p", &big, 20), message("q", &big, 20)],
+        ..StepCommit::default()
+    };
+    let stale = StepCommit {
+        acknowledged: vec![held[0].id, i64::MAX],
+        ..step.clone()
+    };
+    let (outcome, leased) = store
+        .commit_step_and_lease(&stale, &next("p", 20))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CommitOutcome::Stale(_)), "{outcome:?}");
+    assert!(leased.is_empty());
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+
+    let (outcome, leased) = store
+        .commit_step_and_lease(&step, &next("p", 20))
+        .await
+        .unwrap();
+    assert_eq!(outcome, CommitOutcome::Committed);
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].partition, "p");
+    assert_eq!(leased[0].payload, big);
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+});
