@@ -3,7 +3,8 @@
 //! round-robin spread over them; one server is SIGKILLed mid-way and its executions
 //! resume on the others once their leases run out; every execution ends as an
 //! undisturbed run would, no stage runs twice (a webhook counts its calls), and the
-//! restarted server takes work again. Event streams and the API work from any server.
+//! restarted server takes work again; no message is left in the queue. Event streams and
+//! the API work from any server.
 //! And a second server on one SQLite file is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use gennaker_store::testing::{TestBackend, TestDatabase};
+use gennaker_store::{ExecutionStore, SqlStore};
 use serde_json::{Value, json};
 use support::api::Api;
 use support::{BIN, LOOPBACK_OUTBOUND, Server, TOKEN, test_host_policy};
@@ -400,6 +402,21 @@ async fn three_servers_share_one_postgres_and_survive_losing_one() {
         let other = if *to == 0 { 2 } else { 0 };
         let again = apis[other].get(&format!("/api/v1/executions/{id}")).await;
         assert_eq!(&again, execution, "{id} read through server {other}");
+    }
+    // Nothing is left behind: once every execution has ended no message of theirs stays
+    // queued, not even one the killed server held a lease on when it died.
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    let drained_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        let depth = store.queue_depth().await.unwrap();
+        if depth == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < drained_by,
+            "{depth} messages still queued after every execution ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // No webhook ran twice, except the calls the killed server was making (at most one

@@ -1,6 +1,5 @@
 //! API tokens and authentication by token.
 
-use super::users::UserRow;
 use super::{Backend, conflict_on_duplicate, key, now_millis};
 use crate::error::{Result, StoreError};
 use crate::records::{ApiToken, NewToken, User};
@@ -39,14 +38,15 @@ impl From<TokenRow> for ApiToken {
     }
 }
 
-/// A live token with its user's columns, read in one query.
+/// A live token with its user's columns and one of the user's roles (none when the user
+/// has none), read in one query: a user with several roles gives a row per role.
 #[derive(sqlx::FromRow)]
 struct AuthRow {
     #[sqlx(flatten)]
     token: TokenRow,
-    name_key: String,
     admin: bool,
     user_created_at: i64,
+    role: Option<String>,
 }
 
 /// `SELECT` of a [`TokenRow`] (and optionally more columns of `u`, the user) followed by
@@ -129,26 +129,27 @@ impl Backend {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<(ApiToken, User)>> {
-        // One query for the token and its user: with two, a user deleted in between made
-        // the second fail (a 500 for a request that should simply be unauthorised).
-        let found: Option<AuthRow> = on_db!(self, db => {
-            sqlx::query_as(token_select!(", u.name_key, u.admin, u.created_at AS user_created_at", "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"))
+        // Every API request asks this, so the token, its user and the user's roles come
+        // in one round trip (the roles by an outer join). In one query, too, a user
+        // deleted in between cannot make a second query fail (a 500 for a request that
+        // should simply be unauthorised).
+        let rows: Vec<AuthRow> = on_db!(self, db => {
+            sqlx::query_as(token_select!(", u.admin, u.created_at AS user_created_at, r.role", "LEFT JOIN user_roles r ON r.user_key = u.name_key WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY r.role"))
                 .bind(token_hash).bind(now)
-                .fetch_optional(db)
+                .fetch_all(db)
                 .await?
         });
-        let Some(row) = found else {
+        let mut roles: Vec<String> = rows.iter().filter_map(|row| row.role.clone()).collect();
+        roles.dedup();
+        let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let user = UserRow {
-            name_key: row.name_key,
+        let user = User {
             name: row.token.user_name.clone(),
             admin: row.admin,
+            roles,
             created_at: row.user_created_at,
         };
-        Ok(Some((
-            ApiToken::from(row.token),
-            self.user_from_row(user).await?,
-        )))
+        Ok(Some((ApiToken::from(row.token), user)))
     }
 }

@@ -53,6 +53,16 @@ store_test!(users_roles_and_tokens, |store| {
         (found.id.as_str(), user.name.as_str()),
         (token.id.as_str(), "Alice")
     );
+    assert_eq!(user.roles, ["dev"]);
+    // The user's roles come with the token, sorted, whether there are several or none.
+    for roles in [vec!["ops", "dev"], vec![], vec!["dev"]] {
+        let roles: Vec<String> = roles.into_iter().map(str::to_owned).collect();
+        store.set_user_roles("alice", &roles).await.unwrap();
+        let (found, user) = store.authenticate("h1", 0).await.unwrap().unwrap();
+        let mut sorted = roles.clone();
+        sorted.sort();
+        assert_eq!((found.id.as_str(), user.roles), (token.id.as_str(), sorted));
+    }
     assert!(store.authenticate("h2", 0).await.unwrap().is_none());
 
     let expiring = store
