@@ -189,28 +189,21 @@ impl KubernetesProvider {
             .ok_or_else(|| DeployError::no_server_group(&at.name))
     }
 
-    /// Sets (`Some`) and removes (`None`) pod labels on a workload, through the one
-    /// relabel the manifest stages use too ([`traffic::relabel`]).
+    /// Brings a workload's pod labels (template and every pod) to `labels`, through
+    /// the one relabel the manifest stages use too ([`traffic::relabel`]). Removals
+    /// go first, so a key one Service sets wins over another Service removing it.
     pub(crate) async fn relabel(
         &self,
         at: &Located,
         workload: &Value,
-        changes: &BTreeMap<String, Option<String>>,
+        mut labels: Vec<(String, Label)>,
     ) -> Result<(), DeployError> {
-        if changes.is_empty() {
+        if labels.is_empty() {
             return Ok(());
         }
-        let changes: Vec<(String, Label)> = changes
-            .iter()
-            .map(|(key, value)| {
-                let label = value
-                    .as_ref()
-                    .map_or(Label::Removed, |value| Label::Set(json!(value)));
-                (key.clone(), label)
-            })
-            .collect();
+        labels.sort_by_key(|(_, label)| matches!(label, Label::Set(_)));
         let kind = at.resolved().await?;
-        traffic::relabel(&at.account, &kind, Some(&at.namespace), workload, &changes)
+        traffic::relabel(&at.account, &kind, Some(&at.namespace), workload, &labels)
             .await
             .map_err(|err| match err {
                 TrafficError::Kube(err) => deploy_error(err),
@@ -233,7 +226,7 @@ impl KubernetesProvider {
         let cluster = view::moniker(&workload)
             .map(|m| m.cluster())
             .unwrap_or_default();
-        let mut changes = BTreeMap::new();
+        let mut labels = Vec::new();
         for service_name in view::traffic_services(&workload) {
             let Some(service) = self
                 .service(&at.account, &at.namespace, &service_name)
@@ -253,14 +246,9 @@ impl KubernetesProvider {
                 .and_then(|pin| view::stable_cluster(pin, &cluster_of));
             let side = view::side(pin.as_ref(), stable.as_deref(), &at.name, &cluster, enabled);
             let selector = view::string_map(&service, "/spec/selector");
-            changes.extend(view::label_changes(
-                &selector,
-                &service_name,
-                &view::template_labels(&workload),
-                side,
-            ));
+            labels.extend(view::side_labels(&selector, &service_name, side));
         }
-        self.relabel(at, &workload, &changes).await
+        self.relabel(at, &workload, labels).await
     }
 
     /// The live Service `name` in `namespace`.

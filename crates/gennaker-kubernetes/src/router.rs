@@ -335,8 +335,9 @@ impl TrafficRouter for KubernetesProvider {
         let stable = pin.and_then(|pin| view::stable_cluster(pin, &cluster_of));
         let selector = view::string_map(&service, "/spec/selector");
         let snapshot = self.snapshot(account).await?;
+        let in_namespace = view::services_in(&snapshot.services, &namespace);
         // Canary side first, so the stable side shrinks only once the canary can serve.
-        let mut moves: Vec<(view::Side, &Value)> = Vec::new();
+        let mut moves: Vec<(view::Side, Located, Value)> = Vec::new();
         for workload in &snapshot.workloads {
             if view::text(workload, "/metadata/namespace") != namespace
                 || !view::traffic_services(workload).iter().any(|s| s == name)
@@ -349,29 +350,6 @@ impl TrafficRouter for KubernetesProvider {
             else {
                 continue;
             };
-            let side = view::side(
-                pin,
-                stable.as_deref(),
-                &group.name,
-                &group.cluster(),
-                !group.disabled,
-            );
-            moves.push((side, workload));
-        }
-        let weight = pin.map(|pin| view::canary_weight(pin, &cluster_of));
-        let canary = weight.filter(|w| *w > 0);
-        if canary.is_some() {
-            self.route_canary(account, &namespace, &service, canary)
-                .await?;
-        }
-        moves.sort_by_key(|(side, _)| match side {
-            view::Side::Canary => 0,
-            view::Side::Stable => 1,
-            view::Side::Out => 2,
-        });
-        for (side, workload) in moves {
-            let changes =
-                view::label_changes(&selector, name, &view::template_labels(workload), side);
             let at = Located {
                 account: kube_account.clone(),
                 kind: match view::text(workload, "/kind") {
@@ -381,9 +359,40 @@ impl TrafficRouter for KubernetesProvider {
                     _ => "ReplicaSet",
                 },
                 namespace: namespace.clone(),
-                name: view::text(workload, "/metadata/name").to_owned(),
+                name: group.name.clone(),
             };
-            self.relabel(&at, workload, &changes).await?;
+            // Enabled or not as it is now, not as the watch last saw it: the relabel
+            // brings every pod to the side decided here, so a cache that has not yet
+            // seen a disable must not put the disabled group's pods back.
+            let live = match self.live(&at).await {
+                Ok(live) => live,
+                // Deleted since the cache saw it: nothing to move.
+                Err(DeployError::NotFound { .. }) => continue,
+                Err(err) => return Err(err),
+            };
+            let side = view::side(
+                pin,
+                stable.as_deref(),
+                &group.name,
+                &group.cluster(),
+                view::is_enabled(&live, &in_namespace),
+            );
+            moves.push((side, at, live));
+        }
+        let weight = pin.map(|pin| view::canary_weight(pin, &cluster_of));
+        let canary = weight.filter(|w| *w > 0);
+        if canary.is_some() {
+            self.route_canary(account, &namespace, &service, canary)
+                .await?;
+        }
+        moves.sort_by_key(|(side, _, _)| match side {
+            view::Side::Canary => 0,
+            view::Side::Stable => 1,
+            view::Side::Out => 2,
+        });
+        for (side, at, workload) in moves {
+            self.relabel(&at, &workload, view::side_labels(&selector, name, side))
+                .await?;
         }
         if canary.is_none() {
             self.route_canary(account, &namespace, &service, None)

@@ -25,6 +25,7 @@ use crate::manifest::{
 };
 use crate::stages::PROVIDER;
 use crate::status::pod_failure;
+use crate::traffic::Label;
 
 /// Spinnaker's list of the Services a workload takes traffic from.
 pub const LOAD_BALANCERS: &str = "traffic.spinnaker.io/load-balancers";
@@ -475,6 +476,38 @@ pub fn label_changes(
     }
     changes.retain(|key, value| current.get(key) != value.as_ref());
     changes
+}
+
+/// The pod labels that put a workload on `side` of the Service with `selector`,
+/// whatever its labels are now: [`crate::traffic::relabel`] patches only what differs,
+/// on the template and on every pod, so a relabel cut short after the template (a
+/// crash, a restart) is finished by the next one, where changes computed from the
+/// template alone would find nothing left to do and leave the pods as they were.
+/// Removals come first so that a key another Service sets wins over one this Service
+/// removes; a key is removed only where it has this Service's value.
+pub fn side_labels(
+    selector: &BTreeMap<String, String>,
+    service: &str,
+    side: Side,
+) -> Vec<(String, Label)> {
+    let mut labels: Vec<(String, Label)> = Vec::new();
+    if side != Side::Stable {
+        for (key, value) in selector {
+            labels.push((key.clone(), Label::RemovedIf(json!(value))));
+        }
+    }
+    if side != Side::Canary {
+        labels.push((CANARY_OF.to_owned(), Label::RemovedIf(json!(service))));
+    }
+    if side == Side::Stable {
+        for (key, value) in selector {
+            labels.push((key.clone(), Label::Set(json!(value))));
+        }
+    }
+    if side == Side::Canary {
+        labels.push((CANARY_OF.to_owned(), Label::Set(json!(service))));
+    }
+    labels
 }
 
 /// Relative weights as percentages summing to 100 (the remainder to the largest).
@@ -1037,6 +1070,26 @@ mod tests {
         );
         assert!(label_changes(&selector, "web", &stable, Side::Stable).is_empty());
         assert!(label_changes(&selector, "web", &none, Side::Out).is_empty());
+    }
+
+    #[test]
+    fn side_labels_are_the_whole_side_whatever_the_template_says() {
+        let selector: BTreeMap<String, String> =
+            [("frontedBy".to_owned(), "web".to_owned())].into();
+        let removed = |k: &str, v: &str| (k.to_owned(), Label::RemovedIf(json!(v)));
+        let set = |k: &str, v: &str| (k.to_owned(), Label::Set(json!(v)));
+        assert_eq!(
+            side_labels(&selector, "web", Side::Out),
+            [removed("frontedBy", "web"), removed(CANARY_OF, "web")]
+        );
+        assert_eq!(
+            side_labels(&selector, "web", Side::Stable),
+            [removed(CANARY_OF, "web"), set("frontedBy", "web")]
+        );
+        assert_eq!(
+            side_labels(&selector, "web", Side::Canary),
+            [removed("frontedBy", "web"), set(CANARY_OF, "web")]
+        );
     }
 
     #[test]

@@ -902,6 +902,75 @@ async fn the_nginx_canary_ingress_repeated_or_crashing_after_every_commit_is_mad
     .await;
 }
 
+/// A disable or enable cut short after the template's patch (the fault driver kills the
+/// engine wherever it is; so does a real crash) leaves the template on its new side and
+/// the pods on the old one. The repeat must finish the pods: deciding from the template
+/// alone, it found nothing left to do, and a disabled group kept serving through the
+/// Service (the canary release's red/black disable failed this way under
+/// `CrashAfterEveryCommit`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_or_enable_cut_short_after_the_template_is_finished_on_the_pods_when_repeated() {
+    let Some((kit, provider)) = kit("halfmoved").await else {
+        return;
+    };
+    service_and_ingress(&kit).await;
+    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
+    view_until(&provider, "shop-prod-v000", "two Up instances", |g| {
+        g.is_some_and(|g| g.up_instances() == 2)
+    })
+    .await;
+    let rs = |labels: Value| json!({"spec": {"template": {"metadata": {"labels": labels}}}});
+    let replica_sets: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        kit.client.clone(),
+        &kit.namespace,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "ReplicaSet",
+        )),
+    );
+    let patch = kube::api::PatchParams::default();
+
+    // The disable's first patch, and no more.
+    replica_sets
+        .patch(
+            "shop-prod-v000",
+            &patch,
+            &kube::api::Patch::Merge(rs(json!({"frontedBy": null}))),
+        )
+        .await
+        .unwrap();
+    provider
+        .disable_server_group("k8s", "shop-prod-v000")
+        .await
+        .unwrap();
+    let labels = pod_labels(&kit, "shop-prod-v000").await;
+    assert_eq!(labels.len(), 2);
+    for labels in labels {
+        assert!(!labels.contains_key("frontedBy"), "{labels:?}");
+    }
+
+    // The enable's first patch, and no more.
+    replica_sets
+        .patch(
+            "shop-prod-v000",
+            &patch,
+            &kube::api::Patch::Merge(rs(json!({"frontedBy": "shop-web"}))),
+        )
+        .await
+        .unwrap();
+    provider
+        .enable_server_group("k8s", "shop-prod-v000")
+        .await
+        .unwrap();
+    let labels = pod_labels(&kit, "shop-prod-v000").await;
+    assert_eq!(labels.len(), 2);
+    for labels in labels {
+        assert_eq!(labels["frontedBy"], "shop-web", "{labels:?}");
+    }
+    kit.finish().await;
+}
+
 /// A `deployManifest` of ReplicaSet `shop-prod` (cluster `shop-prod`) running `image`,
 /// blue/green behind Service `web`, and with `preview` only behind `web-preview`.
 fn blue_green(name: &str, image: &str, preview: bool) -> Value {
