@@ -318,7 +318,20 @@ deploy_test!(canceling_a_deploy_rolls_back_through_the_engine, |h| {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let done = h.finish(&run.id).await;
+    // The cloud shows the rollback before the routine's step commits its record.
+    let done = h
+        .drive_until(
+            &run.id,
+            Duration::from_secs(2),
+            "the rollback's record",
+            |e| {
+                e.status.is_complete()
+                    && e.stages.iter().any(|s| {
+                        s.name == "Deploy shop-prod" && s.context.contains_key("rollbackResult")
+                    })
+            },
+        )
+        .await;
     assert_eq!(done.status, ExecutionStatus::Canceled);
     let restored = h.cloud.peek(&old).unwrap();
     assert!(!restored.disabled && restored.capacity.desired == 2);
