@@ -930,6 +930,21 @@ async fn a_disable_or_enable_cut_short_after_the_template_is_finished_on_the_pod
         )),
     );
     let patch = kube::api::PatchParams::default();
+    // The enable below refuses a ReplicaSet whose status counts no Ready pod, and the
+    // controller manager updates that count after the pods turn Ready (late under load).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let live = replica_sets.get("shop-prod-v000").await.unwrap();
+        if live.data.pointer("/status/readyReplicas") == Some(&json!(2)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ReplicaSet's status never counted 2 Ready pods: {:?}",
+            live.data.get("status")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The disable's first patch, and no more.
     replica_sets
