@@ -59,17 +59,51 @@ const NOT_SECRET_NAMES: &[&str] = &["tokenid", "nextpagetoken", "pagetoken", "ru
 
 /// Whether a key (a JSON field, a header name, a parameter name) names a secret;
 /// case, `-`, `_` and `.` do not matter.
+///
+/// Called for every key of every document redacted or sealed, so a short ASCII key
+/// (nearly all of them) is normalised into a buffer on the stack, allocating nothing;
+/// a longer one, or one with other characters, is lower-cased in full into a string
+/// (some characters lower-case to ASCII: `K`, the Kelvin sign, is `k`).
 pub fn is_secret_key(key: &str) -> bool {
-    let normalized: String = key
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+    let mut buffer = [0_u8; 64];
+    let mut len = 0;
+    if key.is_ascii() {
+        for byte in key.bytes().filter(|b| !is_separator(char::from(*b))) {
+            let Some(slot) = buffer.get_mut(len) else {
+                return is_secret_name(normalized_in_full(key).as_bytes());
+            };
+            *slot = byte.to_ascii_lowercase();
+            len += 1;
+        }
+        is_secret_name(&buffer[..len])
+    } else {
+        is_secret_name(normalized_in_full(key).as_bytes())
+    }
+}
+
+/// The characters a key's normalisation drops.
+fn is_separator(c: char) -> bool {
+    matches!(c, '-' | '_' | '.' | ' ')
+}
+
+/// `key` without separators, lower-cased (Unicode rules).
+fn normalized_in_full(key: &str) -> String {
+    key.chars()
+        .filter(|c| !is_separator(*c))
         .flat_map(char::to_lowercase)
-        .collect();
-    if NOT_SECRET_NAMES.contains(&normalized.as_str()) {
+        .collect()
+}
+
+/// Whether a normalised key names a secret.
+fn is_secret_name(normalized: &[u8]) -> bool {
+    let is = |name: &&str| normalized == name.as_bytes();
+    if NOT_SECRET_NAMES.iter().any(is) {
         return false;
     }
-    SECRET_NAMES.contains(&normalized.as_str())
-        || SECRET_SUFFIXES.iter().any(|s| normalized.ends_with(s))
+    SECRET_NAMES.iter().any(is)
+        || SECRET_SUFFIXES
+            .iter()
+            .any(|suffix| normalized.ends_with(suffix.as_bytes()))
 }
 
 /// Where the passwords of URLs in `text` are (`scheme://user:PASSWORD@host`), the URL
@@ -250,6 +284,19 @@ mod tests {
         ] {
             assert!(!is_secret_key(key), "{key} is no secret");
         }
+    }
+
+    #[test]
+    fn keys_beyond_ascii_are_lower_cased_in_full() {
+        // The Kelvin sign lower-cases to an ASCII `k`.
+        assert!(is_secret_key("API_\u{212A}EY"));
+        assert!(is_secret_key("Pässwort_token"));
+        assert!(!is_secret_key("tökenId"));
+        assert!(!is_secret_key("Passwört"));
+        // Longer than the stack buffer.
+        let long = format!("{}_Token", "x".repeat(80));
+        assert!(is_secret_key(&long));
+        assert!(!is_secret_key(&"x".repeat(80)));
     }
 
     #[test]

@@ -169,6 +169,7 @@ async fn main() {
             .commit_step(&StepCommit {
                 owner: "bench".to_owned(),
                 acknowledged: Vec::new(),
+                acknowledged_partition: None,
                 executions: chunk.to_vec(),
                 remove: Vec::new(),
                 enqueue: Vec::new(),

@@ -115,6 +115,11 @@ pub struct StepCommit {
     pub owner: String,
     /// Leased messages the step consumed; they are deleted.
     pub acknowledged: Vec<i64>,
+    /// The partition of every acknowledged message, when the caller knows it (a
+    /// worker's leased messages come from one partition): a SQLite commit then need not
+    /// read it first. Each acknowledged message's delete checks it, so a wrong one
+    /// makes the step stale instead of leaving a partition's row out of date.
+    pub acknowledged_partition: Option<String>,
     /// Executions written.
     pub executions: Vec<ExecutionWrite>,
     /// Waiting messages to drop, by partition and replace key (runs of tasks that

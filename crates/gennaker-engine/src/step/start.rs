@@ -220,11 +220,18 @@ impl Step<'_> {
             definition.prepare(&mut self.execution.stages[index].context);
         }
         self.load_pipeline_ids_if_used(index).await?;
-        let root = self.engine.services.expressions.stage_root(
-            &self.execution,
-            &self.execution.stages[index],
-            self.pipeline_ids.as_ref(),
-        );
+        // The root holds the whole execution as a JSON value: build it only for a
+        // stage with something to evaluate (a `wait` stage has nothing), as a stage
+        // with no `${` and no `stageEnabled` comes out of the evaluation unchanged.
+        let root = if has_expressions(&self.execution.stages[index].context) {
+            self.engine.services.expressions.stage_root(
+                &self.execution,
+                &self.execution.stages[index],
+                self.pipeline_ids.as_ref(),
+            )
+        } else {
+            Value::Null
+        };
         if let Some(reason) = self.disabled_by_condition(index, &root) {
             let stage = &mut self.execution.stages[index];
             if let Some(reason) = reason {
@@ -542,4 +549,53 @@ pub(crate) fn start_waiting(waiting: &[Execution], active: usize) -> Vec<Message
         }
     }
     messages
+}
+
+/// Whether evaluating a stage's `context` could change it or skip the stage: it has a
+/// `stageEnabled`, or a key or string somewhere in it holds `${`.
+fn has_expressions(context: &Map<String, Value>) -> bool {
+    fn any_template(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains("${"),
+            Value::Array(items) => items.iter().any(any_template),
+            Value::Object(map) => map
+                .iter()
+                .any(|(key, item)| key.contains("${") || any_template(item)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    context.contains_key("stageEnabled")
+        || context
+            .iter()
+            .any(|(key, item)| key.contains("${") || any_template(item))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_expressions;
+    use serde_json::{Value, json};
+
+    fn context(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("an object literal"),
+        }
+    }
+
+    #[test]
+    fn only_contexts_with_something_to_evaluate_need_the_execution() {
+        assert!(!has_expressions(&context(json!({
+            "waitTime": 0, "name": "stage 1", "list": ["a", {"b": "$c"}], "n": null,
+        }))));
+        assert!(has_expressions(&context(
+            json!({"waitTime": "${parameters.t}"})
+        )));
+        assert!(has_expressions(&context(
+            json!({"deep": [{"x": ["${a}"]}]})
+        )));
+        assert!(has_expressions(&context(json!({"m": {"${key}": 1}}))));
+        assert!(has_expressions(&context(json!({
+            "stageEnabled": {"type": "expression", "expression": "false"},
+        }))));
+    }
 }

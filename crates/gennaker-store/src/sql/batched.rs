@@ -13,9 +13,10 @@
 //!   thread and streams each one's rows and changes back (sqlx calls that behaviour
 //!   due to change, launchbadge/sqlx#3108; the queue suite runs on it). The checks are
 //!   made on those results, and a failed one rolls the transaction back. The
-//!   partitions of the acknowledged messages are read before the write lock is taken:
-//!   a message's partition never changes, and a message deleted meanwhile fails its
-//!   delete's check.
+//!   partition of the acknowledged messages is the one the step names
+//!   (`StepCommit::acknowledged_partition`, checked by each message's delete), or else
+//!   read before the write lock is taken: a message's partition never changes, and a
+//!   message deleted meanwhile fails its delete's check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -335,7 +336,10 @@ pub(super) async fn sqlite(
     step: &StepCommit,
     next: Option<&NextLease>,
 ) -> Result<(CommitOutcome, Vec<LeasedMessage>)> {
-    let acknowledged_in = partitions_of(db, &step.acknowledged).await?;
+    let acknowledged_in = match &step.acknowledged_partition {
+        Some(partition) if !step.acknowledged.is_empty() => BTreeSet::from([partition.clone()]),
+        _ => partitions_of(db, &step.acknowledged).await?,
+    };
     let receiving = receiving_partitions(step);
     let mut batch = Batch::default();
     for (partition, tenant) in &receiving {
@@ -349,11 +353,21 @@ pub(super) async fn sqlite(
         batch.push(ENSURE_NEW_PARTITIONS_TENANT, &args, Check::None)?;
     }
     for id in &step.acknowledged {
-        batch.push(
-            "DELETE FROM queue_messages WHERE id = $1 AND lease_owner = $2",
-            &[Arg::Int(*id), Arg::Text(&step.owner)],
-            Check::Changes(format!("the lease on message {id} was lost")),
-        )?;
+        let lost = Check::Changes(format!("the lease on message {id} was lost"));
+        match &step.acknowledged_partition {
+            // The partition given is checked: a message of another partition is not
+            // deleted, and the step is stale.
+            Some(partition) => batch.push(
+                "DELETE FROM queue_messages WHERE id = $1 AND lease_owner = $2 AND partition_key = $3",
+                &[Arg::Int(*id), Arg::Text(&step.owner), Arg::Text(partition)],
+                lost,
+            )?,
+            None => batch.push(
+                "DELETE FROM queue_messages WHERE id = $1 AND lease_owner = $2",
+                &[Arg::Int(*id), Arg::Text(&step.owner)],
+                lost,
+            )?,
+        }
     }
     for write in &step.executions {
         let row = &write.row;
@@ -437,14 +451,19 @@ pub(super) async fn sqlite(
     // partition (their deletes are checked), and the statement checks that no other
     // lease is live.
     if let Some(next) = next.filter(|n| acknowledged_in.contains(&n.partition)) {
+        // The limit is written into the text, not bound: SQLite plans a `LIMIT` with
+        // its bound value, so binding one expires the prepared statement, and the
+        // whole batch was parsed and planned again on every hop. It is an integer, the
+        // same for every hop of an engine, so the text (and its cached statements)
+        // repeats.
+        let carry = CARRY_PARTITION.replace("LIMIT $5", &format!("LIMIT {}", next.limit.max(1)));
         batch.push(
-            CARRY_PARTITION,
+            &carry,
             &[
                 Arg::Text(&next.partition),
                 Arg::Int(next.now),
                 Arg::Text(&step.owner),
                 Arg::Int(next.lease_until),
-                Arg::Int(next.limit.max(1)),
             ],
             Check::Leased,
         )?;

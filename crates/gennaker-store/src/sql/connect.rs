@@ -3,6 +3,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -44,6 +46,25 @@ pub fn redact_database_url(url: &str) -> String {
     format!("{base}?{}", params.join("&"))
 }
 
+/// How long a pooled connection may have sat idle and still be handed out without a
+/// ping first.
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
+/// Checks a connection taken from the pool that sat idle for a while (a PostgreSQL
+/// server may have closed it meanwhile; one failing the ping is dropped and another
+/// taken). sqlx's own check pings on every acquire: a round trip to PostgreSQL, and a
+/// hand-off to the connection's thread and back on SQLite, before each of a queue
+/// hop's statements and transactions, for a connection used a moment ago.
+async fn ping_if_idle<C: Connection>(
+    conn: &mut C,
+    meta: PoolConnectionMetadata,
+) -> std::result::Result<bool, sqlx::Error> {
+    if meta.idle_for >= TRUSTED_IDLE {
+        conn.ping().await?;
+    }
+    Ok(true)
+}
+
 impl SqlStore {
     /// Connects to `url` and applies pending migrations.
     ///
@@ -61,6 +82,8 @@ impl SqlStore {
             let max = if url.contains(":memory:") { 1 } else { 8 };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -69,6 +92,8 @@ impl SqlStore {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                 .connect(url)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
