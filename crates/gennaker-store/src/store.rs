@@ -54,6 +54,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(PipelineRecord, SaveOutcome)>;
     /// Reads a pipeline's current revision by name.
     async fn get_pipeline(&self, application: &str, name: &str) -> Result<Option<PipelineRecord>>;
+    /// Reads an application and, in the same query, its pipeline `name_or_id`: the one
+    /// with that name, else the one with that id (the lookup of a request naming both
+    /// in its path). `None` when the application does not exist.
+    async fn get_application_pipeline(
+        &self,
+        application: &str,
+        name_or_id: &str,
+    ) -> Result<Option<(ApplicationRecord, Option<PipelineRecord>)>>;
     /// Reads a pipeline's current revision by id.
     async fn get_pipeline_by_id(&self, id: &str) -> Result<Option<PipelineRecord>>;
     /// Lists an application's pipelines, by name.
@@ -151,6 +159,7 @@ macro_rules! forward_store {
             delete_application(name: &str) -> $crate::ApplicationRecord;
             save_pipeline(application: &str, save: &$crate::PipelineSave, actor: &str) -> ($crate::PipelineRecord, $crate::SaveOutcome);
             get_pipeline(application: &str, name: &str) -> Option<$crate::PipelineRecord>;
+            get_application_pipeline(application: &str, name_or_id: &str) -> Option<($crate::ApplicationRecord, Option<$crate::PipelineRecord>)>;
             get_pipeline_by_id(id: &str) -> Option<$crate::PipelineRecord>;
             list_pipelines(application: &str) -> Vec<$crate::PipelineRecord>;
             delete_pipeline(application: &str, name: &str) -> $crate::PipelineRecord;

@@ -20,11 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::audit::AuditDetail;
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, application_not_found};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query, RawBody};
 use crate::routes::applications::authorize as authorize_application;
-use crate::routes::pipelines::find as find_pipeline;
 use crate::state::AppState;
 
 /// Executions listed when the request names no limit.
@@ -150,7 +149,7 @@ pub(crate) async fn authorize(
     }
     match state.store.get_application(application).await? {
         Some(record) => caller.require(&record.name, &record.config, access),
-        None => Err(crate::auth::application_not_found(application)),
+        None => Err(application_not_found(application)),
     }
 }
 
@@ -255,14 +254,19 @@ pub(crate) async fn run(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let application = authorize_application(&state, &caller, &app, Access::Execute).await?;
+    // The application and the pipeline in one query: a submission's reads are round
+    // trips to a database that is busy committing (docs/PERFORMANCE.md).
+    let (application, pipeline) = state
+        .store
+        .get_application_pipeline(&app, &name)
+        .await?
+        .ok_or_else(|| application_not_found(&app))?;
+    caller.require(&application.name, &application.config, Access::Execute)?;
     let body: RunBody = optional_body(
         &body,
         r#"{"parameters": {"env": "prod"}, "artifacts": [], "correlationId": "…", "trigger": {}}"#,
     )?;
-    let pipeline = find_pipeline(&state, &application.name, &name)
-        .await?
-        .ok_or_else(|| {
+    let pipeline = pipeline.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "pipeline '{name}' not found in application '{}' (by name or id); `gennaker pipeline list {}` shows its pipelines",
                 application.name, application.name

@@ -101,7 +101,7 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_database_url(url)));
         };
-        Ok(SqlStore { backend })
+        Ok(SqlStore::new(backend))
     }
 
     /// The PostgreSQL pool, when this store runs on PostgreSQL.

@@ -36,6 +36,47 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     backend: Backend,
+    /// Writes the audit log as a group commit; shared by the store's clones, so every
+    /// caller's entries meet in one queue.
+    audit: Arc<audit::AuditWriter>,
+}
+
+/// What [`Store`](crate::Store) calls run on: the backend's per-entity methods (through
+/// `Deref`), except the audit log's appends, which go to the batched writer.
+struct StoreTarget<'a> {
+    backend: &'a Backend,
+    audit: &'a Arc<audit::AuditWriter>,
+}
+
+impl StoreTarget<'_> {
+    async fn append_audit(
+        &self,
+        entry: &crate::records::NewAuditEntry,
+    ) -> Result<crate::records::AuditEntry> {
+        self.audit.append(entry).await
+    }
+}
+
+impl std::ops::Deref for StoreTarget<'_> {
+    type Target = Backend;
+    fn deref(&self) -> &Backend {
+        self.backend
+    }
+}
+
+impl SqlStore {
+    /// A store on `backend`.
+    fn new(backend: Backend) -> Self {
+        let audit = audit::AuditWriter::new(backend.clone());
+        Self { backend, audit }
+    }
+
+    fn target(&self) -> StoreTarget<'_> {
+        StoreTarget {
+            backend: &self.backend,
+            audit: &self.audit,
+        }
+    }
 }
 
 /// Expands `$body` once for each backend with `$db` bound to that backend's pool;
@@ -186,7 +227,7 @@ impl Backend {
     }
 }
 
-forward_store!(SqlStore, self => self.backend);
+forward_store!(SqlStore, self => self.target());
 
 mod applications;
 mod audit;

@@ -4,7 +4,9 @@ use serde_json::Value;
 
 use super::{Backend, WritePool, conflict_on_duplicate, key, now_millis, to_text};
 use crate::error::{Result, StoreError};
-use crate::records::{PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome};
+use crate::records::{
+    ApplicationRecord, PipelineRecord, PipelineRevision, PipelineSave, SaveOutcome,
+};
 
 #[derive(sqlx::FromRow)]
 struct PipelineRow {
@@ -30,6 +32,67 @@ impl PipelineRow {
             updated_at: self.updated_at,
             updated_by: self.updated_by,
         })
+    }
+}
+
+/// An application and, from a left join, maybe one of its pipelines.
+#[derive(sqlx::FromRow)]
+struct ApplicationPipelineRow {
+    app_name: String,
+    app_config: String,
+    app_created_at: i64,
+    app_updated_at: i64,
+    app_updated_by: String,
+    app_version: i64,
+    id: Option<String>,
+    name: Option<String>,
+    revision: Option<i64>,
+    config: Option<String>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    updated_by: Option<String>,
+}
+
+impl ApplicationPipelineRow {
+    fn into_records(self) -> Result<(ApplicationRecord, Option<PipelineRecord>)> {
+        let pipeline = match (
+            self.id,
+            self.name,
+            self.revision,
+            self.config,
+            self.created_at,
+            self.updated_at,
+            self.updated_by,
+        ) {
+            (
+                Some(id),
+                Some(name),
+                Some(revision),
+                Some(config),
+                Some(created_at),
+                Some(updated_at),
+                Some(updated_by),
+            ) => Some(PipelineRecord {
+                id,
+                application: self.app_name.clone(),
+                name,
+                revision,
+                config: serde_json::from_str(&config)?,
+                created_at,
+                updated_at,
+                updated_by,
+            }),
+            _ => None,
+        };
+        let application = ApplicationRecord {
+            name: self.app_name,
+            config: serde_json::from_str(&self.app_config)?,
+            created_at: self.app_created_at,
+            updated_at: self.app_updated_at,
+            updated_by: self.app_updated_by,
+            version: self.app_version,
+        };
+        Ok((application, pipeline))
     }
 }
 
@@ -245,6 +308,29 @@ impl Backend {
             tx.commit().await?;
             Ok(record)
         })
+    }
+
+    pub(super) async fn get_application_pipeline(
+        &self,
+        application: &str,
+        name_or_id: &str,
+    ) -> Result<Option<(ApplicationRecord, Option<PipelineRecord>)>> {
+        // The pipeline found by name wins over one found by id, as in two lookups.
+        let row: Option<ApplicationPipelineRow> = on_db!(self, db => {
+            sqlx::query_as(
+                "SELECT a.name AS app_name, a.config AS app_config, a.created_at AS app_created_at, \
+                 a.updated_at AS app_updated_at, a.updated_by AS app_updated_by, a.version AS app_version, \
+                 p.id, p.name, p.revision, p.config, p.created_at, p.updated_at, p.updated_by \
+                 FROM applications a LEFT JOIN pipelines p \
+                 ON p.application_key = a.name_key AND (p.name_key = $2 OR p.id = $3) \
+                 WHERE a.name_key = $1 \
+                 ORDER BY CASE WHEN p.name_key = $2 THEN 0 ELSE 1 END LIMIT 1",
+            )
+            .bind(key(application)).bind(key(name_or_id)).bind(name_or_id)
+            .fetch_optional(db)
+            .await?
+        });
+        row.map(ApplicationPipelineRow::into_records).transpose()
     }
 
     pub(super) async fn get_pipeline(

@@ -206,3 +206,85 @@ store_test!(pipelines_rename_by_id_and_refuse_conflicts, |store| {
     assert!(store.pipeline_history("shop", "A2").await.is_err());
     store.delete_application("shop").await.unwrap();
 });
+
+// A submission's one read: the application and its pipeline by name, else by id; a
+// name wins over another pipeline's id, and another application's pipeline is not found
+// by its id.
+store_test!(application_and_pipeline_read_together, |store| {
+    for app in ["shop", "other"] {
+        store
+            .create_application(app, &json!({"name": app}), "alice")
+            .await
+            .unwrap();
+    }
+    // "Deploy" has the id "bake", which is also the name of the pipeline "Bake".
+    let (deploy, _) = store
+        .save_pipeline(
+            "shop",
+            &save(
+                "Deploy",
+                json!({"id": "bake", "name": "Deploy", "stages": []}),
+            ),
+            "alice",
+        )
+        .await
+        .unwrap();
+    let (bake, _) = store
+        .save_pipeline(
+            "shop",
+            &save("Bake", json!({"name": "Bake", "stages": []})),
+            "alice",
+        )
+        .await
+        .unwrap();
+    let (elsewhere, _) = store
+        .save_pipeline(
+            "other",
+            &save("Ship", json!({"name": "Ship", "stages": []})),
+            "alice",
+        )
+        .await
+        .unwrap();
+
+    let (application, pipeline) = store
+        .get_application_pipeline("SHOP", "deploy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        application,
+        store.get_application("shop").await.unwrap().unwrap()
+    );
+    assert_eq!(pipeline, Some(deploy.clone()));
+    let (_, by_name) = store
+        .get_application_pipeline("shop", "bake")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_name, Some(bake.clone()));
+    let (_, by_id) = store
+        .get_application_pipeline("shop", &bake.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_id, Some(bake));
+    let (_, not_here) = store
+        .get_application_pipeline("shop", &elsewhere.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(not_here, None);
+    let (_, missing) = store
+        .get_application_pipeline("shop", "nothing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(
+        store
+            .get_application_pipeline("nowhere", "deploy")
+            .await
+            .unwrap(),
+        None
+    );
+});
