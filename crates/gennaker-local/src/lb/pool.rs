@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -321,43 +321,57 @@ enum HeadError {
 /// Streams the client's request body to the instance while watching for the response
 /// head: an instance may answer (e.g. `413`) before it has read the whole body, and
 /// then the rest is not sent and the connection is not reused.
-async fn send_body_and_read_head(
+async fn send_body_and_read_head<B>(
     upstream: &mut Upstream,
-    body: Incoming,
+    body: B,
     framing: RequestFraming,
     is_head: bool,
-) -> Result<ResponseHead, HeadError> {
+) -> Result<ResponseHead, HeadError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut sender = BodySender {
         body,
         chunked: framing == RequestFraming::Chunked,
         pending: Bytes::new(),
-        done: false,
+        ended: false,
     };
+    // Set once the last byte is written, not when the last frame is read: a last frame
+    // whose write is pending must still be polled to go out.
+    let mut sent = false;
     let mut response = std::future::poll_fn(|cx| {
-        if !sender.done
-            && let Poll::Ready(Err(error)) = sender.poll_send(&mut upstream.stream, cx)
-        {
-            return Poll::Ready(Err(HeadError::Other(error)));
+        if !sent {
+            match sender.poll_send(&mut upstream.stream, cx) {
+                Poll::Ready(Ok(())) => sent = true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(HeadError::Other(error))),
+                Poll::Pending => {}
+            }
         }
         poll_response_head(upstream, cx, is_head)
     })
     .await?;
-    if !sender.done {
+    if !sent {
         response.keep_alive = false;
     }
     Ok(response)
 }
 
 /// The request body on its way out, one frame at a time.
-struct BodySender {
-    body: Incoming,
+struct BodySender<B> {
+    body: B,
     chunked: bool,
     /// Encoded bytes not written yet.
     pending: Bytes,
-    done: bool,
+    /// The body has no more frames (what is left to write is in `pending`).
+    ended: bool,
 }
 
-impl BodySender {
+impl<B> BodySender<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     /// Writes what it can; `Ready(Ok)` once the whole body is out.
     fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         use tokio::io::AsyncWrite as _;
@@ -370,7 +384,7 @@ impl BodySender {
                 }
                 self.pending.advance(written);
             }
-            if self.done {
+            if self.ended {
                 return Poll::Ready(Ok(()));
             }
             let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
@@ -378,15 +392,15 @@ impl BodySender {
                 Some(Ok(frame)) => self.pending = self.encode(frame),
                 Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
                 None => {
-                    self.done = true;
+                    self.ended = true;
                     if self.chunked {
                         self.pending = Bytes::from_static(b"0\r\n\r\n");
                     }
                 }
             }
-            if !self.done && self.body.is_end_stream() {
+            if !self.ended && self.body.is_end_stream() {
                 // The last frame: its end goes out in the same write.
-                self.done = true;
+                self.ended = true;
                 if self.chunked {
                     let mut last = BytesMut::from(&self.pending[..]);
                     last.extend_from_slice(b"0\r\n\r\n");
@@ -410,7 +424,7 @@ impl BodySender {
             Err(frame) => match frame.into_trailers() {
                 // Trailers end a chunked body; a length-framed one has no place for them.
                 Ok(trailers) if self.chunked => {
-                    self.done = true;
+                    self.ended = true;
                     let mut out = BytesMut::from(&b"0\r\n"[..]);
                     for (name, value) in &trailers {
                         out.extend_from_slice(name.as_str().as_bytes());
@@ -614,6 +628,64 @@ fn parse_response_head(buffer: &mut BytesMut, is_head: bool) -> io::Result<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends one body frame too large for the socket buffers to a peer that reads only
+    /// when the sender waits (a single-threaded runtime), so the last frame's write is
+    /// left pending at least once; the whole body must still arrive.
+    async fn send_one_large_frame(framing: RequestFraming, expected: Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let wire_length = expected.len();
+        let peer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut received = Vec::with_capacity(wire_length);
+            while received.len() < wire_length {
+                let mut chunk = vec![0u8; 256 * 1024];
+                let read = stream.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "closed after {} bytes", received.len());
+                received.extend_from_slice(&chunk[..read]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            (received, stream)
+        });
+        let mut upstream = connect(address, Duration::from_secs(5)).await.unwrap();
+        // Far more than a loopback socket's send buffer (4 MiB at most) and the
+        // receive window of a peer that has not read yet.
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 16 * 1024 * 1024]));
+        // A bound on the wait only, so a regression fails instead of hanging.
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            send_body_and_read_head(&mut upstream, body, framing, false),
+        )
+        .await
+        .expect("the body's tail was never written");
+        let Ok(head) = sent else {
+            panic!("no response head");
+        };
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(
+            head.keep_alive,
+            "a body sent whole leaves the connection reusable"
+        );
+        let (received, _stream) = peer.await.unwrap();
+        assert!(
+            received == expected,
+            "the instance got other bytes than the body"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_last_frame_whose_write_waits_is_sent_whole() {
+        let data = vec![b'x'; 16 * 1024 * 1024];
+        send_one_large_frame(RequestFraming::Length, data.clone()).await;
+        let mut chunked = format!("{:x}\r\n", data.len()).into_bytes();
+        chunked.extend_from_slice(&data);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        send_one_large_frame(RequestFraming::Chunked, chunked).await;
+    }
 
     fn parse(text: &str, is_head: bool) -> io::Result<Option<Parsed>> {
         parse_response_head(&mut BytesMut::from(text.as_bytes()), is_head)
