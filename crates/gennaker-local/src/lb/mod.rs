@@ -1,10 +1,12 @@
 //! The built-in L7 load balancer: one listener per load balancer, weighted routing
 //! between server groups, least-requests within a group, passive ejection, draining.
 //!
-//! Built on hyper: HTTP/1.1 (keep-alive) or HTTP/2 from clients, HTTP/1.1 over
-//! pooled keep-alive connections to instances, bodies streamed both ways. The routing table
-//! is swapped atomically and read without a lock; counters are atomics, exported as
-//! Prometheus text and sampled into a bounded time series for canary analysis.
+//! hyper serves clients (HTTP/1.1 with keep-alive, or HTTP/2); instances are spoken to
+//! over pooled keep-alive connections by a small HTTP/1.1 client of its own (`pool.rs`,
+//! `body.rs`: heads parsed with `httparse`, bodies decoded by their framing), bodies
+//! streamed both ways. The routing table is swapped atomically and read without a lock;
+//! counters are atomics, exported as Prometheus text and sampled into a bounded time
+//! series for canary analysis.
 
 mod accept;
 mod body;

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, StatusCode, Version};
-use hyper::body::{Body as _, Incoming};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{BodySlot, InFlight, RequestBody, ResponseBody, Reusable, worth_prefetching};
+use super::body::{BodySlot, InFlight, ResponseBody, Streaming, UpstreamBody, worth_prefetching};
 use super::core::ListenerCore;
 use super::metrics::Class;
-use super::pool::Sent;
+use super::pool::{RequestHead, Sent};
 use super::table::{BackendState, Table};
 
 /// Attempts per request: the first, and retries after connect failures.
@@ -50,17 +50,17 @@ pub(crate) async fn forward(
     prepare_request_headers(&mut headers, &parts.uri, &client_ip);
     // Without a Host (an HTTP/1.0 client), each attempt names its instance.
     let host_from_instance = !headers.contains_key(header::HOST);
-    let path = parts
+    let target = parts
         .uri
         .into_parts()
         .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = BodySlot::new(body);
-    let mut upstream = Request::new(RequestBody::for_attempt(body.as_ref()));
-    *upstream.method_mut() = parts.method;
-    *upstream.uri_mut() = Uri::from(path);
-    *upstream.version_mut() = Version::HTTP_11;
-    *upstream.headers_mut() = headers;
+    let mut head = RequestHead {
+        method: parts.method,
+        target,
+        headers,
+    };
     let table = core.table.load_full();
     let policy = core.ejection_policy();
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
@@ -78,51 +78,55 @@ pub(crate) async fn forward(
         };
         let mut in_flight = InFlight::start(&group.metrics, backend, started);
         if host_from_instance {
-            upstream
-                .headers_mut()
-                .insert(header::HOST, backend.host.clone());
+            head.headers.insert(header::HOST, backend.host.clone());
         }
         match backend
             .pool
-            .send(backend.address, core.connect, upstream)
+            .send(backend.address, core.connect, &head, body.as_ref())
             .await
         {
             Sent::Response(response, upstream) => {
-                let class = Class::of(response.status());
+                let class = Class::of(response.status);
                 Table::report(group, backend, class == Class::ServerError, policy, now_ms);
                 in_flight.answered(class);
                 if let Some(previous) = failed_attempt.take() {
                     previous.abandon();
                 }
-                let connection = Reusable {
-                    backend: Arc::clone(backend),
-                    upstream,
-                };
-                let (mut parts, inner) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                if inner.is_end_stream() {
-                    connection.give_back();
+                let mut headers = response.headers;
+                remove_hop_by_hop(&mut headers);
+                let upstream = UpstreamBody::new(upstream, response.framing, response.keep_alive);
+                let prefetch = worth_prefetching(response.framing);
+                let body = if upstream.is_end() {
+                    if let Some(connection) = upstream.into_reusable() {
+                        backend.pool.give_back(connection);
+                    }
                     drop(in_flight);
-                    return Ok(Response::from_parts(parts, ResponseBody::Local(None)));
-                }
-                let prefetch = worth_prefetching(&inner);
-                let mut body = ResponseBody::Upstream {
-                    first: None,
-                    inner,
-                    in_flight: Some(in_flight),
-                    connection: Some(connection),
+                    ResponseBody::Local(None)
+                } else {
+                    let streaming = Streaming::new(upstream, Arc::clone(backend), in_flight);
+                    if prefetch {
+                        match streaming.prefetch().await {
+                            Ok(body) => body,
+                            Err(error) => {
+                                // The head came, then the instance broke the response.
+                                tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
+                                return Ok(local_response(
+                                    StatusCode::BAD_GATEWAY,
+                                    &core.unreachable_body,
+                                ));
+                            }
+                        }
+                    } else {
+                        ResponseBody::Upstream(Box::new(streaming))
+                    }
                 };
-                if prefetch && let Err(error) = body.prefetch().await {
-                    // The head came, then the instance broke the response.
-                    tracing::debug!(load_balancer = %core.name, instance = %backend.instance_id, %error, "response body failed");
-                    return Ok(local_response(
-                        StatusCode::BAD_GATEWAY,
-                        &core.unreachable_body,
-                    ));
-                }
-                return Ok(Response::from_parts(parts, body));
+                let mut client_response = Response::new(body);
+                *client_response.status_mut() = response.status;
+                *client_response.version_mut() = response.version;
+                *client_response.headers_mut() = headers;
+                return Ok(client_response);
             }
-            Sent::ConnectFailed(error, unsent) => {
+            Sent::ConnectFailed(error) => {
                 tracing::debug!(
                     load_balancer = %core.name,
                     instance = %backend.instance_id,
@@ -135,7 +139,6 @@ pub(crate) async fn forward(
                     previous.abandon();
                 }
                 tried.push(Arc::clone(backend));
-                upstream = unsent;
             }
             Sent::Failed(error) => {
                 // The request may have reached the instance: never retried.

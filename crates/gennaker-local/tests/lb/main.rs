@@ -5,5 +5,6 @@
 
 mod balancing;
 mod changes;
+mod framing;
 mod listeners;
 mod support;
