@@ -173,10 +173,13 @@ engine_test!(one_users_flood_does_not_hold_up_another_user, |h| {
     store.close().await;
     assert_eq!(ended.len(), 201, "every execution ends");
     // Claims alternate between alice and bob: bob's execution, queued behind all of
-    // alice's, is among the first to end (one turn each, per worker).
+    // alice's, ends among the first (a first-come order would end it last, 201st). A
+    // worker carries on with the execution it holds for up to 8 steps before it claims
+    // again, so bob's steps can wait a few rounds of the 8 workers' carried steps
+    // (positions 11–24 seen on PostgreSQL): a bound of a fifth of the flood.
     let position = ended.iter().position(|id| *id == bob.id).unwrap();
     assert!(
-        position < 10,
+        position < 40,
         "bob's execution ended as number {}",
         position + 1
     );

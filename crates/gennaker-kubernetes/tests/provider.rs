@@ -123,6 +123,17 @@ async fn service_and_ingress(kit: &Kit) {
         .unwrap();
 }
 
+/// Service `shop-web` and its Ingress, and `shop-prod-v000` deployed behind them with
+/// both pods Up: where the traffic tests start.
+async fn first_version_serving(kit: &Kit, provider: &KubernetesProvider) {
+    service_and_ingress(kit).await;
+    succeeded(&kit.run(vec![deploy(kit, "nginx:1.27", json!({}))]).await);
+    view_until(provider, "shop-prod-v000", "two Up instances", |g| {
+        g.is_some_and(|g| g.up_instances() == 2)
+    })
+    .await;
+}
+
 /// A deploy stage of cluster `shop-prod` running `image` behind `shop-web`.
 fn deploy(kit: &Kit, image: &str, extra: Value) -> Value {
     let mut cluster = json!({
@@ -394,12 +405,7 @@ async fn a_canary_release_creates_steps_and_removes_the_nginx_canary_ingress() {
     let Some((kit, provider)) = kit("canary").await else {
         return;
     };
-    service_and_ingress(&kit).await;
-    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
-    view_until(&provider, "shop-prod-v000", "two Up instances", |g| {
-        g.is_some_and(|g| g.up_instances() == 2)
-    })
-    .await;
+    first_version_serving(&kit, &provider).await;
 
     // Watch the canary Ingress while the release runs: every weight it had.
     let (seen, watching) = canary_weights(&kit);
@@ -787,14 +793,7 @@ where
 async fn generic_server_group_operations_repeated_or_crashing_after_every_commit_act_once() {
     under_faults(
         "sgfaults",
-        async |kit, provider| {
-            service_and_ingress(kit).await;
-            succeeded(&kit.run(vec![deploy(kit, "nginx:1.27", json!({}))]).await);
-            view_until(provider, "shop-prod-v000", "two Up instances", |g| {
-                g.is_some_and(|g| g.up_instances() == 2)
-            })
-            .await;
-        },
+        async |kit, provider| first_version_serving(kit, provider).await,
         |kit| {
             vec![
                 deploy(kit, "nginx:1.28", json!({})),
@@ -851,14 +850,7 @@ async fn the_nginx_canary_ingress_repeated_or_crashing_after_every_commit_is_mad
  {
     under_faults(
         "lbfaults",
-        async |kit, provider| {
-            service_and_ingress(kit).await;
-            succeeded(&kit.run(vec![deploy(kit, "nginx:1.27", json!({}))]).await);
-            view_until(provider, "shop-prod-v000", "two Up instances", |g| {
-                g.is_some_and(|g| g.up_instances() == 2)
-            })
-            .await;
-        },
+        async |kit, provider| first_version_serving(kit, provider).await,
         |kit| vec![canary_release(kit, json!([]))],
         async |kit, provider, fault, seen| {
             assert_eq!(
@@ -913,12 +905,7 @@ async fn a_disable_or_enable_cut_short_after_the_template_is_finished_on_the_pod
     let Some((kit, provider)) = kit("halfmoved").await else {
         return;
     };
-    service_and_ingress(&kit).await;
-    succeeded(&kit.run(vec![deploy(&kit, "nginx:1.27", json!({}))]).await);
-    view_until(&provider, "shop-prod-v000", "two Up instances", |g| {
-        g.is_some_and(|g| g.up_instances() == 2)
-    })
-    .await;
+    first_version_serving(&kit, &provider).await;
     let rs = |labels: Value| json!({"spec": {"template": {"metadata": {"labels": labels}}}});
     let replica_sets: Api<kube::api::DynamicObject> = Api::namespaced_with(
         kit.client.clone(),
