@@ -1187,10 +1187,11 @@ async fn pages_are_labelled_keyboard_reachable_and_fit_at_200_percent_zoom() {
         );
         // Tab through the page: every control is reached from the keyboard. Controls are
         // told apart by what they are and where they lead (the live part of a page may
-        // replace its elements meanwhile).
+        // replace its elements meanwhile, and a running stage's duration ticks in its
+        // text: numbers are left out of the text part).
         let all: std::collections::BTreeSet<String> = client
             .execute(
-                "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().slice(0, 40); return Array.from(document.querySelectorAll('a[href], button, input, select, textarea, summary')).filter(e => e.type !== 'hidden' && e.offsetParent !== null).map(sig);",
+                "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().replace(/[0-9]+/g, '#').slice(0, 40); return Array.from(document.querySelectorAll('a[href], button, input, select, textarea, summary')).filter(e => e.type !== 'hidden' && e.offsetParent !== null).map(sig);",
                 vec![],
             )
             .await
@@ -1223,7 +1224,7 @@ async fn pages_are_labelled_keyboard_reachable_and_fit_at_200_percent_zoom() {
                 .unwrap();
             let focused = client
                 .execute(
-                    "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().slice(0, 40); const e = document.activeElement; return e ? sig(e) : null;",
+                    "const sig = e => e.tagName + '|' + (e.getAttribute('href') || '') + '|' + (e.getAttribute('name') || '') + '|' + (e.id || '') + '|' + (e.getAttribute('value') || '') + '|' + e.textContent.trim().replace(/[0-9]+/g, '#').slice(0, 40); const e = document.activeElement; return e ? sig(e) : null;",
                     vec![],
                 )
                 .await
