@@ -43,24 +43,49 @@ impl MetricSource for TripledCanaryErrors {
         metric: &CanaryMetricConfig,
         scope: &ScopeQuery,
     ) -> Result<Vec<MetricSet>, SourceError> {
-        let span = scope.end.as_second() - scope.start.as_second();
-        let step = i64::try_from(scope.step_seconds).unwrap_or(i64::MAX).max(1);
-        let points = usize::try_from(span / step).unwrap_or(0) + 1;
         let ratio = if scope.scope == self.canary_scope && metric.name == "errors" {
             3.0
         } else {
             1.0
         };
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            // A little spread, so the judge compares distributions, not constants.
-            values: (0..points)
-                .map(|i| ratio * (10.0 + (i % 5) as f64 * 0.1))
-                .collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
+        Ok(vec![series(metric, scope, ratio)])
+    }
+}
+
+/// Serves every metric the same for all scopes: a canary as good as its baseline.
+#[derive(Debug, Clone, Default)]
+pub struct SameForEveryScope;
+
+#[async_trait::async_trait]
+impl MetricSource for SameForEveryScope {
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    async fn query(
+        &self,
+        _config: &CanaryConfig,
+        metric: &CanaryMetricConfig,
+        scope: &ScopeQuery,
+    ) -> Result<Vec<MetricSet>, SourceError> {
+        Ok(vec![series(metric, scope, 1.0)])
+    }
+}
+
+/// The fixture's series over `scope`, scaled by `ratio`.
+fn series(metric: &CanaryMetricConfig, scope: &ScopeQuery, ratio: f64) -> MetricSet {
+    let span = scope.end.as_second() - scope.start.as_second();
+    let step = i64::try_from(scope.step_seconds).unwrap_or(i64::MAX).max(1);
+    let points = usize::try_from(span / step).unwrap_or(0) + 1;
+    MetricSet {
+        tags: BTreeMap::new(),
+        // A little spread, so the judge compares distributions, not constants.
+        values: (0..points)
+            .map(|i| ratio * (10.0 + (i % 5) as f64 * 0.1))
+            .collect(),
+        start: scope.start,
+        step_seconds: scope.step_seconds,
+        query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
     }
 }
 

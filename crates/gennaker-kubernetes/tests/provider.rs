@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gennaker_canary::source::{MetricSet, MetricSource, MetricSources, ScopeQuery, SourceError};
-use gennaker_canary::{CanaryConfig, CanaryMetricConfig, InMemoryCanaryConfigs};
+use gennaker_canary::source::MetricSources;
+use gennaker_canary::testing::SameForEveryScope;
+use gennaker_canary::{CanaryConfig, InMemoryCanaryConfigs};
 use gennaker_deploy::{HealthState, LoadBalancer, Provider, Providers, ServerGroup, TrafficRouter};
 use gennaker_engine::testing::{Fault, FaultRun, TestBackend};
 use gennaker_kubernetes::KubernetesProvider;
@@ -24,36 +25,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use support::{Kit, set_ready, succeeded};
 
-/// The same series for every scope: a canary as good as its baseline.
-#[derive(Debug)]
-struct Flat;
-
-#[async_trait::async_trait]
-impl MetricSource for Flat {
-    fn kind(&self) -> &'static str {
-        "builtin"
-    }
-
-    async fn query(
-        &self,
-        _config: &CanaryConfig,
-        metric: &CanaryMetricConfig,
-        scope: &ScopeQuery,
-    ) -> Result<Vec<MetricSet>, SourceError> {
-        let span = scope.end.as_second() - scope.start.as_second();
-        let points = usize::try_from(span / scope.step_seconds as i64).unwrap() + 1;
-        Ok(vec![MetricSet {
-            tags: BTreeMap::new(),
-            values: (0..points).map(|i| 10.0 + (i % 5) as f64 * 0.1).collect(),
-            start: scope.start,
-            step_seconds: scope.step_seconds,
-            query: format!("{}{{scope=\"{}\"}}", metric.name, scope.scope),
-        }])
-    }
-}
-
 /// A kit whose engine also runs the deployment stages (through the provider) and the
-/// canary stage (judging [`Flat`] series), and the provider itself.
+/// canary stage (judging [`SameForEveryScope`] series), and the provider itself.
 async fn kit(prefix: &str) -> Option<(Kit, Arc<KubernetesProvider>)> {
     let holder: Arc<Mutex<Option<Arc<KubernetesProvider>>>> = Arc::default();
     let held = holder.clone();
@@ -77,7 +50,7 @@ fn register_generic(
         Providers::new().with(provider.clone(), Some(provider.clone())),
     );
     let mut sources = MetricSources::new();
-    sources.insert("flat", Arc::new(Flat));
+    sources.insert("flat", Arc::new(SameForEveryScope));
     let configs = InMemoryCanaryConfigs::new();
     let config: CanaryConfig = serde_json::from_value(json!({
         "name": "shop-canary", "applications": ["shop"],
